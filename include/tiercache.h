@@ -1,0 +1,355 @@
+/*
+ * tiercache: a coherent two-tier cache for horizontally scaled backends.
+ *
+ * Each process gets an in-memory L1 (sharded hash table) in front of a shared
+ * Redis L2. Writes through the library change L2 and publish an invalidation
+ * on a Redis pub/sub channel in one atomic server-side step; a helper thread in
+ * every process applies invalidations to its L1.
+ *
+ * Anything not declared in this header is not part of the API.
+ *
+ * Thread safety: a tc_cache handle is meant to be shared. Every function that
+ * takes a tc_cache may be called from any number of threads at once, except
+ * tc_cache_destroy(), which the caller must not race with any other call on
+ * the same handle. tc_value handles may be read and released from any thread.
+ */
+#ifndef TIERCACHE_H
+#define TIERCACHE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#if defined(TC_BUILDING_LIBRARY) && defined(__GNUC__)
+#define TC_EXTERN __attribute__((visibility("default")))
+#else
+#define TC_EXTERN
+#endif
+
+#define TC_VERSION_MAJOR 0
+#define TC_VERSION_MINOR 1
+#define TC_VERSION_PATCH 0
+
+/* ------------------------------------------------------------------------ */
+/* Results                                                                   */
+/* ------------------------------------------------------------------------ */
+
+/** Result of every fallible call. Numbers are fixed and never renumbered. */
+typedef enum tc_result {
+    TC_OK = 0,
+    TC_NOT_FOUND = 1,      /* key is in neither tier */
+    TC_TIMEOUT = 2,        /* Redis did not answer within the command timeout */
+    TC_L2_UNAVAILABLE = 3, /* Redis is down or the circuit breaker is open */
+    TC_TOO_LARGE = 4,      /* key or value exceeds the configured maximum */
+    TC_BAD_ARGUMENT = 5,   /* NULL where not allowed, malformed option or URL */
+    TC_NO_MEMORY = 6,      /* allocation failed; nothing was changed */
+    TC_AUTH = 7,           /* Redis refused the credentials */
+    TC_PROTOCOL = 8,       /* Redis answered something unexpected */
+    TC_LOADER = 9,         /* the get_or_load loader reported a failure */
+    TC_DISABLED = 10,      /* caching is disabled (CACHE_ENABLED=false) */
+    TC_NOT_STORED = 11     /* TC_SET_NX / TC_SET_XX condition not met */
+} tc_result;
+
+/** Static English text for a result; never NULL, never to be freed. */
+TC_EXTERN const char *tc_strerror(tc_result r);
+
+/**
+ * Detail of the last failure reported to the calling thread by any tiercache
+ * call (for example the Redis error text). Thread-local: valid until the next
+ * tiercache call on the same thread. Never contains a password. Never NULL.
+ */
+TC_EXTERN const char *tc_errmsg(void);
+
+/* ------------------------------------------------------------------------ */
+/* Options                                                                   */
+/* ------------------------------------------------------------------------ */
+
+typedef enum tc_log_level {
+    TC_LOG_DEBUG = 0,
+    TC_LOG_INFO = 1,
+    TC_LOG_WARN = 2,
+    TC_LOG_ERROR = 3
+} tc_log_level;
+
+/**
+ * Log callback. Called from any thread, including the bus thread, without
+ * library locks held; `msg` is borrowed for the duration of the call.
+ */
+typedef void (*tc_log_fn)(void *userdata, tc_log_level level, const char *msg);
+
+/** How writes are made visible to other instances. */
+typedef enum tc_coherence {
+    TC_COHERENCE_ASYNC = 0,  /* default: write+publish atomically, return */
+    TC_COHERENCE_STRICT = 1, /* also wait until every live instance applied */
+    TC_COHERENCE_NONE = 2    /* no bus: single process, or L1 TTL is enough */
+} tc_coherence;
+
+/** Tri-state for boolean options, so that zero means "default". */
+enum { TC_DEFAULT = 0, TC_YES = 1, TC_NO = 2 };
+
+/** TTL value meaning "no expiry in L2". */
+#define TC_TTL_NONE UINT64_MAX
+
+/**
+ * Options for tc_cache_create(). Zero-initialise, then set what you need:
+ * every zero field takes the environment's value if present, else the
+ * default given here. Strings are borrowed during tc_cache_create() only.
+ *
+ * Environment: REDIS_URL, REDIS_HOST, REDIS_PORT, REDIS_PASSWORD,
+ * REDIS_USERNAME, REDIS_DB, CACHE_KEY_PREFIX, CACHE_DEFAULT_TTL (seconds),
+ * CACHE_ENABLED (true/false/1/0/yes/no), TC_COHERENCE (async/strict/none).
+ * Explicit fields win over the environment; set `ignore_env` to TC_YES to
+ * ignore it entirely.
+ */
+typedef struct tc_options {
+    /* Where L2 lives: "redis://[user:pass@]host[:port][/db]" or
+     * "unix:///path/to.sock[?db=N]". Explicit host/port/unix_path/db/
+     * username/password fields below win over the URL's parts. */
+    const char *url;
+    const char *host;          /* default "127.0.0.1" */
+    int port;                  /* default 6379 */
+    const char *unix_path;     /* unix socket instead of TCP */
+    const char *username;      /* ACL user (Redis 6+); needs password */
+    const char *password;      /* AUTH password; never logged */
+    int db;                    /* SELECT db; 0 = default db 0 (-1 forces 0) */
+
+    const char *key_prefix;    /* prepended to every L2 key and the channel */
+    uint64_t default_ttl_ms;   /* L2 TTL when a call passes 0; default 900 s */
+    uint64_t l1_ttl_ms;        /* L1 TTL when a call passes 0; default
+                                  default_ttl_ms / 10, at most 60 s; never
+                                  longer than the entry's L2 TTL */
+
+    size_t l1_max_bytes;       /* L1 bound on keys+values+overhead; 64 MiB */
+    size_t l1_max_entries;     /* L1 bound on entries; 1,000,000 */
+    unsigned l1_shards;        /* power of two; default 16 x cores, <= 1024 */
+    size_t max_key_bytes;      /* default 1 KiB; larger keys: TC_TOO_LARGE */
+    size_t max_value_bytes;    /* default 16 MiB; larger: TC_TOO_LARGE */
+
+    unsigned pool_size;        /* sync L2 connections; default 2 x cores */
+    uint32_t connect_timeout_ms; /* default 1000 */
+    uint32_t command_timeout_ms; /* default 500 */
+    uint32_t reconnect_min_ms;   /* backoff start; default 50 */
+    uint32_t reconnect_max_ms;   /* backoff cap; default 2000 */
+    unsigned breaker_threshold;  /* consecutive L2 failures that open the
+                                    circuit breaker; default 3 */
+
+    int enabled;               /* TC_NO: no L1, no L2 (see README) */
+    int ignore_env;            /* TC_YES: do not read the environment */
+
+    tc_coherence coherence;    /* default TC_COHERENCE_ASYNC */
+    const char *channel;       /* default "cache:invalidate" (prefixed) */
+    uint32_t lease_ms;         /* L1 is served only this long after the bus
+                                  last proved itself alive; also the strict
+                                  mode bound; default 100 */
+    uint32_t clock_margin_pct; /* allowed clock rate difference between
+                                  instances, percent; default 5 */
+    int tracking;              /* TC_YES: server-assisted invalidation of
+                                  writes by other Redis clients (BCAST) */
+
+    tc_log_fn log;             /* optional; default: no logging */
+    void *log_userdata;
+} tc_options;
+
+/**
+ * Fill `opts` from a URL (see tc_options.url). Strings in `opts` point into
+ * `storage`, which the caller provides (at least strlen(url)+1 bytes) and must
+ * keep alive while `opts` is used. Returns TC_BAD_ARGUMENT with a detail in
+ * tc_errmsg() for a malformed URL; `opts` is then unchanged.
+ */
+TC_EXTERN tc_result tc_options_parse_url(tc_options *opts, const char *url,
+                                         char *storage, size_t storage_len);
+
+/* ------------------------------------------------------------------------ */
+/* Cache handle                                                              */
+/* ------------------------------------------------------------------------ */
+
+/** Opaque cache handle. Thread-safe, see the top of this file. */
+typedef struct tc_cache tc_cache;
+
+/**
+ * Create a cache. `opts` may be NULL (all defaults plus the environment) and
+ * is copied. Redis being down is not an error: the cache starts degraded and
+ * reconnects in the background. Returns TC_AUTH when Redis refuses the
+ * credentials and TC_BAD_ARGUMENT for malformed options. On success *out is
+ * the caller's, to be freed with tc_cache_destroy().
+ */
+TC_EXTERN tc_result tc_cache_create(const tc_options *opts, tc_cache **out);
+
+/** Stop the bus thread, close connections, free everything. NULL is a no-op.
+ *  tc_value handles obtained earlier stay valid until released. */
+TC_EXTERN void tc_cache_destroy(tc_cache *c);
+
+/* ------------------------------------------------------------------------ */
+/* Values                                                                    */
+/* ------------------------------------------------------------------------ */
+
+/**
+ * An immutable, reference-counted value handed out by the cache. Never a
+ * pointer into a shard: it stays valid until released, whatever other
+ * threads do to the cache. Thread-safe to read and release.
+ */
+typedef struct tc_value tc_value;
+
+TC_EXTERN const void *tc_value_data(const tc_value *v); /* borrowed */
+TC_EXTERN size_t tc_value_len(const tc_value *v);
+/** Drop the caller's reference. NULL is a no-op. */
+TC_EXTERN void tc_value_release(tc_value *v);
+
+/* ------------------------------------------------------------------------ */
+/* Operations. Keys and values are binary-safe byte strings (borrowed).      */
+/* ------------------------------------------------------------------------ */
+
+/**
+ * Look a key up in L1, then L2 (an L2 hit fills L1). On TC_OK *out is a new
+ * reference for the caller to release. TC_NOT_FOUND when absent. While L2 is
+ * down, an L1 hit still answers; an L1 miss returns TC_L2_UNAVAILABLE or
+ * TC_TIMEOUT (never a silent "not found").
+ */
+TC_EXTERN tc_result tc_get(tc_cache *c, const void *key, size_t klen,
+                           tc_value **out);
+
+/**
+ * Store a value in L2 (TTL `ttl_ms`, 0 = default, TC_TTL_NONE = no expiry)
+ * and publish its invalidation atomically, then update the caller's L1.
+ * L1 keeps it for the default L1 TTL, never longer than `ttl_ms`.
+ * Returns TC_OK only once L2 has the value; any other result means the write
+ * may not have happened (L1 then holds no copy of the key).
+ */
+TC_EXTERN tc_result tc_set(tc_cache *c, const void *key, size_t klen,
+                           const void *val, size_t vlen, uint64_t ttl_ms);
+
+/** Flags for tc_set_ex(). */
+enum {
+    TC_SET_NX = 1 << 0,     /* only if the key is absent in L2 */
+    TC_SET_XX = 1 << 1,     /* only if the key is present in L2 */
+    TC_SET_STRICT = 1 << 2, /* this write in strict mode */
+    TC_SET_ASYNC = 1 << 3   /* this write in async mode */
+};
+
+/** Per-write parameters for tc_set_ex(); zero-initialise. */
+typedef struct tc_set_opts {
+    uint64_t l2_ttl_ms; /* 0 = default, TC_TTL_NONE = no expiry */
+    uint64_t l1_ttl_ms; /* 0 = default; always clamped to the L2 TTL */
+    int flags;          /* TC_SET_* */
+} tc_set_opts;
+
+/** tc_set() with options (`o` may be NULL). TC_NOT_STORED when an NX/XX
+ *  condition was not met (nothing changed, nothing published). */
+TC_EXTERN tc_result tc_set_ex(tc_cache *c, const void *key, size_t klen,
+                              const void *val, size_t vlen,
+                              const tc_set_opts *o);
+
+/** Delete a key from L2 and every instance's L1. TC_OK also when absent. */
+TC_EXTERN tc_result tc_del(tc_cache *c, const void *key, size_t klen);
+
+/** Delete `n` keys in one atomic step and one invalidation message.
+ *  `deleted` (may be NULL) receives how many existed in L2. */
+TC_EXTERN tc_result tc_mdel(tc_cache *c, size_t n, const void *const *keys,
+                            const size_t *klens, uint64_t *deleted);
+
+/**
+ * L1 only: never talks to Redis. TC_OK with a reference in *out, or
+ * TC_NOT_FOUND when L1 has no servable copy (absent, expired, or the bus has
+ * not proved itself alive within the lease). For event loops that must not
+ * block: answer hits at once, hand misses to a worker calling tc_get().
+ */
+TC_EXTERN tc_result tc_peek(tc_cache *c, const void *key, size_t klen,
+                            tc_value **out);
+
+/** Remaining L2 TTL in ms: *ttl_ms = -1 for no expiry; TC_NOT_FOUND if the
+ *  key is absent. */
+TC_EXTERN tc_result tc_pttl(tc_cache *c, const void *key, size_t klen,
+                            int64_t *ttl_ms);
+
+/**
+ * Multi-get: L1 first, then every L1 miss in one pipelined L2 round trip.
+ * `out[i]` receives a reference (release each) or NULL, and `res[i]` the
+ * per-key result. Returns TC_OK when every key was answered (found or not),
+ * else the first failure (the per-key results say which).
+ */
+TC_EXTERN tc_result tc_mget(tc_cache *c, size_t n, const void *const *keys,
+                            const size_t *klens, tc_value **out,
+                            tc_result *res);
+
+/**
+ * Loader for tc_get_or_load(). Produce the value for `key` and store a buffer
+ * allocated with malloc() in *val (the library takes ownership and frees it)
+ * and its length in *vlen. Return TC_OK, TC_NOT_FOUND, or any failure; a
+ * failure is handed to every waiter and nothing is cached.
+ */
+typedef tc_result (*tc_loader_fn)(void *userdata, const void *key,
+                                  size_t klen, void **val, size_t *vlen);
+
+/**
+ * Read-through: L1, then L2, then `loader`, whose value is stored in both
+ * tiers (L2 with `ttl_ms`, only if the key is still absent there). Concurrent
+ * misses on the same key in this process call the loader once and all share
+ * its result. While L2 is down the loader still answers (graceful fallback).
+ */
+TC_EXTERN tc_result tc_get_or_load(tc_cache *c, const void *key, size_t klen,
+                                   tc_loader_fn loader, void *userdata,
+                                   uint64_t ttl_ms, tc_value **out);
+
+/* ------------------------------------------------------------------------ */
+/* Invalidation by pattern (see README for the message format)               */
+/* ------------------------------------------------------------------------ */
+
+/** Delete every L2 key starting with `prefix` (SCAN, batched) and drop them
+ *  from every instance's L1. */
+TC_EXTERN tc_result tc_invalidate_prefix(tc_cache *c, const void *prefix,
+                                         size_t plen);
+/** Same for a Redis glob pattern (`user:*`). */
+TC_EXTERN tc_result tc_invalidate_pattern(tc_cache *c, const char *glob);
+/** Drop every instance's whole L1 (L2 is left as it is). */
+TC_EXTERN tc_result tc_invalidate_all(tc_cache *c);
+
+/* ------------------------------------------------------------------------ */
+/* Stats and health                                                          */
+/* ------------------------------------------------------------------------ */
+
+/** A snapshot of counters since create. Plain data, caller-owned. */
+typedef struct tc_stats {
+    uint64_t l1_hits, l1_misses;
+    uint64_t l2_hits, l2_misses;
+    uint64_t loader_calls;
+    uint64_t l1_entries, l1_bytes;
+    uint64_t l1_evictions, l1_expirations;
+    uint64_t l2_errors, l2_timeouts, l2_reconnects;
+    uint64_t l2_round_trips;     /* request/reply exchanges with Redis */
+    uint64_t breaker_opens;      /* times the circuit breaker opened */
+    uint64_t fills_skipped;      /* L1 fills refused: value may be stale */
+    /* Coherence bus. */
+    uint64_t inval_published, inval_received, inval_applied;
+    uint64_t inval_malformed, inval_own_skipped;
+    uint64_t bus_reconnects, bus_flushes;
+    uint64_t strict_waits, strict_lease_expiries;
+    uint64_t l1_bypassed;        /* reads that skipped L1: bus not proven */
+    /* Propagation lag (origin timestamp to apply), log2 buckets in us:
+     * bucket i counts lags in [2^i, 2^(i+1)) us; bucket 0 also holds 0. */
+    uint64_t lag_us_hist[24];
+} tc_stats;
+
+TC_EXTERN void tc_cache_stats(tc_cache *c, tc_stats *out);
+
+typedef struct tc_health {
+    int l2_up;              /* 1 when PING succeeded */
+    int breaker_open;       /* 1 while calls fail fast */
+    int bus_up;             /* 1 when the bus proved itself within the lease */
+    uint64_t l2_latency_us; /* PING round trip, when l2_up */
+} tc_health;
+
+/** PING L2 (one round trip, bypassing the breaker) and report. Returns the
+ *  PING's result; `out` is filled in every case. */
+TC_EXTERN tc_result tc_cache_health(tc_cache *c, tc_health *out);
+
+/** This instance's id as carried in invalidation messages (borrowed, lives
+ *  as long as the cache). */
+TC_EXTERN const char *tc_cache_instance_id(const tc_cache *c);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* TIERCACHE_H */

@@ -1,0 +1,64 @@
+/*
+ * Invalidation bus: one helper thread per cache running a libev loop with two
+ * hiredis async connections to Redis:
+ *   sub: SUBSCRIBE <channel> <channel>:members <channel>:ack:<id>
+ *        [__redis__:invalidate], PSUBSCRIBE <channel>:pong:<id>
+ *   cmd: publishes acknowledgements; in tracking mode it carries
+ *        CLIENT TRACKING on REDIRECT <sub id> BCAST PREFIX <prefix>.
+ *
+ * Liveness lease: every lease/4 the thread sends PING <channel>:pong:<id> on
+ * sub. A pong proves every message published before the PING was sent has
+ * been applied (same connection, same order), so L1 may be served until
+ * send time + lease * (1 - clock margin). A lost or hung connection thus
+ * stops L1 from being served within one lease, by itself.
+ *
+ * Ownership: the loop, both connections, the ping ring and the reconnect
+ * state belong to the bus thread alone. Other threads touch: `l1_ok_until`
+ * (atomic), the counters (atomics), the strict waiter list (`smu`), and the
+ * command queue (`qmu` + ev_async wake-up).
+ */
+#ifndef TC_BUS_H
+#define TC_BUS_H
+
+#include <stdatomic.h>
+
+#include "config.h"
+#include "l1.h"
+
+typedef struct tc__bus tc__bus;
+
+/** Start the bus thread for `cfg` (borrowed, outlives the bus), applying
+ *  invalidations to `l1` (borrowed). `id` is this instance's id. */
+tc_result tc__bus_create(const tc__config *cfg, tc__l1 *l1, const char *id,
+                         tc__bus **out);
+/** Stop the thread, close connections, wake strict waiters. NULL no-op. */
+void tc__bus_destroy(tc__bus *bus);
+
+/** 1 when L1 may be served and filled now: the bus proved itself alive
+ *  within the lease. Cheap: one atomic load and a coarse clock read. */
+int tc__bus_l1_ok(tc__bus *bus);
+
+/* Strict writes: register before publishing, then wait. */
+typedef struct tc__strict_wait tc__strict_wait;
+/** Register a waiter; returns its seq (never 0) or 0 when out of memory. */
+uint64_t tc__bus_strict_begin(tc__bus *bus, tc__strict_wait **w);
+/** Wait until `needed` acknowledgements for the waiter arrived, or until
+ *  `deadline_ns` (CLOCK_MONOTONIC). Unregisters and frees the waiter.
+ *  Returns 1 when all acknowledged, 0 when the deadline passed. */
+int tc__bus_strict_wait(tc__bus *bus, tc__strict_wait *w, uint64_t needed,
+                        uint64_t deadline_ns);
+
+/** Count one published invalidation (writers publish through L2). */
+void tc__bus_count_published(tc__bus *bus);
+
+/** Add bus counters to `out`. */
+void tc__bus_stats(tc__bus *bus, tc_stats *out);
+
+/** Name of the presence channel whose NUMSUB counts live instances. */
+const char *tc__bus_members_channel(const tc__bus *bus);
+
+/* Test-only hooks (tests/): not part of the API. */
+/** Number of times the bus (re)subscribed and proved itself alive. */
+uint64_t tc__bus_generation(tc__bus *bus);
+
+#endif

@@ -1,0 +1,44 @@
+/*
+ * Configuration: tc_options + URL + environment resolved into one owned,
+ * immutable struct. Built once in tc_cache_create(), read-only afterwards,
+ * so every thread may read it without a lock.
+ */
+#ifndef TC_CONFIG_H
+#define TC_CONFIG_H
+
+#include "log.h"
+#include "tiercache.h"
+
+typedef struct tc__config {
+    char *host;          /* owned; NULL when unix_path is set */
+    int port;
+    char *unix_path;     /* owned or NULL */
+    char *username;      /* owned or NULL */
+    char *password;      /* owned or NULL; never logged */
+    int db;
+    char *prefix;        /* owned, never NULL ("" for none) */
+    size_t prefix_len;
+    char *channel;       /* owned, prefixed channel name */
+    uint64_t default_ttl_ms, l1_ttl_ms;
+    size_t l1_max_bytes, l1_max_entries;
+    unsigned l1_shards;
+    size_t max_key, max_value;
+    unsigned pool_size;
+    uint32_t connect_timeout_ms, command_timeout_ms;
+    uint32_t reconnect_min_ms, reconnect_max_ms;
+    unsigned breaker_threshold;
+    int enabled;
+    tc_coherence coherence;
+    uint32_t lease_ms, clock_margin_pct;
+    int tracking;
+    tc__logger log;
+} tc__config;
+
+/** Resolve options (may be NULL), their URL and the environment. On failure
+ *  returns TC_BAD_ARGUMENT (detail in tc_errmsg()) and `out` holds nothing. */
+tc_result tc__config_resolve(const tc_options *o, tc__config *out);
+void tc__config_free(tc__config *c);
+/** "host:port" or "unix:path" for messages (no credentials). */
+void tc__config_where(const tc__config *c, char *buf, size_t len);
+
+#endif

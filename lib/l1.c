@@ -1,0 +1,459 @@
+/*
+ * L1 store: sharded uthash tables, SIEVE eviction, generation slots.
+ *
+ * SIEVE (Zhang et al., NSDI '24) keeps one FIFO queue and a "visited" bit per
+ * entry: a hit only sets the bit; eviction moves a hand from the oldest entry
+ * towards the newest, clearing set bits and evicting the first entry whose bit
+ * is clear. Entries inserted by a one-time scan are never visited and leave
+ * first, so hot keys survive scans that flush plain LRU. The queue is
+ * uthash's own insertion-order list (hh.prev/hh.next), so the policy costs no
+ * pointers beyond the one uthash already keeps.
+ */
+#include <errno.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+/* uthash must not exit() on allocation failure: report it instead. The
+ * variable named here is declared at every insertion site. */
+#define HASH_NONFATAL_OOM 1
+#define uthash_nonfatal_oom(obj) (oom_flag = 1)
+
+#include "l1.h"
+
+typedef struct shard {
+    pthread_mutex_t lock;
+    struct tc_value *table; /* uthash head; also the SIEVE queue's oldest */
+    struct tc_value *hand;  /* SIEVE hand; NULL = start at the oldest */
+    size_t bytes, entries;
+    uint64_t hits, misses, evictions, expirations, fills_skipped;
+    uint64_t gen[TC__GEN_SLOTS];
+} __attribute__((aligned(64))) shard;
+
+struct tc__l1 {
+    shard *shards;
+    unsigned nshards;
+    unsigned shift;          /* 64 - log2(nshards) */
+    size_t max_bytes;        /* per shard */
+    size_t max_entries;      /* per shard */
+    uint64_t coarse_res_ns;  /* resolution of tc__coarse_now_ns() */
+};
+
+static inline shard *shard_of(tc__l1 *l1, uint64_t h)
+{
+    return &l1->shards[l1->nshards == 1 ? 0 : h >> l1->shift];
+}
+
+static inline unsigned slot_of(uint64_t h)
+{
+    return (unsigned)(h >> 32) & (TC__GEN_SLOTS - 1);
+}
+
+static inline size_t charge(const struct tc_value *v)
+{
+    return TC__L1_OVERHEAD + v->hh.keylen + v->vlen;
+}
+
+tc__l1 *tc__l1_create(size_t max_bytes, size_t max_entries, unsigned shards)
+{
+    tc__l1 *l1;
+    struct timespec res;
+    unsigned bits = 0;
+
+    if (shards == 0 || (shards & (shards - 1)) != 0)
+        return NULL;
+    while ((1u << bits) < shards)
+        bits++;
+    l1 = calloc(1, sizeof(*l1));
+    if (!l1)
+        return NULL;
+    if (posix_memalign((void **)&l1->shards, 64, sizeof(shard) * shards)) {
+        free(l1);
+        return NULL;
+    }
+    memset(l1->shards, 0, sizeof(shard) * shards);
+    for (unsigned i = 0; i < shards; i++)
+        pthread_mutex_init(&l1->shards[i].lock, NULL);
+    l1->nshards = shards;
+    l1->shift = 64 - bits;
+    l1->max_bytes = max_bytes / shards;
+    l1->max_entries = max_entries / shards ? max_entries / shards : 1;
+    if (clock_getres(CLOCK_MONOTONIC_COARSE, &res) == 0)
+        l1->coarse_res_ns = (uint64_t)res.tv_sec * 1000000000ULL +
+                            (uint64_t)res.tv_nsec;
+    else
+        l1->coarse_res_ns = 10000000ULL;
+    return l1;
+}
+
+static void value_release(struct tc_value *v)
+{
+    tc_value_release(v);
+}
+
+void tc_value_release(tc_value *v)
+{
+    if (v && atomic_fetch_sub_explicit(&v->refs, 1, memory_order_acq_rel) == 1)
+        free(v);
+}
+
+const void *tc_value_data(const tc_value *v)
+{
+    return v ? v->data + v->hh.keylen : NULL;
+}
+
+size_t tc_value_len(const tc_value *v)
+{
+    return v ? v->vlen : 0;
+}
+
+/* Unlink `e` from shard `s` (lock held) and chain it on `*dead` through
+ * hh.next, to be released once the lock is dropped. */
+static void unlink_entry(shard *s, struct tc_value *e, struct tc_value **dead)
+{
+    if (s->hand == e)
+        s->hand = e->hh.next;
+    HASH_DELETE(hh, s->table, e);
+    e->in_table = 0;
+    s->bytes -= charge(e);
+    s->entries--;
+    e->hh.next = *dead;
+    *dead = e;
+}
+
+static void release_chain(struct tc_value *dead)
+{
+    while (dead) {
+        struct tc_value *next = dead->hh.next;
+        value_release(dead);
+        dead = next;
+    }
+}
+
+void tc__l1_destroy(tc__l1 *l1)
+{
+    if (!l1)
+        return;
+    tc__l1_clear(l1);
+    for (unsigned i = 0; i < l1->nshards; i++)
+        pthread_mutex_destroy(&l1->shards[i].lock);
+    free(l1->shards);
+    free(l1);
+}
+
+struct tc_value *tc__value_new(const void *val, size_t vlen)
+{
+    struct tc_value *v;
+    if (vlen > UINT32_MAX)
+        return NULL;
+    v = malloc(offsetof(struct tc_value, data) + vlen + 1);
+    if (!v)
+        return NULL;
+    memset(v, 0, offsetof(struct tc_value, data));
+    atomic_init(&v->refs, 1);
+    v->vlen = (uint32_t)vlen;
+    if (vlen)
+        memcpy(v->data, val, vlen);
+    v->data[vlen] = '\0'; /* convenience for text values; not counted */
+    return v;
+}
+
+/* Expired by the coarse clock, which lags real time by at most its
+ * resolution: count an entry expired one resolution early, never late. */
+static inline int expired(const tc__l1 *l1, const struct tc_value *e,
+                          uint64_t now)
+{
+    return now + l1->coarse_res_ns >= e->expires_ns;
+}
+
+struct tc_value *tc__l1_get(tc__l1 *l1, uint64_t h, const void *key,
+                            size_t klen)
+{
+    shard *s = shard_of(l1, h);
+    struct tc_value *e, *dead = NULL;
+    uint64_t now = tc__coarse_now_ns();
+
+    pthread_mutex_lock(&s->lock);
+    HASH_FIND_BYHASHVALUE(hh, s->table, key, (unsigned)klen, (unsigned)h, e);
+    if (e) {
+        if (expired(l1, e, now)) {
+            unlink_entry(s, e, &dead);
+            s->expirations++;
+            e = NULL;
+        } else {
+            if (!e->visited)
+                e->visited = 1;
+            atomic_fetch_add_explicit(&e->refs, 1, memory_order_relaxed);
+        }
+    }
+    if (e)
+        s->hits++;
+    else
+        s->misses++;
+    pthread_mutex_unlock(&s->lock);
+    release_chain(dead);
+    return e;
+}
+
+uint64_t tc__l1_gen(tc__l1 *l1, uint64_t h)
+{
+    shard *s = shard_of(l1, h);
+    uint64_t g;
+    pthread_mutex_lock(&s->lock);
+    g = s->gen[slot_of(h)];
+    pthread_mutex_unlock(&s->lock);
+    return g;
+}
+
+/* SIEVE: evict one entry (lock held). Expired entries go regardless of
+ * their bit. Returns 0 when the shard is empty. */
+static int evict_one(tc__l1 *l1, shard *s, uint64_t now,
+                     struct tc_value **dead)
+{
+    struct tc_value *e = s->hand ? s->hand : s->table;
+    while (e) {
+        if (e->visited && !expired(l1, e, now)) {
+            e->visited = 0;
+            e = e->hh.next ? e->hh.next : s->table;
+            continue;
+        }
+        if (expired(l1, e, now))
+            s->expirations++;
+        else
+            s->evictions++;
+        s->hand = e->hh.next;
+        unlink_entry(s, e, dead);
+        return 1;
+    }
+    return 0;
+}
+
+int tc__l1_fill(tc__l1 *l1, uint64_t h, const void *key, size_t klen,
+                const void *val, size_t vlen, uint64_t expires_ns,
+                uint64_t gen, int flags, struct tc_value **ref)
+{
+    shard *s = shard_of(l1, h);
+    struct tc_value *e, *old, *dead = NULL;
+    size_t need = TC__L1_OVERHEAD + klen + vlen;
+    uint64_t now;
+    int oom_flag = 0;
+    int rc = TC__FILL_INSERTED;
+
+    if (need > l1->max_bytes || klen > UINT32_MAX || vlen > UINT32_MAX)
+        return TC__FILL_NOFIT;
+    /* Build the entry outside the lock. */
+    e = malloc(offsetof(struct tc_value, data) + klen + vlen + 1);
+    if (!e)
+        return TC__FILL_NOMEM;
+    memset(e, 0, offsetof(struct tc_value, data));
+    atomic_init(&e->refs, 1); /* the table's reference */
+    e->vlen = (uint32_t)vlen;
+    e->expires_ns = expires_ns;
+    memcpy(e->data, key, klen);
+    memcpy(e->data + klen, val, vlen);
+    e->data[klen + vlen] = '\0';
+
+    now = tc__coarse_now_ns();
+    pthread_mutex_lock(&s->lock);
+    if (s->gen[slot_of(h)] != gen) {
+        s->fills_skipped++;
+        rc = TC__FILL_STALE;
+        goto out;
+    }
+    HASH_FIND_BYHASHVALUE(hh, s->table, key, (unsigned)klen, (unsigned)h, old);
+    if (old)
+        unlink_entry(s, old, &dead);
+    while (s->bytes + need > l1->max_bytes || s->entries + 1 > l1->max_entries)
+        if (!evict_one(l1, s, now, &dead))
+            break;
+    HASH_ADD_KEYPTR_BYHASHVALUE(hh, s->table, e->data, (unsigned)klen,
+                                (unsigned)h, e);
+    if (oom_flag) {
+        rc = TC__FILL_NOMEM;
+        goto out;
+    }
+    e->in_table = 1;
+    s->bytes += need;
+    s->entries++;
+    if (flags & TC__FILL_BUMP)
+        s->gen[slot_of(h)]++;
+    if (ref) {
+        atomic_fetch_add_explicit(&e->refs, 1, memory_order_relaxed);
+        *ref = e;
+    }
+    e = NULL;
+out:
+    pthread_mutex_unlock(&s->lock);
+    free(e);
+    release_chain(dead);
+    return rc;
+}
+
+uint64_t tc__l1_invalidate_key(tc__l1 *l1, uint64_t h, const void *key,
+                               size_t klen)
+{
+    shard *s = shard_of(l1, h);
+    struct tc_value *e, *dead = NULL;
+    uint64_t g;
+    pthread_mutex_lock(&s->lock);
+    HASH_FIND_BYHASHVALUE(hh, s->table, key, (unsigned)klen, (unsigned)h, e);
+    if (e)
+        unlink_entry(s, e, &dead);
+    g = ++s->gen[slot_of(h)];
+    pthread_mutex_unlock(&s->lock);
+    release_chain(dead);
+    return g;
+}
+
+typedef int (*match_fn)(const void *arg, size_t alen, const char *k,
+                        size_t klen);
+
+static int match_prefix(const void *p, size_t plen, const char *k, size_t klen)
+{
+    return klen >= plen && memcmp(k, p, plen) == 0;
+}
+
+static int match_glob(const void *p, size_t plen, const char *k, size_t klen)
+{
+    return tc__glob_match(p, plen, k, klen);
+}
+
+static int match_all(const void *p, size_t plen, const char *k, size_t klen)
+{
+    (void)p, (void)plen, (void)k, (void)klen;
+    return 1;
+}
+
+static size_t drop_matching(tc__l1 *l1, match_fn fn, const void *arg,
+                            size_t alen)
+{
+    size_t n = 0;
+    for (unsigned i = 0; i < l1->nshards; i++) {
+        shard *s = &l1->shards[i];
+        struct tc_value *e, *tmp, *dead = NULL;
+        pthread_mutex_lock(&s->lock);
+        HASH_ITER(hh, s->table, e, tmp) {
+            if (fn(arg, alen, e->data, e->hh.keylen)) {
+                unlink_entry(s, e, &dead);
+                n++;
+            }
+        }
+        for (unsigned g = 0; g < TC__GEN_SLOTS; g++)
+            s->gen[g]++;
+        pthread_mutex_unlock(&s->lock);
+        release_chain(dead);
+    }
+    return n;
+}
+
+size_t tc__l1_invalidate_prefix(tc__l1 *l1, const void *prefix, size_t plen)
+{
+    return drop_matching(l1, match_prefix, prefix, plen);
+}
+
+size_t tc__l1_invalidate_glob(tc__l1 *l1, const char *glob, size_t glen)
+{
+    return drop_matching(l1, match_glob, glob, glen);
+}
+
+size_t tc__l1_clear(tc__l1 *l1)
+{
+    return drop_matching(l1, match_all, NULL, 0);
+}
+
+void tc__l1_stats(tc__l1 *l1, tc_stats *out)
+{
+    for (unsigned i = 0; i < l1->nshards; i++) {
+        shard *s = &l1->shards[i];
+        pthread_mutex_lock(&s->lock);
+        out->l1_hits += s->hits;
+        out->l1_misses += s->misses;
+        out->l1_entries += s->entries;
+        out->l1_bytes += s->bytes;
+        out->l1_evictions += s->evictions;
+        out->l1_expirations += s->expirations;
+        out->fills_skipped += s->fills_skipped;
+        pthread_mutex_unlock(&s->lock);
+    }
+}
+
+/* Redis-style glob: *, ?, [set], [^set], [a-z], backslash escapes. Written
+ * iteratively with one backtrack point for '*', so it cannot recurse deeply
+ * on hostile patterns. */
+static int class_match(const char **pp, const char *pend, char c)
+{
+    const char *p = *pp + 1;
+    int neg = 0, hit = 0;
+    if (p < pend && *p == '^') {
+        neg = 1;
+        p++;
+    }
+    while (p < pend && *p != ']') {
+        if (*p == '\\' && p + 1 < pend) {
+            p++;
+            if (*p == c)
+                hit = 1;
+        } else if (p + 2 < pend && p[1] == '-' && p[2] != ']') {
+            char lo = p[0], hi = p[2];
+            if (lo > hi) {
+                char t = lo;
+                lo = hi;
+                hi = t;
+            }
+            if (c >= lo && c <= hi)
+                hit = 1;
+            p += 2;
+        } else if (*p == c) {
+            hit = 1;
+        }
+        p++;
+    }
+    *pp = p < pend ? p + 1 : pend; /* past ']' (an unclosed set ends it) */
+    return neg ? !hit : hit;
+}
+
+int tc__glob_match(const char *pat, size_t plen, const char *s, size_t slen)
+{
+    const char *p = pat, *pend = pat + plen, *send = s + slen;
+    const char *star_p = NULL, *star_s = NULL;
+    while (s < send) {
+        if (p < pend && *p == '*') {
+            while (p < pend && *p == '*')
+                p++;
+            if (p == pend)
+                return 1;
+            star_p = p;
+            star_s = s;
+            continue;
+        }
+        if (p < pend) {
+            const char *np = p;
+            int ok;
+            if (*p == '?') {
+                ok = 1;
+                np = p + 1;
+            } else if (*p == '[') {
+                ok = class_match(&np, pend, *s);
+            } else if (*p == '\\' && p + 1 < pend) {
+                ok = p[1] == *s;
+                np = p + 2;
+            } else {
+                ok = *p == *s;
+                np = p + 1;
+            }
+            if (ok) {
+                p = np;
+                s++;
+                continue;
+            }
+        }
+        if (!star_p)
+            return 0;
+        p = star_p;
+        s = ++star_s;
+    }
+    while (p < pend && *p == '*')
+        p++;
+    return p == pend;
+}

@@ -1,0 +1,392 @@
+/* L2 client: connection pool, timeouts, circuit breaker, reconnects. */
+#include <errno.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <time.h>
+
+#include "error.h"
+#include "l1.h" /* tc__now_ns */
+#include "l2.h"
+
+typedef struct slot {
+    pthread_mutex_t mu;
+    redisContext *ctx; /* NULL = not connected; slot mutex */
+    unsigned epoch;    /* breaker epoch ctx was made in; slot mutex */
+} __attribute__((aligned(64))) slot;
+
+struct tc__l2 {
+    const tc__config *cfg; /* borrowed from the cache, immutable */
+    slot *slots;
+    unsigned nslots;
+
+    atomic_int breaker_open;
+    atomic_uint epoch; /* bumped when the breaker closes: connections made
+                          before an outage are not trusted after it */
+    atomic_uint consecutive_failures;
+
+    atomic_uint_fast64_t errors, timeouts, reconnects, round_trips, opens;
+
+    /* Reconnect thread. */
+    pthread_t thread;
+    int thread_started;
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    int stopping; /* mu */
+};
+
+static struct timeval ms_tv(uint32_t ms)
+{
+    struct timeval tv = {(time_t)(ms / 1000), (suseconds_t)(ms % 1000) * 1000};
+    return tv;
+}
+
+/* Classify a failed exchange on `c` (errno still from the failing call). */
+static tc_result ctx_failure(redisContext *c, int err_no, const char *what)
+{
+    if (c && c->err == REDIS_ERR_IO &&
+        (err_no == EAGAIN || err_no == EWOULDBLOCK || err_no == ETIMEDOUT ||
+         err_no == EINPROGRESS))
+        return tc__fail(TC_TIMEOUT, "%s: Redis did not answer in time", what);
+    return tc__fail(TC_L2_UNAVAILABLE, "%s: %s", what,
+                    c && c->errstr[0] ? c->errstr : "connection failed");
+}
+
+/* Run one command during connection setup; 0 when the reply is not an
+ * error. On an error reply, *err_reply gets its text. */
+static int setup_cmd(redisContext *c, tc_result *why, char *err_reply,
+                     size_t errlen, int argc, const char **argv)
+{
+    redisReply *r = redisCommandArgv(c, argc, argv, NULL);
+    if (!r) {
+        *why = ctx_failure(c, errno, "connection setup");
+        return -1;
+    }
+    if (r->type == REDIS_REPLY_ERROR) {
+        snprintf(err_reply, errlen, "%.*s", (int)r->len, r->str);
+        freeReplyObject(r);
+        return -1;
+    }
+    freeReplyObject(r);
+    return 0;
+}
+
+redisContext *tc__l2_connect(const tc__config *cfg, tc_result *why)
+{
+    redisContext *c;
+    char where[300], err[200] = "";
+    struct timeval ct = ms_tv(cfg->connect_timeout_ms);
+
+    tc__config_where(cfg, where, sizeof(where));
+    if (cfg->unix_path)
+        c = redisConnectUnixWithTimeout(cfg->unix_path, ct);
+    else
+        c = redisConnectWithTimeout(cfg->host, cfg->port, ct);
+    if (!c) {
+        *why = tc__fail(TC_NO_MEMORY, "out of memory connecting to %s", where);
+        return NULL;
+    }
+    if (c->err) {
+        *why = c->err == REDIS_ERR_IO && errno == ETIMEDOUT
+                   ? tc__fail(TC_TIMEOUT, "connect to %s timed out", where)
+                   : tc__fail(TC_L2_UNAVAILABLE, "connect to %s: %s", where,
+                              c->errstr);
+        redisFree(c);
+        return NULL;
+    }
+    redisSetTimeout(c, ms_tv(cfg->command_timeout_ms));
+    redisEnableKeepAlive(c);
+    if (cfg->password) {
+        const char *argv[3] = {"AUTH", cfg->username, cfg->password};
+        int rc = cfg->username
+                     ? setup_cmd(c, why, err, sizeof(err), 3, argv)
+                     : setup_cmd(c, why, err, sizeof(err), 2,
+                                 (const char *[]){"AUTH", cfg->password});
+        if (rc) {
+            if (err[0]) /* the server's words never include the password */
+                *why = tc__fail(TC_AUTH, "AUTH to %s%s%s refused: %s", where,
+                                cfg->username ? " as " : "",
+                                cfg->username ? cfg->username : "", err);
+            redisFree(c);
+            return NULL;
+        }
+    }
+    if (cfg->db) {
+        char db[16];
+        snprintf(db, sizeof(db), "%d", cfg->db);
+        if (setup_cmd(c, why, err, sizeof(err), 2,
+                      (const char *[]){"SELECT", db})) {
+            if (err[0]) {
+                /* NOAUTH: the server wants a password we were not given. */
+                *why = strncmp(err, "NOAUTH", 6) == 0
+                           ? tc__fail(TC_AUTH, "%s needs a password: %s",
+                                      where, err)
+                           : tc__fail(TC_BAD_ARGUMENT, "SELECT %d on %s: %s",
+                                      cfg->db, where, err);
+            }
+            redisFree(c);
+            return NULL;
+        }
+    } else if (!cfg->password) {
+        /* Detect a server that needs AUTH now, with a clear error. */
+        if (setup_cmd(c, why, err, sizeof(err), 1, (const char *[]){"PING"})) {
+            if (err[0])
+                *why = strncmp(err, "NOAUTH", 6) == 0
+                           ? tc__fail(TC_AUTH, "%s needs a password: %s",
+                                      where, err)
+                           : tc__fail(TC_PROTOCOL, "PING on %s: %s", where, err);
+            redisFree(c);
+            return NULL;
+        }
+    }
+    return c;
+}
+
+static void record_success(tc__l2 *l2)
+{
+    if (atomic_load_explicit(&l2->consecutive_failures, memory_order_relaxed))
+        atomic_store_explicit(&l2->consecutive_failures, 0,
+                              memory_order_relaxed);
+}
+
+static void open_breaker(tc__l2 *l2)
+{
+    int expected = 0;
+    if (atomic_compare_exchange_strong(&l2->breaker_open, &expected, 1)) {
+        atomic_fetch_add(&l2->opens, 1);
+        tc__log(&l2->cfg->log, TC_LOG_WARN,
+                "L2 circuit breaker open: failing fast until Redis answers");
+        pthread_mutex_lock(&l2->mu);
+        pthread_cond_signal(&l2->cv);
+        pthread_mutex_unlock(&l2->mu);
+    }
+}
+
+static void record_failure(tc__l2 *l2, tc_result r)
+{
+    atomic_fetch_add(&l2->errors, 1);
+    if (r == TC_TIMEOUT)
+        atomic_fetch_add(&l2->timeouts, 1);
+    if (atomic_fetch_add(&l2->consecutive_failures, 1) + 1 >=
+        l2->cfg->breaker_threshold)
+        open_breaker(l2);
+}
+
+static _Thread_local unsigned my_slot_hint;
+static atomic_uint next_hint;
+
+static slot *acquire(tc__l2 *l2)
+{
+    unsigned n = l2->nslots, start;
+    if (!my_slot_hint)
+        my_slot_hint = atomic_fetch_add(&next_hint, 1) + 1;
+    start = my_slot_hint % n;
+    for (unsigned i = 0; i < n; i++) {
+        slot *s = &l2->slots[(start + i) % n];
+        if (pthread_mutex_trylock(&s->mu) == 0)
+            return s;
+    }
+    pthread_mutex_lock(&l2->slots[start].mu);
+    return &l2->slots[start];
+}
+
+tc_result tc__l2_run(tc__l2 *l2, size_t n, const tc__cmd *cmds,
+                     redisReply **replies, int flags)
+{
+    slot *s;
+    tc_result r = TC_OK;
+    size_t got = 0;
+    int ignore = flags & TC__L2_IGNORE_BREAKER;
+
+    if (!ignore && atomic_load_explicit(&l2->breaker_open, memory_order_acquire))
+        return tc__fail(TC_L2_UNAVAILABLE,
+                        "Redis unavailable (circuit breaker open)");
+    s = acquire(l2);
+    /* The breaker may have opened while we waited for the slot. */
+    if (!ignore && atomic_load_explicit(&l2->breaker_open, memory_order_acquire)) {
+        pthread_mutex_unlock(&s->mu);
+        return tc__fail(TC_L2_UNAVAILABLE,
+                        "Redis unavailable (circuit breaker open)");
+    }
+    if (s->ctx && s->epoch != atomic_load(&l2->epoch)) {
+        redisFree(s->ctx);
+        s->ctx = NULL;
+    }
+    if (!s->ctx) {
+        s->epoch = atomic_load(&l2->epoch);
+        s->ctx = tc__l2_connect(l2->cfg, &r);
+        if (!s->ctx)
+            goto failed;
+    }
+    for (size_t i = 0; i < n; i++)
+        redisAppendCommandArgv(s->ctx, cmds[i].argc, cmds[i].argv,
+                               cmds[i].argvlen);
+    for (; got < n; got++) {
+        void *rep = NULL;
+        if (redisGetReply(s->ctx, &rep) != REDIS_OK || !rep) {
+            r = ctx_failure(s->ctx, errno, "Redis");
+            /* The reply stream is out of step: drop the connection. */
+            redisFree(s->ctx);
+            s->ctx = NULL;
+            goto failed;
+        }
+        replies[got] = rep;
+    }
+    atomic_fetch_add_explicit(&l2->round_trips, 1, memory_order_relaxed);
+    pthread_mutex_unlock(&s->mu);
+    record_success(l2);
+    return TC_OK;
+failed:
+    pthread_mutex_unlock(&s->mu);
+    for (size_t i = 0; i < got; i++)
+        freeReplyObject(replies[i]);
+    if (r != TC_AUTH)
+        record_failure(l2, r);
+    return r;
+}
+
+int tc__l2_breaker_open(const tc__l2 *l2)
+{
+    return atomic_load_explicit(&l2->breaker_open, memory_order_acquire);
+}
+
+void tc__l2_stats(const tc__l2 *l2, tc_stats *out)
+{
+    out->l2_errors += atomic_load(&l2->errors);
+    out->l2_timeouts += atomic_load(&l2->timeouts);
+    out->l2_reconnects += atomic_load(&l2->reconnects);
+    out->l2_round_trips += atomic_load(&l2->round_trips);
+    out->breaker_opens += atomic_load(&l2->opens);
+}
+
+static uint64_t rand_u64(uint64_t *st)
+{
+    uint64_t x = *st;
+    x ^= x << 13;
+    x ^= x >> 7;
+    x ^= x << 17;
+    return *st = x;
+}
+
+/* Wait on cv until `deadline_ns` (CLOCK_MONOTONIC) or stop. mu held. */
+static void wait_until(tc__l2 *l2, uint64_t deadline_ns)
+{
+    struct timespec ts = {(time_t)(deadline_ns / 1000000000ULL),
+                          (long)(deadline_ns % 1000000000ULL)};
+    pthread_cond_timedwait(&l2->cv, &l2->mu, &ts);
+}
+
+/* Reconnect thread: sleeps until the breaker opens, then probes Redis with
+ * capped exponential backoff and full jitter until a PING succeeds. */
+static void *reconnect_main(void *arg)
+{
+    tc__l2 *l2 = arg;
+    uint64_t rng = tc__now_ns() | 1;
+    uint64_t backoff = l2->cfg->reconnect_min_ms;
+
+    pthread_mutex_lock(&l2->mu);
+    while (!l2->stopping) {
+        if (!atomic_load(&l2->breaker_open)) {
+            backoff = l2->cfg->reconnect_min_ms;
+            pthread_cond_wait(&l2->cv, &l2->mu);
+            continue;
+        }
+        {
+            /* Full jitter: sleep uniformly in [backoff/2, backoff]. */
+            uint64_t sleep_ms = backoff / 2 + rand_u64(&rng) % (backoff / 2 + 1);
+            wait_until(l2, tc__now_ns() + sleep_ms * 1000000ULL);
+        }
+        if (l2->stopping)
+            break;
+        pthread_mutex_unlock(&l2->mu);
+        {
+            tc_result why;
+            redisContext *c = tc__l2_connect(l2->cfg, &why);
+            if (c) {
+                redisFree(c);
+                atomic_store(&l2->consecutive_failures, 0);
+                atomic_fetch_add(&l2->epoch, 1);
+                atomic_store(&l2->breaker_open, 0);
+                atomic_fetch_add(&l2->reconnects, 1);
+                tc__log(&l2->cfg->log, TC_LOG_INFO,
+                        "L2 reachable again: circuit breaker closed");
+            } else {
+                backoff = backoff * 2 > l2->cfg->reconnect_max_ms
+                              ? l2->cfg->reconnect_max_ms
+                              : backoff * 2;
+            }
+        }
+        pthread_mutex_lock(&l2->mu);
+    }
+    pthread_mutex_unlock(&l2->mu);
+    return NULL;
+}
+
+tc_result tc__l2_create(const tc__config *cfg, tc__l2 **out)
+{
+    tc__l2 *l2 = calloc(1, sizeof(*l2));
+    pthread_condattr_t ca;
+    tc_result r = TC_OK;
+    redisContext *first;
+
+    if (!l2)
+        return tc__fail(TC_NO_MEMORY, "out of memory");
+    l2->cfg = cfg;
+    l2->nslots = cfg->pool_size;
+    if (posix_memalign((void **)&l2->slots, 64, sizeof(slot) * l2->nslots)) {
+        free(l2);
+        return tc__fail(TC_NO_MEMORY, "out of memory");
+    }
+    memset(l2->slots, 0, sizeof(slot) * l2->nslots);
+    for (unsigned i = 0; i < l2->nslots; i++)
+        pthread_mutex_init(&l2->slots[i].mu, NULL);
+    pthread_mutex_init(&l2->mu, NULL);
+    pthread_condattr_init(&ca);
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+    pthread_cond_init(&l2->cv, &ca);
+    pthread_condattr_destroy(&ca);
+
+    first = tc__l2_connect(cfg, &r);
+    if (first) {
+        l2->slots[0].ctx = first;
+    } else if (r == TC_AUTH || r == TC_BAD_ARGUMENT || r == TC_NO_MEMORY) {
+        tc__l2_destroy(l2);
+        return r;
+    } else {
+        tc__log(&cfg->log, TC_LOG_WARN, "L2 down at start (%s); retrying",
+                tc_errmsg());
+        atomic_store(&l2->breaker_open, 1);
+        atomic_fetch_add(&l2->opens, 1);
+    }
+    if (pthread_create(&l2->thread, NULL, reconnect_main, l2) != 0) {
+        tc__l2_destroy(l2);
+        return tc__fail(TC_NO_MEMORY, "cannot start reconnect thread");
+    }
+    l2->thread_started = 1;
+    *out = l2;
+    return TC_OK;
+}
+
+void tc__l2_destroy(tc__l2 *l2)
+{
+    if (!l2)
+        return;
+    if (l2->thread_started) {
+        pthread_mutex_lock(&l2->mu);
+        l2->stopping = 1;
+        pthread_cond_broadcast(&l2->cv);
+        pthread_mutex_unlock(&l2->mu);
+        pthread_join(l2->thread, NULL);
+    }
+    for (unsigned i = 0; i < l2->nslots; i++) {
+        if (l2->slots[i].ctx)
+            redisFree(l2->slots[i].ctx);
+        pthread_mutex_destroy(&l2->slots[i].mu);
+    }
+    pthread_mutex_destroy(&l2->mu);
+    pthread_cond_destroy(&l2->cv);
+    free(l2->slots);
+    free(l2);
+}

@@ -1,0 +1,261 @@
+#include "redis_fixture.h"
+
+#include <errno.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <hiredis/hiredis.h>
+
+void tcr_sleep_ms(int ms)
+{
+    struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
+    while (nanosleep(&ts, &ts) == -1 && errno == EINTR) {
+    }
+}
+
+static int free_port(void)
+{
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in a;
+    socklen_t len = sizeof(a);
+    int port = -1;
+    if (fd < 0)
+        return -1;
+    memset(&a, 0, sizeof(a));
+    a.sin_family = AF_INET;
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    if (bind(fd, (struct sockaddr *)&a, sizeof(a)) == 0 &&
+        getsockname(fd, (struct sockaddr *)&a, &len) == 0)
+        port = ntohs(a.sin_port);
+    close(fd);
+    return port;
+}
+
+static int write_conf(const tcr_server *s)
+{
+    char path[512];
+    FILE *f;
+    snprintf(path, sizeof(path), "%s/redis.conf", s->dir);
+    f = fopen(path, "w");
+    if (!f)
+        return -1;
+    fprintf(f,
+            "port %d\nbind 127.0.0.1\nunixsocket %s\nunixsocketperm 700\n"
+            "dir %s\nsave \"\"\nappendonly no\ndaemonize no\n"
+            "logfile %s/redis.log\nprotected-mode no\n%s",
+            s->port, s->sock, s->dir, s->dir, s->conf_extra);
+    fclose(f);
+    return 0;
+}
+
+static int ping_ok(const tcr_server *s)
+{
+    struct timeval tv = {0, 200000};
+    redisContext *c = redisConnectUnixWithTimeout(s->sock, tv);
+    int ok = 0;
+    if (c && !c->err) {
+        redisReply *r = redisCommand(c, "PING");
+        /* With requirepass, PING answers NOAUTH: still alive. */
+        ok = r != NULL;
+        if (r)
+            freeReplyObject(r);
+    }
+    if (c)
+        redisFree(c);
+    return ok;
+}
+
+static int spawn(tcr_server *s)
+{
+    char conf[512];
+    pid_t parent = getpid();
+    pid_t pid;
+    snprintf(conf, sizeof(conf), "%s/redis.conf", s->dir);
+    pid = fork();
+    if (pid < 0)
+        return -1;
+    if (pid == 0) {
+        /* Die with the test process, whatever way it ends. */
+        prctl(PR_SET_PDEATHSIG, SIGKILL);
+        if (getppid() != parent)
+            _exit(127);
+        execlp("redis-server", "redis-server", conf, (char *)NULL);
+        _exit(127);
+    }
+    s->pid = pid;
+    for (int i = 0; i < 500; i++) { /* up to 10 s */
+        int st;
+        if (waitpid(pid, &st, WNOHANG) == pid) {
+            s->pid = 0;
+            return -1;
+        }
+        if (ping_ok(s))
+            return 0;
+        tcr_sleep_ms(20);
+    }
+    return -1;
+}
+
+int tcr_start(tcr_server *s, const char *conf_extra)
+{
+    char tmpl[] = "/tmp/tcr.XXXXXX";
+    memset(s, 0, sizeof(*s));
+    if (!mkdtemp(tmpl))
+        return -1;
+    snprintf(s->dir, sizeof(s->dir), "%s", tmpl);
+    snprintf(s->sock, sizeof(s->sock), "%s/redis.sock", s->dir);
+    snprintf(s->conf_extra, sizeof(s->conf_extra), "%s",
+             conf_extra ? conf_extra : "");
+    for (int attempt = 0; attempt < 5; attempt++) {
+        s->port = free_port();
+        if (s->port <= 0 || write_conf(s) != 0)
+            continue;
+        snprintf(s->url, sizeof(s->url), "redis://127.0.0.1:%d", s->port);
+        snprintf(s->unix_url, sizeof(s->unix_url), "unix://%s", s->sock);
+        if (spawn(s) == 0)
+            return 0;
+    }
+    tcr_stop(s);
+    return -1;
+}
+
+void tcr_kill(tcr_server *s)
+{
+    if (s->pid > 0) {
+        kill(s->pid, SIGCONT);
+        kill(s->pid, SIGKILL);
+        while (waitpid(s->pid, NULL, 0) < 0 && errno == EINTR) {
+        }
+        s->pid = 0;
+    }
+}
+
+int tcr_restart(tcr_server *s)
+{
+    tcr_kill(s);
+    unlink(s->sock);
+    return spawn(s);
+}
+
+void tcr_stop(tcr_server *s)
+{
+    char cmd[600];
+    tcr_kill(s);
+    if (s->dir[0]) {
+        snprintf(cmd, sizeof(cmd), "rm -rf '%s'", s->dir);
+        if (system(cmd) != 0) {
+            /* Leftover temp dir: harmless, nothing else to do. */
+        }
+        s->dir[0] = '\0';
+    }
+}
+
+void tcr_pause(tcr_server *s)
+{
+    if (s->pid > 0)
+        kill(s->pid, SIGSTOP);
+}
+
+void tcr_resume(tcr_server *s)
+{
+    if (s->pid > 0)
+        kill(s->pid, SIGCONT);
+}
+
+static void append(char **buf, size_t *len, const char *p, size_t n)
+{
+    char *nb = realloc(*buf, *len + n + 2);
+    if (!nb)
+        return;
+    memcpy(nb + *len, p, n);
+    *len += n;
+    nb[*len] = '\0';
+    *buf = nb;
+}
+
+static void render(redisReply *r, char **buf, size_t *len)
+{
+    char tmp[32];
+    switch (r->type) {
+    case REDIS_REPLY_INTEGER:
+        snprintf(tmp, sizeof(tmp), "%lld", r->integer);
+        append(buf, len, tmp, strlen(tmp));
+        break;
+    case REDIS_REPLY_NIL:
+        append(buf, len, "(nil)", 5);
+        break;
+    case REDIS_REPLY_ARRAY:
+        for (size_t i = 0; i < r->elements; i++) {
+            if (i)
+                append(buf, len, "\n", 1);
+            render(r->element[i], buf, len);
+        }
+        break;
+    default:
+        append(buf, len, r->str, r->len);
+    }
+}
+
+char *tcr_cmd(const tcr_server *s, const char *auth, ...)
+{
+    const char *argv[64];
+    int argc = 0;
+    va_list ap;
+    struct timeval tv = {2, 0};
+    redisContext *c;
+    redisReply *r;
+    char *out = NULL;
+    size_t len = 0;
+
+    va_start(ap, auth);
+    for (const char *a; argc < 64 && (a = va_arg(ap, const char *));)
+        argv[argc++] = a;
+    va_end(ap);
+
+    c = redisConnectUnixWithTimeout(s->sock, tv);
+    if (!c || c->err) {
+        if (c)
+            redisFree(c);
+        return NULL;
+    }
+    redisSetTimeout(c, tv);
+    if (auth) {
+        r = redisCommand(c, "AUTH %s", auth);
+        if (r)
+            freeReplyObject(r);
+    }
+    r = redisCommandArgv(c, argc, argv, NULL);
+    if (r) {
+        append(&out, &len, "", 0);
+        render(r, &out, &len);
+        freeReplyObject(r);
+    }
+    redisFree(c);
+    return out;
+}
+
+int tcr_wait(int (*cond)(void *), void *arg, int timeout_ms)
+{
+    struct timespec t0, t;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    for (;;) {
+        long el;
+        if (cond(arg))
+            return 1;
+        clock_gettime(CLOCK_MONOTONIC, &t);
+        el = (t.tv_sec - t0.tv_sec) * 1000 + (t.tv_nsec - t0.tv_nsec) / 1000000;
+        if (el > timeout_ms)
+            return cond(arg) ? 1 : 0;
+        tcr_sleep_ms(2);
+    }
+}

@@ -1,0 +1,49 @@
+/*
+ * The command table: what tiercached answers, and where. A command's `loop`
+ * handler runs on the event loop and must not block (tc_peek, connection
+ * state); it may answer, or hand the request to its `work` handler, which
+ * runs on a worker thread and may call any blocking library function.
+ * A `work` handler sees only the request, the reply buffer and the server's
+ * read-only parts.
+ */
+#ifndef TCD_COMMANDS_H
+#define TCD_COMMANDS_H
+
+#include "buf.h"
+#include "proto.h"
+#include "server.h"
+
+enum { TCD_DONE = 0, TCD_DEFER = 1, TCD_CLOSE = 2 };
+
+enum {
+    TCD_CMD_NOAUTH = 1 << 0,   /* allowed before AUTH */
+    TCD_CMD_WRITE = 1 << 1,
+    TCD_CMD_READONLY = 1 << 2,
+    TCD_CMD_FAST = 1 << 3
+};
+
+typedef int (*tcd_loop_fn)(tcd_client *cl, tcd_req *req, tcd_buf *out);
+typedef void (*tcd_work_fn)(tcd_server *srv, tcd_req *req, tcd_buf *out);
+
+typedef struct tcd_cmd {
+    const char *name;     /* lower case, as Redis names it in errors */
+    int arity;            /* Redis convention: n exact, -n at least n */
+    unsigned flags;
+    tcd_loop_fn loop;     /* NULL: always a worker */
+    tcd_work_fn work;     /* NULL: never deferred */
+    int first_key, last_key, step;
+    const char *group, *summary;
+} tcd_cmd;
+
+/** Case-insensitive lookup; NULL when unknown. */
+const tcd_cmd *tcd_cmd_lookup(const char *name, size_t len);
+/** Check arity; on failure writes Redis's error to `out` and returns 0. */
+int tcd_cmd_check_arity(const tcd_cmd *cmd, const tcd_req *req,
+                        tcd_buf *out);
+/** "-ERR unknown command '<name>', with args beginning with: ..." */
+void tcd_cmd_reply_unknown(const tcd_req *req, tcd_buf *out);
+/** Map a library failure to an error reply. Call on the thread that got it
+ *  (the detail comes from tc_errmsg()). */
+void tcd_reply_tc_error(tcd_buf *out, tc_result r);
+
+#endif

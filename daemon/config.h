@@ -1,0 +1,39 @@
+/*
+ * tiercached configuration: command-line flags, each with an environment
+ * variable. Library settings (REDIS_URL, CACHE_DEFAULT_TTL, TC_COHERENCE ...)
+ * use the library's own variables, which tc_cache_create() reads for every
+ * field a flag left at zero; flags win over the environment.
+ * Not thread-safe; parsed once in main() and read-only afterwards.
+ */
+#ifndef TCD_CONFIG_H
+#define TCD_CONFIG_H
+
+#include <stdio.h>
+
+#include "proto.h"
+#include "tiercache.h"
+
+typedef struct tcd_config {
+    const char *socket_path;   /* "" = no unix socket */
+    unsigned socket_mode;      /* default 0600 */
+    int port;                  /* loopback TCP port, 0 = off */
+    int http_port;             /* loopback metrics port, 0 = off */
+    const char *password;      /* clients must AUTH when set */
+    unsigned workers;          /* threads running L2 calls */
+    unsigned max_clients;
+    unsigned read_timeout_ms;  /* a partial request older than this: error */
+    size_t max_output;         /* stop reading a client whose unsent replies
+                                  exceed this */
+    tcd_limits limits;
+    tc_log_level log_level;
+    int check;                 /* --check */
+    int help, version;
+    tc_options opts;           /* strings borrowed from argv / environ */
+} tcd_config;
+
+/** Defaults, then environment, then argv. Returns 0, or -1 after writing
+ *  the problem to `err`. */
+int tcd_config_parse(tcd_config *c, int argc, char **argv, FILE *err);
+void tcd_config_usage(FILE *out);
+
+#endif

@@ -1,0 +1,119 @@
+/*
+ * The event loop side of tiercached: listeners, client connections, request
+ * dispatch and in-order replies.
+ *
+ * Threads: one libev loop thread owns every tcd_client and the server's
+ * mutable state. Worker threads (workers.h) see a job's request, its reply
+ * buffer and the read-only parts of the server (cache, config, counters);
+ * finished jobs come back through an ev_async and a locked queue. Counters are
+ * atomics because INFO (a worker) and /metrics (the HTTP thread) read them.
+ */
+#ifndef TCD_SERVER_H
+#define TCD_SERVER_H
+
+#include <stdatomic.h>
+#include <stdint.h>
+
+#include <ev.h>
+
+#include "buf.h"
+#include "config.h"
+#include "proto.h"
+#include "tiercache.h"
+
+/* What HELLO and INFO report as redis_version: the Redis release whose
+ * commands and error texts tiercached follows. */
+#define TCD_REDIS_COMPAT_VERSION "7.0.0"
+
+typedef struct tcd_server tcd_server;
+typedef struct tcd_client tcd_client;
+typedef struct tcd_workers tcd_workers;
+struct tcd_cmd;
+
+/** A reply slot in a client's in-order list; also a worker job. */
+typedef struct tcd_job {
+    struct tcd_job *next;   /* client's reply order (loop only) */
+    struct tcd_job *qnext;  /* worker / done queue link (queue locks) */
+    tcd_client *client;     /* loop only */
+    tcd_server *srv;
+    const struct tcd_cmd *cmd;
+    tcd_req *req;           /* owned; freed when the job is freed */
+    tcd_buf out;            /* the reply */
+    int done;               /* loop only: reply complete */
+    int close_after;        /* QUIT or protocol error: close once sent */
+} tcd_job;
+
+/** Daemon counters; relaxed atomics, read by INFO and /metrics. */
+typedef struct tcd_counters {
+    atomic_ullong connections_received;
+    atomic_ullong connections_rejected;
+    atomic_ullong connected;
+    atomic_ullong commands;
+    atomic_ullong commands_in_loop;   /* answered at once (incl. L1 hits) */
+    atomic_ullong commands_deferred;  /* sent to a worker */
+    atomic_ullong protocol_errors;
+    atomic_ullong read_timeouts;
+    atomic_ullong commands_rejected;  /* unknown, NOAUTH, arity */
+    atomic_ullong net_input_bytes, net_output_bytes;
+} tcd_counters;
+
+#define TCD_COUNT(srv, field, n) \
+    atomic_fetch_add_explicit(&(srv)->counters.field, (n), memory_order_relaxed)
+#define TCD_READ(srv, field) \
+    atomic_load_explicit(&(srv)->counters.field, memory_order_relaxed)
+
+struct tcd_client {
+    tcd_client *prev, *next; /* server's client list */
+    tcd_server *srv;
+    int fd;
+    uint64_t id;
+    ev_io rio, wio;
+    tcd_buf in;
+    tcd_scan scan;
+    ev_tstamp partial_since; /* 0, or when an incomplete request started */
+    tcd_buf out;
+    tcd_job *head, *tail;    /* replies not yet in `out`, in order */
+    unsigned inflight;       /* jobs at workers */
+    unsigned queued;         /* slots in head..tail */
+    int authed;
+    int reading;             /* rio started */
+    int closing;             /* read no more; close once `out` is sent */
+    int dead;                /* fd closed; freed when inflight == 0 */
+    int touched;             /* on the server's touched list */
+    tcd_client *touched_next;
+    char *name;              /* CLIENT SETNAME, or NULL */
+};
+
+struct tcd_server {
+    struct ev_loop *loop;
+    const tcd_config *cfg;
+    tc_cache *cache;
+    tcd_proto *proto;
+    tcd_workers *workers;
+    ev_io unix_io, tcp_io;
+    int unix_fd, tcp_fd;
+    int listening;          /* listeners' watchers started */
+    ev_timer accept_retry;  /* after EMFILE */
+    ev_timer sweep;         /* stalled partial requests */
+    ev_signal sigterm, sigint;
+    ev_async done_async;    /* workers -> loop */
+    tcd_client *clients;
+    tcd_client *touched;
+    uint64_t next_client_id;
+    uint64_t started_at;    /* unix seconds */
+    int stopping;
+    tcd_counters counters;
+};
+
+/** Set up listeners, workers and watchers on `loop`. `cache` is borrowed.
+ *  Returns 0, or -1 after logging why. */
+int tcd_server_init(tcd_server *srv, struct ev_loop *loop,
+                    const tcd_config *cfg, tc_cache *cache);
+/** Close listeners (unlinking the socket file), finish queued jobs, send
+ *  what can be sent without blocking, close every client. */
+void tcd_server_shutdown(tcd_server *srv);
+
+/** Connected clients (loop thread). */
+unsigned tcd_server_clients(const tcd_server *srv);
+
+#endif

@@ -1,0 +1,20 @@
+/*
+ * Reporting: INFO's Redis-style sections and the Prometheus text for
+ * GET /metrics, both from tc_cache_stats() plus the daemon's counters.
+ * Callable from any thread (workers, the HTTP thread): reads only the
+ * server's read-only fields and atomics.
+ */
+#ifndef TCD_STATS_H
+#define TCD_STATS_H
+
+#include "buf.h"
+#include "server.h"
+
+/** INFO [section ...] reply (a bulk string) into `out`. May PING L2. */
+void tcd_stats_info(tcd_server *srv, const tcd_req *req, tcd_buf *out);
+/** Prometheus exposition text into `out` (plain bytes, no RESP framing). */
+void tcd_stats_metrics(tcd_server *srv, tcd_buf *out);
+/** 1 when L2 answers and the bus is up (or not used). Fills `h`. */
+int tcd_stats_healthy(tcd_server *srv, tc_health *h);
+
+#endif

@@ -1,0 +1,72 @@
+/* Helpers shared by the Criterion test files. */
+#ifndef TC_TEST_COMMON_H
+#define TC_TEST_COMMON_H
+
+#include <criterion/criterion.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "redis_fixture.h"
+#include "tiercache.h"
+
+/* Options for a test cache on server `s`, independent of the environment. */
+static inline tc_options test_opts(const tcr_server *s)
+{
+    tc_options o;
+    memset(&o, 0, sizeof(o));
+    o.url = s->url;
+    o.ignore_env = TC_YES;
+    o.connect_timeout_ms = 500;
+    o.command_timeout_ms = 300;
+    o.reconnect_min_ms = 20;
+    o.reconnect_max_ms = 200;
+    return o;
+}
+
+static inline tc_cache *must_create(const tc_options *o)
+{
+    tc_cache *c = NULL;
+    tc_result r = tc_cache_create(o, &c);
+    cr_assert_eq(r, TC_OK, "tc_cache_create: %s (%s)", tc_strerror(r),
+                 tc_errmsg());
+    return c;
+}
+
+/* Value of `key` through tc_get as a malloc'd string, or NULL with *res. */
+static inline char *get_str(tc_cache *c, const char *key, tc_result *res)
+{
+    tc_value *v = NULL;
+    char *s = NULL;
+    tc_result r = tc_get(c, key, strlen(key), &v);
+    if (res)
+        *res = r;
+    if (r == TC_OK) {
+        s = malloc(tc_value_len(v) + 1);
+        memcpy(s, tc_value_data(v), tc_value_len(v));
+        s[tc_value_len(v)] = '\0';
+        tc_value_release(v);
+    }
+    return s;
+}
+
+static inline tc_result set_str(tc_cache *c, const char *key, const char *val,
+                                uint64_t ttl)
+{
+    return tc_set(c, key, strlen(key), val, strlen(val), ttl);
+}
+
+/* Does L1 alone hold `key` with value `want` (NULL: hold nothing)? */
+static inline int l1_holds(tc_cache *c, const char *key, const char *want)
+{
+    tc_value *v = NULL;
+    int ok;
+    if (tc_peek(c, key, strlen(key), &v) != TC_OK)
+        return want == NULL;
+    ok = want && tc_value_len(v) == strlen(want) &&
+         memcmp(tc_value_data(v), want, strlen(want)) == 0;
+    tc_value_release(v);
+    return ok;
+}
+
+#endif

@@ -1,0 +1,216 @@
+/* get_or_load: concurrent misses call the loader once and share its result;
+ * loader failures reach every waiter and cache nothing. */
+#include <pthread.h>
+#include <stdatomic.h>
+
+#include "common.h"
+
+#define NTHREADS 16
+
+static tcr_server srv;
+
+static void setup(void)
+{
+    cr_assert_eq(tcr_start(&srv, NULL), 0, "redis-server did not start");
+}
+
+static void teardown(void)
+{
+    tcr_stop(&srv);
+}
+
+TestSuite(single_flight, .init = setup, .fini = teardown);
+
+typedef struct shared {
+    tc_cache *c;
+    atomic_int started;   /* threads that began their call */
+    atomic_int loads;     /* loader invocations */
+    tc_result loader_result;
+    tc_result results[NTHREADS];
+    char *values[NTHREADS];
+} shared;
+
+static int all_started(void *p)
+{
+    return atomic_load(&((shared *)p)->started) == NTHREADS;
+}
+
+/* Holds the load open until every thread has started its call, so that
+ * without single-flight every one of them would miss and load. */
+static tc_result slow_loader(void *ud, const void *key, size_t klen,
+                             void **val, size_t *vlen)
+{
+    shared *s = ud;
+    (void)key, (void)klen;
+    atomic_fetch_add(&s->loads, 1);
+    tcr_wait(all_started, s, 10000);
+    if (s->loader_result != TC_OK)
+        return s->loader_result;
+    *val = strdup("loaded-value");
+    *vlen = strlen("loaded-value");
+    return TC_OK;
+}
+
+typedef struct targ {
+    shared *s;
+    int i;
+} targ;
+
+static void *worker(void *p)
+{
+    targ *t = p;
+    tc_value *v = NULL;
+    atomic_fetch_add(&t->s->started, 1);
+    t->s->results[t->i] =
+        tc_get_or_load(t->s->c, "user:1", 6, slow_loader, t->s, 5000, &v);
+    if (v) {
+        t->s->values[t->i] = strndup(tc_value_data(v), tc_value_len(v));
+        tc_value_release(v);
+    }
+    return NULL;
+}
+
+static void run_threads(shared *s)
+{
+    pthread_t th[NTHREADS];
+    targ a[NTHREADS];
+    for (int i = 0; i < NTHREADS; i++) {
+        a[i] = (targ){s, i};
+        cr_assert_eq(pthread_create(&th[i], NULL, worker, &a[i]), 0);
+    }
+    for (int i = 0; i < NTHREADS; i++)
+        pthread_join(th[i], NULL);
+}
+
+Test(single_flight, sixteen_threads_one_load)
+{
+    tc_options o = test_opts(&srv);
+    shared s;
+    char *raw;
+    memset(&s, 0, sizeof(s));
+    s.c = must_create(&o);
+    s.loader_result = TC_OK;
+    run_threads(&s);
+    cr_assert_eq(atomic_load(&s.loads), 1, "loader called %d times",
+                 atomic_load(&s.loads));
+    for (int i = 0; i < NTHREADS; i++) {
+        cr_assert_eq(s.results[i], TC_OK, "thread %d: %s", i,
+                     tc_strerror(s.results[i]));
+        cr_assert_str_eq(s.values[i], "loaded-value");
+        free(s.values[i]);
+    }
+    /* Stored in L2 with the caller's TTL, and in L1. */
+    raw = tcr_cmd(&srv, NULL, "GET", "user:1", NULL);
+    cr_assert_str_eq(raw, "loaded-value");
+    free(raw);
+    raw = tcr_cmd(&srv, NULL, "PTTL", "user:1", NULL);
+    cr_assert(atol(raw) > 0 && atol(raw) <= 5000, "PTTL %s", raw);
+    free(raw);
+    cr_assert(l1_holds(s.c, "user:1", "loaded-value"));
+    {
+        tc_stats st;
+        tc_cache_stats(s.c, &st);
+        cr_assert_eq(st.loader_calls, 1);
+    }
+    tc_cache_destroy(s.c);
+}
+
+Test(single_flight, loader_error_reaches_every_waiter_and_caches_nothing)
+{
+    tc_options o = test_opts(&srv);
+    shared s;
+    char *raw;
+    memset(&s, 0, sizeof(s));
+    s.c = must_create(&o);
+    s.loader_result = TC_LOADER;
+    run_threads(&s);
+    cr_assert_eq(atomic_load(&s.loads), 1);
+    for (int i = 0; i < NTHREADS; i++) {
+        cr_assert_eq(s.results[i], TC_LOADER, "thread %d: %s", i,
+                     tc_strerror(s.results[i]));
+        cr_assert_null(s.values[i]);
+    }
+    raw = tcr_cmd(&srv, NULL, "EXISTS", "user:1", NULL);
+    cr_assert_str_eq(raw, "0", "a failed load was cached in L2");
+    free(raw);
+    cr_assert(l1_holds(s.c, "user:1", NULL));
+
+    /* The failure is not remembered: the next call loads again. */
+    s.loader_result = TC_OK;
+    atomic_store(&s.started, NTHREADS);
+    {
+        tc_value *v;
+        cr_assert_eq(tc_get_or_load(s.c, "user:1", 6, slow_loader, &s, 0, &v),
+                     TC_OK);
+        tc_value_release(v);
+    }
+    cr_assert_eq(atomic_load(&s.loads), 2);
+    tc_cache_destroy(s.c);
+}
+
+Test(single_flight, not_found_from_loader_is_shared_and_not_cached)
+{
+    tc_options o = test_opts(&srv);
+    shared s;
+    memset(&s, 0, sizeof(s));
+    s.c = must_create(&o);
+    s.loader_result = TC_NOT_FOUND;
+    run_threads(&s);
+    cr_assert_eq(atomic_load(&s.loads), 1);
+    for (int i = 0; i < NTHREADS; i++)
+        cr_assert_eq(s.results[i], TC_NOT_FOUND);
+    tc_cache_destroy(s.c);
+}
+
+static tc_result never_called(void *ud, const void *key, size_t klen,
+                              void **val, size_t *vlen)
+{
+    (void)key, (void)klen, (void)val, (void)vlen;
+    ++*(int *)ud;
+    return TC_LOADER;
+}
+
+Test(single_flight, l2_hit_does_not_call_loader)
+{
+    tc_options o = test_opts(&srv);
+    tc_cache *c = must_create(&o);
+    tc_value *v;
+    int calls = 0;
+    char *raw = tcr_cmd(&srv, NULL, "SET", "k", "in-l2", NULL);
+    free(raw);
+    cr_assert_eq(tc_get_or_load(c, "k", 1, never_called, &calls, 0, &v), TC_OK);
+    cr_assert_eq(calls, 0);
+    cr_assert_eq(memcmp(tc_value_data(v), "in-l2", 5), 0);
+    tc_value_release(v);
+    tc_cache_destroy(c);
+}
+
+/* A writer's newer value in L2 is not overwritten by a slower load. */
+static tc_result racing_loader(void *ud, const void *key, size_t klen,
+                               void **val, size_t *vlen)
+{
+    tcr_server *s = ud;
+    char *raw;
+    (void)key, (void)klen;
+    raw = tcr_cmd(s, NULL, "SET", "k", "written-meanwhile", NULL);
+    free(raw);
+    *val = strdup("old-from-db");
+    *vlen = 11;
+    return TC_OK;
+}
+
+Test(single_flight, load_does_not_overwrite_concurrent_write)
+{
+    tc_options o = test_opts(&srv);
+    tc_cache *c = must_create(&o);
+    tc_value *v;
+    char *raw;
+    cr_assert_eq(tc_get_or_load(c, "k", 1, racing_loader, &srv, 0, &v), TC_OK);
+    tc_value_release(v);
+    raw = tcr_cmd(&srv, NULL, "GET", "k", NULL);
+    cr_assert_str_eq(raw, "written-meanwhile");
+    free(raw);
+    cr_assert(!l1_holds(c, "k", "old-from-db"),
+              "L1 kept the load that lost to a write");
+    tc_cache_destroy(c);
+}

@@ -150,6 +150,17 @@ tc_result tc_cache_create(const tc_options *opts, tc_cache **out)
         tc_cache_destroy(c);
         return r;
     }
+    if (c->bus && !tc__l2_breaker_open(c->l2)) {
+        /* Redis answered: give the bus its first proof of liveness, so L1
+         * serves from the first call. Bounded; a slow bus only means reads
+         * go to L2 until it is up. */
+        uint64_t until = tc__now_ns() + (uint64_t)(c->cfg.connect_timeout_ms +
+                                                   c->cfg.command_timeout_ms) *
+                                            1000000ULL;
+        struct timespec ms = {0, 1000000L};
+        while (!tc__bus_l1_ok(c->bus) && tc__now_ns() < until)
+            nanosleep(&ms, NULL);
+    }
     *out = c;
     return TC_OK;
 }

@@ -1,0 +1,464 @@
+/* The invalidation bus between two instances on one redis-server: async
+ * propagation, hand-published and malformed messages, the fill race, lost
+ * invalidations (killed connections, restarts, SIGSTOP), tracking mode and
+ * strict mode. */
+#include <pthread.h>
+#include <stdatomic.h>
+
+#include "cache.h"
+#include "common.h"
+
+static tcr_server srv;
+
+static void setup(void)
+{
+    cr_assert_eq(tcr_start(&srv, NULL), 0, "redis-server did not start");
+}
+
+static void teardown(void)
+{
+    tcr_stop(&srv);
+}
+
+TestSuite(bus, .init = setup, .fini = teardown);
+
+typedef struct holds_arg {
+    tc_cache *c;
+    const char *key, *val;
+} holds_arg;
+
+static int not_holding(void *p)
+{
+    holds_arg *a = p;
+    return !l1_holds(a->c, a->key, a->val);
+}
+
+/* Fill b's L1 with key through a read; assert it is served from L1. */
+static void warm(tc_cache *b, const char *key, const char *want)
+{
+    tc_result r;
+    char *s = get_str(b, key, &r);
+    cr_assert_eq(r, TC_OK, "%s: %s", key, tc_strerror(r));
+    cr_assert_str_eq(s, want);
+    free(s);
+    cr_assert(l1_holds(b, key, want), "%s not in L1", key);
+}
+
+static void expect_dropped(tc_cache *b, const char *key, const char *old)
+{
+    holds_arg a = {b, key, old};
+    cr_assert(tcr_wait(not_holding, &a, 5000), "%s=%s never invalidated", key,
+              old);
+}
+
+Test(bus, write_in_one_instance_invalidates_the_other)
+{
+    tc_options o = test_opts(&srv);
+    tc_cache *a, *b;
+    tc_stats st;
+    char *s;
+    o.key_prefix = "app:";
+    a = must_create(&o);
+    b = must_create(&o);
+    cr_assert_eq(set_str(a, "k", "v1", 0), TC_OK);
+    warm(b, "k", "v1");
+    cr_assert_eq(set_str(a, "k", "v2", 0), TC_OK);
+    expect_dropped(b, "k", "v1");
+    s = get_str(b, "k", NULL);
+    cr_assert_str_eq(s, "v2");
+    free(s);
+    /* The writer keeps its own fresh copy: its own message is skipped. */
+    cr_assert(l1_holds(a, "k", "v2"));
+    tc_cache_stats(a, &st);
+    cr_assert_geq(st.inval_published, 2);
+    cr_assert_geq(st.inval_own_skipped, 1);
+    tc_cache_stats(b, &st);
+    cr_assert_geq(st.inval_applied, 1);
+    {
+        uint64_t lagged = 0;
+        for (int i = 0; i < 24; i++)
+            lagged += st.lag_us_hist[i];
+        cr_assert_geq(lagged, 1, "propagation lag not recorded");
+    }
+
+    /* Deletes, multi-deletes, prefix, pattern and all propagate too. */
+    cr_assert_eq(set_str(a, "d1", "x", 0), TC_OK);
+    cr_assert_eq(set_str(a, "d2", "y", 0), TC_OK);
+    warm(b, "d1", "x");
+    warm(b, "d2", "y");
+    {
+        const void *keys[2] = {"d1", "d2"};
+        size_t kl[2] = {2, 2};
+        uint64_t n = 0;
+        cr_assert_eq(tc_mdel(a, 2, keys, kl, &n), TC_OK);
+        cr_assert_eq(n, 2);
+    }
+    expect_dropped(b, "d1", "x");
+    expect_dropped(b, "d2", "y");
+
+    cr_assert_eq(set_str(a, "user:1", "u1", 0), TC_OK);
+    cr_assert_eq(set_str(a, "user:2", "u2", 0), TC_OK);
+    cr_assert_eq(set_str(a, "org:1", "o1", 0), TC_OK);
+    warm(b, "user:1", "u1");
+    warm(b, "org:1", "o1");
+    cr_assert_eq(tc_invalidate_prefix(a, "user:", 5), TC_OK);
+    expect_dropped(b, "user:1", "u1");
+    cr_assert(l1_holds(b, "org:1", "o1"), "prefix dropped too much");
+    cr_assert_eq(tc_invalidate_pattern(a, "org:*"), TC_OK);
+    expect_dropped(b, "org:1", "o1");
+    cr_assert_eq(set_str(a, "z", "zz", 0), TC_OK);
+    warm(b, "z", "zz");
+    cr_assert_eq(tc_invalidate_all(a), TC_OK);
+    expect_dropped(b, "z", "zz");
+    tc_cache_destroy(a);
+    tc_cache_destroy(b);
+}
+
+/* Any process can invalidate by hand: redis-cli PUBLISH with the text
+ * format from the README. */
+Test(bus, hand_published_messages_apply)
+{
+    tc_options o = test_opts(&srv);
+    tc_cache *b;
+    char *raw;
+    o.key_prefix = "svc:";
+    o.coherence = TC_COHERENCE_ASYNC;
+    b = must_create(&o);
+    raw = tcr_cmd(&srv, NULL, "MSET", "svc:user:1", "a", "svc:user:2", "b",
+                  "svc:team:1", "c", "svc:@odd", "d", NULL);
+    free(raw);
+    warm(b, "user:1", "a");
+    warm(b, "user:2", "b");
+    warm(b, "team:1", "c");
+    warm(b, "@odd", "d");
+
+    raw = tcr_cmd(&srv, NULL, "PUBLISH", "svc:cache:invalidate",
+                  "v1 key user:1", NULL);
+    cr_assert_str_eq(raw, "1"); /* one subscriber: b */
+    free(raw);
+    expect_dropped(b, "user:1", "a");
+    cr_assert(l1_holds(b, "user:2", "b"));
+
+    raw = tcr_cmd(&srv, NULL, "PUBLISH", "svc:cache:invalidate",
+                  "v1 pattern us?r:*", NULL);
+    free(raw);
+    expect_dropped(b, "user:2", "b");
+    cr_assert(l1_holds(b, "team:1", "c"));
+
+    raw = tcr_cmd(&srv, NULL, "PUBLISH", "svc:cache:invalidate",
+                  "v1 key @- @odd", NULL);
+    free(raw);
+    expect_dropped(b, "@odd", "d");
+
+    raw = tcr_cmd(&srv, NULL, "PUBLISH", "svc:cache:invalidate", "v1 all",
+                  NULL);
+    free(raw);
+    expect_dropped(b, "team:1", "c");
+    tc_cache_destroy(b);
+}
+
+static int applied_at_least(void *p)
+{
+    holds_arg *a = p;
+    tc_stats st;
+    tc_cache_stats(a->c, &st);
+    return st.inval_applied >= (uint64_t)atoi(a->key) &&
+           st.inval_malformed >= (uint64_t)atoi(a->val);
+}
+
+Test(bus, malformed_messages_are_counted_and_dropped)
+{
+    tc_options o = test_opts(&srv);
+    tc_cache *b = must_create(&o);
+    const char *bad[] = {"", "hello", "v2 key k", "v1 nope k", "v1 key",
+                         "v1 keys 9:ab", "v1 key @x k", "\xff\x00garbage"};
+    char *raw;
+    holds_arg cond = {b, "1", "8"};
+    raw = tcr_cmd(&srv, NULL, "SET", "k", "v", NULL);
+    free(raw);
+    warm(b, "k", "v");
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        raw = tcr_cmd(&srv, NULL, "PUBLISH", "cache:invalidate", bad[i], NULL);
+        free(raw);
+    }
+    /* The bus is still alive and applies the next good message. */
+    raw = tcr_cmd(&srv, NULL, "PUBLISH", "cache:invalidate", "v1 key k", NULL);
+    free(raw);
+    cr_assert(tcr_wait(applied_at_least, &cond, 5000),
+              "bus did not count 8 malformed then apply 1");
+    expect_dropped(b, "k", "v");
+    {
+        tc_stats st;
+        tc_cache_stats(b, &st);
+        cr_assert_eq(st.inval_malformed, 8);
+    }
+    tc_cache_destroy(b);
+}
+
+/* The fill race, made deterministic: b's reader got "old" from L2 and is
+ * held before its L1 insert while a writes "new" and b applies the
+ * invalidation. The held fill must then be refused. */
+typedef struct race {
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    int in_window, release;
+    tc_cache *b;
+    tc_result r;
+    char *got;
+} race;
+
+static void hold_fill(void *arg, const void *key, size_t klen)
+{
+    race *x = arg;
+    if (klen != 1 || memcmp(key, "k", 1) != 0)
+        return;
+    pthread_mutex_lock(&x->mu);
+    x->in_window = 1;
+    pthread_cond_broadcast(&x->cv);
+    while (!x->release)
+        pthread_cond_wait(&x->cv, &x->mu);
+    pthread_mutex_unlock(&x->mu);
+}
+
+static void *reader(void *p)
+{
+    race *x = p;
+    x->got = get_str(x->b, "k", &x->r);
+    return NULL;
+}
+
+static int in_window(void *p)
+{
+    race *x = p;
+    int w;
+    pthread_mutex_lock(&x->mu);
+    w = x->in_window;
+    pthread_mutex_unlock(&x->mu);
+    return w;
+}
+
+Test(bus, fill_race_old_value_never_enters_l1)
+{
+    tc_options o = test_opts(&srv);
+    tc_cache *a, *b;
+    race x;
+    pthread_t t;
+    tc_stats st0, st;
+    holds_arg cond;
+    char *s;
+    a = must_create(&o);
+    b = must_create(&o);
+    memset(&x, 0, sizeof(x));
+    pthread_mutex_init(&x.mu, NULL);
+    pthread_cond_init(&x.cv, NULL);
+    x.b = b;
+    cr_assert_eq(set_str(a, "k", "old", 0), TC_OK);
+    tc__cache_set_fill_hook(b, hold_fill, &x);
+    tc_cache_stats(b, &st0);
+
+    pthread_create(&t, NULL, reader, &x);
+    cr_assert(tcr_wait(in_window, &x, 5000), "reader never reached the fill");
+    cr_assert_eq(set_str(a, "k", "new", 0), TC_OK);
+    {
+        char need[24];
+        snprintf(need, sizeof(need), "%llu",
+                 (unsigned long long)st0.inval_applied + 1);
+        cond = (holds_arg){b, need, "0"};
+        cr_assert(tcr_wait(applied_at_least, &cond, 5000),
+                  "b never applied the invalidation");
+    }
+    pthread_mutex_lock(&x.mu);
+    x.release = 1;
+    pthread_cond_broadcast(&x.cv);
+    pthread_mutex_unlock(&x.mu);
+    pthread_join(t, NULL);
+
+    /* The read began before the write, so "old" is a fair answer to it ... */
+    cr_assert_eq(x.r, TC_OK);
+    cr_assert_str_eq(x.got, "old");
+    free(x.got);
+    /* ... but "old" must not have been cached after the invalidation. */
+    cr_assert(!l1_holds(b, "k", "old"), "stale fill entered L1");
+    tc_cache_stats(b, &st);
+    cr_assert_geq(st.fills_skipped, st0.fills_skipped + 1);
+    tc__cache_set_fill_hook(b, NULL, NULL);
+    s = get_str(b, "k", NULL);
+    cr_assert_str_eq(s, "new");
+    free(s);
+    tc_cache_destroy(a);
+    tc_cache_destroy(b);
+}
+
+typedef struct gen_arg {
+    tc_cache *c;
+    uint64_t past;
+} gen_arg;
+
+static int reproved(void *p)
+{
+    gen_arg *g = p;
+    return tc__cache_bus_generation(g->c) > g->past &&
+           tc__cache_l1_servable(g->c);
+}
+
+/* Killing the subscriber connection loses whatever was published while it
+ * was down: b must flush L1 on resubscribe. */
+Test(bus, killed_pubsub_connection_flushes_l1_on_resubscribe)
+{
+    tc_options o = test_opts(&srv);
+    tc_cache *a, *b;
+    gen_arg g;
+    tc_stats st;
+    char *raw, *s;
+    o.coherence = TC_COHERENCE_ASYNC;
+    a = must_create(&o);
+    b = must_create(&o);
+    cr_assert_eq(set_str(a, "k", "v1", 0), TC_OK);
+    warm(b, "k", "v1");
+    g = (gen_arg){b, tc__cache_bus_generation(b)};
+
+    raw = tcr_cmd(&srv, NULL, "CLIENT", "KILL", "TYPE", "pubsub", NULL);
+    cr_assert(atoi(raw) >= 2, "killed %s pubsub clients", raw);
+    free(raw);
+    /* Written behind the bus's back (no tiercache publish reaches b). */
+    raw = tcr_cmd(&srv, NULL, "SET", "k", "v2", NULL);
+    free(raw);
+
+    cr_assert(tcr_wait(reproved, &g, 10000), "bus never came back");
+    cr_assert(!l1_holds(b, "k", "v1"), "L1 survived a lost subscription");
+    s = get_str(b, "k", NULL);
+    cr_assert_str_eq(s, "v2");
+    free(s);
+    tc_cache_stats(b, &st);
+    cr_assert_geq(st.bus_flushes, 1);
+    cr_assert_geq(st.bus_reconnects, 1);
+    tc_cache_destroy(a);
+    tc_cache_destroy(b);
+}
+
+Test(bus, redis_restart_flushes_l1)
+{
+    tc_options o = test_opts(&srv);
+    tc_cache *b;
+    gen_arg g;
+    char *raw, *s;
+    tc_result r;
+    b = must_create(&o);
+    raw = tcr_cmd(&srv, NULL, "SET", "k", "v1", NULL);
+    free(raw);
+    warm(b, "k", "v1");
+    g = (gen_arg){b, tc__cache_bus_generation(b)};
+    cr_assert_eq(tcr_restart(&srv), 0);
+    raw = tcr_cmd(&srv, NULL, "SET", "k", "v2", NULL);
+    free(raw);
+    cr_assert(tcr_wait(reproved, &g, 10000), "bus never came back");
+    cr_assert(!l1_holds(b, "k", "v1"));
+    /* The pool may need the breaker's reconnect first: wait for a read. */
+    for (int i = 0; i < 200; i++) {
+        s = get_str(b, "k", &r);
+        if (r == TC_OK)
+            break;
+        tcr_sleep_ms(25);
+    }
+    cr_assert_eq(r, TC_OK);
+    cr_assert_str_eq(s, "v2");
+    free(s);
+    tc_cache_destroy(b);
+}
+
+static int not_servable(void *p)
+{
+    return !tc__cache_l1_servable(p);
+}
+
+static int servable(void *p)
+{
+    return tc__cache_l1_servable(p);
+}
+
+/* A hung server (SIGSTOP) keeps connections open but answers nothing: the
+ * lease lapses and L1 stops being served by itself. */
+Test(bus, hung_server_stops_l1_within_the_lease)
+{
+    tc_options o = test_opts(&srv);
+    tc_cache *b;
+    o.lease_ms = 100;
+    b = must_create(&o);
+    {
+        char *raw = tcr_cmd(&srv, NULL, "SET", "k", "v1", NULL);
+        free(raw);
+    }
+    warm(b, "k", "v1");
+    tcr_pause(&srv);
+    cr_assert(tcr_wait(not_servable, b, 2000), "L1 still served while hung");
+    cr_assert(!l1_holds(b, "k", "v1"));
+    tcr_resume(&srv);
+    cr_assert(tcr_wait(servable, b, 10000), "bus never proved itself again");
+    tc_cache_destroy(b);
+}
+
+/* Server-assisted tracking: a write by a client that knows nothing of
+ * tiercache still invalidates L1. */
+Test(bus, tracking_mode_sees_plain_redis_writes)
+{
+    tc_options o = test_opts(&srv);
+    tc_cache *b;
+    char *raw, *s;
+    o.key_prefix = "t:";
+    o.tracking = TC_YES;
+    b = must_create(&o);
+    cr_assert(tc__cache_l1_servable(b), "tracking bus not ready");
+    raw = tcr_cmd(&srv, NULL, "SET", "t:k", "v1", NULL);
+    free(raw);
+    warm(b, "k", "v1");
+    raw = tcr_cmd(&srv, NULL, "SET", "t:k", "v2", NULL);
+    free(raw);
+    expect_dropped(b, "k", "v1");
+    s = get_str(b, "k", NULL);
+    cr_assert_str_eq(s, "v2");
+    free(s);
+    warm(b, "k", "v2");
+    raw = tcr_cmd(&srv, NULL, "DEL", "t:k", NULL);
+    free(raw);
+    expect_dropped(b, "k", "v2");
+    /* Keys outside the prefix are not tracked and not touched. */
+    tc_cache_destroy(b);
+}
+
+/* Strict mode: when the write returns, no other live instance serves the
+ * old value, checked at once, without waiting. */
+Test(bus, strict_write_returns_after_every_instance_applied)
+{
+    tc_options o = test_opts(&srv);
+    tc_cache *a, *b, *c2;
+    tc_stats st;
+    char val[16];
+    o.coherence = TC_COHERENCE_STRICT;
+    a = must_create(&o);
+    b = must_create(&o);
+    c2 = must_create(&o);
+    for (int i = 0; i < 50; i++) {
+        char old[16];
+        snprintf(old, sizeof(old), "v%d", i);
+        snprintf(val, sizeof(val), "v%d", i + 1);
+        if (i == 0)
+            cr_assert_eq(set_str(a, "k", old, 0), TC_OK);
+        warm(b, "k", old);
+        warm(c2, "k", old);
+        cr_assert_eq(set_str(a, "k", val, 0), TC_OK);
+        cr_assert(!l1_holds(b, "k", old), "b served %s after strict write", old);
+        cr_assert(!l1_holds(c2, "k", old), "c2 served %s after strict write",
+                  old);
+    }
+    tc_cache_stats(a, &st);
+    cr_assert_geq(st.strict_waits, 50);
+    cr_assert_eq(st.strict_lease_expiries, 0, "all instances were alive");
+
+    /* Instances that have gone away do not slow writes down. */
+    tc_cache_destroy(b);
+    tc_cache_destroy(c2);
+    cr_assert_eq(set_str(a, "k", "after", 0), TC_OK);
+    tc_cache_stats(a, &st);
+    cr_assert_eq(st.strict_lease_expiries, 0);
+    tc_cache_destroy(a);
+}

@@ -29,7 +29,7 @@ struct tc__bus {
     const tc__config *cfg;
     tc__l1 *l1;
     char id[TC__ORIGIN_MAX + 1];
-    char *ch_members, *ch_ack, *ch_pong; /* owned */
+    char *members_key, *ch_ack, *ch_pong; /* owned */
 
     /* Bus thread only. */
     struct ev_loop *loop;
@@ -43,6 +43,9 @@ struct tc__bus {
     int tearing_down;
     uint64_t ping_sent[PING_RING];
     unsigned ping_head, ping_tail; /* ring of unanswered PING send times */
+    uint64_t refresh_sent[PING_RING];
+    unsigned refresh_head, refresh_tail; /* unanswered membership refreshes */
+    uint64_t ping_deadline, refresh_deadline; /* L1 lease from each proof */
     uint32_t backoff_ms;
     uint64_t rng;
 
@@ -208,6 +211,69 @@ static int is_str(const redisReply *r, const char *s)
            strncasecmp(r->str, s, n) == 0;
 }
 
+/* How long a proof sent at time t lets L1 be served: the lease, less the
+ * margin for clocks that run at different rates. */
+static uint64_t lease_ns(const tc__bus *bus)
+{
+    return (uint64_t)bus->cfg->lease_ms * 1000000ULL *
+           (100 - bus->cfg->clock_margin_pct) / 100;
+}
+
+/* L1 may be served until both proofs lapse: the pong (every message
+ * published before the PING was applied) and the membership refresh (a
+ * strict writer counts us until then, so it waits for our ack or for our
+ * lease to lapse). */
+static void publish_deadline(tc__bus *bus)
+{
+    uint64_t until;
+    if (!bus->subscribed || !bus->tracking_ready)
+        return;
+    until = bus->ping_deadline < bus->refresh_deadline ? bus->ping_deadline
+                                                       : bus->refresh_deadline;
+    if (atomic_load(&bus->l1_ok_until) == 0 && until > tc__now_ns())
+        atomic_fetch_add(&bus->generation, 1);
+    atomic_store_explicit(&bus->l1_ok_until, until, memory_order_release);
+}
+
+/* Membership: a sorted set scored by the server's clock, so no two
+ * machines' clocks are compared. Score = expiry in server ms. */
+static const char refresh_script[] =
+    "local t = redis.call('TIME') "
+    "local now = t[1] * 1000 + math.floor(t[2] / 1000) "
+    "redis.call('ZADD', KEYS[1], now + tonumber(ARGV[2]), ARGV[1]) "
+    "redis.call('PEXPIRE', KEYS[1], 10 * tonumber(ARGV[2]) + 60000) "
+    "return 1";
+
+static void on_refresh_reply(redisAsyncContext *ac, void *reply, void *priv)
+{
+    tc__bus *bus = priv;
+    redisReply *r = reply;
+    uint64_t sent;
+    (void)ac;
+    if (!r || bus->refresh_head == bus->refresh_tail)
+        return;
+    sent = bus->refresh_sent[bus->refresh_head++ % PING_RING];
+    if (r->type == REDIS_REPLY_ERROR) {
+        tc__log(&bus->cfg->log, TC_LOG_WARN, "membership refresh failed: %.*s",
+                (int)r->len, r->str);
+        return;
+    }
+    bus->refresh_deadline = sent + lease_ns(bus);
+    publish_deadline(bus);
+}
+
+static void send_refresh(tc__bus *bus)
+{
+    char lease[16];
+    if (!bus->cmd || (bus->refresh_tail - bus->refresh_head) >= PING_RING)
+        return;
+    snprintf(lease, sizeof(lease), "%u", bus->cfg->lease_ms);
+    if (redisAsyncCommand(bus->cmd, on_refresh_reply, bus, "EVAL %s 1 %s %s %s",
+                          refresh_script, bus->members_key, bus->id,
+                          lease) == REDIS_OK)
+        bus->refresh_sent[bus->refresh_tail++ % PING_RING] = tc__now_ns();
+}
+
 static void send_ping(tc__bus *bus)
 {
     const char *argv[2] = {"PING", bus->ch_pong};
@@ -241,6 +307,9 @@ static void became_ready(tc__bus *bus)
     bus->ever_subscribed = 1;
     bus->backoff_ms = 0;
     bus->ping_head = bus->ping_tail = 0;
+    bus->refresh_head = bus->refresh_tail = 0;
+    bus->ping_deadline = bus->refresh_deadline = 0;
+    send_refresh(bus);
     send_ping(bus);
 }
 
@@ -259,14 +328,8 @@ static void on_pong_pattern(redisAsyncContext *ac, void *reply, void *priv)
     } else if (is_str(r->element[0], "pong")) {
         if (bus->ping_head != bus->ping_tail) {
             uint64_t sent = bus->ping_sent[bus->ping_head++ % PING_RING];
-            uint64_t lease = (uint64_t)bus->cfg->lease_ms * 1000000ULL *
-                             (100 - bus->cfg->clock_margin_pct) / 100;
-            if (bus->subscribed && bus->tracking_ready) {
-                if (atomic_load(&bus->l1_ok_until) == 0)
-                    atomic_fetch_add(&bus->generation, 1);
-                atomic_store_explicit(&bus->l1_ok_until, sent + lease,
-                                      memory_order_release);
-            }
+            bus->ping_deadline = sent + lease_ns(bus);
+            publish_deadline(bus);
         }
     }
 }
@@ -420,6 +483,8 @@ static redisAsyncContext *open_conn(tc__bus *bus)
             redisAsyncCommand(ac, on_setup_reply, bus, "AUTH %s",
                               cfg->password);
     }
+    if (cfg->db)
+        redisAsyncCommand(ac, on_setup_reply, bus, "SELECT %d", cfg->db);
     return ac;
 }
 
@@ -450,15 +515,14 @@ static void bus_connect(tc__bus *bus)
         return;
     }
     bus->tracking_ready = !cfg->tracking;
-    bus->subs_pending = 3 + (cfg->tracking ? 1 : 0) + 1;
+    bus->subs_pending = 2 + (cfg->tracking ? 1 : 0) + 1;
     if (cfg->tracking) {
         redisAsyncCommand(bus->sub, on_client_id, bus, "CLIENT ID");
-        redisAsyncCommand(bus->sub, on_sub_reply, bus, "SUBSCRIBE %s %s %s %s",
-                          cfg->channel, bus->ch_members, bus->ch_ack,
-                          TRACKING_CHANNEL);
-    } else {
         redisAsyncCommand(bus->sub, on_sub_reply, bus, "SUBSCRIBE %s %s %s",
-                          cfg->channel, bus->ch_members, bus->ch_ack);
+                          cfg->channel, bus->ch_ack, TRACKING_CHANNEL);
+    } else {
+        redisAsyncCommand(bus->sub, on_sub_reply, bus, "SUBSCRIBE %s %s",
+                          cfg->channel, bus->ch_ack);
     }
     redisAsyncCommand(bus->sub, on_pong_pattern, bus, "PSUBSCRIBE %s",
                       bus->ch_pong);
@@ -522,6 +586,7 @@ static void on_tick(struct ev_loop *loop, ev_timer *w, int revents)
             return;
         }
     }
+    send_refresh(bus);
     send_ping(bus);
 }
 
@@ -573,7 +638,7 @@ tc_result tc__bus_create(const tc__config *cfg, tc__l1 *l1, const char *id,
     bus->cfg = cfg;
     bus->l1 = l1;
     snprintf(bus->id, sizeof(bus->id), "%s", id);
-    bus->ch_members = join(cfg->channel, ":members", "");
+    bus->members_key = join("__tiercache:", cfg->channel, ":members");
     bus->ch_ack = join(cfg->channel, ":ack:", id);
     bus->ch_pong = join(cfg->channel, ":pong:", id);
     bus->rng = tc__now_ns() | 1;
@@ -588,7 +653,7 @@ tc_result tc__bus_create(const tc__config *cfg, tc__l1 *l1, const char *id,
     pthread_cond_init(&bus->scv, &ca);
     pthread_condattr_destroy(&ca);
     bus->loop = ev_loop_new(EVFLAG_AUTO);
-    if (!bus->ch_members || !bus->ch_ack || !bus->ch_pong || !bus->loop) {
+    if (!bus->members_key || !bus->ch_ack || !bus->ch_pong || !bus->loop) {
         tc__bus_destroy(bus);
         return tc__fail(TC_NO_MEMORY, "out of memory starting the bus");
     }
@@ -632,7 +697,7 @@ void tc__bus_destroy(tc__bus *bus)
     pthread_mutex_destroy(&bus->qmu);
     pthread_mutex_destroy(&bus->smu);
     pthread_cond_destroy(&bus->scv);
-    free(bus->ch_members);
+    free(bus->members_key);
     free(bus->ch_ack);
     free(bus->ch_pong);
     free(bus);
@@ -689,9 +754,17 @@ void tc__bus_count_published(tc__bus *bus)
     atomic_fetch_add_explicit(&bus->published, 1, memory_order_relaxed);
 }
 
-const char *tc__bus_members_channel(const tc__bus *bus)
+const char *tc__bus_members_key(const tc__bus *bus)
 {
-    return bus->ch_members;
+    return bus->members_key;
+}
+
+const char *tc__bus_count_script(void)
+{
+    return "local t = redis.call('TIME') "
+           "local now = t[1] * 1000 + math.floor(t[2] / 1000) "
+           "redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now - 1) "
+           "return redis.call('ZCOUNT', KEYS[1], now, '+inf')";
 }
 
 uint64_t tc__bus_generation(tc__bus *bus)

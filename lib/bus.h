@@ -1,16 +1,19 @@
 /*
  * Invalidation bus: one helper thread per cache running a libev loop with two
  * hiredis async connections to Redis:
- *   sub: SUBSCRIBE <channel> <channel>:members <channel>:ack:<id>
- *        [__redis__:invalidate], PSUBSCRIBE <channel>:pong:<id>
- *   cmd: publishes acknowledgements; in tracking mode it carries
- *        CLIENT TRACKING on REDIRECT <sub id> BCAST PREFIX <prefix>.
+ *   sub: SUBSCRIBE <channel> <channel>:ack:<id> [__redis__:invalidate],
+ *        PSUBSCRIBE <channel>:pong:<id>
+ *   cmd: publishes acknowledgements, refreshes membership; in tracking mode
+ *        it carries CLIENT TRACKING on REDIRECT <sub id> BCAST PREFIX <p>.
  *
  * Liveness lease: every lease/4 the thread sends PING <channel>:pong:<id> on
- * sub. A pong proves every message published before the PING was sent has
- * been applied (same connection, same order), so L1 may be served until
- * send time + lease * (1 - clock margin). A lost or hung connection thus
- * stops L1 from being served within one lease, by itself.
+ * sub and refreshes its entry in the members sorted set (score = server
+ * TIME + lease) on cmd. A pong proves every message published before the
+ * PING was sent has been applied (same connection, same order); a refresh
+ * reply proves strict writers count this instance until the score passes.
+ * L1 may be served until the earlier of (send time + lease * (1 - clock
+ * margin)) over both proofs. A lost or hung connection thus stops L1 from
+ * being served within one lease, by itself.
  *
  * Ownership: the loop, both connections, the ping ring and the reconnect
  * state belong to the bus thread alone. Other threads touch: `l1_ok_until`
@@ -54,8 +57,12 @@ void tc__bus_count_published(tc__bus *bus);
 /** Add bus counters to `out`. */
 void tc__bus_stats(tc__bus *bus, tc_stats *out);
 
-/** Name of the presence channel whose NUMSUB counts live instances. */
-const char *tc__bus_members_channel(const tc__bus *bus);
+/** Key of the members sorted set, and a script (1 key: that set) that
+ *  prunes expired members and returns how many may be serving L1. Strict
+ *  writers run it in the MULTI that publishes. */
+const char *tc__bus_members_key(const tc__bus *bus);
+const char *tc__bus_count_script(void);
+
 
 /* Test-only hooks (tests/): not part of the API. */
 /** Number of times the bus (re)subscribed and proved itself alive. */

@@ -169,6 +169,14 @@ void tc_cache_destroy(tc_cache *c)
 {
     if (!c)
         return;
+    if (c->bus && !tc__l2_breaker_open(c->l2)) {
+        /* Leave the members set now, so strict writers stop counting us. */
+        const char *a[3] = {"ZREM", tc__bus_members_key(c->bus), c->id};
+        tc__cmd cmd = {3, a, NULL};
+        redisReply *rep;
+        if (tc__l2_run(c->l2, 1, &cmd, &rep, 0) == TC_OK)
+            freeReplyObject(rep);
+    }
     tc__bus_destroy(c->bus);
     tc__l2_destroy(c->l2);
     tc__flights_destroy(c->flights);
@@ -403,9 +411,9 @@ static int write_is_strict(const tc_cache *c, int flags)
 /*
  * Run `n` write commands and the invalidation `msg` in one MULTI/EXEC, so
  * the change and its publication happen together or not at all. For a
- * strict write, also count the live instances (PUBSUB NUMSUB of the
- * presence channel, in the same transaction) and wait for their
- * acknowledgements or the lease. On TC_OK *exec holds the EXEC reply's
+ * strict write, also count, in the same transaction, the instances that may
+ * be serving L1 (members whose server-clock lease has not passed), and wait
+ * for their acknowledgements or for the lease. On TC_OK *exec holds the EXEC reply's
  * first `n` results (caller frees it).
  */
 static tc_result write_publish(tc_cache *c, size_t n, const tc__cmd *writes,
@@ -421,8 +429,8 @@ static tc_result write_publish(tc_cache *c, size_t n, const tc__cmd *writes,
     redisReply *rep[8];
     tc_result r;
     const char *multi[1] = {"MULTI"}, *execv[1] = {"EXEC"};
-    const char *pub[3], *numsub[3];
-    size_t publ[3], numsubl[3];
+    const char *pub[3], *numsub[4];
+    size_t publ[3], numsubl[4];
 
     if (n > 4)
         return tc__fail(TC_BAD_ARGUMENT, "internal: too many commands");
@@ -444,11 +452,13 @@ static tc_result write_publish(tc_cache *c, size_t n, const tc__cmd *writes,
         pub[2] = msg, publ[2] = msglen;
         cmds[ncmd++] = (tc__cmd){3, pub, publ};
         if (strict) {
-            numsub[0] = "PUBSUB", numsubl[0] = 6;
-            numsub[1] = "NUMSUB", numsubl[1] = 6;
-            numsub[2] = tc__bus_members_channel(c->bus);
-            numsubl[2] = strlen(numsub[2]);
-            cmds[ncmd++] = (tc__cmd){3, numsub, numsubl};
+            numsub[0] = "EVAL", numsubl[0] = 4;
+            numsub[1] = tc__bus_count_script();
+            numsubl[1] = strlen(numsub[1]);
+            numsub[2] = "1", numsubl[2] = 1;
+            numsub[3] = tc__bus_members_key(c->bus);
+            numsubl[3] = strlen(numsub[3]);
+            cmds[ncmd++] = (tc__cmd){4, numsub, numsubl};
         }
     }
     cmds[ncmd++] = (tc__cmd){1, execv, NULL};
@@ -473,9 +483,9 @@ static tc_result write_publish(tc_cache *c, size_t n, const tc__cmd *writes,
         uint64_t needed = 0, deadline = 0;
         if (r == TC_OK) {
             redisReply *ns = (*exec)->element[n + 1];
-            if (ns->type == REDIS_REPLY_ARRAY && ns->elements == 2 &&
-                ns->element[1]->type == REDIS_REPLY_INTEGER)
-                needed = (uint64_t)ns->element[1]->integer;
+            /* Unknown count: wait for the lease, which is always safe. */
+            needed = ns->type == REDIS_REPLY_INTEGER ? (uint64_t)ns->integer
+                                                     : UINT64_MAX;
             /* Past this, every instance that did not acknowledge has stopped
              * serving L1 by itself: its last proof of liveness predates the
              * publication, and its lease is shorter than ours. */

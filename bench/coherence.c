@@ -16,7 +16,11 @@
  *              peer's main thread spins on tc_peek() until L1 stops serving
  *              the old value.
  * Both spinners call sched_yield() between polls, so on a 2-core machine
- * they give the core to the thread that does the real work.
+ * they give the core to the thread that does the real work. One peer
+ * process holds both the raw subscriber and the cache, and raw and
+ * tiercache trials alternate, so machine noise hits both alike. The
+ * writer's own bus also receives each tiercache message (the library
+ * subscribes every instance); the raw writer has no subscriber.
  *
  * Then the writer times strict (TC_SET_STRICT) and async (TC_SET_ASYNC)
  * writes, interleaved, while the peer holds the key and idles.
@@ -37,7 +41,8 @@
 
 #include "bench.h"
 
-enum { OP_READY = 1, OP_ARM, OP_SEEN, OP_HOLD, OP_STATS, OP_QUIT };
+enum { OP_READY = 1, OP_ARM_RAW, OP_ARM_TC, OP_SEEN, OP_HOLD, OP_STATS,
+       OP_QUIT };
 
 typedef struct msg {
     int32_t op;
@@ -163,7 +168,7 @@ static void jitter_sleep(bench_rng *r)
     bench_sleep_us(20 + (unsigned)(rng_next(r) % 60));
 }
 
-/* ---- raw pub/sub --------------------------------------------------------- */
+/* ---- the peer process ---------------------------------------------------- */
 
 #define RAW_CHANNEL BENCH_PREFIX "rawbus"
 
@@ -199,106 +204,6 @@ static void *raw_sub_thread(void *p)
     }
     return NULL;
 }
-
-static int raw_peer(const bench_cfg *cfg, int rd, int wr)
-{
-    raw_sub s;
-    atomic_init(&s.seen, 0);
-    atomic_init(&s.recv_ns, 0);
-    s.rc = bench_redis_connect(cfg);
-    if (!s.rc)
-        return 1;
-    redisReply *r = redisCommand(s.rc, "SUBSCRIBE %s", RAW_CHANNEL);
-    if (!r) {
-        redisFree(s.rc);
-        return 1;
-    }
-    freeReplyObject(r);
-    pthread_t th;
-    if (pthread_create(&th, NULL, raw_sub_thread, &s) != 0) {
-        redisFree(s.rc);
-        return 1;
-    }
-    int rc = send_op(wr, OP_READY, 0);
-    msg m;
-    while (rc == 0 && rd_bytes(rd, &m, sizeof m, 60000) == 0 &&
-           m.op == OP_ARM) {
-        if (send_op(wr, OP_READY, 0) != 0)
-            break;
-        uint64_t start = bench_now_ns(), t1;
-        int ok = 1;
-        while (atomic_load_explicit(&s.seen, memory_order_acquire) < m.a) {
-            sched_yield();
-            if (bench_now_ns() - start > SPIN_LIMIT_NS) {
-                ok = 0;
-                break;
-            }
-        }
-        t1 = bench_now_ns();
-        msg out = {OP_SEEN, ok, t1,
-                   atomic_load_explicit(&s.recv_ns, memory_order_relaxed)};
-        if (wr_msg(wr, &out) != 0)
-            break;
-    }
-    /* The writer publishes "quit" before OP_QUIT; do not hang if it could
-     * not. */
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    ts.tv_sec += 2;
-    if (pthread_timedjoin_np(th, NULL, &ts) != 0)
-        _exit(0);
-    redisFree(s.rc);
-    return 0;
-}
-
-static int bench_raw_pubsub(const bench_cfg *cfg, size_t trials,
-                            samples *lat, samples *recv)
-{
-    peer p = {0, -1, -1};
-    if (peer_spawn(&p, raw_peer, cfg) != 0)
-        return -1;
-    redisContext *rc = bench_redis_connect(cfg);
-    msg m;
-    int err = !rc || rd_msg(p.rd, &m, OP_READY) != 0;
-    bench_rng rng;
-    rng_seed(&rng, cfg->seed ^ 0x505542u);
-    const size_t warm = 50;
-    for (uint64_t seq = 1; seq <= trials + warm && !err; seq++) {
-        if (send_op(p.wr, OP_ARM, seq) != 0 || rd_msg(p.rd, &m, OP_READY)) {
-            err = 1;
-            break;
-        }
-        jitter_sleep(&rng);
-        char payload[32];
-        snprintf(payload, sizeof payload, "%" PRIu64, seq);
-        uint64_t t0 = bench_now_ns();
-        redisReply *r = redisCommand(rc, "PUBLISH %s %s", RAW_CHANNEL,
-                                     payload);
-        int delivered = r && r->type == REDIS_REPLY_INTEGER && r->integer > 0;
-        if (r)
-            freeReplyObject(r);
-        if (!delivered || rd_msg(p.rd, &m, OP_SEEN) != 0 || !m.ok) {
-            fprintf(stderr, "tc-bench: raw pub/sub trial %" PRIu64
-                            " failed\n", seq);
-            err = 1;
-            break;
-        }
-        if (seq > warm) {
-            samples_add(lat, (double)(m.a - t0));
-            samples_add(recv, (double)(m.b - t0));
-        }
-    }
-    if (rc) {
-        redisReply *r = redisCommand(rc, "PUBLISH %s quit", RAW_CHANNEL);
-        if (r)
-            freeReplyObject(r);
-        redisFree(rc);
-    }
-    peer_finish(&p);
-    return err ? -1 : 0;
-}
-
-/* ---- tiercache invalidation ---------------------------------------------- */
 
 static void inval_key(char key[BENCH_KEY_LEN + 1], size_t i)
 {
@@ -343,71 +248,147 @@ static uint64_t hold_in_l1(tc_cache *c, const char *key)
     return UINT64_MAX;
 }
 
-static int tc_peer(const bench_cfg *cfg, int rd, int wr)
+/* Raw trial: spin until the subscriber thread has seen `seq`. */
+static msg peer_raw_trial(raw_sub *s, uint64_t seq)
 {
+    uint64_t start = bench_now_ns();
+    int ok = 1;
+    while (atomic_load_explicit(&s->seen, memory_order_acquire) < seq) {
+        sched_yield();
+        if (bench_now_ns() - start > SPIN_LIMIT_NS) {
+            ok = 0;
+            break;
+        }
+    }
+    msg out = {OP_SEEN, ok, bench_now_ns(),
+               atomic_load_explicit(&s->recv_ns, memory_order_relaxed)};
+    return out;
+}
+
+/* tiercache trial: spin until L1 stops serving `old`. */
+static msg peer_tc_trial(tc_cache *c, const char *key, uint64_t old,
+                         uint64_t seq)
+{
+    uint64_t start = bench_now_ns();
+    int ok = 1;
+    for (;;) {
+        tc_value *v = NULL;
+        if (tc_peek(c, key, BENCH_KEY_LEN, &v) != TC_OK)
+            break;
+        uint64_t now_serving = value_seq(v);
+        tc_value_release(v);
+        if (now_serving != old)
+            break;
+        sched_yield();
+        if (bench_now_ns() - start > SPIN_LIMIT_NS) {
+            ok = 0;
+            break;
+        }
+    }
+    uint64_t t1 = bench_now_ns();
+    /* A real invalidation: L2 now has the writer's new value. If L2 still
+     * has the old one, L1 stopped serving for another reason (the lease
+     * passed) and the trial does not count. */
+    uint64_t now_seq = ok ? hold_in_l1(c, key) : UINT64_MAX;
+    msg out = {OP_SEEN, ok && now_seq == seq, t1, now_seq};
+    return out;
+}
+
+static int write_stats(int fd, const tc_stats *st)
+{
+    const char *p = (const char *)st;
+    size_t left = sizeof *st;
+    while (left) {
+        ssize_t n = write(fd, p, left);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0)
+            return -1;
+        p += n;
+        left -= (size_t)n;
+    }
+    return 0;
+}
+
+/* The peer: a raw subscriber thread and a tiercache cache side by side, so
+ * that raw and tiercache trials can alternate under the same conditions. */
+static int peer_main(const bench_cfg *cfg, int rd, int wr)
+{
+    raw_sub s;
+    atomic_init(&s.seen, 0);
+    atomic_init(&s.recv_ns, 0);
+    s.rc = bench_redis_connect(cfg);
+    if (!s.rc)
+        return 1;
+    redisReply *r = redisCommand(s.rc, "SUBSCRIBE %s", RAW_CHANNEL);
+    if (!r) {
+        redisFree(s.rc);
+        return 1;
+    }
+    freeReplyObject(r);
+    pthread_t th;
+    if (pthread_create(&th, NULL, raw_sub_thread, &s) != 0) {
+        redisFree(s.rc);
+        return 1;
+    }
     tc_options o;
     bench_cache_options(cfg, &o);
     o.coherence = TC_COHERENCE_ASYNC;
     tc_cache *c = bench_cache_create(&o);
-    if (!c)
-        return 1;
+    redisContext *getc = bench_redis_connect(cfg);
     char key[BENCH_KEY_LEN + 1], key2[BENCH_KEY_LEN + 1];
     inval_key(key, 0);
     inval_key(key2, 1);
-    int rc = send_op(wr, OP_READY, 0);
+    int rc = c && getc ? send_op(wr, OP_READY, 0) : -1;
     msg m;
     while (rc == 0 && rd_bytes(rd, &m, sizeof m, 60000) == 0) {
-        if (m.op == OP_ARM) {
+        msg out;
+        if (m.op == OP_ARM_RAW) {
+            /* Re-read the key from Redis, as the tiercache side does before
+             * each trial, so that both start from the same state. */
+            redisReply *g = redisCommand(getc, "GET %s%s", BENCH_PREFIX, key);
+            if (!g)
+                break;
+            freeReplyObject(g);
+            if (send_op(wr, OP_READY, 0) != 0)
+                break;
+            out = peer_raw_trial(&s, m.a);
+        } else if (m.op == OP_ARM_TC) {
             uint64_t old = hold_in_l1(c, key);
             msg ready = {OP_READY, old != UINT64_MAX, old, 0};
-            if (wr_msg(wr, &ready) != 0)
+            if (wr_msg(wr, &ready) != 0 || !ready.ok)
                 break;
-            uint64_t start = bench_now_ns(), t1;
-            int ok = ready.ok;
-            for (; ok;) {
-                tc_value *v = NULL;
-                if (tc_peek(c, key, BENCH_KEY_LEN, &v) != TC_OK)
-                    break;
-                uint64_t seq = value_seq(v);
-                tc_value_release(v);
-                if (seq != old)
-                    break;
-                sched_yield();
-                if (bench_now_ns() - start > SPIN_LIMIT_NS)
-                    ok = 0;
-            }
-            t1 = bench_now_ns();
-            /* A real invalidation: L2 now has the writer's new value. If
-             * L2 still has the old one, L1 stopped serving for another
-             * reason (lease expiry) and the trial does not count. */
-            uint64_t now_seq = ok ? hold_in_l1(c, key) : UINT64_MAX;
-            msg seen = {OP_SEEN, ok && now_seq == m.a, t1, now_seq};
-            if (wr_msg(wr, &seen) != 0)
-                break;
+            out = peer_tc_trial(c, key, old, m.a);
         } else if (m.op == OP_HOLD) {
             uint64_t seq = hold_in_l1(c, key2);
-            msg ready = {OP_READY, seq != UINT64_MAX, seq, 0};
-            if (wr_msg(wr, &ready) != 0)
-                break;
+            out = (msg){OP_READY, seq != UINT64_MAX, seq, 0};
         } else if (m.op == OP_STATS) {
             tc_stats st;
             tc_cache_stats(c, &st);
-            const char *p = (const char *)&st;
-            size_t left = sizeof st;
-            while (left) {
-                ssize_t n = write(wr, p, left);
-                if (n <= 0)
-                    break;
-                p += n;
-                left -= (size_t)n;
-            }
+            if (write_stats(wr, &st) != 0)
+                break;
+            continue;
         } else {
             break;
         }
+        if (wr_msg(wr, &out) != 0)
+            break;
     }
     tc_cache_destroy(c);
+    if (getc)
+        redisFree(getc);
+    /* The writer publishes "quit" on the raw channel before OP_QUIT; do not
+     * hang if it could not. */
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    ts.tv_sec += 2;
+    if (pthread_timedjoin_np(th, NULL, &ts) != 0)
+        _exit(0);
+    redisFree(s.rc);
     return 0;
 }
+
+/* ---- the writer ----------------------------------------------------------- */
 
 /* Approximate percentile from the log2 lag histogram: the upper edge of the
  * bucket holding the rank (so it overstates by up to 2x). */
@@ -429,102 +410,156 @@ static double hist_pct_us(const uint64_t *h, double pct)
     return NAN;
 }
 
-static int bench_tc_inval(const bench_cfg *cfg, size_t trials, samples *lag,
-                          samples *w_async, samples *w_strict,
-                          size_t *spurious, size_t *strict_timeouts,
-                          tc_stats *peer_stats)
+typedef struct coh_result {
+    samples raw, raw_recv, lag, w_async, w_strict;
+    size_t spurious, strict_expiries;
+    tc_stats peer;
+} coh_result;
+
+static int raw_trial(redisContext *rc, peer *p, uint64_t seq, bench_rng *rng,
+                     coh_result *res, int keep)
+{
+    msg m;
+    if (send_op(p->wr, OP_ARM_RAW, seq) != 0 || rd_msg(p->rd, &m, OP_READY))
+        return -1;
+    jitter_sleep(rng);
+    char payload[32];
+    snprintf(payload, sizeof payload, "%" PRIu64, seq);
+    uint64_t t0 = bench_now_ns();
+    redisReply *r = redisCommand(rc, "PUBLISH %s %s", RAW_CHANNEL, payload);
+    int delivered = r && r->type == REDIS_REPLY_INTEGER && r->integer > 0;
+    if (r)
+        freeReplyObject(r);
+    if (!delivered || rd_msg(p->rd, &m, OP_SEEN) != 0 || !m.ok) {
+        fprintf(stderr, "tc-bench: raw pub/sub trial %" PRIu64 " failed\n",
+                seq);
+        return -1;
+    }
+    if (keep) {
+        samples_add(&res->raw, (double)(m.a - t0));
+        samples_add(&res->raw_recv, (double)(m.b - t0));
+    }
+    return 0;
+}
+
+static int tc_trial(tc_cache *c, peer *p, uint64_t seq, bench_rng *rng,
+                    coh_result *res, int keep, size_t trials)
+{
+    msg m;
+    char key[BENCH_KEY_LEN + 1], val[VLEN];
+    inval_key(key, 0);
+    if (send_op(p->wr, OP_ARM_TC, seq) != 0 || rd_msg(p->rd, &m, OP_READY) ||
+        !m.ok) {
+        fprintf(stderr, "tc-bench: peer could not hold the key in L1\n");
+        return -1;
+    }
+    jitter_sleep(rng);
+    seq_value(val, seq);
+    tc_set_opts so = {0, 0, TC_SET_ASYNC};
+    uint64_t t0 = bench_now_ns();
+    tc_result r = tc_set_ex(c, key, BENCH_KEY_LEN, val, VLEN, &so);
+    if (r != TC_OK || rd_msg(p->rd, &m, OP_SEEN) != 0) {
+        fprintf(stderr,
+                "tc-bench: invalidation trial %" PRIu64 " failed: %s (%s)\n",
+                seq, tc_strerror(r), tc_errmsg());
+        return -1;
+    }
+    if (!m.ok) {
+        if (++res->spurious > trials / 10 + 5) {
+            fprintf(stderr, "tc-bench: peer's L1 keeps dropping the key "
+                            "without an invalidation\n");
+            return -1;
+        }
+        return 0;
+    }
+    if (keep)
+        samples_add(&res->lag, (double)(m.a - t0));
+    return 0;
+}
+
+/* Strict against async writes, the peer alive and holding the key. A strict
+ * write that ends because the lease passed (not every instance
+ * acknowledged) still returns TC_OK: those are counted from the stats. */
+static int write_trial(tc_cache *c, peer *p, size_t i, bench_rng *rng,
+                       coh_result *res, int keep)
+{
+    msg m;
+    char key2[BENCH_KEY_LEN + 1], val[VLEN];
+    inval_key(key2, 1);
+    if (send_op(p->wr, OP_HOLD, 0) != 0 || rd_msg(p->rd, &m, OP_READY) ||
+        !m.ok)
+        return -1;
+    jitter_sleep(rng);
+    /* Pairs in alternating order: async-strict, strict-async, ... */
+    int strict = (int)((i & 1) ^ ((i >> 1) & 1));
+    tc_set_opts wo = {0, 0, strict ? TC_SET_STRICT : TC_SET_ASYNC};
+    seq_value(val, i);
+    uint64_t t0 = bench_now_ns();
+    tc_result r = tc_set_ex(c, key2, BENCH_KEY_LEN, val, VLEN, &wo);
+    uint64_t dt = bench_now_ns() - t0;
+    if (r != TC_OK) {
+        fprintf(stderr, "tc-bench: %s write failed: %s (%s)\n",
+                strict ? "strict" : "async", tc_strerror(r), tc_errmsg());
+        return -1;
+    }
+    if (keep)
+        samples_add(strict ? &res->w_strict : &res->w_async, (double)dt);
+    return 0;
+}
+
+static int run_coherence(const bench_cfg *cfg, coh_result *res)
 {
     peer p = {0, -1, -1};
-    if (peer_spawn(&p, tc_peer, cfg) != 0)
+    /* Fork first: the parent runs no thread yet. */
+    if (peer_spawn(&p, peer_main, cfg) != 0)
         return -1;
+    redisContext *rc = bench_redis_connect(cfg);
     tc_options o;
     bench_cache_options(cfg, &o);
     o.coherence = TC_COHERENCE_ASYNC;
-    tc_cache *c = bench_cache_create(&o);
+    tc_cache *c = rc ? bench_cache_create(&o) : NULL;
     msg m;
     int err = !c || rd_msg(p.rd, &m, OP_READY) != 0;
-    char key[BENCH_KEY_LEN + 1], key2[BENCH_KEY_LEN + 1], val[VLEN];
-    inval_key(key, 0);
-    inval_key(key2, 1);
+    char key[BENCH_KEY_LEN + 1], val[VLEN];
     tc_set_opts so = {0, 0, TC_SET_ASYNC};
     seq_value(val, 0);
-    if (!err && (tc_set_ex(c, key, BENCH_KEY_LEN, val, VLEN, &so) != TC_OK ||
-                 tc_set_ex(c, key2, BENCH_KEY_LEN, val, VLEN, &so) != TC_OK)) {
-        fprintf(stderr, "tc-bench: tc_set: %s\n", tc_errmsg());
-        err = 1;
+    for (size_t i = 0; i < 2 && !err; i++) {
+        inval_key(key, i);
+        if (tc_set_ex(c, key, BENCH_KEY_LEN, val, VLEN, &so) != TC_OK) {
+            fprintf(stderr, "tc-bench: tc_set: %s\n", tc_errmsg());
+            err = 1;
+        }
     }
     bench_rng rng;
     rng_seed(&rng, cfg->seed ^ 0x494e56u);
-    const size_t warm = 50;
-    *spurious = 0;
-    for (uint64_t seq = 1; seq <= trials + warm && !err; seq++) {
-        if (send_op(p.wr, OP_ARM, seq) != 0 || rd_msg(p.rd, &m, OP_READY) ||
-            !m.ok) {
-            fprintf(stderr, "tc-bench: peer could not hold the key in L1\n");
-            err = 1;
-            break;
-        }
-        jitter_sleep(&rng);
-        seq_value(val, seq);
-        uint64_t t0 = bench_now_ns();
-        tc_result r = tc_set_ex(c, key, BENCH_KEY_LEN, val, VLEN, &so);
-        if (r != TC_OK || rd_msg(p.rd, &m, OP_SEEN) != 0) {
-            fprintf(stderr, "tc-bench: invalidation trial %" PRIu64
-                            " failed: %s (%s)\n",
-                    seq, tc_strerror(r), tc_errmsg());
-            err = 1;
-            break;
-        }
-        if (!m.ok) {
-            (*spurious)++;
-            if (*spurious > trials / 10 + 5) {
-                fprintf(stderr, "tc-bench: peer's L1 keeps dropping the key "
-                                "without an invalidation\n");
-                err = 1;
-            }
-            continue;
-        }
-        if (seq > warm)
-            samples_add(lag, (double)(m.a - t0));
-    }
-
-    /* Strict against async writes, the peer alive and holding the key. A
-     * strict write that ends because the lease passed (not every instance
-     * acknowledged) still returns TC_OK: count those from the stats. */
-    *strict_timeouts = 0;
-    tc_stats ws0, ws1;
-    if (c)
-        tc_cache_stats(c, &ws0);
+    const size_t warm = 50, trials = cfg->trials;
+    /* Raw and tiercache trials alternate in pairs (raw-tc, tc-raw, ...). */
     for (size_t i = 0; i < 2 * (trials + warm) && !err; i++) {
-        if (send_op(p.wr, OP_HOLD, 0) != 0 || rd_msg(p.rd, &m, OP_READY) ||
-            !m.ok) {
-            err = 1;
-            break;
-        }
-        jitter_sleep(&rng);
-        /* Pairs in alternating order: async-strict, strict-async, ... */
-        int strict = (int)((i & 1) ^ ((i >> 1) & 1));
-        tc_set_opts wo = {0, 0, strict ? TC_SET_STRICT : TC_SET_ASYNC};
-        seq_value(val, i);
-        uint64_t t0 = bench_now_ns();
-        tc_result r = tc_set_ex(c, key2, BENCH_KEY_LEN, val, VLEN, &wo);
-        uint64_t dt = bench_now_ns() - t0;
-        if (r != TC_OK) {
-            fprintf(stderr, "tc-bench: %s write failed: %s (%s)\n",
-                    strict ? "strict" : "async", tc_strerror(r), tc_errmsg());
-            err = 1;
-            break;
-        }
-        if (i >= 2 * warm)
-            samples_add(strict ? w_strict : w_async, (double)dt);
+        int keep = i >= 2 * warm;
+        uint64_t seq = i / 2 + 1;
+        if ((i & 1) ^ ((i >> 1) & 1))
+            err = tc_trial(c, &p, seq, &rng, res, keep, trials) != 0;
+        else
+            err = raw_trial(rc, &p, seq, &rng, res, keep) != 0;
     }
+    tc_stats ws0, ws1;
+    if (!err)
+        tc_cache_stats(c, &ws0);
+    for (size_t i = 0; i < 2 * (trials + warm) && !err; i++)
+        err = write_trial(c, &p, i, &rng, res, i >= 2 * warm) != 0;
     if (!err) {
         tc_cache_stats(c, &ws1);
-        *strict_timeouts =
+        res->strict_expiries =
             (size_t)(ws1.strict_lease_expiries - ws0.strict_lease_expiries);
         if (send_op(p.wr, OP_STATS, 0) != 0 ||
-            rd_bytes(p.rd, peer_stats, sizeof *peer_stats, 10000) != 0)
-            memset(peer_stats, 0, sizeof *peer_stats);
+            rd_bytes(p.rd, &res->peer, sizeof res->peer, 10000) != 0)
+            memset(&res->peer, 0, sizeof res->peer);
+    }
+    if (rc) {
+        redisReply *r = redisCommand(rc, "PUBLISH %s quit", RAW_CHANNEL);
+        if (r)
+            freeReplyObject(r);
+        redisFree(rc);
     }
     tc_cache_destroy(c);
     peer_finish(&p);
@@ -549,46 +584,42 @@ static void row(const char *name, samples *s, const char *json)
 
 void bench_coherence(const bench_cfg *cfg)
 {
-    size_t trials = cfg->trials;
-    printf("\n3. invalidation between two processes, %zu trials each, %s\n",
-           trials, cfg->transport);
+    printf("\n3. invalidation between two processes, %zu trials each, "
+           "interleaved, %s\n",
+           cfg->trials, cfg->transport);
     printf("   %-40s %10s %10s %10s %7s\n", "", "p50", "p99", "p99.9", "n");
     fflush(stdout);
-    samples lat = {0}, recv = {0}, lag = {0}, wa = {0}, ws = {0};
-    size_t spurious = 0, strict_to = 0;
-    tc_stats ps;
-    memset(&ps, 0, sizeof ps);
-    if (bench_raw_pubsub(cfg, trials, &lat, &recv) == 0) {
-        row("raw PUBLISH -> peer thread sees it", &lat, "pubsub_raw");
-        row("  (of which: subscriber socket read)", &recv, "pubsub_raw_recv");
-    } else {
-        fprintf(stderr, "tc-bench: raw pub/sub baseline failed\n");
-    }
-    fflush(stdout);
-    if (bench_tc_inval(cfg, trials, &lag, &wa, &ws, &spurious, &strict_to,
-                       &ps) == 0) {
-        row("tc_set -> peer's L1 stops serving old", &lag, "inval");
-        row("async write (tc_set_ex TC_SET_ASYNC)", &wa, "write_async");
-        row("strict write (tc_set_ex TC_SET_STRICT)", &ws, "write_strict");
-        double h50 = hist_pct_us(ps.lag_us_hist, 50),
-               h99 = hist_pct_us(ps.lag_us_hist, 99);
+    coh_result res;
+    memset(&res, 0, sizeof res);
+    if (run_coherence(cfg, &res) == 0) {
+        row("raw PUBLISH -> peer thread sees it", &res.raw, "pubsub_raw");
+        row("  (of which: subscriber socket read)", &res.raw_recv,
+            "pubsub_raw_recv");
+        row("tc_set -> peer's L1 stops serving old", &res.lag, "inval");
+        row("async write (tc_set_ex TC_SET_ASYNC)", &res.w_async,
+            "write_async");
+        row("strict write (tc_set_ex TC_SET_STRICT)", &res.w_strict,
+            "write_strict");
+        double h50 = hist_pct_us(res.peer.lag_us_hist, 50),
+               h99 = hist_pct_us(res.peer.lag_us_hist, 99);
         res_num("inval_hist_p50_us_upper", h50);
         res_num("inval_hist_p99_us_upper", h99);
-        res_num("inval_spurious", (double)spurious);
-        res_num("write_strict_lease_expiries", (double)strict_to);
+        res_num("inval_spurious", (double)res.spurious);
+        res_num("write_strict_lease_expiries", (double)res.strict_expiries);
         printf("   peer's own lag histogram (log2 buckets, upper edge): "
-               "p50 <= %.0f us, p99 <= %.0f us\n", h50, h99);
-        if (spurious || strict_to)
+               "p50 <= %.0f us, p99 <= %.0f us\n",
+               h50, h99);
+        if (res.spurious || res.strict_expiries)
             printf("   note: %zu trials where L1 dropped the key without an "
                    "invalidation; %zu strict writes ended by the lease\n",
-                   spurious, strict_to);
+                   res.spurious, res.strict_expiries);
     } else {
-        fprintf(stderr, "tc-bench: tiercache invalidation bench failed\n");
+        fprintf(stderr, "tc-bench: invalidation section failed\n");
     }
-    samples_free(&lat);
-    samples_free(&recv);
-    samples_free(&lag);
-    samples_free(&wa);
-    samples_free(&ws);
+    samples_free(&res.raw);
+    samples_free(&res.raw_recv);
+    samples_free(&res.lag);
+    samples_free(&res.w_async);
+    samples_free(&res.w_strict);
     fflush(stdout);
 }

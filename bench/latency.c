@@ -498,9 +498,9 @@ static void one_size(const bench_cfg *cfg, bench_rng *rng, char cls,
         char pre[64];
         printf("   %s values\n", label);
         snprintf(pre, sizeof pre, "floor_get%s", suffix);
-        put_row("floor: uthash+mutex (batched*)", &fl, BENCH_BATCH, pre, 1);
+        put_row("floor: uthash+mutex (batched*)", &fl, 1, pre, 1);
         snprintf(pre, sizeof pre, "l1_get%s", suffix);
-        put_row("tiercache L1 hit (batched*)", &l1, BENCH_BATCH, pre, 1);
+        put_row("tiercache L1 hit (batched*)", &l1, 1, pre, 1);
         snprintf(pre, sizeof pre, "l2_get%s", suffix);
         put_row("tiercache L2 hit (L1 miss)", &l2, 1, pre, 0);
         snprintf(pre, sizeof pre, "raw_get%s", suffix);

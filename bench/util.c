@@ -187,7 +187,7 @@ int res_write_json(const char *path)
                  fabs(res_v[i].num) < 1e15)
             fprintf(f, "%.0f", res_v[i].num);
         else
-            fprintf(f, "%.4g", res_v[i].num);
+            fprintf(f, "%.6g", res_v[i].num);
         fputs(i + 1 < res_n ? ",\n" : "\n", f);
     }
     fputs("}\n", f);

@@ -3,11 +3,15 @@
  * GET, tiercache L2 hit, tiercache L1 hit, the uthash+mutex floor) for 64 B
  * and 4 KiB values, and the thread scaling of L1 hits.
  *
- * Fairness: every pair that is compared runs interleaved in blocks, with the
- * block order alternating, so a noisy neighbour hurts both sides alike. The
- * L2-hit cache has a 1024-entry L1 and reads each key once, in a random
- * order, so every get is a true L1 miss that goes to L2 and fills L1 (which
- * is what an L2 hit costs a real caller); the statistics confirm it.
+ * Fairness: all rows of one value size run interleaved, in blocks whose
+ * order rotates every round, so a noisy neighbour hurts every row alike and
+ * the ratios hold. The L2-hit cache has a 1024-entry L1 and reads each key
+ * once, in a random order, so every get is a true L1 miss that goes to L2
+ * and fills L1 (which is what an L2 hit costs a real caller); its statistics
+ * confirm it. The L1-hit cache holds every key; floor and L1 read the keys
+ * in the same uniform random order (every key equally likely: the worst
+ * case for CPU caches), and again in a Zipf 1.0 order (hot keys stay in CPU
+ * cache, as with real traffic).
  */
 #include <pthread.h>
 #include <stdio.h>
@@ -99,113 +103,53 @@ static int tc_get_check(tc_cache *c, const keyset *ks, size_t i)
     return ok ? 0 : -1;
 }
 
-static int measure_l2(const bench_cfg *cfg, const keyset *ks, size_t nops,
-                      samples *raw, samples *l2)
-{
-    const size_t warm = 1000;
-    if (nops + warm > ks->n)
-        nops = ks->n > warm ? ks->n - warm : ks->n / 2;
-    redisContext *rc = bench_redis_connect(cfg);
-    if (!rc)
-        return -1;
-    tc_options o;
-    bench_cache_options(cfg, &o);
-    o.l1_max_entries = 1024; /* one pass over a permutation: never a hit */
-    tc_cache *c = bench_cache_create(&o);
-    if (!c) {
-        redisFree(rc);
-        return -1;
-    }
-    int err = 0;
-    /* Warm connections, buffers and Redis on keys the timed part skips. */
-    for (size_t i = ks->n - warm; i < ks->n && !err; i++)
-        err = raw_get(rc, ks, ks->perm[i]) || tc_get_check(c, ks, ks->perm[i]);
-    tc_stats s0, s1;
-    tc_cache_stats(c, &s0);
-    const size_t blk = 250;
-    for (size_t b = 0; b < nops && !err; b += blk) {
-        size_t e = b + blk < nops ? b + blk : nops;
-        int raw_first = (int)((b / blk) & 1);
-        for (int pass = 0; pass < 2 && !err; pass++) {
-            if ((pass == 0) == raw_first) {
-                for (size_t i = b; i < e && !err; i++) {
-                    /* A different key than the L2 side reads now, so that
-                     * neither side finds the other's key hot in Redis. */
-                    size_t k = ks->perm[(i + ks->n / 2) % (ks->n - warm)];
-                    uint64_t t0 = bench_now_ns();
-                    err = raw_get(rc, ks, k);
-                    samples_add(raw, (double)(bench_now_ns() - t0));
-                }
-            } else {
-                for (size_t i = b; i < e && !err; i++) {
-                    uint64_t t0 = bench_now_ns();
-                    err = tc_get_check(c, ks, ks->perm[i]);
-                    samples_add(l2, (double)(bench_now_ns() - t0));
-                }
-            }
-        }
-    }
-    tc_cache_stats(c, &s1);
-    if (err) {
-        fprintf(stderr, "tc-bench: get failed: %s\n",
-                rc->err ? rc->errstr : tc_errmsg());
-    } else {
-        uint64_t hits = s1.l1_hits - s0.l1_hits;
-        uint64_t l2h = s1.l2_hits - s0.l2_hits;
-        char key[64];
-        snprintf(key, sizeof key, "l2_get_l1_hits%s", ks->suffix);
-        res_num(key, (double)hits);
-        if (hits != 0 || l2h != nops)
-            fprintf(stderr,
-                    "tc-bench: warning: L2-hit run saw %llu L1 hits and %llu "
-                    "L2 hits for %zu gets\n",
-                    (unsigned long long)hits, (unsigned long long)l2h, nops);
-    }
-    tc_cache_destroy(c);
-    redisFree(rc);
-    return err ? -1 : 0;
-}
-
 /* ---- L1 hit against the floor -------------------------------------------- */
 
-static int l1_batch(tc_cache *c, const keyset *ks, size_t *pos)
+/* An access order: indices into the key set, read cyclically. */
+typedef struct order {
+    const uint32_t *idx;
+    size_t len;
+    size_t pos;
+} order;
+
+static int l1_batch(tc_cache *c, const keyset *ks, order *o)
 {
-    size_t p = *pos;
+    size_t p = o->pos;
     unsigned acc = 0;
     int err = 0;
     for (int k = 0; k < BENCH_BATCH; k++) {
         tc_value *v = NULL;
-        if (tc_get(c, key_of(ks, ks->perm[p]), BENCH_KEY_LEN, &v) != TC_OK) {
+        if (tc_get(c, key_of(ks, o->idx[p]), BENCH_KEY_LEN, &v) != TC_OK) {
             err = -1;
             break;
         }
         acc += *(const unsigned char *)tc_value_data(v);
         tc_value_release(v);
-        if (++p == ks->n)
+        if (++p == o->len)
             p = 0;
     }
-    *pos = p;
+    o->pos = p;
     atomic_fetch_add_explicit(&bench_sink, acc, memory_order_relaxed);
     return err;
 }
 
-static int floor_batch(floor_tab *f, const keyset *ks, size_t *pos)
+static int floor_batch(floor_tab *f, const keyset *ks, order *o)
 {
-    size_t p = *pos;
+    size_t p = o->pos;
     unsigned acc = 0;
     int err = 0;
     for (int k = 0; k < BENCH_BATCH; k++) {
-        floor_ent *e = floor_get(f, key_of(ks, ks->perm[p]), BENCH_KEY_LEN);
+        floor_ent *e = floor_get(f, key_of(ks, o->idx[p]), BENCH_KEY_LEN);
         if (!e) {
             err = -1;
             break;
         }
         acc += (unsigned char)floor_value(e)[0];
         floor_release(e);
-        if (++p == ks->n)
+        if (++p == o->len)
             p = 0;
     }
-    *pos = p;
+    o->pos = p;
     atomic_fetch_add_explicit(&bench_sink, acc, memory_order_relaxed);
     return err;
 }
@@ -267,67 +211,177 @@ static int build_l1(const bench_cfg *cfg, const keyset *ks, tc_cache **cout,
     return 0;
 }
 
-static int measure_l1(const keyset *ks, tc_cache *c, floor_tab *f,
-                      size_t nbatches, samples *fl, samples *l1)
+/* A Zipf(1.0) access order over the key set (hot keys first in rank order,
+ * ranks shuffled onto keys): what a cache in front of real traffic sees. */
+static uint32_t *zipf_order(bench_rng *rng, size_t n, size_t len)
 {
-    size_t pf = 0, pl = ks->n / 3;
-    /* Warm-up pass over every key (not timed). */
-    for (size_t i = 0; i < ks->n / BENCH_BATCH + 1; i++)
-        if (l1_batch(c, ks, &pl) || floor_batch(f, ks, &pf))
-            return -1;
-    tc_stats s0, s1;
-    tc_cache_stats(c, &s0);
-    const size_t blk = 200;
-    for (size_t b = 0; b < nbatches; b += blk) {
-        size_t e = b + blk < nbatches ? b + blk : nbatches;
-        int floor_first = (int)((b / blk) & 1);
-        for (int pass = 0; pass < 2; pass++) {
-            int do_floor = (pass == 0) == floor_first;
-            for (size_t i = b; i < e; i++) {
-                uint64_t t0 = bench_now_ns();
-                int err = do_floor ? floor_batch(f, ks, &pf)
-                                   : l1_batch(c, ks, &pl);
-                uint64_t dt = bench_now_ns() - t0;
-                if (err) {
-                    fprintf(stderr, "tc-bench: %s lookup missed\n",
-                            do_floor ? "floor" : "L1");
-                    return -1;
+    double *cdf = malloc(n * sizeof *cdf);
+    uint32_t *out = malloc(len * sizeof *out);
+    uint32_t *perm = rng_perm(rng, n);
+    if (!cdf || !out || !perm) {
+        free(cdf);
+        free(out);
+        free(perm);
+        return NULL;
+    }
+    double sum = 0;
+    for (size_t i = 0; i < n; i++)
+        cdf[i] = (sum += 1.0 / (double)(i + 1));
+    for (size_t i = 0; i < len; i++) {
+        double u = rng_unit(rng) * sum;
+        size_t lo = 0, hi = n - 1;
+        while (lo < hi) {
+            size_t mid = lo + (hi - lo) / 2;
+            if (cdf[mid] < u)
+                lo = mid + 1;
+            else
+                hi = mid;
+        }
+        out[i] = perm[lo];
+    }
+    free(cdf);
+    free(perm);
+    return out;
+}
+
+/* ---- all four, interleaved ------------------------------------------------ */
+
+enum { S_RAW, S_L2, S_FLOOR, S_L1, S_FLOOR_Z, S_L1_Z, S_COUNT };
+
+typedef struct lat_run {
+    samples s[S_COUNT];
+} lat_run;
+
+/*
+ * Rounds of six blocks (raw GET, L2 hit, floor, L1, floor Zipf, L1 Zipf),
+ * the block order rotating every round. Raw and L2 blocks time each get;
+ * floor and L1 blocks time batches of BENCH_BATCH gets.
+ */
+static int measure_all(const bench_cfg *cfg, const keyset *ks, tc_cache *l1c,
+                       floor_tab *f, const uint32_t *zseq, size_t zlen,
+                       size_t nops, size_t nbatches, lat_run *out)
+{
+    const size_t warm = 1000, blk = 250;
+    if (nops + warm > ks->n)
+        nops = ks->n > warm ? ks->n - warm : ks->n / 2;
+    redisContext *rc = bench_redis_connect(cfg);
+    if (!rc)
+        return -1;
+    tc_options o;
+    bench_cache_options(cfg, &o);
+    o.l1_max_entries = 1024; /* one pass over a permutation: never a hit */
+    tc_cache *l2c = bench_cache_create(&o);
+    if (!l2c) {
+        redisFree(rc);
+        return -1;
+    }
+    order uni_f = {ks->perm, ks->n, 0}, uni_l = {ks->perm, ks->n, ks->n / 3};
+    order z_f = {zseq, zlen, 0}, z_l = {zseq, zlen, zlen / 3};
+    int err = 0;
+    /* Warm connections, buffers and Redis on keys the timed part skips,
+     * and walk every L1 key once. */
+    for (size_t i = ks->n - warm; i < ks->n && !err; i++)
+        err = raw_get(rc, ks, ks->perm[i]) ||
+              tc_get_check(l2c, ks, ks->perm[i]);
+    for (size_t i = 0; i < ks->n / BENCH_BATCH + 1 && !err; i++)
+        err = l1_batch(l1c, ks, &uni_l) || floor_batch(f, ks, &uni_f);
+    tc_stats a0, a1, b0, b1;
+    tc_cache_stats(l2c, &a0);
+    tc_cache_stats(l1c, &b0);
+    size_t rounds = (nops + blk - 1) / blk;
+    size_t per_round = nbatches / rounds ? nbatches / rounds : 1;
+    for (size_t r = 0; r < rounds && !err; r++) {
+        size_t b = r * blk, e = b + blk < nops ? b + blk : nops;
+        for (int k = 0; k < S_COUNT && !err; k++) {
+            int kind = (int)((k + (int)r) % S_COUNT);
+            if (kind == S_RAW || kind == S_L2) {
+                for (size_t i = b; i < e && !err; i++) {
+                    /* Raw reads other keys than the L2 side, so that
+                     * neither finds the other's key hot in Redis. */
+                    size_t key = kind == S_RAW
+                                     ? ks->perm[(i + ks->n / 2) %
+                                                (ks->n - warm)]
+                                     : ks->perm[i];
+                    uint64_t t0 = bench_now_ns();
+                    err = kind == S_RAW ? raw_get(rc, ks, key)
+                                        : tc_get_check(l2c, ks, key);
+                    samples_add(&out->s[kind],
+                                (double)(bench_now_ns() - t0));
                 }
-                samples_add(do_floor ? fl : l1, (double)dt / BENCH_BATCH);
+                continue;
+            }
+            for (size_t i = 0; i < per_round && !err; i++) {
+                uint64_t t0 = bench_now_ns();
+                switch (kind) {
+                case S_FLOOR: err = floor_batch(f, ks, &uni_f); break;
+                case S_L1: err = l1_batch(l1c, ks, &uni_l); break;
+                case S_FLOOR_Z: err = floor_batch(f, ks, &z_f); break;
+                default: err = l1_batch(l1c, ks, &z_l); break;
+                }
+                samples_add(&out->s[kind], (double)(bench_now_ns() - t0) /
+                                               BENCH_BATCH);
             }
         }
     }
-    tc_cache_stats(c, &s1);
-    uint64_t ops = (uint64_t)nbatches * BENCH_BATCH;
-    uint64_t hits = s1.l1_hits - s0.l1_hits;
-    uint64_t rt = s1.l2_round_trips - s0.l2_round_trips;
-    char key[64];
-    snprintf(key, sizeof key, "l1_get_hit_fraction%s", ks->suffix);
-    res_num(key, (double)hits / (double)ops);
-    if (hits != ops || rt != 0)
-        fprintf(stderr,
-                "tc-bench: warning: L1-hit run: %llu L1 hits, %llu L2 round "
-                "trips, %llu bypassed for %llu gets\n",
-                (unsigned long long)hits, (unsigned long long)rt,
-                (unsigned long long)(s1.l1_bypassed - s0.l1_bypassed),
-                (unsigned long long)ops);
-    return 0;
+    tc_cache_stats(l2c, &a1);
+    tc_cache_stats(l1c, &b1);
+    if (err) {
+        fprintf(stderr, "tc-bench: get failed: %s\n",
+                rc->err ? rc->errstr : tc_errmsg());
+    } else {
+        char key[64];
+        uint64_t hits = a1.l1_hits - a0.l1_hits, l2h = a1.l2_hits - a0.l2_hits;
+        snprintf(key, sizeof key, "l2_get_l1_hits%s", ks->suffix);
+        res_num(key, (double)hits);
+        if (hits != 0 || l2h != out->s[S_L2].n)
+            fprintf(stderr,
+                    "tc-bench: warning: L2-hit run saw %llu L1 hits and %llu "
+                    "L2 hits for %zu gets\n",
+                    (unsigned long long)hits, (unsigned long long)l2h,
+                    out->s[S_L2].n);
+        uint64_t ops = (uint64_t)(out->s[S_L1].n + out->s[S_L1_Z].n) *
+                       BENCH_BATCH;
+        hits = b1.l1_hits - b0.l1_hits;
+        snprintf(key, sizeof key, "l1_get_hit_fraction%s", ks->suffix);
+        res_num(key, (double)hits / (double)ops);
+        if (hits != ops)
+            printf("   note: %llu of %llu L1-hit gets did not hit L1 (%llu "
+                   "bypassed: the bus lease lapsed)\n",
+                   (unsigned long long)(ops - hits), (unsigned long long)ops,
+                   (unsigned long long)(b1.l1_bypassed - b0.l1_bypassed));
+    }
+    tc_cache_destroy(l2c);
+    redisFree(rc);
+    return err ? -1 : 0;
 }
 
 /* ---- thread scaling ------------------------------------------------------ */
 
 typedef struct scale_arg {
     pthread_t th;
-    int use_floor;
+    int use_floor; /* K_* */
     tc_cache *c;
     floor_tab *f;
     const keyset *ks;
-    size_t pos;
+    order ord;
     pthread_barrier_t *bar;
     atomic_int *stop;
     uint64_t ops;
     int err;
 } scale_arg;
+
+/* Pure arithmetic, no memory traffic: how many cores the machine really
+ * gives us right now (a VM's vCPUs may share a physical core). */
+static int spin_batch(order *o)
+{
+    uint64_t x = o->pos | 1;
+    for (int k = 0; k < BENCH_BATCH * 16; k++)
+        x = x * 6364136223846793005u + 1442695040888963407u;
+    o->pos = (size_t)x;
+    return 0;
+}
+
+enum { K_FLOOR, K_L1, K_SPIN, K_KINDS };
 
 static void *scale_worker(void *p)
 {
@@ -335,15 +389,18 @@ static void *scale_worker(void *p)
     pthread_barrier_wait(a->bar);
     while (!atomic_load_explicit(a->stop, memory_order_relaxed) && !a->err) {
         for (int k = 0; k < 8 && !a->err; k++)
-            a->err = a->use_floor ? floor_batch(a->f, a->ks, &a->pos)
-                                  : l1_batch(a->c, a->ks, &a->pos);
+            a->err = a->use_floor == K_FLOOR ? floor_batch(a->f, a->ks, &a->ord)
+                     : a->use_floor == K_L1  ? l1_batch(a->c, a->ks, &a->ord)
+                                             : spin_batch(&a->ord);
         a->ops += 8 * BENCH_BATCH;
     }
+    atomic_fetch_add_explicit(&bench_sink, (unsigned)a->ord.pos,
+                              memory_order_relaxed);
     return NULL;
 }
 
 /* Aggregate Mops/s of `threads` threads for `dur_ms`; <0 on failure. */
-static double scale_run(int use_floor, tc_cache *c, floor_tab *f,
+static double scale_run(int kind, tc_cache *c, floor_tab *f,
                         const keyset *ks, unsigned threads, unsigned dur_ms)
 {
     scale_arg *a = calloc(threads, sizeof *a);
@@ -353,22 +410,18 @@ static double scale_run(int use_floor, tc_cache *c, floor_tab *f,
     atomic_int stop;
     atomic_init(&stop, 0);
     pthread_barrier_init(&bar, NULL, threads + 1);
-    unsigned started = 0;
     for (unsigned t = 0; t < threads; t++) {
-        a[t].use_floor = use_floor;
+        a[t].use_floor = kind;
         a[t].c = c;
         a[t].f = f;
         a[t].ks = ks;
-        a[t].pos = (size_t)t * ks->n / threads;
+        a[t].ord = (order){ks->perm, ks->n, (size_t)t * ks->n / threads};
         a[t].bar = &bar;
         a[t].stop = &stop;
-        if (pthread_create(&a[t].th, NULL, scale_worker, &a[t]) != 0)
-            break;
-        started++;
-    }
-    if (started < threads) { /* cannot happen short of resource limits */
-        fprintf(stderr, "tc-bench: pthread_create failed\n");
-        exit(1);
+        if (pthread_create(&a[t].th, NULL, scale_worker, &a[t]) != 0) {
+            fprintf(stderr, "tc-bench: pthread_create failed\n");
+            exit(1);
+        }
     }
     pthread_barrier_wait(&bar);
     uint64_t t0 = bench_now_ns();
@@ -393,55 +446,79 @@ static int cmp_d(const void *x, const void *y)
     return (a > b) - (a < b);
 }
 
+static double median(double *v, size_t n)
+{
+    qsort(v, n, sizeof *v, cmp_d);
+    return n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
+}
+
+#define SCALE_REPS 7
+
+/*
+ * Rounds of (floor, L1, CPU spin) x (1 thread, 2 threads, ...), in rotating
+ * order. Each point is the median over rounds; each scaling factor is the
+ * median of the per-round ratios, so a noisy round spoils one ratio, not
+ * the figure.
+ */
 static void bench_scaling(const bench_cfg *cfg, const keyset *ks, tc_cache *c,
                           floor_tab *f)
 {
     unsigned counts[3] = {1, 2, cfg->threads};
-    unsigned npts = (cfg->threads && cfg->threads != 1 && cfg->threads != 2)
-                        ? 3 : 2;
-    const int reps = cfg->quick ? 1 : 3;
-    const unsigned dur = cfg->quick ? 150 : 400;
-    double l1m[3][3], flm[3][3];
+    size_t npts = (cfg->threads && cfg->threads != 1 && cfg->threads != 2)
+                      ? 3 : 2;
+    const size_t reps = cfg->quick ? 1 : SCALE_REPS;
+    const unsigned dur = cfg->quick ? 150 : 200;
+    double mops[K_KINDS][3][SCALE_REPS], ratio[K_KINDS][3][SCALE_REPS];
     tc_stats s0, s1;
     tc_cache_stats(c, &s0);
-    for (int r = 0; r < reps; r++)
-        for (unsigned p = 0; p < npts; p++) {
-            flm[p][r] = scale_run(1, c, f, ks, counts[p], dur);
-            l1m[p][r] = scale_run(0, c, f, ks, counts[p], dur);
-            if (flm[p][r] < 0 || l1m[p][r] < 0) {
+    for (size_t r = 0; r < reps; r++) {
+        for (size_t k = 0; k < K_KINDS * npts; k++) {
+            size_t j = (k + r) % (K_KINDS * npts), p = j / K_KINDS;
+            int kind = (int)(j % K_KINDS);
+            double v = scale_run(kind, c, f, ks, counts[p], dur);
+            if (v < 0) {
                 fprintf(stderr, "tc-bench: thread scaling run failed\n");
                 return;
             }
+            mops[kind][p][r] = v;
         }
+        for (int kind = 0; kind < K_KINDS; kind++)
+            for (size_t p = 0; p < npts; p++)
+                ratio[kind][p][r] = mops[kind][p][r] / mops[kind][0][r];
+    }
     tc_cache_stats(c, &s1);
-    printf("\n2. L1 hit throughput, %s values, %zu keys, all threads on one "
-           "cache (median of %d x %u ms)\n",
+    printf("\n2. L1 hit throughput, %s values, %zu keys in random order, all "
+           "threads on one cache\n   (median of %zu rounds of %u ms per "
+           "point, order rotating; CPU spin: arithmetic only,\n   shows how "
+           "many cores the machine gives)\n",
            ks->label, ks->n, reps, dur);
-    printf("   %-8s %14s %10s %16s %10s\n", "threads", "L1 Mops/s", "scaling",
-           "floor Mops/s", "scaling");
-    double l1_base = 0, fl_base = 0;
-    for (unsigned p = 0; p < npts; p++) {
-        qsort(l1m[p], (size_t)reps, sizeof(double), cmp_d);
-        qsort(flm[p], (size_t)reps, sizeof(double), cmp_d);
-        double l = l1m[p][reps / 2], fm = flm[p][reps / 2];
-        if (p == 0) {
-            l1_base = l;
-            fl_base = fm;
+    printf("   %-8s %11s %8s %13s %8s %12s\n", "threads", "L1 Mops/s",
+           "scaling", "floor Mops/s", "scaling", "CPU scaling");
+    static const char *const names[K_KINDS] = {"floor", "l1", "cpu"};
+    for (size_t p = 0; p < npts; p++) {
+        double m[K_KINDS], q[K_KINDS];
+        for (int kind = 0; kind < K_KINDS; kind++) {
+            m[kind] = median(mops[kind][p], reps);
+            q[kind] = median(ratio[kind][p], reps);
+            char key[64];
+            if (kind != K_SPIN) {
+                snprintf(key, sizeof key, "%s_mops_%ut", names[kind],
+                         counts[p]);
+                res_num(key, m[kind]);
+            }
+            snprintf(key, sizeof key, "%s_scaling_%ut", names[kind],
+                     counts[p]);
+            res_num(key, q[kind]);
         }
-        printf("   %-8u %14.2f %9.2fx %16.2f %9.2fx\n", counts[p], l,
-               l / l1_base, fm, fm / fl_base);
-        char key[64];
-        snprintf(key, sizeof key, "l1_mops_%ut", counts[p]);
-        res_num(key, l);
-        snprintf(key, sizeof key, "floor_mops_%ut", counts[p]);
-        res_num(key, fm);
+        printf("   %-8u %11.2f %7.2fx %13.2f %7.2fx %11.2fx\n", counts[p],
+               m[K_L1], q[K_L1], m[K_FLOOR], q[K_FLOOR], q[K_SPIN]);
     }
     uint64_t bypass = s1.l1_bypassed - s0.l1_bypassed;
     uint64_t rt = s1.l2_round_trips - s0.l2_round_trips;
     res_num("l1_scaling_bypassed", (double)bypass);
     if (bypass || rt)
-        printf("   note: %llu reads bypassed L1 and %llu went to L2 while "
-               "threads were busy\n",
+        printf("   note: %llu reads bypassed L1 (bus lease lapsed) and %llu "
+               "L2 round trips while threads were busy\n",
                (unsigned long long)bypass, (unsigned long long)rt);
 }
 
@@ -474,8 +551,7 @@ static void keyset_free(keyset *ks)
 }
 
 static void one_size(const bench_cfg *cfg, bench_rng *rng, char cls,
-                     size_t vlen, const char *label, const char *suffix,
-                     int scaling)
+                     size_t vlen, const char *label, const char *suffix)
 {
     keyset ks;
     if (keyset_init(&ks, rng, cls, cfg->keys, vlen, label, suffix) != 0 ||
@@ -484,44 +560,53 @@ static void one_size(const bench_cfg *cfg, bench_rng *rng, char cls,
         keyset_free(&ks);
         return;
     }
-    samples raw = {0}, l2 = {0}, fl = {0}, l1 = {0};
+    lat_run run;
+    memset(&run, 0, sizeof run);
     size_t nops = cfg->quick ? 3000 : ks.n;
     if (vlen > 1024 && !cfg->quick)
         nops = ks.n / 2;
     size_t nbatches = cfg->quick ? 2000 : 40000;
+    size_t zlen = (size_t)1 << 20;
+    uint32_t *zseq = zipf_order(rng, ks.n, zlen);
     tc_cache *c = NULL;
     floor_tab *f = NULL;
-    int ok = measure_l2(cfg, &ks, nops, &raw, &l2) == 0 &&
-             build_l1(cfg, &ks, &c, &f) == 0 &&
-             measure_l1(&ks, c, f, nbatches, &fl, &l1) == 0;
+    int ok = zseq && build_l1(cfg, &ks, &c, &f) == 0 &&
+             measure_all(cfg, &ks, c, f, zseq, zlen, nops, nbatches,
+                         &run) == 0;
     if (ok) {
-        char pre[64];
+        static const struct {
+            int s;
+            const char *name, *json;
+            int ns;
+        } rows[] = {
+            {S_FLOOR, "floor: uthash+mutex (batched*)", "floor_get", 1},
+            {S_L1, "tiercache L1 hit (batched*)", "l1_get", 1},
+            {S_L2, "tiercache L2 hit (L1 miss)", "l2_get", 0},
+            {S_RAW, "raw hiredis GET", "raw_get", 0},
+            {S_FLOOR_Z, "floor, Zipf 1.0 order (batched*)", "floor_get_zipf",
+             1},
+            {S_L1_Z, "L1 hit, Zipf 1.0 order (batched*)", "l1_get_zipf", 1},
+        };
         printf("   %s values\n", label);
-        snprintf(pre, sizeof pre, "floor_get%s", suffix);
-        put_row("floor: uthash+mutex (batched*)", &fl, 1, pre, 1);
-        snprintf(pre, sizeof pre, "l1_get%s", suffix);
-        put_row("tiercache L1 hit (batched*)", &l1, 1, pre, 1);
-        snprintf(pre, sizeof pre, "l2_get%s", suffix);
-        put_row("tiercache L2 hit (L1 miss)", &l2, 1, pre, 0);
-        snprintf(pre, sizeof pre, "raw_get%s", suffix);
-        put_row("raw hiredis GET", &raw, 1, pre, 0);
+        for (size_t i = 0; i < sizeof rows / sizeof rows[0]; i++) {
+            char pre[64];
+            snprintf(pre, sizeof pre, "%s%s", rows[i].json, suffix);
+            put_row(rows[i].name, &run.s[rows[i].s], 1, pre, rows[i].ns);
+        }
         char key[64];
         snprintf(key, sizeof key, "l2_get_samples%s", suffix);
-        res_num(key, (double)l2.n);
+        res_num(key, (double)run.s[S_L2].n);
         snprintf(key, sizeof key, "l1_get_samples%s", suffix);
-        res_num(key, (double)l1.n);
-        fflush(stdout);
-        if (scaling)
-            bench_scaling(cfg, &ks, c, f);
+        res_num(key, (double)run.s[S_L1].n);
     } else {
         fprintf(stderr, "tc-bench: %s latency failed\n", label);
     }
+    fflush(stdout);
     floor_destroy(f);
     tc_cache_destroy(c);
-    samples_free(&raw);
-    samples_free(&l2);
-    samples_free(&fl);
-    samples_free(&l1);
+    for (int i = 0; i < S_COUNT; i++)
+        samples_free(&run.s[i]);
+    free(zseq);
     bench_l2_drop(cfg, cls, ks.n);
     keyset_free(&ks);
 }
@@ -530,13 +615,15 @@ void bench_latency(const bench_cfg *cfg)
 {
     bench_rng rng;
     rng_seed(&rng, cfg->seed ^ 0x4c4154u);
-    printf("\n1. get latency, %zu keys of %d B in random order, %s\n",
+    printf("\n1. get latency, %zu keys of %d B, uniform random order unless "
+           "noted, %s;\n   the six rows of a size run interleaved in rotating "
+           "blocks\n",
            cfg->keys, BENCH_KEY_LEN, cfg->transport);
     printf("   %-34s %10s %10s %10s %11s\n", "", "p50", "p99", "p99.9",
            "ops/s");
     fflush(stdout);
-    one_size(cfg, &rng, 's', 64, "64 B", "", 0);
-    one_size(cfg, &rng, 'l', 4096, "4 KiB", "_4k", 0);
+    one_size(cfg, &rng, 's', 64, "64 B", "");
+    one_size(cfg, &rng, 'l', 4096, "4 KiB", "_4k");
     printf("   * batched: each sample is one timed batch of %d gets divided "
            "by %d,\n     so p99/p99.9 are of batch means (a clock read costs "
            "about as much as a get)\n",
@@ -544,8 +631,7 @@ void bench_latency(const bench_cfg *cfg)
     fflush(stdout);
 }
 
-/* Section 2 reuses the 64 B set-up; it is its own entry point so that
- * --only can pick it. */
+/* Section 2 builds its own 64 B set, so that --only can pick it. */
 void bench_scaling_section(const bench_cfg *cfg)
 {
     bench_rng rng;

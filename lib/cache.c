@@ -992,3 +992,8 @@ int tc__cache_l1_servable(tc_cache *c)
 {
     return c->l1 && l1_servable(c);
 }
+
+tc_value *tc__cache_l1_contents(tc_cache *c, const void *key, size_t klen)
+{
+    return c->l1 ? tc__l1_get(c->l1, tc__hash(key, klen), key, klen) : NULL;
+}

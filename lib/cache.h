@@ -20,4 +20,8 @@ uint64_t tc__cache_bus_generation(tc_cache *c);
 /** 1 when this instance may serve L1 now. */
 int tc__cache_l1_servable(tc_cache *c);
 
+/** What L1 holds for `key`, whether or not it may be served now: a new
+ *  reference, or NULL. */
+tc_value *tc__cache_l1_contents(tc_cache *c, const void *key, size_t klen);
+
 #endif

@@ -2,12 +2,13 @@
 #ifndef TC_TEST_COMMON_H
 #define TC_TEST_COMMON_H
 
-#include <criterion/criterion.h>
+#include "crit.h"
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "redis_fixture.h"
+#include "cache.h"
 #include "tiercache.h"
 
 /* Options for a test cache on server `s`, independent of the environment. */
@@ -56,17 +57,30 @@ static inline tc_result set_str(tc_cache *c, const char *key, const char *val,
     return tc_set(c, key, strlen(key), val, strlen(val), ttl);
 }
 
-/* Does L1 alone hold `key` with value `want` (NULL: hold nothing)? */
-static inline int l1_holds(tc_cache *c, const char *key, const char *want)
+static inline int value_is(tc_value *v, const char *want)
 {
-    tc_value *v = NULL;
     int ok;
-    if (tc_peek(c, key, strlen(key), &v) != TC_OK)
+    if (!v)
         return want == NULL;
     ok = want && tc_value_len(v) == strlen(want) &&
          memcmp(tc_value_data(v), want, strlen(want)) == 0;
     tc_value_release(v);
     return ok;
+}
+
+/* Does L1 hold `key` with value `want` (NULL: hold nothing)? Its contents,
+ * whether or not the bus lets it serve them right now. */
+static inline int l1_holds(tc_cache *c, const char *key, const char *want)
+{
+    return value_is(tc__cache_l1_contents(c, key, strlen(key)), want);
+}
+
+/* Would a read be answered from L1 with `want` (NULL: not from L1)? */
+static inline int l1_serves(tc_cache *c, const char *key, const char *want)
+{
+    tc_value *v = NULL;
+    tc_peek(c, key, strlen(key), &v);
+    return value_is(v, want);
 }
 
 #endif

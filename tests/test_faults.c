@@ -172,7 +172,7 @@ Test(faults, l1_hits_survive_outage_without_bus)
  * invalidations could be getting lost. */
 static int l1_not_servable(void *p)
 {
-    return !l1_holds(p, "k", "v");
+    return !l1_serves(p, "k", "v");
 }
 
 Test(faults, l1_not_served_when_bus_is_down)

@@ -435,6 +435,30 @@ Test(bus, tracking_mode_sees_plain_redis_writes)
     tc_cache_destroy(b);
 }
 
+/* Tracking survives a reconnect: the redirect is re-established before L1
+ * is served again. */
+Test(bus, tracking_reestablished_after_bus_reconnect)
+{
+    tc_options o = test_opts(&srv);
+    tc_cache *b;
+    gen_arg g;
+    char *raw;
+    o.key_prefix = "t:";
+    o.tracking = TC_YES;
+    b = must_create(&o);
+    g = (gen_arg){b, tc__cache_bus_generation(b)};
+    raw = tcr_cmd(&srv, NULL, "CLIENT", "KILL", "TYPE", "pubsub", NULL);
+    free(raw);
+    cr_assert(tcr_wait(reproved, &g, 10000), "bus never came back");
+    raw = tcr_cmd(&srv, NULL, "SET", "t:k", "v1", NULL);
+    free(raw);
+    warm(b, "k", "v1");
+    raw = tcr_cmd(&srv, NULL, "SET", "t:k", "v2", NULL);
+    free(raw);
+    expect_dropped(b, "k", "v1");
+    tc_cache_destroy(b);
+}
+
 /* Strict mode: when the write returns, no other live instance serves the
  * old value, checked at once, without waiting. */
 Test(bus, strict_write_returns_after_every_instance_applied)

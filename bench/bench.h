@@ -129,6 +129,10 @@ tc_cache *bench_cache_create(const tc_options *o);
 /* Resident set size of this process in bytes (/proc/self/statm). */
 size_t bench_rss_bytes(void);
 
+/* A section could not produce its figures: tc-bench exits non-zero. */
+void bench_fail(void);
+int bench_failures(void);
+
 /* Sink that keeps the compiler from dropping reads of value bytes. */
 extern _Atomic unsigned bench_sink;
 

@@ -615,6 +615,7 @@ void bench_coherence(const bench_cfg *cfg)
                    res.spurious, res.strict_expiries);
     } else {
         fprintf(stderr, "tc-bench: invalidation section failed\n");
+        bench_fail();
     }
     samples_free(&res.raw);
     samples_free(&res.raw_recv);

@@ -149,6 +149,7 @@ void bench_hitratio(const bench_cfg *cfg)
         if (make_trace(&t, keys, len, traces[ti].alpha, traces[ti].scan,
                        cfg->seed + ti) != 0) {
             fprintf(stderr, "tc-bench: out of memory for traces\n");
+            bench_fail();
             return;
         }
         for (size_t ci = 0; ci < sizeof caps / sizeof caps[0]; ci++) {

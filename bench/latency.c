@@ -478,6 +478,7 @@ static void bench_scaling(const bench_cfg *cfg, const keyset *ks, tc_cache *c,
             double v = scale_run(kind, c, f, ks, counts[p], dur);
             if (v < 0) {
                 fprintf(stderr, "tc-bench: thread scaling run failed\n");
+                bench_fail();
                 return;
             }
             mops[kind][p][r] = v;
@@ -557,6 +558,7 @@ static void one_size(const bench_cfg *cfg, bench_rng *rng, char cls,
     if (keyset_init(&ks, rng, cls, cfg->keys, vlen, label, suffix) != 0 ||
         bench_l2_fill(cfg, cls, ks.n, vlen) != 0) {
         fprintf(stderr, "tc-bench: %s latency skipped\n", label);
+        bench_fail();
         keyset_free(&ks);
         return;
     }
@@ -600,6 +602,7 @@ static void one_size(const bench_cfg *cfg, bench_rng *rng, char cls,
         res_num(key, (double)run.s[S_L1].n);
     } else {
         fprintf(stderr, "tc-bench: %s latency failed\n", label);
+        bench_fail();
     }
     fflush(stdout);
     floor_destroy(f);
@@ -641,12 +644,15 @@ void bench_scaling_section(const bench_cfg *cfg)
         bench_l2_fill(cfg, 't', ks.n, 64) != 0) {
         keyset_free(&ks);
         fprintf(stderr, "tc-bench: scaling skipped\n");
+        bench_fail();
         return;
     }
     tc_cache *c = NULL;
     floor_tab *f = NULL;
     if (build_l1(cfg, &ks, &c, &f) == 0)
         bench_scaling(cfg, &ks, c, f);
+    else
+        bench_fail();
     floor_destroy(f);
     tc_cache_destroy(c);
     bench_l2_drop(cfg, 't', ks.n);

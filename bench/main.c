@@ -220,6 +220,10 @@ int main(int argc, char **argv)
     printf("\nran in %.1f s\n", secs);
 
     int rc = 0;
+    if (bench_failures()) {
+        fprintf(stderr, "tc-bench: %d section(s) failed\n", bench_failures());
+        rc = 1;
+    }
     if (!cfg.only) {
         for (size_t i = 0; i < sizeof required_keys / sizeof *required_keys;
              i++) {

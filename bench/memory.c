@@ -135,6 +135,8 @@ void bench_memory(const bench_cfg *cfg)
     mem_probe b, a;
     if (bench_l2_fill(cfg, 'm', n + 256, MEM_VLEN) == 0) {
         size_t added = fill_public(cfg, n + 256, &b, &a);
+        if (!added)
+            bench_fail();
         double rss = per_entry(b.rss, a.rss, added),
                heap = per_entry(b.heap, a.heap, added);
         printf("   %-46s %10.0f B %12.0f B\n",
@@ -145,8 +147,11 @@ void bench_memory(const bench_cfg *cfg)
         bench_l2_drop(cfg, 'm', n + 256);
     } else {
         fprintf(stderr, "tc-bench: memory (public fill) skipped\n");
+        bench_fail();
     }
     size_t added = fill_direct(n, &b, &a);
+    if (!added)
+        bench_fail();
     double rss = per_entry(b.rss, a.rss, added),
            heap = per_entry(b.heap, a.heap, added);
     printf("   %-46s %10.0f B %12.0f B\n", "bare L1 store: tc__l1_fill", rss,

@@ -13,6 +13,17 @@
 #include "bench.h"
 
 _Atomic unsigned bench_sink;
+static int failures;
+
+void bench_fail(void)
+{
+    failures++;
+}
+
+int bench_failures(void)
+{
+    return failures;
+}
 
 /* ---- time ---------------------------------------------------------------- */
 

@@ -1,0 +1,829 @@
+/* Configuration: tc_options_parse_url() and tc__config_resolve() with the
+ * environment. Criterion runs each test in its own process, so setenv()
+ * does not leak between tests; every test starts from a clean slate. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "crit.h"
+
+#include "config.h"
+#include "error.h"
+
+static const char *const env_vars[] = {
+    "REDIS_URL",        "REDIS_HOST",        "REDIS_PORT",
+    "REDIS_PASSWORD",   "REDIS_USERNAME",    "REDIS_DB",
+    "CACHE_KEY_PREFIX", "CACHE_DEFAULT_TTL", "CACHE_ENABLED",
+    "TC_COHERENCE",
+};
+
+static void clean_env(void)
+{
+    for (size_t i = 0; i < sizeof(env_vars) / sizeof(env_vars[0]); i++)
+        unsetenv(env_vars[i]);
+}
+
+TestSuite(url, .init = clean_env);
+TestSuite(config, .init = clean_env);
+
+/* Forget any earlier detail so a message is known to come from the call
+ * under test. */
+static void reset_errmsg(void)
+{
+    tc__fail(TC_OK, "%s", "");
+}
+
+static int within(const char *p, const char *buf, size_t len)
+{
+    return p >= buf && p < buf + len;
+}
+
+/* ------------------------------------------------------------------ */
+/* tc_options_parse_url: accepted forms                                */
+/* ------------------------------------------------------------------ */
+
+static tc_options parse_ok(const char *url, char *storage, size_t len)
+{
+    tc_options o;
+    tc_result r;
+    memset(&o, 0, sizeof(o));
+    r = tc_options_parse_url(&o, url, storage, len);
+    cr_assert_eq(r, TC_OK, "%s: %s (%s)", url, tc_strerror(r), tc_errmsg());
+    return o;
+}
+
+Test(url, host_only)
+{
+    char st[64];
+    tc_options o = parse_ok("redis://cache.local", st, sizeof(st));
+    cr_assert_str_eq(o.host, "cache.local");
+    cr_assert(within(o.host, st, sizeof(st)), "host not in storage");
+    cr_assert_eq(o.port, 0, "port not given: left as it was");
+    cr_assert_eq(o.db, 0);
+    cr_assert_null(o.unix_path);
+    cr_assert_null(o.username);
+    cr_assert_null(o.password);
+}
+
+Test(url, host_and_port)
+{
+    char st[64];
+    tc_options o = parse_ok("redis://host:6380", st, sizeof(st));
+    cr_assert_str_eq(o.host, "host");
+    cr_assert_eq(o.port, 6380);
+    cr_assert_eq(o.db, 0);
+}
+
+Test(url, host_port_db)
+{
+    char st[64];
+    tc_options o = parse_ok("redis://host:6380/3", st, sizeof(st));
+    cr_assert_str_eq(o.host, "host");
+    cr_assert_eq(o.port, 6380);
+    cr_assert_eq(o.db, 3);
+}
+
+Test(url, db_zero_forces_zero)
+{
+    /* opts.db == 0 means "default"; an explicit /0 must force db 0. */
+    char st[64];
+    tc_options o = parse_ok("redis://host/0", st, sizeof(st));
+    cr_assert_eq(o.db, -1);
+}
+
+Test(url, trailing_slash_is_no_db)
+{
+    char st[64];
+    tc_options o = parse_ok("redis://host:1/", st, sizeof(st));
+    cr_assert_str_eq(o.host, "host");
+    cr_assert_eq(o.db, 0);
+}
+
+Test(url, password_only_with_colon)
+{
+    char st[64];
+    tc_options o = parse_ok("redis://:pass@host", st, sizeof(st));
+    cr_assert_str_eq(o.host, "host");
+    cr_assert_null(o.username);
+    cr_assert_str_eq(o.password, "pass");
+    cr_assert(within(o.password, st, sizeof(st)));
+}
+
+Test(url, user_password_percent_decoded)
+{
+    char st[64];
+    tc_options o = parse_ok("redis://user:pa%40ss@host:1/2", st, sizeof(st));
+    cr_assert_str_eq(o.username, "user");
+    cr_assert_str_eq(o.password, "pa@ss");
+    cr_assert_str_eq(o.host, "host");
+    cr_assert_eq(o.port, 1);
+    cr_assert_eq(o.db, 2);
+}
+
+Test(url, percent_decoding_in_user_and_escapes_are_case_insensitive)
+{
+    char st[64];
+    tc_options o = parse_ok("redis://us%3Aer:p%2fw%2F@h", st, sizeof(st));
+    cr_assert_str_eq(o.username, "us:er");
+    cr_assert_str_eq(o.password, "p/w/");
+    cr_assert_str_eq(o.host, "h");
+}
+
+Test(url, secret_without_colon_is_a_password)
+{
+    char st[64];
+    tc_options o = parse_ok("redis://secret@host", st, sizeof(st));
+    cr_assert_null(o.username);
+    cr_assert_str_eq(o.password, "secret");
+    cr_assert_str_eq(o.host, "host");
+}
+
+Test(url, ipv6_host)
+{
+    char st[64];
+    tc_options o = parse_ok("redis://[::1]:6379", st, sizeof(st));
+    cr_assert_str_eq(o.host, "::1");
+    cr_assert_eq(o.port, 6379);
+}
+
+Test(url, unix_socket)
+{
+    char st[64];
+    tc_options o = parse_ok("unix:///tmp/r.sock", st, sizeof(st));
+    cr_assert_str_eq(o.unix_path, "/tmp/r.sock");
+    cr_assert(within(o.unix_path, st, sizeof(st)));
+    cr_assert_null(o.host);
+    cr_assert_eq(o.db, 0);
+}
+
+Test(url, unix_socket_with_db)
+{
+    char st[64];
+    tc_options o = parse_ok("unix:///tmp/r.sock?db=4", st, sizeof(st));
+    cr_assert_str_eq(o.unix_path, "/tmp/r.sock");
+    cr_assert_eq(o.db, 4);
+}
+
+Test(url, unix_socket_with_credentials)
+{
+    char st[64];
+    tc_options o = parse_ok("unix://user:pw@/tmp/r.sock", st, sizeof(st));
+    cr_assert_str_eq(o.unix_path, "/tmp/r.sock");
+    cr_assert_str_eq(o.username, "user");
+    cr_assert_str_eq(o.password, "pw");
+}
+
+Test(url, storage_of_url_length_is_enough)
+{
+    /* The documented minimum, for the URL with the most parts. */
+    static const char *const urls[] = {
+        "redis://user:pa%40ss@host:1/2", "redis://u:p@h", "redis://:p@h",
+        "unix://user:pw@/tmp/r.sock?db=1", "redis://[::1]:6379"};
+    for (size_t i = 0; i < sizeof(urls) / sizeof(urls[0]); i++) {
+        size_t n = strlen(urls[i]) + 1;
+        char *st = malloc(n); /* exact size: ASan sees any overrun */
+        tc_options o;
+        memset(&o, 0, sizeof(o));
+        cr_assert_eq(tc_options_parse_url(&o, urls[i], st, n), TC_OK, "%s: %s",
+                     urls[i], tc_errmsg());
+        free(st);
+    }
+}
+
+/* ------------------------------------------------------------------ */
+/* tc_options_parse_url: rejected forms                                */
+/* ------------------------------------------------------------------ */
+
+/* Rejected with TC_BAD_ARGUMENT, a detail, `opts` untouched; returns a
+ * copy of the detail. */
+static void parse_bad(const char *url, const char *mention)
+{
+    char st[256];
+    tc_options o, before;
+    tc_result r;
+    memset(&o, 0, sizeof(o));
+    o.host = "sentinel-host";
+    o.port = 1234;
+    o.db = 7;
+    o.password = "sentinel-pw";
+    o.url = "sentinel-url";
+    before = o;
+    reset_errmsg();
+    r = tc_options_parse_url(&o, url, st, sizeof(st));
+    cr_assert_eq(r, TC_BAD_ARGUMENT, "\"%s\" gave %s", url, tc_strerror(r));
+    cr_assert(memcmp(&o, &before, sizeof(o)) == 0, "\"%s\" changed opts", url);
+    cr_assert_gt(strlen(tc_errmsg()), 10, "\"%s\": no detail", url);
+    if (mention)
+        cr_assert(strstr(tc_errmsg(), mention) != NULL,
+                  "\"%s\": detail \"%s\" does not mention \"%s\"", url,
+                  tc_errmsg(), mention);
+    cr_assert(strstr(tc_errmsg(), "hunter2") == NULL,
+              "\"%s\": detail leaks the password: %s", url, tc_errmsg());
+}
+
+Test(url, malformed_urls_are_rejected)
+{
+    parse_bad("", NULL);
+    parse_bad("http://x", "scheme");
+    parse_bad("redis:/x", "scheme");
+    parse_bad("rediss://x", "TLS");
+    parse_bad("redis://", "host");
+    parse_bad("redis://:6379", "host");
+    parse_bad("redis://host:0", "port");
+    parse_bad("redis://host:70000", "port");
+    parse_bad("redis://host:65536", "port");
+    parse_bad("redis://host:abc", "port");
+    parse_bad("redis://host:", "port");
+    parse_bad("redis://host:-1", "port");
+    parse_bad("redis://host/abc", "database");
+    parse_bad("redis://host/-1", "database");
+    parse_bad("redis://host/1/2", "database");
+    parse_bad("unix://relative", "absolute");
+    parse_bad("unix://", "absolute");
+    parse_bad("unix://u:p@relative", "absolute");
+    parse_bad("redis://h?foo=1", "query");
+    parse_bad("unix:///tmp/s?db=x", "db");
+    parse_bad("redis://[::1", "[");
+    parse_bad("redis://[::1]x", "]");
+    parse_bad("redis://ho%zzst", "escape");
+    parse_bad("redis://host%4", "escape");
+    parse_bad("redis://u:p%g1@h", "escape");
+    parse_bad("unix:///tmp/%zz", "escape");
+    parse_bad("redis://ho st", "host");
+}
+
+Test(url, errors_never_show_the_password)
+{
+    parse_bad("redis://u:hunter2@host:99999", "port");
+    parse_bad("redis://u:hunter2@host/x", "database");
+    parse_bad("redis://:hunter2@h?x=1", "query");
+    parse_bad("redis://u:hunter2%zz@h", "escape");
+    parse_bad("redis://u:hunter2@", "host");
+    parse_bad("rediss://u:hunter2@h", "TLS");
+    parse_bad("unix://u:hunter2@relative", "absolute");
+    parse_bad("redis://hunter2@[::1", "[");
+}
+
+Test(url, storage_too_small)
+{
+    char st[4];
+    tc_options o, before;
+    memset(&o, 0, sizeof(o));
+    o.port = 99;
+    before = o;
+    cr_assert_eq(tc_options_parse_url(&o, "redis://longhostname:6380", st,
+                                      sizeof(st)),
+                 TC_BAD_ARGUMENT);
+    cr_assert(memcmp(&o, &before, sizeof(o)) == 0, "opts changed");
+    cr_assert_gt(strlen(tc_errmsg()), 0);
+}
+
+Test(url, null_arguments)
+{
+    char st[64];
+    tc_options o;
+    memset(&o, 0, sizeof(o));
+    cr_assert_eq(tc_options_parse_url(NULL, "redis://h", st, sizeof(st)),
+                 TC_BAD_ARGUMENT);
+    cr_assert_eq(tc_options_parse_url(&o, NULL, st, sizeof(st)),
+                 TC_BAD_ARGUMENT);
+    cr_assert_eq(tc_options_parse_url(&o, "redis://h", NULL, 64),
+                 TC_BAD_ARGUMENT);
+}
+
+/* ------------------------------------------------------------------ */
+/* tc__config_resolve                                                  */
+/* ------------------------------------------------------------------ */
+
+static tc__config resolve_ok(const tc_options *o)
+{
+    tc__config c;
+    tc_result r = tc__config_resolve(o, &c);
+    cr_assert_eq(r, TC_OK, "%s (%s)", tc_strerror(r), tc_errmsg());
+    return c;
+}
+
+/* Fails with TC_BAD_ARGUMENT, leaves nothing behind, and the detail names
+ * `mention` and never the password "hunter2". */
+static void resolve_bad(const tc_options *o, const char *mention)
+{
+    tc__config c;
+    tc_result r;
+    reset_errmsg();
+    r = tc__config_resolve(o, &c);
+    cr_assert_eq(r, TC_BAD_ARGUMENT, "gave %s", tc_strerror(r));
+    cr_assert_gt(strlen(tc_errmsg()), 0, "no detail");
+    if (mention)
+        cr_assert(strstr(tc_errmsg(), mention) != NULL,
+                  "detail \"%s\" does not name %s", tc_errmsg(), mention);
+    cr_assert(strstr(tc_errmsg(), "hunter2") == NULL,
+              "detail leaks the password: %s", tc_errmsg());
+}
+
+static tc_options no_env(void)
+{
+    tc_options o;
+    memset(&o, 0, sizeof(o));
+    o.ignore_env = TC_YES;
+    return o;
+}
+
+Test(config, defaults)
+{
+    tc__config c = resolve_ok(NULL);
+    cr_assert_str_eq(c.host, "127.0.0.1");
+    cr_assert_eq(c.port, 6379);
+    cr_assert_null(c.unix_path);
+    cr_assert_null(c.username);
+    cr_assert_null(c.password);
+    cr_assert_eq(c.db, 0);
+    cr_assert_str_eq(c.prefix, "");
+    cr_assert_eq(c.prefix_len, 0);
+    cr_assert_str_eq(c.channel, "cache:invalidate");
+    cr_assert_eq(c.default_ttl_ms, 900000);
+    cr_assert_eq(c.l1_ttl_ms, 60000, "900 s / 10 capped at 60 s");
+    cr_assert_eq(c.l1_max_bytes, 64u << 20);
+    cr_assert_eq(c.l1_max_entries, 1000000);
+    cr_assert_geq(c.l1_shards, 1);
+    cr_assert_leq(c.l1_shards, 1024);
+    cr_assert_eq(c.l1_shards & (c.l1_shards - 1), 0, "%u shards",
+                 c.l1_shards);
+    cr_assert_eq(c.max_key, 1024);
+    cr_assert_eq(c.max_value, 16u << 20);
+    cr_assert_eq(c.enabled, 1);
+    cr_assert_eq(c.coherence, TC_COHERENCE_ASYNC);
+    cr_assert_eq(c.lease_ms, 100);
+    cr_assert_eq(c.tracking, 0);
+    tc__config_free(&c);
+}
+
+Test(config, l1_ttl_is_a_tenth_of_the_default_below_the_cap)
+{
+    tc_options o = no_env();
+    tc__config c;
+    o.default_ttl_ms = 100000;
+    c = resolve_ok(&o);
+    cr_assert_eq(c.default_ttl_ms, 100000);
+    cr_assert_eq(c.l1_ttl_ms, 10000);
+    tc__config_free(&c);
+    o.l1_ttl_ms = 1234; /* explicit wins */
+    c = resolve_ok(&o);
+    cr_assert_eq(c.l1_ttl_ms, 1234);
+    tc__config_free(&c);
+}
+
+Test(config, redis_url_from_env)
+{
+    tc__config c;
+    setenv("REDIS_URL", "redis://u:pw@envhost:7001/5", 1);
+    c = resolve_ok(NULL);
+    cr_assert_str_eq(c.host, "envhost");
+    cr_assert_eq(c.port, 7001);
+    cr_assert_eq(c.db, 5);
+    cr_assert_str_eq(c.username, "u");
+    cr_assert_str_eq(c.password, "pw");
+    tc__config_free(&c);
+}
+
+Test(config, redis_unix_url_from_env)
+{
+    tc__config c;
+    setenv("REDIS_URL", "unix:///run/redis.sock?db=2", 1);
+    c = resolve_ok(NULL);
+    cr_assert_str_eq(c.unix_path, "/run/redis.sock");
+    cr_assert_null(c.host);
+    cr_assert_eq(c.db, 2);
+    tc__config_free(&c);
+}
+
+Test(config, redis_host_port_password_username_db_from_env)
+{
+    tc__config c;
+    setenv("REDIS_HOST", "h.example", 1);
+    setenv("REDIS_PORT", "6390", 1);
+    setenv("REDIS_PASSWORD", "pw", 1);
+    setenv("REDIS_USERNAME", "app", 1);
+    setenv("REDIS_DB", "9", 1);
+    c = resolve_ok(NULL);
+    cr_assert_str_eq(c.host, "h.example");
+    cr_assert_eq(c.port, 6390);
+    cr_assert_str_eq(c.password, "pw");
+    cr_assert_str_eq(c.username, "app");
+    cr_assert_eq(c.db, 9);
+    tc__config_free(&c);
+}
+
+Test(config, empty_env_values_are_unset)
+{
+    tc__config c;
+    setenv("REDIS_HOST", "", 1);
+    setenv("REDIS_PORT", "", 1);
+    c = resolve_ok(NULL);
+    cr_assert_str_eq(c.host, "127.0.0.1");
+    cr_assert_eq(c.port, 6379);
+    tc__config_free(&c);
+}
+
+static void set_all_env(void)
+{
+    setenv("REDIS_URL", "redis://eu:epw@urlenv:7002/6", 1);
+    setenv("REDIS_HOST", "envhost", 1);
+    setenv("REDIS_PORT", "7001", 1);
+    setenv("REDIS_PASSWORD", "envpw", 1);
+    setenv("REDIS_USERNAME", "envuser", 1);
+    setenv("REDIS_DB", "5", 1);
+    setenv("CACHE_KEY_PREFIX", "envprefix:", 1);
+    setenv("CACHE_DEFAULT_TTL", "30", 1);
+    setenv("CACHE_ENABLED", "false", 1);
+    setenv("TC_COHERENCE", "strict", 1);
+}
+
+Test(config, explicit_options_win_over_env)
+{
+    tc_options o;
+    tc__config c;
+    set_all_env();
+    memset(&o, 0, sizeof(o));
+    o.host = "opthost";
+    o.port = 7100;
+    o.password = "optpw";
+    o.username = "optuser";
+    o.db = 2;
+    o.key_prefix = "opt:";
+    o.default_ttl_ms = 5000;
+    o.enabled = TC_YES;
+    o.coherence = TC_COHERENCE_NONE;
+    c = resolve_ok(&o);
+    cr_assert_str_eq(c.host, "opthost");
+    cr_assert_eq(c.port, 7100);
+    cr_assert_str_eq(c.password, "optpw");
+    cr_assert_str_eq(c.username, "optuser");
+    cr_assert_eq(c.db, 2);
+    cr_assert_str_eq(c.prefix, "opt:");
+    cr_assert_str_eq(c.channel, "opt:cache:invalidate");
+    cr_assert_eq(c.default_ttl_ms, 5000);
+    cr_assert_eq(c.enabled, 1);
+    cr_assert_eq(c.coherence, TC_COHERENCE_NONE);
+    tc__config_free(&c);
+}
+
+Test(config, explicit_unix_path_wins_over_env)
+{
+    tc_options o;
+    tc__config c;
+    set_all_env();
+    memset(&o, 0, sizeof(o));
+    o.unix_path = "/tmp/x.sock";
+    c = resolve_ok(&o);
+    cr_assert_str_eq(c.unix_path, "/tmp/x.sock");
+    cr_assert_null(c.host);
+    tc__config_free(&c);
+}
+
+Test(config, db_minus_one_forces_zero_over_env)
+{
+    tc_options o;
+    tc__config c;
+    setenv("REDIS_DB", "5", 1);
+    memset(&o, 0, sizeof(o));
+    o.db = -1;
+    c = resolve_ok(&o);
+    cr_assert_eq(c.db, 0);
+    tc__config_free(&c);
+}
+
+Test(config, parsed_url_db_zero_forces_zero_over_env)
+{
+    char st[64];
+    tc_options o;
+    tc__config c;
+    setenv("REDIS_DB", "5", 1);
+    memset(&o, 0, sizeof(o));
+    cr_assert_eq(tc_options_parse_url(&o, "redis://:pw@h:6390/0", st,
+                                      sizeof(st)),
+                 TC_OK);
+    c = resolve_ok(&o);
+    cr_assert_str_eq(c.host, "h");
+    cr_assert_eq(c.port, 6390);
+    cr_assert_str_eq(c.password, "pw");
+    cr_assert_eq(c.db, 0);
+    tc__config_free(&c);
+}
+
+Test(config, options_url_wins_over_env)
+{
+    tc_options o;
+    tc__config c;
+    set_all_env();
+    memset(&o, 0, sizeof(o));
+    o.url = "redis://uu:upw@urlhost:6390/4";
+    c = resolve_ok(&o);
+    cr_assert_str_eq(c.host, "urlhost");
+    cr_assert_eq(c.port, 6390);
+    cr_assert_eq(c.db, 4);
+    cr_assert_str_eq(c.username, "uu");
+    cr_assert_str_eq(c.password, "upw");
+    tc__config_free(&c);
+}
+
+/* tiercache.h: "Explicit host/port/unix_path/db/username/password fields
+ * below win over the URL's parts." */
+Test(config, explicit_fields_win_over_options_url)
+{
+    tc_options o = no_env();
+    tc__config c;
+    int port;
+    o.url = "redis://uu:upw@urlhost:6390/4";
+    o.port = 7000;
+    o.db = 2;
+    o.password = "optpw";
+    o.username = "optuser";
+    c = resolve_ok(&o);
+    cr_assert_str_eq(c.host, "urlhost");
+    cr_assert_eq(c.db, 2);
+    cr_assert_str_eq(c.password, "optpw");
+    cr_assert_str_eq(c.username, "optuser");
+    port = c.port;
+    tc__config_free(&c);
+    cr_assert_eq(port, 7000, "the URL's port overrode the explicit port");
+}
+
+Test(config, explicit_port_wins_over_env_url)
+{
+    tc_options o;
+    tc__config c;
+    int port;
+    setenv("REDIS_URL", "redis://envhost:6390", 1);
+    memset(&o, 0, sizeof(o));
+    o.port = 7000;
+    c = resolve_ok(&o);
+    cr_assert_str_eq(c.host, "envhost");
+    port = c.port;
+    tc__config_free(&c);
+    cr_assert_eq(port, 7000, "REDIS_URL's port overrode the explicit port");
+}
+
+Test(config, ignore_env)
+{
+    tc_options o = no_env();
+    tc__config c;
+    set_all_env();
+    c = resolve_ok(&o);
+    cr_assert_str_eq(c.host, "127.0.0.1");
+    cr_assert_eq(c.port, 6379);
+    cr_assert_eq(c.db, 0);
+    cr_assert_null(c.username);
+    cr_assert_null(c.password);
+    cr_assert_str_eq(c.prefix, "");
+    cr_assert_eq(c.default_ttl_ms, 900000);
+    cr_assert_eq(c.enabled, 1);
+    cr_assert_eq(c.coherence, TC_COHERENCE_ASYNC);
+    tc__config_free(&c);
+}
+
+Test(config, ignore_env_skips_malformed_env)
+{
+    tc_options o = no_env();
+    tc__config c;
+    setenv("REDIS_PORT", "nope", 1);
+    setenv("CACHE_ENABLED", "maybe", 1);
+    setenv("REDIS_URL", "http://x", 1);
+    c = resolve_ok(&o);
+    cr_assert_eq(c.port, 6379);
+    tc__config_free(&c);
+}
+
+Test(config, key_prefix_from_env_prefixes_channel)
+{
+    tc_options o;
+    tc__config c;
+    setenv("CACHE_KEY_PREFIX", "app:", 1);
+    c = resolve_ok(NULL);
+    cr_assert_str_eq(c.prefix, "app:");
+    cr_assert_eq(c.prefix_len, 4);
+    cr_assert_str_eq(c.channel, "app:cache:invalidate");
+    tc__config_free(&c);
+
+    memset(&o, 0, sizeof(o));
+    o.channel = "inv";
+    c = resolve_ok(&o);
+    cr_assert_str_eq(c.channel, "app:inv");
+    tc__config_free(&c);
+}
+
+Test(config, default_ttl_from_env)
+{
+    tc__config c;
+    setenv("CACHE_DEFAULT_TTL", "30", 1);
+    c = resolve_ok(NULL);
+    cr_assert_eq(c.default_ttl_ms, 30000);
+    cr_assert_eq(c.l1_ttl_ms, 3000);
+    tc__config_free(&c);
+}
+
+Test(config, malformed_default_ttl)
+{
+    setenv("CACHE_DEFAULT_TTL", "30s", 1);
+    resolve_bad(NULL, "CACHE_DEFAULT_TTL");
+    setenv("CACHE_DEFAULT_TTL", "0", 1);
+    resolve_bad(NULL, "CACHE_DEFAULT_TTL");
+}
+
+Test(config, cache_enabled_values)
+{
+    static const char *const off[] = {"false", "0", "no", "off", "FALSE",
+                                      "No"};
+    static const char *const on[] = {"true", "1", "yes", "on", "TRUE"};
+    for (size_t i = 0; i < sizeof(off) / sizeof(off[0]); i++) {
+        tc__config c;
+        setenv("CACHE_ENABLED", off[i], 1);
+        c = resolve_ok(NULL);
+        cr_assert_eq(c.enabled, 0, "CACHE_ENABLED=%s", off[i]);
+        tc__config_free(&c);
+    }
+    for (size_t i = 0; i < sizeof(on) / sizeof(on[0]); i++) {
+        tc__config c;
+        setenv("CACHE_ENABLED", on[i], 1);
+        c = resolve_ok(NULL);
+        cr_assert_eq(c.enabled, 1, "CACHE_ENABLED=%s", on[i]);
+        tc__config_free(&c);
+    }
+}
+
+Test(config, explicit_enabled_no_wins)
+{
+    tc_options o;
+    tc__config c;
+    setenv("CACHE_ENABLED", "true", 1);
+    memset(&o, 0, sizeof(o));
+    o.enabled = TC_NO;
+    c = resolve_ok(&o);
+    cr_assert_eq(c.enabled, 0);
+    tc__config_free(&c);
+}
+
+Test(config, cache_enabled_maybe_is_rejected)
+{
+    setenv("CACHE_ENABLED", "maybe", 1);
+    resolve_bad(NULL, "CACHE_ENABLED");
+}
+
+Test(config, malformed_redis_port)
+{
+    static const char *const bad[] = {"abc", "0", "70000", "-1", "63 79",
+                                      "6379x", "99999999999"};
+    setenv("REDIS_PASSWORD", "hunter2", 1);
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        setenv("REDIS_PORT", bad[i], 1);
+        resolve_bad(NULL, "REDIS_PORT");
+    }
+}
+
+Test(config, malformed_redis_db)
+{
+    static const char *const bad[] = {"x", "-1", "1.5", "99999999999"};
+    setenv("REDIS_PASSWORD", "hunter2", 1);
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        setenv("REDIS_DB", bad[i], 1);
+        resolve_bad(NULL, "REDIS_DB");
+    }
+}
+
+Test(config, malformed_redis_url)
+{
+    static const char *const bad[] = {
+        "redis://u:hunter2@host:99999", "redis://:hunter2@host/abc",
+        "rediss://u:hunter2@host", "hunter2", "redis://u:hunter2%zz@h"};
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        setenv("REDIS_URL", bad[i], 1);
+        resolve_bad(NULL, "REDIS_URL");
+    }
+}
+
+Test(config, malformed_options_url)
+{
+    tc_options o = no_env();
+    o.url = "redis://u:hunter2@host:99999";
+    resolve_bad(&o, "URL");
+}
+
+Test(config, username_without_password)
+{
+    tc_options o = no_env();
+    o.username = "u";
+    resolve_bad(&o, "password");
+}
+
+Test(config, env_username_without_password)
+{
+    setenv("REDIS_USERNAME", "u", 1);
+    resolve_bad(NULL, "password");
+}
+
+Test(config, shard_count_must_be_power_of_two)
+{
+    tc_options o = no_env();
+    tc__config c;
+    o.l1_shards = 3;
+    resolve_bad(&o, "l1_shards");
+    o.l1_shards = 2048;
+    resolve_bad(&o, "l1_shards");
+    o.l1_shards = 8;
+    c = resolve_ok(&o);
+    cr_assert_eq(c.l1_shards, 8);
+    tc__config_free(&c);
+}
+
+Test(config, coherence_from_env)
+{
+    tc_options o;
+    tc__config c;
+    setenv("TC_COHERENCE", "strict", 1);
+    c = resolve_ok(NULL);
+    cr_assert_eq(c.coherence, TC_COHERENCE_STRICT);
+    tc__config_free(&c);
+    setenv("TC_COHERENCE", "none", 1);
+    c = resolve_ok(NULL);
+    cr_assert_eq(c.coherence, TC_COHERENCE_NONE);
+    tc__config_free(&c);
+    setenv("TC_COHERENCE", "async", 1);
+    c = resolve_ok(NULL);
+    cr_assert_eq(c.coherence, TC_COHERENCE_ASYNC);
+    tc__config_free(&c);
+    /* An explicit non-default mode wins. */
+    setenv("TC_COHERENCE", "strict", 1);
+    memset(&o, 0, sizeof(o));
+    o.coherence = TC_COHERENCE_NONE;
+    c = resolve_ok(&o);
+    cr_assert_eq(c.coherence, TC_COHERENCE_NONE);
+    tc__config_free(&c);
+}
+
+Test(config, coherence_bogus_is_rejected)
+{
+    setenv("TC_COHERENCE", "bogus", 1);
+    resolve_bad(NULL, "TC_COHERENCE");
+}
+
+Test(config, coherence_out_of_range_option)
+{
+    tc_options o = no_env();
+    o.coherence = (tc_coherence)7;
+    resolve_bad(&o, "coherence");
+}
+
+/* tc__config_resolve(): "On failure ... `out` holds nothing". Checked on
+ * the early validation paths, after some strings were already copied. */
+Test(config, failure_leaves_nothing_bad_port)
+{
+    tc_options o = no_env();
+    tc__config c;
+    o.host = "h";
+    o.port = 70000;
+    cr_assert_eq(tc__config_resolve(&o, &c), TC_BAD_ARGUMENT);
+    cr_assert_null(c.host, "host copy left behind (leaked)");
+}
+
+Test(config, failure_leaves_nothing_bad_db)
+{
+    tc_options o = no_env();
+    tc__config c;
+    o.unix_path = "/tmp/s";
+    o.username = "u";
+    o.password = "hunter2";
+    o.db = -5;
+    cr_assert_eq(tc__config_resolve(&o, &c), TC_BAD_ARGUMENT);
+    cr_assert_null(c.unix_path, "path copy left behind (leaked)");
+    cr_assert_null(c.password, "password copy left behind (leaked)");
+    cr_assert_null(c.username, "user copy left behind (leaked)");
+}
+
+Test(config, failure_leaves_nothing_late)
+{
+    tc_options o = no_env();
+    tc__config c;
+    o.host = "h";
+    o.password = "hunter2";
+    o.l1_shards = 3;
+    cr_assert_eq(tc__config_resolve(&o, &c), TC_BAD_ARGUMENT);
+    cr_assert_null(c.host);
+    cr_assert_null(c.password);
+    cr_assert_null(c.prefix);
+}
+
+Test(config, where_has_no_credentials)
+{
+    tc_options o = no_env();
+    tc__config c;
+    char buf[128];
+    o.url = "redis://u:hunter2@h.example:6390/3";
+    c = resolve_ok(&o);
+    tc__config_where(&c, buf, sizeof(buf));
+    cr_assert_str_eq(buf, "h.example:6390");
+    tc__config_free(&c);
+    o.url = "unix://u:hunter2@/tmp/r.sock";
+    c = resolve_ok(&o);
+    tc__config_where(&c, buf, sizeof(buf));
+    cr_assert_str_eq(buf, "unix:/tmp/r.sock");
+    tc__config_free(&c);
+}

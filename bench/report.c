@@ -114,6 +114,14 @@ static double min_ratio(const char *const *pol, const char *const *lru,
     return m;
 }
 
+static void context_line(const char *what, double v)
+{
+    if (!isfinite(v))
+        printf("   %-46s %10s\n", what, "n/a");
+    else
+        printf(v >= 10 ? "   %-46s %9.0fx\n" : "   %-46s %9.2fx\n", what, v);
+}
+
 int report_targets(const bench_cfg *cfg)
 {
     (void)cfg;
@@ -193,12 +201,11 @@ int report_targets(const bench_cfg *cfg)
     double c1 = res_get("l2_get_p50_us") * 1000.0 / res_get("floor_get_p50_ns");
     double c2 =
         res_get("l2_get_p50_us") * 1000.0 / res_get("l1_get_zipf_p50_ns");
-    printf("   %-46s %10.0fx\n", "L2 hit p50 / floor p50, 64 B", c1);
-    printf("   %-46s %10.0fx\n", "L2 hit p50 / L1 hit p50, Zipf 1.0 order", c2);
-    printf("   %-46s %10.2fx\n", "floor throughput 2 threads / 1 thread",
-           res_get("floor_scaling_2t"));
-    printf("   %-46s %10.2fx\n", "CPU spin 2 threads / 1 thread",
-           res_get("cpu_scaling_2t"));
+    context_line("L2 hit p50 / floor p50, 64 B", c1);
+    context_line("L2 hit p50 / L1 hit p50, Zipf 1.0 order", c2);
+    context_line("floor throughput 2 threads / 1 thread",
+                 res_get("floor_scaling_2t"));
+    context_line("CPU spin 2 threads / 1 thread", res_get("cpu_scaling_2t"));
     res_num("ratio_l2_floor_p50", c1);
     res_num("ratio_l2_l1_zipf_p50", c2);
     printf("   \"scan traces\": clearly above LRU is taken as >= 1.05x on "

@@ -93,7 +93,7 @@ static double run_policy(const trace *t, size_t cap, size_t *refused)
     for (size_t i = 0; i < t->n; i++) {
         uint64_t key = t->k[i];
         uint64_t h = tc__hash(&key, sizeof key);
-        struct tc_value *v = tc__l1_get(l1, h, &key, sizeof key);
+        struct tc_value *v = tc__l1_get(l1, h, &key, sizeof key, tc__now_ns());
         if (v) {
             hits++;
             tc_value_release(v);

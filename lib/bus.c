@@ -56,7 +56,6 @@ struct tc__bus {
     pthread_mutex_t qmu;
     int stop_requested;      /* qmu */
     atomic_uint_fast64_t l1_ok_until; /* CLOCK_MONOTONIC ns */
-    uint64_t coarse_res_ns;
     atomic_uint_fast64_t seq;
     atomic_uint_fast64_t generation;
     atomic_uint_fast64_t published, received, applied, malformed, own_skipped,
@@ -632,7 +631,6 @@ tc_result tc__bus_create(const tc__config *cfg, tc__l1 *l1, const char *id,
 {
     tc__bus *bus = calloc(1, sizeof(*bus));
     pthread_condattr_t ca;
-    struct timespec res;
     if (!bus)
         return tc__fail(TC_NO_MEMORY, "out of memory");
     bus->cfg = cfg;
@@ -642,10 +640,6 @@ tc_result tc__bus_create(const tc__config *cfg, tc__l1 *l1, const char *id,
     bus->ch_ack = join(cfg->channel, ":ack:", id);
     bus->ch_pong = join(cfg->channel, ":pong:", id);
     bus->rng = tc__now_ns() | 1;
-    bus->coarse_res_ns = clock_getres(CLOCK_MONOTONIC_COARSE, &res) == 0
-                             ? (uint64_t)res.tv_nsec + 1000000000ULL *
-                                                           (uint64_t)res.tv_sec
-                             : 10000000ULL;
     pthread_mutex_init(&bus->qmu, NULL);
     pthread_mutex_init(&bus->smu, NULL);
     pthread_condattr_init(&ca);
@@ -703,12 +697,10 @@ void tc__bus_destroy(tc__bus *bus)
     free(bus);
 }
 
-int tc__bus_l1_ok(tc__bus *bus)
+int tc__bus_l1_ok(tc__bus *bus, uint64_t now_ns)
 {
-    uint64_t until =
-        atomic_load_explicit(&bus->l1_ok_until, memory_order_acquire);
-    /* The coarse clock lags by up to its resolution: judge conservatively. */
-    return until && tc__coarse_now_ns() + bus->coarse_res_ns < until;
+    return now_ns <
+           atomic_load_explicit(&bus->l1_ok_until, memory_order_acquire);
 }
 
 uint64_t tc__bus_strict_begin(tc__bus *bus, tc__strict_wait **out)

@@ -37,9 +37,9 @@ tc_result tc__bus_create(const tc__config *cfg, tc__l1 *l1, const char *id,
 /** Stop the thread, close connections, wake strict waiters. NULL no-op. */
 void tc__bus_destroy(tc__bus *bus);
 
-/** 1 when L1 may be served and filled now: the bus proved itself alive
- *  within the lease. Cheap: one atomic load and a coarse clock read. */
-int tc__bus_l1_ok(tc__bus *bus);
+/** 1 when L1 may be served at `now_ns` (tc__now_ns()): the bus proved
+ *  itself alive within the lease. One atomic load. */
+int tc__bus_l1_ok(tc__bus *bus, uint64_t now_ns);
 
 /* Strict writes: register before publishing, then wait. */
 typedef struct tc__strict_wait tc__strict_wait;

@@ -81,11 +81,11 @@ static tc_result check_value(const tc_cache *c, const void *val, size_t vlen)
     return TC_OK;
 }
 
-/* May L1 answer reads now? Without a bus, always; with one, only while it
- * has proved itself alive within the lease. */
-static inline int l1_servable(tc_cache *c)
+/* May L1 answer reads at `now`? Without a bus, always; with one, only
+ * while it has proved itself alive within the lease. */
+static inline int l1_servable(tc_cache *c, uint64_t now)
 {
-    return !c->bus || tc__bus_l1_ok(c->bus);
+    return !c->bus || tc__bus_l1_ok(c->bus, now);
 }
 
 static uint64_t realtime_us(void)
@@ -158,7 +158,7 @@ tc_result tc_cache_create(const tc_options *opts, tc_cache **out)
                                                    c->cfg.command_timeout_ms) *
                                             1000000ULL;
         struct timespec ms = {0, 1000000L};
-        while (!tc__bus_l1_ok(c->bus) && tc__now_ns() < until)
+        while (!tc__bus_l1_ok(c->bus, tc__now_ns()) && tc__now_ns() < until)
             nanosleep(&ms, NULL);
     }
     *out = c;
@@ -251,15 +251,17 @@ static tc_result get_l2(tc_cache *c, uint64_t h, const void *key, size_t klen,
     return r;
 }
 
-/* L1 lookup when servable; counts reads that had to bypass it. */
+/* L1 lookup when servable; counts reads that had to bypass it. One clock
+ * read serves the lease check and the entry's expiry. */
 static tc_value *l1_lookup(tc_cache *c, uint64_t h, const void *key,
                            size_t klen)
 {
-    if (!l1_servable(c)) {
+    uint64_t now = tc__now_ns();
+    if (!l1_servable(c, now)) {
         atomic_fetch_add_explicit(&c->l1_bypassed, 1, memory_order_relaxed);
         return NULL;
     }
-    return tc__l1_get(c->l1, h, key, klen);
+    return tc__l1_get(c->l1, h, key, klen, now);
 }
 
 tc_result tc_get(tc_cache *c, const void *key, size_t klen, tc_value **out)
@@ -556,9 +558,10 @@ tc_result tc_set_ex(tc_cache *c, const void *key, size_t klen, const void *val,
     }
     if (r == TC_OK) {
         /* Another write or invalidation of this key while ours was in flight
-         * leaves the order in L2 unknown here: keep no copy then. */
+         * leaves the order in L2 unknown here: keep no copy then. Nor when
+         * the value did not fit: a reader may have filled the old one. */
         if (tc__l1_fill(c->l1, h, key, klen, val, vlen, l1_deadline(l1_ttl),
-                        gen, TC__FILL_BUMP, NULL) == TC__FILL_STALE)
+                        gen, TC__FILL_BUMP, NULL) != TC__FILL_INSERTED)
             tc__l1_invalidate_key(c->l1, h, key, klen);
     } else {
         /* The write may or may not have happened: hold no copy, and make
@@ -964,7 +967,7 @@ tc_result tc_cache_health(tc_cache *c, tc_health *out)
     if (!c->cfg.enabled)
         return tc__fail(TC_DISABLED, "caching is disabled");
     out->breaker_open = tc__l2_breaker_open(c->l2);
-    out->bus_up = c->bus && tc__bus_l1_ok(c->bus);
+    out->bus_up = c->bus && tc__bus_l1_ok(c->bus, tc__now_ns());
     t0 = tc__now_ns();
     r = tc__l2_run(c->l2, 1, &cmd, &rep, TC__L2_IGNORE_BREAKER);
     if (r != TC_OK)
@@ -990,10 +993,12 @@ uint64_t tc__cache_bus_generation(tc_cache *c)
 
 int tc__cache_l1_servable(tc_cache *c)
 {
-    return c->l1 && l1_servable(c);
+    return c->l1 && l1_servable(c, tc__now_ns());
 }
 
 tc_value *tc__cache_l1_contents(tc_cache *c, const void *key, size_t klen)
 {
-    return c->l1 ? tc__l1_get(c->l1, tc__hash(key, klen), key, klen) : NULL;
+    return c->l1 ? tc__l1_get(c->l1, tc__hash(key, klen), key, klen,
+                              tc__now_ns())
+                 : NULL;
 }

@@ -332,7 +332,7 @@ static void take_url(tc__config *c, const url_parts *u, int *have_where)
             *have_where = 1;
         } else if (u->host) {
             c->host = strdup(u->host);
-            if (u->port)
+            if (u->port && !c->port)
                 c->port = u->port;
             *have_where = 1;
         }
@@ -368,13 +368,17 @@ tc_result tc__config_resolve(const tc_options *o, tc__config *c)
         c->host = strdup(o->host);
         have_where = 1;
     }
-    if (o->port < 0 || o->port > 65535)
-        return tc__fail(TC_BAD_ARGUMENT, "port must be from 1 to 65535");
+    if (o->port < 0 || o->port > 65535) {
+        r = tc__fail(TC_BAD_ARGUMENT, "port must be from 1 to 65535");
+        goto fail_r;
+    }
     c->port = o->port;
     c->username = dup_or_null(o->username);
     c->password = dup_or_null(o->password);
-    if (o->db < -1)
-        return tc__fail(TC_BAD_ARGUMENT, "db must not be negative");
+    if (o->db < -1) {
+        r = tc__fail(TC_BAD_ARGUMENT, "db must not be negative");
+        goto fail_r;
+    }
     if (o->db)
         c->db = o->db < 0 ? 0 : o->db;
 
@@ -457,8 +461,14 @@ tc_result tc__config_resolve(const tc_options *o, tc__config *c)
     c->l1_shards = o->l1_shards;
     if (!c->l1_shards) {
         c->l1_shards = 1;
-        while (c->l1_shards < 16 * ncores() && c->l1_shards < 1024)
+        while (c->l1_shards < 16 * ncores() && c->l1_shards < 1024 &&
+               c->l1_shards * 2 <= c->l1_max_entries)
             c->l1_shards <<= 1;
+    }
+    if (c->l1_shards > c->l1_max_entries) {
+        /* Each shard holds at least one entry. */
+        r = tc__fail(TC_BAD_ARGUMENT, "l1_shards exceeds l1_max_entries");
+        goto fail_r;
     }
     if (c->l1_shards > 1024 || (c->l1_shards & (c->l1_shards - 1))) {
         r = tc__fail(TC_BAD_ARGUMENT, "l1_shards must be a power of two <= 1024");

@@ -37,7 +37,6 @@ struct tc__l1 {
     unsigned shift;          /* 64 - log2(nshards) */
     size_t max_bytes;        /* per shard */
     size_t max_entries;      /* per shard */
-    uint64_t coarse_res_ns;  /* resolution of tc__coarse_now_ns() */
 };
 
 static inline shard *shard_of(tc__l1 *l1, uint64_t h)
@@ -58,7 +57,6 @@ static inline size_t charge(const struct tc_value *v)
 tc__l1 *tc__l1_create(size_t max_bytes, size_t max_entries, unsigned shards)
 {
     tc__l1 *l1;
-    struct timespec res;
     unsigned bits = 0;
 
     if (shards == 0 || (shards & (shards - 1)) != 0)
@@ -79,11 +77,6 @@ tc__l1 *tc__l1_create(size_t max_bytes, size_t max_entries, unsigned shards)
     l1->shift = 64 - bits;
     l1->max_bytes = max_bytes / shards;
     l1->max_entries = max_entries / shards ? max_entries / shards : 1;
-    if (clock_getres(CLOCK_MONOTONIC_COARSE, &res) == 0)
-        l1->coarse_res_ns = (uint64_t)res.tv_sec * 1000000000ULL +
-                            (uint64_t)res.tv_nsec;
-    else
-        l1->coarse_res_ns = 10000000ULL;
     return l1;
 }
 
@@ -159,25 +152,21 @@ struct tc_value *tc__value_new(const void *val, size_t vlen)
     return v;
 }
 
-/* Expired by the coarse clock, which lags real time by at most its
- * resolution: count an entry expired one resolution early, never late. */
-static inline int expired(const tc__l1 *l1, const struct tc_value *e,
-                          uint64_t now)
+static inline int expired(const struct tc_value *e, uint64_t now)
 {
-    return now + l1->coarse_res_ns >= e->expires_ns;
+    return now >= e->expires_ns;
 }
 
 struct tc_value *tc__l1_get(tc__l1 *l1, uint64_t h, const void *key,
-                            size_t klen)
+                            size_t klen, uint64_t now)
 {
     shard *s = shard_of(l1, h);
     struct tc_value *e, *dead = NULL;
-    uint64_t now = tc__coarse_now_ns();
 
     pthread_mutex_lock(&s->lock);
     HASH_FIND_BYHASHVALUE(hh, s->table, key, (unsigned)klen, (unsigned)h, e);
     if (e) {
-        if (expired(l1, e, now)) {
+        if (expired(e, now)) {
             unlink_entry(s, e, &dead);
             s->expirations++;
             e = NULL;
@@ -208,17 +197,17 @@ uint64_t tc__l1_gen(tc__l1 *l1, uint64_t h)
 
 /* SIEVE: evict one entry (lock held). Expired entries go regardless of
  * their bit. Returns 0 when the shard is empty. */
-static int evict_one(tc__l1 *l1, shard *s, uint64_t now,
+static int evict_one(shard *s, uint64_t now,
                      struct tc_value **dead)
 {
     struct tc_value *e = s->hand ? s->hand : s->table;
     while (e) {
-        if (e->visited && !expired(l1, e, now)) {
+        if (e->visited && !expired(e, now)) {
             e->visited = 0;
             e = e->hh.next ? e->hh.next : s->table;
             continue;
         }
-        if (expired(l1, e, now))
+        if (expired(e, now))
             s->expirations++;
         else
             s->evictions++;
@@ -254,7 +243,7 @@ int tc__l1_fill(tc__l1 *l1, uint64_t h, const void *key, size_t klen,
     memcpy(e->data + klen, val, vlen);
     e->data[klen + vlen] = '\0';
 
-    now = tc__coarse_now_ns();
+    now = tc__now_ns();
     pthread_mutex_lock(&s->lock);
     if (s->gen[slot_of(h)] != gen) {
         s->fills_skipped++;
@@ -265,7 +254,7 @@ int tc__l1_fill(tc__l1 *l1, uint64_t h, const void *key, size_t klen,
     if (old)
         unlink_entry(s, old, &dead);
     while (s->bytes + need > l1->max_bytes || s->entries + 1 > l1->max_entries)
-        if (!evict_one(l1, s, now, &dead))
+        if (!evict_one(s, now, &dead))
             break;
     HASH_ADD_KEYPTR_BYHASHVALUE(hh, s->table, e->data, (unsigned)klen,
                                 (unsigned)h, e);

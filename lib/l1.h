@@ -56,18 +56,19 @@ void tc__l1_destroy(tc__l1 *l1);
 /** Seeded 64-bit hash used for shard, bucket and generation slot. */
 uint64_t tc__hash(const void *key, size_t len);
 
-/** Monotonic clocks in ns: precise, and coarse (cheaper, lags by up to
- *  tc__coarse_res_ns()). */
+/** CLOCK_MONOTONIC in ns. (CLOCK_MONOTONIC_COARSE is 4x cheaper but can
+ *  lag real time by more than its resolution, e.g. just after a thread
+ *  wakes: it gives no upper bound on "now", which expiry and the lease
+ *  need.) */
 uint64_t tc__now_ns(void);
-uint64_t tc__coarse_now_ns(void);
 
 /** Standalone value holding a copy of `val`; NULL on allocation failure. */
 struct tc_value *tc__value_new(const void *val, size_t vlen);
 
-/** Lookup: a new reference, or NULL when absent or expired (an expired entry
- *  is removed). */
+/** Lookup at time `now_ns` (tc__now_ns()): a new reference, or NULL when
+ *  absent or expired (an expired entry is removed). */
 struct tc_value *tc__l1_get(tc__l1 *l1, uint64_t h, const void *key,
-                            size_t klen);
+                            size_t klen, uint64_t now_ns);
 
 /** The generation a later tc__l1_fill() for this key must match. */
 uint64_t tc__l1_gen(tc__l1 *l1, uint64_t h);

@@ -10,12 +10,13 @@ static const char *const kinds[] = {"key", "keys", "prefix", "pattern", "all"};
 static int parse_u64(const char *s, const char *e, uint64_t *v)
 {
     uint64_t x = 0;
-    if (s == e || e - s > 19)
+    if (s == e || e - s > 20)
         return -1;
     for (; s < e; s++) {
-        if (*s < '0' || *s > '9')
+        uint64_t d = (uint64_t)(*s - '0');
+        if (*s < '0' || *s > '9' || x > (UINT64_MAX - d) / 10)
             return -1;
-        x = x * 10 + (uint64_t)(*s - '0');
+        x = x * 10 + d;
     }
     *v = x;
     return 0;

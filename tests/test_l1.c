@@ -34,7 +34,7 @@ static int put_s(tc__l1 *l1, const char *key, const char *val)
 
 static tc_value *get(tc__l1 *l1, const void *key, size_t klen)
 {
-    return tc__l1_get(l1, tc__hash(key, klen), key, klen);
+    return tc__l1_get(l1, tc__hash(key, klen), key, klen, tc__now_ns());
 }
 
 static int has(tc__l1 *l1, const void *key, size_t klen)
@@ -851,7 +851,7 @@ static void *conc_worker(void *p)
         uint64_t h = tc__hash(key, (size_t)kl);
         unsigned op = (r >> 8) % 100;
         if (op < 45) {
-            tc_value *v = tc__l1_get(a->l1, h, key, (size_t)kl);
+            tc_value *v = tc__l1_get(a->l1, h, key, (size_t)kl, tc__now_ns());
             if (v) {
                 /* Every value of key i is made of byte 'A'+i%26. */
                 const char *d = tc_value_data(v);

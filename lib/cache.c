@@ -264,17 +264,25 @@ static tc_value *l1_lookup(tc_cache *c, uint64_t h, const void *key,
     return tc__l1_get(c->l1, h, key, klen, now);
 }
 
-tc_result tc_get(tc_cache *c, const void *key, size_t klen, tc_value **out)
+/* Checks shared by the single-key reads; TC_OK means: go and look. */
+static tc_result begin_read(tc_cache *c, const void *key, size_t klen,
+                            tc_value **out)
 {
     tc_result r;
-    uint64_t h;
     if ((r = check_key(c, key, klen)) != TC_OK)
         return r;
     if (!out)
         return tc__fail(TC_BAD_ARGUMENT, "NULL out");
     *out = NULL;
-    if (!c->cfg.enabled)
-        return TC_NOT_FOUND;
+    return c->cfg.enabled ? TC_OK : TC_NOT_FOUND;
+}
+
+tc_result tc_get(tc_cache *c, const void *key, size_t klen, tc_value **out)
+{
+    tc_result r;
+    uint64_t h;
+    if ((r = begin_read(c, key, klen, out)) != TC_OK)
+        return r;
     h = tc__hash(key, klen);
     if ((*out = l1_lookup(c, h, key, klen)))
         return TC_OK;
@@ -284,13 +292,8 @@ tc_result tc_get(tc_cache *c, const void *key, size_t klen, tc_value **out)
 tc_result tc_peek(tc_cache *c, const void *key, size_t klen, tc_value **out)
 {
     tc_result r;
-    if ((r = check_key(c, key, klen)) != TC_OK)
+    if ((r = begin_read(c, key, klen, out)) != TC_OK)
         return r;
-    if (!out)
-        return tc__fail(TC_BAD_ARGUMENT, "NULL out");
-    *out = NULL;
-    if (!c->cfg.enabled)
-        return TC_NOT_FOUND;
     *out = l1_lookup(c, tc__hash(key, klen), key, klen);
     return *out ? TC_OK : TC_NOT_FOUND;
 }
@@ -713,6 +716,29 @@ static void store_loaded(tc_cache *c, uint64_t h, const void *key, size_t klen,
     pkey_free(&k);
 }
 
+/* Call the user's loader once, counting it and checking what it returned.
+ * On TC_OK *val (malloc'd, may be NULL when *vlen is 0) is the caller's. */
+static tc_result run_loader(tc_cache *c, tc_loader_fn loader, void *ud,
+                            const void *key, size_t klen, void **val,
+                            size_t *vlen)
+{
+    tc_result r;
+    *val = NULL;
+    *vlen = 0;
+    atomic_fetch_add(&c->loader_calls, 1);
+    tc__fail(TC_OK, "%s", "");
+    r = loader(ud, key, klen, val, vlen);
+    if (r == TC_OK && !*val && *vlen)
+        r = tc__fail(TC_LOADER, "loader returned NULL with a length");
+    else if (r != TC_OK && r != TC_NOT_FOUND && !tc_errmsg()[0])
+        tc__fail(r, "loader failed: %s", tc_strerror(r));
+    if (r != TC_OK) {
+        free(*val);
+        *val = NULL;
+    }
+    return r;
+}
+
 tc_result tc_get_or_load(tc_cache *c, const void *key, size_t klen,
                          tc_loader_fn loader, void *ud, uint64_t ttl_ms,
                          tc_value **out)
@@ -731,8 +757,7 @@ tc_result tc_get_or_load(tc_cache *c, const void *key, size_t klen,
         return tc__fail(TC_BAD_ARGUMENT, "NULL out or loader");
     *out = NULL;
     if (!c->cfg.enabled) {
-        atomic_fetch_add(&c->loader_calls, 1);
-        if ((r = loader(ud, key, klen, &val, &vlen)) != TC_OK)
+        if ((r = run_loader(c, loader, ud, key, klen, &val, &vlen)) != TC_OK)
             return r;
         *out = tc__value_new(val, vlen);
         free(val);
@@ -756,10 +781,7 @@ tc_result tc_get_or_load(tc_cache *c, const void *key, size_t klen,
         goto finish;
     if (r != TC_OK) {
         int l2_ok = r == TC_NOT_FOUND;
-        atomic_fetch_add(&c->loader_calls, 1);
-        r = loader(ud, key, klen, &val, &vlen);
-        if (r == TC_OK && !val && vlen)
-            r = tc__fail(TC_LOADER, "loader returned NULL with a length");
+        r = run_loader(c, loader, ud, key, klen, &val, &vlen);
         if (r == TC_OK) {
             /* Graceful fallback: with L2 down the value is still served,
              * but not cached anywhere (no invalidation could reach it). */
@@ -768,8 +790,6 @@ tc_result tc_get_or_load(tc_cache *c, const void *key, size_t klen,
                              ttl_ms, &v);
             if (!v && !(v = tc__value_new(val, vlen)))
                 r = tc__fail(TC_NO_MEMORY, "out of memory");
-        } else if (r != TC_NOT_FOUND && !tc_errmsg()[0]) {
-            tc__fail(r, "loader failed: %s", tc_strerror(r));
         }
         free(val);
     }

@@ -359,7 +359,7 @@ static int measure_all(const bench_cfg *cfg, const keyset *ks, tc_cache *l1c,
 
 typedef struct scale_arg {
     pthread_t th;
-    int use_floor; /* K_* */
+    int kind; /* K_* */
     tc_cache *c;
     floor_tab *f;
     const keyset *ks;
@@ -381,7 +381,7 @@ static int spin_batch(order *o)
     return 0;
 }
 
-enum { K_FLOOR, K_L1, K_SPIN, K_KINDS };
+enum { K_FLOOR, K_L1, K_FLOOR_Z, K_L1_Z, K_SPIN, K_KINDS };
 
 static void *scale_worker(void *p)
 {
@@ -389,9 +389,10 @@ static void *scale_worker(void *p)
     pthread_barrier_wait(a->bar);
     while (!atomic_load_explicit(a->stop, memory_order_relaxed) && !a->err) {
         for (int k = 0; k < 8 && !a->err; k++)
-            a->err = a->use_floor == K_FLOOR ? floor_batch(a->f, a->ks, &a->ord)
-                     : a->use_floor == K_L1  ? l1_batch(a->c, a->ks, &a->ord)
-                                             : spin_batch(&a->ord);
+            a->err = a->kind == K_SPIN ? spin_batch(&a->ord)
+                     : a->kind == K_FLOOR || a->kind == K_FLOOR_Z
+                         ? floor_batch(a->f, a->ks, &a->ord)
+                         : l1_batch(a->c, a->ks, &a->ord);
         a->ops += 8 * BENCH_BATCH;
     }
     atomic_fetch_add_explicit(&bench_sink, (unsigned)a->ord.pos,
@@ -401,7 +402,8 @@ static void *scale_worker(void *p)
 
 /* Aggregate Mops/s of `threads` threads for `dur_ms`; <0 on failure. */
 static double scale_run(int kind, tc_cache *c, floor_tab *f,
-                        const keyset *ks, unsigned threads, unsigned dur_ms)
+                        const keyset *ks, const order *zipf, unsigned threads,
+                        unsigned dur_ms)
 {
     scale_arg *a = calloc(threads, sizeof *a);
     if (!a)
@@ -411,11 +413,15 @@ static double scale_run(int kind, tc_cache *c, floor_tab *f,
     atomic_init(&stop, 0);
     pthread_barrier_init(&bar, NULL, threads + 1);
     for (unsigned t = 0; t < threads; t++) {
-        a[t].use_floor = kind;
+        a[t].kind = kind;
         a[t].c = c;
         a[t].f = f;
         a[t].ks = ks;
-        a[t].ord = (order){ks->perm, ks->n, (size_t)t * ks->n / threads};
+        if (kind == K_FLOOR_Z || kind == K_L1_Z)
+            a[t].ord = (order){zipf->idx, zipf->len,
+                               (size_t)t * zipf->len / threads};
+        else
+            a[t].ord = (order){ks->perm, ks->n, (size_t)t * ks->n / threads};
         a[t].bar = &bar;
         a[t].stop = &stop;
         if (pthread_create(&a[t].th, NULL, scale_worker, &a[t]) != 0) {
@@ -452,7 +458,7 @@ static double median(double *v, size_t n)
     return n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
 }
 
-#define SCALE_REPS 7
+#define SCALE_REPS 5
 
 /*
  * Rounds of (floor, L1, CPU spin) x (1 thread, 2 threads, ...), in rotating
@@ -461,13 +467,13 @@ static double median(double *v, size_t n)
  * the figure.
  */
 static void bench_scaling(const bench_cfg *cfg, const keyset *ks, tc_cache *c,
-                          floor_tab *f)
+                          floor_tab *f, const order *zipf)
 {
     unsigned counts[3] = {1, 2, cfg->threads};
     size_t npts = (cfg->threads && cfg->threads != 1 && cfg->threads != 2)
                       ? 3 : 2;
     const size_t reps = cfg->quick ? 1 : SCALE_REPS;
-    const unsigned dur = cfg->quick ? 150 : 200;
+    const unsigned dur = cfg->quick ? 100 : 150;
     double mops[K_KINDS][3][SCALE_REPS], ratio[K_KINDS][3][SCALE_REPS];
     tc_stats s0, s1;
     tc_cache_stats(c, &s0);
@@ -475,7 +481,7 @@ static void bench_scaling(const bench_cfg *cfg, const keyset *ks, tc_cache *c,
         for (size_t k = 0; k < K_KINDS * npts; k++) {
             size_t j = (k + r) % (K_KINDS * npts), p = j / K_KINDS;
             int kind = (int)(j % K_KINDS);
-            double v = scale_run(kind, c, f, ks, counts[p], dur);
+            double v = scale_run(kind, c, f, ks, zipf, counts[p], dur);
             if (v < 0) {
                 fprintf(stderr, "tc-bench: thread scaling run failed\n");
                 bench_fail();
@@ -488,32 +494,40 @@ static void bench_scaling(const bench_cfg *cfg, const keyset *ks, tc_cache *c,
                 ratio[kind][p][r] = mops[kind][p][r] / mops[kind][0][r];
     }
     tc_cache_stats(c, &s1);
-    printf("\n2. L1 hit throughput, %s values, %zu keys in random order, all "
-           "threads on one cache\n   (median of %zu rounds of %u ms per "
-           "point, order rotating; CPU spin: arithmetic only,\n   shows how "
-           "many cores the machine gives)\n",
+    printf("\n2. L1 hit throughput, %s values, %zu keys, all threads on one "
+           "cache (median of %zu rounds\n   of %u ms per point, order "
+           "rotating); CPU spin: a dependent multiply chain, no memory\n",
            ks->label, ks->n, reps, dur);
-    printf("   %-8s %11s %8s %13s %8s %12s\n", "threads", "L1 Mops/s",
-           "scaling", "floor Mops/s", "scaling", "CPU scaling");
-    static const char *const names[K_KINDS] = {"floor", "l1", "cpu"};
-    for (size_t p = 0; p < npts; p++) {
-        double m[K_KINDS], q[K_KINDS];
-        for (int kind = 0; kind < K_KINDS; kind++) {
-            m[kind] = median(mops[kind][p], reps);
-            q[kind] = median(ratio[kind][p], reps);
-            char key[64];
-            if (kind != K_SPIN) {
-                snprintf(key, sizeof key, "%s_mops_%ut", names[kind],
+    printf("   %-8s %-14s %11s %8s %13s %8s\n", "threads", "key order",
+           "L1 Mops/s", "scaling", "floor Mops/s", "scaling");
+    static const char *const names[K_KINDS] = {"floor", "l1", "floor_zipf",
+                                               "l1_zipf", "cpu"};
+    for (int z = 0; z < 2; z++) {
+        int kl = z ? K_L1_Z : K_L1, kf = z ? K_FLOOR_Z : K_FLOOR;
+        for (size_t p = 0; p < npts; p++) {
+            double m[K_KINDS], q[K_KINDS];
+            for (int kind = 0; kind < K_KINDS; kind++) {
+                m[kind] = median(mops[kind][p], reps);
+                q[kind] = median(ratio[kind][p], reps);
+                char key[64];
+                if (z == 1)
+                    continue; /* record once */
+                if (kind != K_SPIN) {
+                    snprintf(key, sizeof key, "%s_mops_%ut", names[kind],
+                             counts[p]);
+                    res_num(key, m[kind]);
+                }
+                snprintf(key, sizeof key, "%s_scaling_%ut", names[kind],
                          counts[p]);
-                res_num(key, m[kind]);
+                res_num(key, q[kind]);
             }
-            snprintf(key, sizeof key, "%s_scaling_%ut", names[kind],
-                     counts[p]);
-            res_num(key, q[kind]);
+            printf("   %-8u %-14s %11.2f %7.2fx %13.2f %7.2fx\n", counts[p],
+                   z ? "Zipf 1.0" : "uniform", m[kl], q[kl], m[kf], q[kf]);
         }
-        printf("   %-8u %11.2f %7.2fx %13.2f %7.2fx %11.2fx\n", counts[p],
-               m[K_L1], q[K_L1], m[K_FLOOR], q[K_FLOOR], q[K_SPIN]);
     }
+    for (size_t p = 1; p < npts; p++)
+        printf("   CPU spin, %u threads: %.2fx of one thread\n", counts[p],
+               median(ratio[K_SPIN][p], reps));
     uint64_t bypass = s1.l1_bypassed - s0.l1_bypassed;
     uint64_t rt = s1.l2_round_trips - s0.l2_round_trips;
     res_num("l1_scaling_bypassed", (double)bypass);
@@ -649,10 +663,14 @@ void bench_scaling_section(const bench_cfg *cfg)
     }
     tc_cache *c = NULL;
     floor_tab *f = NULL;
-    if (build_l1(cfg, &ks, &c, &f) == 0)
-        bench_scaling(cfg, &ks, c, f);
+    size_t zlen = (size_t)1 << 20;
+    uint32_t *zseq = zipf_order(&rng, ks.n, zlen);
+    order zipf = {zseq, zlen, 0};
+    if (zseq && build_l1(cfg, &ks, &c, &f) == 0)
+        bench_scaling(cfg, &ks, c, f, &zipf);
     else
         bench_fail();
+    free(zseq);
     floor_destroy(f);
     tc_cache_destroy(c);
     bench_l2_drop(cfg, 't', ks.n);

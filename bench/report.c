@@ -205,6 +205,10 @@ int report_targets(const bench_cfg *cfg)
     context_line("L2 hit p50 / L1 hit p50, Zipf 1.0 order", c2);
     context_line("floor throughput 2 threads / 1 thread",
                  res_get("floor_scaling_2t"));
+    context_line("L1 throughput 2 / 1 thread, Zipf 1.0 order",
+                 res_get("l1_zipf_scaling_2t"));
+    context_line("floor throughput 2 / 1 thread, Zipf 1.0 order",
+                 res_get("floor_zipf_scaling_2t"));
     context_line("CPU spin 2 threads / 1 thread", res_get("cpu_scaling_2t"));
     res_num("ratio_l2_floor_p50", c1);
     res_num("ratio_l2_l1_zipf_p50", c2);

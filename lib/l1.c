@@ -37,6 +37,7 @@ struct tc__l1 {
     unsigned shift;          /* 64 - log2(nshards) */
     size_t max_bytes;        /* per shard */
     size_t max_entries;      /* per shard */
+    uint64_t epoch_ns;       /* entry expiries count ms from here */
 };
 
 static inline shard *shard_of(tc__l1 *l1, uint64_t h)
@@ -77,6 +78,7 @@ tc__l1 *tc__l1_create(size_t max_bytes, size_t max_entries, unsigned shards)
     l1->shift = 64 - bits;
     l1->max_bytes = max_bytes / shards;
     l1->max_entries = max_entries / shards ? max_entries / shards : 1;
+    l1->epoch_ns = tc__now_ns();
     return l1;
 }
 
@@ -108,7 +110,6 @@ static void unlink_entry(shard *s, struct tc_value *e, struct tc_value **dead)
     if (s->hand == e)
         s->hand = e->hh.next;
     HASH_DELETE(hh, s->table, e);
-    e->in_table = 0;
     s->bytes -= charge(e);
     s->entries--;
     e->hh.next = *dead;
@@ -140,7 +141,7 @@ struct tc_value *tc__value_new(const void *val, size_t vlen)
     struct tc_value *v;
     if (vlen > UINT32_MAX)
         return NULL;
-    v = malloc(offsetof(struct tc_value, data) + vlen + 1);
+    v = malloc(offsetof(struct tc_value, data) + (vlen ? vlen : 1));
     if (!v)
         return NULL;
     memset(v, 0, offsetof(struct tc_value, data));
@@ -148,13 +149,17 @@ struct tc_value *tc__value_new(const void *val, size_t vlen)
     v->vlen = (uint32_t)vlen;
     if (vlen)
         memcpy(v->data, val, vlen);
-    v->data[vlen] = '\0'; /* convenience for text values; not counted */
     return v;
 }
 
-static inline int expired(const struct tc_value *e, uint64_t now)
+#define VISITED 1ULL
+
+/* Expiry is stored rounded down to the ms: an entry may expire up to 1 ms
+ * early, never late. */
+static inline int expired(const tc__l1 *l1, const struct tc_value *e,
+                          uint64_t now)
 {
-    return now >= e->expires_ns;
+    return now >= l1->epoch_ns + (e->meta >> 1) * 1000000ULL;
 }
 
 struct tc_value *tc__l1_get(tc__l1 *l1, uint64_t h, const void *key,
@@ -166,13 +171,13 @@ struct tc_value *tc__l1_get(tc__l1 *l1, uint64_t h, const void *key,
     pthread_mutex_lock(&s->lock);
     HASH_FIND_BYHASHVALUE(hh, s->table, key, (unsigned)klen, (unsigned)h, e);
     if (e) {
-        if (expired(e, now)) {
+        if (expired(l1, e, now)) {
             unlink_entry(s, e, &dead);
             s->expirations++;
             e = NULL;
         } else {
-            if (!e->visited)
-                e->visited = 1;
+            if (!(e->meta & VISITED))
+                e->meta |= VISITED;
             atomic_fetch_add_explicit(&e->refs, 1, memory_order_relaxed);
         }
     }
@@ -197,17 +202,17 @@ uint64_t tc__l1_gen(tc__l1 *l1, uint64_t h)
 
 /* SIEVE: evict one entry (lock held). Expired entries go regardless of
  * their bit. Returns 0 when the shard is empty. */
-static int evict_one(shard *s, uint64_t now,
+static int evict_one(const tc__l1 *l1, shard *s, uint64_t now,
                      struct tc_value **dead)
 {
     struct tc_value *e = s->hand ? s->hand : s->table;
     while (e) {
-        if (e->visited && !expired(e, now)) {
-            e->visited = 0;
+        if ((e->meta & VISITED) && !expired(l1, e, now)) {
+            e->meta &= ~VISITED;
             e = e->hh.next ? e->hh.next : s->table;
             continue;
         }
-        if (expired(e, now))
+        if (expired(l1, e, now))
             s->expirations++;
         else
             s->evictions++;
@@ -232,16 +237,17 @@ int tc__l1_fill(tc__l1 *l1, uint64_t h, const void *key, size_t klen,
     if (need > l1->max_bytes || klen > UINT32_MAX || vlen > UINT32_MAX)
         return TC__FILL_NOFIT;
     /* Build the entry outside the lock. */
-    e = malloc(offsetof(struct tc_value, data) + klen + vlen + 1);
+    e = malloc(offsetof(struct tc_value, data) + klen + vlen);
     if (!e)
         return TC__FILL_NOMEM;
     memset(e, 0, offsetof(struct tc_value, data));
     atomic_init(&e->refs, 1); /* the table's reference */
     e->vlen = (uint32_t)vlen;
-    e->expires_ns = expires_ns;
+    e->meta = (expires_ns > l1->epoch_ns
+                   ? (expires_ns - l1->epoch_ns) / 1000000ULL
+                   : 0) << 1;
     memcpy(e->data, key, klen);
     memcpy(e->data + klen, val, vlen);
-    e->data[klen + vlen] = '\0';
 
     now = tc__now_ns();
     pthread_mutex_lock(&s->lock);
@@ -254,7 +260,7 @@ int tc__l1_fill(tc__l1 *l1, uint64_t h, const void *key, size_t klen,
     if (old)
         unlink_entry(s, old, &dead);
     while (s->bytes + need > l1->max_bytes || s->entries + 1 > l1->max_entries)
-        if (!evict_one(s, now, &dead))
+        if (!evict_one(l1, s, now, &dead))
             break;
     HASH_ADD_KEYPTR_BYHASHVALUE(hh, s->table, e->data, (unsigned)klen,
                                 (unsigned)h, e);
@@ -262,7 +268,6 @@ int tc__l1_fill(tc__l1 *l1, uint64_t h, const void *key, size_t klen,
         rc = TC__FILL_NOMEM;
         goto out;
     }
-    e->in_table = 1;
     s->bytes += need;
     s->entries++;
     if (flags & TC__FILL_BUMP)

@@ -29,14 +29,15 @@
 #define TC__GEN_SLOTS 64
 
 /* A value: also the L1 entry. Key bytes then value bytes in data[]. A value
- * not in a table (a standalone copy) has hh.keylen == 0. */
+ * not in a table (a standalone copy) has hh.keylen == 0. The header is kept
+ * at 72 bytes so that a 16 B key + 64 B value entry fits a 160-byte malloc
+ * chunk. */
 struct tc_value {
-    UT_hash_handle hh;     /* owned by the shard table while in_table */
-    uint64_t expires_ns;   /* monotonic deadline; immutable once inserted */
+    UT_hash_handle hh;     /* owned by the shard table while linked */
+    uint64_t meta;         /* shard lock: expiry in ms since the store's
+                              epoch, rounded down (<< 1) | SIEVE visited bit */
     atomic_uint refs;
     uint32_t vlen;
-    uint8_t visited;       /* SIEVE bit; shard lock */
-    uint8_t in_table;      /* shard lock */
     char data[];
 };
 

@@ -97,7 +97,10 @@ redisContext *tc__l2_connect(const tc__config *cfg, tc_result *why)
         return NULL;
     }
     redisSetTimeout(c, ms_tv(cfg->command_timeout_ms));
-    redisEnableKeepAlive(c);
+    /* TCP only: on a unix socket hiredis 0.14's TCP_KEEPIDLE fails and
+     * marks the whole context failed. */
+    if (!cfg->unix_path)
+        redisEnableKeepAlive(c);
     if (cfg->password) {
         const char *argv[3] = {"AUTH", cfg->username, cfg->password};
         int rc = cfg->username

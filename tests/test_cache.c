@@ -49,6 +49,34 @@ Test(cache, binary_round_trip)
     tc_cache_destroy(c);
 }
 
+/* L2 and the bus over a unix socket, with a database number. */
+Test(cache, unix_socket_with_db)
+{
+    tc_options o = test_opts(&srv);
+    tc_cache *a, *b;
+    char url[512], *s;
+    snprintf(url, sizeof(url), "%s?db=3", srv.unix_url);
+    o.url = url;
+    a = must_create(&o);
+    b = must_create(&o);
+    cr_assert_eq(set_str(a, "k", "v1", 0), TC_OK, "%s", tc_errmsg());
+    s = get_str(b, "k", NULL);
+    cr_assert_str_eq(s, "v1");
+    free(s);
+    cr_assert(l1_holds(b, "k", "v1"));
+    cr_assert_eq(set_str(a, "k", "v2", 0), TC_OK);
+    for (int i = 0; i < 5000 && l1_holds(b, "k", "v1"); i++)
+        tcr_sleep_ms(1);
+    cr_assert(!l1_holds(b, "k", "v1"), "no invalidation over the unix socket");
+    s = tcr_cmd(&srv, NULL, "EVAL",
+                "redis.call('SELECT', 3) return redis.call('GET', 'k')", "0",
+                NULL);
+    cr_assert_str_eq(s, "v2", "value not in db 3");
+    free(s);
+    tc_cache_destroy(a);
+    tc_cache_destroy(b);
+}
+
 Test(cache, prefix_applies_to_l2_keys)
 {
     tc_options o = test_opts(&srv);

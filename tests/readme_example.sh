@@ -5,7 +5,7 @@ set -euo pipefail
 readme=$1 incdir=$2 libdir=$3
 work=$(mktemp -d /tmp/tc-readme.XXXXXX)
 pid=""
-cleanup() { if [ -n "$pid" ]; then kill -9 "$pid" 2>/dev/null; wait "$pid" 2>/dev/null; fi; rm -rf "$work"; }
+cleanup() { if [ -n "$pid" ]; then kill -9 "$pid" 2>/dev/null; wait "$pid" 2>/dev/null || true; fi; rm -rf "$work"; }
 trap cleanup EXIT
 
 sed -n '/<!-- example:begin -->/,/<!-- example:end -->/p' "$readme" |

@@ -117,9 +117,16 @@ int main(int argc, char **argv)
             tc_result res = tc_get(c, key, (size_t)klen, &v);
             t1 = now_ns();
             if (res == TC_OK) {
-                const char *colon = memchr(tc_value_data(v), ':',
-                                           tc_value_len(v));
-                long long ver = colon ? atoll(colon + 1) : -1;
+                char text[48];
+                size_t n = tc_value_len(v) < sizeof(text) - 1
+                               ? tc_value_len(v)
+                               : sizeof(text) - 1;
+                const char *colon;
+                long long ver;
+                memcpy(text, tc_value_data(v), n); /* values are not */
+                text[n] = '\0';                    /* NUL-terminated */
+                colon = strchr(text, ':');
+                ver = colon ? atoll(colon + 1) : -1;
                 len += (size_t)snprintf(log + len, cap - len,
                                         "R %s %lld %llu %llu\n", key, ver,
                                         (unsigned long long)t0,

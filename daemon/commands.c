@@ -560,10 +560,15 @@ static void cmd_inval_work(tcd_server *srv, tcd_req *r, tcd_buf *out)
         rc = tc_invalidate_all(srv->cache);
     else if (r->argc == 2)
         rc = tc_del(srv->cache, r->argv[1], r->argl[1]);
-    else if (arg_is(r, 1, "PREFIX"))
+    else if (r->argc == 3 && arg_is(r, 1, "PREFIX"))
         rc = tc_invalidate_prefix(srv->cache, r->argv[2], r->argl[2]);
-    else
+    else if (r->argc == 3 && arg_is(r, 1, "PATTERN") &&
+             strlen(r->argv[2]) == r->argl[2])
         rc = tc_invalidate_pattern(srv->cache, r->argv[2]);
+    else {
+        cmd_inval_loop(NULL, r, out); /* writes the right error */
+        return;
+    }
     if (rc == TC_OK)
         tcd_reply_status(out, "OK");
     else

@@ -208,7 +208,10 @@ static void dispatch(tcd_client *cl, tcd_req *req)
         tcd_reply_error(out, "NOAUTH Authentication required.");
     } else if (!tcd_cmd_check_arity(cmd, req, out)) {
         TCD_COUNT(srv, commands_rejected, 1);
-    } else if (cmd->loop) {
+    } else if (cmd->loop && !(cmd->work && (cl->inflight || cl->wait_head))) {
+        /* With an earlier command of this client still at a worker, anything
+         * that touches the cache waits its turn: a GET after a SET in the
+         * same pipeline must see the SET. */
         rc = cmd->loop(cl, req, out);
     } else {
         rc = TCD_DEFER;
@@ -227,9 +230,18 @@ static void dispatch(tcd_client *cl, tcd_req *req)
         slot->cmd = cmd;
         slot->req = req;
         append_slot(cl, slot);
-        cl->inflight++;
         TCD_COUNT(srv, commands_deferred, 1);
-        tcd_workers_submit(srv->workers, slot);
+        if (cl->inflight == 0) {
+            cl->inflight = 1;
+            tcd_workers_submit(srv->workers, slot);
+        } else {
+            slot->qnext = NULL;
+            if (cl->wait_tail)
+                cl->wait_tail->qnext = slot;
+            else
+                cl->wait_head = slot;
+            cl->wait_tail = slot;
+        }
         return;
     }
     TCD_COUNT(srv, commands_in_loop, 1);
@@ -377,6 +389,14 @@ static void on_done(struct ev_loop *loop, ev_async *w, int revents)
         tcd_client *cl = j->client;
         j->done = 1;
         cl->inflight--;
+        if (!cl->dead && cl->wait_head) { /* this client's next command */
+            tcd_job *n = cl->wait_head;
+            cl->wait_head = n->qnext;
+            if (!cl->wait_head)
+                cl->wait_tail = NULL;
+            cl->inflight = 1;
+            tcd_workers_submit(srv->workers, n);
+        }
         if (cl->dead) {
             if (cl->inflight == 0)
                 free_client(cl);

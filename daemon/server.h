@@ -73,7 +73,9 @@ struct tcd_client {
     ev_tstamp partial_since; /* 0, or when an incomplete request started */
     tcd_buf out;
     tcd_job *head, *tail;    /* replies not yet in `out`, in order */
-    unsigned inflight;       /* jobs at workers */
+    unsigned inflight;       /* jobs at workers: 0 or 1, so that one
+                                client's commands run in its order */
+    tcd_job *wait_head, *wait_tail; /* deferred, not yet submitted (qnext) */
     unsigned queued;         /* slots in head..tail */
     int authed;
     int reading;             /* rio started */

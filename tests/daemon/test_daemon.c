@@ -1,0 +1,819 @@
+/*
+ * tiercached end to end: real redis-server (tests/redis_fixture.h), real
+ * tiercached processes on unix sockets in private temp dirs, hiredis and raw
+ * sockets as clients. Every process is stopped by pid in the suite's fini,
+ * and dies with the test process (PDEATHSIG) if a test crashes.
+ */
+#include <criterion/criterion.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <hiredis/hiredis.h>
+
+#include "redis_fixture.h"
+
+#define DEADLINE_MS 15000
+
+typedef struct tcd_proc {
+    pid_t pid;
+    char dir[128];
+    char sock[200];
+    int http_port;
+} tcd_proc;
+
+static tcr_server redis;
+static tcd_proc procs[4];
+static int nprocs;
+
+static const char *daemon_path(void)
+{
+    const char *p = getenv("TIERCACHED");
+    cr_assert_not_null(p, "TIERCACHED must point at the binary");
+    return p;
+}
+
+static int free_port(void)
+{
+    struct sockaddr_in a;
+    socklen_t len = sizeof(a);
+    int fd = socket(AF_INET, SOCK_STREAM, 0), port = -1;
+    memset(&a, 0, sizeof(a));
+    a.sin_family = AF_INET;
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    if (bind(fd, (struct sockaddr *)&a, sizeof(a)) == 0 &&
+        getsockname(fd, (struct sockaddr *)&a, &len) == 0)
+        port = ntohs(a.sin_port);
+    close(fd);
+    return port;
+}
+
+static redisContext *connect_to(const tcd_proc *t)
+{
+    struct timeval tv = {5, 0};
+    redisContext *c = redisConnectUnixWithTimeout(t->sock, tv);
+    if (c && c->err) {
+        redisFree(c);
+        return NULL;
+    }
+    if (c)
+        redisSetTimeout(c, tv);
+    return c;
+}
+
+static int answers_ping(void *arg)
+{
+    redisContext *c = connect_to(arg);
+    redisReply *r;
+    int ok = 0;
+    if (!c)
+        return 0;
+    r = redisCommand(c, "PING");
+    ok = r != NULL; /* PONG, or NOAUTH with a password: either way, up */
+    if (r)
+        freeReplyObject(r);
+    redisFree(c);
+    return ok;
+}
+
+/* Start tiercached on L2 = the test's redis, plus extra flags (NULL-ended). */
+static tcd_proc *start_daemon(const char *first, ...)
+{
+    tcd_proc *t = &procs[nprocs++];
+    char tmpl[] = "/tmp/tcd-test.XXXXXX";
+    const char *argv[48];
+    int argc = 0;
+    pid_t parent = getpid();
+    va_list ap;
+    char http[16];
+    cr_assert_not_null(mkdtemp(tmpl));
+    snprintf(t->dir, sizeof(t->dir), "%s", tmpl);
+    snprintf(t->sock, sizeof(t->sock), "%s/tcd.sock", tmpl);
+    argv[argc++] = daemon_path();
+    argv[argc++] = "--socket";
+    argv[argc++] = t->sock;
+    argv[argc++] = "--redis-url";
+    argv[argc++] = redis.url;
+    argv[argc++] = "--log-level";
+    argv[argc++] = "warn";
+    va_start(ap, first);
+    for (const char *a = first; a && argc < 44; a = va_arg(ap, const char *)) {
+        if (!strcmp(a, "--http")) { /* metrics on a free loopback port */
+            t->http_port = free_port();
+            snprintf(http, sizeof(http), "%d", t->http_port);
+            argv[argc++] = "--http-port";
+            argv[argc++] = http;
+        } else {
+            argv[argc++] = a;
+        }
+    }
+    va_end(ap);
+    argv[argc] = NULL;
+    t->pid = fork();
+    if (t->pid == 0) { /* no Criterion calls in the child */
+        prctl(PR_SET_PDEATHSIG, SIGKILL);
+        if (getppid() != parent)
+            _exit(127);
+        execv(argv[0], (char *const *)argv);
+        _exit(127);
+    }
+    cr_assert_gt(t->pid, 0, "fork failed");
+    cr_assert(tcr_wait(answers_ping, t, DEADLINE_MS),
+              "tiercached did not come up on %s", t->sock);
+    return t;
+}
+
+/* SIGTERM, wait (generously), then SIGKILL. Returns the exit status. */
+static int stop_daemon(tcd_proc *t)
+{
+    int st = -1;
+    if (t->pid <= 0)
+        return 0;
+    kill(t->pid, SIGTERM);
+    for (int i = 0; i < DEADLINE_MS / 10; i++) {
+        if (waitpid(t->pid, &st, WNOHANG) == t->pid) {
+            t->pid = 0;
+            return st;
+        }
+        tcr_sleep_ms(10);
+    }
+    kill(t->pid, SIGKILL);
+    waitpid(t->pid, &st, 0);
+    t->pid = 0;
+    return -1;
+}
+
+static void setup(void)
+{
+    struct rlimit rl;
+    nprocs = 0;
+    /* 1000+ client connections from this process. */
+    if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+        rl.rlim_cur = rl.rlim_max;
+        setrlimit(RLIMIT_NOFILE, &rl);
+    }
+    signal(SIGPIPE, SIG_IGN);
+    cr_assert_eq(tcr_start(&redis, NULL), 0, "redis-server did not start");
+}
+
+static void teardown(void)
+{
+    char cmd[200];
+    for (int i = 0; i < nprocs; i++) {
+        if (procs[i].pid > 0) {
+            kill(procs[i].pid, SIGKILL);
+            waitpid(procs[i].pid, NULL, 0);
+            procs[i].pid = 0;
+        }
+        snprintf(cmd, sizeof(cmd), "rm -rf '%s'", procs[i].dir);
+        if (system(cmd) != 0) {
+            /* leftover temp dir: harmless */
+        }
+    }
+    tcr_stop(&redis);
+}
+
+TestSuite(daemon, .init = setup, .fini = teardown, .timeout = 120);
+
+/* ---- helpers on replies ------------------------------------------------- */
+
+static redisReply *cmd(redisContext *c, const char *fmt, ...)
+{
+    va_list ap;
+    redisReply *r;
+    va_start(ap, fmt);
+    r = redisvCommand(c, fmt, ap);
+    va_end(ap);
+    cr_assert_not_null(r, "no reply to %s: %s", fmt, c->errstr);
+    return r;
+}
+
+static void expect_status(redisContext *c, const char *want, const char *fmt,
+                          ...)
+{
+    va_list ap;
+    redisReply *r;
+    va_start(ap, fmt);
+    r = redisvCommand(c, fmt, ap);
+    va_end(ap);
+    cr_assert_not_null(r, "%s: %s", fmt, c->errstr);
+    cr_assert(r->type == REDIS_REPLY_STATUS || r->type == REDIS_REPLY_STRING ||
+              r->type == REDIS_REPLY_ERROR, "%s: type %d", fmt, r->type);
+    cr_assert_str_eq(r->str, want, "%s", fmt);
+    freeReplyObject(r);
+}
+
+static void expect_int(redisContext *c, long long want, const char *fmt, ...)
+{
+    va_list ap;
+    redisReply *r;
+    va_start(ap, fmt);
+    r = redisvCommand(c, fmt, ap);
+    va_end(ap);
+    cr_assert_not_null(r);
+    cr_assert_eq(r->type, REDIS_REPLY_INTEGER, "%s: type %d (%s)", fmt,
+                 r->type, r->type == REDIS_REPLY_ERROR ? r->str : "");
+    cr_assert_eq(r->integer, want, "%s: %lld", fmt, r->integer);
+    freeReplyObject(r);
+}
+
+static void expect_nil(redisContext *c, const char *fmt, ...)
+{
+    va_list ap;
+    redisReply *r;
+    va_start(ap, fmt);
+    r = redisvCommand(c, fmt, ap);
+    va_end(ap);
+    cr_assert_not_null(r);
+    cr_assert_eq(r->type, REDIS_REPLY_NIL, "%s: type %d", fmt, r->type);
+    freeReplyObject(r);
+}
+
+/* ---- commands ----------------------------------------------------------- */
+
+Test(daemon, commands_behave_like_redis)
+{
+    tcd_proc *t = start_daemon(NULL);
+    redisContext *c = connect_to(t);
+    redisReply *r;
+    cr_assert_not_null(c);
+
+    expect_status(c, "PONG", "PING");
+    expect_status(c, "hi", "PING hi");
+    expect_status(c, "x y", "ECHO %s", "x y");
+    expect_status(c, "OK", "SELECT 0");
+    expect_status(c, "ERR DB index is out of range", "SELECT 1");
+    expect_status(c, "OK", "SET k1 v1");
+    expect_status(c, "v1", "GET k1");
+    expect_status(c, "v1", "GET k1"); /* an L1 hit this time */
+    expect_nil(c, "GET missing");
+    expect_nil(c, "SET k1 other NX");
+    expect_status(c, "v1", "GET k1");
+    expect_status(c, "OK", "SET k1 v2 XX PX 100000");
+    expect_nil(c, "SET absent v XX");
+    expect_status(c, "v2", "GET k1");
+    r = cmd(c, "PTTL k1");
+    cr_assert_eq(r->type, REDIS_REPLY_INTEGER);
+    cr_assert(r->integer > 0 && r->integer <= 100000, "%lld", r->integer);
+    freeReplyObject(r);
+    expect_status(c, "OK", "SET k2 v EX 100");
+    r = cmd(c, "TTL k2");
+    cr_assert(r->integer > 0 && r->integer <= 100, "%lld", r->integer);
+    freeReplyObject(r);
+    expect_int(c, -2, "TTL missing");
+    expect_int(c, 2, "EXISTS k1 k2 missing");
+    r = cmd(c, "MGET k1 missing k2");
+    cr_assert_eq(r->type, REDIS_REPLY_ARRAY);
+    cr_assert_eq(r->elements, 3);
+    cr_assert_str_eq(r->element[0]->str, "v2");
+    cr_assert_eq(r->element[1]->type, REDIS_REPLY_NIL);
+    cr_assert_str_eq(r->element[2]->str, "v");
+    freeReplyObject(r);
+    expect_int(c, 2, "DEL k1 k2 missing");
+    expect_nil(c, "GET k1");
+
+    /* Binary-safe keys and values. */
+    r = cmd(c, "SET %b %b", "a\0b", (size_t)3, "\r\n\0", (size_t)3);
+    freeReplyObject(r);
+    r = cmd(c, "GET %b", "a\0b", (size_t)3);
+    cr_assert_eq(r->len, 3);
+    cr_assert(memcmp(r->str, "\r\n\0", 3) == 0);
+    freeReplyObject(r);
+
+    expect_status(c, "ERR syntax error", "SET k v NX XX");
+    expect_status(c, "ERR invalid expire time in 'set' command", "SET k v EX 0");
+    expect_status(c, "ERR value is not an integer or out of range",
+                  "SET k v EX x");
+    expect_status(c, "ERR wrong number of arguments for 'get' command", "GET");
+    expect_status(c, "ERR unknown command 'FOO', with args beginning with: "
+                     "'bar' 'baz' ", "FOO bar baz");
+    expect_status(c, "ERR unknown command 'FLUSHALL', with args beginning "
+                     "with: ", "FLUSHALL");
+    expect_status(c, "NOPROTO sorry, this protocol version is not supported",
+                  "HELLO 3");
+    r = cmd(c, "HELLO 2");
+    cr_assert_eq(r->type, REDIS_REPLY_ARRAY);
+    cr_assert_eq(r->elements, 14);
+    cr_assert_str_eq(r->element[4]->str, "proto");
+    cr_assert_eq(r->element[5]->integer, 2);
+    freeReplyObject(r);
+    expect_nil(c, "CLIENT GETNAME");
+    expect_status(c, "OK", "CLIENT SETNAME worker-1");
+    expect_status(c, "worker-1", "CLIENT GETNAME");
+    r = cmd(c, "COMMAND COUNT");
+    cr_assert_eq(r->type, REDIS_REPLY_INTEGER);
+    cr_assert_gt(r->integer, 10);
+    freeReplyObject(r);
+    r = cmd(c, "COMMAND DOCS get");
+    cr_assert_eq(r->type, REDIS_REPLY_ARRAY);
+    cr_assert_eq(r->elements, 2);
+    freeReplyObject(r);
+    r = cmd(c, "INFO");
+    cr_assert_eq(r->type, REDIS_REPLY_STRING);
+    cr_assert_not_null(strstr(r->str, "# Tiercache\r\n"));
+    cr_assert_not_null(strstr(r->str, "loading:0\r\n"));
+    cr_assert_not_null(strstr(r->str, "l1_hits:"));
+    freeReplyObject(r);
+    expect_status(c, "OK", "SET p:1 a");
+    expect_status(c, "OK", "SET p:2 b");
+    expect_status(c, "OK", "TC.INVALIDATE PREFIX p:");
+    expect_nil(c, "GET p:1");
+    expect_status(c, "OK", "SET q:1 a");
+    expect_status(c, "OK", "TC.INVALIDATE PATTERN q:*");
+    expect_nil(c, "GET q:1");
+    expect_status(c, "OK", "TC.INVALIDATE ALL");
+    expect_status(c, "OK", "QUIT");
+    redisFree(c);
+    cr_assert_eq(stop_daemon(t), 0, "clean exit on SIGTERM");
+    cr_assert_neq(access(t->sock, F_OK), 0, "socket file removed on exit");
+}
+
+Test(daemon, socket_mode_is_0600)
+{
+    tcd_proc *t = start_daemon(NULL);
+    struct stat st;
+    cr_assert_eq(stat(t->sock, &st), 0);
+    cr_assert_eq(st.st_mode & 0777, 0600, "mode %o", st.st_mode & 0777);
+}
+
+Test(daemon, auth_when_password_configured)
+{
+    tcd_proc *t = start_daemon("--requirepass", "s3cret", NULL);
+    redisContext *c = connect_to(t);
+    cr_assert_not_null(c);
+    expect_status(c, "NOAUTH Authentication required.", "GET k");
+    expect_status(c, "WRONGPASS invalid username-password pair or user is "
+                     "disabled.", "AUTH nope");
+    expect_status(c, "OK", "AUTH s3cret");
+    expect_status(c, "OK", "SET k v");
+    expect_status(c, "v", "GET k");
+    redisFree(c);
+    c = connect_to(t);
+    expect_status(c, "OK", "AUTH default s3cret");
+    expect_status(c, "PONG", "PING");
+    redisFree(c);
+}
+
+Test(daemon, pipelined_replies_stay_in_order)
+{
+    tcd_proc *t = start_daemon(NULL);
+    redisContext *c = connect_to(t);
+    enum { N = 3000 };
+    cr_assert_not_null(c);
+    expect_status(c, "OK", "SET hot hotvalue");
+    expect_status(c, "hotvalue", "GET hot");
+    /* Interleave loop-answered (L1 hits, PING) and worker-answered (SET,
+     * misses) commands: replies must come back exactly in request order. */
+    for (int i = 0; i < N; i++) {
+        switch (i % 4) {
+        case 0: redisAppendCommand(c, "SET key:%d val:%d", i, i); break;
+        case 1: redisAppendCommand(c, "GET hot"); break;
+        case 2: redisAppendCommand(c, "GET key:%d", i - 2); break;
+        default: redisAppendCommand(c, "ECHO %d", i); break;
+        }
+    }
+    for (int i = 0; i < N; i++) {
+        redisReply *r;
+        char want[32];
+        cr_assert_eq(redisGetReply(c, (void **)&r), REDIS_OK, "%s", c->errstr);
+        switch (i % 4) {
+        case 0: snprintf(want, sizeof(want), "OK"); break;
+        case 1: snprintf(want, sizeof(want), "hotvalue"); break;
+        case 2: snprintf(want, sizeof(want), "val:%d", i - 2); break;
+        default: snprintf(want, sizeof(want), "%d", i); break;
+        }
+        cr_assert_str_eq(r->str, want, "reply %d", i);
+        freeReplyObject(r);
+    }
+    redisFree(c);
+}
+
+/* ---- bad input -------------------------------------------------------------- */
+
+static int raw_connect(const char *path)
+{
+    struct sockaddr_un a;
+    int fd = socket(AF_UNIX, SOCK_STREAM, 0);
+    struct timeval tv = {DEADLINE_MS / 1000, 0};
+    memset(&a, 0, sizeof(a));
+    a.sun_family = AF_UNIX;
+    snprintf(a.sun_path, sizeof(a.sun_path), "%s", path);
+    cr_assert_eq(connect(fd, (struct sockaddr *)&a, sizeof(a)), 0);
+    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+    return fd;
+}
+
+/* Read until EOF (the server closed) or the receive timeout. Returns the
+ * bytes, *closed = 1 on EOF. */
+static size_t read_all(int fd, char *buf, size_t cap, int *closed)
+{
+    size_t n = 0;
+    *closed = 0;
+    for (;;) {
+        ssize_t k = recv(fd, buf + n, cap - 1 - n, 0);
+        if (k == 0) {
+            *closed = 1;
+            break;
+        }
+        if (k < 0) {
+            if (errno == ECONNRESET)
+                *closed = 1;
+            break;
+        }
+        n += (size_t)k;
+        if (n >= cap - 1)
+            break;
+    }
+    buf[n] = '\0';
+    return n;
+}
+
+static void expect_protocol_error(const tcd_proc *t, const char *in, size_t n,
+                                  const char *want)
+{
+    char buf[4096];
+    int closed;
+    int fd = raw_connect(t->sock);
+    size_t sent = 0;
+    /* The server may stop reading (and close) before all of it is sent. */
+    while (sent < n) {
+        ssize_t k = send(fd, in + sent, n - sent, MSG_NOSIGNAL);
+        if (k <= 0)
+            break;
+        sent += (size_t)k;
+    }
+    read_all(fd, buf, sizeof(buf), &closed);
+    close(fd);
+    cr_assert(closed, "connection not closed after %s", want);
+    cr_assert_not_null(strstr(buf, want), "got '%s', want '%s'", buf, want);
+}
+
+Test(daemon, malformed_input_closes_only_that_connection)
+{
+    tcd_proc *t = start_daemon("--max-bulk", "1048576", "--max-args", "1000",
+                               NULL);
+    redisContext *bystander = connect_to(t);
+    static char garbage[70000];
+    cr_assert_not_null(bystander);
+    expect_status(bystander, "OK", "SET k v");
+
+    expect_protocol_error(t, "*abc\r\n", 6,
+                          "-ERR Protocol error: invalid multibulk length");
+    expect_protocol_error(t, "*1\r\n:1\r\n", 8,
+                          "-ERR Protocol error: expected '$', got ':'");
+    /* Absurd sizes: refused from the header, before any data arrives. */
+    expect_protocol_error(t, "*2000000000\r\n", 13,
+                          "-ERR Protocol error: invalid multibulk length");
+    expect_protocol_error(t, "*1\r\n$1048577\r\n", 15,
+                          "-ERR Protocol error: invalid bulk length");
+    expect_protocol_error(t, "*1\r\n$9223372036854775807\r\n", 26,
+                          "-ERR Protocol error: invalid bulk length");
+    expect_protocol_error(t, "PING \"unterminated\r\n", 20,
+                          "-ERR Protocol error: unbalanced quotes");
+    for (size_t i = 0; i < sizeof(garbage); i++)
+        garbage[i] = (char)(0x80 | (i * 37));
+    expect_protocol_error(t, garbage, sizeof(garbage),
+                          "-ERR Protocol error: too big inline request");
+    /* Requests before the bad one are still answered, in order. */
+    expect_protocol_error(t, "PING\r\n*1\r\n$4\r\nPING\r\n*x\r\n", 25,
+                          "+PONG\r\n+PONG\r\n-ERR Protocol error");
+
+    expect_status(bystander, "v", "GET k");
+    expect_status(bystander, "PONG", "PING");
+    redisFree(bystander);
+}
+
+Test(daemon, stalled_half_request_times_out)
+{
+    tcd_proc *t = start_daemon("--read-timeout", "300", NULL);
+    redisContext *bystander = connect_to(t);
+    char buf[256];
+    int closed;
+    int fd = raw_connect(t->sock);
+    const char half[] = "*2\r\n$3\r\nGET\r\n$10\r\nabc";
+    cr_assert_eq(send(fd, half, sizeof(half) - 1, 0),
+                 (ssize_t)sizeof(half) - 1);
+    expect_status(bystander, "PONG", "PING");
+    read_all(fd, buf, sizeof(buf), &closed);
+    close(fd);
+    cr_assert(closed);
+    cr_assert_not_null(strstr(buf, "-ERR Protocol error: timeout"), "%s", buf);
+    expect_status(bystander, "PONG", "PING");
+    redisFree(bystander);
+}
+
+Test(daemon, thousand_concurrent_connections)
+{
+    enum { N = 1100 };
+    tcd_proc *t = start_daemon(NULL);
+    redisContext **cs = calloc(N, sizeof(*cs));
+    redisReply *r;
+    cr_assert_not_null(cs);
+    for (int i = 0; i < N; i++) {
+        cs[i] = connect_to(t);
+        cr_assert_not_null(cs[i], "connection %d", i);
+    }
+    /* All open at once; each sends a request before anyone reads. */
+    for (int i = 0; i < N; i++)
+        redisAppendCommand(cs[i], "SET c:%d %d", i % 50, i % 50);
+    for (int i = 0; i < N; i++) {
+        cr_assert_eq(redisGetReply(cs[i], (void **)&r), REDIS_OK,
+                     "client %d: %s", i, cs[i]->errstr);
+        cr_assert_str_eq(r->str, "OK");
+        freeReplyObject(r);
+    }
+    for (int i = 0; i < N; i++)
+        redisAppendCommand(cs[i], "GET c:%d", i % 50);
+    for (int i = 0; i < N; i++) {
+        char want[16];
+        snprintf(want, sizeof(want), "%d", i % 50);
+        cr_assert_eq(redisGetReply(cs[i], (void **)&r), REDIS_OK);
+        cr_assert_str_eq(r->str, want);
+        freeReplyObject(r);
+    }
+    r = cmd(cs[0], "INFO clients");
+    cr_assert_not_null(strstr(r->str, "connected_clients:1100"), "%s", r->str);
+    freeReplyObject(r);
+    for (int i = 0; i < N; i++)
+        redisFree(cs[i]);
+    free(cs);
+}
+
+/* ---- coherence between instances ------------------------------------------- */
+
+typedef struct get_is {
+    tcd_proc *t;
+    const char *key, *want;
+} get_is;
+
+static int get_equals(void *arg)
+{
+    get_is *g = arg;
+    redisContext *c = connect_to(g->t);
+    redisReply *r;
+    int ok;
+    if (!c)
+        return 0;
+    r = redisCommand(c, "GET %s", g->key);
+    ok = r && r->type == REDIS_REPLY_STRING && !strcmp(r->str, g->want);
+    if (r)
+        freeReplyObject(r);
+    redisFree(c);
+    return ok;
+}
+
+static long long info_field(tcd_proc *t, const char *field)
+{
+    redisContext *c = connect_to(t);
+    redisReply *r = cmd(c, "INFO tiercache");
+    const char *p = strstr(r->str, field);
+    long long v = p ? atoll(p + strlen(field) + 1) : -1;
+    freeReplyObject(r);
+    redisFree(c);
+    return v;
+}
+
+/* L1 TTLs of ten minutes: only an invalidation can change what B serves. */
+#define LONG_L1 "--l1-ttl-ms", "600000", "--default-ttl", "900"
+
+static void two_instances(const char *coherence)
+{
+    tcd_proc *a = start_daemon("--coherence", coherence, LONG_L1, NULL);
+    tcd_proc *b = start_daemon("--coherence", coherence, LONG_L1, NULL);
+    redisContext *ca = connect_to(a), *cb = connect_to(b);
+    get_is g = {b, "shared", "v2"};
+    expect_status(ca, "OK", "SET shared v1");
+    expect_status(cb, "v1", "GET shared"); /* fills B's L1 */
+    expect_status(cb, "v1", "GET shared");
+    cr_assert_gt(info_field(b, "l1_hits"), 0);
+    expect_status(ca, "OK", "SET shared v2");
+    if (!strcmp(coherence, "strict")) {
+        /* Strict: once SET returned, no instance serves the old value. */
+        expect_status(cb, "v2", "GET shared");
+    } else {
+        cr_assert(tcr_wait(get_equals, &g, DEADLINE_MS),
+                  "B still serves the old value");
+    }
+    cr_assert_gt(info_field(b, "inval_applied"), 0);
+    expect_int(ca, 1, "DEL shared");
+    if (!strcmp(coherence, "strict"))
+        expect_nil(cb, "GET shared");
+    redisFree(ca);
+    redisFree(cb);
+}
+
+Test(daemon, set_through_one_invalidates_other_async)
+{
+    two_instances("async");
+}
+
+Test(daemon, set_through_one_invalidates_other_strict)
+{
+    two_instances("strict");
+}
+
+Test(daemon, plain_redis_write_invalidates_with_tracking)
+{
+    tcd_proc *a = start_daemon("--tracking", LONG_L1, NULL);
+    tcd_proc *b = start_daemon("--tracking", LONG_L1, NULL);
+    redisContext *ca = connect_to(a), *cb = connect_to(b);
+    get_is ga = {a, "tracked", "from-redis-cli"};
+    get_is gb = {b, "tracked", "from-redis-cli"};
+    char *out;
+    expect_status(ca, "OK", "SET tracked old");
+    expect_status(ca, "old", "GET tracked");
+    expect_status(cb, "old", "GET tracked");
+    expect_status(cb, "old", "GET tracked");
+    /* A write that bypasses tiercache entirely. */
+    out = tcr_cmd(&redis, NULL, "SET", "tracked", "from-redis-cli", NULL);
+    cr_assert_not_null(out);
+    free(out);
+    cr_assert(tcr_wait(get_equals, &ga, DEADLINE_MS), "A kept the old value");
+    cr_assert(tcr_wait(get_equals, &gb, DEADLINE_MS), "B kept the old value");
+    redisFree(ca);
+    redisFree(cb);
+}
+
+/* ---- L2 failure ------------------------------------------------------------- */
+
+typedef struct load {
+    tcd_proc *t;
+    atomic_int stop;
+    atomic_long ok, errors;
+} load;
+
+static void *load_main(void *arg)
+{
+    load *l = arg;
+    redisContext *c = connect_to(l->t);
+    long i = 0;
+    if (!c)
+        return NULL;
+    while (!atomic_load(&l->stop)) {
+        redisReply *r = redisCommand(c, i % 2 ? "GET load:%ld" : "SET load:%ld x",
+                                     i % 100);
+        if (!r) { /* the daemon must never drop us */
+            atomic_fetch_add(&l->errors, 1000000);
+            break;
+        }
+        if (r->type == REDIS_REPLY_ERROR)
+            atomic_fetch_add(&l->errors, 1);
+        else
+            atomic_fetch_add(&l->ok, 1);
+        freeReplyObject(r);
+        i++;
+    }
+    redisFree(c);
+    return NULL;
+}
+
+static int l2_writes_work(void *arg)
+{
+    redisContext *c = connect_to(arg);
+    redisReply *r;
+    int ok;
+    if (!c)
+        return 0;
+    r = redisCommand(c, "SET probe yes");
+    ok = r && r->type == REDIS_REPLY_STATUS;
+    if (r)
+        freeReplyObject(r);
+    redisFree(c);
+    return ok;
+}
+
+static int l2_writes_fail(void *arg)
+{
+    redisContext *c = connect_to(arg);
+    redisReply *r;
+    int failed;
+    if (!c)
+        return 0;
+    r = redisCommand(c, "SET probe yes");
+    failed = r && r->type == REDIS_REPLY_ERROR;
+    if (r)
+        freeReplyObject(r);
+    redisFree(c);
+    return failed;
+}
+
+static int has_progress(void *arg)
+{
+    load *l = arg;
+    return atomic_load(&l->ok) > 100;
+}
+
+Test(daemon, redis_killed_and_restarted_under_load)
+{
+    tcd_proc *t = start_daemon("--http", NULL);
+    load l = {.t = t};
+    pthread_t th[4];
+    long ok_before;
+    for (int i = 0; i < 4; i++)
+        pthread_create(&th[i], NULL, load_main, &l);
+    cr_assert(tcr_wait(has_progress, &l, DEADLINE_MS));
+    tcr_kill(&redis);
+    cr_assert(tcr_wait(l2_writes_fail, t, DEADLINE_MS),
+              "writes should fail while Redis is down");
+    cr_assert_eq(tcr_restart(&redis), 0);
+    cr_assert(tcr_wait(l2_writes_work, t, DEADLINE_MS),
+              "writes did not recover after Redis came back");
+    ok_before = atomic_load(&l.ok);
+    atomic_store(&l.ok, 0);
+    cr_assert(tcr_wait(has_progress, &l, DEADLINE_MS), "load did not resume");
+    atomic_store(&l.stop, 1);
+    for (int i = 0; i < 4; i++)
+        pthread_join(th[i], NULL);
+    cr_assert_lt(atomic_load(&l.errors), 1000000,
+                 "a client connection was dropped (ok before: %ld)", ok_before);
+    cr_assert_eq(kill(t->pid, 0), 0, "daemon still running");
+}
+
+/* ---- HTTP and --check -------------------------------------------------------- */
+
+static int http_get(int port, const char *path, char *buf, size_t cap)
+{
+    struct sockaddr_in a;
+    char req[128];
+    int fd = socket(AF_INET, SOCK_STREAM, 0), closed, status = -1;
+    memset(&a, 0, sizeof(a));
+    a.sin_family = AF_INET;
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    a.sin_port = htons((uint16_t)port);
+    if (connect(fd, (struct sockaddr *)&a, sizeof(a)) != 0) {
+        close(fd);
+        return -1;
+    }
+    snprintf(req, sizeof(req),
+             "GET %s HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n", path);
+    if (send(fd, req, strlen(req), MSG_NOSIGNAL) > 0) {
+        struct timeval tv = {5, 0};
+        setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+        read_all(fd, buf, cap, &closed);
+        if (sscanf(buf, "HTTP/1.%*d %d", &status) != 1)
+            status = -1;
+    }
+    close(fd);
+    return status;
+}
+
+static int health_is_503(void *arg)
+{
+    char buf[2048];
+    return http_get(((tcd_proc *)arg)->http_port, "/health", buf,
+                    sizeof(buf)) == 503;
+}
+
+static int health_is_200(void *arg)
+{
+    char buf[2048];
+    return http_get(((tcd_proc *)arg)->http_port, "/health", buf,
+                    sizeof(buf)) == 200;
+}
+
+Test(daemon, metrics_and_health)
+{
+    tcd_proc *t = start_daemon("--http", NULL);
+    static char buf[65536];
+    cr_assert(tcr_wait(health_is_200, t, DEADLINE_MS));
+    cr_assert_eq(http_get(t->http_port, "/metrics", buf, sizeof(buf)), 200);
+    cr_assert_not_null(strstr(buf, "# TYPE tiercache_l1_hits_total counter"));
+    cr_assert_not_null(strstr(buf, "tiercached_connected "));
+    cr_assert_eq(http_get(t->http_port, "/nope", buf, sizeof(buf)), 404);
+    tcr_kill(&redis);
+    cr_assert(tcr_wait(health_is_503, t, DEADLINE_MS));
+    cr_assert_eq(tcr_restart(&redis), 0);
+    cr_assert(tcr_wait(health_is_200, t, DEADLINE_MS));
+}
+
+static int run_check(const char *url)
+{
+    char cmdline[600];
+    snprintf(cmdline, sizeof(cmdline),
+             "'%s' --check --redis-url '%s' --log-level error >/dev/null 2>&1",
+             daemon_path(), url);
+    return system(cmdline);
+}
+
+Test(daemon, check_flag_reports_l2_reachability)
+{
+    char dead[64];
+    cr_assert_eq(run_check(redis.url), 0);
+    snprintf(dead, sizeof(dead), "redis://127.0.0.1:%d", free_port());
+    cr_assert_neq(run_check(dead), 0);
+    cr_assert_neq(run_check("bogus://x"), 0);
+}

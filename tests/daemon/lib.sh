@@ -4,11 +4,27 @@ set -euo pipefail
 TIERCACHED=${1:?usage: $0 path/to/tiercached}
 WORK=$(mktemp -d /tmp/tcd-sh.XXXXXX)
 PIDS=()
+TCD_PIDS=()
 cleanup() {
-  local p
+  local rc=$? p st
+  # tiercached gets SIGTERM (a sanitizer build then checks for leaks) and
+  # must exit 0; redis-server is simply killed.
+  for p in "${TCD_PIDS[@]+"${TCD_PIDS[@]}"}"; do kill -TERM "$p" 2>/dev/null || true; done
+  for p in "${TCD_PIDS[@]+"${TCD_PIDS[@]}"}"; do
+    st=0
+    for _ in $(seq 300); do kill -0 "$p" 2>/dev/null || break; sleep 0.05; done
+    kill -9 "$p" 2>/dev/null || true
+    wait "$p" 2>/dev/null || st=$?
+    if [ "$st" != 0 ]; then echo "FAIL: tiercached pid $p exited $st" >&2; rc=1; fi
+  done
   for p in "${PIDS[@]+"${PIDS[@]}"}"; do kill -9 "$p" 2>/dev/null || true; done
   for p in "${PIDS[@]+"${PIDS[@]}"}"; do wait "$p" 2>/dev/null || true; done
+  if grep -l -E "Sanitizer|runtime error:" "$WORK"/*.log 2>/dev/null; then
+    cat "$WORK"/*.log >&2
+    rc=1
+  fi
   rm -rf "$WORK"
+  exit "$rc"
 }
 trap cleanup EXIT
 
@@ -42,6 +58,6 @@ start_tiercached() {
   "$TIERCACHED" --socket "$WORK/$name.sock" \
     --redis-url "redis://127.0.0.1:$REDIS_PORT" --log-level warn "$@" \
     2>>"$WORK/$name.log" &
-  PIDS+=("$!")
+  TCD_PIDS+=("$!")
   wait_for "tiercached $name" redis-cli -s "$WORK/$name.sock" ping
 }

@@ -6,6 +6,7 @@
  */
 #include <criterion/criterion.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <netinet/in.h>
 #include <pthread.h>
 #include <signal.h>
@@ -125,9 +126,16 @@ static tcd_proc *start_daemon(const char *first, ...)
     argv[argc] = NULL;
     t->pid = fork();
     if (t->pid == 0) { /* no Criterion calls in the child */
+        char log[200];
+        int fd;
         prctl(PR_SET_PDEATHSIG, SIGKILL);
         if (getppid() != parent)
             _exit(127);
+        /* Its own log, checked for sanitizer reports at teardown. */
+        snprintf(log, sizeof(log), "%s/tcd.log", tmpl);
+        fd = open(log, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
+        if (fd >= 0)
+            dup2(fd, STDERR_FILENO);
         execv(argv[0], (char *const *)argv);
         _exit(127);
     }
@@ -170,21 +178,57 @@ static void setup(void)
     cr_assert_eq(tcr_start(&redis, NULL), 0, "redis-server did not start");
 }
 
+/* The daemon's log, if it holds a sanitizer report (else NULL). */
+static char *sanitizer_report(const tcd_proc *t)
+{
+    char path[200];
+    static char buf[1 << 16];
+    size_t n;
+    FILE *f;
+    snprintf(path, sizeof(path), "%s/tcd.log", t->dir);
+    f = fopen(path, "r");
+    if (!f)
+        return NULL;
+    n = fread(buf, 1, sizeof(buf) - 1, f);
+    fclose(f);
+    buf[n] = '\0';
+    if (strstr(buf, "Sanitizer") || strstr(buf, "runtime error:"))
+        return buf;
+    return NULL;
+}
+
 static void teardown(void)
 {
     char cmd[200];
+    int bad = -1, status = 0;
+    char *report = NULL;
     for (int i = 0; i < nprocs; i++) {
         if (procs[i].pid > 0) {
-            kill(procs[i].pid, SIGKILL);
-            waitpid(procs[i].pid, NULL, 0);
-            procs[i].pid = 0;
+            /* SIGTERM, so that a sanitizer build also checks for leaks on
+             * the way out; it must exit 0. */
+            int st = stop_daemon(&procs[i]);
+            if (st != 0 && bad < 0) {
+                bad = i;
+                status = st;
+            }
         }
+        if (!report)
+            report = sanitizer_report(&procs[i]);
+        if (report && bad < 0)
+            bad = i;
+    }
+    if (bad >= 0 && !report)
+        report = sanitizer_report(&procs[bad]);
+    for (int i = 0; i < nprocs; i++) {
         snprintf(cmd, sizeof(cmd), "rm -rf '%s'", procs[i].dir);
         if (system(cmd) != 0) {
             /* leftover temp dir: harmless */
         }
     }
     tcr_stop(&redis);
+    if (bad >= 0)
+        cr_assert_fail("tiercached #%d: exit status 0x%x%s%s", bad, status,
+                       report ? "; its log:\n" : "", report ? report : "");
 }
 
 TestSuite(daemon, .init = setup, .fini = teardown, .timeout = 120);

@@ -19,9 +19,14 @@
 #define PING_RING 64
 #define TRACKING_CHANNEL "__redis__:invalidate"
 
+typedef struct ack_id {
+    char id[TC__ORIGIN_MAX + 1];
+} ack_id;
+
 struct tc__strict_wait {
     uint64_t seq;
-    uint64_t acks; /* smu */
+    ack_id *acked;        /* smu: distinct instances that acknowledged */
+    size_t nacked, cap;   /* smu */
     struct tc__strict_wait *next;
 };
 
@@ -93,15 +98,39 @@ static void count_lag(tc__bus *bus, uint64_t ts_us)
     atomic_fetch_add_explicit(&bus->lag_hist[b], 1, memory_order_relaxed);
 }
 
-static void ack_local(tc__bus *bus, uint64_t seq)
+static int has_acked(const tc__strict_wait *w, const char *id, size_t len)
 {
+    for (size_t i = 0; i < w->nacked; i++)
+        if (strlen(w->acked[i].id) == len && memcmp(w->acked[i].id, id, len) == 0)
+            return 1;
+    return 0;
+}
+
+/* Record that instance `id` applied strict message `seq` (acks may arrive
+ * before the writer knows whom to wait for: they are kept until then). */
+static void ack_local(tc__bus *bus, uint64_t seq, const char *id, size_t len)
+{
+    if (len == 0 || len > TC__ORIGIN_MAX)
+        return;
     pthread_mutex_lock(&bus->smu);
-    for (struct tc__strict_wait *w = bus->waiters; w; w = w->next)
-        if (w->seq == seq) {
-            w->acks++;
+    for (tc__strict_wait *w = bus->waiters; w; w = w->next) {
+        if (w->seq != seq)
+            continue;
+        if (!has_acked(w, id, len)) {
+            if (w->nacked == w->cap) {
+                size_t cap = w->cap ? w->cap * 2 : 8;
+                ack_id *a = realloc(w->acked, cap * sizeof(*a));
+                if (!a)
+                    break; /* the writer then waits for the lease: safe */
+                w->acked = a;
+                w->cap = cap;
+            }
+            memcpy(w->acked[w->nacked].id, id, len);
+            w->acked[w->nacked++].id[len] = '\0';
             pthread_cond_broadcast(&bus->scv);
-            break;
         }
+        break;
+    }
     pthread_mutex_unlock(&bus->smu);
 }
 
@@ -125,7 +154,7 @@ static void on_invalidation(tc__bus *bus, const char *buf, size_t len)
         /* Our own write: L1 was updated before the write returned. */
         atomic_fetch_add_explicit(&bus->own_skipped, 1, memory_order_relaxed);
         if (m.seq)
-            ack_local(bus, m.seq);
+            ack_local(bus, m.seq, bus->id, strlen(bus->id));
         return;
     }
     switch (m.kind) {
@@ -153,27 +182,27 @@ static void on_invalidation(tc__bus *bus, const char *buf, size_t len)
     if (m.ts_us)
         count_lag(bus, m.ts_us);
     if (m.seq && m.origin[0] && bus->cmd) {
-        /* Acknowledge to the origin: applied, before any later message. */
-        char chan[512], seq[24];
+        /* Acknowledge to the origin, naming ourselves: "<seq> <id>". */
+        char chan[512], ack[24 + TC__ORIGIN_MAX + 2];
         int n = snprintf(chan, sizeof(chan), "%s:ack:%s", bus->cfg->channel,
                          m.origin);
-        snprintf(seq, sizeof(seq), "%llu", (unsigned long long)m.seq);
+        snprintf(ack, sizeof(ack), "%llu %s", (unsigned long long)m.seq,
+                 bus->id);
         if (n > 0 && (size_t)n < sizeof(chan))
-            redisAsyncCommand(bus->cmd, NULL, NULL, "PUBLISH %s %s", chan, seq);
+            redisAsyncCommand(bus->cmd, NULL, NULL, "PUBLISH %s %s", chan, ack);
     }
 }
 
+/* "<seq> <instance id>"; anything else is ignored. */
 static void on_ack(tc__bus *bus, const char *buf, size_t len)
 {
     uint64_t seq = 0;
-    if (len == 0 || len > 19)
-        return;
-    for (size_t i = 0; i < len; i++) {
-        if (buf[i] < '0' || buf[i] > '9')
-            return;
+    size_t i = 0;
+    for (; i < len && i < 20 && buf[i] >= '0' && buf[i] <= '9'; i++)
         seq = seq * 10 + (uint64_t)(buf[i] - '0');
-    }
-    ack_local(bus, seq);
+    if (i == 0 || i >= len || buf[i] != ' ')
+        return;
+    ack_local(bus, seq, buf + i + 1, len - i - 1);
 }
 
 /* Server-assisted tracking: the payload is an array of full Redis keys, or
@@ -717,26 +746,40 @@ uint64_t tc__bus_strict_begin(tc__bus *bus, tc__strict_wait **out)
     return w->seq;
 }
 
-int tc__bus_strict_wait(tc__bus *bus, tc__strict_wait *w, uint64_t needed,
-                        uint64_t deadline_ns)
+/* Has every instance in `members` acknowledged? (smu held) */
+static int all_acked(const tc__strict_wait *w, const redisReply *members)
+{
+    if (!members)
+        return 0;
+    for (size_t i = 0; i < members->elements; i++) {
+        const redisReply *m = members->element[i];
+        if (m->type != REDIS_REPLY_STRING || !has_acked(w, m->str, m->len))
+            return 0;
+    }
+    return 1;
+}
+
+int tc__bus_strict_wait(tc__bus *bus, tc__strict_wait *w,
+                        const redisReply *members, uint64_t deadline_ns)
 {
     struct timespec ts = {(time_t)(deadline_ns / 1000000000ULL),
                           (long)(deadline_ns % 1000000000ULL)};
     int ok;
     atomic_fetch_add(&bus->strict_waits, 1);
     pthread_mutex_lock(&bus->smu);
-    while (w->acks < needed && !bus->stopping)
+    while (!all_acked(w, members) && !bus->stopping)
         if (pthread_cond_timedwait(&bus->scv, &bus->smu, &ts) == ETIMEDOUT)
             break;
-    ok = w->acks >= needed;
+    ok = all_acked(w, members);
     for (tc__strict_wait **pp = &bus->waiters; *pp; pp = &(*pp)->next)
         if (*pp == w) {
             *pp = w->next;
             break;
         }
     pthread_mutex_unlock(&bus->smu);
+    free(w->acked);
     free(w);
-    if (!ok)
+    if (!ok && deadline_ns)
         atomic_fetch_add(&bus->strict_expiries, 1);
     return ok;
 }
@@ -756,7 +799,7 @@ const char *tc__bus_count_script(void)
     return "local t = redis.call('TIME') "
            "local now = t[1] * 1000 + math.floor(t[2] / 1000) "
            "redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now - 1) "
-           "return redis.call('ZCOUNT', KEYS[1], now, '+inf')";
+           "return redis.call('ZRANGEBYSCORE', KEYS[1], now, '+inf')";
 }
 
 uint64_t tc__bus_generation(tc__bus *bus)

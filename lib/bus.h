@@ -25,6 +25,8 @@
 
 #include <stdatomic.h>
 
+#include <hiredis/hiredis.h>
+
 #include "config.h"
 #include "l1.h"
 
@@ -45,11 +47,13 @@ int tc__bus_l1_ok(tc__bus *bus, uint64_t now_ns);
 typedef struct tc__strict_wait tc__strict_wait;
 /** Register a waiter; returns its seq (never 0) or 0 when out of memory. */
 uint64_t tc__bus_strict_begin(tc__bus *bus, tc__strict_wait **w);
-/** Wait until `needed` acknowledgements for the waiter arrived, or until
- *  `deadline_ns` (CLOCK_MONOTONIC). Unregisters and frees the waiter.
- *  Returns 1 when all acknowledged, 0 when the deadline passed. */
-int tc__bus_strict_wait(tc__bus *bus, tc__strict_wait *w, uint64_t needed,
-                        uint64_t deadline_ns);
+/** Wait until every instance id in `members` (an array reply of the count
+ *  script, borrowed; NULL: unknown, wait for the deadline) acknowledged, or
+ *  until `deadline_ns` (CLOCK_MONOTONIC; 0 for a failed write: no wait). Acks from instances not in
+ *  `members` count for nothing. Unregisters and frees the waiter. Returns 1
+ *  when all acknowledged, 0 otherwise. */
+int tc__bus_strict_wait(tc__bus *bus, tc__strict_wait *w,
+                        const redisReply *members, uint64_t deadline_ns);
 
 /** Count one published invalidation (writers publish through L2). */
 void tc__bus_count_published(tc__bus *bus);
@@ -58,8 +62,8 @@ void tc__bus_count_published(tc__bus *bus);
 void tc__bus_stats(tc__bus *bus, tc_stats *out);
 
 /** Key of the members sorted set, and a script (1 key: that set) that
- *  prunes expired members and returns how many may be serving L1. Strict
- *  writers run it in the MULTI that publishes. */
+ *  prunes expired members and returns the ids of those that may be serving
+ *  L1. Strict writers run it in the MULTI that publishes. */
 const char *tc__bus_members_key(const tc__bus *bus);
 const char *tc__bus_count_script(void);
 

@@ -449,7 +449,7 @@ static tc_result write_publish(tc_cache *c, size_t n, const tc__cmd *writes,
                              &msglen);
         if (!msg) {
             if (w)
-                tc__bus_strict_wait(c->bus, w, 0, 0);
+                tc__bus_strict_wait(c->bus, w, NULL, 0);
             return tc__fail(TC_NO_MEMORY, "out of memory");
         }
         pub[0] = "PUBLISH", publ[0] = 7;
@@ -485,18 +485,19 @@ static tc_result write_publish(tc_cache *c, size_t n, const tc__cmd *writes,
         }
     }
     if (w) {
-        uint64_t needed = 0, deadline = 0;
+        const redisReply *members = NULL;
+        uint64_t deadline = 0;
         if (r == TC_OK) {
-            redisReply *ns = (*exec)->element[n + 1];
-            /* Unknown count: wait for the lease, which is always safe. */
-            needed = ns->type == REDIS_REPLY_INTEGER ? (uint64_t)ns->integer
-                                                     : UINT64_MAX;
-            /* Past this, every instance that did not acknowledge has stopped
-             * serving L1 by itself: its last proof of liveness predates the
-             * publication, and its lease is shorter than ours. */
+            redisReply *ids = (*exec)->element[n + 1];
+            /* An unexpected reply (members NULL) waits out the lease, which
+             * is always safe: past it, every instance that did not
+             * acknowledge has stopped serving L1 by itself (its last proof
+             * of liveness predates the publication, and its lease is
+             * shorter than ours). */
+            members = ids->type == REDIS_REPLY_ARRAY ? ids : NULL;
             deadline = tc__now_ns() + (uint64_t)c->cfg.lease_ms * 1000000ULL;
         }
-        tc__bus_strict_wait(c->bus, w, needed, deadline);
+        tc__bus_strict_wait(c->bus, w, members, deadline);
     }
     return r;
 }

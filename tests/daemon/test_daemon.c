@@ -861,3 +861,48 @@ Test(daemon, check_flag_reports_l2_reachability)
     cr_assert_neq(run_check(dead), 0);
     cr_assert_neq(run_check("bogus://x"), 0);
 }
+
+/* ---- ordering at the end of a connection, slow readers ------------------- */
+
+Test(daemon, quit_after_pipelined_writes_answers_all_then_closes)
+{
+    tcd_proc *t = start_daemon(NULL);
+    const char req[] = "SET q1 a\r\nSET q2 b\r\nGET q1\r\nQUIT\r\nPING\r\n";
+    char buf[512];
+    int closed;
+    int fd = raw_connect(t->sock);
+    cr_assert_eq(send(fd, req, sizeof(req) - 1, 0), (ssize_t)sizeof(req) - 1);
+    read_all(fd, buf, sizeof(buf), &closed);
+    close(fd);
+    cr_assert(closed);
+    /* Nothing after QUIT is answered. */
+    cr_assert_str_eq(buf, "+OK\r\n+OK\r\n$1\r\na\r\n+OK\r\n");
+}
+
+Test(daemon, client_that_never_reads_does_not_stall_others)
+{
+    tcd_proc *t = start_daemon("--max-output", "65536", NULL);
+    redisContext *c = connect_to(t);
+    static char big[8192];
+    static char reqs[64 * 1024];
+    int fd = raw_connect(t->sock);
+    size_t n = 0;
+    memset(big, 'x', sizeof(big) - 1);
+    expect_status(c, "OK", "SET big %s", big);
+    expect_status(c, big, "GET big");
+    while (n + 16 < sizeof(reqs))
+        n += (size_t)snprintf(reqs + n, sizeof(reqs) - n, "GET big\r\n");
+    /* Send ~7000 GETs (56 MB of replies) and never read: the daemon stops
+     * reading this client once 64 KiB of replies wait, so our sends block;
+     * use a non-blocking socket and send what fits. */
+    fcntl(fd, F_SETFL, O_NONBLOCK);
+    for (int round = 0; round < 50; round++) {
+        if (send(fd, reqs, n, MSG_NOSIGNAL) < 0)
+            break;
+    }
+    expect_status(c, "PONG", "PING");
+    expect_status(c, big, "GET big");
+    close(fd);
+    expect_status(c, "PONG", "PING");
+    redisFree(c);
+}

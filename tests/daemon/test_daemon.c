@@ -4,7 +4,7 @@
  * sockets as clients. Every process is stopped by pid in the suite's fini,
  * and dies with the test process (PDEATHSIG) if a test crashes.
  */
-#include <criterion/criterion.h>
+#include "crit.h" /* Criterion, or the TSan build's shim */
 #include <errno.h>
 #include <fcntl.h>
 #include <netinet/in.h>

@@ -240,7 +240,7 @@ static tc_result get_l2(tc_cache *c, uint64_t h, const void *key, size_t klen,
         const char *a1[2] = {"GET", k.p}, *a2[2] = {"PTTL", k.p};
         size_t l1[2] = {3, k.len}, l2[2] = {4, k.len};
         tc__cmd cmds[2] = {{2, a1, l1}, {2, a2, l2}};
-        r = tc__l2_run(c->l2, 2, cmds, rep, 0);
+        r = tc__l2_run(c->l2, 2, cmds, rep, TC__L2_IDEMPOTENT);
     }
     pkey_free(&k);
     if (r != TC_OK)
@@ -363,7 +363,7 @@ tc_result tc_mget(tc_cache *c, size_t n, const void *const *keys,
         cmds[2 * j] = (tc__cmd){2, argv + 4 * j, argl + 4 * j};
         cmds[2 * j + 1] = (tc__cmd){2, argv + 4 * j + 2, argl + 4 * j + 2};
     }
-    r = tc__l2_run(c->l2, 2 * nmiss, cmds, rep, 0);
+    r = tc__l2_run(c->l2, 2 * nmiss, cmds, rep, TC__L2_IDEMPOTENT);
     for (size_t m = 0; m < nmiss; m++) {
         size_t i = miss[m];
         if (r != TC_OK) {
@@ -658,7 +658,7 @@ tc_result tc_pttl(tc_cache *c, const void *key, size_t klen, int64_t *ttl_ms)
         const char *a[2] = {"PTTL", k.p};
         size_t l[2] = {4, k.len};
         tc__cmd cmd = {2, a, l};
-        r = tc__l2_run(c->l2, 1, &cmd, &rep, 0);
+        r = tc__l2_run(c->l2, 1, &cmd, &rep, TC__L2_IDEMPOTENT);
     }
     pkey_free(&k);
     if (r != TC_OK)
@@ -829,7 +829,7 @@ static tc_result scan_unlink(tc_cache *c, const char *match, size_t mlen)
         const char *a[6] = {"SCAN", cursor, "MATCH", match, "COUNT", "1000"};
         size_t l[6] = {4, strlen(cursor), 5, mlen, 5, 4};
         tc__cmd cmd = {6, a, l};
-        if ((r = tc__l2_run(c->l2, 1, &cmd, &rep, 0)) != TC_OK)
+        if ((r = tc__l2_run(c->l2, 1, &cmd, &rep, TC__L2_IDEMPOTENT)) != TC_OK)
             return r;
         if (rep->type != REDIS_REPLY_ARRAY || rep->elements != 2 ||
             rep->element[0]->type != REDIS_REPLY_STRING ||
@@ -990,7 +990,8 @@ tc_result tc_cache_health(tc_cache *c, tc_health *out)
     out->breaker_open = tc__l2_breaker_open(c->l2);
     out->bus_up = c->bus && tc__bus_l1_ok(c->bus, tc__now_ns());
     t0 = tc__now_ns();
-    r = tc__l2_run(c->l2, 1, &cmd, &rep, TC__L2_IGNORE_BREAKER);
+    r = tc__l2_run(c->l2, 1, &cmd, &rep,
+                   TC__L2_IGNORE_BREAKER | TC__L2_IDEMPOTENT);
     if (r != TC_OK)
         return r;
     out->l2_latency_us = (tc__now_ns() - t0) / 1000;

@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/socket.h>
 #include <time.h>
 
 #include "error.h"
@@ -15,6 +16,7 @@ typedef struct slot {
     pthread_mutex_t mu;
     redisContext *ctx; /* NULL = not connected; slot mutex */
     unsigned epoch;    /* breaker epoch ctx was made in; slot mutex */
+    uint64_t last_used_ns; /* end of the last good exchange; slot mutex */
 } __attribute__((aligned(64))) slot;
 
 struct tc__l2 {
@@ -195,12 +197,64 @@ static slot *acquire(tc__l2 *l2)
     return &l2->slots[start];
 }
 
+/* Has the server closed (or written unasked to) this idle connection? A
+ * non-blocking peek: 0 bytes means EOF, data means the reply stream is out
+ * of step; only "would block" means healthy. */
+static int conn_stale(const redisContext *c)
+{
+    char b;
+    ssize_t n = recv(c->fd, &b, 1, MSG_PEEK | MSG_DONTWAIT);
+    return n >= 0 || (errno != EAGAIN && errno != EWOULDBLOCK);
+}
+
+/* One exchange on the slot's connection (slot mutex held). *reused tells
+ * whether the connection predates this call. */
+static tc_result exchange(tc__l2 *l2, slot *s, size_t n, const tc__cmd *cmds,
+                          redisReply **replies, int *reused)
+{
+    tc_result r = TC_OK;
+    size_t got = 0;
+    uint64_t now = tc__now_ns();
+    if (s->ctx && (s->epoch != atomic_load(&l2->epoch) ||
+                   (now - s->last_used_ns > 1000000ULL && conn_stale(s->ctx)))) {
+        /* From before an outage, or closed by the server while idle (a
+         * restart, CLIENT KILL, timeout): reconnect before sending. */
+        redisFree(s->ctx);
+        s->ctx = NULL;
+    }
+    *reused = s->ctx != NULL;
+    if (!s->ctx) {
+        s->epoch = atomic_load(&l2->epoch);
+        s->ctx = tc__l2_connect(l2->cfg, &r);
+        if (!s->ctx)
+            return r;
+    }
+    for (size_t i = 0; i < n; i++)
+        redisAppendCommandArgv(s->ctx, cmds[i].argc, cmds[i].argv,
+                               cmds[i].argvlen);
+    for (; got < n; got++) {
+        void *rep = NULL;
+        if (redisGetReply(s->ctx, &rep) != REDIS_OK || !rep) {
+            r = ctx_failure(s->ctx, errno, "Redis");
+            /* The reply stream is out of step: drop the connection. */
+            redisFree(s->ctx);
+            s->ctx = NULL;
+            for (size_t i = 0; i < got; i++)
+                freeReplyObject(replies[i]);
+            return r;
+        }
+        replies[got] = rep;
+    }
+    s->last_used_ns = tc__now_ns();
+    return TC_OK;
+}
+
 tc_result tc__l2_run(tc__l2 *l2, size_t n, const tc__cmd *cmds,
                      redisReply **replies, int flags)
 {
     slot *s;
-    tc_result r = TC_OK;
-    size_t got = 0;
+    tc_result r;
+    int reused = 0;
     int ignore = flags & TC__L2_IGNORE_BREAKER;
 
     if (!ignore && atomic_load_explicit(&l2->breaker_open, memory_order_acquire))
@@ -213,40 +267,18 @@ tc_result tc__l2_run(tc__l2 *l2, size_t n, const tc__cmd *cmds,
         return tc__fail(TC_L2_UNAVAILABLE,
                         "Redis unavailable (circuit breaker open)");
     }
-    if (s->ctx && s->epoch != atomic_load(&l2->epoch)) {
-        redisFree(s->ctx);
-        s->ctx = NULL;
-    }
-    if (!s->ctx) {
-        s->epoch = atomic_load(&l2->epoch);
-        s->ctx = tc__l2_connect(l2->cfg, &r);
-        if (!s->ctx)
-            goto failed;
-    }
-    for (size_t i = 0; i < n; i++)
-        redisAppendCommandArgv(s->ctx, cmds[i].argc, cmds[i].argv,
-                               cmds[i].argvlen);
-    for (; got < n; got++) {
-        void *rep = NULL;
-        if (redisGetReply(s->ctx, &rep) != REDIS_OK || !rep) {
-            r = ctx_failure(s->ctx, errno, "Redis");
-            /* The reply stream is out of step: drop the connection. */
-            redisFree(s->ctx);
-            s->ctx = NULL;
-            goto failed;
-        }
-        replies[got] = rep;
-    }
-    atomic_fetch_add_explicit(&l2->round_trips, 1, memory_order_relaxed);
+    r = exchange(l2, s, n, cmds, replies, &reused);
+    /* A connection that died under us (not a timeout) is retried once on a
+     * fresh one when running the commands twice is harmless. */
+    if (r == TC_L2_UNAVAILABLE && reused && (flags & TC__L2_IDEMPOTENT))
+        r = exchange(l2, s, n, cmds, replies, &reused);
     pthread_mutex_unlock(&s->mu);
-    record_success(l2);
-    return TC_OK;
-failed:
-    pthread_mutex_unlock(&s->mu);
-    for (size_t i = 0; i < got; i++)
-        freeReplyObject(replies[i]);
-    if (r != TC_AUTH)
+    if (r == TC_OK) {
+        atomic_fetch_add_explicit(&l2->round_trips, 1, memory_order_relaxed);
+        record_success(l2);
+    } else if (r != TC_AUTH) {
         record_failure(l2, r);
+    }
     return r;
 }
 

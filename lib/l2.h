@@ -29,7 +29,11 @@ typedef struct tc__cmd {
 tc_result tc__l2_create(const tc__config *cfg, tc__l2 **out);
 void tc__l2_destroy(tc__l2 *l2);
 
-enum { TC__L2_IGNORE_BREAKER = 1 };
+enum {
+    TC__L2_IGNORE_BREAKER = 1, /* health checks: try even when open */
+    TC__L2_IDEMPOTENT = 2      /* safe to send twice: retried once on a
+                                  fresh connection if a reused one died */
+};
 
 /**
  * Send `n` commands pipelined on one connection and read their `n` replies

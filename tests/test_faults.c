@@ -108,6 +108,26 @@ Test(faults, killed_mid_run_fails_fast_then_recovers)
     tc_cache_destroy(c);
 }
 
+/* A restart between two calls (no call saw the outage) must not cost the
+ * next callers an error: idle connections the server closed are noticed
+ * before they are used. */
+Test(faults, first_calls_after_a_quick_restart_succeed)
+{
+    tc_options o = test_opts(&srv);
+    tc_cache *c = must_create(&o);
+    tc_result r;
+    char *s;
+    cr_assert_eq(set_str(c, "a", "1", 0), TC_OK);
+    cr_assert_eq(tcr_restart(&srv), 0);
+    cr_assert_eq(set_str(c, "b", "2", 0), TC_OK, "write after restart: %s",
+                 tc_errmsg());
+    s = get_str(c, "b", &r);
+    cr_assert_eq(r, TC_OK, "read after restart: %s", tc_strerror(r));
+    cr_assert_str_eq(s, "2");
+    free(s);
+    tc_cache_destroy(c);
+}
+
 Test(faults, hung_redis_times_out_opens_breaker_and_recovers)
 {
     tc_options o = test_opts(&srv);

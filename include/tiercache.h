@@ -204,9 +204,11 @@ TC_EXTERN void tc_value_release(tc_value *v);
 
 /**
  * Look a key up in L1, then L2 (an L2 hit fills L1). On TC_OK *out is a new
- * reference for the caller to release. TC_NOT_FOUND when absent. While L2 is
- * down, an L1 hit still answers; an L1 miss returns TC_L2_UNAVAILABLE or
- * TC_TIMEOUT (never a silent "not found").
+ * reference for the caller to release. TC_NOT_FOUND when absent. While Redis
+ * is down, a read L1 cannot answer returns TC_L2_UNAVAILABLE or TC_TIMEOUT,
+ * never a silent "not found". (With a bus, L1 itself stops answering within
+ * one lease of losing Redis, since invalidations could be lost; with
+ * TC_COHERENCE_NONE its hits keep answering.)
  */
 TC_EXTERN tc_result tc_get(tc_cache *c, const void *key, size_t klen,
                            tc_value **out);

@@ -11,6 +11,20 @@
 #include "cache.h"
 #include "tiercache.h"
 
+/* A suite whose every test gets its own redis-server `srv`, started before
+ * the test and stopped by its pid after it, also when the test fails. */
+#define REDIS_SUITE(name)                                                    \
+    static tcr_server srv;                                                   \
+    static void setup(void)                                                  \
+    {                                                                        \
+        cr_assert_eq(tcr_start(&srv, NULL), 0, "redis-server did not start"); \
+    }                                                                        \
+    static void teardown(void)                                               \
+    {                                                                        \
+        tcr_stop(&srv);                                                      \
+    }                                                                        \
+    TestSuite(name, .init = setup, .fini = teardown)
+
 /* Options for a test cache on server `s`, independent of the environment. */
 static inline tc_options test_opts(const tcr_server *s)
 {

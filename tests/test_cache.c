@@ -5,19 +5,7 @@
 #include "cache.h"
 #include "common.h"
 
-static tcr_server srv;
-
-static void setup(void)
-{
-    cr_assert_eq(tcr_start(&srv, NULL), 0, "redis-server did not start");
-}
-
-static void teardown(void)
-{
-    tcr_stop(&srv);
-}
-
-TestSuite(cache, .init = setup, .fini = teardown);
+REDIS_SUITE(cache);
 
 Test(cache, binary_round_trip)
 {

@@ -2,19 +2,7 @@
  * never loses a write silently, and recovers without a new handle. */
 #include "common.h"
 
-static tcr_server srv;
-
-static void setup(void)
-{
-    cr_assert_eq(tcr_start(&srv, NULL), 0, "redis-server did not start");
-}
-
-static void teardown(void)
-{
-    tcr_stop(&srv);
-}
-
-TestSuite(faults, .init = setup, .fini = teardown);
+REDIS_SUITE(faults);
 
 static int set_works(void *p)
 {

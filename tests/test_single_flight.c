@@ -7,19 +7,7 @@
 
 #define NTHREADS 16
 
-static tcr_server srv;
-
-static void setup(void)
-{
-    cr_assert_eq(tcr_start(&srv, NULL), 0, "redis-server did not start");
-}
-
-static void teardown(void)
-{
-    tcr_stop(&srv);
-}
-
-TestSuite(single_flight, .init = setup, .fini = teardown);
+REDIS_SUITE(single_flight);
 
 typedef struct shared {
     tc_cache *c;

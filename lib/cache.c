@@ -374,10 +374,8 @@ tc_result tc_mget(tc_cache *c, size_t n, const void *const *keys,
                                rep[2 * m], rep[2 * m + 1], &out[i]);
         freeReplyObject(rep[2 * m]);
         freeReplyObject(rep[2 * m + 1]);
-        if (res[i] == TC_NOT_FOUND)
-            res[i] = TC_NOT_FOUND;
-        else if (res[i] != TC_OK && r == TC_OK)
-            first = first == TC_OK ? res[i] : first;
+        if (res[i] != TC_OK && res[i] != TC_NOT_FOUND && first == TC_OK)
+            first = res[i];
     }
     if (r != TC_OK)
         first = r;

@@ -58,10 +58,10 @@ typedef struct peer {
 #define SPIN_LIMIT_NS 2000000000u
 #define VLEN 64
 
-static int wr_msg(int fd, const msg *m)
+/* Write all `left` bytes of `buf` to the pipe; 0 on success. */
+static int wr_bytes(int fd, const void *buf, size_t left)
 {
-    const char *p = (const char *)m;
-    size_t left = sizeof *m;
+    const char *p = buf;
     while (left) {
         ssize_t n = write(fd, p, left);
         if (n < 0 && errno == EINTR)
@@ -72,6 +72,11 @@ static int wr_msg(int fd, const msg *m)
         left -= (size_t)n;
     }
     return 0;
+}
+
+static int wr_msg(int fd, const msg *m)
+{
+    return wr_bytes(fd, m, sizeof *m);
 }
 
 static int rd_bytes(int fd, void *buf, size_t len, int timeout_ms)
@@ -296,18 +301,7 @@ static msg peer_tc_trial(tc_cache *c, const char *key, uint64_t old,
 
 static int write_stats(int fd, const tc_stats *st)
 {
-    const char *p = (const char *)st;
-    size_t left = sizeof *st;
-    while (left) {
-        ssize_t n = write(fd, p, left);
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n <= 0)
-            return -1;
-        p += n;
-        left -= (size_t)n;
-    }
-    return 0;
+    return wr_bytes(fd, st, sizeof *st);
 }
 
 /* The peer: a raw subscriber thread and a tiercache cache side by side, so

@@ -23,7 +23,7 @@ void tcr_sleep_ms(int ms)
     }
 }
 
-static int free_port(void)
+int tcr_free_port(void)
 {
     int fd = socket(AF_INET, SOCK_STREAM, 0);
     struct sockaddr_in a;
@@ -117,7 +117,7 @@ int tcr_start(tcr_server *s, const char *conf_extra)
     snprintf(s->conf_extra, sizeof(s->conf_extra), "%s",
              conf_extra ? conf_extra : "");
     for (int attempt = 0; attempt < 5; attempt++) {
-        s->port = free_port();
+        s->port = tcr_free_port();
         if (s->port <= 0 || write_conf(s) != 0)
             continue;
         snprintf(s->url, sizeof(s->url), "redis://127.0.0.1:%d", s->port);

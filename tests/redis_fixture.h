@@ -19,6 +19,8 @@ typedef struct tcr_server {
     char conf_extra[1024];
 } tcr_server;
 
+/** A TCP port on 127.0.0.1 that was free a moment ago, or -1. */
+int tcr_free_port(void);
 /** Start a server; `conf_extra` (may be NULL) is appended to its config
  *  (e.g. "requirepass secret\n"). Returns 0 once it answers PING, -1 on
  *  failure. */

@@ -48,21 +48,6 @@ static const char *daemon_path(void)
     return p;
 }
 
-static int free_port(void)
-{
-    struct sockaddr_in a;
-    socklen_t len = sizeof(a);
-    int fd = socket(AF_INET, SOCK_STREAM, 0), port = -1;
-    memset(&a, 0, sizeof(a));
-    a.sin_family = AF_INET;
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    if (bind(fd, (struct sockaddr *)&a, sizeof(a)) == 0 &&
-        getsockname(fd, (struct sockaddr *)&a, &len) == 0)
-        port = ntohs(a.sin_port);
-    close(fd);
-    return port;
-}
-
 static redisContext *connect_to(const tcd_proc *t)
 {
     struct timeval tv = {5, 0};
@@ -114,7 +99,7 @@ static tcd_proc *start_daemon(const char *first, ...)
     va_start(ap, first);
     for (const char *a = first; a && argc < 44; a = va_arg(ap, const char *)) {
         if (!strcmp(a, "--http")) { /* metrics on a free loopback port */
-            t->http_port = free_port();
+            t->http_port = tcr_free_port();
             snprintf(http, sizeof(http), "%d", t->http_port);
             argv[argc++] = "--http-port";
             argv[argc++] = http;
@@ -857,7 +842,7 @@ Test(daemon, check_flag_reports_l2_reachability)
 {
     char dead[64];
     cr_assert_eq(run_check(redis.url), 0);
-    snprintf(dead, sizeof(dead), "redis://127.0.0.1:%d", free_port());
+    snprintf(dead, sizeof(dead), "redis://127.0.0.1:%d", tcr_free_port());
     cr_assert_neq(run_check(dead), 0);
     cr_assert_neq(run_check("bogus://x"), 0);
 }

@@ -60,7 +60,7 @@ struct tc__bus {
     /* Shared with other threads. */
     pthread_mutex_t qmu;
     int stop_requested;      /* qmu */
-    atomic_uint_fast64_t l1_ok_until; /* CLOCK_MONOTONIC ns */
+    atomic_uint_fast64_t l1_ok_until; /* tc__now_ns() */
     atomic_uint_fast64_t seq;
     atomic_uint_fast64_t generation;
     atomic_uint_fast64_t published, received, applied, malformed, own_skipped,
@@ -659,7 +659,6 @@ tc_result tc__bus_create(const tc__config *cfg, tc__l1 *l1, const char *id,
                          tc__bus **out)
 {
     tc__bus *bus = calloc(1, sizeof(*bus));
-    pthread_condattr_t ca;
     if (!bus)
         return tc__fail(TC_NO_MEMORY, "out of memory");
     bus->cfg = cfg;
@@ -671,10 +670,7 @@ tc_result tc__bus_create(const tc__config *cfg, tc__l1 *l1, const char *id,
     bus->rng = tc__now_ns() | 1;
     pthread_mutex_init(&bus->qmu, NULL);
     pthread_mutex_init(&bus->smu, NULL);
-    pthread_condattr_init(&ca);
-    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
-    pthread_cond_init(&bus->scv, &ca);
-    pthread_condattr_destroy(&ca);
+    tc__cond_init(&bus->scv);
     bus->loop = ev_loop_new(EVFLAG_AUTO);
     if (!bus->members_key || !bus->ch_ack || !bus->ch_pong || !bus->loop) {
         tc__bus_destroy(bus);
@@ -762,13 +758,11 @@ static int all_acked(const tc__strict_wait *w, const redisReply *members)
 int tc__bus_strict_wait(tc__bus *bus, tc__strict_wait *w,
                         const redisReply *members, uint64_t deadline_ns)
 {
-    struct timespec ts = {(time_t)(deadline_ns / 1000000000ULL),
-                          (long)(deadline_ns % 1000000000ULL)};
     int ok;
     atomic_fetch_add(&bus->strict_waits, 1);
     pthread_mutex_lock(&bus->smu);
     while (!all_acked(w, members) && !bus->stopping)
-        if (pthread_cond_timedwait(&bus->scv, &bus->smu, &ts) == ETIMEDOUT)
+        if (tc__cond_wait_until(&bus->scv, &bus->smu, deadline_ns) == ETIMEDOUT)
             break;
     ok = all_acked(w, members);
     for (tc__strict_wait **pp = &bus->waiters; *pp; pp = &(*pp)->next)

@@ -49,7 +49,7 @@ typedef struct tc__strict_wait tc__strict_wait;
 uint64_t tc__bus_strict_begin(tc__bus *bus, tc__strict_wait **w);
 /** Wait until every instance id in `members` (an array reply of the count
  *  script, borrowed; NULL: unknown, wait for the deadline) acknowledged, or
- *  until `deadline_ns` (CLOCK_MONOTONIC; 0 for a failed write: no wait). Acks from instances not in
+ *  until `deadline_ns` (tc__now_ns() clock; 0 for a failed write: no wait). Acks from instances not in
  *  `members` count for nothing. Unregisters and frees the waiter. Returns 1
  *  when all acknowledged, 0 otherwise. */
 int tc__bus_strict_wait(tc__bus *bus, tc__strict_wait *w,

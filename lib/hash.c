@@ -37,10 +37,3 @@ uint64_t tc__hash(const void *key, size_t len)
     }
     return mix(h ^ (h >> 31), k0) ^ len;
 }
-
-uint64_t tc__now_ns(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000000000ULL + (uint64_t)ts.tv_nsec;
-}

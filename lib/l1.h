@@ -24,6 +24,7 @@
 
 #include <uthash.h>
 
+#include "clock.h"
 #include "tiercache.h"
 
 #define TC__GEN_SLOTS 64
@@ -57,12 +58,6 @@ void tc__l1_destroy(tc__l1 *l1);
 /** Seeded 64-bit hash used for shard, bucket and generation slot. */
 uint64_t tc__hash(const void *key, size_t len);
 
-/** CLOCK_MONOTONIC in ns. (CLOCK_MONOTONIC_COARSE is 4x cheaper but can
- *  lag real time by more than its resolution, e.g. just after a thread
- *  wakes: it gives no upper bound on "now", which expiry and the lease
- *  need.) */
-uint64_t tc__now_ns(void);
-
 /** Standalone value holding a copy of `val`; NULL on allocation failure. */
 struct tc_value *tc__value_new(const void *val, size_t vlen);
 
@@ -83,7 +78,7 @@ enum { TC__FILL_INSERTED = 0, TC__FILL_STALE = 1, TC__FILL_NOFIT = 2,
 #define TC__FILL_BUMP 1
 
 /**
- * Insert (or replace) key -> val expiring at `expires_ns` (CLOCK_MONOTONIC),
+ * Insert (or replace) key -> val expiring at `expires_ns` (tc__now_ns() clock),
  * only if the key's generation still equals `gen`; evicts to stay within the
  * budget first. Copies key and value. When `ref` is not NULL and the entry
  * was inserted, *ref receives a new reference to it.
@@ -104,7 +99,5 @@ size_t tc__l1_clear(tc__l1 *l1);
 /** Add this store's counters to `out` (l1_* and fills_skipped fields). */
 void tc__l1_stats(tc__l1 *l1, tc_stats *out);
 
-/** Redis-style glob match (*, ?, [set], [^set], [a-z], \x). */
-int tc__glob_match(const char *pat, size_t plen, const char *s, size_t slen);
 
 #endif

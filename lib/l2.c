@@ -9,7 +9,7 @@
 #include <time.h>
 
 #include "error.h"
-#include "l1.h" /* tc__now_ns */
+#include "clock.h"
 #include "l2.h"
 
 typedef struct slot {
@@ -305,12 +305,10 @@ static uint64_t rand_u64(uint64_t *st)
     return *st = x;
 }
 
-/* Wait on cv until `deadline_ns` (CLOCK_MONOTONIC) or stop. mu held. */
+/* Wait on cv until `deadline_ns` (tc__now_ns()) or stop. mu held. */
 static void wait_until(tc__l2 *l2, uint64_t deadline_ns)
 {
-    struct timespec ts = {(time_t)(deadline_ns / 1000000000ULL),
-                          (long)(deadline_ns % 1000000000ULL)};
-    pthread_cond_timedwait(&l2->cv, &l2->mu, &ts);
+    tc__cond_wait_until(&l2->cv, &l2->mu, deadline_ns);
 }
 
 /* Reconnect thread: sleeps until the breaker opens, then probes Redis with
@@ -362,7 +360,6 @@ static void *reconnect_main(void *arg)
 tc_result tc__l2_create(const tc__config *cfg, tc__l2 **out)
 {
     tc__l2 *l2 = calloc(1, sizeof(*l2));
-    pthread_condattr_t ca;
     tc_result r = TC_OK;
     redisContext *first;
 
@@ -378,10 +375,7 @@ tc_result tc__l2_create(const tc__config *cfg, tc__l2 **out)
     for (unsigned i = 0; i < l2->nslots; i++)
         pthread_mutex_init(&l2->slots[i].mu, NULL);
     pthread_mutex_init(&l2->mu, NULL);
-    pthread_condattr_init(&ca);
-    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
-    pthread_cond_init(&l2->cv, &ca);
-    pthread_condattr_destroy(&ca);
+    tc__cond_init(&l2->cv);
 
     first = tc__l2_connect(cfg, &r);
     if (first) {

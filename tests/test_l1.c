@@ -13,6 +13,7 @@
 
 #include "crit.h"
 
+#include "glob.h"
 #include "l1.h"
 
 #define HOUR_NS (3600ULL * 1000000000ULL)

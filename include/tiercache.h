@@ -329,6 +329,9 @@ typedef struct tc_stats {
     uint64_t bus_reconnects, bus_flushes;
     uint64_t strict_waits, strict_lease_expiries;
     uint64_t l1_bypassed;        /* reads that skipped L1: bus not proven */
+    uint64_t l1_too_large;       /* values not kept in L1: larger than one
+                                    L1 shard's budget (l1_max_bytes /
+                                    l1_shards); served from L2 instead */
     /* Propagation lag (origin timestamp to apply), log2 buckets in us:
      * bucket i counts lags in [2^i, 2^(i+1)) us; bucket 0 also holds 0. */
     uint64_t lag_us_hist[24];

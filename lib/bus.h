@@ -1,24 +1,19 @@
 /*
  * Invalidation bus: one helper thread per cache running a libev loop with two
  * hiredis async connections to Redis:
- *   sub: SUBSCRIBE <channel> <channel>:ack:<id> [__redis__:invalidate],
- *        PSUBSCRIBE <channel>:pong:<id>
- *   cmd: publishes acknowledgements, refreshes membership; in tracking mode
- *        it carries CLIENT TRACKING on REDIRECT <sub id> BCAST PREFIX <p>.
+ *   sub: SUBSCRIBE <channel> <channel>:ack:<id> <channel>:pong:<id>
+ *        [__redis__:invalidate]
+ *   cmd: publishes acknowledgements, sends the heartbeat (lease.c); in
+ *        tracking mode it carries CLIENT TRACKING on REDIRECT <sub id> BCAST
+ *        PREFIX <p>.
+ * The files: bus.c (thread, connections), lease.c (when L1 may be served),
+ * apply.c (where invalidations are applied), tracking.c, strict.c; the
+ * shared state is in bus_internal.h.
  *
- * Liveness lease: every lease/4 the thread sends PING <channel>:pong:<id> on
- * sub and refreshes its entry in the members sorted set (score = server
- * TIME + lease) on cmd. A pong proves every message published before the
- * PING was sent has been applied (same connection, same order); a refresh
- * reply proves strict writers count this instance until the score passes.
- * L1 may be served until the earlier of (send time + lease * (1 - clock
- * margin)) over both proofs. A lost or hung connection thus stops L1 from
- * being served within one lease, by itself.
- *
- * Ownership: the loop, both connections, the ping ring and the reconnect
- * state belong to the bus thread alone. Other threads touch: `l1_ok_until`
- * (atomic), the counters (atomics), the strict waiter list (`smu`), and the
- * command queue (`qmu` + ev_async wake-up).
+ * Ownership: the loop, both connections and the lease state belong to the
+ * bus thread alone. Other threads touch: `l1_ok_until` (atomic), the
+ * counters (atomics), the strict waiter registry (its mutex), and the stop
+ * flag (`qmu` + ev_async wake-up).
  */
 #ifndef TC_BUS_H
 #define TC_BUS_H
@@ -65,11 +60,18 @@ void tc__bus_stats(tc__bus *bus, tc_stats *out);
  *  prunes expired members and returns the ids of those that may be serving
  *  L1. Strict writers run it in the MULTI that publishes. */
 const char *tc__bus_members_key(const tc__bus *bus);
+/** Key of the last server TIME any script saw (lease.c: clock steps). */
+const char *tc__bus_clock_key(const tc__bus *bus);
+/** The count script: KEYS members, clock; ARGV lease ms. */
 const char *tc__bus_count_script(void);
 
 
 /* Test-only hooks (tests/): not part of the API. */
 /** Number of times the bus (re)subscribed and proved itself alive. */
 uint64_t tc__bus_generation(tc__bus *bus);
+/** Times the bus dropped its connections to retry, and connection
+ *  attempts: one reset per failed attempt, never two. */
+uint64_t tc__bus_resets(tc__bus *bus);
+uint64_t tc__bus_connects(tc__bus *bus);
 
 #endif

@@ -1,25 +1,137 @@
 /*
- * The facade's private parts: hooks for in-tree tests only. Nothing here is
- * part of the API or installed.
+ * The facade's private parts, shared by the files that implement the public
+ * calls:
+ *   cache.c       create/destroy, argument checks, prefixed keys
+ *   read.c        tc_get, tc_peek, tc_mget, tc_pttl
+ *   write.c       tc_set, tc_set_ex, tc_del, tc_mdel
+ *   publish.c     one write and its invalidation in one transaction;
+ *                 strict waiting
+ *   loader.c      tc_get_or_load (read-through, single-flight)
+ *   stamps.c      the L2-side guard that stops a read-through store from
+ *                 writing back a value older than a delete
+ *   invalidate.c  prefix, pattern and whole-cache invalidation
+ *   stats.c       stats and health
+ *   testhooks.c   hooks for in-tree tests
+ * Nothing here is part of the API or installed.
+ *
+ * Ownership: struct tc_cache is immutable after create except its atomics;
+ * L1 shards, the L2 pool, the bus and single-flight each guard their own
+ * state, so the facade holds no lock of its own.
  */
 #ifndef TC_CACHE_H
 #define TC_CACHE_H
 
+#include <stdatomic.h>
+
+#include "bus.h"
+#include "clock.h"
+#include "config.h"
+#include "error.h"
+#include "flight.h"
+#include "l1.h"
+#include "l2.h"
+#include "msg.h"
+#include "stamps.h"
 #include "tiercache.h"
 
 /** Called by tc_get()/tc_mget()/tc_get_or_load() after the L2 reply arrived
  *  and before the L1 fill, on the calling thread. Lets a test hold a reader
  *  in exactly the window where the fill race lives. */
 typedef void (*tc__fill_hook_fn)(void *arg, const void *key, size_t klen);
-void tc__cache_set_fill_hook(tc_cache *c, tc__fill_hook_fn fn, void *arg);
 
+struct tc_cache {
+    tc__config cfg;  /* immutable after create */
+    tc__l1 *l1;      /* NULL when disabled */
+    tc__l2 *l2;      /* NULL when disabled */
+    tc__bus *bus;    /* NULL when disabled or coherence NONE */
+    tc__flights *flights;
+    char id[TC__ORIGIN_MAX + 1];
+    char *stamps_key; /* owned: see stamps.c */
+    atomic_uint_fast64_t l2_hits, l2_misses, loader_calls, l1_bypassed,
+        l1_too_large;
+    atomic_uint_fast64_t stamp_seq;
+    tc__fill_hook_fn fill_hook; /* tests only; set before use */
+    void *fill_hook_arg;
+    tc__fill_hook_fn load_hook; /* tests only: after the loader returned */
+    void *load_hook_arg;
+};
+
+/* A prefixed L2 key: on the stack when small. */
+typedef struct tc__pkey {
+    char *p;
+    size_t len;
+    char small[256];
+} tc__pkey;
+
+tc_result tc__pkey_make(const tc_cache *c, const void *key, size_t klen,
+                        tc__pkey *k);
+void tc__pkey_free(tc__pkey *k);
+
+/** Argument checks; TC_OK or the failure with its detail. */
+tc_result tc__check_key(const tc_cache *c, const void *key, size_t klen);
+tc_result tc__check_value(const tc_cache *c, const void *val, size_t vlen);
+
+/** L1 lookup when L1 may be served now; counts reads that had to bypass
+ *  it. A new reference or NULL. */
+tc_value *tc__l1_lookup(tc_cache *c, uint64_t h, const void *key,
+                        size_t klen);
+
+/** L1 fill of a value just read from, or stored in, L2: expiring after
+ *  `l1_ttl_ms` (saturating), refused when `gen` moved. Counts values too
+ *  large for L1. *ref (may be NULL) as tc__l1_fill(). */
+int tc__l1_fill_ttl(tc_cache *c, uint64_t h, const void *key, size_t klen,
+                    const void *val, size_t vlen, uint64_t l1_ttl_ms,
+                    uint64_t gen, int flags, tc_value **ref);
+
+/* read.c */
+/** GET + PTTL (+ the stamps read-through needs, when `stamps` is not NULL)
+ *  in one round trip; fills L1 guarded by `gen`. */
+tc_result tc__read_l2(tc_cache *c, uint64_t h, const void *key, size_t klen,
+                      uint64_t gen, tc__stamps *stamps,
+                      tc_value **out);
+
+/* publish.c */
+/** One atomic write: register a strict waiter if `strict`, encode the
+ *  invalidation. Then tc__txn_exec(), then always tc__txn_end(). */
+typedef struct tc__txn {
+    int strict;
+    tc__strict_wait *w;
+    uint64_t seq;
+    char *msg;       /* owned; NULL without a bus */
+    size_t msglen;
+} tc__txn;
+
+tc_result tc__txn_begin(tc_cache *c, tc__txn *t, tc__msg_kind kind, size_t nk,
+                        const void *const *keys, const size_t *klens,
+                        int strict);
+/** MULTI, the `n` writes, PUBLISH (unless `inline_publish`: writes[0] is a
+ *  script that publishes t->msg itself, only when it changed something),
+ *  the strict member count, EXEC. On TC_OK *exec is the EXEC reply (caller
+ *  frees); its first `n` elements are the writes' results. */
+tc_result tc__txn_exec(tc_cache *c, tc__txn *t, size_t n, const tc__cmd *writes,
+                       int inline_publish, redisReply **exec);
+/** Wait for the acknowledgements when `published` (strict), else just
+ *  unregister; frees the message. */
+void tc__txn_end(tc_cache *c, tc__txn *t, const redisReply *exec,
+                 int published);
+/** Whether a write with these TC_SET_* flags waits for acknowledgements. */
+int tc__write_is_strict(const tc_cache *c, int flags);
+
+/* loader.c: nothing shared. invalidate.c: nothing shared. */
+
+/* testhooks.c: for in-tree tests only. */
+void tc__cache_set_fill_hook(tc_cache *c, tc__fill_hook_fn fn, void *arg);
+/** Called by tc_get_or_load()'s leader after its loader returned and
+ *  before it stores the value: the window of the read-through race. */
+void tc__cache_set_load_hook(tc_cache *c, tc__fill_hook_fn fn, void *arg);
 /** The bus generation: increments every time the bus (re)proves itself
  *  alive after being down. 0 without a bus. */
 uint64_t tc__cache_bus_generation(tc_cache *c);
-
+/** Bus resets (connections dropped and retried) and connection attempts. */
+uint64_t tc__cache_bus_resets(tc_cache *c);
+uint64_t tc__cache_bus_connects(tc_cache *c);
 /** 1 when this instance may serve L1 now. */
 int tc__cache_l1_servable(tc_cache *c);
-
 /** What L1 holds for `key`, whether or not it may be served now: a new
  *  reference, or NULL. */
 tc_value *tc__cache_l1_contents(tc_cache *c, const void *key, size_t klen);

@@ -11,6 +11,8 @@ struct tc__flight {
     UT_hash_handle hh;
     unsigned shard;
     unsigned refs;          /* shard mutex */
+    uint64_t gen;           /* immutable: L1 generation when it started */
+    int detached;           /* shard mutex: replaced in the table */
     int done;               /* shard mutex */
     tc_result result;       /* shard mutex, once done */
     struct tc_value *value; /* flight's own reference, once done */
@@ -55,7 +57,7 @@ void tc__flights_destroy(tc__flights *fl)
 }
 
 int tc__flight_join(tc__flights *fl, uint64_t h, const void *key, size_t klen,
-                    tc__flight **out)
+                    uint64_t gen, tc__flight **out)
 {
     unsigned si = (unsigned)(h >> 40) & (fl->n - 1);
     fshard *s = &fl->shards[si];
@@ -64,11 +66,18 @@ int tc__flight_join(tc__flights *fl, uint64_t h, const void *key, size_t klen,
 
     pthread_mutex_lock(&s->mu);
     HASH_FIND_BYHASHVALUE(hh, s->table, key, (unsigned)klen, (unsigned)h, f);
-    if (f) {
+    if (f && f->gen == gen) {
         f->refs++;
         pthread_mutex_unlock(&s->mu);
         *out = f;
         return 0;
+    }
+    if (f) {
+        /* It started before an invalidation we have seen: its value may be
+         * older than a write that returned before we started. Leave it to
+         * its followers and lead a new flight. */
+        HASH_DELETE(hh, s->table, f);
+        f->detached = 1;
     }
     f = calloc(1, sizeof(*f) + klen + 1);
     if (!f) {
@@ -77,6 +86,7 @@ int tc__flight_join(tc__flights *fl, uint64_t h, const void *key, size_t klen,
     }
     memcpy(f->key, key, klen);
     f->shard = si;
+    f->gen = gen;
     f->refs = 1;
     pthread_cond_init(&f->cv, NULL);
     HASH_ADD_KEYPTR_BYHASHVALUE(hh, s->table, f->key, (unsigned)klen,
@@ -114,7 +124,8 @@ void tc__flight_finish(tc__flights *fl, tc__flight *f, tc_result r,
     if (v)
         atomic_fetch_add_explicit(&v->refs, 1, memory_order_relaxed);
     pthread_mutex_lock(&s->mu);
-    HASH_DELETE(hh, s->table, f);
+    if (!f->detached)
+        HASH_DELETE(hh, s->table, f);
     f->result = r;
     f->value = v;
     f->done = 1;

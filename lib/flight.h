@@ -17,11 +17,13 @@ typedef struct tc__flight tc__flight;
 tc__flights *tc__flights_create(unsigned nshards);
 void tc__flights_destroy(tc__flights *fl);
 
-/** Join the flight for `key`, creating it if absent. Returns 1 when the
- *  caller leads (must call tc__flight_finish()), 0 when it follows (must
- *  call tc__flight_wait()), -1 when out of memory. */
+/** Join the flight for `key` if one started at L1 generation `gen` (read
+ *  by the caller before joining), else start one: a caller never joins a
+ *  flight that started before an invalidation it has seen. Returns 1 when
+ *  the caller leads (must call tc__flight_finish()), 0 when it follows
+ *  (must call tc__flight_wait()), -1 when out of memory. */
 int tc__flight_join(tc__flights *fl, uint64_t h, const void *key, size_t klen,
-                    tc__flight **f);
+                    uint64_t gen, tc__flight **f);
 /** Leader: publish the result. `v` (may be NULL) is borrowed: followers get
  *  their own references. Drops the leader's reference. */
 void tc__flight_finish(tc__flights *fl, tc__flight *f, tc_result r,

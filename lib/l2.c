@@ -9,7 +9,10 @@
 #include <time.h>
 
 #include "error.h"
+#include "backoff.h"
 #include "clock.h"
+#include "handshake.h"
+#include "signals.h"
 #include "l2.h"
 
 typedef struct slot {
@@ -59,9 +62,9 @@ static tc_result ctx_failure(redisContext *c, int err_no, const char *what)
 /* Run one command during connection setup; 0 when the reply is not an
  * error. On an error reply, *err_reply gets its text. */
 static int setup_cmd(redisContext *c, tc_result *why, char *err_reply,
-                     size_t errlen, int argc, const char **argv)
+                     size_t errlen, int argc, const char *const *argv)
 {
-    redisReply *r = redisCommandArgv(c, argc, argv, NULL);
+    redisReply *r = redisCommandArgv(c, argc, (const char **)argv, NULL);
     if (!r) {
         *why = ctx_failure(c, errno, "connection setup");
         return -1;
@@ -79,6 +82,7 @@ redisContext *tc__l2_connect(const tc__config *cfg, tc_result *why)
 {
     redisContext *c;
     char where[300], err[200] = "";
+    tc__setup_cmds setup;
     struct timeval ct = ms_tv(cfg->connect_timeout_ms);
 
     tc__config_where(cfg, where, sizeof(where));
@@ -103,38 +107,28 @@ redisContext *tc__l2_connect(const tc__config *cfg, tc_result *why)
      * marks the whole context failed. */
     if (!cfg->unix_path)
         redisEnableKeepAlive(c);
-    if (cfg->password) {
-        const char *argv[3] = {"AUTH", cfg->username, cfg->password};
-        int rc = cfg->username
-                     ? setup_cmd(c, why, err, sizeof(err), 3, argv)
-                     : setup_cmd(c, why, err, sizeof(err), 2,
-                                 (const char *[]){"AUTH", cfg->password});
-        if (rc) {
-            if (err[0]) /* the server's words never include the password */
+    tc__setup_cmds_make(cfg, &setup);
+    for (int i = 0; i < setup.n; i++) {
+        const tc__setup_cmd *sc = &setup.cmd[i];
+        int is_auth = strcmp(sc->argv[0], "AUTH") == 0;
+        if (setup_cmd(c, why, err, sizeof(err), sc->argc, sc->argv) == 0)
+            continue;
+        if (err[0]) {
+            /* The server's words never include the password. */
+            if (is_auth)
                 *why = tc__fail(TC_AUTH, "AUTH to %s%s%s refused: %s", where,
                                 cfg->username ? " as " : "",
                                 cfg->username ? cfg->username : "", err);
-            redisFree(c);
-            return NULL;
+            else if (strncmp(err, "NOAUTH", 6) == 0)
+                *why = tc__fail(TC_AUTH, "%s needs a password: %s", where, err);
+            else
+                *why = tc__fail(TC_BAD_ARGUMENT, "SELECT %d on %s: %s",
+                                cfg->db, where, err);
         }
+        redisFree(c);
+        return NULL;
     }
-    if (cfg->db) {
-        char db[16];
-        snprintf(db, sizeof(db), "%d", cfg->db);
-        if (setup_cmd(c, why, err, sizeof(err), 2,
-                      (const char *[]){"SELECT", db})) {
-            if (err[0]) {
-                /* NOAUTH: the server wants a password we were not given. */
-                *why = strncmp(err, "NOAUTH", 6) == 0
-                           ? tc__fail(TC_AUTH, "%s needs a password: %s",
-                                      where, err)
-                           : tc__fail(TC_BAD_ARGUMENT, "SELECT %d on %s: %s",
-                                      cfg->db, where, err);
-            }
-            redisFree(c);
-            return NULL;
-        }
-    } else if (!cfg->password) {
+    if (!cfg->password && !cfg->db) {
         /* Detect a server that needs AUTH now, with a clear error. */
         if (setup_cmd(c, why, err, sizeof(err), 1, (const char *[]){"PING"})) {
             if (err[0])
@@ -254,6 +248,7 @@ tc_result tc__l2_run(tc__l2 *l2, size_t n, const tc__cmd *cmds,
 {
     slot *s;
     tc_result r;
+    tc__sigpipe_guard pipe_guard;
     int reused = 0;
     int ignore = flags & TC__L2_IGNORE_BREAKER;
 
@@ -267,11 +262,13 @@ tc_result tc__l2_run(tc__l2 *l2, size_t n, const tc__cmd *cmds,
         return tc__fail(TC_L2_UNAVAILABLE,
                         "Redis unavailable (circuit breaker open)");
     }
+    tc__sigpipe_enter(&pipe_guard);
     r = exchange(l2, s, n, cmds, replies, &reused);
     /* A connection that died under us (not a timeout) is retried once on a
      * fresh one when running the commands twice is harmless. */
     if (r == TC_L2_UNAVAILABLE && reused && (flags & TC__L2_IDEMPOTENT))
         r = exchange(l2, s, n, cmds, replies, &reused);
+    tc__sigpipe_leave(&pipe_guard);
     pthread_mutex_unlock(&s->mu);
     if (r == TC_OK) {
         atomic_fetch_add_explicit(&l2->round_trips, 1, memory_order_relaxed);
@@ -296,15 +293,6 @@ void tc__l2_stats(const tc__l2 *l2, tc_stats *out)
     out->breaker_opens += atomic_load(&l2->opens);
 }
 
-static uint64_t rand_u64(uint64_t *st)
-{
-    uint64_t x = *st;
-    x ^= x << 13;
-    x ^= x >> 7;
-    x ^= x << 17;
-    return *st = x;
-}
-
 /* Wait on cv until `deadline_ns` (tc__now_ns()) or stop. mu held. */
 static void wait_until(tc__l2 *l2, uint64_t deadline_ns)
 {
@@ -316,21 +304,18 @@ static void wait_until(tc__l2 *l2, uint64_t deadline_ns)
 static void *reconnect_main(void *arg)
 {
     tc__l2 *l2 = arg;
-    uint64_t rng = tc__now_ns() | 1;
-    uint64_t backoff = l2->cfg->reconnect_min_ms;
+    tc__backoff backoff;
 
+    tc__backoff_init(&backoff, l2->cfg->reconnect_min_ms,
+                     l2->cfg->reconnect_max_ms);
     pthread_mutex_lock(&l2->mu);
     while (!l2->stopping) {
         if (!atomic_load(&l2->breaker_open)) {
-            backoff = l2->cfg->reconnect_min_ms;
+            tc__backoff_reset(&backoff);
             pthread_cond_wait(&l2->cv, &l2->mu);
             continue;
         }
-        {
-            /* Full jitter: sleep uniformly in [backoff/2, backoff]. */
-            uint64_t sleep_ms = backoff / 2 + rand_u64(&rng) % (backoff / 2 + 1);
-            wait_until(l2, tc__now_ns() + sleep_ms * 1000000ULL);
-        }
+        wait_until(l2, tc__deadline_ms(tc__backoff_next(&backoff)));
         if (l2->stopping)
             break;
         pthread_mutex_unlock(&l2->mu);
@@ -345,10 +330,6 @@ static void *reconnect_main(void *arg)
                 atomic_fetch_add(&l2->reconnects, 1);
                 tc__log(&l2->cfg->log, TC_LOG_INFO,
                         "L2 reachable again: circuit breaker closed");
-            } else {
-                backoff = backoff * 2 > l2->cfg->reconnect_max_ms
-                              ? l2->cfg->reconnect_max_ms
-                              : backoff * 2;
             }
         }
         pthread_mutex_lock(&l2->mu);
@@ -377,7 +358,12 @@ tc_result tc__l2_create(const tc__config *cfg, tc__l2 **out)
     pthread_mutex_init(&l2->mu, NULL);
     tc__cond_init(&l2->cv);
 
-    first = tc__l2_connect(cfg, &r);
+    {
+        tc__sigpipe_guard g;
+        tc__sigpipe_enter(&g);
+        first = tc__l2_connect(cfg, &r);
+        tc__sigpipe_leave(&g);
+    }
     if (first) {
         l2->slots[0].ctx = first;
     } else if (r == TC_AUTH || r == TC_BAD_ARGUMENT || r == TC_NO_MEMORY) {
@@ -389,7 +375,7 @@ tc_result tc__l2_create(const tc__config *cfg, tc__l2 **out)
         atomic_store(&l2->breaker_open, 1);
         atomic_fetch_add(&l2->opens, 1);
     }
-    if (pthread_create(&l2->thread, NULL, reconnect_main, l2) != 0) {
+    if (tc__thread_create(&l2->thread, reconnect_main, l2) != 0) {
         tc__l2_destroy(l2);
         return tc__fail(TC_NO_MEMORY, "cannot start reconnect thread");
     }

@@ -1,0 +1,117 @@
+/*
+ * The bus's private state, shared by the files that make up the bus:
+ *   bus.c       the thread, its two connections, set-up and bus_reset()
+ *   lease.c     liveness: heartbeats, the L1 lease, membership
+ *   apply.c     applying invalidation messages and tracking pushes to L1
+ *   tracking.c  CLIENT TRACKING set-up on the command connection
+ *   strict.c    strict writers' acknowledgement registry
+ *
+ * Ownership: fields under "bus thread only" are read and written by the bus
+ * thread alone (libev callbacks), never under a lock. Fields under "shared"
+ * are atomics, or protected by the mutex named next to them.
+ */
+#ifndef TC_BUS_INTERNAL_H
+#define TC_BUS_INTERNAL_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+
+#include <ev.h>
+#include <hiredis/async.h>
+
+#include "backoff.h"
+#include "bus.h"
+#include "msg.h"
+
+#define TC__LEASE_RING 64
+#define TC__TRACKING_CHANNEL "__redis__:invalidate"
+
+typedef struct tc__strict_registry {
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    struct tc__strict_wait *waiters; /* mu */
+    int stopping;                    /* mu */
+} tc__strict_registry;
+
+struct tc__bus {
+    const tc__config *cfg;
+    tc__l1 *l1;
+    char id[TC__ORIGIN_MAX + 1];
+    /* Owned names, immutable after create. */
+    char *members_key, *clock_key, *ch_ack, *ch_pong;
+
+    /* Bus thread only. */
+    struct ev_loop *loop;
+    ev_async wake;
+    ev_timer tick, retry, connect_deadline;
+    redisAsyncContext *sub, *cmd;
+    int subs_pending;        /* subscribe confirmations still expected */
+    int subscribed;          /* all confirmations in */
+    int tracking_ready;      /* CLIENT TRACKING acknowledged (or not used) */
+    uint64_t hb_sent[TC__LEASE_RING]; /* send time of heartbeat n % RING */
+    uint64_t hb_next, hb_oldest;      /* heartbeats sent / oldest unanswered */
+    tc__backoff backoff;
+
+    pthread_t thread;
+    int started;
+
+    /* Shared. */
+    pthread_mutex_t qmu;
+    int stop_requested;               /* qmu */
+    atomic_uint_fast64_t l1_ok_until; /* tc__now_ns(); 0 = not servable */
+    atomic_uint_fast64_t seq;         /* last strict seq handed out */
+    atomic_uint_fast64_t generation;  /* times the bus (re)proved itself */
+    atomic_uint_fast64_t published, received, applied, malformed, own_skipped,
+        reconnects, flushes, strict_waits, strict_expiries, resets,
+        connects;
+    atomic_uint_fast64_t lag_hist[24];
+
+    tc__strict_registry strict;
+};
+
+/* bus.c */
+/** Drop both connections and the lease, then retry after the backoff.
+ *  Idempotent while a retry is pending; safe from any hiredis callback
+ *  (the contexts' own late disconnect callbacks are recognised and
+ *  ignored). `why` is logged once. Bus thread only. */
+void tc__bus_reset(tc__bus *bus, const char *why);
+
+/* lease.c */
+/** Both connections are set up: flush L1 (nothing filled before this
+ *  proof may be served after it) and send the first heartbeat. */
+void tc__lease_ready(tc__bus *bus);
+/** Periodic heartbeat; resets the bus when heartbeats go unanswered. */
+void tc__lease_tick(tc__bus *bus);
+/** A heartbeat message arrived on the subscription (payload `buf`). */
+void tc__lease_on_pong(tc__bus *bus, const char *buf, size_t len);
+/** Forget the lease (connections gone): L1 stops being served at once. */
+void tc__lease_drop(tc__bus *bus);
+
+/* apply.c */
+/** An invalidation message arrived on the channel. */
+void tc__apply_message(tc__bus *bus, const char *buf, size_t len);
+/** A CLIENT TRACKING push (array of Redis keys, or nil for a flush). */
+void tc__apply_tracking(tc__bus *bus, const redisReply *keys);
+
+/* tracking.c */
+/** Start CLIENT TRACKING on the command connection, redirected to the
+ *  subscriber (whose CLIENT ID is asked first). Sets tracking_ready when
+ *  Redis accepts; resets the bus when it refuses. */
+void tc__tracking_start(tc__bus *bus);
+
+/* strict.c */
+int tc__strict_init(tc__strict_registry *s);
+/** Wake every waiter for good (the bus is going away). */
+void tc__strict_shutdown(tc__strict_registry *s);
+void tc__strict_destroy(tc__strict_registry *s);
+/** Record that instance `id` applied strict message `seq`. Any thread. */
+void tc__strict_ack(tc__strict_registry *s, uint64_t seq, const char *id,
+                    size_t len);
+/** An ack message "<seq> <id>" arrived on our ack channel. */
+void tc__strict_on_ack_message(tc__strict_registry *s, const char *buf,
+                               size_t len);
+
+/** Compare a reply to a C string (case-insensitive), for routing. */
+int tc__reply_is(const redisReply *r, const char *s);
+
+#endif

@@ -1,0 +1,174 @@
+/*
+ * Liveness: when may this instance serve its L1?
+ *
+ * Every lease/4 the bus thread sends one heartbeat on the command
+ * connection: a script that refreshes this instance in the members sorted
+ * set (score: the Redis server's clock + lease) and PUBLISHes a numbered
+ * token on this instance's own heartbeat channel, to which the subscriber
+ * connection is subscribed. When the token comes back on the subscriber, it
+ * proves two things at once:
+ *   - every invalidation published before the script ran has reached the
+ *     subscriber, in order, before the token, and has been applied (apply.c
+ *     runs synchronously on this thread);
+ *   - strict writers count this instance as a member until at least the
+ *     score (see the count script), so they wait for our acknowledgement or
+ *     for their own lease.
+ * L1 may then be served until the token's send time (taken before the
+ * script ran) + lease x (1 - clock margin). A lost, hung or refused
+ * connection therefore stops L1 from being served within one lease, by
+ * itself, and nothing depends on how a client library routes replies on a
+ * subscribed connection.
+ *
+ * Clocks. Local deadlines use tc__now_ns() (CLOCK_BOOTTIME: counts
+ * suspend). Member scores use the Redis server's TIME, so no two machines'
+ * clocks are compared. A wall-clock step on the Redis host is absorbed:
+ * writers count a member for one lease beyond its score (a forward step of
+ * up to a lease is harmless), and every script records the last TIME it
+ * saw: a gap of more than a lease, or time going backwards, is taken as a
+ * step and every member is re-scored to now + lease instead of pruned.
+ * Remaining assumptions: instances' clocks run at rates within
+ * clock_margin_pct of each other and of the server's, and every instance on
+ * a channel uses the same lease_ms.
+ *
+ * Bus thread only, except l1_ok_until (atomic, read by every reader).
+ */
+#include <stdio.h>
+#include <string.h>
+
+#include "bus_internal.h"
+#include "clock.h"
+
+/* KEYS: members, clock. ARGV: id, lease ms, heartbeat channel, token. */
+static const char heartbeat_script[] =
+    "local t = redis.call('TIME') "
+    "local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000) "
+    "local lease = tonumber(ARGV[2]) "
+    "local last = tonumber(redis.call('GET', KEYS[2]) or '0') "
+    "if last > 0 and (now < last or now - last > lease) then "
+    "  for _, id in ipairs(redis.call('ZRANGE', KEYS[1], 0, -1)) do "
+    "    redis.call('ZADD', KEYS[1], now + lease, id) "
+    "  end "
+    "end "
+    "redis.call('SET', KEYS[2], now, 'PX', 10 * lease + 60000) "
+    "redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now - lease - 1) "
+    "redis.call('ZADD', KEYS[1], now + lease, ARGV[1]) "
+    "redis.call('PEXPIRE', KEYS[1], 10 * lease + 60000) "
+    "redis.call('PUBLISH', ARGV[3], ARGV[4]) "
+    "return 1";
+
+/* KEYS: members, clock. ARGV: lease ms. Read-only: the ids that may be
+ * serving L1 (all of them when the server's clock seems to have stepped). */
+static const char count_script[] =
+    "local t = redis.call('TIME') "
+    "local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000) "
+    "local lease = tonumber(ARGV[1]) "
+    "local last = tonumber(redis.call('GET', KEYS[2]) or '0') "
+    "if last > 0 and (now < last or now - last > lease) then "
+    "  return redis.call('ZRANGE', KEYS[1], 0, -1) "
+    "end "
+    "return redis.call('ZRANGEBYSCORE', KEYS[1], now - lease, '+inf')";
+
+const char *tc__bus_count_script(void)
+{
+    return count_script;
+}
+
+/* How long a proof sent at time t lets L1 be served: the lease, less the
+ * margin for clocks that run at different rates. */
+static uint64_t lease_ns(const tc__bus *bus)
+{
+    return tc__ms_to_ns(bus->cfg->lease_ms) *
+           (100 - bus->cfg->clock_margin_pct) / 100;
+}
+
+static void publish_deadline(tc__bus *bus, uint64_t until)
+{
+    if (!bus->subscribed || !bus->tracking_ready)
+        return;
+    if (atomic_load(&bus->l1_ok_until) == 0 && until > tc__now_ns())
+        atomic_fetch_add(&bus->generation, 1);
+    atomic_store_explicit(&bus->l1_ok_until, until, memory_order_release);
+}
+
+static void on_heartbeat_reply(redisAsyncContext *ac, void *reply, void *priv)
+{
+    tc__bus *bus = priv;
+    redisReply *r = reply;
+    /* Success is proven by the token on the subscriber, not by this reply;
+     * a refusal (ACL, a script error) just never extends the lease. */
+    if (r && ac == bus->cmd && r->type == REDIS_REPLY_ERROR)
+        tc__bus_reset(bus, "heartbeat refused");
+}
+
+static void send_heartbeat(tc__bus *bus)
+{
+    char lease[16], token[24];
+    uint64_t n = bus->hb_next;
+    if (!bus->cmd || n - bus->hb_oldest >= TC__LEASE_RING)
+        return;
+    snprintf(lease, sizeof(lease), "%u", bus->cfg->lease_ms);
+    snprintf(token, sizeof(token), "%llu", (unsigned long long)n);
+    bus->hb_sent[n % TC__LEASE_RING] = tc__now_ns();
+    if (redisAsyncCommand(bus->cmd, on_heartbeat_reply, bus,
+                          "EVAL %s 2 %s %s %s %s %s %s", heartbeat_script,
+                          bus->members_key, bus->clock_key, bus->id, lease,
+                          bus->ch_pong, token) == REDIS_OK)
+        bus->hb_next = n + 1;
+}
+
+void tc__lease_on_pong(tc__bus *bus, const char *buf, size_t len)
+{
+    uint64_t n;
+    if (tc__msg_parse_u64(buf, buf + len, &n) != 0 || n < bus->hb_oldest ||
+        n >= bus->hb_next)
+        return; /* from a connection we dropped, or not ours */
+    bus->hb_oldest = n + 1;
+    publish_deadline(bus, bus->hb_sent[n % TC__LEASE_RING] + lease_ns(bus));
+}
+
+void tc__lease_ready(tc__bus *bus)
+{
+    if (!bus->subscribed || !bus->tracking_ready)
+        return;
+    /* Anything in L1 now was filled while no subscription was proven (Redis
+     * down at create, a refused or lost bus): it may have missed any
+     * invalidation. Drop it all; this also bumps every generation, so fills
+     * in flight fail. Then prove ourselves. */
+    tc__l1_clear(bus->l1);
+    atomic_fetch_add(&bus->flushes, 1);
+    if (atomic_load(&bus->generation))
+        atomic_fetch_add(&bus->reconnects, 1);
+    tc__log(&bus->cfg->log, TC_LOG_INFO,
+            "bus subscribed: L1 flushed, serving after the first heartbeat");
+    tc__backoff_reset(&bus->backoff);
+    bus->hb_oldest = bus->hb_next;
+    send_heartbeat(bus);
+}
+
+void tc__lease_drop(tc__bus *bus)
+{
+    atomic_store_explicit(&bus->l1_ok_until, 0, memory_order_release);
+    bus->hb_oldest = bus->hb_next;
+}
+
+void tc__lease_tick(tc__bus *bus)
+{
+    if (!bus->sub || !bus->subscribed || !bus->tracking_ready)
+        return;
+    if (bus->hb_oldest != bus->hb_next) {
+        uint64_t oldest = bus->hb_sent[bus->hb_oldest % TC__LEASE_RING];
+        uint64_t limit = 2 * tc__ms_to_ns((uint64_t)bus->cfg->lease_ms +
+                                          bus->cfg->command_timeout_ms);
+        if (tc__now_ns() - oldest > limit) {
+            tc__bus_reset(bus, "bus connection hung (no heartbeat back)");
+            return;
+        }
+    }
+    send_heartbeat(bus);
+}
+
+int tc__bus_l1_ok(tc__bus *bus, uint64_t now_ns)
+{
+    return now_ns <
+           atomic_load_explicit(&bus->l1_ok_until, memory_order_acquire);
+}

@@ -1,0 +1,132 @@
+/*
+ * One write and its invalidation, atomically: MULTI, the write commands,
+ * PUBLISH, EXEC, so the change and its publication happen together or not
+ * at all. A strict write also counts, in the same transaction, the
+ * instances that may be serving L1 (count script, lease.c), and then waits
+ * for their acknowledgements or for its lease.
+ */
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "cache.h"
+
+static uint64_t realtime_us(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (uint64_t)ts.tv_sec * 1000000ULL + (uint64_t)ts.tv_nsec / 1000;
+}
+
+int tc__write_is_strict(const tc_cache *c, int flags)
+{
+    if (!c->bus)
+        return 0;
+    if (flags & TC_SET_STRICT)
+        return 1;
+    if (flags & TC_SET_ASYNC)
+        return 0;
+    return c->cfg.coherence == TC_COHERENCE_STRICT;
+}
+
+tc_result tc__txn_begin(tc_cache *c, tc__txn *t, tc__msg_kind kind, size_t nk,
+                        const void *const *keys, const size_t *klens,
+                        int strict)
+{
+    memset(t, 0, sizeof(*t));
+    t->strict = strict && c->bus;
+    if (t->strict && !(t->seq = tc__bus_strict_begin(c->bus, &t->w)))
+        return tc__fail(TC_NO_MEMORY, "out of memory");
+    if (c->bus) {
+        t->msg = tc__msg_encode(kind, c->id, t->seq, realtime_us(), nk, keys,
+                                klens, &t->msglen);
+        if (!t->msg) {
+            tc__txn_end(c, t, NULL, 0);
+            return tc__fail(TC_NO_MEMORY, "out of memory");
+        }
+    }
+    return TC_OK;
+}
+
+tc_result tc__txn_exec(tc_cache *c, tc__txn *t, size_t n, const tc__cmd *writes,
+                       int inline_publish, redisReply **exec)
+{
+    size_t ncmd = 0;
+    tc__cmd *cmds = malloc((n + 4) * sizeof(*cmds));
+    redisReply **rep = malloc((n + 4) * sizeof(*rep));
+    const char *multi[1] = {"MULTI"}, *execv[1] = {"EXEC"};
+    const char *pub[3], *count[6];
+    size_t publ[3], countl[6];
+    char lease[16];
+    tc_result r;
+
+    *exec = NULL;
+    if (!cmds || !rep) {
+        free(cmds);
+        free(rep);
+        return tc__fail(TC_NO_MEMORY, "out of memory");
+    }
+    cmds[ncmd++] = (tc__cmd){1, multi, NULL};
+    for (size_t i = 0; i < n; i++)
+        cmds[ncmd++] = writes[i];
+    if (t->msg && !inline_publish) {
+        pub[0] = "PUBLISH", publ[0] = 7;
+        pub[1] = c->cfg.channel, publ[1] = strlen(c->cfg.channel);
+        pub[2] = t->msg, publ[2] = t->msglen;
+        cmds[ncmd++] = (tc__cmd){3, pub, publ};
+    }
+    if (t->strict) {
+        count[0] = "EVAL", countl[0] = 4;
+        count[1] = tc__bus_count_script(), countl[1] = strlen(count[1]);
+        count[2] = "2", countl[2] = 1;
+        count[3] = tc__bus_members_key(c->bus), countl[3] = strlen(count[3]);
+        count[4] = tc__bus_clock_key(c->bus), countl[4] = strlen(count[4]);
+        countl[5] = (size_t)snprintf(lease, sizeof(lease), "%u",
+                                     c->cfg.lease_ms);
+        count[5] = lease;
+        cmds[ncmd++] = (tc__cmd){6, count, countl};
+    }
+    cmds[ncmd++] = (tc__cmd){1, execv, NULL};
+    r = tc__l2_run(c->l2, ncmd, cmds, rep, 0);
+    if (r == TC_OK) {
+        redisReply *e = rep[ncmd - 1];
+        for (size_t i = 0; i + 1 < ncmd; i++)
+            freeReplyObject(rep[i]);
+        if (e->type != REDIS_REPLY_ARRAY || e->elements != ncmd - 2) {
+            r = e->type == REDIS_REPLY_ERROR
+                    ? tc__fail(TC_PROTOCOL, "EXEC: %.*s", (int)e->len, e->str)
+                    : tc__fail(TC_PROTOCOL, "EXEC: transaction aborted");
+            freeReplyObject(e);
+        } else {
+            *exec = e;
+            if (c->bus && !inline_publish)
+                tc__bus_count_published(c->bus);
+        }
+    }
+    free(cmds);
+    free(rep);
+    return r;
+}
+
+void tc__txn_end(tc_cache *c, tc__txn *t, const redisReply *exec,
+                 int published)
+{
+    if (t->w) {
+        const redisReply *members = NULL;
+        uint64_t deadline = 0;
+        if (published && exec) {
+            const redisReply *ids = exec->element[exec->elements - 1];
+            /* An unexpected reply (members NULL) waits out the lease, which
+             * is always safe: past it, every instance that did not
+             * acknowledge has stopped serving L1 by itself (its last proof
+             * of liveness predates the publication, and its lease is
+             * shorter than ours). */
+            members = ids->type == REDIS_REPLY_ARRAY ? ids : NULL;
+            deadline = tc__deadline_ms(c->cfg.lease_ms);
+        }
+        tc__bus_strict_wait(c->bus, t->w, members, deadline);
+        t->w = NULL;
+    }
+    free(t->msg);
+    t->msg = NULL;
+}

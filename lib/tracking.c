@@ -1,0 +1,50 @@
+/*
+ * Server-assisted invalidation (tracking mode): the command connection runs
+ * CLIENT TRACKING on REDIRECT <subscriber's id> BCAST PREFIX <key prefix>,
+ * so writes by any Redis client under the prefix reach the subscriber as
+ * pushes on __redis__:invalidate (applied in apply.c). Bus thread only.
+ */
+#include <stdio.h>
+
+#include "bus_internal.h"
+
+static void on_tracking_reply(redisAsyncContext *ac, void *reply, void *priv)
+{
+    tc__bus *bus = priv;
+    redisReply *r = reply;
+    if (!r || ac != bus->cmd)
+        return; /* a connection we already dropped */
+    if (r->type == REDIS_REPLY_ERROR) {
+        tc__log(&bus->cfg->log, TC_LOG_ERROR, "CLIENT TRACKING refused: %.*s",
+                (int)r->len, r->str);
+        tc__bus_reset(bus, "CLIENT TRACKING refused");
+        return;
+    }
+    bus->tracking_ready = 1;
+    if (bus->subscribed)
+        tc__lease_ready(bus);
+}
+
+static void on_client_id(redisAsyncContext *ac, void *reply, void *priv)
+{
+    tc__bus *bus = priv;
+    redisReply *r = reply;
+    char id[24];
+    if (!r || ac != bus->sub || !bus->cmd)
+        return;
+    if (r->type != REDIS_REPLY_INTEGER) {
+        tc__bus_reset(bus, "CLIENT ID refused");
+        return;
+    }
+    snprintf(id, sizeof(id), "%lld", r->integer);
+    /* The configuration refuses tracking without a key prefix: BCAST on
+     * every key would also track the bus's own members set. */
+    redisAsyncCommand(bus->cmd, on_tracking_reply, bus,
+                      "CLIENT TRACKING on REDIRECT %s BCAST PREFIX %b", id,
+                      bus->cfg->prefix, bus->cfg->prefix_len);
+}
+
+void tc__tracking_start(tc__bus *bus)
+{
+    redisAsyncCommand(bus->sub, on_client_id, bus, "CLIENT ID");
+}

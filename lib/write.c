@@ -1,0 +1,221 @@
+/*
+ * Writes: tc_set_ex and tc_mdel. Each drops this instance's own copy
+ * first, changes L2, replaces the keys' stamps (stamps.c) and publishes the
+ * invalidation in one transaction (publish.c), then updates L1 only if no
+ * other write or invalidation of the key raced with it.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cache.h"
+#include "stamps.h"
+
+/* A conditional set (NX/XX) publishes only when it stored: one script, so
+ * the condition, the write, the stamp and the message are one step.
+ * KEYS: key, stamps. ARGV: value, px ('' = none), NX|XX, channel ('' = no
+ * bus), message, stamp field, stamp. */
+static const char cond_set_script[] =
+    "local r "
+    "if ARGV[2] == '' then r = redis.call('SET', KEYS[1], ARGV[1], ARGV[3]) "
+    "else r = redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2], ARGV[3]) end "
+    "if not r then return 0 end "
+    "redis.call('HSET', KEYS[2], ARGV[6], ARGV[7]) "
+    "if ARGV[4] ~= '' then redis.call('PUBLISH', ARGV[4], ARGV[5]) end "
+    "return 1";
+
+tc_result tc_set_ex(tc_cache *c, const void *key, size_t klen, const void *val,
+                    size_t vlen, const tc_set_opts *o)
+{
+    static const tc_set_opts defaults;
+    tc_result r;
+    uint64_t h, gen, l2_ttl, l1_ttl;
+    tc__pkey k;
+    tc__txn t;
+    char px[24] = "", field[8], stamp[TC__STAMP_MAX];
+    size_t flen, slen, pxlen = 0;
+    const char *argv[12];
+    size_t argl[12];
+    int argc = 0, cond, stored = 0;
+    tc__cmd cmds[2];
+    size_t ncmd = 0;
+    redisReply *exec = NULL;
+    const void *keys[1] = {key};
+
+    if (!o)
+        o = &defaults;
+    if ((r = tc__check_key(c, key, klen)) != TC_OK ||
+        (r = tc__check_value(c, val, vlen)) != TC_OK)
+        return r;
+    if ((o->flags & TC_SET_NX) && (o->flags & TC_SET_XX))
+        return tc__fail(TC_BAD_ARGUMENT, "NX and XX together");
+    if (!c->cfg.enabled)
+        return tc__fail(TC_DISABLED, "caching is disabled");
+    cond = (o->flags & (TC_SET_NX | TC_SET_XX)) != 0;
+    l2_ttl = o->l2_ttl_ms ? o->l2_ttl_ms : c->cfg.default_ttl_ms;
+    l1_ttl = o->l1_ttl_ms ? o->l1_ttl_ms : c->cfg.l1_ttl_ms;
+    if (l2_ttl != TC_TTL_NONE && l1_ttl > l2_ttl)
+        l1_ttl = l2_ttl;
+    if (l2_ttl != TC_TTL_NONE)
+        pxlen = (size_t)snprintf(px, sizeof(px), "%llu",
+                                 (unsigned long long)l2_ttl);
+    h = tc__hash(key, klen);
+    flen = tc__stamp_field(h, field);
+    slen = tc__stamp_new(c, stamp);
+    if ((r = tc__pkey_make(c, key, klen, &k)) != TC_OK)
+        return r;
+    if ((r = tc__txn_begin(c, &t, TC__MSG_KEY, 1, keys, &klen,
+                           tc__write_is_strict(c, o->flags))) != TC_OK) {
+        tc__pkey_free(&k);
+        return r;
+    }
+    if (cond) {
+        argv[argc] = "EVAL", argl[argc++] = 4;
+        argv[argc] = cond_set_script, argl[argc++] = sizeof(cond_set_script) - 1;
+        argv[argc] = "2", argl[argc++] = 1;
+        argv[argc] = k.p, argl[argc++] = k.len;
+        argv[argc] = c->stamps_key, argl[argc++] = strlen(c->stamps_key);
+        argv[argc] = val ? val : "", argl[argc++] = vlen;
+        argv[argc] = px, argl[argc++] = pxlen;
+        argv[argc] = o->flags & TC_SET_NX ? "NX" : "XX", argl[argc++] = 2;
+        argv[argc] = t.msg ? c->cfg.channel : "";
+        argl[argc++] = t.msg ? strlen(c->cfg.channel) : 0;
+        argv[argc] = t.msg ? t.msg : "", argl[argc++] = t.msglen;
+        argv[argc] = field, argl[argc++] = flen;
+        argv[argc] = stamp, argl[argc++] = slen;
+        cmds[ncmd++] = (tc__cmd){argc, argv, argl};
+    } else {
+        argv[argc] = "SET", argl[argc++] = 3;
+        argv[argc] = k.p, argl[argc++] = k.len;
+        argv[argc] = val ? val : "", argl[argc++] = vlen;
+        if (pxlen) {
+            argv[argc] = "PX", argl[argc++] = 2;
+            argv[argc] = px, argl[argc++] = pxlen;
+        }
+        cmds[ncmd++] = (tc__cmd){argc, argv, argl};
+        argv[argc] = "HSET", argl[argc] = 4;
+        argv[argc + 1] = c->stamps_key, argl[argc + 1] = strlen(c->stamps_key);
+        argv[argc + 2] = field, argl[argc + 2] = flen;
+        argv[argc + 3] = stamp, argl[argc + 3] = slen;
+        cmds[ncmd++] = (tc__cmd){4, argv + argc, argl + argc};
+    }
+
+    /* Drop our own copy first; the returned generation guards the fill. */
+    gen = tc__l1_invalidate_key(c->l1, h, key, klen);
+    r = tc__txn_exec(c, &t, ncmd, cmds, cond, &exec);
+    tc__pkey_free(&k);
+    if (r == TC_OK) {
+        const redisReply *sr = exec->element[0];
+        if (sr->type == REDIS_REPLY_ERROR)
+            r = tc__fail(TC_PROTOCOL, "SET: %.*s", (int)sr->len, sr->str);
+        else if (cond ? sr->type == REDIS_REPLY_INTEGER && sr->integer == 0
+                      : sr->type == REDIS_REPLY_NIL)
+            r = tc__fail(TC_NOT_STORED, "NX/XX condition not met");
+        else
+            stored = 1;
+        if (stored && cond && c->bus)
+            tc__bus_count_published(c->bus);
+    }
+    /* Strict: wait only when something was published. */
+    tc__txn_end(c, &t, exec, r == TC_OK && stored);
+    if (exec)
+        freeReplyObject(exec);
+    if (r == TC_OK) {
+        /* Another write or invalidation of this key while ours was in flight
+         * leaves the order in L2 unknown here: keep no copy then. Nor when
+         * the value did not fit: a reader may have filled the old one. */
+        if (tc__l1_fill_ttl(c, h, key, klen, val, vlen, l1_ttl, gen,
+                            TC__FILL_BUMP, NULL) != TC__FILL_INSERTED)
+            tc__l1_invalidate_key(c->l1, h, key, klen);
+    } else if (r != TC_NOT_STORED) {
+        /* The write may or may not have happened: hold no copy, and make
+         * in-flight fills of the old value fail. */
+        tc__l1_invalidate_key(c->l1, h, key, klen);
+    }
+    return r;
+}
+
+tc_result tc_set(tc_cache *c, const void *key, size_t klen, const void *val,
+                 size_t vlen, uint64_t ttl_ms)
+{
+    tc_set_opts o = {ttl_ms, 0, 0};
+    return tc_set_ex(c, key, klen, val, vlen, &o);
+}
+
+tc_result tc_mdel(tc_cache *c, size_t n, const void *const *keys,
+                  const size_t *klens, uint64_t *deleted)
+{
+    tc_result r;
+    tc__pkey *pk;
+    const char **argv, **sargv;
+    size_t *argl, *sargl, made = 0;
+    char (*fields)[8] = NULL, stamp[TC__STAMP_MAX];
+    size_t slen;
+    redisReply *exec = NULL;
+    tc__cmd cmds[2];
+    tc__txn t;
+
+    if (!c || !n || !keys || !klens)
+        return tc__fail(TC_BAD_ARGUMENT, "NULL or empty argument");
+    for (size_t i = 0; i < n; i++)
+        if ((r = tc__check_key(c, keys[i], klens[i])) != TC_OK)
+            return r;
+    if (!c->cfg.enabled)
+        return tc__fail(TC_DISABLED, "caching is disabled");
+    pk = malloc(n * sizeof(*pk));
+    argv = malloc((n + 1) * sizeof(*argv));
+    argl = malloc((n + 1) * sizeof(*argl));
+    sargv = malloc((2 * n + 2) * sizeof(*sargv));
+    sargl = malloc((2 * n + 2) * sizeof(*sargl));
+    fields = malloc(n * sizeof(*fields));
+    if (!pk || !argv || !argl || !sargv || !sargl || !fields) {
+        r = tc__fail(TC_NO_MEMORY, "out of memory");
+        goto out;
+    }
+    slen = tc__stamp_new(c, stamp);
+    argv[0] = "DEL", argl[0] = 3;
+    sargv[0] = "HSET", sargl[0] = 4;
+    sargv[1] = c->stamps_key, sargl[1] = strlen(c->stamps_key);
+    for (; made < n; made++) {
+        uint64_t h = tc__hash(keys[made], klens[made]);
+        if ((r = tc__pkey_make(c, keys[made], klens[made], &pk[made])) != TC_OK)
+            goto out;
+        argv[made + 1] = pk[made].p, argl[made + 1] = pk[made].len;
+        sargv[2 * made + 2] = fields[made];
+        sargl[2 * made + 2] = tc__stamp_field(h, fields[made]);
+        sargv[2 * made + 3] = stamp, sargl[2 * made + 3] = slen;
+        tc__l1_invalidate_key(c->l1, h, keys[made], klens[made]);
+    }
+    cmds[0] = (tc__cmd){(int)n + 1, argv, argl};
+    cmds[1] = (tc__cmd){(int)(2 * n + 2), sargv, sargl};
+    if ((r = tc__txn_begin(c, &t, n == 1 ? TC__MSG_KEY : TC__MSG_KEYS, n, keys,
+                           klens, tc__write_is_strict(c, 0))) != TC_OK)
+        goto out;
+    r = tc__txn_exec(c, &t, 2, cmds, 0, &exec);
+    tc__txn_end(c, &t, exec, r == TC_OK);
+    if (r == TC_OK) {
+        if (deleted && exec->element[0]->type == REDIS_REPLY_INTEGER)
+            *deleted = (uint64_t)exec->element[0]->integer;
+        freeReplyObject(exec);
+    }
+    /* Fills that fetched the old value during the DEL must not land. */
+    for (size_t i = 0; i < n; i++)
+        tc__l1_invalidate_key(c->l1, tc__hash(keys[i], klens[i]), keys[i],
+                              klens[i]);
+out:
+    for (size_t i = 0; i < made; i++)
+        tc__pkey_free(&pk[i]);
+    free(pk);
+    free(argv);
+    free(argl);
+    free(sargv);
+    free(sargl);
+    free(fields);
+    return r;
+}
+
+tc_result tc_del(tc_cache *c, const void *key, size_t klen)
+{
+    const void *keys[1] = {key};
+    return tc_mdel(c, 1, keys, &klen, NULL);
+}

@@ -9,6 +9,7 @@
 
 #include "config.h"
 #include "error.h"
+#include "parse.h"
 
 static const char *const env_vars[] = {
     "REDIS_URL",        "REDIS_HOST",        "REDIS_PORT",
@@ -23,6 +24,7 @@ static void clean_env(void)
         unsetenv(env_vars[i]);
 }
 
+TestSuite(parse);
 TestSuite(url, .init = clean_env);
 TestSuite(config, .init = clean_env);
 
@@ -36,6 +38,139 @@ static void reset_errmsg(void)
 static int within(const char *p, const char *buf, size_t len)
 {
     return p >= buf && p < buf + len;
+}
+
+/* ------------------------------------------------------------------ */
+/* parse.h: the one strict parser                                      */
+/* ------------------------------------------------------------------ */
+
+static int u64(const char *s, uint64_t lo, uint64_t hi, uint64_t *out)
+{
+    return tc__parse_u64(s, strlen(s), lo, hi, out);
+}
+
+Test(parse, u64_accepts_plain_decimal_in_range)
+{
+    uint64_t v = 0;
+    cr_assert_eq(u64("0", 0, 10, &v), 0);
+    cr_assert_eq(v, 0);
+    cr_assert_eq(u64("6379", 1, 65535, &v), 0);
+    cr_assert_eq(v, 6379);
+    cr_assert_eq(u64("007", 0, 10, &v), 0, "leading zeros are allowed");
+    cr_assert_eq(v, 7);
+    cr_assert_eq(u64("18446744073709551615", 0, UINT64_MAX, &v), 0);
+    cr_assert_eq(v, UINT64_MAX);
+    cr_assert_eq(u64("1", 1, 1, &v), 0);
+    cr_assert_eq(u64("65535", 1, 65535, &v), 0);
+}
+
+Test(parse, u64_rejects_everything_else_and_leaves_out_alone)
+{
+    static const char *const bad[] = {
+        "",  "-1", "+1", " 1", "1 ", "1x", "0x10", "1.5", "1e3", "\t1",
+        "18446744073709551616", "99999999999999999999", "184467440737095516150"};
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        uint64_t v = 42;
+        cr_assert_eq(u64(bad[i], 0, UINT64_MAX, &v), -1, "accepted \"%s\"",
+                     bad[i]);
+        cr_assert_eq(v, 42, "\"%s\" changed *out", bad[i]);
+    }
+}
+
+Test(parse, u64_checks_the_range)
+{
+    uint64_t v = 42;
+    cr_assert_eq(u64("0", 1, 65535, &v), -1);
+    cr_assert_eq(u64("65536", 1, 65535, &v), -1);
+    cr_assert_eq(v, 42);
+}
+
+Test(parse, u64_reads_only_n_bytes)
+{
+    uint64_t v = 0;
+    /* The length bounds the number: a suffix outside it is not read, a
+     * NUL inside it is not a digit. */
+    cr_assert_eq(tc__parse_u64("6379 1", 4, 0, UINT64_MAX, &v), 0);
+    cr_assert_eq(v, 6379);
+    cr_assert_eq(tc__parse_u64("12\0003", 4, 0, UINT64_MAX, &v), -1);
+    cr_assert_eq(tc__parse_u64("12", 0, 0, UINT64_MAX, &v), -1);
+    cr_assert_eq(tc__parse_u64(NULL, 0, 0, UINT64_MAX, &v), -1);
+}
+
+static int i64(const char *s, int64_t *out)
+{
+    return tc__parse_i64(s, strlen(s), INT64_MIN, INT64_MAX, out);
+}
+
+Test(parse, i64_follows_string2ll)
+{
+    static const char *const bad[] = {"",   "-",  "+1", "01", "-0", "-01",
+                                      " 1", "1 ", "--1", "1-",
+                                      "9223372036854775808",
+                                      "-9223372036854775809",
+                                      "99999999999999999999"};
+    int64_t v = 0;
+    cr_assert_eq(i64("0", &v), 0);
+    cr_assert_eq(v, 0);
+    cr_assert_eq(i64("-5", &v), 0);
+    cr_assert_eq(v, -5);
+    cr_assert_eq(i64("9223372036854775807", &v), 0);
+    cr_assert_eq(v, INT64_MAX);
+    cr_assert_eq(i64("-9223372036854775808", &v), 0);
+    cr_assert_eq(v, INT64_MIN);
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        v = 42;
+        cr_assert_eq(i64(bad[i], &v), -1, "accepted \"%s\"", bad[i]);
+        cr_assert_eq(v, 42);
+    }
+    cr_assert_eq(tc__parse_i64("-1", 2, 0, 10, &v), -1, "range");
+    cr_assert_eq(tc__parse_i64("11", 2, 0, 10, &v), -1, "range");
+}
+
+Test(parse, octal_for_file_modes)
+{
+    uint64_t v = 0;
+    cr_assert_eq(tc__parse_octal("0600", 4, 0777, &v), 0);
+    cr_assert_eq(v, 0600);
+    cr_assert_eq(tc__parse_octal("777", 3, 0777, &v), 0);
+    cr_assert_eq(v, 0777);
+    v = 42;
+    cr_assert_eq(tc__parse_octal("0800", 4, 0777, &v), -1);
+    cr_assert_eq(tc__parse_octal("1000", 4, 0777, &v), -1);
+    cr_assert_eq(tc__parse_octal("", 0, 0777, &v), -1);
+    cr_assert_eq(tc__parse_octal("-1", 2, 0777, &v), -1);
+    cr_assert_eq(v, 42);
+}
+
+Test(parse, booleans)
+{
+    static const char *const yes[] = {"1", "true", "TRUE", "yes", "Yes", "on"};
+    static const char *const no[] = {"0", "false", "no", "OFF", "off"};
+    static const char *const bad[] = {"", "2", "maybe", "tru", "truee",
+                                      " true", "y", "n"};
+    for (size_t i = 0; i < sizeof(yes) / sizeof(yes[0]); i++) {
+        int b = 0;
+        cr_assert_eq(tc__parse_bool(yes[i], strlen(yes[i]), &b), 0, "%s",
+                     yes[i]);
+        cr_assert_eq(b, 1, "%s", yes[i]);
+    }
+    for (size_t i = 0; i < sizeof(no) / sizeof(no[0]); i++) {
+        int b = 1;
+        cr_assert_eq(tc__parse_bool(no[i], strlen(no[i]), &b), 0, "%s", no[i]);
+        cr_assert_eq(b, 0, "%s", no[i]);
+    }
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        int b = 7;
+        cr_assert_eq(tc__parse_bool(bad[i], strlen(bad[i]), &b), -1, "%s",
+                     bad[i]);
+        cr_assert_eq(b, 7);
+    }
+    /* Only the first n bytes count. */
+    {
+        int b = 7;
+        cr_assert_eq(tc__parse_bool("onward", 2, &b), 0);
+        cr_assert_eq(b, 1);
+    }
 }
 
 /* ------------------------------------------------------------------ */

@@ -49,7 +49,7 @@ static int pct_decode(const char *s, const char *e, char *out)
     return 0;
 }
 
-/* Strict decimal in [lo, hi] for [s, e) (parse.h). */
+/* A number in [lo, hi] spelling all of [s, e) (parse.h). */
 static int parse_int(const char *s, const char *e, long lo, long hi, long *v)
 {
     uint64_t x;
@@ -680,8 +680,8 @@ static tc_result derive(const tc_options *o, tc__config *c, resolving *st)
     const char *chan = o->channel ? o->channel : "cache:invalidate";
     (void)st;
     if (!c->l1_ttl_ms) {
-        c->l1_ttl_ms = c->default_ttl_ms == TC_TTL_NONE ? 60000
-                                                        : c->default_ttl_ms / 10;
+        /* TC_TTL_NONE / 10 is above the cap as well. */
+        c->l1_ttl_ms = c->default_ttl_ms / 10;
         if (c->l1_ttl_ms > 60000)
             c->l1_ttl_ms = 60000;
         if (!c->l1_ttl_ms)

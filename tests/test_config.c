@@ -70,7 +70,8 @@ Test(parse, u64_rejects_everything_else_and_leaves_out_alone)
 {
     static const char *const bad[] = {
         "",  "-1", "+1", " 1", "1 ", "1x", "0x10", "1.5", "1e3", "\t1",
-        "18446744073709551616", "99999999999999999999", "184467440737095516150"};
+        "18446744073709551616", "99999999999999999999",
+        "184467440737095516150"};
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
         uint64_t v = 42;
         cr_assert_eq(u64(bad[i], 0, UINT64_MAX, &v), -1, "accepted \"%s\"",

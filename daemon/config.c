@@ -1,12 +1,13 @@
 #include "config.h"
 
-#include <errno.h>
 #include <limits.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 #include <unistd.h>
+
+#include "parse.h"
 
 enum kind { K_STR, K_UINT, K_PORT, K_SIZE, K_MODE, K_FLAG, K_LEVEL, K_COH,
             K_TTL_S, K_MS64 };
@@ -112,44 +113,34 @@ void tcd_config_usage(FILE *out)
             "  TC_COHERENCE\n");
 }
 
-static int parse_u64(const char *s, unsigned long long max, int base,
-                     unsigned long long *out)
+/* A number in [lo, hi] by the library's strict parser (lib/parse.h): digits
+ * only, no sign, space or overflow. */
+static int parse_num(const char *s, uint64_t lo, uint64_t hi, uint64_t *out)
 {
-    char *end;
-    unsigned long long v;
-    if (!s || !*s || *s == '-' || *s == '+' || *s == ' ')
-        return -1;
-    errno = 0;
-    v = strtoull(s, &end, base);
-    if (errno || *end || v > max)
-        return -1;
-    *out = v;
-    return 0;
+    return s ? tc__parse_u64(s, strlen(s), lo, hi, out) : -1;
 }
 
 static int set_opt(tcd_config *c, const opt *o, const char *val, FILE *err,
                    const char *src)
 {
     char *field = (char *)c + o->off;
-    unsigned long long v = 0;
+    uint64_t v = 0;
+    int b = 1;
     switch (o->kind) {
     case K_STR:
         *(const char **)(void *)field = val;
         return 0;
     case K_FLAG:
-        if (!val || !strcasecmp(val, "1") || !strcasecmp(val, "true") ||
-            !strcasecmp(val, "yes")) {
-            *(int *)(void *)field = o->off == F(opts.tracking) ? TC_YES : 1;
-            return 0;
-        }
-        if (!strcasecmp(val, "0") || !strcasecmp(val, "false") ||
-            !strcasecmp(val, "no")) {
-            *(int *)(void *)field = o->off == F(opts.tracking) ? TC_NO : 0;
+        if (!val || tc__parse_bool(val, strlen(val), &b) == 0) {
+            if (o->off == F(opts.tracking))
+                *(int *)(void *)field = b ? TC_YES : TC_NO;
+            else
+                *(int *)(void *)field = b;
             return 0;
         }
         break;
     case K_UINT:
-        if (parse_u64(val, INT_MAX, 10, &v) == 0) {
+        if (parse_num(val, 0, INT_MAX, &v) == 0) {
             if (o->off == F(opts.db))
                 *(int *)(void *)field = v == 0 ? -1 : (int)v;
             else
@@ -158,31 +149,31 @@ static int set_opt(tcd_config *c, const opt *o, const char *val, FILE *err,
         }
         break;
     case K_PORT:
-        if (parse_u64(val, 65535, 10, &v) == 0) {
+        if (parse_num(val, 0, 65535, &v) == 0) {
             *(int *)(void *)field = (int)v;
             return 0;
         }
         break;
     case K_MODE:
-        if (parse_u64(val, 0777, 8, &v) == 0) {
+        if (val && tc__parse_octal(val, strlen(val), 0777, &v) == 0) {
             *(unsigned *)(void *)field = (unsigned)v;
             return 0;
         }
         break;
     case K_SIZE:
-        if (parse_u64(val, SIZE_MAX / 4, 10, &v) == 0 && v > 0) {
+        if (parse_num(val, 1, SIZE_MAX / 4, &v) == 0) {
             *(size_t *)(void *)field = (size_t)v;
             return 0;
         }
         break;
     case K_TTL_S:
-        if (parse_u64(val, UINT64_MAX / 1000, 10, &v) == 0 && v > 0) {
-            *(uint64_t *)(void *)field = v * 1000;
+        if (parse_num(val, 1, TC_TTL_MAX_MS / 1000, &v) == 0) {
+            *(uint64_t *)(void *)field = v * 1000; /* no wrap: bounded */
             return 0;
         }
         break;
     case K_MS64:
-        if (parse_u64(val, UINT64_MAX, 10, &v) == 0) {
+        if (parse_num(val, 0, UINT64_MAX, &v) == 0) {
             *(uint64_t *)(void *)field = v;
             return 0;
         }

@@ -92,6 +92,10 @@ enum { TC_DEFAULT = 0, TC_YES = 1, TC_NO = 2 };
 
 /** TTL value meaning "no expiry in L2". */
 #define TC_TTL_NONE UINT64_MAX
+/** Largest finite TTL in options: ten years, in ms. */
+#define TC_TTL_MAX_MS 315360000000ULL
+/** Largest timeout, backoff or lease in options: one hour, in ms. */
+#define TC_TIMEOUT_MAX_MS 3600000U
 
 /**
  * Options for tc_cache_create(). Zero-initialise, then set what you need:
@@ -100,9 +104,31 @@ enum { TC_DEFAULT = 0, TC_YES = 1, TC_NO = 2 };
  *
  * Environment: REDIS_URL, REDIS_HOST, REDIS_PORT, REDIS_PASSWORD,
  * REDIS_USERNAME, REDIS_DB, CACHE_KEY_PREFIX, CACHE_DEFAULT_TTL (seconds),
- * CACHE_ENABLED (true/false/1/0/yes/no), TC_COHERENCE (async/strict/none).
- * Explicit fields win over the environment; set `ignore_env` to TC_YES to
- * ignore it entirely.
+ * CACHE_ENABLED (true/false/1/0/yes/no/on/off), TC_COHERENCE
+ * (async/strict/none). Explicit fields win over `url`, which wins over the
+ * environment; within it REDIS_HOST/PORT/... win over REDIS_URL. A variable
+ * is only read when it would supply a field still unset, so a malformed
+ * value that an explicit field overrides is no error. REDIS_PORT may also
+ * be the docker-link form "tcp://host:port" that Kubernetes injects for a
+ * Service named redis: its port counts as REDIS_PORT, its host is used only
+ * when nothing else names one, and a REDIS_URL wins over it entirely. Set
+ * `ignore_env` to TC_YES to ignore the environment.
+ *
+ * Limits: every timeout and the lease are at most TC_TIMEOUT_MAX_MS (one
+ * hour), so that sums of them never wrap 32 bits; a finite TTL is at most
+ * TC_TTL_MAX_MS (ten years; TC_TTL_NONE is no expiry). Larger values make
+ * tc_cache_create() fail with TC_BAD_ARGUMENT and say which in tc_errmsg().
+ *
+ * Room to grow: the struct ends with `reserved_`, which must stay zero
+ * (zero-initialising the struct does it). A later version turns reserved
+ * words into new fields whose zero means "default", without changing the
+ * struct's size or any offset: a program built against this header keeps
+ * working with a later library, and a program built against a later header
+ * that sets a new field gets TC_BAD_ARGUMENT from an older library instead of
+ * having the setting silently ignored; that is why non-zero reserved words
+ * are rejected. Chosen over a leading size/version member because that would
+ * have to be set by every caller, and `tc_options o = {0}` would no longer be
+ * a valid start.
  */
 typedef struct tc_options {
     /* Where L2 lives: "redis://[user:pass@]host[:port][/db]" or
@@ -117,10 +143,13 @@ typedef struct tc_options {
     int db;                    /* SELECT db; 0 = default db 0 (-1 forces 0) */
 
     const char *key_prefix;    /* prepended to every L2 key and the channel */
-    uint64_t default_ttl_ms;   /* L2 TTL when a call passes 0; default 900 s */
+    uint64_t default_ttl_ms;   /* L2 TTL when a call passes 0; default
+                                  900 s; at most TC_TTL_MAX_MS, or
+                                  TC_TTL_NONE */
     uint64_t l1_ttl_ms;        /* L1 TTL when a call passes 0; default
                                   default_ttl_ms / 10, at most 60 s; never
-                                  longer than the entry's L2 TTL */
+                                  longer than the entry's L2 TTL; at most
+                                  TC_TTL_MAX_MS, or TC_TTL_NONE */
 
     size_t l1_max_bytes;       /* L1 bound on keys+values+overhead; 64 MiB */
     size_t l1_max_entries;     /* L1 bound on entries; 1,000,000 */
@@ -129,6 +158,7 @@ typedef struct tc_options {
     size_t max_value_bytes;    /* default 16 MiB; larger: TC_TOO_LARGE */
 
     unsigned pool_size;        /* sync L2 connections; default 2 x cores */
+    /* Each of these four and lease_ms: at most TC_TIMEOUT_MAX_MS. */
     uint32_t connect_timeout_ms; /* default 1000 */
     uint32_t command_timeout_ms; /* default 500 */
     uint32_t reconnect_min_ms;   /* backoff start; default 50 */
@@ -147,10 +177,16 @@ typedef struct tc_options {
     uint32_t clock_margin_pct; /* allowed clock rate difference between
                                   instances, percent; default 5 */
     int tracking;              /* TC_YES: server-assisted invalidation of
-                                  writes by other Redis clients (BCAST) */
+                                  writes by other Redis clients (BCAST over
+                                  the key prefix); needs a non-empty
+                                  key_prefix, else TC_BAD_ARGUMENT (an empty
+                                  prefix would track every key, the
+                                  library's own ones included) */
 
     tc_log_fn log;             /* optional; default: no logging */
     void *log_userdata;
+
+    uint64_t reserved_[8];     /* must be zero; room for later fields */
 } tc_options;
 
 /**
@@ -312,7 +348,15 @@ TC_EXTERN tc_result tc_invalidate_all(tc_cache *c);
 /* Stats and health                                                          */
 /* ------------------------------------------------------------------------ */
 
-/** A snapshot of counters since create. Plain data, caller-owned. */
+/**
+ * A snapshot of counters since create. Plain data, caller-owned; filled
+ * whole by tc_cache_stats(). It ends with `reserved_` (zero in this
+ * version) so that later counters take reserved words instead of growing
+ * the struct: a program built against this header never has a later
+ * library write past its tc_stats. Reserved words, not a size member,
+ * because a snapshot is written by the library alone and a caller should
+ * not have to prepare one.
+ */
 typedef struct tc_stats {
     uint64_t l1_hits, l1_misses;
     uint64_t l2_hits, l2_misses;
@@ -335,6 +379,7 @@ typedef struct tc_stats {
     /* Propagation lag (origin timestamp to apply), log2 buckets in us:
      * bucket i counts lags in [2^i, 2^(i+1)) us; bucket 0 also holds 0. */
     uint64_t lag_us_hist[24];
+    uint64_t reserved_[15];      /* zero; room for later counters */
 } tc_stats;
 
 TC_EXTERN void tc_cache_stats(tc_cache *c, tc_stats *out);

@@ -1,7 +1,8 @@
 /* Options, redis:// and unix:// URLs, and the environment. */
 #include <ctype.h>
-#include <errno.h>
+#include <inttypes.h>
 #include <limits.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -10,6 +11,7 @@
 
 #include "config.h"
 #include "error.h"
+#include "parse.h"
 
 /* Parts of a URL; strings point into `buf`, owned by the struct. */
 typedef struct url_parts {
@@ -47,20 +49,13 @@ static int pct_decode(const char *s, const char *e, char *out)
     return 0;
 }
 
-/* Strict decimal in [lo, hi] for [s, e). */
+/* A number in [lo, hi] spelling all of [s, e) (parse.h). */
 static int parse_int(const char *s, const char *e, long lo, long hi, long *v)
 {
-    long x = 0;
-    if (s == e || e - s > 10)
+    uint64_t x;
+    if (tc__parse_u64(s, (size_t)(e - s), (uint64_t)lo, (uint64_t)hi, &x))
         return -1;
-    for (; s < e; s++) {
-        if (!isdigit((unsigned char)*s))
-            return -1;
-        x = x * 10 + (*s - '0');
-    }
-    if (x < lo || x > hi)
-        return -1;
-    *v = x;
+    *v = (long)x;
     return 0;
 }
 
@@ -257,45 +252,36 @@ tc_result tc_options_parse_url(tc_options *opts, const char *url,
     return TC_OK;
 }
 
+/* ------------------------------------------------------------------ */
+/* Resolution. Each field takes the first of: the explicit option, the */
+/* options URL, the environment, the default. Every step below fills   */
+/* only what is still unset, so the order of the steps in              */
+/* tc__config_resolve() is the precedence.                             */
+/* ------------------------------------------------------------------ */
+
+/* State carried between the steps of one resolution. */
+typedef struct resolving {
+    int have_where;      /* host or unix path chosen */
+    int where_from_env_url; /* ... and it came from REDIS_URL */
+    char *link_host;     /* REDIS_PORT=tcp://host:port, owned */
+    int link_port;
+} resolving;
+
 static const char *env(const tc_options *o, const char *name)
 {
     const char *v;
-    if (o && o->ignore_env == TC_YES)
+    if (o->ignore_env == TC_YES)
         return NULL;
     v = getenv(name);
     return v && *v ? v : NULL;
 }
 
-static tc_result env_long(const tc_options *o, const char *name, long lo,
-                          long hi, long *out, int *set)
+/* *dst = copy of src (src non-NULL). */
+static tc_result set_str(char **dst, const char *src)
 {
-    const char *v = env(o, name);
-    *set = 0;
-    if (!v)
-        return TC_OK;
-    if (parse_int(v, v + strlen(v), lo, hi, out))
-        return tc__fail(TC_BAD_ARGUMENT, "%s must be a number from %ld to %ld",
-                        name, lo, hi);
-    *set = 1;
+    if (!(*dst = strdup(src)))
+        return tc__fail(TC_NO_MEMORY, "out of memory resolving options");
     return TC_OK;
-}
-
-static int parse_bool(const char *v, int *out)
-{
-    static const char *yes[] = {"1", "true", "yes", "on"};
-    static const char *no[] = {"0", "false", "no", "off"};
-    for (int i = 0; i < 4; i++) {
-        if (strcasecmp(v, yes[i]) == 0)
-            return *out = 1, 0;
-        if (strcasecmp(v, no[i]) == 0)
-            return *out = 0, 0;
-    }
-    return -1;
-}
-
-static char *dup_or_null(const char *s)
-{
-    return s ? strdup(s) : NULL;
 }
 
 static unsigned ncores(void)
@@ -323,216 +309,457 @@ void tc__config_free(tc__config *c)
     memset(c, 0, sizeof(*c));
 }
 
-/* Fill where-fields from a URL only where still unset. */
-static void take_url(tc__config *c, const url_parts *u, int *have_where)
+static tc_result check_reserved(const tc_options *o, tc__config *c,
+                                resolving *st)
 {
-    if (!*have_where) {
-        if (u->unix_path) {
-            c->unix_path = strdup(u->unix_path);
-            *have_where = 1;
-        } else if (u->host) {
-            c->host = strdup(u->host);
-            if (u->port && !c->port)
-                c->port = u->port;
-            *have_where = 1;
-        }
-    }
-    if (!c->username && u->username)
-        c->username = strdup(u->username);
-    if (!c->password && u->password)
-        c->password = strdup(u->password);
-    if (c->db < 0 && u->db >= 0)
-        c->db = u->db;
+    (void)c, (void)st;
+    for (size_t i = 0; i < sizeof(o->reserved_) / sizeof(o->reserved_[0]);
+         i++)
+        if (o->reserved_[i])
+            return tc__fail(TC_BAD_ARGUMENT,
+                            "tc_options.reserved_[%zu] must be zero "
+                            "(zero-initialise tc_options; built against a "
+                            "newer tiercache.h?)",
+                            i);
+    return TC_OK;
 }
 
-tc_result tc__config_resolve(const tc_options *o, tc__config *c)
+/* --- Where L2 lives, credentials, db --------------------------------- */
+
+static tc_result from_options(const tc_options *o, tc__config *c,
+                              resolving *st)
 {
-    static const tc_options none;
-    url_parts u;
-    tc_result r;
-    const char *v;
-    long n;
-    int set, have_where = 0;
-
-    if (!o)
-        o = &none;
-    memset(c, 0, sizeof(*c));
-    c->db = -1;
-
-    /* Where: explicit fields, then opts->url, then REDIS_HOST/PORT/...,
-     * then REDIS_URL, then 127.0.0.1:6379. */
-    if (o->unix_path) {
-        c->unix_path = strdup(o->unix_path);
-        have_where = 1;
-    } else if (o->host) {
-        c->host = strdup(o->host);
-        have_where = 1;
-    }
-    if (o->port < 0 || o->port > 65535) {
-        r = tc__fail(TC_BAD_ARGUMENT, "port must be from 1 to 65535");
-        goto fail_r;
-    }
+    tc_result r = TC_OK;
+    if (o->port < 0 || o->port > 65535)
+        return tc__fail(TC_BAD_ARGUMENT, "port must be from 1 to 65535");
+    if (o->db < -1)
+        return tc__fail(TC_BAD_ARGUMENT, "db must not be negative");
     c->port = o->port;
-    c->username = dup_or_null(o->username);
-    c->password = dup_or_null(o->password);
-    if (o->db < -1) {
-        r = tc__fail(TC_BAD_ARGUMENT, "db must not be negative");
-        goto fail_r;
-    }
     if (o->db)
         c->db = o->db < 0 ? 0 : o->db;
+    if (o->unix_path)
+        r = set_str(&c->unix_path, o->unix_path);
+    else if (o->host)
+        r = set_str(&c->host, o->host);
+    st->have_where = o->unix_path || o->host;
+    if (r == TC_OK && o->username)
+        r = set_str(&c->username, o->username);
+    if (r == TC_OK && o->password)
+        r = set_str(&c->password, o->password);
+    if (r == TC_OK && o->key_prefix)
+        r = set_str(&c->prefix, o->key_prefix);
+    return r;
+}
 
-    if (o->url) {
-        if ((r = parse_url(o->url, &u)) != TC_OK)
-            goto fail_r;
-        take_url(c, &u, &have_where);
-        free(u.buf);
+/* Fill where-fields from a URL only where still unset. */
+static tc_result take_url(tc__config *c, const url_parts *u, resolving *st)
+{
+    tc_result r = TC_OK;
+    if (!st->have_where && u->unix_path) {
+        r = set_str(&c->unix_path, u->unix_path);
+        st->have_where = 1;
+    } else if (!st->have_where && u->host) {
+        r = set_str(&c->host, u->host);
+        if (u->port && !c->port)
+            c->port = u->port;
+        st->have_where = 1;
     }
-    if (!have_where && (v = env(o, "REDIS_HOST"))) {
-        c->host = strdup(v);
-        have_where = 1;
+    if (r == TC_OK && !c->username && u->username)
+        r = set_str(&c->username, u->username);
+    if (r == TC_OK && !c->password && u->password)
+        r = set_str(&c->password, u->password);
+    if (c->db < 0 && u->db >= 0)
+        c->db = u->db;
+    return r;
+}
+
+static tc_result from_options_url(const tc_options *o, tc__config *c,
+                                  resolving *st)
+{
+    url_parts u;
+    tc_result r;
+    if (!o->url)
+        return TC_OK;
+    if ((r = parse_url(o->url, &u)) != TC_OK)
+        return r;
+    r = take_url(c, &u, st);
+    free(u.buf);
+    return r;
+}
+
+/* REDIS_PORT: a port number, or the docker-link form "tcp://host:port"
+ * (IPv6 hosts in brackets). For the latter *host is a new string. */
+static int parse_redis_port(const char *v, char **host, int *port)
+{
+    const char *h, *he, *p, *e = v + strlen(v);
+    uint64_t n;
+    *host = NULL;
+    if (strncasecmp(v, "tcp://", 6) != 0) {
+        if (tc__parse_u64(v, (size_t)(e - v), 1, 65535, &n))
+            return -1;
+        *port = (int)n;
+        return 0;
     }
-    if ((r = env_long(o, "REDIS_PORT", 1, 65535, &n, &set)) != TC_OK)
-        goto fail_r;
-    if (set && !c->port && !c->unix_path)
-        c->port = (int)n;
-    if (!c->username && (v = env(o, "REDIS_USERNAME")))
-        c->username = strdup(v);
-    if (!c->password && (v = env(o, "REDIS_PASSWORD")))
-        c->password = strdup(v);
-    if ((r = env_long(o, "REDIS_DB", 0, 1 << 20, &n, &set)) != TC_OK)
-        goto fail_r;
-    if (set && c->db < 0)
+    h = v + 6;
+    if (*h == '[') {
+        he = strchr(++h, ']');
+        if (!he || he[1] != ':')
+            return -1;
+        p = he + 2;
+    } else {
+        he = strrchr(h, ':');
+        if (!he)
+            return -1;
+        p = he + 1;
+    }
+    if (he == h || tc__parse_u64(p, (size_t)(e - p), 1, 65535, &n))
+        return -1;
+    for (const char *s = h; s < he; s++)
+        if (isspace((unsigned char)*s) || strchr("@/[]", *s) ||
+            (*s == ':' && v[6] != '['))
+            return -1;
+    *host = strndup(h, (size_t)(he - h));
+    *port = (int)n;
+    return *host ? 0 : -2;
+}
+
+static tc_result from_env_vars(const tc_options *o, tc__config *c,
+                               resolving *st)
+{
+    static const struct {
+        const char *name;
+        size_t off; /* char * in tc__config, filled when NULL */
+    } strs[] = {
+        {"REDIS_USERNAME", offsetof(tc__config, username)},
+        {"REDIS_PASSWORD", offsetof(tc__config, password)},
+        {"CACHE_KEY_PREFIX", offsetof(tc__config, prefix)},
+    };
+    const char *v;
+    tc_result r;
+    uint64_t n;
+
+    if (!st->have_where && (v = env(o, "REDIS_HOST"))) {
+        if ((r = set_str(&c->host, v)) != TC_OK)
+            return r;
+        st->have_where = 1;
+    }
+    /* Not read at all when an explicit port or a unix socket overrides
+     * it: a value nobody uses must not fail the create. */
+    if (!c->port && !c->unix_path && (v = env(o, "REDIS_PORT"))) {
+        int port, rc = parse_redis_port(v, &st->link_host, &port);
+        if (rc == -2)
+            return tc__fail(TC_NO_MEMORY, "out of memory resolving options");
+        if (rc)
+            return tc__fail(TC_BAD_ARGUMENT,
+                            "REDIS_PORT must be a port number from 1 to 65535 "
+                            "or tcp://host:port");
+        if (st->link_host)
+            st->link_port = port; /* applied after REDIS_URL */
+        else
+            c->port = port;
+    }
+    for (size_t i = 0; i < sizeof(strs) / sizeof(strs[0]); i++) {
+        char **dst = (char **)(void *)((char *)c + strs[i].off);
+        if (!*dst && (v = env(o, strs[i].name)) &&
+            (r = set_str(dst, v)) != TC_OK)
+            return r;
+    }
+    if (c->db < 0 && (v = env(o, "REDIS_DB"))) {
+        if (tc__parse_u64(v, strlen(v), 0, 1 << 20, &n))
+            return tc__fail(TC_BAD_ARGUMENT,
+                            "REDIS_DB must be a number from 0 to %d", 1 << 20);
         c->db = (int)n;
-    if ((v = env(o, "REDIS_URL"))) {
-        if ((r = parse_url(v, &u)) != TC_OK) {
-            char why[200];
-            snprintf(why, sizeof(why), "%s", tc_errmsg());
-            tc__fail(r, "REDIS_URL: %s", why);
-            goto fail_r;
-        }
-        take_url(c, &u, &have_where);
-        free(u.buf);
     }
-    if (!have_where)
-        c->host = strdup("127.0.0.1");
+    return TC_OK;
+}
+
+static tc_result from_env_url(const tc_options *o, tc__config *c,
+                              resolving *st)
+{
+    const char *v;
+    url_parts u;
+    tc_result r;
+    int had_where = st->have_where;
+    if (had_where && c->username && c->password && c->db >= 0)
+        return TC_OK; /* nothing left for it to give */
+    if (!(v = env(o, "REDIS_URL")))
+        return TC_OK;
+    if ((r = parse_url(v, &u)) != TC_OK) {
+        char why[200];
+        snprintf(why, sizeof(why), "%s", tc_errmsg());
+        return tc__fail(r, "REDIS_URL: %s", why);
+    }
+    r = take_url(c, &u, st);
+    free(u.buf);
+    st->where_from_env_url = !had_where && st->have_where;
+    return r;
+}
+
+/* The docker-link REDIS_PORT is what an orchestrator injects, not what the
+ * user chose: its port counts as REDIS_PORT's, its host is the last resort,
+ * and a REDIS_URL that named the server wins over both. */
+static tc_result from_docker_link(const tc_options *o, tc__config *c,
+                                  resolving *st)
+{
+    (void)o;
+    if (!st->link_host || st->where_from_env_url)
+        return TC_OK;
+    if (!c->port)
+        c->port = st->link_port;
+    if (!st->have_where) {
+        c->host = st->link_host;
+        st->link_host = NULL;
+        st->have_where = 1;
+    }
+    return TC_OK;
+}
+
+static tc_result where_defaults(const tc_options *o, tc__config *c,
+                                resolving *st)
+{
+    tc_result r = TC_OK;
+    (void)o;
+    if (!st->have_where)
+        r = set_str(&c->host, "127.0.0.1");
     if (!c->port)
         c->port = 6379;
     if (c->db < 0)
         c->db = 0;
-    if (c->username && !c->password) {
-        r = tc__fail(TC_BAD_ARGUMENT, "a Redis user name needs a password");
-        goto fail_r;
-    }
+    return r;
+}
 
-    /* Keys and TTLs. */
-    v = o->key_prefix ? o->key_prefix : env(o, "CACHE_KEY_PREFIX");
-    c->prefix = strdup(v ? v : "");
-    c->prefix_len = strlen(c->prefix);
-    c->default_ttl_ms = o->default_ttl_ms;
-    if ((r = env_long(o, "CACHE_DEFAULT_TTL", 1, 10L * 365 * 86400, &n,
-                      &set)) != TC_OK)
-        goto fail_r;
-    if (!c->default_ttl_ms)
-        c->default_ttl_ms = set ? (uint64_t)n * 1000 : 900000;
-    c->l1_ttl_ms = o->l1_ttl_ms;
+/* --- Numbers: one table, option > environment > default --------------- */
+
+#define TEN_YEARS_S (10ULL * 365 * 86400)
+
+typedef struct num_field {
+    const char *name;    /* the tc_options field, for messages */
+    size_t opt_off, opt_size, cfg_off, cfg_size;
+    uint64_t def;        /* 0: derived later from other fields */
+    uint64_t max;        /* explicit values are 1..max */
+    int ttl;             /* TC_TTL_NONE is accepted too */
+    const char *note;    /* appended to the range in messages */
+    const char *env;     /* variable, or NULL */
+    uint64_t env_unit;   /* ms per unit of the variable */
+} num_field;
+
+/* The option and the config field have the same width, 4 or 8 bytes: a
+ * compile error (negative array size) otherwise. */
+#define OPT_SIZE(opt) sizeof(((tc_options *)0)->opt)
+#define CFG_SIZE(cfg) sizeof(((tc__config *)0)->cfg)
+#define SAME_WIDTH(opt, cfg)                                                 \
+    (OPT_SIZE(opt) +                                                         \
+     0 * sizeof(char[OPT_SIZE(opt) == CFG_SIZE(cfg) &&                       \
+                             (OPT_SIZE(opt) == 4 || OPT_SIZE(opt) == 8)      \
+                         ? 1                                                 \
+                         : -1]))
+#define NUM(opt, cfg, def, max, ttl, note, env, unit)                        \
+    {#opt, offsetof(tc_options, opt), SAME_WIDTH(opt, cfg),                  \
+     offsetof(tc__config, cfg), CFG_SIZE(cfg), def, max, ttl, note, env, unit}
+
+static const num_field num_fields[] = {
+    NUM(default_ttl_ms, default_ttl_ms, 900000, TC_TTL_MAX_MS, 1,
+        " (ten years) or TC_TTL_NONE", "CACHE_DEFAULT_TTL", 1000),
+    NUM(l1_ttl_ms, l1_ttl_ms, 0, TC_TTL_MAX_MS, 1,
+        " (ten years) or TC_TTL_NONE", NULL, 0),
+    NUM(l1_max_bytes, l1_max_bytes, 64u << 20, SIZE_MAX, 0, "", NULL, 0),
+    NUM(l1_max_entries, l1_max_entries, 1000000, SIZE_MAX, 0, "", NULL, 0),
+    NUM(l1_shards, l1_shards, 0, 1024, 0, ", a power of two", NULL, 0),
+    NUM(max_key_bytes, max_key, 1024, 512u << 20, 0, " (Redis's 512 MiB)",
+        NULL, 0),
+    NUM(max_value_bytes, max_value, 16u << 20, 512u << 20, 0,
+        " (Redis's 512 MiB)", NULL, 0),
+    NUM(pool_size, pool_size, 0, 256, 0, "", NULL, 0),
+    NUM(connect_timeout_ms, connect_timeout_ms, 1000, TC_TIMEOUT_MAX_MS, 0,
+        " (one hour)", NULL, 0),
+    NUM(command_timeout_ms, command_timeout_ms, 500, TC_TIMEOUT_MAX_MS, 0,
+        " (one hour)", NULL, 0),
+    NUM(reconnect_min_ms, reconnect_min_ms, 50, TC_TIMEOUT_MAX_MS, 0,
+        " (one hour)", NULL, 0),
+    NUM(reconnect_max_ms, reconnect_max_ms, 2000, TC_TIMEOUT_MAX_MS, 0,
+        " (one hour)", NULL, 0),
+    NUM(breaker_threshold, breaker_threshold, 3, UINT_MAX, 0, "", NULL, 0),
+    NUM(lease_ms, lease_ms, 100, TC_TIMEOUT_MAX_MS, 0, " (one hour)", NULL,
+        0),
+    NUM(clock_margin_pct, clock_margin_pct, 5, 49, 0, "", NULL, 0),
+};
+
+/* Unsigned integer fields of width 4 or 8 (checked by NUM()). */
+static uint64_t get_uint(const void *base, size_t off, size_t size)
+{
+    const char *p = (const char *)base + off;
+    if (size == sizeof(uint32_t)) {
+        uint32_t v;
+        memcpy(&v, p, sizeof(v));
+        return v;
+    } else {
+        uint64_t v;
+        memcpy(&v, p, sizeof(v));
+        return v;
+    }
+}
+
+static void put_uint(void *base, size_t off, size_t size, uint64_t v)
+{
+    char *p = (char *)base + off;
+    if (size == sizeof(uint32_t)) {
+        uint32_t w = (uint32_t)v;
+        memcpy(p, &w, sizeof(w));
+    } else {
+        memcpy(p, &v, sizeof(v));
+    }
+}
+
+static tc_result num_from_env(const tc_options *o, const num_field *f,
+                              uint64_t *v)
+{
+    const char *s = f->env ? env(o, f->env) : NULL;
+    uint64_t max = f->max / f->env_unit, n;
+    if (!s)
+        return TC_OK;
+    if (tc__parse_u64(s, strlen(s), 1, max, &n))
+        return tc__fail(TC_BAD_ARGUMENT, "%s must be a number from 1 to %"
+                        PRIu64, f->env, max);
+    *v = n * f->env_unit; /* no wrap: n <= max / unit */
+    return TC_OK;
+}
+
+static tc_result numbers(const tc_options *o, tc__config *c, resolving *st)
+{
+    (void)st;
+    for (size_t i = 0; i < sizeof(num_fields) / sizeof(num_fields[0]); i++) {
+        const num_field *f = &num_fields[i];
+        uint64_t v = get_uint(o, f->opt_off, f->opt_size);
+        tc_result r;
+        if (v > f->max && !(f->ttl && v == TC_TTL_NONE))
+            return tc__fail(TC_BAD_ARGUMENT, "%s must be from 1 to %" PRIu64
+                            "%s", f->name, f->max, f->note);
+        if (!v && (r = num_from_env(o, f, &v)) != TC_OK)
+            return r;
+        put_uint(c, f->cfg_off, f->cfg_size, v ? v : f->def);
+    }
+    return TC_OK;
+}
+
+/* --- Modes ---------------------------------------------------------- */
+
+static tc_result modes(const tc_options *o, tc__config *c, resolving *st)
+{
+    static const char *const coherence_names[] = {"async", "strict", "none"};
+    const char *v;
+    (void)st;
+
+    c->enabled = o->enabled != TC_NO;
+    if (o->enabled == TC_DEFAULT && (v = env(o, "CACHE_ENABLED")) &&
+        tc__parse_bool(v, strlen(v), &c->enabled))
+        return tc__fail(TC_BAD_ARGUMENT, "CACHE_ENABLED must be true or false");
+
+    if ((unsigned)o->coherence > TC_COHERENCE_NONE)
+        return tc__fail(TC_BAD_ARGUMENT, "unknown coherence mode");
+    c->coherence = o->coherence;
+    /* TC_COHERENCE_ASYNC is also the zero "default". */
+    if (o->coherence == TC_COHERENCE_ASYNC && (v = env(o, "TC_COHERENCE"))) {
+        unsigned i = 0;
+        while (i < 3 && strcasecmp(v, coherence_names[i]) != 0)
+            i++;
+        if (i == 3)
+            return tc__fail(TC_BAD_ARGUMENT,
+                            "TC_COHERENCE must be async, strict or none");
+        c->coherence = (tc_coherence)i;
+    }
+    c->tracking = o->tracking == TC_YES;
+    c->log.fn = o->log;
+    c->log.ud = o->log_userdata;
+    return TC_OK;
+}
+
+/* --- Values derived from others, and checks across fields ------------ */
+
+static tc_result derive(const tc_options *o, tc__config *c, resolving *st)
+{
+    const char *chan = o->channel ? o->channel : "cache:invalidate";
+    (void)st;
     if (!c->l1_ttl_ms) {
-        c->l1_ttl_ms = c->default_ttl_ms == TC_TTL_NONE ? 60000
-                                                        : c->default_ttl_ms / 10;
+        /* TC_TTL_NONE / 10 is above the cap as well. */
+        c->l1_ttl_ms = c->default_ttl_ms / 10;
         if (c->l1_ttl_ms > 60000)
             c->l1_ttl_ms = 60000;
         if (!c->l1_ttl_ms)
             c->l1_ttl_ms = 1;
     }
-
-    c->enabled = 1;
-    if (o->enabled == TC_NO) {
-        c->enabled = 0;
-    } else if (o->enabled != TC_YES && (v = env(o, "CACHE_ENABLED"))) {
-        if (parse_bool(v, &c->enabled)) {
-            r = tc__fail(TC_BAD_ARGUMENT, "CACHE_ENABLED must be true or false");
-            goto fail_r;
-        }
-    }
-
-    /* L1. */
-    c->l1_max_bytes = o->l1_max_bytes ? o->l1_max_bytes : 64u << 20;
-    c->l1_max_entries = o->l1_max_entries ? o->l1_max_entries : 1000000;
-    c->l1_shards = o->l1_shards;
     if (!c->l1_shards) {
         c->l1_shards = 1;
         while (c->l1_shards < 16 * ncores() && c->l1_shards < 1024 &&
                c->l1_shards * 2 <= c->l1_max_entries)
             c->l1_shards <<= 1;
     }
-    if (c->l1_shards > c->l1_max_entries) {
-        /* Each shard holds at least one entry. */
-        r = tc__fail(TC_BAD_ARGUMENT, "l1_shards exceeds l1_max_entries");
-        goto fail_r;
+    if (!c->pool_size) {
+        c->pool_size = 2 * ncores();
+        if (c->pool_size > 256)
+            c->pool_size = 256;
     }
-    if (c->l1_shards > 1024 || (c->l1_shards & (c->l1_shards - 1))) {
-        r = tc__fail(TC_BAD_ARGUMENT, "l1_shards must be a power of two <= 1024");
-        goto fail_r;
-    }
-    c->max_key = o->max_key_bytes ? o->max_key_bytes : 1024;
-    c->max_value = o->max_value_bytes ? o->max_value_bytes : 16u << 20;
-    if (c->max_key > 512u << 20 || c->max_value > 512u << 20) {
-        r = tc__fail(TC_BAD_ARGUMENT, "key/value limits above Redis's 512 MiB");
-        goto fail_r;
-    }
-
-    /* L2. */
-    c->pool_size = o->pool_size ? o->pool_size : 2 * ncores();
-    if (c->pool_size > 256) {
-        r = tc__fail(TC_BAD_ARGUMENT, "pool_size must be at most 256");
-        goto fail_r;
-    }
-    c->connect_timeout_ms = o->connect_timeout_ms ? o->connect_timeout_ms : 1000;
-    c->command_timeout_ms = o->command_timeout_ms ? o->command_timeout_ms : 500;
-    c->reconnect_min_ms = o->reconnect_min_ms ? o->reconnect_min_ms : 50;
-    c->reconnect_max_ms = o->reconnect_max_ms ? o->reconnect_max_ms : 2000;
     if (c->reconnect_max_ms < c->reconnect_min_ms)
         c->reconnect_max_ms = c->reconnect_min_ms;
-    c->breaker_threshold = o->breaker_threshold ? o->breaker_threshold : 3;
-
-    /* Coherence. */
-    c->coherence = o->coherence;
-    if ((unsigned)c->coherence > TC_COHERENCE_NONE) {
-        r = tc__fail(TC_BAD_ARGUMENT, "unknown coherence mode");
-        goto fail_r;
-    }
-    if (c->coherence == TC_COHERENCE_ASYNC && (v = env(o, "TC_COHERENCE"))) {
-        if (strcasecmp(v, "strict") == 0)
-            c->coherence = TC_COHERENCE_STRICT;
-        else if (strcasecmp(v, "none") == 0)
-            c->coherence = TC_COHERENCE_NONE;
-        else if (strcasecmp(v, "async") != 0) {
-            r = tc__fail(TC_BAD_ARGUMENT,
-                         "TC_COHERENCE must be async, strict or none");
-            goto fail_r;
-        }
-    }
-    v = o->channel ? o->channel : "cache:invalidate";
-    c->channel = malloc(c->prefix_len + strlen(v) + 1);
-    if (c->channel)
-        sprintf(c->channel, "%s%s", c->prefix, v);
-    c->lease_ms = o->lease_ms ? o->lease_ms : 100;
-    c->clock_margin_pct = o->clock_margin_pct ? o->clock_margin_pct : 5;
-    if (c->clock_margin_pct >= 50) {
-        r = tc__fail(TC_BAD_ARGUMENT, "clock_margin_pct must be below 50");
-        goto fail_r;
-    }
-    c->tracking = o->tracking == TC_YES;
-    c->log.fn = o->log;
-    c->log.ud = o->log_userdata;
-
-    if ((!c->host && !c->unix_path) || !c->prefix || !c->channel) {
-        r = tc__fail(TC_NO_MEMORY, "out of memory resolving options");
-        goto fail_r;
-    }
+    if (!c->prefix && set_str(&c->prefix, "") != TC_OK)
+        return TC_NO_MEMORY;
+    c->prefix_len = strlen(c->prefix);
+    c->channel = malloc(c->prefix_len + strlen(chan) + 1);
+    if (!c->channel)
+        return tc__fail(TC_NO_MEMORY, "out of memory resolving options");
+    sprintf(c->channel, "%s%s", c->prefix, chan);
     return TC_OK;
-fail_r:
-    tc__config_free(c);
+}
+
+static tc_result cross_checks(const tc_options *o, tc__config *c,
+                              resolving *st)
+{
+    (void)o, (void)st;
+    if (c->username && !c->password)
+        return tc__fail(TC_BAD_ARGUMENT, "a Redis user name needs a password");
+    if (c->l1_shards & (c->l1_shards - 1))
+        return tc__fail(TC_BAD_ARGUMENT,
+                        "l1_shards must be a power of two <= 1024");
+    if (c->l1_shards > c->l1_max_entries) /* each shard holds one at least */
+        return tc__fail(TC_BAD_ARGUMENT, "l1_shards exceeds l1_max_entries");
+    if (c->tracking && !c->prefix_len)
+        return tc__fail(TC_BAD_ARGUMENT,
+                        "tracking needs a key_prefix (or CACHE_KEY_PREFIX): "
+                        "with an empty prefix CLIENT TRACKING BCAST reports "
+                        "every key, the library's own ones included");
+    return TC_OK;
+}
+
+tc_result tc__config_resolve(const tc_options *o, tc__config *c)
+{
+    typedef tc_result (*step)(const tc_options *, tc__config *, resolving *);
+    /* In order of precedence for the fields they share. */
+    static const step steps[] = {
+        check_reserved,   /* tc_options.reserved_ is zero */
+        from_options,     /* explicit host, port, credentials, db, prefix */
+        from_options_url, /* opts->url */
+        from_env_vars,    /* REDIS_HOST/PORT/USERNAME/PASSWORD/DB, prefix */
+        from_env_url,     /* REDIS_URL */
+        from_docker_link, /* REDIS_PORT=tcp://host:port */
+        where_defaults,   /* 127.0.0.1:6379, db 0 */
+        numbers,          /* TTLs, sizes, timeouts: option > env > default */
+        modes,            /* enabled, coherence, tracking, log */
+        derive,           /* l1_ttl, shards, pool, prefix, channel */
+        cross_checks,
+    };
+    static const tc_options none;
+    resolving st = {0, 0, NULL, 0};
+    tc_result r = TC_OK;
+
+    if (!o)
+        o = &none;
+    memset(c, 0, sizeof(*c));
+    c->db = -1;
+    for (size_t i = 0; i < sizeof(steps) / sizeof(steps[0]) && r == TC_OK;
+         i++)
+        r = steps[i](o, c, &st);
+    free(st.link_host);
+    if (r != TC_OK)
+        tc__config_free(c);
     return r;
 }
 

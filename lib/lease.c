@@ -37,6 +37,7 @@
 
 #include "bus_internal.h"
 #include "clock.h"
+#include "parse.h"
 
 /* KEYS: members, clock. ARGV: id, lease ms, heartbeat channel, token. */
 static const char heartbeat_script[] =
@@ -119,7 +120,7 @@ static void send_heartbeat(tc__bus *bus)
 void tc__lease_on_pong(tc__bus *bus, const char *buf, size_t len)
 {
     uint64_t n;
-    if (tc__msg_parse_u64(buf, buf + len, &n) != 0 || n < bus->hb_oldest ||
+    if (tc__parse_u64(buf, len, 0, UINT64_MAX, &n) != 0 || n < bus->hb_oldest ||
         n >= bus->hb_next)
         return; /* from a connection we dropped, or not ours */
     bus->hb_oldest = n + 1;

@@ -3,23 +3,10 @@
 #include <string.h>
 
 #include "msg.h"
+#include "parse.h"
 
 static const char *const kinds[] = {"key", "keys", "prefix", "pattern", "all"};
 
-int tc__msg_parse_u64(const char *s, const char *e, uint64_t *v)
-{
-    uint64_t x = 0;
-    if (s == e || e - s > 20)
-        return -1;
-    for (; s < e; s++) {
-        uint64_t d = (uint64_t)(*s - '0');
-        if (*s < '0' || *s > '9' || x > (UINT64_MAX - d) / 10)
-            return -1;
-        x = x * 10 + d;
-    }
-    *v = x;
-    return 0;
-}
 
 int tc__msg_parse(const char *buf, size_t len, tc__msg *m, const char **why)
 {
@@ -58,8 +45,10 @@ int tc__msg_parse(const char *buf, size_t len, tc__msg *m, const char **why)
             c1 = memchr(p, ':', (size_t)(sp - p));
             c2 = c1 ? memchr(c1 + 1, ':', (size_t)(sp - c1 - 1)) : NULL;
             if (!c2 || c1 - p - 1 < 1 || c1 - p - 1 > TC__ORIGIN_MAX ||
-                tc__msg_parse_u64(c1 + 1, c2, &m->seq) ||
-                tc__msg_parse_u64(c2 + 1, sp, &m->ts_us)) {
+                tc__parse_u64(c1 + 1, (size_t)(c2 - c1 - 1), 0, UINT64_MAX,
+                              &m->seq) ||
+                tc__parse_u64(c2 + 1, (size_t)(sp - c2 - 1), 0, UINT64_MAX,
+                              &m->ts_us)) {
                 *why = "malformed @origin:seq:ts";
                 return -1;
             }
@@ -95,7 +84,9 @@ int tc__msg_next_key(const tc__msg *m, size_t *pos, const char **key,
     if (p == e)
         return 0;
     colon = memchr(p, ':', (size_t)(e - p) < 21 ? (size_t)(e - p) : 21);
-    if (!colon || tc__msg_parse_u64(p, colon, &n) || n > (uint64_t)(e - colon - 1))
+    if (!colon ||
+        tc__parse_u64(p, (size_t)(colon - p), 0, UINT64_MAX, &n) ||
+        n > (uint64_t)(e - colon - 1))
         return -1;
     *key = colon + 1;
     *klen = (size_t)n;

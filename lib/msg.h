@@ -52,7 +52,4 @@ char *tc__msg_encode(tc__msg_kind kind, const char *origin, uint64_t seq,
                      uint64_t ts_us, size_t n, const void *const *keys,
                      const size_t *klens, size_t *len);
 
-/** Strict decimal u64 in [s, e): digits only, no overflow. 0 or -1. */
-int tc__msg_parse_u64(const char *s, const char *e, uint64_t *v);
-
 #endif

@@ -15,6 +15,7 @@
 
 #include "bus_internal.h"
 #include "clock.h"
+#include "parse.h"
 
 typedef struct ack_id {
     char id[TC__ORIGIN_MAX + 1];
@@ -94,7 +95,7 @@ void tc__strict_on_ack_message(tc__strict_registry *s, const char *buf,
 {
     const char *sp = memchr(buf, ' ', len);
     uint64_t seq;
-    if (!sp || tc__msg_parse_u64(buf, sp, &seq) != 0)
+    if (!sp || tc__parse_u64(buf, (size_t)(sp - buf), 0, UINT64_MAX, &seq))
         return;
     tc__strict_ack(s, seq, sp + 1, len - (size_t)(sp + 1 - buf));
 }

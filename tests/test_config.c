@@ -1,6 +1,8 @@
 /* Configuration: tc_options_parse_url() and tc__config_resolve() with the
  * environment. Criterion runs each test in its own process, so setenv()
  * does not leak between tests; every test starts from a clean slate. */
+#include <stddef.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -9,6 +11,7 @@
 
 #include "config.h"
 #include "error.h"
+#include "parse.h"
 
 static const char *const env_vars[] = {
     "REDIS_URL",        "REDIS_HOST",        "REDIS_PORT",
@@ -23,6 +26,7 @@ static void clean_env(void)
         unsetenv(env_vars[i]);
 }
 
+TestSuite(parse);
 TestSuite(url, .init = clean_env);
 TestSuite(config, .init = clean_env);
 
@@ -36,6 +40,140 @@ static void reset_errmsg(void)
 static int within(const char *p, const char *buf, size_t len)
 {
     return p >= buf && p < buf + len;
+}
+
+/* ------------------------------------------------------------------ */
+/* parse.h: the one strict parser                                      */
+/* ------------------------------------------------------------------ */
+
+static int u64(const char *s, uint64_t lo, uint64_t hi, uint64_t *out)
+{
+    return tc__parse_u64(s, strlen(s), lo, hi, out);
+}
+
+Test(parse, u64_accepts_plain_decimal_in_range)
+{
+    uint64_t v = 0;
+    cr_assert_eq(u64("0", 0, 10, &v), 0);
+    cr_assert_eq(v, 0);
+    cr_assert_eq(u64("6379", 1, 65535, &v), 0);
+    cr_assert_eq(v, 6379);
+    cr_assert_eq(u64("007", 0, 10, &v), 0, "leading zeros are allowed");
+    cr_assert_eq(v, 7);
+    cr_assert_eq(u64("18446744073709551615", 0, UINT64_MAX, &v), 0);
+    cr_assert_eq(v, UINT64_MAX);
+    cr_assert_eq(u64("1", 1, 1, &v), 0);
+    cr_assert_eq(u64("65535", 1, 65535, &v), 0);
+}
+
+Test(parse, u64_rejects_everything_else_and_leaves_out_alone)
+{
+    static const char *const bad[] = {
+        "",  "-1", "+1", " 1", "1 ", "1x", "0x10", "1.5", "1e3", "\t1",
+        "18446744073709551616", "99999999999999999999",
+        "184467440737095516150"};
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        uint64_t v = 42;
+        cr_assert_eq(u64(bad[i], 0, UINT64_MAX, &v), -1, "accepted \"%s\"",
+                     bad[i]);
+        cr_assert_eq(v, 42, "\"%s\" changed *out", bad[i]);
+    }
+}
+
+Test(parse, u64_checks_the_range)
+{
+    uint64_t v = 42;
+    cr_assert_eq(u64("0", 1, 65535, &v), -1);
+    cr_assert_eq(u64("65536", 1, 65535, &v), -1);
+    cr_assert_eq(v, 42);
+}
+
+Test(parse, u64_reads_only_n_bytes)
+{
+    uint64_t v = 0;
+    /* The length bounds the number: a suffix outside it is not read, a
+     * NUL inside it is not a digit. */
+    cr_assert_eq(tc__parse_u64("6379 1", 4, 0, UINT64_MAX, &v), 0);
+    cr_assert_eq(v, 6379);
+    cr_assert_eq(tc__parse_u64("12\0003", 4, 0, UINT64_MAX, &v), -1);
+    cr_assert_eq(tc__parse_u64("12", 0, 0, UINT64_MAX, &v), -1);
+    cr_assert_eq(tc__parse_u64(NULL, 0, 0, UINT64_MAX, &v), -1);
+}
+
+static int i64(const char *s, int64_t *out)
+{
+    return tc__parse_i64(s, strlen(s), INT64_MIN, INT64_MAX, out);
+}
+
+Test(parse, i64_follows_string2ll)
+{
+    static const char *const bad[] = {"",   "-",  "+1", "01", "-0", "-01",
+                                      " 1", "1 ", "--1", "1-",
+                                      "9223372036854775808",
+                                      "-9223372036854775809",
+                                      "99999999999999999999"};
+    int64_t v = 0;
+    cr_assert_eq(i64("0", &v), 0);
+    cr_assert_eq(v, 0);
+    cr_assert_eq(i64("-5", &v), 0);
+    cr_assert_eq(v, -5);
+    cr_assert_eq(i64("9223372036854775807", &v), 0);
+    cr_assert_eq(v, INT64_MAX);
+    cr_assert_eq(i64("-9223372036854775808", &v), 0);
+    cr_assert_eq(v, INT64_MIN);
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        v = 42;
+        cr_assert_eq(i64(bad[i], &v), -1, "accepted \"%s\"", bad[i]);
+        cr_assert_eq(v, 42);
+    }
+    cr_assert_eq(tc__parse_i64("-1", 2, 0, 10, &v), -1, "range");
+    cr_assert_eq(tc__parse_i64("11", 2, 0, 10, &v), -1, "range");
+}
+
+Test(parse, octal_for_file_modes)
+{
+    uint64_t v = 0;
+    cr_assert_eq(tc__parse_octal("0600", 4, 0777, &v), 0);
+    cr_assert_eq(v, 0600);
+    cr_assert_eq(tc__parse_octal("777", 3, 0777, &v), 0);
+    cr_assert_eq(v, 0777);
+    v = 42;
+    cr_assert_eq(tc__parse_octal("0800", 4, 0777, &v), -1);
+    cr_assert_eq(tc__parse_octal("1000", 4, 0777, &v), -1);
+    cr_assert_eq(tc__parse_octal("", 0, 0777, &v), -1);
+    cr_assert_eq(tc__parse_octal("-1", 2, 0777, &v), -1);
+    cr_assert_eq(v, 42);
+}
+
+Test(parse, booleans)
+{
+    static const char *const yes[] = {"1", "true", "TRUE", "yes", "Yes", "on"};
+    static const char *const no[] = {"0", "false", "no", "OFF", "off"};
+    static const char *const bad[] = {"", "2", "maybe", "tru", "truee",
+                                      " true", "y", "n"};
+    for (size_t i = 0; i < sizeof(yes) / sizeof(yes[0]); i++) {
+        int b = 0;
+        cr_assert_eq(tc__parse_bool(yes[i], strlen(yes[i]), &b), 0, "%s",
+                     yes[i]);
+        cr_assert_eq(b, 1, "%s", yes[i]);
+    }
+    for (size_t i = 0; i < sizeof(no) / sizeof(no[0]); i++) {
+        int b = 1;
+        cr_assert_eq(tc__parse_bool(no[i], strlen(no[i]), &b), 0, "%s", no[i]);
+        cr_assert_eq(b, 0, "%s", no[i]);
+    }
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        int b = 7;
+        cr_assert_eq(tc__parse_bool(bad[i], strlen(bad[i]), &b), -1, "%s",
+                     bad[i]);
+        cr_assert_eq(b, 7);
+    }
+    /* Only the first n bytes count. */
+    {
+        int b = 7;
+        cr_assert_eq(tc__parse_bool("onward", 2, &b), 0);
+        cr_assert_eq(b, 1);
+    }
 }
 
 /* ------------------------------------------------------------------ */
@@ -826,4 +964,378 @@ Test(config, where_has_no_credentials)
     tc__config_where(&c, buf, sizeof(buf));
     cr_assert_str_eq(buf, "unix:/tmp/r.sock");
     tc__config_free(&c);
+}
+
+/* ------------------------------------------------------------------ */
+/* REDIS_PORT in the docker-link form (issue 8)                         */
+/* ------------------------------------------------------------------ */
+
+/* Kubernetes injects REDIS_PORT=tcp://<cluster ip>:<port> into every pod
+ * of a namespace with a Service named "redis". Explicit options must not
+ * be broken by it. */
+Test(config, docker_link_redis_port_does_not_break_explicit_host_and_port)
+{
+    tc_options o;
+    tc__config c;
+    setenv("REDIS_PORT", "tcp://10.0.0.7:6379", 1);
+    memset(&o, 0, sizeof(o));
+    o.host = "cache.internal";
+    o.port = 7000;
+    c = resolve_ok(&o);
+    cr_assert_str_eq(c.host, "cache.internal");
+    cr_assert_eq(c.port, 7000);
+    tc__config_free(&c);
+}
+
+Test(config, docker_link_redis_port_alone_gives_host_and_port)
+{
+    tc__config c;
+    setenv("REDIS_PORT", "tcp://10.0.0.7:6380", 1);
+    c = resolve_ok(NULL);
+    cr_assert_str_eq(c.host, "10.0.0.7");
+    cr_assert_eq(c.port, 6380);
+    tc__config_free(&c);
+}
+
+Test(config, docker_link_redis_port_with_redis_host_gives_the_port)
+{
+    tc__config c;
+    setenv("REDIS_HOST", "named.example", 1);
+    setenv("REDIS_PORT", "tcp://10.0.0.7:6380", 1);
+    c = resolve_ok(NULL);
+    cr_assert_str_eq(c.host, "named.example");
+    cr_assert_eq(c.port, 6380);
+    tc__config_free(&c);
+}
+
+Test(config, docker_link_redis_port_with_explicit_host_gives_the_port)
+{
+    tc_options o;
+    tc__config c;
+    setenv("REDIS_PORT", "tcp://10.0.0.7:6380", 1);
+    memset(&o, 0, sizeof(o));
+    o.host = "cache.internal";
+    c = resolve_ok(&o);
+    cr_assert_str_eq(c.host, "cache.internal");
+    cr_assert_eq(c.port, 6380);
+    tc__config_free(&c);
+}
+
+/* A REDIS_URL the user set wins over the orchestrator's injected
+ * endpoint, port included. */
+Test(config, redis_url_wins_over_docker_link_redis_port)
+{
+    tc__config c;
+    setenv("REDIS_URL", "redis://real.example:6390/2", 1);
+    setenv("REDIS_PORT", "tcp://10.0.0.7:6379", 1);
+    c = resolve_ok(NULL);
+    cr_assert_str_eq(c.host, "real.example");
+    cr_assert_eq(c.port, 6390);
+    cr_assert_eq(c.db, 2);
+    tc__config_free(&c);
+}
+
+Test(config, docker_link_redis_port_ipv6)
+{
+    tc__config c;
+    setenv("REDIS_PORT", "tcp://[fd00::7]:6379", 1);
+    c = resolve_ok(NULL);
+    cr_assert_str_eq(c.host, "fd00::7");
+    cr_assert_eq(c.port, 6379);
+    tc__config_free(&c);
+}
+
+Test(config, malformed_docker_link_redis_port)
+{
+    static const char *const bad[] = {
+        "tcp://10.0.0.7",      "tcp://10.0.0.7:",   "tcp://10.0.0.7:0",
+        "tcp://10.0.0.7:70000", "tcp://:6379",      "udp://10.0.0.7:6379",
+        "tcp://10.0.0.7:63x9", "tcp://a b:6379",    "tcp://h:6379/x",
+        "tcp://[fd00::7:6379"};
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        setenv("REDIS_PORT", bad[i], 1);
+        resolve_bad(NULL, "REDIS_PORT");
+    }
+}
+
+/* ------------------------------------------------------------------ */
+/* An environment value that explicit options override is never read   */
+/* ------------------------------------------------------------------ */
+
+Test(config, malformed_redis_port_overridden_by_explicit_port)
+{
+    tc_options o;
+    tc__config c;
+    setenv("REDIS_PORT", "nope", 1);
+    memset(&o, 0, sizeof(o));
+    o.port = 7000;
+    c = resolve_ok(&o);
+    cr_assert_eq(c.port, 7000);
+    tc__config_free(&c);
+}
+
+Test(config, malformed_redis_port_overridden_by_unix_path)
+{
+    tc_options o;
+    tc__config c;
+    setenv("REDIS_PORT", "nope", 1);
+    memset(&o, 0, sizeof(o));
+    o.unix_path = "/tmp/r.sock";
+    c = resolve_ok(&o);
+    cr_assert_str_eq(c.unix_path, "/tmp/r.sock");
+    tc__config_free(&c);
+}
+
+Test(config, malformed_redis_port_overridden_by_options_url_port)
+{
+    tc_options o;
+    tc__config c;
+    setenv("REDIS_PORT", "nope", 1);
+    memset(&o, 0, sizeof(o));
+    o.url = "redis://h:6390";
+    c = resolve_ok(&o);
+    cr_assert_eq(c.port, 6390);
+    tc__config_free(&c);
+}
+
+Test(config, malformed_redis_db_overridden_by_explicit_db)
+{
+    tc_options o;
+    tc__config c;
+    setenv("REDIS_DB", "x", 1);
+    memset(&o, 0, sizeof(o));
+    o.db = 3;
+    c = resolve_ok(&o);
+    cr_assert_eq(c.db, 3);
+    tc__config_free(&c);
+}
+
+Test(config, malformed_default_ttl_overridden_by_explicit_ttl)
+{
+    tc_options o;
+    tc__config c;
+    setenv("CACHE_DEFAULT_TTL", "30s", 1);
+    memset(&o, 0, sizeof(o));
+    o.default_ttl_ms = 5000;
+    c = resolve_ok(&o);
+    cr_assert_eq(c.default_ttl_ms, 5000);
+    tc__config_free(&c);
+}
+
+Test(config, malformed_coherence_and_enabled_overridden_by_explicit_values)
+{
+    tc_options o;
+    tc__config c;
+    setenv("TC_COHERENCE", "bogus", 1);
+    setenv("CACHE_ENABLED", "maybe", 1);
+    memset(&o, 0, sizeof(o));
+    o.coherence = TC_COHERENCE_STRICT;
+    o.enabled = TC_YES;
+    c = resolve_ok(&o);
+    cr_assert_eq(c.coherence, TC_COHERENCE_STRICT);
+    cr_assert_eq(c.enabled, 1);
+    tc__config_free(&c);
+}
+
+/* ------------------------------------------------------------------ */
+/* Timeouts and leases are bounded so that sums of them cannot wrap    */
+/* ------------------------------------------------------------------ */
+
+#define HOUR_MS 3600000u
+
+static uint32_t *timeout_field(tc_options *o, int i)
+{
+    switch (i) {
+    case 0: return &o->connect_timeout_ms;
+    case 1: return &o->command_timeout_ms;
+    case 2: return &o->reconnect_min_ms;
+    case 3: return &o->reconnect_max_ms;
+    default: return &o->lease_ms;
+    }
+}
+
+static const char *const timeout_names[] = {
+    "connect_timeout_ms", "command_timeout_ms", "reconnect_min_ms",
+    "reconnect_max_ms", "lease_ms"};
+
+Test(config, timeouts_up_to_an_hour_are_accepted)
+{
+    tc_options o = no_env();
+    tc__config c;
+    for (int i = 0; i < 5; i++)
+        *timeout_field(&o, i) = HOUR_MS;
+    c = resolve_ok(&o);
+    cr_assert_eq(c.connect_timeout_ms, HOUR_MS);
+    cr_assert_eq(c.command_timeout_ms, HOUR_MS);
+    cr_assert_eq(c.reconnect_min_ms, HOUR_MS);
+    cr_assert_eq(c.reconnect_max_ms, HOUR_MS);
+    cr_assert_eq(c.lease_ms, HOUR_MS);
+    /* What the bound is for: sums of a few timeouts fit in 32 bits. */
+    cr_assert_lt((uint64_t)c.connect_timeout_ms + c.command_timeout_ms +
+                     c.lease_ms + c.reconnect_max_ms,
+                 (uint64_t)UINT32_MAX / 8);
+    tc__config_free(&c);
+}
+
+Test(config, timeouts_above_an_hour_are_rejected)
+{
+    static const uint32_t bad[] = {HOUR_MS + 1, UINT32_MAX / 2 + 1,
+                                   UINT32_MAX};
+    for (int i = 0; i < 5; i++) {
+        for (size_t j = 0; j < sizeof(bad) / sizeof(bad[0]); j++) {
+            tc_options o = no_env();
+            *timeout_field(&o, i) = bad[j];
+            resolve_bad(&o, timeout_names[i]);
+            cr_assert(strstr(tc_errmsg(), "3600000") != NULL,
+                      "detail \"%s\" does not give the bound", tc_errmsg());
+        }
+    }
+}
+
+/* ------------------------------------------------------------------ */
+/* Tracking needs a key prefix                                         */
+/* ------------------------------------------------------------------ */
+
+/* BCAST with an empty prefix tracks every key, the members set included:
+ * N^2 pushes per lease tick. */
+Test(config, tracking_without_a_key_prefix_is_rejected)
+{
+    tc_options o = no_env();
+    o.tracking = TC_YES;
+    resolve_bad(&o, "key_prefix");
+    o.key_prefix = "";
+    resolve_bad(&o, "key_prefix");
+}
+
+Test(config, tracking_with_a_key_prefix_is_accepted)
+{
+    tc_options o = no_env();
+    tc__config c;
+    o.tracking = TC_YES;
+    o.key_prefix = "app:";
+    c = resolve_ok(&o);
+    cr_assert_eq(c.tracking, 1);
+    tc__config_free(&c);
+}
+
+Test(config, tracking_with_an_env_key_prefix_is_accepted)
+{
+    tc_options o;
+    tc__config c;
+    setenv("CACHE_KEY_PREFIX", "app:", 1);
+    memset(&o, 0, sizeof(o));
+    o.tracking = TC_YES;
+    c = resolve_ok(&o);
+    cr_assert_eq(c.tracking, 1);
+    cr_assert_str_eq(c.prefix, "app:");
+    tc__config_free(&c);
+}
+
+/* ------------------------------------------------------------------ */
+/* TTLs                                                                 */
+/* ------------------------------------------------------------------ */
+
+Test(config, ttl_none_is_stored_as_is)
+{
+    tc_options o = no_env();
+    tc__config c;
+    o.default_ttl_ms = TC_TTL_NONE;
+    o.l1_ttl_ms = TC_TTL_NONE;
+    c = resolve_ok(&o);
+    cr_assert_eq(c.default_ttl_ms, TC_TTL_NONE);
+    cr_assert_eq(c.l1_ttl_ms, TC_TTL_NONE);
+    tc__config_free(&c);
+}
+
+Test(config, ttl_none_default_gives_the_l1_cap)
+{
+    tc_options o = no_env();
+    tc__config c;
+    o.default_ttl_ms = TC_TTL_NONE;
+    c = resolve_ok(&o);
+    cr_assert_eq(c.default_ttl_ms, TC_TTL_NONE);
+    cr_assert_eq(c.l1_ttl_ms, 60000);
+    tc__config_free(&c);
+}
+
+Test(config, largest_env_default_ttl_does_not_wrap)
+{
+    tc__config c;
+    setenv("CACHE_DEFAULT_TTL", "315360000", 1); /* ten years */
+    c = resolve_ok(NULL);
+    cr_assert_eq(c.default_ttl_ms, 315360000000ull);
+    tc__config_free(&c);
+    setenv("CACHE_DEFAULT_TTL", "315360001", 1);
+    resolve_bad(NULL, "CACHE_DEFAULT_TTL");
+    setenv("CACHE_DEFAULT_TTL", "18446744073709552", 1); /* x1000 wraps */
+    resolve_bad(NULL, "CACHE_DEFAULT_TTL");
+}
+
+/* A finite TTL is at most ten years, so that no later conversion (ms to ns)
+ * can wrap; TC_TTL_NONE is the way to say "no expiry". */
+Test(config, finite_ttls_above_ten_years_are_rejected)
+{
+    tc_options o = no_env();
+    o.default_ttl_ms = 315360000000ull + 1;
+    resolve_bad(&o, "default_ttl_ms");
+    o = no_env();
+    o.l1_ttl_ms = TC_TTL_NONE - 1;
+    resolve_bad(&o, "l1_ttl_ms");
+}
+
+/* ------------------------------------------------------------------ */
+/* Room to grow in the caller-allocated public structs                 */
+/* ------------------------------------------------------------------ */
+
+Test(config, zero_initialised_options_resolve)
+{
+    tc_options o = {0};
+    tc_options d = {.ignore_env = TC_YES, .key_prefix = "p:"};
+    tc__config c;
+    c = resolve_ok(&o);
+    tc__config_free(&c);
+    c = resolve_ok(&d);
+    cr_assert_str_eq(c.prefix, "p:");
+    tc__config_free(&c);
+}
+
+/* A program built against a later header that sets a field this library
+ * does not know gets an error, not a silently ignored setting. */
+Test(config, non_zero_reserved_options_are_rejected)
+{
+    for (size_t i = 0; i < sizeof(((tc_options *)0)->reserved_) /
+                               sizeof(((tc_options *)0)->reserved_[0]);
+         i++) {
+        tc_options o = no_env();
+        o.reserved_[i] = 1;
+        resolve_bad(&o, "reserved_");
+    }
+}
+
+/* The ABI promise: reserved words end both structs, and a new field takes
+ * reserved words instead of growing them. Sizes as on LP64 Linux. */
+Test(config, public_struct_sizes_never_change)
+{
+    cr_assert_eq(offsetof(tc_options, reserved_) +
+                     sizeof(((tc_options *)0)->reserved_),
+                 sizeof(tc_options), "a field was added after reserved_");
+    cr_assert_eq(offsetof(tc_stats, reserved_) +
+                     sizeof(((tc_stats *)0)->reserved_),
+                 sizeof(tc_stats), "a field was added after reserved_");
+#if defined(__x86_64__) || defined(__aarch64__)
+    cr_assert_eq(sizeof(tc_options), 264,
+                 "tc_options changed size: take reserved_ words instead");
+    cr_assert_eq(sizeof(tc_stats), 520,
+                 "tc_stats changed size: take reserved_ words instead");
+#endif
+}
+
+Test(config, stats_reserved_words_are_zero)
+{
+    tc_stats st;
+    memset(&st, 0xa5, sizeof(st));
+    tc_cache_stats(NULL, &st);
+    for (size_t i = 0; i < sizeof(st.reserved_) / sizeof(st.reserved_[0]);
+         i++)
+        cr_assert_eq(st.reserved_[i], 0, "reserved_[%zu]", i);
 }

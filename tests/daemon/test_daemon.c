@@ -657,8 +657,11 @@ Test(daemon, set_through_one_invalidates_other_strict)
 
 Test(daemon, plain_redis_write_invalidates_with_tracking)
 {
-    tcd_proc *a = start_daemon("--tracking", LONG_L1, NULL);
-    tcd_proc *b = start_daemon("--tracking", LONG_L1, NULL);
+    /* Tracking needs a key prefix (BCAST over "" would report every key). */
+    tcd_proc *a = start_daemon("--tracking", "--key-prefix", "t:", LONG_L1,
+                               NULL);
+    tcd_proc *b = start_daemon("--tracking", "--key-prefix", "t:", LONG_L1,
+                               NULL);
     redisContext *ca = connect_to(a), *cb = connect_to(b);
     get_is ga = {a, "tracked", "from-redis-cli"};
     get_is gb = {b, "tracked", "from-redis-cli"};
@@ -668,7 +671,7 @@ Test(daemon, plain_redis_write_invalidates_with_tracking)
     expect_status(cb, "old", "GET tracked");
     expect_status(cb, "old", "GET tracked");
     /* A write that bypasses tiercache entirely. */
-    out = tcr_cmd(&redis, NULL, "SET", "tracked", "from-redis-cli", NULL);
+    out = tcr_cmd(&redis, NULL, "SET", "t:tracked", "from-redis-cli", NULL);
     cr_assert_not_null(out);
     free(out);
     cr_assert(tcr_wait(get_equals, &ga, DEADLINE_MS), "A kept the old value");

@@ -570,3 +570,42 @@ Test(guarantees, mget_out_of_memory_answers_every_key)
                       "key %zu reported TC_OK with no value", i);
 #endif
 }
+
+/* ------------------------------------------------------------------ */
+/* 5. Clocks: a wall-clock step on the Redis host prunes no live member */
+/* ------------------------------------------------------------------ */
+
+/* The Redis server's wall clock (TIME) scores the members. A step of the
+ * host's clock by +30 s is, to the scripts, the same as every stored time
+ * being 30 s older: the state below is the one right after such a step,
+ * for a peer whose heartbeat ran just before it. (Stepping the real clock
+ * would step the whole test machine; libfaketime does not load into
+ * redis-server 7.0.) */
+Test(guarantees, a_forward_clock_step_on_the_redis_host_prunes_no_member)
+{
+    tc_options o = test_opts(&srv);
+    tc_cache *a;
+    tc_stats st;
+    char *s;
+    o.coherence = TC_COHERENCE_STRICT;
+    a = must_create(&o);
+    cr_assert(tcr_wait(servable, a, 10000));
+    s = tcr_cmd(&srv, NULL, "EVAL",
+                "local t = redis.call('TIME') "
+                "local then_ = t[1] * 1000 - 30000 "
+                "redis.call('SET', KEYS[2], then_) "
+                "return redis.call('ZADD', KEYS[1], then_ + 100, "
+                "'peer000000000000')",
+                "2", "__tiercache:cache:invalidate:members",
+                "__tiercache:cache:invalidate:clock", NULL);
+    cr_assert_str_eq(s, "1");
+    free(s);
+    /* The peer never acknowledges: a strict write must wait out the lease
+     * for it rather than take it for dead. */
+    cr_assert_eq(set_str(a, "k", "v", 0), TC_OK, "%s", tc_errmsg());
+    tc_cache_stats(a, &st);
+    cr_assert_eq(st.strict_lease_expiries, 1,
+                 "the strict write did not wait for a member that a clock "
+                 "step made look expired");
+    tc_cache_destroy(a);
+}

@@ -5,6 +5,8 @@
  * runs on a worker thread and may call any blocking library function.
  * A `work` handler sees only the request, the reply buffer and the server's
  * read-only parts.
+ * The table is in commands.c; the handlers by family in cmd_conn.c,
+ * cmd_strings.c, cmd_keys.c, cmd_server.c and cmd_tc.c.
  */
 #ifndef TCD_COMMANDS_H
 #define TCD_COMMANDS_H

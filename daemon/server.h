@@ -1,6 +1,8 @@
 /*
- * The event loop side of tiercached: listeners, client connections, request
- * dispatch and in-order replies.
+ * The event loop side of tiercached: the server's state and lifetime
+ * (server.c), and the structures its parts share: listeners (listen.c),
+ * client I/O and back-pressure (client.c), dispatch and per-client ordering
+ * (dispatch.c), the worker pool (workers.c).
  *
  * Threads: one libev loop thread owns every tcd_client and the server's
  * mutable state. Worker threads (workers.h) see a job's request, its reply

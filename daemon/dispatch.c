@@ -1,0 +1,216 @@
+#include "dispatch.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+
+#include "client.h"
+#include "commands.h"
+#include "log.h"
+#include "workers.h"
+
+static tcd_job *new_slot(tcd_client *cl)
+{
+    tcd_job *j = calloc(1, sizeof(*j));
+    if (!j)
+        return NULL;
+    j->client = cl;
+    j->srv = cl->srv;
+    return j;
+}
+
+static void append_slot(tcd_client *cl, tcd_job *j)
+{
+    if (cl->tail)
+        cl->tail->next = j;
+    else
+        cl->head = j;
+    cl->tail = j;
+    cl->queued++;
+}
+
+void tcd_dispatch_run(tcd_job *job)
+{
+    job->cmd->work(job->srv, job->req, &job->out);
+}
+
+/* Run one request. Takes ownership of `req`. */
+static void dispatch(tcd_client *cl, tcd_req *req)
+{
+    tcd_server *srv = cl->srv;
+    const tcd_cmd *cmd = tcd_cmd_lookup(req->argv[0], req->argl[0]);
+    tcd_job *slot = NULL;
+    tcd_buf *out = &cl->out;
+    int rc = TCD_DONE;
+    const char *pw = srv->cfg->password;
+
+    TCD_COUNT(srv, commands, 1);
+    if (cl->head) { /* replies are pending ahead of this one: queue it */
+        slot = new_slot(cl);
+        if (!slot) {
+            tcd_req_free(req);
+            cl->out.oom = 1;
+            cl->closing = 1;
+            return;
+        }
+        slot->done = 1;
+        out = &slot->out;
+    }
+    if (!cmd) {
+        TCD_COUNT(srv, commands_rejected, 1);
+        tcd_cmd_reply_unknown(req, out);
+    } else if (pw && *pw && !cl->authed && !(cmd->flags & TCD_CMD_NOAUTH)) {
+        TCD_COUNT(srv, commands_rejected, 1);
+        tcd_reply_error(out, "NOAUTH Authentication required.");
+    } else if (!tcd_cmd_check_arity(cmd, req, out)) {
+        TCD_COUNT(srv, commands_rejected, 1);
+    } else if (cmd->loop && !(cmd->work && (cl->inflight || cl->wait_head))) {
+        /* With an earlier command of this client still at a worker, anything
+         * that touches the cache waits its turn: a GET after a SET in the
+         * same pipeline must see the SET. */
+        rc = cmd->loop(cl, req, out);
+    } else {
+        rc = TCD_DEFER;
+    }
+
+    if (rc == TCD_DEFER) {
+        if (!slot)
+            slot = new_slot(cl);
+        if (!slot) {
+            tcd_req_free(req);
+            cl->out.oom = 1;
+            cl->closing = 1;
+            return;
+        }
+        slot->done = 0;
+        slot->cmd = cmd;
+        slot->req = req;
+        append_slot(cl, slot);
+        TCD_COUNT(srv, commands_deferred, 1);
+        if (cl->inflight == 0) {
+            cl->inflight = 1;
+            tcd_workers_submit(srv->workers, slot);
+        } else {
+            slot->qnext = NULL;
+            if (cl->wait_tail)
+                cl->wait_tail->qnext = slot;
+            else
+                cl->wait_head = slot;
+            cl->wait_tail = slot;
+        }
+        return;
+    }
+    TCD_COUNT(srv, commands_in_loop, 1);
+    tcd_req_free(req);
+    if (slot) {
+        slot->close_after = rc == TCD_CLOSE;
+        append_slot(cl, slot);
+    }
+    if (rc == TCD_CLOSE) /* nothing after QUIT is read or answered */
+        cl->closing = 1;
+}
+
+void tcd_dispatch_protocol_error(tcd_client *cl, const char *err)
+{
+    tcd_server *srv = cl->srv;
+    char text[160];
+    TCD_COUNT(srv, protocol_errors, 1);
+    tcd_info("client %llu: %s; closing", (unsigned long long)cl->id, err);
+    snprintf(text, sizeof(text), "ERR %s", err);
+    if (cl->head) {
+        tcd_job *slot = new_slot(cl);
+        if (slot) {
+            slot->done = 1;
+            slot->close_after = 1;
+            tcd_reply_error(&slot->out, text);
+            append_slot(cl, slot);
+        }
+    } else {
+        tcd_reply_error(&cl->out, text);
+    }
+    cl->closing = 1;
+    tcd_client_set_reading(cl, 0);
+}
+
+void tcd_dispatch_input(tcd_client *cl)
+{
+    tcd_server *srv = cl->srv;
+    const tcd_limits *lim = &srv->cfg->limits;
+    tcd_limits pre_auth;
+    const char *pw = srv->cfg->password;
+    while (!cl->closing && tcd_buf_pending(&cl->in) > 0) {
+        size_t used = 0;
+        tcd_req *req = NULL;
+        const char *err = NULL;
+        int rc;
+        if (tcd_client_backpressured(cl)) {
+            tcd_client_set_reading(cl, 0);
+            break;
+        }
+        if (pw && *pw && !cl->authed) {
+            /* Like Redis: unauthenticated clients get tiny limits. */
+            pre_auth = *lim;
+            pre_auth.max_args = 10;
+            pre_auth.max_bulk = 16384;
+            pre_auth.max_request = 64 * 1024;
+            lim = &pre_auth;
+        } else {
+            lim = &srv->cfg->limits;
+        }
+        rc = tcd_proto_parse(srv->proto, &cl->scan, lim,
+                             cl->in.p + cl->in.off, tcd_buf_pending(&cl->in),
+                             &used, &req, &err);
+        if (rc == TCD_PARSE_MORE) {
+            if (cl->partial_since == 0)
+                cl->partial_since = ev_now(srv->loop);
+            return;
+        }
+        if (rc == TCD_PARSE_ERR) {
+            tcd_dispatch_protocol_error(cl, err);
+            return;
+        }
+        tcd_buf_consume(&cl->in, used);
+        if (req)
+            dispatch(cl, req);
+    }
+    cl->partial_since = 0;
+    if (cl->closing)
+        tcd_client_set_reading(cl, 0);
+}
+
+void tcd_dispatch_done(struct ev_loop *loop, ev_async *w, int revents)
+{
+    tcd_server *srv = w->data;
+    tcd_job *j = tcd_workers_take_done(srv->workers);
+    (void)loop;
+    (void)revents;
+    while (j) {
+        tcd_job *next = j->qnext;
+        tcd_client *cl = j->client;
+        j->done = 1;
+        cl->inflight--;
+        if (!cl->dead && cl->wait_head) { /* this client's next command */
+            tcd_job *n = cl->wait_head;
+            cl->wait_head = n->qnext;
+            if (!cl->wait_head)
+                cl->wait_tail = NULL;
+            cl->inflight = 1;
+            tcd_workers_submit(srv->workers, n);
+        }
+        if (cl->dead) {
+            if (cl->inflight == 0)
+                tcd_client_free(cl);
+        } else if (!cl->touched) {
+            cl->touched = 1;
+            cl->touched_next = srv->touched;
+            srv->touched = cl;
+        }
+        j = next;
+    }
+    while (srv->touched) {
+        tcd_client *cl = srv->touched;
+        srv->touched = cl->touched_next;
+        cl->touched = 0;
+        tcd_client_flush(cl);
+        tcd_client_write(cl);
+    }
+}

@@ -62,9 +62,44 @@ void tcd_client_set_reading(tcd_client *cl, int on)
     cl->reading = on;
 }
 
+static size_t req_bytes(const tcd_req *r)
+{
+    size_t n = sizeof(*r);
+    if (!r)
+        return 0;
+    for (int i = 0; i < r->argc; i++)
+        n += r->argl[i] + 1 + sizeof(r->argv[i]) + sizeof(r->argl[i]);
+    return n;
+}
+
+void tcd_client_charge(tcd_client *cl, tcd_job *j)
+{
+    j->charged = j->done ? tcd_buf_pending(&j->out) : req_bytes(j->req);
+    cl->held += j->charged;
+    if (j->done)
+        cl->held_replies += j->charged;
+}
+
+void tcd_client_uncharge(tcd_client *cl, tcd_job *j)
+{
+    cl->held -= j->charged;
+    if (j->done)
+        cl->held_replies -= j->charged;
+    j->charged = 0;
+}
+
+size_t tcd_client_reply_bytes(const tcd_client *cl)
+{
+    return tcd_buf_pending(&cl->out) + cl->held_replies;
+}
+
+/* Everything a client makes us hold counts against --max-output: unsent
+ * output, finished replies waiting for an earlier one, and requests not
+ * yet run. Past it, nothing more of the client is parsed, so at most one
+ * request and one reply beyond the bound are ever held. */
 int tcd_client_backpressured(const tcd_client *cl)
 {
-    return tcd_buf_pending(&cl->out) > cl->srv->cfg->max_output ||
+    return tcd_buf_pending(&cl->out) + cl->held > cl->srv->cfg->max_output ||
            cl->queued >= MAX_QUEUED;
 }
 
@@ -76,6 +111,7 @@ void tcd_client_flush(tcd_client *cl)
         if (!cl->head)
             cl->tail = NULL;
         cl->queued--;
+        tcd_client_uncharge(cl, j);
         if (j->out.oom)
             cl->out.oom = 1;
         else if (tcd_buf_pending(&j->out))
@@ -120,8 +156,13 @@ int tcd_client_write(tcd_client *cl)
         tcd_client_close(cl, "closed after reply");
         return -1;
     }
+    if (cl->wait_head && !cl->inflight) {
+        /* Its next command was held while its replies were over the
+         * bound; they were sent, so run it now. */
+        tcd_dispatch_next(cl);
+    }
     if (!cl->closing && !cl->reading &&
-        tcd_buf_pending(&cl->out) < srv->cfg->max_output / 2 &&
+        tcd_buf_pending(&cl->out) + cl->held < srv->cfg->max_output / 2 &&
         cl->queued < MAX_QUEUED / 2) {
         tcd_client_set_reading(cl, 1);
         /* Requests read before the pause may already be complete. */

@@ -27,6 +27,13 @@ void tcd_client_flush(tcd_client *cl);
  *  when the client was closed (and maybe freed): the caller must not touch
  *  it again. */
 int tcd_client_write(tcd_client *cl);
+/** Count a slot's bytes in the client's `held`: its request while not
+ *  done, its reply once done. Uncharge before changing either. */
+void tcd_client_charge(tcd_client *cl, tcd_job *j);
+void tcd_client_uncharge(tcd_client *cl, tcd_job *j);
+/** Reply bytes the client holds: unsent output plus finished replies
+ *  still waiting for an earlier one. */
+size_t tcd_client_reply_bytes(const tcd_client *cl);
 /** 1 when the client holds so much that no further request of it may be
  *  parsed until its output drains. */
 int tcd_client_backpressured(const tcd_client *cl);

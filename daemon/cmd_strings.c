@@ -32,6 +32,22 @@ void tcd_cmd_get_work(tcd_server *srv, tcd_req *r, tcd_buf *out)
         tcd_reply_tc_error(out, rc);
 }
 
+/* MGET's reply is built whole: refuse one larger than --max-reply rather
+ * than let one command (MGET of a big key, 65,536 times) take the memory. */
+static int reply_fits(const tcd_server *srv, tc_value *const *vals, size_t n,
+                      tcd_buf *out)
+{
+    size_t bytes = 16;
+    for (size_t i = 0; i < n; i++)
+        bytes += 24 + (vals[i] ? tc_value_len(vals[i]) : 0);
+    if (bytes <= srv->cfg->max_reply)
+        return 1;
+    tcd_reply_errorf(out, "ERR MGET reply of %zu bytes exceeds the "
+                          "--max-reply limit of %zu bytes", bytes,
+                     srv->cfg->max_reply);
+    return 0;
+}
+
 int tcd_cmd_mget_loop(tcd_client *cl, tcd_req *r, tcd_buf *out)
 {
     tc_value *small[SMALL_KEYS];
@@ -45,6 +61,11 @@ int tcd_cmd_mget_loop(tcd_client *cl, tcd_req *r, tcd_buf *out)
                 tc_value_release(small[j]);
             return TCD_DEFER;
         }
+    }
+    if (!reply_fits(cl->srv, small, (size_t)n, out)) {
+        for (int i = 0; i < n; i++)
+            tc_value_release(small[i]);
+        return TCD_DONE;
     }
     tcd_reply_array(out, n);
     for (int i = 0; i < n; i++)
@@ -73,7 +94,7 @@ void tcd_cmd_mget_work(tcd_server *srv, tcd_req *r, tcd_buf *out)
     if (i < n || (rc != TC_OK && rc != TC_NOT_FOUND)) {
         /* Never a silent nil for a key that could not be looked up. */
         tcd_reply_tc_error(out, i < n ? res[i] : rc);
-    } else {
+    } else if (reply_fits(srv, vals, n, out)) {
         tcd_reply_array(out, (long long)n);
         for (i = 0; i < n; i++) {
             if (res[i] == TC_OK && vals[i]) {
@@ -89,9 +110,7 @@ void tcd_cmd_mget_work(tcd_server *srv, tcd_req *r, tcd_buf *out)
     free(vals);
     free(res);
 }
-
-
-/* ---- SET DEL TTL PTTL ------------------------------------------------------ */
+/* ---- SET ----------------------------------------------------------------- */
 
 /* Parse SET's options into `o`; on a syntax problem write the error. */
 static int parse_set(const tcd_req *r, tc_set_opts *o, tcd_buf *out)

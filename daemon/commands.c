@@ -159,6 +159,20 @@ int tcd_cmd_check_arity(const tcd_cmd *cmd, const tcd_req *req, tcd_buf *out)
     return 1;
 }
 
+int tcd_cmd_check_keys(const tcd_cmd *cmd, const tcd_req *req,
+                       size_t max_keys, tcd_buf *out)
+{
+    size_t keys;
+    if (cmd->last_key >= 0 || req->argc <= cmd->first_key)
+        return 1;
+    keys = (size_t)(req->argc - cmd->first_key) / (size_t)cmd->step;
+    if (keys <= max_keys)
+        return 1;
+    tcd_reply_errorf(out, "ERR %s of %zu keys exceeds the --max-keys limit "
+                          "of %zu", cmd->name, keys, max_keys);
+    return 0;
+}
+
 void tcd_cmd_reply_unknown(const tcd_req *req, tcd_buf *out)
 {
     /* Redis: "'%.128s'" for the name, then quoted args while the list is

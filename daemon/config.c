@@ -43,7 +43,12 @@ static const opt opts[] = {
     {"max-request", "TIERCACHED_MAX_REQUEST", K_SIZE, F(limits.max_request),
      "BYTES", "bytes in one request = per-client input bound (default 64 MiB)"},
     {"max-output", "TIERCACHED_MAX_OUTPUT", K_SIZE, F(max_output), "BYTES",
-     "unsent reply bytes before a client is no longer read (default 4 MiB)"},
+     "bytes a client may have pending (unsent replies, queued requests) "
+     "before its further commands wait (default 4 MiB)"},
+    {"max-reply", "TIERCACHED_MAX_REPLY", K_SIZE, F(max_reply), "BYTES",
+     "largest reply of one command, e.g. MGET (default 64 MiB)"},
+    {"max-keys", "TIERCACHED_MAX_KEYS", K_SIZE, F(max_keys), "N",
+     "keys in one MGET, EXISTS or DEL (default 16384)"},
     {"read-timeout", "TIERCACHED_READ_TIMEOUT_MS", K_UINT, F(read_timeout_ms),
      "MS", "close a client stalled in the middle of a request (default 10000)"},
     {"log-level", "TIERCACHED_LOG_LEVEL", K_LEVEL, F(log_level), "LEVEL",
@@ -225,6 +230,8 @@ int tcd_config_parse(tcd_config *c, int argc, char **argv, FILE *err)
     c->max_clients = 10000;
     c->read_timeout_ms = 10000;
     c->max_output = 4u << 20;
+    c->max_reply = 64u << 20;
+    c->max_keys = 16384;
     c->limits.max_args = 65536;
     c->limits.max_bulk = (16u << 20) + 1024;
     c->limits.max_request = 64u << 20;

@@ -22,8 +22,11 @@ typedef struct tcd_config {
     unsigned workers;          /* threads running L2 calls */
     unsigned max_clients;
     unsigned read_timeout_ms;  /* a partial request older than this: error */
-    size_t max_output;         /* stop reading a client whose unsent replies
-                                  exceed this */
+    size_t max_output;         /* bytes a client may make us hold (unsent
+                                  replies, requests not yet run) before its
+                                  further commands wait */
+    size_t max_reply;          /* largest reply of one command */
+    size_t max_keys;           /* keys in one multi-key command */
     tcd_limits limits;
     tc_log_level log_level;
     int check;                 /* --check */

@@ -20,6 +20,7 @@ static tcd_job *new_slot(tcd_client *cl)
 
 static void append_slot(tcd_client *cl, tcd_job *j)
 {
+    tcd_client_charge(cl, j);
     if (cl->tail)
         cl->tail->next = j;
     else
@@ -61,7 +62,8 @@ static void dispatch(tcd_client *cl, tcd_req *req)
     } else if (pw && *pw && !cl->authed && !(cmd->flags & TCD_CMD_NOAUTH)) {
         TCD_COUNT(srv, commands_rejected, 1);
         tcd_reply_error(out, "NOAUTH Authentication required.");
-    } else if (!tcd_cmd_check_arity(cmd, req, out)) {
+    } else if (!tcd_cmd_check_arity(cmd, req, out) ||
+               !tcd_cmd_check_keys(cmd, req, srv->cfg->max_keys, out)) {
         TCD_COUNT(srv, commands_rejected, 1);
     } else if (cmd->loop && !(cmd->work && (cl->inflight || cl->wait_head))) {
         /* With an earlier command of this client still at a worker, anything
@@ -86,17 +88,13 @@ static void dispatch(tcd_client *cl, tcd_req *req)
         slot->req = req;
         append_slot(cl, slot);
         TCD_COUNT(srv, commands_deferred, 1);
-        if (cl->inflight == 0) {
-            cl->inflight = 1;
-            tcd_workers_submit(srv->workers, slot);
-        } else {
-            slot->qnext = NULL;
-            if (cl->wait_tail)
-                cl->wait_tail->qnext = slot;
-            else
-                cl->wait_head = slot;
-            cl->wait_tail = slot;
-        }
+        slot->qnext = NULL;
+        if (cl->wait_tail)
+            cl->wait_tail->qnext = slot;
+        else
+            cl->wait_head = slot;
+        cl->wait_tail = slot;
+        tcd_dispatch_next(cl);
         return;
     }
     TCD_COUNT(srv, commands_in_loop, 1);
@@ -177,6 +175,27 @@ void tcd_dispatch_input(tcd_client *cl)
         tcd_client_set_reading(cl, 0);
 }
 
+void tcd_dispatch_next(tcd_client *cl)
+{
+    tcd_server *srv = cl->srv;
+    tcd_job *n = cl->wait_head;
+    if (!n || cl->inflight || cl->dead)
+        return;
+    if (tcd_client_reply_bytes(cl) > srv->cfg->max_output) {
+        if (!cl->held_back) {
+            cl->held_back = 1;
+            TCD_COUNT(srv, output_pauses, 1);
+        }
+        return;
+    }
+    cl->held_back = 0;
+    cl->wait_head = n->qnext;
+    if (!cl->wait_head)
+        cl->wait_tail = NULL;
+    cl->inflight = 1;
+    tcd_workers_submit(srv->workers, n);
+}
+
 void tcd_dispatch_done(struct ev_loop *loop, ev_async *w, int revents)
 {
     tcd_server *srv = w->data;
@@ -186,16 +205,11 @@ void tcd_dispatch_done(struct ev_loop *loop, ev_async *w, int revents)
     while (j) {
         tcd_job *next = j->qnext;
         tcd_client *cl = j->client;
+        tcd_client_uncharge(cl, j); /* its request ... */
         j->done = 1;
+        tcd_client_charge(cl, j);   /* ... is now its reply */
         cl->inflight--;
-        if (!cl->dead && cl->wait_head) { /* this client's next command */
-            tcd_job *n = cl->wait_head;
-            cl->wait_head = n->qnext;
-            if (!cl->wait_head)
-                cl->wait_tail = NULL;
-            cl->inflight = 1;
-            tcd_workers_submit(srv->workers, n);
-        }
+        tcd_dispatch_next(cl);      /* this client's next command */
         if (cl->dead) {
             if (cl->inflight == 0)
                 tcd_client_free(cl);

@@ -21,6 +21,10 @@ void tcd_dispatch_protocol_error(tcd_client *cl, const char *err);
 /** ev_async callback: collect jobs the workers finished, hand each client
  *  its next job, and send the replies that are now in order. */
 void tcd_dispatch_done(struct ev_loop *loop, ev_async *w, int revents);
+/** Submit the client's next waiting job, unless one is at a worker or its
+ *  unsent replies are over --max-output (then it waits until they drain:
+ *  tcd_client_write calls this again). */
+void tcd_dispatch_next(tcd_client *cl);
 /** The worker pool's job runner. Runs on a worker thread. */
 void tcd_dispatch_run(tcd_job *job);
 

@@ -68,7 +68,8 @@ int tcd_stats_healthy(tcd_server *srv, tc_health *h)
     X(commands_deferred, counter, "commands run on a worker thread")        \
     X(protocol_errors, counter, "connections closed for protocol errors")   \
     X(read_timeouts, counter, "connections closed stalled mid-request")     \
-    X(commands_rejected, counter, "unknown, unauthenticated, bad arity")                         \
+    X(commands_rejected, counter, "unknown, unauthenticated, bad arity")   \
+    X(output_pauses, counter, "clients paused for unsent replies")        \
     X(net_input_bytes, counter, "bytes read from clients")                  \
     X(net_output_bytes, counter, "bytes written to clients")
 

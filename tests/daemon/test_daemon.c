@@ -891,3 +891,155 @@ Test(daemon, client_that_never_reads_does_not_stall_others)
     expect_status(c, "PONG", "PING");
     redisFree(c);
 }
+
+/* ---- memory bounds (issue 9) -------------------------------------------- */
+
+static long rss_kb(pid_t pid)
+{
+    char path[64], line[256];
+    long kb = -1;
+    FILE *f;
+    snprintf(path, sizeof(path), "/proc/%d/status", (int)pid);
+    f = fopen(path, "r");
+    if (!f)
+        return -1;
+    while (fgets(line, sizeof(line), f))
+        if (sscanf(line, "VmRSS: %ld kB", &kb) == 1)
+            break;
+    fclose(f);
+    return kb;
+}
+
+static long long info_section_field(tcd_proc *t, const char *section,
+                                    const char *field)
+{
+    redisContext *c = connect_to(t);
+    redisReply *r;
+    const char *p;
+    long long v;
+    cr_assert_not_null(c);
+    r = cmd(c, "INFO %s", section);
+    p = r->type == REDIS_REPLY_STRING ? strstr(r->str, field) : NULL;
+    v = p ? atoll(p + strlen(field) + 1) : -1;
+    freeReplyObject(r);
+    redisFree(c);
+    return v;
+}
+
+typedef struct grow_watch {
+    tcd_proc *t;
+    long base_kb, limit_kb;
+} grow_watch;
+
+/* Done waiting when the daemon paused the client for its unsent replies,
+ * or when its memory already grew past the limit (the failure). */
+static int paused_or_grown(void *arg)
+{
+    grow_watch *g = arg;
+    return rss_kb(g->t->pid) - g->base_kb > g->limit_kb ||
+           info_section_field(g->t, "stats", "output_pauses") > 0;
+}
+
+Test(daemon, client_that_never_reads_cannot_grow_memory)
+{
+    enum { VALUE = 256 * 1024, GETS = 2000 };
+    tcd_proc *t = start_daemon("--max-output", "1048576", NULL);
+    redisContext *c = connect_to(t);
+    char *big = malloc(VALUE + 1);
+    char *reqs = malloc(16 + GETS * 16);
+    grow_watch g = {.t = t, .limit_kb = 64 * 1024};
+    size_t n = 0, sent = 0;
+    long grown;
+    int fd;
+    cr_assert_not_null(c);
+    memset(big, 'x', VALUE);
+    big[VALUE] = '\0';
+    expect_status(c, "OK", "SET big %s", big);
+    expect_status(c, big, "GET big");
+    g.base_kb = rss_kb(t->pid);
+    cr_assert_gt(g.base_kb, 0);
+    /* A miss first, so that every GET after it waits for a worker; then
+     * 2,000 GETs of 256 KiB (500 MB of replies), never read. */
+    n += (size_t)sprintf(reqs + n, "GET nokey\r\n");
+    for (int i = 0; i < GETS; i++)
+        n += (size_t)sprintf(reqs + n, "GET big\r\n");
+    fd = raw_connect(t->sock);
+    fcntl(fd, F_SETFL, O_NONBLOCK);
+    while (sent < n) {
+        ssize_t k = send(fd, reqs + sent, n - sent, MSG_NOSIGNAL);
+        if (k <= 0)
+            break; /* the daemon stopped reading us: fine */
+        sent += (size_t)k;
+    }
+    cr_assert(tcr_wait(paused_or_grown, &g, DEADLINE_MS),
+              "the daemon neither paused the client nor grew");
+    /* Others are served meanwhile. */
+    expect_status(c, "PONG", "PING");
+    expect_status(c, big, "GET big");
+    expect_nil(c, "GET other-miss");
+    grown = rss_kb(t->pid) - g.base_kb;
+    cr_assert_lt(grown, 32 * 1024, "RSS grew by %ld kB for one client that "
+                 "never reads (bound: 1 MiB of pending replies)", grown);
+    close(fd);
+    expect_status(c, "PONG", "PING");
+    redisFree(c);
+    free(big);
+    free(reqs);
+}
+
+static redisReply *argv_cmd(redisContext *c, int argc, const char **argv)
+{
+    redisReply *r = redisCommandArgv(c, argc, argv, NULL);
+    cr_assert_not_null(r, "%s: %s", argv[0], c->errstr);
+    return r;
+}
+
+Test(daemon, multi_key_commands_are_bounded)
+{
+    enum { VALUE = 256 * 1024 };
+    tcd_proc *t = start_daemon("--max-keys", "100", "--max-reply", "1048576",
+                               NULL);
+    redisContext *c = connect_to(t);
+    const char *argv[102];
+    char *big = malloc(VALUE + 1);
+    redisReply *r;
+    cr_assert_not_null(c);
+    memset(big, 'y', VALUE);
+    big[VALUE] = '\0';
+    expect_status(c, "OK", "SET big %s", big);
+    expect_status(c, big, "GET big");
+    argv[0] = "MGET";
+    for (int i = 1; i < 102; i++)
+        argv[i] = "big";
+    /* 3 x 256 KiB fits in 1 MiB. */
+    r = argv_cmd(c, 4, argv);
+    cr_assert_eq(r->type, REDIS_REPLY_ARRAY);
+    cr_assert_eq(r->elements, 3);
+    freeReplyObject(r);
+    /* 8 x 256 KiB (all L1 hits, answered on the loop) does not. */
+    r = argv_cmd(c, 9, argv);
+    cr_assert_eq(r->type, REDIS_REPLY_ERROR);
+    cr_assert_not_null(strstr(r->str, "--max-reply"), "%s", r->str);
+    freeReplyObject(r);
+    /* 40 keys go to a worker: the same limit. */
+    r = argv_cmd(c, 41, argv);
+    cr_assert_eq(r->type, REDIS_REPLY_ERROR);
+    cr_assert_not_null(strstr(r->str, "--max-reply"), "%s", r->str);
+    freeReplyObject(r);
+    /* 101 keys: over --max-keys, for every multi-key command. */
+    r = argv_cmd(c, 102, argv);
+    cr_assert_eq(r->type, REDIS_REPLY_ERROR);
+    cr_assert_not_null(strstr(r->str, "--max-keys"), "%s", r->str);
+    freeReplyObject(r);
+    argv[0] = "EXISTS";
+    r = argv_cmd(c, 102, argv);
+    cr_assert_eq(r->type, REDIS_REPLY_ERROR);
+    cr_assert_not_null(strstr(r->str, "--max-keys"), "%s", r->str);
+    freeReplyObject(r);
+    r = argv_cmd(c, 101, argv);
+    cr_assert_eq(r->type, REDIS_REPLY_INTEGER);
+    cr_assert_eq(r->integer, 100);
+    freeReplyObject(r);
+    redisFree(c);
+    free(big);
+}

@@ -175,12 +175,33 @@ void tcd_dispatch_input(tcd_client *cl)
         tcd_client_set_reading(cl, 0);
 }
 
+/* Shutting down with the pool gone: the client's commands still waiting
+ * are answered with an error, in order, never dropped. */
+static void refuse_waiting(tcd_client *cl)
+{
+    while (cl->wait_head) {
+        tcd_job *n = cl->wait_head;
+        cl->wait_head = n->qnext;
+        n->qnext = NULL;
+        tcd_client_uncharge(cl, n);
+        tcd_reply_error(&n->out, "ERR tiercached is shutting down; the "
+                                 "command was not run");
+        n->done = 1;
+        tcd_client_charge(cl, n);
+    }
+    cl->wait_tail = NULL;
+}
+
 void tcd_dispatch_next(tcd_client *cl)
 {
     tcd_server *srv = cl->srv;
     tcd_job *n = cl->wait_head;
     if (!n || cl->inflight || cl->dead)
         return;
+    if (srv->workers_gone) {
+        refuse_waiting(cl);
+        return;
+    }
     if (tcd_client_reply_bytes(cl) > srv->cfg->max_output) {
         if (!cl->held_back) {
             cl->held_back = 1;

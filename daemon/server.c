@@ -106,9 +106,12 @@ void tcd_server_shutdown(tcd_server *srv)
     }
     ev_signal_stop(loop, &srv->sigterm);
     ev_signal_stop(loop, &srv->sigint);
-    /* Requests already accepted (writes among them) run to completion. */
+    /* Commands already at the workers (writes among them) run to
+     * completion; those of the same clients still waiting behind them are
+     * answered with an error (tcd_dispatch_next), never dropped. */
     if (srv->workers) {
         tcd_workers_drain(srv->workers);
+        srv->workers_gone = 1;
         tcd_dispatch_done(loop, &srv->done_async, 0);
         tcd_workers_destroy(srv->workers);
         srv->workers = NULL;
@@ -116,6 +119,8 @@ void tcd_server_shutdown(tcd_server *srv)
     ev_async_stop(loop, &srv->done_async);
     while (srv->clients) {
         tcd_client *cl = srv->clients;
+        tcd_dispatch_next(cl); /* answers commands held back, if any */
+        tcd_client_flush(cl);
         if (tcd_buf_pending(&cl->out) > 0 && !cl->out.oom) {
             /* One non-blocking attempt to deliver the last replies. */
             ssize_t n = send(cl->fd, cl->out.p + cl->out.off,

@@ -113,6 +113,8 @@ struct tcd_server {
     uint64_t next_client_id;
     uint64_t started_at;    /* unix seconds */
     int stopping;
+    int workers_gone;       /* pool drained: jobs still waiting get an
+                               error instead of a worker */
     tcd_counters counters;
 };
 

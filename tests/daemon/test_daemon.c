@@ -150,6 +150,20 @@ static int stop_daemon(tcd_proc *t)
     return -1;
 }
 
+/* Wait (generously) for a daemon already told to stop; SIGKILL after. */
+static int wait_exit(tcd_proc *t)
+{
+    int st = -1;
+    for (int i = 0; i < DEADLINE_MS / 10; i++) {
+        if (waitpid(t->pid, &st, WNOHANG) == t->pid) {
+            t->pid = 0;
+            return st;
+        }
+        tcr_sleep_ms(10);
+    }
+    return stop_daemon(t);
+}
+
 static void setup(void)
 {
     struct rlimit rl;
@@ -1042,4 +1056,61 @@ Test(daemon, multi_key_commands_are_bounded)
     freeReplyObject(r);
     redisFree(c);
     free(big);
+}
+
+/* ---- shutdown (issue 9) --------------------------------------------------- */
+
+typedef struct deferred_at_least {
+    tcd_proc *t;
+    long long want;
+    int infos;
+} deferred_at_least;
+
+static int deferred_reached(void *arg)
+{
+    deferred_at_least *d = arg;
+    d->infos++; /* INFO itself runs on a worker and is counted */
+    return info_section_field(d->t, "stats", "commands_deferred") >=
+           d->want + d->infos;
+}
+
+Test(daemon, shutdown_answers_every_accepted_command)
+{
+    enum { N = 20 };
+    /* Redis hangs: the first SET stays at a worker while SIGTERM comes. */
+    tcd_proc *t = start_daemon("--command-timeout-ms", "10000", NULL);
+    deferred_at_least d = {.t = t, .want = N};
+    char req[N * 32], buf[4096];
+    size_t n = 0;
+    int fd, closed, replies = 0, ok = 0, st;
+    for (int i = 0; i < N; i++)
+        n += (size_t)sprintf(req + n, "SET sd:%d v\r\n", i);
+    tcr_pause(&redis);
+    fd = raw_connect(t->sock);
+    cr_assert_eq(send(fd, req, n, 0), (ssize_t)n);
+    cr_assert(tcr_wait(deferred_reached, &d, DEADLINE_MS),
+              "the daemon did not accept the %d SETs", N);
+    kill(t->pid, SIGTERM);
+    tcr_resume(&redis);
+    read_all(fd, buf, sizeof(buf), &closed);
+    close(fd);
+    cr_assert(closed, "connection not closed at shutdown");
+    for (char *p = buf; (p = strstr(p, "\r\n")) != NULL; p += 2) {
+        replies++;
+        ok += !strncmp(p - 3, "+OK", 3);
+    }
+    cr_assert_eq(replies, N, "%d replies to %d accepted commands: '%s'",
+                 replies, N, buf);
+    st = wait_exit(t);
+    cr_assert_eq(st, 0, "exit status 0x%x", st);
+    /* Every +OK is in Redis. */
+    for (int i = 0, seen = 0; i < N && seen < ok; i++) {
+        char key[16], *v;
+        snprintf(key, sizeof(key), "sd:%d", i);
+        v = tcr_cmd(&redis, NULL, "GET", key, NULL);
+        cr_assert_not_null(v);
+        seen += !strcmp(v, "v");
+        free(v);
+    }
+    cr_assert_gt(ok, 0, "not even the SET at the worker ran: '%s'", buf);
 }

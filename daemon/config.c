@@ -23,7 +23,9 @@ typedef struct opt {
 
 static const opt opts[] = {
     {"socket", "TIERCACHED_SOCKET", K_STR, F(socket_path), "PATH",
-     "unix socket to listen on (default /tmp/tiercached.sock; \"\" = none)"},
+     "unix socket to listen on (default $XDG_RUNTIME_DIR/tiercached/"
+     "tiercached.sock, else /run/tiercached/ for root, else "
+     "/tmp/tiercached-UID/, each created 0700; \"\" = none)"},
     {"socket-mode", "TIERCACHED_SOCKET_MODE", K_MODE, F(socket_mode), "MODE",
      "permissions of the socket file, octal (default 0600)"},
     {"port", "TIERCACHED_PORT", K_PORT, F(port), "N",
@@ -225,7 +227,7 @@ int tcd_config_parse(tcd_config *c, int argc, char **argv, FILE *err)
 {
     long cores = sysconf(_SC_NPROCESSORS_ONLN);
     memset(c, 0, sizeof(*c));
-    c->socket_path = "/tmp/tiercached.sock";
+    c->socket_path = NULL; /* main() picks a private directory */
     c->socket_mode = 0600;
     c->max_clients = 10000;
     c->read_timeout_ms = 10000;
@@ -279,12 +281,13 @@ int tcd_config_parse(tcd_config *c, int argc, char **argv, FILE *err)
         if (set_opt(c, o, val, err, "--") != 0)
             return -1;
     }
-    if (!c->socket_path[0] && c->port == 0 && !c->check && !c->help &&
+    if (c->socket_path && !c->socket_path[0] && c->port == 0 && !c->check &&
+        !c->help &&
         !c->version) {
         fprintf(err, "tiercached: no listener: give --socket or --port\n");
         return -1;
     }
-    if (c->socket_path[0] && strlen(c->socket_path) >= 108) {
+    if (c->socket_path && strlen(c->socket_path) >= 108) {
         fprintf(err, "tiercached: socket path too long (max 107 bytes)\n");
         return -1;
     }

@@ -14,7 +14,8 @@
 #include "tiercache.h"
 
 typedef struct tcd_config {
-    const char *socket_path;   /* "" = no unix socket */
+    const char *socket_path;   /* "" = no unix socket; NULL = the default
+                                  in a private directory (rundir.h) */
     unsigned socket_mode;      /* default 0600 */
     int port;                  /* loopback TCP port, 0 = off */
     int http_port;             /* loopback metrics port, 0 = off */

@@ -13,6 +13,7 @@
 #include "config.h"
 #include "http.h"
 #include "log.h"
+#include "rundir.h"
 #include "server.h"
 #include "tiercache.h"
 
@@ -60,6 +61,7 @@ int main(int argc, char **argv)
     struct ev_loop *loop;
     tcd_server srv;
     tcd_http *http = NULL;
+    char socket_path[108];
     int status = 0;
 
     if (tcd_config_parse(&cfg, argc, argv, stderr) != 0)
@@ -92,6 +94,13 @@ int main(int argc, char **argv)
         return status;
     }
 
+    if (!cfg.socket_path) {
+        if (tcd_rundir_socket(socket_path, sizeof(socket_path)) != 0) {
+            tc_cache_destroy(cache);
+            return 1;
+        }
+        cfg.socket_path = socket_path;
+    }
     raise_nofile(cfg.max_clients + 64);
     loop = ev_default_loop(EVFLAG_AUTO);
     if (!loop) {

@@ -1114,3 +1114,91 @@ Test(daemon, shutdown_answers_every_accepted_command)
     }
     cr_assert_gt(ok, 0, "not even the SET at the worker ran: '%s'", buf);
 }
+
+/* ---- the default socket (issue 9) ------------------------------------------ */
+
+/* tiercached without --socket, XDG_RUNTIME_DIR=`xdg`, its log in
+ * `xdg`/tcd.log. Returns the pid. */
+static pid_t spawn_default_socket(const char *xdg)
+{
+    pid_t parent = getpid();
+    pid_t pid = fork();
+    if (pid == 0) {
+        char log[300];
+        int fd;
+        prctl(PR_SET_PDEATHSIG, SIGKILL);
+        if (getppid() != parent)
+            _exit(127);
+        snprintf(log, sizeof(log), "%s/tcd.log", xdg);
+        fd = open(log, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
+        if (fd >= 0)
+            dup2(fd, STDERR_FILENO);
+        setenv("XDG_RUNTIME_DIR", xdg, 1);
+        execl(daemon_path(), daemon_path(), "--redis-url", redis.url,
+              "--log-level", "warn", (char *)NULL);
+        _exit(127);
+    }
+    cr_assert_gt(pid, 0);
+    return pid;
+}
+
+static int exited(void *arg)
+{
+    tcd_proc *t = arg;
+    int st;
+    if (waitpid(t->pid, &st, WNOHANG) != t->pid)
+        return 0;
+    t->pid = 0;
+    t->http_port = st; /* the status, for the caller */
+    return 1;
+}
+
+Test(daemon, default_socket_is_in_a_private_directory)
+{
+    tcd_proc *t = &procs[nprocs++];
+    tcd_proc bad = {0};
+    char tmpl[] = "/tmp/tcd-test.XXXXXX", dir[300], log[300];
+    struct stat st;
+    FILE *f;
+    cr_assert_not_null(mkdtemp(tmpl));
+    snprintf(t->dir, sizeof(t->dir), "%s", tmpl);
+    snprintf(t->sock, sizeof(t->sock), "%s/tiercached/tiercached.sock", tmpl);
+    snprintf(dir, sizeof(dir), "%s/tiercached", tmpl);
+    /* Without --socket: created in a 0700 directory of our own. */
+    t->pid = spawn_default_socket(tmpl);
+    cr_assert(tcr_wait(answers_ping, t, DEADLINE_MS),
+              "no daemon on %s", t->sock);
+    cr_assert_eq(lstat(dir, &st), 0);
+    cr_assert(S_ISDIR(st.st_mode));
+    cr_assert_eq(st.st_mode & 0777, 0700, "mode %o", st.st_mode & 0777);
+    cr_assert_eq(st.st_uid, geteuid());
+    cr_assert_eq(stop_daemon(t), 0);
+
+    /* A directory others can write to is refused, not used. */
+    cr_assert_eq(chmod(dir, 0777), 0);
+    bad.pid = spawn_default_socket(tmpl);
+    cr_assert(tcr_wait(exited, &bad, DEADLINE_MS),
+              "tiercached started with a world-writable socket directory");
+    cr_assert(WIFEXITED(bad.http_port) && WEXITSTATUS(bad.http_port) != 0,
+              "status 0x%x", bad.http_port);
+    cr_assert_neq(access(t->sock, F_OK), 0, "socket created anyway");
+    snprintf(log, sizeof(log), "%s/tcd.log", tmpl);
+    f = fopen(log, "r");
+    cr_assert_not_null(f);
+    {
+        char text[4096];
+        size_t n = fread(text, 1, sizeof(text) - 1, f);
+        text[n] = '\0';
+        cr_assert_not_null(strstr(text, "refusing"), "log: %s", text);
+    }
+    fclose(f);
+    /* Owned by another user: refused too (needs root to set up). */
+    if (geteuid() == 0) {
+        cr_assert_eq(chmod(dir, 0700), 0);
+        cr_assert_eq(chown(dir, 65534, 65534), 0);
+        bad.pid = spawn_default_socket(tmpl);
+        cr_assert(tcr_wait(exited, &bad, DEADLINE_MS),
+                  "tiercached used a directory owned by another user");
+        cr_assert(WIFEXITED(bad.http_port) && WEXITSTATUS(bad.http_port) != 0);
+    }
+}

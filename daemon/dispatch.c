@@ -107,24 +107,32 @@ static void dispatch(tcd_client *cl, tcd_req *req)
         cl->closing = 1;
 }
 
-void tcd_dispatch_protocol_error(tcd_client *cl, const char *err)
+/* An error reply in request order; close once it is sent if asked. */
+static void reply_in_order(tcd_client *cl, const char *err, int close_after)
 {
-    tcd_server *srv = cl->srv;
-    char text[160];
-    TCD_COUNT(srv, protocol_errors, 1);
-    tcd_info("client %llu: %s; closing", (unsigned long long)cl->id, err);
+    char text[200];
     snprintf(text, sizeof(text), "ERR %s", err);
     if (cl->head) {
         tcd_job *slot = new_slot(cl);
-        if (slot) {
-            slot->done = 1;
-            slot->close_after = 1;
-            tcd_reply_error(&slot->out, text);
-            append_slot(cl, slot);
+        if (!slot) {
+            cl->out.oom = 1;
+            cl->closing = 1;
+            return;
         }
+        slot->done = 1;
+        slot->close_after = close_after;
+        tcd_reply_error(&slot->out, text);
+        append_slot(cl, slot);
     } else {
         tcd_reply_error(&cl->out, text);
     }
+}
+
+void tcd_dispatch_protocol_error(tcd_client *cl, const char *err)
+{
+    TCD_COUNT(cl->srv, protocol_errors, 1);
+    tcd_info("client %llu: %s; closing", (unsigned long long)cl->id, err);
+    reply_in_order(cl, err, 1);
     cl->closing = 1;
     tcd_client_set_reading(cl, 0);
 }
@@ -162,17 +170,33 @@ void tcd_dispatch_input(tcd_client *cl)
                 cl->partial_since = ev_now(srv->loop);
             return;
         }
-        if (rc == TCD_PARSE_ERR) {
+        if (rc == TCD_PARSE_ERR ||
+            (rc == TCD_PARSE_TOO_BIG && lim == &pre_auth)) {
             tcd_dispatch_protocol_error(cl, err);
             return;
+        }
+        if (rc == TCD_PARSE_TOO_BIG) {
+            /* One clear error, and the connection stays: its client does
+             * not reconnect and resend the same request (ioredis would). */
+            TCD_COUNT(srv, requests_too_big, 1);
+            tcd_info("client %llu: %s; skipping the request",
+                     (unsigned long long)cl->id, err);
+            reply_in_order(cl, err, 0);
         }
         tcd_buf_consume(&cl->in, used);
         if (req)
             dispatch(cl, req);
     }
-    cl->partial_since = 0;
-    if (cl->closing)
+    if (cl->closing) {
+        cl->partial_since = 0;
         tcd_client_set_reading(cl, 0);
+    } else if (cl->scan.skip_args || cl->scan.skip_bytes) {
+        /* The rest of a refused request is still coming. */
+        if (cl->partial_since == 0)
+            cl->partial_since = ev_now(srv->loop);
+    } else {
+        cl->partial_since = 0;
+    }
 }
 
 /* Shutting down with the pool gone: the client's commands still waiting

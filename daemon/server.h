@@ -59,6 +59,7 @@ typedef struct tcd_counters {
     atomic_ullong read_timeouts;
     atomic_ullong commands_rejected;  /* unknown, NOAUTH, arity */
     atomic_ullong output_pauses;      /* a client stopped for unsent bytes */
+    atomic_ullong requests_too_big;   /* refused over a limit, skipped */
     atomic_ullong net_input_bytes, net_output_bytes;
 } tcd_counters;
 

@@ -70,6 +70,7 @@ int tcd_stats_healthy(tcd_server *srv, tc_health *h)
     X(read_timeouts, counter, "connections closed stalled mid-request")     \
     X(commands_rejected, counter, "unknown, unauthenticated, bad arity")   \
     X(output_pauses, counter, "clients paused for unsent replies")        \
+    X(requests_too_big, counter, "requests refused over a size limit")    \
     X(net_input_bytes, counter, "bytes read from clients")                  \
     X(net_output_bytes, counter, "bytes written to clients")
 

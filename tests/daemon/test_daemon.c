@@ -1226,3 +1226,70 @@ Test(daemon, default_socket_is_in_a_private_directory)
         cr_assert(WIFEXITED(bad.http_port) && WEXITSTATUS(bad.http_port) != 0);
     }
 }
+
+/* ---- one client cannot stall the others (issue 9) ------------------------ */
+
+Test(daemon, hostile_exists_costs_one_round_trip_and_stalls_nobody)
+{
+    enum { KEYS = 65535, HOSTILE = 8 };
+    tcd_proc *t = start_daemon("--workers", "2", "--max-keys", "65536",
+                               NULL);
+    redisContext *c = connect_to(t), *victim;
+    const char **argv = malloc((KEYS + 1) * sizeof(*argv));
+    char (*keys)[16] = malloc((size_t)KEYS * 16);
+    char *req = malloc((size_t)KEYS * 24 + 64), *v;
+    size_t n = 0;
+    int fds[HOSTILE];
+    long long rt0, rt1;
+    redisReply *r;
+    cr_assert_not_null(c);
+    argv[0] = "EXISTS";
+    for (int i = 0; i < KEYS; i++) {
+        snprintf(keys[i], sizeof(keys[i]), "absent:%05d", i);
+        argv[i + 1] = keys[i];
+    }
+    /* One EXISTS of 1,000 absent keys: L2 round trips, not 1,000. */
+    rt0 = info_section_field(t, "tiercache", "l2_round_trips");
+    r = argv_cmd(c, 1001, argv);
+    cr_assert_eq(r->type, REDIS_REPLY_INTEGER, "%s",
+                 r->type == REDIS_REPLY_ERROR ? r->str : "");
+    cr_assert_eq(r->integer, 0);
+    freeReplyObject(r);
+    rt1 = info_section_field(t, "tiercache", "l2_round_trips");
+    cr_assert_leq(rt1 - rt0, 3, "%lld round trips for one EXISTS",
+                  rt1 - rt0);
+
+    /* Eight connections each send EXISTS with 65,535 absent keys... */
+    n += (size_t)sprintf(req, "*%d\r\n$6\r\nEXISTS\r\n", KEYS + 1);
+    for (int i = 0; i < KEYS; i++)
+        n += (size_t)sprintf(req + n, "$12\r\n%s\r\n", keys[i]);
+    for (int i = 0; i < HOSTILE; i++) {
+        size_t sent = 0;
+        fds[i] = raw_connect(t->sock);
+        while (sent < n) {
+            ssize_t k = send(fds[i], req + sent, n - sent, MSG_NOSIGNAL);
+            cr_assert_gt(k, 0);
+            sent += (size_t)k;
+        }
+    }
+    /* ... while another client's GET misses L1 and must still be answered
+     * within hiredis's 5 s timeout. */
+    v = tcr_cmd(&redis, NULL, "SET", "victim", "served", NULL);
+    free(v);
+    victim = connect_to(t);
+    cr_assert_not_null(victim);
+    expect_status(victim, "served", "GET victim");
+    for (int i = 0; i < HOSTILE; i++) {
+        char buf[64];
+        int closed;
+        shutdown(fds[i], SHUT_WR);
+        read_all(fds[i], buf, sizeof(buf), &closed);
+        cr_assert_str_eq(buf, ":0\r\n", "hostile %d: '%s'", i, buf);
+        close(fds[i]);
+    }
+    redisFree(victim);
+    redisFree(c);
+    free(argv);
+    free(keys);
+    free(req);
+}

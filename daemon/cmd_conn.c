@@ -73,8 +73,11 @@ static int try_auth(tcd_client *cl, tcd_req *r, int user_i, int pass_i,
         return -1;
     }
     if (!password_ok(cl->srv, r->argv[pass_i], r->argl[pass_i])) {
-        tcd_log(TC_LOG_WARN, "client %llu: AUTH failed",
-                (unsigned long long)cl->id);
+        static tcd_log_limit auth_failures;
+        /* A client can fail AUTH at will: one line a second at most. */
+        tcd_log_limited(&auth_failures, 1000, TC_LOG_WARN,
+                        "client %llu: AUTH failed",
+                        (unsigned long long)cl->id);
         tcd_reply_error(out, "WRONGPASS invalid username-password pair or "
                              "user is disabled.");
         return -1;

@@ -3,6 +3,10 @@
  * variable. Library settings (REDIS_URL, CACHE_DEFAULT_TTL, TC_COHERENCE ...)
  * use the library's own variables, which tc_cache_create() reads for every
  * field a flag left at zero; flags win over the environment.
+ * Secrets given in argv (--requirepass, --redis-password, a password in
+ * --redis-url) are copied and overwritten in argv, so that other local
+ * users do not read them in /proc/<pid>/cmdline; --requirepass-file and
+ * --redis-password-file read them from a file instead.
  * Not thread-safe; parsed once in main() and read-only afterwards.
  */
 #ifndef TCD_CONFIG_H
@@ -32,12 +36,18 @@ typedef struct tcd_config {
     tc_log_level log_level;
     int check;                 /* --check */
     int help, version;
-    tc_options opts;           /* strings borrowed from argv / environ */
+    tc_options opts;           /* strings borrowed from argv / environ,
+                                  secrets owned (below) */
+    char *owned[8];            /* secrets copied from argv or read from
+                                  files; freed by tcd_config_free() */
+    size_t nowned;
 } tcd_config;
 
 /** Defaults, then environment, then argv. Returns 0, or -1 after writing
  *  the problem to `err`. */
 int tcd_config_parse(tcd_config *c, int argc, char **argv, FILE *err);
 void tcd_config_usage(FILE *out);
+/** Free what tcd_config_parse() allocated (secrets). */
+void tcd_config_free(tcd_config *c);
 
 #endif

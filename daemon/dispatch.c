@@ -2,6 +2,7 @@
 
 #include <stdio.h>
 #include <stdlib.h>
+#include <strings.h>
 
 #include "client.h"
 #include "commands.h"
@@ -34,6 +35,29 @@ void tcd_dispatch_run(tcd_job *job)
     job->cmd->work(job->srv, job->req, &job->out);
 }
 
+/* A browser's request to the RESP port: "POST / HTTP/1.1" or a "Host:"
+ * header line read as an inline command. Any web page can make a local
+ * browser send one (cross-protocol scripting), so, as redis-server does,
+ * the connection is dropped before anything in it runs. */
+static int is_http(const tcd_req *req)
+{
+    return (req->argl[0] == 4 && !strncasecmp(req->argv[0], "post", 4)) ||
+           (req->argl[0] == 5 && !strncasecmp(req->argv[0], "host:", 5));
+}
+
+static void refuse_http(tcd_client *cl)
+{
+    static tcd_log_limit http_attacks;
+    tcd_log_limited(&http_attacks, 60000, TC_LOG_WARN,
+                    "possible security attack: client %llu sent an HTTP "
+                    "request (POST or Host:) to the Redis port; connection "
+                    "dropped", (unsigned long long)cl->id);
+    TCD_COUNT(cl->srv, protocol_errors, 1);
+    cl->closing = 1;
+    tcd_buf_consume(&cl->in, tcd_buf_pending(&cl->in)); /* nor the rest */
+    tcd_client_set_reading(cl, 0);
+}
+
 /* Run one request. Takes ownership of `req`. */
 static void dispatch(tcd_client *cl, tcd_req *req)
 {
@@ -44,6 +68,11 @@ static void dispatch(tcd_client *cl, tcd_req *req)
     int rc = TCD_DONE;
     const char *pw = srv->cfg->password;
 
+    if (is_http(req)) {
+        tcd_req_free(req);
+        refuse_http(cl);
+        return;
+    }
     TCD_COUNT(srv, commands, 1);
     if (cl->head) { /* replies are pending ahead of this one: queue it */
         slot = new_slot(cl);

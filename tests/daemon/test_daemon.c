@@ -1293,3 +1293,139 @@ Test(daemon, hostile_exists_costs_one_round_trip_and_stalls_nobody)
     free(keys);
     free(req);
 }
+
+/* ---- security (issue 9) ----------------------------------------------------- */
+
+static size_t read_file(const char *path, char *buf, size_t cap)
+{
+    FILE *f = fopen(path, "r");
+    size_t n = 0;
+    if (f) {
+        n = fread(buf, 1, cap - 1, f);
+        fclose(f);
+    }
+    buf[n] = '\0';
+    return n;
+}
+
+/* How many times `needle` occurs in the daemon's log. */
+static int log_count(const tcd_proc *t, const char *needle)
+{
+    static char buf[1 << 20];
+    char path[200];
+    int count = 0;
+    snprintf(path, sizeof(path), "%s/tcd.log", t->dir);
+    read_file(path, buf, sizeof(buf));
+    for (const char *p = buf; (p = strstr(p, needle)) != NULL; p++)
+        count++;
+    return count;
+}
+
+static void expect_cmdline_clean(const tcd_proc *t)
+{
+    char path[64], buf[4096];
+    size_t n;
+    snprintf(path, sizeof(path), "/proc/%d/cmdline", (int)t->pid);
+    n = read_file(path, buf, sizeof(buf));
+    cr_assert_gt(n, 0);
+    for (size_t i = 0; i < n; i++)
+        if (buf[i] == '\0')
+            buf[i] = ' ';
+    cr_assert_null(strstr(buf, "s3cret"), "secret visible: %s", buf);
+    cr_assert_not_null(strstr(buf, "--requirepass"), "%s", buf);
+}
+
+Test(daemon, secrets_are_not_in_the_process_title)
+{
+    char url[200], file[200];
+    tcd_proc *t;
+    redisContext *c;
+    FILE *f;
+    char *v = tcr_cmd(&redis, NULL, "CONFIG", "SET", "requirepass",
+                      "l2-s3cret", NULL);
+    cr_assert_str_eq(v, "OK");
+    free(v);
+    snprintf(url, sizeof(url), "redis://:l2-s3cret@127.0.0.1:%d", redis.port);
+    /* On the command line: usable, but overwritten in argv. */
+    t = start_daemon("--redis-url", url, "--requirepass", "cl-s3cret", NULL);
+    expect_cmdline_clean(t);
+    c = connect_to(t);
+    expect_status(c, "OK", "AUTH cl-s3cret");
+    expect_status(c, "OK", "SET k v");
+    expect_status(c, "v", "GET k");
+    redisFree(c);
+    /* From a file. */
+    snprintf(file, sizeof(file), "%s/pass", t->dir);
+    f = fopen(file, "w");
+    cr_assert_not_null(f);
+    fputs("file-s3cret\n", f);
+    fclose(f);
+    t = start_daemon("--redis-url", url, "--requirepass-file", file, NULL);
+    c = connect_to(t);
+    expect_status(c, "NOAUTH Authentication required.", "GET k");
+    expect_status(c, "OK", "AUTH file-s3cret");
+    expect_status(c, "v", "GET k");
+    redisFree(c);
+    /* From the environment (inherited by the daemon). */
+    setenv("TIERCACHED_REQUIREPASS", "env-s3cret", 1);
+    t = start_daemon("--redis-url", url, NULL);
+    unsetenv("TIERCACHED_REQUIREPASS");
+    c = connect_to(t);
+    expect_status(c, "OK", "AUTH env-s3cret");
+    expect_status(c, "v", "GET k");
+    redisFree(c);
+    v = tcr_cmd(&redis, "l2-s3cret", "CONFIG", "SET", "requirepass", "",
+                NULL);
+    free(v);
+}
+
+Test(daemon, failed_auth_logging_is_rate_limited)
+{
+    enum { N = 2000 };
+    tcd_proc *t = start_daemon("--requirepass", "right", NULL);
+    redisContext *c = connect_to(t);
+    redisReply *r;
+    cr_assert_not_null(c);
+    for (int i = 0; i < N; i++)
+        redisAppendCommand(c, "AUTH wrong");
+    for (int i = 0; i < N; i++) {
+        cr_assert_eq(redisGetReply(c, (void **)&r), REDIS_OK);
+        cr_assert_eq(r->type, REDIS_REPLY_ERROR);
+        freeReplyObject(r);
+    }
+    expect_status(c, "OK", "AUTH right");
+    redisFree(c);
+    /* One line a second at most, however fast the failures come. */
+    cr_assert_geq(log_count(t, "AUTH failed"), 1);
+    cr_assert_lt(log_count(t, "AUTH failed"), 60, "%d lines",
+                 log_count(t, "AUTH failed"));
+}
+
+Test(daemon, http_request_to_the_resp_port_is_dropped)
+{
+    int port = tcr_free_port();
+    char portarg[16], cmdline[512], *v;
+    tcd_proc *t;
+    redisContext *c;
+    int rc;
+    snprintf(portarg, sizeof(portarg), "%d", port);
+    t = start_daemon("--port", portarg, "--log-level", "warn", NULL);
+    /* What a web page can make a local browser send. */
+    snprintf(cmdline, sizeof(cmdline),
+             "bash -c \"curl -s -m 5 -X POST --data-binary "
+             "\\$'\\r\\nSET pwned 1\\r\\n' http://127.0.0.1:%d/\" "
+             ">/dev/null 2>&1", port);
+    for (int i = 0; i < 3; i++) {
+        rc = system(cmdline);
+        /* 52: empty reply from server (the connection was closed). */
+        cr_assert(WIFEXITED(rc) && WEXITSTATUS(rc) == 52, "curl: 0x%x", rc);
+    }
+    v = tcr_cmd(&redis, NULL, "EXISTS", "pwned", NULL);
+    cr_assert_str_eq(v, "0", "the smuggled command ran");
+    free(v);
+    c = connect_to(t);
+    expect_nil(c, "GET pwned");
+    redisFree(c);
+    cr_assert_eq(log_count(t, "possible security attack"), 1,
+                 "logged %d times", log_count(t, "possible security attack"));
+}

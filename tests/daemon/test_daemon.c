@@ -1429,3 +1429,26 @@ Test(daemon, http_request_to_the_resp_port_is_dropped)
     cr_assert_eq(log_count(t, "possible security attack"), 1,
                  "logged %d times", log_count(t, "possible security attack"));
 }
+
+/* ---- INFO (issue 9) ---------------------------------------------------------- */
+
+Test(daemon, info_does_not_cost_a_round_trip_each_time)
+{
+    enum { N = 50 };
+    tcd_proc *t = start_daemon(NULL);
+    redisContext *c = connect_to(t);
+    long long r0, r1;
+    redisReply *r;
+    cr_assert_not_null(c);
+    r0 = info_section_field(t, "tiercache", "l2_round_trips");
+    for (int i = 0; i < N; i++) {
+        r = cmd(c, "INFO tiercache");
+        cr_assert_not_null(strstr(r->str, "l2_up:1"), "%s", r->str);
+        freeReplyObject(r);
+    }
+    r1 = info_section_field(t, "tiercache", "l2_round_trips");
+    /* One PING a second at most, not one per INFO. */
+    cr_assert_lt(r1 - r0, 10, "%lld L2 round trips for %d INFOs", r1 - r0,
+                 N);
+    redisFree(c);
+}

@@ -11,16 +11,32 @@
 
 /* ---- PING ECHO SELECT QUIT ----------------------------------------------- */
 
+/* PING tells the truth about Redis: it is answered on a worker after a
+ * PING of L2, and is an error while Redis does not answer (it was PONG
+ * regardless, so every health check said healthy). */
 int tcd_cmd_ping(tcd_client *cl, tcd_req *r, tcd_buf *out)
 {
     (void)cl;
-    if (r->argc > 2)
+    if (r->argc > 2) {
         tcd_reply_error(out, "ERR wrong number of arguments for 'ping' command");
+        return TCD_DONE;
+    }
+    return TCD_DEFER;
+}
+
+void tcd_cmd_ping_work(tcd_server *srv, tcd_req *r, tcd_buf *out)
+{
+    tc_health h;
+    tc_result rc;
+    if (tcd_cmd_ping(NULL, r, out) == TCD_DONE)
+        return; /* wrong arity, answered */
+    rc = tc_cache_health(srv->cache, &h);
+    if (rc != TC_OK || !h.l2_up)
+        tcd_reply_tc_error(out, rc != TC_OK ? rc : TC_L2_UNAVAILABLE);
     else if (r->argc == 2)
         tcd_reply_bulk(out, r->argv[1], r->argl[1]);
     else
         tcd_reply_status(out, "PONG");
-    return TCD_DONE;
 }
 
 int tcd_cmd_echo(tcd_client *cl, tcd_req *r, tcd_buf *out)

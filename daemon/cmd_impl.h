@@ -21,6 +21,7 @@ const tcd_cmd *tcd_cmd_table(size_t *n);
 
 /* cmd_conn.c */
 int tcd_cmd_ping(tcd_client *cl, tcd_req *r, tcd_buf *out);
+void tcd_cmd_ping_work(tcd_server *srv, tcd_req *r, tcd_buf *out);
 int tcd_cmd_echo(tcd_client *cl, tcd_req *r, tcd_buf *out);
 int tcd_cmd_select(tcd_client *cl, tcd_req *r, tcd_buf *out);
 int tcd_cmd_quit(tcd_client *cl, tcd_req *r, tcd_buf *out);

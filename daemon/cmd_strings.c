@@ -153,6 +153,9 @@ static int parse_set(const tcd_req *r, tc_set_opts *o, tcd_buf *out)
             return -1;
         }
     }
+    if (!have_expire)
+        o->l2_ttl_ms = TC_TTL_NONE; /* as Redis: kept until deleted (L1
+                                       still keeps it for its own TTL) */
     return 0;
 }
 

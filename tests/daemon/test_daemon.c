@@ -1452,3 +1452,56 @@ Test(daemon, info_does_not_cost_a_round_trip_each_time)
                  N);
     redisFree(c);
 }
+
+/* ---- SET without a TTL, PING (issue 9) -------------------------------------- */
+
+Test(daemon, set_without_ttl_keeps_the_key_like_redis)
+{
+    tcd_proc *t = start_daemon(NULL);
+    redisContext *c = connect_to(t);
+    char *v;
+    cr_assert_not_null(c);
+    expect_status(c, "OK", "SET forever v");
+    expect_int(c, -1, "TTL forever");
+    v = tcr_cmd(&redis, NULL, "PTTL", "forever", NULL);
+    cr_assert_str_eq(v, "-1", "Redis has a TTL on it: %s", v);
+    free(v);
+    /* EX still applies. */
+    expect_status(c, "OK", "SET brief v EX 100");
+    v = tcr_cmd(&redis, NULL, "TTL", "brief", NULL);
+    cr_assert(atoi(v) > 0 && atoi(v) <= 100, "%s", v);
+    free(v);
+    redisFree(c);
+}
+
+static int ping_fails(void *arg)
+{
+    redisContext *c = connect_to(arg);
+    redisReply *r;
+    int failed;
+    if (!c)
+        return 0;
+    r = redisCommand(c, "PING");
+    failed = r && r->type == REDIS_REPLY_ERROR;
+    if (r)
+        freeReplyObject(r);
+    redisFree(c);
+    return failed;
+}
+
+Test(daemon, ping_tells_the_truth_about_redis)
+{
+    tcd_proc *t = start_daemon(NULL);
+    redisContext *c = connect_to(t);
+    cr_assert_not_null(c);
+    expect_status(c, "PONG", "PING");
+    expect_status(c, "hi", "PING hi");
+    tcr_kill(&redis);
+    cr_assert(tcr_wait(ping_fails, t, DEADLINE_MS),
+              "PING still answers PONG with Redis down");
+    cr_assert_eq(tcr_restart(&redis), 0);
+    redisFree(c);
+    c = connect_to(t);
+    expect_status(c, "PONG", "PING");
+    redisFree(c);
+}

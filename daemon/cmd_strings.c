@@ -50,7 +50,7 @@ static int reply_fits(const tcd_server *srv, tc_value *const *vals, size_t n,
 
 int tcd_cmd_mget_loop(tcd_client *cl, tcd_req *r, tcd_buf *out)
 {
-    tc_value *small[SMALL_KEYS];
+    tc_value *small[SMALL_KEYS] = {0};
     int n = r->argc - 1;
     if (n > SMALL_KEYS)
         return TCD_DEFER;

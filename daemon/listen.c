@@ -73,6 +73,8 @@ static int open_unix(tcd_server *srv)
     struct stat st;
     mode_t old;
     int fd;
+    if (!path || !path[0])
+        return -1;
     memset(&a, 0, sizeof(a));
     a.sun_family = AF_UNIX;
     memcpy(a.sun_path, path, strlen(path) + 1);
@@ -153,7 +155,8 @@ int tcd_listen_start(tcd_server *srv)
     ev_io_init(&srv->tcp_io, on_accept, -1, EV_READ);
     ev_timer_init(&srv->accept_retry, on_accept_retry, 0.1, 0.);
     srv->accept_retry.data = srv;
-    if (srv->cfg->socket_path[0] && open_unix(srv) != 0)
+    if (srv->cfg->socket_path && srv->cfg->socket_path[0] &&
+        open_unix(srv) != 0)
         return -1;
     if (srv->cfg->port && open_tcp(srv) != 0)
         return -1;

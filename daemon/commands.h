@@ -5,6 +5,8 @@
  * runs on a worker thread and may call any blocking library function.
  * A `work` handler sees only the request, the reply buffer and the server's
  * read-only parts.
+ * The table is in commands.c; the handlers by family in cmd_conn.c,
+ * cmd_strings.c, cmd_keys.c, cmd_server.c and cmd_tc.c.
  */
 #ifndef TCD_COMMANDS_H
 #define TCD_COMMANDS_H
@@ -40,6 +42,10 @@ const tcd_cmd *tcd_cmd_lookup(const char *name, size_t len);
 /** Check arity; on failure writes Redis's error to `out` and returns 0. */
 int tcd_cmd_check_arity(const tcd_cmd *cmd, const tcd_req *req,
                         tcd_buf *out);
+/** Check the key count of a multi-key command against `max_keys`; on
+ *  failure writes an error naming --max-keys and returns 0. */
+int tcd_cmd_check_keys(const tcd_cmd *cmd, const tcd_req *req,
+                       size_t max_keys, tcd_buf *out);
 /** "-ERR unknown command '<name>', with args beginning with: ..." */
 void tcd_cmd_reply_unknown(const tcd_req *req, tcd_buf *out);
 /** Map a library failure to an error reply. Call on the thread that got it

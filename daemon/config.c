@@ -4,12 +4,14 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <errno.h>
 #include <strings.h>
 #include <unistd.h>
 
 #include "parse.h"
 
-enum kind { K_STR, K_UINT, K_PORT, K_SIZE, K_MODE, K_FLAG, K_LEVEL, K_COH,
+enum kind { K_STR, K_SECRET, K_FILE, K_UINT, K_PORT, K_SIZE, K_MODE, K_FLAG,
+            K_LEVEL, K_COH,
             K_TTL_S, K_MS64 };
 
 typedef struct opt {
@@ -24,15 +26,20 @@ typedef struct opt {
 
 static const opt opts[] = {
     {"socket", "TIERCACHED_SOCKET", K_STR, F(socket_path), "PATH",
-     "unix socket to listen on (default /tmp/tiercached.sock; \"\" = none)"},
+     "unix socket to listen on (default $XDG_RUNTIME_DIR/tiercached/"
+     "tiercached.sock, else /run/tiercached/ for root, else "
+     "/tmp/tiercached-UID/, each created 0700; \"\" = none)"},
     {"socket-mode", "TIERCACHED_SOCKET_MODE", K_MODE, F(socket_mode), "MODE",
      "permissions of the socket file, octal (default 0600)"},
     {"port", "TIERCACHED_PORT", K_PORT, F(port), "N",
      "also listen on 127.0.0.1:N (default 0 = off)"},
     {"http-port", "TIERCACHED_HTTP_PORT", K_PORT, F(http_port), "N",
      "serve GET /metrics and /health on 127.0.0.1:N (default off)"},
-    {"requirepass", "TIERCACHED_PASSWORD", K_STR, F(password), "PASS",
-     "clients must AUTH with this password"},
+    {"requirepass", "TIERCACHED_REQUIREPASS", K_SECRET, F(password), "PASS",
+     "clients must AUTH with this password (hidden from the process title; "
+     "prefer the environment or --requirepass-file)"},
+    {"requirepass-file", "TIERCACHED_REQUIREPASS_FILE", K_FILE, F(password),
+     "PATH", "read the password clients must AUTH with from this file"},
     {"workers", "TIERCACHED_WORKERS", K_UINT, F(workers), "N",
      "threads for L1 misses and writes (default 2 x cores, at least 4)"},
     {"max-clients", "TIERCACHED_MAX_CLIENTS", K_UINT, F(max_clients), "N",
@@ -44,12 +51,17 @@ static const opt opts[] = {
     {"max-request", "TIERCACHED_MAX_REQUEST", K_SIZE, F(limits.max_request),
      "BYTES", "bytes in one request = per-client input bound (default 64 MiB)"},
     {"max-output", "TIERCACHED_MAX_OUTPUT", K_SIZE, F(max_output), "BYTES",
-     "unsent reply bytes before a client is no longer read (default 4 MiB)"},
+     "bytes a client may have pending (unsent replies, queued requests) "
+     "before its further commands wait (default 4 MiB)"},
+    {"max-reply", "TIERCACHED_MAX_REPLY", K_SIZE, F(max_reply), "BYTES",
+     "largest reply of one command, e.g. MGET (default 64 MiB)"},
+    {"max-keys", "TIERCACHED_MAX_KEYS", K_SIZE, F(max_keys), "N",
+     "keys in one MGET, EXISTS or DEL (default 16384)"},
     {"read-timeout", "TIERCACHED_READ_TIMEOUT_MS", K_UINT, F(read_timeout_ms),
      "MS", "close a client stalled in the middle of a request (default 10000)"},
     {"log-level", "TIERCACHED_LOG_LEVEL", K_LEVEL, F(log_level), "LEVEL",
      "debug, info, warn or error (default info)"},
-    {"redis-url", NULL, K_STR, F(opts.url), "URL",
+    {"redis-url", NULL, K_SECRET, F(opts.url), "URL",
      "L2: redis://[user:pass@]host[:port][/db] or unix:///path [REDIS_URL]"},
     {"redis-host", NULL, K_STR, F(opts.host), "HOST", "[REDIS_HOST]"},
     {"redis-port", NULL, K_PORT, F(opts.port), "N", "[REDIS_PORT]"},
@@ -57,8 +69,10 @@ static const opt opts[] = {
      "L2 over a unix socket"},
     {"redis-username", NULL, K_STR, F(opts.username), "USER",
      "[REDIS_USERNAME]"},
-    {"redis-password", NULL, K_STR, F(opts.password), "PASS",
+    {"redis-password", NULL, K_SECRET, F(opts.password), "PASS",
      "[REDIS_PASSWORD]"},
+    {"redis-password-file", NULL, K_FILE, F(opts.password), "PATH",
+     "read the Redis password from this file"},
     {"redis-db", NULL, K_UINT, F(opts.db), "N", "[REDIS_DB]"},
     {"key-prefix", NULL, K_STR, F(opts.key_prefix), "PREFIX",
      "prepended to every L2 key [CACHE_KEY_PREFIX]"},
@@ -120,6 +134,74 @@ static int parse_num(const char *s, uint64_t lo, uint64_t hi, uint64_t *out)
     return s ? tc__parse_u64(s, strlen(s), lo, hi, out) : -1;
 }
 
+/* Strings the configuration owns (secrets copied out of argv or read from
+ * files), freed by tcd_config_free(). Returns `s`, or NULL when full. */
+static char *keep(tcd_config *c, char *s)
+{
+    size_t n = sizeof(c->owned) / sizeof(c->owned[0]);
+    if (!s)
+        return NULL;
+    if (c->nowned >= n) {
+        free(s);
+        return NULL;
+    }
+    c->owned[c->nowned++] = s;
+    return s;
+}
+
+/* The first line of `path`, without its newline; NULL after writing why. */
+static char *read_secret(const char *path, FILE *err)
+{
+    char buf[1024];
+    size_t n;
+    FILE *f = fopen(path, "r");
+    if (!f) {
+        fprintf(err, "tiercached: cannot read %s: %s\n", path,
+                strerror(errno));
+        return NULL;
+    }
+    n = fread(buf, 1, sizeof(buf) - 1, f);
+    fclose(f);
+    buf[n] = '\0';
+    buf[strcspn(buf, "\r\n")] = '\0';
+    if (!buf[0]) {
+        fprintf(err, "tiercached: %s is empty\n", path);
+        return NULL;
+    }
+    return strdup(buf);
+}
+
+/* Overwrite a secret in argv so that /proc/<pid>/cmdline (ps, any local
+ * user) no longer shows it, as redis-server does. A URL keeps its shape:
+ * only the password between "user:" and '@' goes. */
+static void hide_in_argv(const opt *o, char *val)
+{
+    char *from = val, *to = val + strlen(val);
+    if (o->off == F(opts.url)) {
+        char *auth = strstr(val, "://"), *at, *colon;
+        if (!auth)
+            return;
+        auth += 3;
+        at = strchr(auth, '@');
+        if (!at)
+            return; /* no credentials */
+        colon = memchr(auth, ':', (size_t)(at - auth));
+        from = colon ? colon + 1 : auth;
+        to = at;
+    }
+    for (char *p = from; p < to; p++)
+        *p = '*';
+}
+
+void tcd_config_free(tcd_config *c)
+{
+    for (size_t i = 0; i < c->nowned; i++) {
+        free(c->owned[i]);
+        c->owned[i] = NULL;
+    }
+    c->nowned = 0;
+}
+
 static int set_opt(tcd_config *c, const opt *o, const char *val, FILE *err,
                    const char *src)
 {
@@ -130,6 +212,20 @@ static int set_opt(tcd_config *c, const opt *o, const char *val, FILE *err,
     case K_STR:
         *(const char **)(void *)field = val;
         return 0;
+    case K_SECRET: { /* a copy: the argv original is overwritten */
+        char *copy = keep(c, val ? strdup(val) : NULL);
+        if (!copy)
+            break;
+        *(const char **)(void *)field = copy;
+        return 0;
+    }
+    case K_FILE: {
+        char *secret = keep(c, val ? read_secret(val, err) : NULL);
+        if (!secret)
+            return -1;
+        *(const char **)(void *)field = secret;
+        return 0;
+    }
     case K_FLAG:
         if (!val || tc__parse_bool(val, strlen(val), &b) == 0) {
             if (o->off == F(opts.tracking))
@@ -211,11 +307,13 @@ int tcd_config_parse(tcd_config *c, int argc, char **argv, FILE *err)
 {
     long cores = sysconf(_SC_NPROCESSORS_ONLN);
     memset(c, 0, sizeof(*c));
-    c->socket_path = "/tmp/tiercached.sock";
+    c->socket_path = NULL; /* main() picks a private directory */
     c->socket_mode = 0600;
     c->max_clients = 10000;
     c->read_timeout_ms = 10000;
     c->max_output = 4u << 20;
+    c->max_reply = 64u << 20;
+    c->max_keys = 16384;
     c->limits.max_args = 65536;
     c->limits.max_bulk = (16u << 20) + 1024;
     c->limits.max_request = 64u << 20;
@@ -227,6 +325,8 @@ int tcd_config_parse(tcd_config *c, int argc, char **argv, FILE *err)
 
     for (size_t i = 0; i < NOPTS; i++) {
         const char *v = opts[i].env ? getenv(opts[i].env) : NULL;
+        if (!v && opts[i].off == F(password) && opts[i].kind == K_SECRET)
+            v = getenv("TIERCACHED_PASSWORD"); /* its earlier name */
         if (v && set_opt(c, &opts[i], v, err, "environment for --") != 0)
             return -1;
     }
@@ -262,13 +362,16 @@ int tcd_config_parse(tcd_config *c, int argc, char **argv, FILE *err)
         }
         if (set_opt(c, o, val, err, "--") != 0)
             return -1;
+        if (o->kind == K_SECRET) /* val points into argv[a] */
+            hide_in_argv(o, eq ? argv[a] + (eq + 1 - argv[a]) : argv[a]);
     }
-    if (!c->socket_path[0] && c->port == 0 && !c->check && !c->help &&
+    if (c->socket_path && !c->socket_path[0] && c->port == 0 && !c->check &&
+        !c->help &&
         !c->version) {
         fprintf(err, "tiercached: no listener: give --socket or --port\n");
         return -1;
     }
-    if (c->socket_path[0] && strlen(c->socket_path) >= 108) {
+    if (c->socket_path && strlen(c->socket_path) >= 108) {
         fprintf(err, "tiercached: socket path too long (max 107 bytes)\n");
         return -1;
     }

@@ -63,3 +63,32 @@ void tcd_log_lib(void *userdata, tc_log_level level, const char *msg)
     (void)userdata;
     emit(level, "tiercache: ", msg);
 }
+
+void tcd_log_limited(tcd_log_limit *lim, unsigned interval_ms,
+                     tc_log_level level, const char *fmt, ...)
+{
+    struct timespec ts;
+    long long now, last;
+    unsigned long long dropped;
+    char msg[900];
+    va_list ap;
+    if ((int)level < atomic_load(&min_level))
+        return;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    now = (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000 + 1;
+    last = atomic_load(&lim->last_ms);
+    if ((last != 0 && now - last < (long long)interval_ms) ||
+        !atomic_compare_exchange_strong(&lim->last_ms, &last, now)) {
+        atomic_fetch_add(&lim->suppressed, 1);
+        return;
+    }
+    dropped = atomic_exchange(&lim->suppressed, 0);
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof(msg), fmt, ap);
+    va_end(ap);
+    if (dropped)
+        tcd_log(level, "%s (%llu more like it in the last %u s)", msg,
+                dropped, (interval_ms + 999) / 1000);
+    else
+        tcd_log(level, "%s", msg);
+}

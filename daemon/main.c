@@ -13,6 +13,7 @@
 #include "config.h"
 #include "http.h"
 #include "log.h"
+#include "rundir.h"
 #include "server.h"
 #include "tiercache.h"
 
@@ -52,59 +53,64 @@ static int run_check(tc_cache *cache, const tcd_config *cfg)
     return 0;
 }
 
-int main(int argc, char **argv)
+static int serve(tcd_config *cfg)
 {
-    tcd_config cfg;
     tc_cache *cache = NULL;
     tc_result rc;
     struct ev_loop *loop;
     tcd_server srv;
     tcd_http *http = NULL;
+    char socket_path[108];
     int status = 0;
 
-    if (tcd_config_parse(&cfg, argc, argv, stderr) != 0)
-        return 2;
-    if (cfg.help) {
+    if (cfg->help) {
         tcd_config_usage(stdout);
         return 0;
     }
-    if (cfg.version) {
+    if (cfg->version) {
         printf("tiercached %d.%d.%d\n", TC_VERSION_MAJOR, TC_VERSION_MINOR,
                TC_VERSION_PATCH);
         return 0;
     }
-    tcd_log_set_level(cfg.log_level);
-    cfg.opts.log = tcd_log_lib;
+    tcd_log_set_level(cfg->log_level);
+    cfg->opts.log = tcd_log_lib;
     signal(SIGPIPE, SIG_IGN);
 
-    rc = tc_cache_create(&cfg.opts, &cache);
+    rc = tc_cache_create(&cfg->opts, &cache);
     if (rc != TC_OK) {
         tcd_error("cannot start the cache: %s (%s)", tc_strerror(rc),
                   tc_errmsg());
-        if (cfg.check)
+        if (cfg->check)
             printf("tiercached --check: invalid: %s (%s)\n", tc_strerror(rc),
                    tc_errmsg());
-        return cfg.check ? 1 : 2;
+        return cfg->check ? 1 : 2;
     }
-    if (cfg.check) {
-        status = run_check(cache, &cfg);
+    if (cfg->check) {
+        status = run_check(cache, cfg);
         tc_cache_destroy(cache);
         return status;
     }
 
-    raise_nofile(cfg.max_clients + 64);
+    if (!cfg->socket_path) {
+        if (tcd_rundir_socket(socket_path, sizeof(socket_path)) != 0) {
+            tc_cache_destroy(cache);
+            return 1;
+        }
+        cfg->socket_path = socket_path;
+    }
+    raise_nofile(cfg->max_clients + 64);
     loop = ev_default_loop(EVFLAG_AUTO);
     if (!loop) {
         tcd_error("cannot initialise libev");
         tc_cache_destroy(cache);
         return 1;
     }
-    if (tcd_server_init(&srv, loop, &cfg, cache) != 0) {
+    if (tcd_server_init(&srv, loop, cfg, cache) != 0) {
         tc_cache_destroy(cache);
         return 1;
     }
-    if (cfg.http_port) {
-        http = tcd_http_start(&srv, cfg.http_port);
+    if (cfg->http_port) {
+        http = tcd_http_start(&srv, cfg->http_port);
         if (!http) {
             tcd_server_shutdown(&srv);
             tc_cache_destroy(cache);
@@ -113,7 +119,7 @@ int main(int argc, char **argv)
     }
     tcd_info("tiercached %d.%d.%d ready (instance %s, %u workers)",
              TC_VERSION_MAJOR, TC_VERSION_MINOR, TC_VERSION_PATCH,
-             tc_cache_instance_id(cache), cfg.workers);
+             tc_cache_instance_id(cache), cfg->workers);
 
     ev_run(loop, 0);
 
@@ -122,5 +128,18 @@ int main(int argc, char **argv)
     tc_cache_destroy(cache);
     ev_loop_destroy(loop);
     tcd_info("stopped");
+    return status;
+}
+
+int main(int argc, char **argv)
+{
+    tcd_config cfg;
+    int status;
+    if (tcd_config_parse(&cfg, argc, argv, stderr) != 0) {
+        tcd_config_free(&cfg);
+        return 2;
+    }
+    status = serve(&cfg);
+    tcd_config_free(&cfg);
     return status;
 }

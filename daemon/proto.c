@@ -1,3 +1,4 @@
+#include "parse.h"
 #include "proto.h"
 
 #include <stdint.h>
@@ -10,6 +11,10 @@
 /* Longest `*N\r\n` / `$N\r\n` header we wait for: sign, 19 digits, CRLF and
  * slack. Redis allows 64 KiB here; nothing legitimate needs more than this. */
 #define HDR_MAX 32
+/* A request over a limit is skipped (and the connection kept) only when
+ * its sizes are plausible; beyond these it is garbage: close, as Redis. */
+#define SKIP_MAX_ARGS (1LL << 20)
+#define SKIP_MAX_BULK (1ULL << 30)
 
 /* The request being filled by the reader callbacks. */
 typedef struct fill {
@@ -23,7 +28,7 @@ typedef struct fill {
 struct tcd_proto {
     redisReader *reader;
     fill fill;
-    char errbuf[64];
+    char errbuf[160];
 };
 
 /* ---- redisReader object callbacks: build argv in the pre-sized block ---- */
@@ -136,24 +141,13 @@ static tcd_req *req_alloc(size_t argc, size_t payload, char **strings,
     return r;
 }
 
-/* Parse a header number: optional '-', 1..19 digits. */
+/* Parse a header number as Redis does (string2ll, lib/parse.h). */
 static int parse_ll(const char *s, size_t n, long long *out)
 {
-    int neg = 0;
-    unsigned long long v = 0;
-    size_t i = 0;
-    if (n > 0 && s[0] == '-') {
-        neg = 1;
-        i = 1;
-    }
-    if (i == n || n - i > 18)
+    int64_t v;
+    if (tc__parse_i64(s, n, INT64_MIN, INT64_MAX, &v) != 0)
         return -1;
-    for (; i < n; i++) {
-        if (s[i] < '0' || s[i] > '9')
-            return -1;
-        v = v * 10 + (unsigned)(s[i] - '0');
-    }
-    *out = neg ? -(long long)v : (long long)v;
+    *out = (long long)v;
     return 0;
 }
 
@@ -178,6 +172,67 @@ static int fail(const char **err, const char *msg)
     return TCD_PARSE_ERR;
 }
 
+/* Refuse a request over a limit and skip the rest of it: `args` more
+ * element headers, after `bytes` bytes of the current element. */
+static int too_big(tcd_proto *p, tcd_scan *sc, long long args,
+                   unsigned long long bytes, size_t consumed,
+                   size_t *consumed_out, const char **err, const char *fmt,
+                   unsigned long long got, size_t limit, const char *flag)
+{
+    snprintf(p->errbuf, sizeof(p->errbuf), fmt, got, flag, limit);
+    memset(sc, 0, sizeof(*sc));
+    *err = p->errbuf;
+    if (args > SKIP_MAX_ARGS || bytes > SKIP_MAX_BULK)
+        return TCD_PARSE_ERR;
+    sc->skip_args = args;
+    sc->skip_bytes = bytes;
+    *consumed_out = consumed;
+    return TCD_PARSE_TOO_BIG;
+}
+
+/* Skip what is left of a refused request, storing nothing. */
+static int skip_rest(tcd_scan *sc, const char *buf, size_t len,
+                     size_t *consumed, const char **err)
+{
+    size_t used = 0;
+    for (;;) {
+        const char *h;
+        size_t avail, look;
+        long cr;
+        long long bl;
+        if (sc->skip_bytes) {
+            size_t take = len - used;
+            if ((unsigned long long)take > sc->skip_bytes)
+                take = (size_t)sc->skip_bytes;
+            used += take;
+            sc->skip_bytes -= take;
+            if (sc->skip_bytes)
+                break;
+        }
+        if (sc->skip_args == 0 || used == len)
+            break;
+        h = buf + used;
+        avail = len - used;
+        look = avail < HDR_MAX ? avail : HDR_MAX;
+        if (h[0] != '$')
+            return fail(err, "Protocol error: expected '$' in a request "
+                             "being skipped");
+        cr = find_crlf(h, look);
+        if (cr < 0) {
+            if (avail >= HDR_MAX)
+                return fail(err, "Protocol error: too big bulk count string");
+            break;
+        }
+        if (parse_ll(h + 1, (size_t)cr - 1, &bl) != 0 || bl < 0)
+            return fail(err, "Protocol error: invalid bulk length");
+        sc->skip_bytes = (unsigned long long)bl + 2;
+        sc->skip_args--;
+        used += (size_t)cr + 2;
+    }
+    *consumed = used;
+    return used ? TCD_PARSE_OK : TCD_PARSE_MORE;
+}
+
 static int parse_multibulk(tcd_proto *p, tcd_scan *sc, const tcd_limits *lim,
                            const char *buf, size_t len, size_t *consumed,
                            tcd_req **out, const char **err)
@@ -199,7 +254,11 @@ static int parse_multibulk(tcd_proto *p, tcd_scan *sc, const tcd_limits *lim,
             return TCD_PARSE_OK;
         }
         if ((unsigned long long)n > lim->max_args)
-            return fail(err, "Protocol error: invalid multibulk length");
+            return too_big(p, sc, n, 0, (size_t)cr + 2, consumed, err,
+                           "Protocol error: invalid multibulk length: %llu "
+                           "arguments is over the %s limit of %zu",
+                           (unsigned long long)n, lim->max_args,
+                           "--max-args");
         sc->nargs = n;
         sc->pos = (size_t)cr + 2;
         sc->seen = 0;
@@ -226,13 +285,25 @@ static int parse_multibulk(tcd_proto *p, tcd_scan *sc, const tcd_limits *lim,
             return avail >= HDR_MAX
                        ? fail(err, "Protocol error: too big bulk count string")
                        : TCD_PARSE_MORE;
-        if (parse_ll(h + 1, (size_t)cr - 1, &bl) != 0 || bl < 0 ||
-            (unsigned long long)bl > lim->max_bulk)
+        if (parse_ll(h + 1, (size_t)cr - 1, &bl) != 0 || bl < 0)
             return fail(err, "Protocol error: invalid bulk length");
+        if ((unsigned long long)bl > lim->max_bulk)
+            return too_big(p, sc, sc->nargs - sc->seen - 1,
+                           (unsigned long long)bl + 2,
+                           sc->pos + (size_t)cr + 2, consumed, err,
+                           "Protocol error: invalid bulk length: %llu bytes "
+                           "is over the %s limit of %zu",
+                           (unsigned long long)bl, lim->max_bulk,
+                           "--max-bulk");
         need = (size_t)cr + 2 + (size_t)bl + 2;
         if (sc->pos + need > lim->max_request)
-            return fail(err, "Protocol error: request exceeds the input "
-                             "buffer limit");
+            return too_big(p, sc, sc->nargs - sc->seen - 1,
+                           (unsigned long long)bl + 2,
+                           sc->pos + (size_t)cr + 2, consumed, err,
+                           "Protocol error: request of at least %llu bytes "
+                           "is over the %s limit of %zu",
+                           (unsigned long long)(sc->pos + need),
+                           lim->max_request, "--max-request");
         if (avail < need)
             return TCD_PARSE_MORE;
         if (h[need - 2] != '\r' || h[need - 1] != '\n')
@@ -425,6 +496,8 @@ int tcd_proto_parse(tcd_proto *p, tcd_scan *scan, const tcd_limits *lim,
     *err = NULL;
     if (len == 0)
         return TCD_PARSE_MORE;
+    if (scan->skip_args || scan->skip_bytes)
+        return skip_rest(scan, buf, len, consumed, err);
     if (buf[0] == '*')
         return parse_multibulk(p, scan, lim, buf, len, consumed, out, err);
     return parse_inline(scan, lim, buf, len, consumed, out, err);

@@ -44,6 +44,9 @@ typedef struct tcd_scan {
     long long nargs;   /* declared element count; 0 until `*N` was read */
     long long seen;    /* elements fully present and validated */
     size_t payload;    /* sum of element lengths validated so far */
+    /* Skipping the rest of a request refused as too big: */
+    long long skip_args;           /* element headers still to skip */
+    unsigned long long skip_bytes; /* bytes of the current element left */
 } tcd_scan;
 
 typedef struct tcd_proto tcd_proto;
@@ -57,9 +60,16 @@ enum {
                            (an empty request, e.g. a blank line: skip it) */
     TCD_PARSE_MORE = 1, /* the request is incomplete: read more and call
                            again with the same bytes plus the new ones */
-    TCD_PARSE_ERR = 2   /* protocol error: *err is static text such as
+    TCD_PARSE_ERR = 2,  /* protocol error: *err is static text such as
                            "Protocol error: invalid bulk length"; reply
                            "-ERR <text>" and close the connection */
+    TCD_PARSE_TOO_BIG = 3 /* a well-formed request over a limit: *err names
+                           the limit and its flag (text valid until the next
+                           call). *consumed bytes are used; reply "-ERR
+                           <text>" and keep parsing: the following calls skip
+                           the rest of the request (returning TCD_PARSE_OK
+                           with *out == NULL) without storing it. Or treat
+                           it as TCD_PARSE_ERR and close. */
 };
 
 /**

@@ -1,6 +1,8 @@
 /*
- * The event loop side of tiercached: listeners, client connections, request
- * dispatch and in-order replies.
+ * The event loop side of tiercached: the server's state and lifetime
+ * (server.c), and the structures its parts share: listeners (listen.c),
+ * client I/O and back-pressure (client.c), dispatch and per-client ordering
+ * (dispatch.c), the worker pool (workers.c).
  *
  * Threads: one libev loop thread owns every tcd_client and the server's
  * mutable state. Worker threads (workers.h) see a job's request, its reply
@@ -41,6 +43,8 @@ typedef struct tcd_job {
     tcd_buf out;            /* the reply */
     int done;               /* loop only: reply complete */
     int close_after;        /* QUIT or protocol error: close once sent */
+    size_t charged;         /* loop only: bytes counted in the client's
+                               `held` for this slot (request or reply) */
 } tcd_job;
 
 /** Daemon counters; relaxed atomics, read by INFO and /metrics. */
@@ -54,6 +58,8 @@ typedef struct tcd_counters {
     atomic_ullong protocol_errors;
     atomic_ullong read_timeouts;
     atomic_ullong commands_rejected;  /* unknown, NOAUTH, arity */
+    atomic_ullong output_pauses;      /* a client stopped for unsent bytes */
+    atomic_ullong requests_too_big;   /* refused over a limit, skipped */
     atomic_ullong net_input_bytes, net_output_bytes;
 } tcd_counters;
 
@@ -77,7 +83,11 @@ struct tcd_client {
                                 client's commands run in its order */
     tcd_job *wait_head, *wait_tail; /* deferred, not yet submitted (qnext) */
     unsigned queued;         /* slots in head..tail */
+    size_t held;             /* bytes of the slots in head..tail: requests
+                                not yet run, replies not yet in `out` */
+    size_t held_replies;     /* the replies' part of `held` */
     int authed;
+    int held_back;           /* next job held: replies over --max-output */
     int reading;             /* rio started */
     int closing;             /* read no more; close once `out` is sent */
     int dead;                /* fd closed; freed when inflight == 0 */
@@ -104,6 +114,8 @@ struct tcd_server {
     uint64_t next_client_id;
     uint64_t started_at;    /* unix seconds */
     int stopping;
+    int workers_gone;       /* pool drained: jobs still waiting get an
+                               error instead of a worker */
     tcd_counters counters;
 };
 

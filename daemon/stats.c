@@ -1,5 +1,6 @@
 #include "stats.h"
 
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
@@ -21,6 +22,37 @@ static void addf(tcd_buf *b, const char *fmt, ...)
     if (n > 0)
         tcd_buf_add(b, tmp, (size_t)n < sizeof(tmp) ? (size_t)n
                                                      : sizeof(tmp) - 1);
+}
+
+/* INFO's view of L2 health: one PING a second at most, however often
+ * INFO is asked (it was one round trip per INFO). Shared by the workers
+ * that run INFO; health_mu protects the snapshot. */
+static pthread_mutex_t health_mu = PTHREAD_MUTEX_INITIALIZER;
+static tc_health health_last;  /* health_mu */
+static int health_ok;          /* health_mu */
+static long long health_at_ms; /* health_mu; 0 = never */
+
+static long long mono_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static int healthy_cached(tcd_server *srv, tc_health *h, long long *age_ms)
+{
+    long long now = mono_ms();
+    int ok;
+    pthread_mutex_lock(&health_mu);
+    if (health_at_ms == 0 || now - health_at_ms >= 1000) {
+        health_ok = tcd_stats_healthy(srv, &health_last);
+        health_at_ms = mono_ms();
+    }
+    *h = health_last;
+    ok = health_ok;
+    *age_ms = now > health_at_ms ? now - health_at_ms : 0;
+    pthread_mutex_unlock(&health_mu);
+    return ok;
 }
 
 int tcd_stats_healthy(tcd_server *srv, tc_health *h)
@@ -68,7 +100,9 @@ int tcd_stats_healthy(tcd_server *srv, tc_health *h)
     X(commands_deferred, counter, "commands run on a worker thread")        \
     X(protocol_errors, counter, "connections closed for protocol errors")   \
     X(read_timeouts, counter, "connections closed stalled mid-request")     \
-    X(commands_rejected, counter, "unknown, unauthenticated, bad arity")                         \
+    X(commands_rejected, counter, "unknown, unauthenticated, bad arity")   \
+    X(output_pauses, counter, "clients paused for unsent replies")        \
+    X(requests_too_big, counter, "requests refused over a size limit")    \
     X(net_input_bytes, counter, "bytes read from clients")                  \
     X(net_output_bytes, counter, "bytes written to clients")
 
@@ -126,7 +160,8 @@ void tcd_stats_info(tcd_server *srv, const tcd_req *req, tcd_buf *out)
     }
     if (want(req, "tiercache", 1)) {
         tc_health h;
-        int ok = tcd_stats_healthy(srv, &h);
+        long long age_ms;
+        int ok = healthy_cached(srv, &h, &age_ms);
         static const char *coh[] = {"async", "strict", "none"};
         unsigned ci = (unsigned)srv->cfg->opts.coherence;
         addf(&b, "# Tiercache\r\n");
@@ -135,10 +170,11 @@ void tcd_stats_info(tcd_server *srv, const tcd_req *req, tcd_buf *out)
         TC_STATS_FIELDS(X)
 #undef X
         addf(&b, "coherence:%s\r\ntracking:%d\r\nl2_up:%d\r\nbus_up:%d\r\n"
-                 "breaker_open:%d\r\nl2_latency_us:%llu\r\nhealthy:%d\r\n\r\n",
+                 "breaker_open:%d\r\nl2_latency_us:%llu\r\nhealthy:%d\r\n"
+                 "health_age_ms:%lld\r\n\r\n",
              ci < 3 ? coh[ci] : "?", srv->cfg->opts.tracking == TC_YES,
              h.l2_up, h.bus_up, h.breaker_open,
-             (unsigned long long)h.l2_latency_us, ok);
+             (unsigned long long)h.l2_latency_us, ok, age_ms);
     }
     if (want(req, "keyspace", 1))
         addf(&b, "# Keyspace\r\n");

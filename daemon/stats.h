@@ -10,11 +10,14 @@
 #include "buf.h"
 #include "server.h"
 
-/** INFO [section ...] reply (a bulk string) into `out`. May PING L2. */
+/** INFO [section ...] reply (a bulk string) into `out`. The tiercache
+ *  section's health is at most a second old (health_age_ms): INFO PINGs L2
+ *  once a second at most. */
 void tcd_stats_info(tcd_server *srv, const tcd_req *req, tcd_buf *out);
 /** Prometheus exposition text into `out` (plain bytes, no RESP framing). */
 void tcd_stats_metrics(tcd_server *srv, tcd_buf *out);
-/** 1 when L2 answers and the bus is up (or not used). Fills `h`. */
+/** 1 when L2 answers and the bus is up (or not used). Fills `h`. One
+ *  PING of L2 (for /health: always live). */
 int tcd_stats_healthy(tcd_server *srv, tc_health *h);
 
 #endif

@@ -9,3 +9,6 @@ start_tiercached a
 start_tiercached b
 NODE_PATH="$HERE/node_modules" node "$HERE/ioredis_test.js" \
   "$WORK/a.sock" "$WORK/b.sock"
+start_tiercached big
+NODE_PATH="$HERE/node_modules" node "$HERE/ioredis_big_value.js" \
+  "$WORK/big.sock"

@@ -150,6 +150,20 @@ static int stop_daemon(tcd_proc *t)
     return -1;
 }
 
+/* Wait (generously) for a daemon already told to stop; SIGKILL after. */
+static int wait_exit(tcd_proc *t)
+{
+    int st = -1;
+    for (int i = 0; i < DEADLINE_MS / 10; i++) {
+        if (waitpid(t->pid, &st, WNOHANG) == t->pid) {
+            t->pid = 0;
+            return st;
+        }
+        tcr_sleep_ms(10);
+    }
+    return stop_daemon(t);
+}
+
 static void setup(void)
 {
     struct rlimit rl;
@@ -270,6 +284,38 @@ static void expect_nil(redisContext *c, const char *fmt, ...)
     cr_assert_not_null(r);
     cr_assert_eq(r->type, REDIS_REPLY_NIL, "%s: type %d", fmt, r->type);
     freeReplyObject(r);
+}
+
+static long rss_kb(pid_t pid)
+{
+    char path[64], line[256];
+    long kb = -1;
+    FILE *f;
+    snprintf(path, sizeof(path), "/proc/%d/status", (int)pid);
+    f = fopen(path, "r");
+    if (!f)
+        return -1;
+    while (fgets(line, sizeof(line), f))
+        if (sscanf(line, "VmRSS: %ld kB", &kb) == 1)
+            break;
+    fclose(f);
+    return kb;
+}
+
+static long long info_section_field(tcd_proc *t, const char *section,
+                                    const char *field)
+{
+    redisContext *c = connect_to(t);
+    redisReply *r;
+    const char *p;
+    long long v;
+    cr_assert_not_null(c);
+    r = cmd(c, "INFO %s", section);
+    p = r->type == REDIS_REPLY_STRING ? strstr(r->str, field) : NULL;
+    v = p ? atoll(p + strlen(field) + 1) : -1;
+    freeReplyObject(r);
+    redisFree(c);
+    return v;
 }
 
 /* ---- commands ----------------------------------------------------------- */
@@ -507,8 +553,6 @@ Test(daemon, malformed_input_closes_only_that_connection)
     /* Absurd sizes: refused from the header, before any data arrives. */
     expect_protocol_error(t, "*2000000000\r\n", 13,
                           "-ERR Protocol error: invalid multibulk length");
-    expect_protocol_error(t, "*1\r\n$1048577\r\n", 15,
-                          "-ERR Protocol error: invalid bulk length");
     expect_protocol_error(t, "*1\r\n$9223372036854775807\r\n", 26,
                           "-ERR Protocol error: invalid bulk length");
     expect_protocol_error(t, "PING \"unterminated\r\n", 20,
@@ -524,6 +568,31 @@ Test(daemon, malformed_input_closes_only_that_connection)
     expect_status(bystander, "v", "GET k");
     expect_status(bystander, "PONG", "PING");
     redisFree(bystander);
+}
+
+/* An argument over --max-bulk gets one error naming the limit and the
+ * flag; the rest of the request is skipped and the connection kept. */
+Test(daemon, oversized_argument_is_refused_and_skipped)
+{
+    enum { BIG = 1048577 + 4096 };
+    tcd_proc *t = start_daemon("--max-bulk", "1048576", NULL);
+    redisContext *c = connect_to(t);
+    char *v = malloc(BIG);
+    redisReply *r;
+    cr_assert_not_null(c);
+    memset(v, 'q', BIG);
+    r = cmd(c, "SET huge %b", v, (size_t)BIG);
+    cr_assert_eq(r->type, REDIS_REPLY_ERROR);
+    cr_assert_str_eq(r->str, "ERR Protocol error: invalid bulk length: "
+                     "1052673 bytes is over the --max-bulk limit of 1048576");
+    freeReplyObject(r);
+    /* Same connection, next command. */
+    expect_status(c, "PONG", "PING");
+    expect_nil(c, "GET huge");
+    cr_assert_eq(info_section_field(t, "stats", "requests_too_big"), 1);
+    cr_assert_eq(info_section_field(t, "stats", "protocol_errors"), 0);
+    redisFree(c);
+    free(v);
 }
 
 Test(daemon, stalled_half_request_times_out)
@@ -891,6 +960,569 @@ Test(daemon, client_that_never_reads_does_not_stall_others)
     expect_status(c, "PONG", "PING");
     expect_status(c, big, "GET big");
     close(fd);
+    expect_status(c, "PONG", "PING");
+    redisFree(c);
+}
+
+/* ---- memory bounds (issue 9) -------------------------------------------- */
+
+typedef struct grow_watch {
+    tcd_proc *t;
+    long base_kb, limit_kb;
+} grow_watch;
+
+/* Done waiting when the daemon paused the client for its unsent replies,
+ * or when its memory already grew past the limit (the failure). */
+static int paused_or_grown(void *arg)
+{
+    grow_watch *g = arg;
+    return rss_kb(g->t->pid) - g->base_kb > g->limit_kb ||
+           info_section_field(g->t, "stats", "output_pauses") > 0;
+}
+
+Test(daemon, client_that_never_reads_cannot_grow_memory)
+{
+    enum { VALUE = 256 * 1024, GETS = 2000 };
+    const char *asan = getenv("ASAN_OPTIONS");
+    char *saved = asan ? strdup(asan) : NULL, opts[512];
+    tcd_proc *t;
+    redisContext *c;
+    char *big = malloc(VALUE + 1);
+    char *reqs = malloc(16 + GETS * 16);
+    /* In an ASan build freed replies would sit in its quarantine (256 MB)
+     * and count as RSS: keep it small for this daemon. */
+    snprintf(opts, sizeof(opts), "%s%squarantine_size_mb=1", asan ? asan : "",
+             asan && *asan ? ":" : "");
+    setenv("ASAN_OPTIONS", opts, 1);
+    t = start_daemon("--max-output", "1048576", NULL);
+    if (saved)
+        setenv("ASAN_OPTIONS", saved, 1);
+    else
+        unsetenv("ASAN_OPTIONS");
+    free(saved);
+    c = connect_to(t);
+    grow_watch g = {.t = t, .limit_kb = 64 * 1024};
+    size_t n = 0, sent = 0;
+    long grown;
+    int fd;
+    cr_assert_not_null(c);
+    memset(big, 'x', VALUE);
+    big[VALUE] = '\0';
+    expect_status(c, "OK", "SET big %s", big);
+    expect_status(c, big, "GET big");
+    g.base_kb = rss_kb(t->pid);
+    cr_assert_gt(g.base_kb, 0);
+    /* A miss first, so that every GET after it waits for a worker; then
+     * 2,000 GETs of 256 KiB (500 MB of replies), never read. */
+    n += (size_t)sprintf(reqs + n, "GET nokey\r\n");
+    for (int i = 0; i < GETS; i++)
+        n += (size_t)sprintf(reqs + n, "GET big\r\n");
+    fd = raw_connect(t->sock);
+    fcntl(fd, F_SETFL, O_NONBLOCK);
+    while (sent < n) {
+        ssize_t k = send(fd, reqs + sent, n - sent, MSG_NOSIGNAL);
+        if (k <= 0)
+            break; /* the daemon stopped reading us: fine */
+        sent += (size_t)k;
+    }
+    cr_assert(tcr_wait(paused_or_grown, &g, DEADLINE_MS),
+              "the daemon neither paused the client nor grew");
+    /* Others are served meanwhile. */
+    expect_status(c, "PONG", "PING");
+    expect_status(c, big, "GET big");
+    expect_nil(c, "GET other-miss");
+    grown = rss_kb(t->pid) - g.base_kb;
+    cr_assert_lt(grown, 32 * 1024, "RSS grew by %ld kB for one client that "
+                 "never reads (bound: 1 MiB of pending replies)", grown);
+    close(fd);
+    expect_status(c, "PONG", "PING");
+    redisFree(c);
+    free(big);
+    free(reqs);
+}
+
+static redisReply *argv_cmd(redisContext *c, int argc, const char **argv)
+{
+    redisReply *r = redisCommandArgv(c, argc, argv, NULL);
+    cr_assert_not_null(r, "%s: %s", argv[0], c->errstr);
+    return r;
+}
+
+Test(daemon, multi_key_commands_are_bounded)
+{
+    enum { VALUE = 256 * 1024 };
+    tcd_proc *t = start_daemon("--max-keys", "100", "--max-reply", "1048576",
+                               NULL);
+    redisContext *c = connect_to(t);
+    const char *argv[102];
+    char *big = malloc(VALUE + 1);
+    redisReply *r;
+    cr_assert_not_null(c);
+    memset(big, 'y', VALUE);
+    big[VALUE] = '\0';
+    expect_status(c, "OK", "SET big %s", big);
+    expect_status(c, big, "GET big");
+    argv[0] = "MGET";
+    for (int i = 1; i < 102; i++)
+        argv[i] = "big";
+    /* 3 x 256 KiB fits in 1 MiB. */
+    r = argv_cmd(c, 4, argv);
+    cr_assert_eq(r->type, REDIS_REPLY_ARRAY);
+    cr_assert_eq(r->elements, 3);
+    freeReplyObject(r);
+    /* 8 x 256 KiB (all L1 hits, answered on the loop) does not. */
+    r = argv_cmd(c, 9, argv);
+    cr_assert_eq(r->type, REDIS_REPLY_ERROR);
+    cr_assert_not_null(strstr(r->str, "--max-reply"), "%s", r->str);
+    freeReplyObject(r);
+    /* 40 keys go to a worker: the same limit. */
+    r = argv_cmd(c, 41, argv);
+    cr_assert_eq(r->type, REDIS_REPLY_ERROR);
+    cr_assert_not_null(strstr(r->str, "--max-reply"), "%s", r->str);
+    freeReplyObject(r);
+    /* 101 keys: over --max-keys, for every multi-key command. */
+    r = argv_cmd(c, 102, argv);
+    cr_assert_eq(r->type, REDIS_REPLY_ERROR);
+    cr_assert_not_null(strstr(r->str, "--max-keys"), "%s", r->str);
+    freeReplyObject(r);
+    argv[0] = "EXISTS";
+    r = argv_cmd(c, 102, argv);
+    cr_assert_eq(r->type, REDIS_REPLY_ERROR);
+    cr_assert_not_null(strstr(r->str, "--max-keys"), "%s", r->str);
+    freeReplyObject(r);
+    r = argv_cmd(c, 101, argv);
+    cr_assert_eq(r->type, REDIS_REPLY_INTEGER);
+    cr_assert_eq(r->integer, 100);
+    freeReplyObject(r);
+    redisFree(c);
+    free(big);
+}
+
+/* ---- shutdown (issue 9) --------------------------------------------------- */
+
+typedef struct deferred_at_least {
+    tcd_proc *t;
+    long long want;
+    int infos;
+} deferred_at_least;
+
+static int deferred_reached(void *arg)
+{
+    deferred_at_least *d = arg;
+    d->infos++; /* INFO itself runs on a worker and is counted */
+    return info_section_field(d->t, "stats", "commands_deferred") >=
+           d->want + d->infos;
+}
+
+Test(daemon, shutdown_answers_every_accepted_command)
+{
+    enum { N = 20 };
+    /* Redis hangs: the first SET stays at a worker while SIGTERM comes. */
+    tcd_proc *t = start_daemon("--command-timeout-ms", "10000", NULL);
+    deferred_at_least d = {.t = t, .want = N};
+    char req[N * 32], buf[4096];
+    size_t n = 0;
+    int fd, closed, replies = 0, ok = 0, st;
+    for (int i = 0; i < N; i++)
+        n += (size_t)sprintf(req + n, "SET sd:%d v\r\n", i);
+    tcr_pause(&redis);
+    fd = raw_connect(t->sock);
+    cr_assert_eq(send(fd, req, n, 0), (ssize_t)n);
+    cr_assert(tcr_wait(deferred_reached, &d, DEADLINE_MS),
+              "the daemon did not accept the %d SETs", N);
+    kill(t->pid, SIGTERM);
+    tcr_resume(&redis);
+    read_all(fd, buf, sizeof(buf), &closed);
+    close(fd);
+    cr_assert(closed, "connection not closed at shutdown");
+    for (char *p = buf; (p = strstr(p, "\r\n")) != NULL; p += 2) {
+        replies++;
+        ok += !strncmp(p - 3, "+OK", 3);
+    }
+    cr_assert_eq(replies, N, "%d replies to %d accepted commands: '%s'",
+                 replies, N, buf);
+    st = wait_exit(t);
+    cr_assert_eq(st, 0, "exit status 0x%x", st);
+    /* Every +OK is in Redis. */
+    for (int i = 0, seen = 0; i < N && seen < ok; i++) {
+        char key[16], *v;
+        snprintf(key, sizeof(key), "sd:%d", i);
+        v = tcr_cmd(&redis, NULL, "GET", key, NULL);
+        cr_assert_not_null(v);
+        seen += !strcmp(v, "v");
+        free(v);
+    }
+    cr_assert_gt(ok, 0, "not even the SET at the worker ran: '%s'", buf);
+}
+
+/* ---- the default socket (issue 9) ------------------------------------------ */
+
+/* tiercached without --socket, XDG_RUNTIME_DIR=`xdg`, its log in
+ * `xdg`/tcd.log. Returns the pid. */
+static pid_t spawn_default_socket(const char *xdg)
+{
+    pid_t parent = getpid();
+    const char *bin = daemon_path(); /* no Criterion calls in the child */
+    pid_t pid = fork();
+    if (pid == 0) {
+        char log[300];
+        int fd;
+        prctl(PR_SET_PDEATHSIG, SIGKILL);
+        if (getppid() != parent)
+            _exit(127);
+        snprintf(log, sizeof(log), "%s/tcd.log", xdg);
+        fd = open(log, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
+        if (fd >= 0)
+            dup2(fd, STDERR_FILENO);
+        setenv("XDG_RUNTIME_DIR", xdg, 1);
+        execl(bin, bin, "--redis-url", redis.url,
+              "--log-level", "warn", (char *)NULL);
+        _exit(127);
+    }
+    cr_assert_gt(pid, 0);
+    return pid;
+}
+
+static int exited(void *arg)
+{
+    tcd_proc *t = arg;
+    int st;
+    if (waitpid(t->pid, &st, WNOHANG) != t->pid)
+        return 0;
+    t->pid = 0;
+    t->http_port = st; /* the status, for the caller */
+    return 1;
+}
+
+Test(daemon, default_socket_is_in_a_private_directory)
+{
+    tcd_proc *t = &procs[nprocs++];
+    tcd_proc bad = {0};
+    char tmpl[] = "/tmp/tcd-test.XXXXXX", dir[300], log[300];
+    struct stat st;
+    FILE *f;
+    cr_assert_not_null(mkdtemp(tmpl));
+    snprintf(t->dir, sizeof(t->dir), "%s", tmpl);
+    snprintf(t->sock, sizeof(t->sock), "%s/tiercached/tiercached.sock", tmpl);
+    snprintf(dir, sizeof(dir), "%s/tiercached", tmpl);
+    /* Without --socket: created in a 0700 directory of our own. */
+    t->pid = spawn_default_socket(tmpl);
+    cr_assert(tcr_wait(answers_ping, t, DEADLINE_MS),
+              "no daemon on %s", t->sock);
+    cr_assert_eq(lstat(dir, &st), 0);
+    cr_assert(S_ISDIR(st.st_mode));
+    cr_assert_eq(st.st_mode & 0777, 0700, "mode %o", st.st_mode & 0777);
+    cr_assert_eq(st.st_uid, geteuid());
+    cr_assert_eq(stop_daemon(t), 0);
+
+    /* A directory others can write to is refused, not used. */
+    cr_assert_eq(chmod(dir, 0777), 0);
+    bad.pid = spawn_default_socket(tmpl);
+    cr_assert(tcr_wait(exited, &bad, DEADLINE_MS),
+              "tiercached started with a world-writable socket directory");
+    cr_assert(WIFEXITED(bad.http_port) && WEXITSTATUS(bad.http_port) != 0,
+              "status 0x%x", bad.http_port);
+    cr_assert_neq(access(t->sock, F_OK), 0, "socket created anyway");
+    snprintf(log, sizeof(log), "%s/tcd.log", tmpl);
+    f = fopen(log, "r");
+    cr_assert_not_null(f);
+    {
+        char text[4096];
+        size_t n = fread(text, 1, sizeof(text) - 1, f);
+        text[n] = '\0';
+        cr_assert_not_null(strstr(text, "refusing"), "log: %s", text);
+    }
+    fclose(f);
+    /* Owned by another user: refused too (needs root to set up). */
+    if (geteuid() == 0) {
+        cr_assert_eq(chmod(dir, 0700), 0);
+        cr_assert_eq(chown(dir, 65534, 65534), 0);
+        bad.pid = spawn_default_socket(tmpl);
+        cr_assert(tcr_wait(exited, &bad, DEADLINE_MS),
+                  "tiercached used a directory owned by another user");
+        cr_assert(WIFEXITED(bad.http_port) && WEXITSTATUS(bad.http_port) != 0);
+    }
+}
+
+/* ---- one client cannot stall the others (issue 9) ------------------------ */
+
+Test(daemon, hostile_exists_costs_one_round_trip_and_stalls_nobody)
+{
+    enum { KEYS = 65535, HOSTILE = 4 };
+    tcd_proc *t = start_daemon("--workers", "2", "--max-keys", "65536",
+                               NULL);
+    redisContext *c = connect_to(t), *victim;
+    const char **argv = malloc((KEYS + 1) * sizeof(*argv));
+    char (*keys)[16] = malloc((size_t)KEYS * 16);
+    char *req = malloc((size_t)KEYS * 24 + 64), *v;
+    size_t n = 0;
+    int fds[HOSTILE];
+    long long rt0, rt1;
+    redisReply *r;
+    cr_assert_not_null(c);
+    argv[0] = "EXISTS";
+    for (int i = 0; i < KEYS; i++) {
+        snprintf(keys[i], sizeof(keys[i]), "absent:%05d", i);
+        argv[i + 1] = keys[i];
+    }
+    /* One EXISTS of 1,000 absent keys: L2 round trips, not 1,000. */
+    rt0 = info_section_field(t, "tiercache", "l2_round_trips");
+    r = argv_cmd(c, 1001, argv);
+    cr_assert_eq(r->type, REDIS_REPLY_INTEGER, "%s",
+                 r->type == REDIS_REPLY_ERROR ? r->str : "");
+    cr_assert_eq(r->integer, 0);
+    freeReplyObject(r);
+    rt1 = info_section_field(t, "tiercache", "l2_round_trips");
+    cr_assert_leq(rt1 - rt0, 3, "%lld round trips for one EXISTS",
+                  rt1 - rt0);
+
+    /* Four connections each send EXISTS with 65,535 absent keys... */
+    n += (size_t)sprintf(req, "*%d\r\n$6\r\nEXISTS\r\n", KEYS + 1);
+    for (int i = 0; i < KEYS; i++)
+        n += (size_t)sprintf(req + n, "$12\r\n%s\r\n", keys[i]);
+    for (int i = 0; i < HOSTILE; i++) {
+        size_t sent = 0;
+        fds[i] = raw_connect(t->sock);
+        while (sent < n) {
+            ssize_t k = send(fds[i], req + sent, n - sent, MSG_NOSIGNAL);
+            cr_assert_gt(k, 0);
+            sent += (size_t)k;
+        }
+    }
+    /* ... while another client's GET misses L1 and must still be answered,
+     * within a generous deadline (it waited for every EXISTS before). */
+    v = tcr_cmd(&redis, NULL, "SET", "victim", "served", NULL);
+    free(v);
+    victim = connect_to(t);
+    cr_assert_not_null(victim);
+    {
+        struct timeval tv = {DEADLINE_MS / 1000, 0};
+        redisSetTimeout(victim, tv);
+    }
+    expect_status(victim, "served", "GET victim");
+    for (int i = 0; i < HOSTILE; i++) {
+        char buf[64];
+        int closed;
+        shutdown(fds[i], SHUT_WR);
+        read_all(fds[i], buf, sizeof(buf), &closed);
+        cr_assert_str_eq(buf, ":0\r\n", "hostile %d: '%s'", i, buf);
+        close(fds[i]);
+    }
+    redisFree(victim);
+    redisFree(c);
+    free(argv);
+    free(keys);
+    free(req);
+}
+
+/* ---- security (issue 9) ----------------------------------------------------- */
+
+static size_t read_file(const char *path, char *buf, size_t cap)
+{
+    FILE *f = fopen(path, "r");
+    size_t n = 0;
+    if (f) {
+        n = fread(buf, 1, cap - 1, f);
+        fclose(f);
+    }
+    buf[n] = '\0';
+    return n;
+}
+
+/* How many times `needle` occurs in the daemon's log. */
+static int log_count(const tcd_proc *t, const char *needle)
+{
+    static char buf[1 << 20];
+    char path[200];
+    int count = 0;
+    snprintf(path, sizeof(path), "%s/tcd.log", t->dir);
+    read_file(path, buf, sizeof(buf));
+    for (const char *p = buf; (p = strstr(p, needle)) != NULL; p++)
+        count++;
+    return count;
+}
+
+static void expect_cmdline_clean(const tcd_proc *t)
+{
+    char path[64], buf[4096];
+    size_t n;
+    snprintf(path, sizeof(path), "/proc/%d/cmdline", (int)t->pid);
+    n = read_file(path, buf, sizeof(buf));
+    cr_assert_gt(n, 0);
+    for (size_t i = 0; i < n; i++)
+        if (buf[i] == '\0')
+            buf[i] = ' ';
+    cr_assert_null(strstr(buf, "s3cret"), "secret visible: %s", buf);
+    cr_assert_not_null(strstr(buf, "--requirepass"), "%s", buf);
+}
+
+Test(daemon, secrets_are_not_in_the_process_title)
+{
+    char url[200], file[200];
+    tcd_proc *t;
+    redisContext *c;
+    FILE *f;
+    char *v = tcr_cmd(&redis, NULL, "CONFIG", "SET", "requirepass",
+                      "l2-s3cret", NULL);
+    cr_assert_str_eq(v, "OK");
+    free(v);
+    snprintf(url, sizeof(url), "redis://:l2-s3cret@127.0.0.1:%d", redis.port);
+    /* On the command line: usable, but overwritten in argv. */
+    t = start_daemon("--redis-url", url, "--requirepass", "cl-s3cret", NULL);
+    expect_cmdline_clean(t);
+    c = connect_to(t);
+    expect_status(c, "OK", "AUTH cl-s3cret");
+    expect_status(c, "OK", "SET k v");
+    expect_status(c, "v", "GET k");
+    redisFree(c);
+    /* From a file. */
+    snprintf(file, sizeof(file), "%s/pass", t->dir);
+    f = fopen(file, "w");
+    cr_assert_not_null(f);
+    fputs("file-s3cret\n", f);
+    fclose(f);
+    t = start_daemon("--redis-url", url, "--requirepass-file", file, NULL);
+    c = connect_to(t);
+    expect_status(c, "NOAUTH Authentication required.", "GET k");
+    expect_status(c, "OK", "AUTH file-s3cret");
+    expect_status(c, "v", "GET k");
+    redisFree(c);
+    /* From the environment (inherited by the daemon). */
+    setenv("TIERCACHED_REQUIREPASS", "env-s3cret", 1);
+    t = start_daemon("--redis-url", url, NULL);
+    unsetenv("TIERCACHED_REQUIREPASS");
+    c = connect_to(t);
+    expect_status(c, "OK", "AUTH env-s3cret");
+    expect_status(c, "v", "GET k");
+    redisFree(c);
+    v = tcr_cmd(&redis, "l2-s3cret", "CONFIG", "SET", "requirepass", "",
+                NULL);
+    free(v);
+}
+
+Test(daemon, failed_auth_logging_is_rate_limited)
+{
+    enum { N = 2000 };
+    tcd_proc *t = start_daemon("--requirepass", "right", NULL);
+    redisContext *c = connect_to(t);
+    redisReply *r;
+    cr_assert_not_null(c);
+    for (int i = 0; i < N; i++)
+        redisAppendCommand(c, "AUTH wrong");
+    for (int i = 0; i < N; i++) {
+        cr_assert_eq(redisGetReply(c, (void **)&r), REDIS_OK);
+        cr_assert_eq(r->type, REDIS_REPLY_ERROR);
+        freeReplyObject(r);
+    }
+    expect_status(c, "OK", "AUTH right");
+    redisFree(c);
+    /* One line a second at most, however fast the failures come. */
+    cr_assert_geq(log_count(t, "AUTH failed"), 1);
+    cr_assert_lt(log_count(t, "AUTH failed"), 60, "%d lines",
+                 log_count(t, "AUTH failed"));
+}
+
+Test(daemon, http_request_to_the_resp_port_is_dropped)
+{
+    int port = tcr_free_port();
+    char portarg[16], cmdline[512], *v;
+    tcd_proc *t;
+    redisContext *c;
+    int rc;
+    snprintf(portarg, sizeof(portarg), "%d", port);
+    t = start_daemon("--port", portarg, "--log-level", "warn", NULL);
+    /* What a web page can make a local browser send. */
+    snprintf(cmdline, sizeof(cmdline),
+             "bash -c \"curl -s -m 5 -X POST --data-binary "
+             "\\$'\\r\\nSET pwned 1\\r\\n' http://127.0.0.1:%d/\" "
+             ">/dev/null 2>&1", port);
+    for (int i = 0; i < 3; i++) {
+        rc = system(cmdline);
+        /* 52: empty reply from server (the connection was closed). */
+        cr_assert(WIFEXITED(rc) && WEXITSTATUS(rc) == 52, "curl: 0x%x", rc);
+    }
+    v = tcr_cmd(&redis, NULL, "EXISTS", "pwned", NULL);
+    cr_assert_str_eq(v, "0", "the smuggled command ran");
+    free(v);
+    c = connect_to(t);
+    expect_nil(c, "GET pwned");
+    redisFree(c);
+    cr_assert_eq(log_count(t, "possible security attack"), 1,
+                 "logged %d times", log_count(t, "possible security attack"));
+}
+
+/* ---- INFO (issue 9) ---------------------------------------------------------- */
+
+Test(daemon, info_does_not_cost_a_round_trip_each_time)
+{
+    enum { N = 50 };
+    tcd_proc *t = start_daemon(NULL);
+    redisContext *c = connect_to(t);
+    long long r0, r1;
+    redisReply *r;
+    cr_assert_not_null(c);
+    r0 = info_section_field(t, "tiercache", "l2_round_trips");
+    for (int i = 0; i < N; i++) {
+        r = cmd(c, "INFO tiercache");
+        cr_assert_not_null(strstr(r->str, "l2_up:1"), "%s", r->str);
+        freeReplyObject(r);
+    }
+    r1 = info_section_field(t, "tiercache", "l2_round_trips");
+    /* One PING a second at most, not one per INFO. */
+    cr_assert_lt(r1 - r0, 10, "%lld L2 round trips for %d INFOs", r1 - r0,
+                 N);
+    redisFree(c);
+}
+
+/* ---- SET without a TTL, PING (issue 9) -------------------------------------- */
+
+Test(daemon, set_without_ttl_keeps_the_key_like_redis)
+{
+    tcd_proc *t = start_daemon(NULL);
+    redisContext *c = connect_to(t);
+    char *v;
+    cr_assert_not_null(c);
+    expect_status(c, "OK", "SET forever v");
+    expect_int(c, -1, "TTL forever");
+    v = tcr_cmd(&redis, NULL, "PTTL", "forever", NULL);
+    cr_assert_str_eq(v, "-1", "Redis has a TTL on it: %s", v);
+    free(v);
+    /* EX still applies. */
+    expect_status(c, "OK", "SET brief v EX 100");
+    v = tcr_cmd(&redis, NULL, "TTL", "brief", NULL);
+    cr_assert(atoi(v) > 0 && atoi(v) <= 100, "%s", v);
+    free(v);
+    redisFree(c);
+}
+
+static int ping_fails(void *arg)
+{
+    redisContext *c = connect_to(arg);
+    redisReply *r;
+    int failed;
+    if (!c)
+        return 0;
+    r = redisCommand(c, "PING");
+    failed = r && r->type == REDIS_REPLY_ERROR;
+    if (r)
+        freeReplyObject(r);
+    redisFree(c);
+    return failed;
+}
+
+Test(daemon, ping_tells_the_truth_about_redis)
+{
+    tcd_proc *t = start_daemon(NULL);
+    redisContext *c = connect_to(t);
+    cr_assert_not_null(c);
+    expect_status(c, "PONG", "PING");
+    expect_status(c, "hi", "PING hi");
+    tcr_kill(&redis);
+    cr_assert(tcr_wait(ping_fails, t, DEADLINE_MS),
+              "PING still answers PONG with Redis down");
+    cr_assert_eq(tcr_restart(&redis), 0);
+    redisFree(c);
+    c = connect_to(t);
     expect_status(c, "PONG", "PING");
     redisFree(c);
 }

@@ -36,6 +36,13 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             tcd_reply_error(&out, err);
             break;
         }
+        if (rc == TCD_PARSE_TOO_BIG) {
+            /* Refused with the limit named; the rest is skipped. */
+            if (!err || strncmp(err, "Protocol error: ", 16) != 0 ||
+                !strstr(err, " limit of ") || r)
+                abort();
+            tcd_reply_error(&out, err);
+        }
         if (rc == TCD_PARSE_MORE) {
             if (have == size)
                 break;

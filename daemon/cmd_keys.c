@@ -1,0 +1,88 @@
+/* Generic key commands: EXISTS DEL TTL PTTL. */
+#include "cmd_impl.h"
+
+#include <stdlib.h>
+
+int tcd_cmd_exists_loop(tcd_client *cl, tcd_req *r, tcd_buf *out)
+{
+    for (int i = 1; i < r->argc; i++) {
+        tc_value *v = NULL;
+        if (tc_peek(cl->srv->cache, r->argv[i], r->argl[i], &v) != TC_OK)
+            return TCD_DEFER;
+        tc_value_release(v);
+    }
+    tcd_reply_int(out, r->argc - 1);
+    return TCD_DONE;
+}
+
+/* All keys in one tc_mget: L1 first, then every miss in one pipelined
+ * round trip (it was one round trip per key: 65,535 absent keys kept a
+ * worker busy for seconds). A key holding another type than a string
+ * reads as absent through MGET; tiercached serves strings only. */
+
+void tcd_cmd_exists_work(tcd_server *srv, tcd_req *r, tcd_buf *out)
+{
+    size_t n = (size_t)r->argc - 1, i;
+    tc_value **vals = calloc(n, sizeof(*vals));
+    tc_result *res = calloc(n, sizeof(*res));
+    long long found = 0;
+    if (!vals || !res) {
+        free(vals);
+        free(res);
+        tcd_reply_error(out, "ERR out of memory");
+        return;
+    }
+    tc_mget(srv->cache, n, (const void *const *)(r->argv + 1), r->argl + 1,
+            vals, res);
+    for (i = 0; i < n; i++) {
+        if (res[i] == TC_OK)
+            found++;
+        else if (res[i] != TC_NOT_FOUND)
+            break;
+    }
+    if (i < n)
+        tcd_reply_tc_error(out, res[i]); /* never a silent 0 */
+    else
+        tcd_reply_int(out, found);
+    for (i = 0; i < n; i++)
+        tc_value_release(vals[i]);
+    free(vals);
+    free(res);
+}
+
+void tcd_cmd_del_work(tcd_server *srv, tcd_req *r, tcd_buf *out)
+{
+    uint64_t deleted = 0;
+    tc_result rc = tc_mdel(srv->cache, (size_t)r->argc - 1,
+                           (const void *const *)(r->argv + 1), r->argl + 1,
+                           &deleted);
+    if (rc == TC_OK) {
+        tcd_reply_int(out, (long long)deleted);
+    } else {
+        tcd_reply_tc_error(out, rc);
+    }
+}
+
+static void ttl_common(tcd_server *srv, tcd_req *r, tcd_buf *out, int ms)
+{
+    int64_t ttl = 0;
+    tc_result rc = tc_pttl(srv->cache, r->argv[1], r->argl[1], &ttl);
+    if (rc == TC_NOT_FOUND)
+        tcd_reply_int(out, -2);
+    else if (rc != TC_OK)
+        tcd_reply_tc_error(out, rc);
+    else if (ttl < 0)
+        tcd_reply_int(out, -1);
+    else
+        tcd_reply_int(out, ms ? ttl : (ttl + 500) / 1000);
+}
+
+void tcd_cmd_ttl_work(tcd_server *srv, tcd_req *r, tcd_buf *out)
+{
+    ttl_common(srv, r, out, 0);
+}
+
+void tcd_cmd_pttl_work(tcd_server *srv, tcd_req *r, tcd_buf *out)
+{
+    ttl_common(srv, r, out, 1);
+}

@@ -1,0 +1,304 @@
+#include "dispatch.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <strings.h>
+
+#include "client.h"
+#include "commands.h"
+#include "log.h"
+#include "workers.h"
+
+static tcd_job *new_slot(tcd_client *cl)
+{
+    tcd_job *j = calloc(1, sizeof(*j));
+    if (!j)
+        return NULL;
+    j->client = cl;
+    j->srv = cl->srv;
+    return j;
+}
+
+static void append_slot(tcd_client *cl, tcd_job *j)
+{
+    tcd_client_charge(cl, j);
+    if (cl->tail)
+        cl->tail->next = j;
+    else
+        cl->head = j;
+    cl->tail = j;
+    cl->queued++;
+}
+
+void tcd_dispatch_run(tcd_job *job)
+{
+    job->cmd->work(job->srv, job->req, &job->out);
+}
+
+/* A browser's request to the RESP port: "POST / HTTP/1.1" or a "Host:"
+ * header line read as an inline command. Any web page can make a local
+ * browser send one (cross-protocol scripting), so, as redis-server does,
+ * the connection is dropped before anything in it runs. */
+static int is_http(const tcd_req *req)
+{
+    return (req->argl[0] == 4 && !strncasecmp(req->argv[0], "post", 4)) ||
+           (req->argl[0] == 5 && !strncasecmp(req->argv[0], "host:", 5));
+}
+
+static void refuse_http(tcd_client *cl)
+{
+    static tcd_log_limit http_attacks;
+    tcd_log_limited(&http_attacks, 60000, TC_LOG_WARN,
+                    "possible security attack: client %llu sent an HTTP "
+                    "request (POST or Host:) to the Redis port; connection "
+                    "dropped", (unsigned long long)cl->id);
+    TCD_COUNT(cl->srv, protocol_errors, 1);
+    cl->closing = 1;
+    tcd_buf_consume(&cl->in, tcd_buf_pending(&cl->in)); /* nor the rest */
+    tcd_client_set_reading(cl, 0);
+}
+
+/* Run one request. Takes ownership of `req`. */
+static void dispatch(tcd_client *cl, tcd_req *req)
+{
+    tcd_server *srv = cl->srv;
+    const tcd_cmd *cmd = tcd_cmd_lookup(req->argv[0], req->argl[0]);
+    tcd_job *slot = NULL;
+    tcd_buf *out = &cl->out;
+    int rc = TCD_DONE;
+    const char *pw = srv->cfg->password;
+
+    if (is_http(req)) {
+        tcd_req_free(req);
+        refuse_http(cl);
+        return;
+    }
+    TCD_COUNT(srv, commands, 1);
+    if (cl->head) { /* replies are pending ahead of this one: queue it */
+        slot = new_slot(cl);
+        if (!slot) {
+            tcd_req_free(req);
+            cl->out.oom = 1;
+            cl->closing = 1;
+            return;
+        }
+        slot->done = 1;
+        out = &slot->out;
+    }
+    if (!cmd) {
+        TCD_COUNT(srv, commands_rejected, 1);
+        tcd_cmd_reply_unknown(req, out);
+    } else if (pw && *pw && !cl->authed && !(cmd->flags & TCD_CMD_NOAUTH)) {
+        TCD_COUNT(srv, commands_rejected, 1);
+        tcd_reply_error(out, "NOAUTH Authentication required.");
+    } else if (!tcd_cmd_check_arity(cmd, req, out) ||
+               !tcd_cmd_check_keys(cmd, req, srv->cfg->max_keys, out)) {
+        TCD_COUNT(srv, commands_rejected, 1);
+    } else if (cmd->loop && !(cmd->work && (cl->inflight || cl->wait_head))) {
+        /* With an earlier command of this client still at a worker, anything
+         * that touches the cache waits its turn: a GET after a SET in the
+         * same pipeline must see the SET. */
+        rc = cmd->loop(cl, req, out);
+    } else {
+        rc = TCD_DEFER;
+    }
+
+    if (rc == TCD_DEFER) {
+        if (!slot)
+            slot = new_slot(cl);
+        if (!slot) {
+            tcd_req_free(req);
+            cl->out.oom = 1;
+            cl->closing = 1;
+            return;
+        }
+        slot->done = 0;
+        slot->cmd = cmd;
+        slot->req = req;
+        append_slot(cl, slot);
+        TCD_COUNT(srv, commands_deferred, 1);
+        slot->qnext = NULL;
+        if (cl->wait_tail)
+            cl->wait_tail->qnext = slot;
+        else
+            cl->wait_head = slot;
+        cl->wait_tail = slot;
+        tcd_dispatch_next(cl);
+        return;
+    }
+    TCD_COUNT(srv, commands_in_loop, 1);
+    tcd_req_free(req);
+    if (slot) {
+        slot->close_after = rc == TCD_CLOSE;
+        append_slot(cl, slot);
+    }
+    if (rc == TCD_CLOSE) /* nothing after QUIT is read or answered */
+        cl->closing = 1;
+}
+
+/* An error reply in request order; close once it is sent if asked. */
+static void reply_in_order(tcd_client *cl, const char *err, int close_after)
+{
+    char text[200];
+    snprintf(text, sizeof(text), "ERR %s", err);
+    if (cl->head) {
+        tcd_job *slot = new_slot(cl);
+        if (!slot) {
+            cl->out.oom = 1;
+            cl->closing = 1;
+            return;
+        }
+        slot->done = 1;
+        slot->close_after = close_after;
+        tcd_reply_error(&slot->out, text);
+        append_slot(cl, slot);
+    } else {
+        tcd_reply_error(&cl->out, text);
+    }
+}
+
+void tcd_dispatch_protocol_error(tcd_client *cl, const char *err)
+{
+    TCD_COUNT(cl->srv, protocol_errors, 1);
+    tcd_info("client %llu: %s; closing", (unsigned long long)cl->id, err);
+    reply_in_order(cl, err, 1);
+    cl->closing = 1;
+    tcd_client_set_reading(cl, 0);
+}
+
+void tcd_dispatch_input(tcd_client *cl)
+{
+    tcd_server *srv = cl->srv;
+    const tcd_limits *lim = &srv->cfg->limits;
+    tcd_limits pre_auth;
+    const char *pw = srv->cfg->password;
+    while (!cl->closing && tcd_buf_pending(&cl->in) > 0) {
+        size_t used = 0;
+        tcd_req *req = NULL;
+        const char *err = NULL;
+        int rc;
+        if (tcd_client_backpressured(cl)) {
+            tcd_client_set_reading(cl, 0);
+            break;
+        }
+        if (pw && *pw && !cl->authed) {
+            /* Like Redis: unauthenticated clients get tiny limits. */
+            pre_auth = *lim;
+            pre_auth.max_args = 10;
+            pre_auth.max_bulk = 16384;
+            pre_auth.max_request = 64 * 1024;
+            lim = &pre_auth;
+        } else {
+            lim = &srv->cfg->limits;
+        }
+        rc = tcd_proto_parse(srv->proto, &cl->scan, lim,
+                             cl->in.p + cl->in.off, tcd_buf_pending(&cl->in),
+                             &used, &req, &err);
+        if (rc == TCD_PARSE_MORE) {
+            if (cl->partial_since == 0)
+                cl->partial_since = ev_now(srv->loop);
+            return;
+        }
+        if (rc == TCD_PARSE_ERR ||
+            (rc == TCD_PARSE_TOO_BIG && lim == &pre_auth)) {
+            tcd_dispatch_protocol_error(cl, err);
+            return;
+        }
+        if (rc == TCD_PARSE_TOO_BIG) {
+            /* One clear error, and the connection stays: its client does
+             * not reconnect and resend the same request (ioredis would). */
+            TCD_COUNT(srv, requests_too_big, 1);
+            tcd_info("client %llu: %s; skipping the request",
+                     (unsigned long long)cl->id, err);
+            reply_in_order(cl, err, 0);
+        }
+        tcd_buf_consume(&cl->in, used);
+        if (req)
+            dispatch(cl, req);
+    }
+    if (cl->closing) {
+        cl->partial_since = 0;
+        tcd_client_set_reading(cl, 0);
+    } else if (cl->scan.skip_args || cl->scan.skip_bytes) {
+        /* The rest of a refused request is still coming. */
+        if (cl->partial_since == 0)
+            cl->partial_since = ev_now(srv->loop);
+    } else {
+        cl->partial_since = 0;
+    }
+}
+
+/* Shutting down with the pool gone: the client's commands still waiting
+ * are answered with an error, in order, never dropped. */
+static void refuse_waiting(tcd_client *cl)
+{
+    while (cl->wait_head) {
+        tcd_job *n = cl->wait_head;
+        cl->wait_head = n->qnext;
+        n->qnext = NULL;
+        tcd_client_uncharge(cl, n);
+        tcd_reply_error(&n->out, "ERR tiercached is shutting down; the "
+                                 "command was not run");
+        n->done = 1;
+        tcd_client_charge(cl, n);
+    }
+    cl->wait_tail = NULL;
+}
+
+void tcd_dispatch_next(tcd_client *cl)
+{
+    tcd_server *srv = cl->srv;
+    tcd_job *n = cl->wait_head;
+    if (!n || cl->inflight || cl->dead)
+        return;
+    if (srv->workers_gone) {
+        refuse_waiting(cl);
+        return;
+    }
+    if (tcd_client_reply_bytes(cl) > srv->cfg->max_output) {
+        if (!cl->held_back) {
+            cl->held_back = 1;
+            TCD_COUNT(srv, output_pauses, 1);
+        }
+        return;
+    }
+    cl->held_back = 0;
+    cl->wait_head = n->qnext;
+    if (!cl->wait_head)
+        cl->wait_tail = NULL;
+    cl->inflight = 1;
+    tcd_workers_submit(srv->workers, n);
+}
+
+void tcd_dispatch_done(struct ev_loop *loop, ev_async *w, int revents)
+{
+    tcd_server *srv = w->data;
+    tcd_job *j = tcd_workers_take_done(srv->workers);
+    (void)loop;
+    (void)revents;
+    while (j) {
+        tcd_job *next = j->qnext;
+        tcd_client *cl = j->client;
+        tcd_client_uncharge(cl, j); /* its request ... */
+        j->done = 1;
+        tcd_client_charge(cl, j);   /* ... is now its reply */
+        cl->inflight--;
+        tcd_dispatch_next(cl);      /* this client's next command */
+        if (cl->dead) {
+            if (cl->inflight == 0)
+                tcd_client_free(cl);
+        } else if (!cl->touched) {
+            cl->touched = 1;
+            cl->touched_next = srv->touched;
+            srv->touched = cl;
+        }
+        j = next;
+    }
+    while (srv->touched) {
+        tcd_client *cl = srv->touched;
+        srv->touched = cl->touched_next;
+        cl->touched = 0;
+        tcd_client_flush(cl);
+        tcd_client_write(cl);
+    }
+}

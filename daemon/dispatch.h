@@ -1,0 +1,31 @@
+/*
+ * Dispatch: turn a client's input into requests, run each where its command
+ * says (the loop or a worker), and keep the replies in request order. One
+ * job of a client is at a worker at a time, so that its commands take
+ * effect in the order it sent them (a GET after a SET in one pipeline sees
+ * the SET).
+ *
+ * Threads: loop thread only, except tcd_dispatch_run (worker threads).
+ */
+#ifndef TCD_DISPATCH_H
+#define TCD_DISPATCH_H
+
+#include "server.h"
+
+/** Parse and dispatch the complete requests in the client's input, until
+ *  it is empty, incomplete, or back-pressure pauses the client. */
+void tcd_dispatch_input(tcd_client *cl);
+/** Answer a protocol error in order, then close once it is sent. `err` is
+ *  the text after "ERR ". */
+void tcd_dispatch_protocol_error(tcd_client *cl, const char *err);
+/** ev_async callback: collect jobs the workers finished, hand each client
+ *  its next job, and send the replies that are now in order. */
+void tcd_dispatch_done(struct ev_loop *loop, ev_async *w, int revents);
+/** Submit the client's next waiting job, unless one is at a worker or its
+ *  unsent replies are over --max-output (then it waits until they drain:
+ *  tcd_client_write calls this again). */
+void tcd_dispatch_next(tcd_client *cl);
+/** The worker pool's job runner. Runs on a worker thread. */
+void tcd_dispatch_run(tcd_job *job);
+
+#endif

@@ -466,6 +466,29 @@ Test(guarantees, no_expiry_in_both_tiers_keeps_the_l1_copy)
     tc_cache_destroy(c);
 }
 
+Test(guarantees, a_value_too_large_for_l1_is_served_and_counted)
+{
+    tc_options o = test_opts(&srv);
+    tc_cache *c;
+    tc_stats st;
+    tc_value *v = NULL;
+    size_t n = 100 * 1024;
+    char *big = calloc(1, n);
+    o.l1_max_bytes = 1u << 20;
+    o.l1_shards = 16; /* 64 KiB per shard: the value cannot fit */
+    c = must_create(&o);
+    cr_assert_eq(tc_set(c, "big", 3, big, n, 0), TC_OK, "%s", tc_errmsg());
+    cr_assert_eq(tc_get(c, "big", 3, &v), TC_OK, "%s", tc_errmsg());
+    cr_assert_eq(tc_value_len(v), n);
+    tc_value_release(v);
+    tc_cache_stats(c, &st);
+    cr_assert_geq(st.l1_too_large, 2, "the writer's and the reader's fills "
+                                      "were refused silently");
+    cr_assert_eq(st.l1_entries, 0);
+    tc_cache_destroy(c);
+    free(big);
+}
+
 static int ends_with(const char *s, const char *tail)
 {
     size_t n = strlen(s), t = strlen(tail);

@@ -41,6 +41,14 @@ static void run_fini(void)
         cur_suite_opts->fini();
 }
 
+void tcs_skip(const char *why)
+{
+    fprintf(stderr, "[SKIP] %s\n", why);
+    run_fini();
+    fflush(NULL);
+    _exit(TCS_SKIP_STATUS);
+}
+
 void tcs_fail(const char *file, int line, const char *expr, const char *fmt,
               ...)
 {
@@ -114,7 +122,9 @@ int main(int argc, char **argv)
         }
         while (waitpid(pid, &st, 0) < 0 && errno == EINTR) {
         }
-        if (WIFEXITED(st) && WEXITSTATUS(st) == 0) {
+        if (WIFEXITED(st) && WEXITSTATUS(st) == TCS_SKIP_STATUS) {
+            fprintf(stderr, "[SKIP] %s::%s\n", t->suite, t->name);
+        } else if (WIFEXITED(st) && WEXITSTATUS(st) == 0) {
             passed++;
             fprintf(stderr, "[PASS] %s::%s\n", t->suite, t->name);
         } else if (WIFEXITED(st)) {

@@ -32,6 +32,7 @@ typedef struct tcc_shared {
     atomic_int created;                  /* instances past tc_cache_create */
     atomic_int bus_up[TCC_MAX_PROCS];    /* tc_cache_health().bus_up, polled */
     atomic_llong ops[TCC_MAX_PROCS];     /* operations done, per instance */
+    atomic_int quiet[TCC_MAX_PROCS];     /* checker: 1 = pause operations */
 } tcc_shared;
 
 #endif

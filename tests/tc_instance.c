@@ -23,7 +23,8 @@
  * The loader reads the database, then waits loader_us (a slow query) before
  * it returns, so writes can land while it runs.
  *
- * The run ends when the checker sets shm->stop, or after `ms` at the latest.
+ * The run ends when the checker sets shm->stop, or after `ms` at the latest;
+ * while it sets shm->quiet[id], the instance does nothing.
  * Log lines, per thread, written to `out` at the end:
  *   W <kind> <k> <version> <start_ns> <end_ns> <result>
  *   R <kind> <k> <version> <start_ns> <end_ns>           (found values only)
@@ -305,6 +306,10 @@ static void *worker_main(void *arg)
     struct timespec pause = {0, 1000000L};
     while (!atomic_load(&w->sh->stop) && now_ns() < deadline && !w->failed) {
         tc_result r;
+        if (atomic_load(&w->sh->quiet[cf->id])) {
+            nanosleep(&pause, NULL);
+            continue;
+        }
         if (nw && (int)(rng_next(&w->rng) % 100) < cf->wpct)
             r = do_write(w, cf->writes[rng_next(&w->rng) % nw]);
         else if (nr)

@@ -29,6 +29,7 @@
 #include <signal.h>
 #include <stdatomic.h>
 #include <sys/mman.h>
+#include <sys/prctl.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -358,6 +359,13 @@ static void run_instances(run *rn, const spec *sp)
     memset(rn, 0, sizeof(*rn));
     rn->nkeys = sp->keys;
 
+    if (refused) { /* a user that may run commands, not publish or
+                      subscribe; in the config, so that it survives a
+                      restart */
+        tcr_stop(&srv);
+        cr_assert_eq(tcr_start(&srv, "user u on >pw ~* resetchannels +@all\n"),
+                     0, "redis-server did not start");
+    }
     snprintf(shm_path, sizeof(shm_path), "%s/shared", srv.dir);
     fd = open(shm_path, O_RDWR | O_CREAT | O_TRUNC, 0600);
     cr_assert(fd >= 0 && ftruncate(fd, sizeof(tcc_shared)) == 0);
@@ -368,13 +376,6 @@ static void run_instances(run *rn, const spec *sp)
     wa.sh = sh;
     wa.n = sp->nprocs;
 
-    if (refused) { /* a user that may run commands, not publish or
-                      subscribe; in the config, so that it survives a
-                      restart */
-        tcr_stop(&srv);
-        cr_assert_eq(tcr_start(&srv, "user u on >pw ~* resetchannels +@all\n"),
-                     0, "redis-server did not start");
-    }
     for (int k = 0; k < sp->keys; k++) { /* version 0 of every key */
         char key[32];
         key_name(sp, k, key, sizeof(key));
@@ -405,6 +406,8 @@ static void run_instances(run *rn, const spec *sp)
         pids[i] = fork();
         if (pids[i] == 0) { /* no assertions here: the runner would see a
                                report from a process it did not start */
+            /* Die with the test, also when an assertion ends it early. */
+            prctl(PR_SET_PDEATHSIG, SIGKILL);
             char url[420], shm[340], o[4 * 320 + 8];
             snprintf(url, sizeof(url), "url=%s",
                      refused && i == 0 ? user_url : srv.url);
@@ -428,11 +431,19 @@ static void run_instances(run *rn, const spec *sp)
         cr_assert(tcr_wait(others_bus_up, &wa, WAIT_MS),
                   "the unrestricted instances' bus never came up");
         tcr_sleep_ms(ms / 5); /* instance 0 fills L1 without a bus */
+        /* Then it leaves its L1 alone while the others write on: a stale
+         * copy shows at its first read once the bus is up, instead of
+         * being overwritten by its own next L2 read. */
+        atomic_store(&sh->quiet[0], 1);
+        tcr_sleep_ms(ms / 10);
         cr_assert_eq(atomic_load(&sh->bus_up[0]), 0,
                      "the bus came up although its channels were refused");
         expect_reply(cmd("ACL", "SETUSER", "u", "allchannels", NULL, NULL,
                          NULL),
                      "OK", "ACL SETUSER allchannels");
+        cr_assert(tcr_wait(all_bus_up, &wa, WAIT_MS),
+                  "instance 0's bus never came up after the grant");
+        atomic_store(&sh->quiet[0], 0);
     }
     switch (sp->d) {
     case REDIS_DOWN:
@@ -568,12 +579,12 @@ static void get_set(const char *name, const char *mode, disturb d)
 
 /* Every operation, 2 threads per instance. `reads` and `writes` weight the
  * kinds; writes favour some keys (skew), so others keep a value for long;
- * the loader waits 300 us between reading its database and returning, as a
+ * the loader waits 2 ms between reading its database and returning, as a
  * real query would. */
 static void all_ops(const char *name, const char *mode, disturb d,
                     const char *reads, const char *writes, int tracking)
 {
-    spec sp = {name, mode, d, 3, 2, 16, 4, 25, tracking, 300, 1, reads,
+    spec sp = {name, mode, d, 3, 2, 16, 4, 25, tracking, 2000, 1, reads,
                writes};
     expect(&sp);
 }

@@ -7,13 +7,13 @@
  *   tc_instance url=URL mode=strict|async id=N shm=PATH out=PATH
  *               [threads=T] [keys=K] [group=G] [wpct=P] [seed=S] [ms=CAP]
  *               [reads=gml] [writes=sdxpe] [tracking=0|1] [loader_us=U]
- *               [port=P] [skew=0|1]
+ *               [port=P] [phase_ms=M]
  *
  * Keys are "g<k/G>:k<k>" under the cache's key prefix "c:", so the keys of
  * one group share the prefix "g<n>:". An operation is a write with
  * probability wpct percent, else a read; reads pick keys uniformly, writes
- * too or, with skew=1, key k about 2^-(k+1) of the time. Its kind is a
- * random letter of
+ * too or, with phase_ms, only keys of the group whose turn it is (each
+ * group in turn for phase_ms). Its kind is a random letter of
  * `writes` or `reads` (repeat a letter to weight it):
  *   g tc_get            m tc_mget of 3 keys   l tc_get_or_load
  *   s tc_set            d tc_del              x tc_mdel of 2 keys
@@ -50,7 +50,7 @@
 
 typedef struct conf {
     const char *url, *mode, *shm_path, *out, *reads, *writes;
-    int id, threads, keys, group, wpct, tracking, port, skew;
+    int id, threads, keys, group, wpct, tracking, port, phase_ms;
     long long seed, ms, loader_us;
 } conf;
 
@@ -145,28 +145,35 @@ static long long new_version(worker *w, int k)
     return v;
 }
 
-/* `n` distinct random keys: uniform for reads; for writes skewed, key k
- * taking about 2^-(k+1) of them, so that some keys are rewritten within
- * microseconds and others stay unwritten for hundreds of milliseconds (a
- * stale copy of those is served until it is dropped, not just until the next
- * write comes along). */
-static void pick_keys(worker *w, int n, int *ks, int skewed)
+/* `n` distinct random keys out of `span` keys starting at `first`. */
+static void pick_keys(worker *w, int n, int *ks, int first, int span)
 {
     for (int i = 0; i < n; i++) {
         int dup;
         do {
-            if (skewed) {
-                ks[i] = 0;
-                while (ks[i] < w->cf->keys - 1 && (rng_next(&w->rng) & 1))
-                    ks[i]++;
-            } else {
-                ks[i] = (int)(rng_next(&w->rng) % (uint64_t)w->cf->keys);
-            }
+            ks[i] = first + (int)(rng_next(&w->rng) % (uint64_t)span);
             dup = 0;
             for (int j = 0; j < i; j++)
                 dup |= ks[j] == ks[i];
         } while (dup);
     }
+}
+
+/* The group writes go to: all of them, or with phase_ms, one group at a
+ * time in turn (the same in every instance: one clock), so each key is
+ * written in bursts and then left alone for a while. A stale copy left at
+ * the end of a burst is then served until something drops it, not merely
+ * until the next write comes along. */
+static void write_span(const worker *w, int *first, int *span)
+{
+    int ngroups = w->cf->keys / w->cf->group;
+    if (w->cf->phase_ms <= 0) {
+        *first = 0, *span = w->cf->keys;
+        return;
+    }
+    *first = (int)(now_ns() / 1000000ULL / (uint64_t)w->cf->phase_ms %
+                   (uint64_t)ngroups) * w->cf->group;
+    *span = w->cf->group;
 }
 
 typedef struct load_arg {
@@ -202,7 +209,7 @@ static tc_result do_read(worker *w, char kind)
     int ks[3], n = kind == 'm' ? 3 : 1;
     uint64_t t0, t1;
     tc_result bad = TC_OK;
-    pick_keys(w, n, ks, 0);
+    pick_keys(w, n, ks, 0, w->cf->keys);
     for (int i = 0; i < n; i++) {
         klens[i] = (size_t)key_name(w->cf, ks[i], names[i], sizeof(names[i]));
         keys[i] = names[i];
@@ -234,22 +241,21 @@ static tc_result do_write(worker *w, char kind)
     const void *keys[TCC_MAX_KEYS];
     size_t klens[TCC_MAX_KEYS];
     long long vers[TCC_MAX_KEYS];
-    int ks[TCC_MAX_KEYS], n = 1;
+    int ks[TCC_MAX_KEYS], n = 1, first, span;
     uint64_t t0, t1;
     int res;
 
+    write_span(w, &first, &span);
     if (kind == 'x') {
         n = 2;
-        pick_keys(w, n, ks, w->cf->skew);
+        pick_keys(w, n, ks, first, span);
     } else if (kind == 'p') {
-        int g;
-        pick_keys(w, 1, ks, w->cf->skew);
-        g = ks[0] / w->cf->group;
         n = w->cf->group;
-        for (int i = 0; i < n; i++)
-            ks[i] = g * w->cf->group + i;
+        pick_keys(w, 1, ks, first, span);
+        for (int i = 0, g = ks[0] / n; i < n; i++)
+            ks[i] = g * n + i;
     } else {
-        pick_keys(w, 1, ks, w->cf->skew);
+        pick_keys(w, 1, ks, first, span);
     }
     for (int i = 0; i < n; i++) {
         klens[i] = (size_t)key_name(w->cf, ks[i], names[i], sizeof(names[i]));
@@ -360,7 +366,7 @@ static int parse_args(int argc, char **argv, conf *cf)
 #define LNUM(name) if (!strcmp(argv[i], #name)) cf->name = atoll(v); else
         STR(url) STR(mode) STR(shm_path) STR(out) STR(reads) STR(writes)
         NUM(id) NUM(threads) NUM(keys) NUM(group) NUM(wpct) NUM(tracking)
-        NUM(port) NUM(skew) LNUM(seed) LNUM(ms) LNUM(loader_us)
+        NUM(port) NUM(phase_ms) LNUM(seed) LNUM(ms) LNUM(loader_us)
         return -1;
 #undef STR
 #undef NUM

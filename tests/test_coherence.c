@@ -60,7 +60,7 @@ typedef struct spec {
     const char *name;
     const char *mode;   /* "strict" or "async" */
     disturb d;
-    int nprocs, threads, keys, group, wpct, tracking, loader_us, skew;
+    int nprocs, threads, keys, group, wpct, tracking, loader_us, phase_ms;
     const char *reads;  /* tc_instance op letters */
     const char *writes;
 } spec;
@@ -280,8 +280,9 @@ static void free_run(run *rn)
 
 typedef struct waitarg {
     tcc_shared *sh;
-    int n;
+    int n, nkeys;
     long long ops[MAX_PROCS];
+    long long vers[TCC_MAX_KEYS];
 } waitarg;
 
 static int all_created(void *p)
@@ -316,6 +317,22 @@ static int all_progressed(void *p)
         if (atomic_load(&a->sh->ops[i]) < a->ops[i] + 100)
             return 0;
     return 1;
+}
+
+/* Every key got a new version since mark_versions(). */
+static int all_keys_rewritten(void *p)
+{
+    waitarg *a = p;
+    for (int k = 0; k < a->nkeys; k++)
+        if (atomic_load(&a->sh->next_ver[k]) <= a->vers[k])
+            return 0;
+    return 1;
+}
+
+static void mark_versions(waitarg *a)
+{
+    for (int k = 0; k < a->nkeys; k++)
+        a->vers[k] = atomic_load(&a->sh->next_ver[k]);
 }
 
 static void mark_progress(waitarg *a)
@@ -375,6 +392,7 @@ static void run_instances(run *rn, const spec *sp)
     memset(&wa, 0, sizeof(wa));
     wa.sh = sh;
     wa.n = sp->nprocs;
+    wa.nkeys = sp->keys;
 
     for (int k = 0; k < sp->keys; k++) { /* version 0 of every key */
         char key[32];
@@ -402,7 +420,7 @@ static void run_instances(run *rn, const spec *sp)
         snprintf(a[10], 64, "loader_us=%d", sp->loader_us);
         snprintf(a[11], 64, "port=%d", srv.port);
         snprintf(a[12], 64, "ms=%d", 20 * ms); /* backstop; the test stops us */
-        snprintf(a[13], 64, "skew=%d", sp->skew);
+        snprintf(a[13], 64, "phase_ms=%d", sp->phase_ms);
         pids[i] = fork();
         if (pids[i] == 0) { /* no assertions here: the runner would see a
                                report from a process it did not start */
@@ -431,11 +449,13 @@ static void run_instances(run *rn, const spec *sp)
         cr_assert(tcr_wait(others_bus_up, &wa, WAIT_MS),
                   "the unrestricted instances' bus never came up");
         tcr_sleep_ms(ms / 5); /* instance 0 fills L1 without a bus */
-        /* Then it leaves its L1 alone while the others write on: a stale
-         * copy shows at its first read once the bus is up, instead of
-         * being overwritten by its own next L2 read. */
+        /* Then it leaves its L1 alone while the others write every key: a
+         * stale copy shows at its first read once the bus is up, instead
+         * of being overwritten by its own next L2 read. */
         atomic_store(&sh->quiet[0], 1);
-        tcr_sleep_ms(ms / 10);
+        mark_versions(&wa);
+        cr_assert(tcr_wait(all_keys_rewritten, &wa, WAIT_MS),
+                  "the others did not write every key");
         cr_assert_eq(atomic_load(&sh->bus_up[0]), 0,
                      "the bus came up although its channels were refused");
         expect_reply(cmd("ACL", "SETUSER", "u", "allchannels", NULL, NULL,
@@ -578,13 +598,14 @@ static void get_set(const char *name, const char *mode, disturb d)
 }
 
 /* Every operation, 2 threads per instance. `reads` and `writes` weight the
- * kinds; writes favour some keys (skew), so others keep a value for long;
+ * kinds; writes go to one group of 4 keys at a time, 150 ms each, so a
+ * key's last value of a burst stays for 450 ms;
  * the loader waits 2 ms between reading its database and returning, as a
  * real query would. */
 static void all_ops(const char *name, const char *mode, disturb d,
                     const char *reads, const char *writes, int tracking)
 {
-    spec sp = {name, mode, d, 3, 2, 16, 4, 25, tracking, 2000, 1, reads,
+    spec sp = {name, mode, d, 3, 2, 16, 4, 25, tracking, 2000, 150, reads,
                writes};
     expect(&sp);
 }

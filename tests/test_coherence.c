@@ -207,7 +207,7 @@ static void check_key(run *rn, int k, int *printed)
     uint64_t *min_lib = malloc(((size_t)kl->nver + 2) * sizeof(uint64_t));
     uint64_t *min_ext = malloc(((size_t)kl->nver + 2) * sizeof(uint64_t));
     size_t n = 0;
-    cr_assert(w && min_lib && min_ext);
+    cr_assert(w && min_lib && min_ext, "out of memory");
     for (long long v = 1; v <= kl->nver; v++) {
         wr *x = &kl->byver[v];
         require(x->present, "key %d: version %lld handed out, never logged",
@@ -380,7 +380,8 @@ static void run_instances(run *rn, const spec *sp)
     waitarg wa;
 
     cr_assert_not_null(bin, "TC_INSTANCE_BIN not set");
-    cr_assert(sp->nprocs <= MAX_PROCS && sp->keys <= TCC_MAX_KEYS);
+    cr_assert(sp->nprocs <= MAX_PROCS && sp->keys <= TCC_MAX_KEYS,
+              "run too large");
     memset(rn, 0, sizeof(*rn));
     rn->nkeys = sp->keys;
 
@@ -393,10 +394,11 @@ static void run_instances(run *rn, const spec *sp)
     }
     snprintf(shm_path, sizeof(shm_path), "%s/shared", srv.dir);
     fd = open(shm_path, O_RDWR | O_CREAT | O_TRUNC, 0600);
-    cr_assert(fd >= 0 && ftruncate(fd, sizeof(tcc_shared)) == 0);
+    cr_assert(fd >= 0 && ftruncate(fd, sizeof(tcc_shared)) == 0,
+              "cannot create %s", shm_path);
     sh = mmap(NULL, sizeof(*sh), PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
     close(fd);
-    cr_assert_neq(sh, MAP_FAILED);
+    cr_assert_neq(sh, MAP_FAILED, "cannot map %s", shm_path);
     memset(&wa, 0, sizeof(wa));
     wa.sh = sh;
     wa.n = sp->nprocs;
@@ -518,7 +520,7 @@ static void run_instances(run *rn, const spec *sp)
         keylog *kl = &rn->keys[k];
         kl->nver = atomic_load(&sh->next_ver[k]);
         kl->byver = calloc((size_t)kl->nver + 1, sizeof(wr));
-        cr_assert_not_null(kl->byver);
+        cr_assert_not_null(kl->byver, "out of memory");
     }
     for (int i = 0; i < sp->nprocs; i++)
         parse_log(rn, out[i]);

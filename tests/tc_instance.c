@@ -4,7 +4,7 @@
  * key set through one tc_cache, every operation logged with its start and
  * end (CLOCK_MONOTONIC, comparable across processes on one machine).
  *
- *   tc_instance url=URL mode=strict|async id=N shm=PATH out=PATH
+ *   tc_instance url=URL mode=strict|async id=N shm_path=PATH out=PATH
  *               [threads=T] [keys=K] [group=G] [wpct=P] [seed=S] [ms=CAP]
  *               [reads=gml] [writes=sdxpe] [tracking=0|1] [loader_us=U]
  *               [port=P] [phase_ms=M]
@@ -24,7 +24,9 @@
  * it returns, so writes can land while it runs.
  *
  * The run ends when the checker sets shm->stop, or after `ms` at the latest;
- * while it sets shm->quiet[id], the instance does nothing.
+ * while it sets shm->quiet[id], the instance does nothing. A monitor thread
+ * publishes tc_cache_health().bus_up in shm->bus_up[id] every 10 ms, so the
+ * checker can wait for the bus instead of sleeping.
  * Log lines, per thread, written to `out` at the end:
  *   W <kind> <k> <version> <start_ns> <end_ns> <result>
  *   R <kind> <k> <version> <start_ns> <end_ns>           (found values only)

@@ -16,11 +16,24 @@
  * reads only within the lease: a read must not begin later than lease_ms
  * after the overwriting write returned.
  *
+ * Workloads: the original get/set walk, and every operation (tc_get,
+ * tc_mget, tc_get_or_load with a loader reading a shared "database",
+ * tc_set, tc_del, tc_mdel, tc_invalidate_prefix, and with tracking SETs by
+ * a plain client), writes in bursts on one group of keys at a time.
+ *
  * Faults: connections killed, an instance stopped, Redis down when the
- * instances are created (started later by the test), and the bus refused by
- * an ACL user without channel access (granted later). Every run reports its
- * counts on one "CHECK" line; the assertions are about the staleness rule
- * and about the workload having run, never about timings.
+ * instances are created (started later by the test), and instance 0's bus
+ * refused by an ACL user without channel access (granted later), alone or
+ * after Redis was down at create. These runs would catch issue 8's holes:
+ * 1 (L1 filled before the bus first proved itself is served after it: the
+ * first-bus runs), 2 (a single-flight follower takes the value of a flight
+ * older than a finished write) and 3 (the loader's SET NX stores a value
+ * older than a delete that finished meanwhile: the read-through runs).
+ *
+ * Every run reports its counts on one "CHECK" line; the assertions are
+ * about the staleness rule and about the workload having run, never about
+ * timings: the test waits on conditions (instances created, buses up, keys
+ * rewritten, operations done) and sleeps only to pace disturbances.
  *
  * TC_COHERENCE_MS (default 2500) sets the length of one run.
  */

@@ -1,48 +1,131 @@
 /*
- * Multi-process coherence: several tc_instance processes hammer one
- * redis-server with random reads and writes; a checker replays their logs.
+ * Multi-process coherence: several tc_instance processes (each with a few
+ * threads) run random operations against one redis-server; a checker
+ * replays their logs.
  *
- * A read R that returned the value of write W is stale when some other write
- * W' of the same key began after W ended and ended before R began: W' was
- * complete before R started, and R still saw the older W. Strict mode allows
- * no stale read; async mode allows them only within the lease (a read must
- * not begin later than lease_ms after the overwriting write returned).
+ * Every write of a key takes a new version from shared memory
+ * (coherence_shm.h), so a value names exactly the write that produced it.
+ * A read R that returned the value of write W is stale when some other
+ * write W' of the same key began after W ended and ended (successfully)
+ * before R began: W' was complete before R started, and R still saw the
+ * older W. Concurrent writes are not ordered, so either of their values is
+ * fine afterwards.
+ *
+ * Strict mode allows no read to be stale with respect to a library write.
+ * Writes by a plain Redis client (tracking runs) and async mode allow stale
+ * reads only within the lease: a read must not begin later than lease_ms
+ * after the overwriting write returned.
+ *
+ * Workloads: the original get/set walk, and every operation (tc_get,
+ * tc_mget, tc_get_or_load with a loader reading a shared "database",
+ * tc_set, tc_del, tc_mdel, tc_invalidate_prefix, and with tracking SETs by
+ * a plain client), writes in bursts on one group of keys at a time.
+ *
+ * Faults: connections killed, an instance stopped, Redis down when the
+ * instances are created (started later by the test), and instance 0's bus
+ * refused by an ACL user without channel access (granted later), alone or
+ * after Redis was down at create. These runs would catch issue 8's holes:
+ * 1 (L1 filled before the bus first proved itself is served after it: the
+ * first-bus runs), 2 (a single-flight follower takes the value of a flight
+ * older than a finished write) and 3 (the loader's SET NX stores a value
+ * older than a delete that finished meanwhile: the read-through runs).
+ *
+ * Every run reports its counts on one "CHECK" line; the assertions are
+ * about the staleness rule and about the workload having run, never about
+ * timings: the test waits on conditions (instances created, buses up, keys
+ * rewritten, operations done) and sleeps only to pace disturbances.
+ *
+ * TC_COHERENCE_MS (default 2500) sets the length of one run.
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <signal.h>
+#include <stdatomic.h>
+#include <sys/mman.h>
+#include <sys/prctl.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "coherence_shm.h"
 #include "common.h"
 
-#define MAX_PROCS 8
-#define NKEYS 8
+#define MAX_PROCS 4
 #define LEASE_MS 100
+#define KEY_PREFIX "c:" /* as in tc_instance.c */
+#define WAIT_MS 20000   /* generous deadline for conditions */
 
-typedef struct op {
+typedef enum disturb {
+    CALM,
+    KILL_PUBSUB,
+    KILL_ALL,
+    STOP_ONE,
+    REDIS_DOWN,  /* Redis down at create; the test starts it later */
+    BUS_REFUSED, /* instance 0's user may not subscribe; granted later */
+    REDIS_DOWN_BUS_REFUSED /* both: instance 0's pool recovers, its bus not */
+} disturb;
+
+static const char *const disturb_name[] = {
+    "calm", "kill-pubsub", "kill-normal", "sigstop", "redis-down-at-create",
+    "bus-refused", "redis-down+bus-refused"};
+
+/* What one run does. */
+typedef struct spec {
+    const char *name;
+    const char *mode;   /* "strict" or "async" */
+    disturb d;
+    int nprocs, threads, keys, group, wpct, tracking, loader_us, phase_ms;
+    const char *reads;  /* tc_instance op letters */
+    const char *writes;
+} spec;
+
+typedef struct wr {
+    uint64_t start, end;
+    char kind;
+    int ok, present;
+} wr;
+
+typedef struct rd {
     long long ver;
     uint64_t start, end;
-    int ok;
-} op;
+    char kind;
+} rd;
 
 typedef struct keylog {
-    op *w, *r;
-    size_t nw, nr, capw, capr;
+    wr *byver;           /* indexed by version, 1..nver */
+    long long nver;
+    rd *r;
+    size_t nr, capr;
 } keylog;
 
+/* Read kinds: g m l; write kinds: s d x p e. */
+#define KINDS "gmlsdxpe"
+#define NKINDS 8
+
 typedef struct run {
-    keylog keys[NKEYS];
-    uint64_t strict_waits, lease_expiries, flushes, applied;
-    size_t reads, writes;
+    keylog keys[TCC_MAX_KEYS];
+    int nkeys;
+    size_t reads[NKINDS], writes[NKINDS], writes_failed;
+    size_t stale, stale_lib, stale_by[NKINDS];
+    uint64_t worst_ns, worst_lib_ns;
+    uint64_t strict_waits, lease_expiries, flushes, applied, bypassed,
+        loader_calls, l1_hits, bus_reconnects;
+    int stops_seen;
 } run;
 
 static tcr_server srv;
-static char tmpdir[256];
+
+/* An assertion for loops over every logged operation: Criterion's
+ * --full-stats reports each cr_assert it passes, which costs seconds per
+ * hundred thousand. */
+#define require(cond, ...)                                                   \
+    do {                                                                     \
+        if (!(cond))                                                         \
+            cr_assert_fail(__VA_ARGS__);                                     \
+    } while (0)
 
 static void setup(void)
 {
     cr_assert_eq(tcr_start(&srv, NULL), 0, "redis-server did not start");
-    snprintf(tmpdir, sizeof(tmpdir), "%s", srv.dir);
 }
 
 static void teardown(void)
@@ -52,13 +135,17 @@ static void teardown(void)
 
 TestSuite(coherence, .init = setup, .fini = teardown);
 
-static void push(op **a, size_t *n, size_t *cap, op o)
+static int kind_index(char k)
 {
-    if (*n == *cap) {
-        *cap = *cap ? *cap * 2 : 1024;
-        *a = realloc(*a, *cap * sizeof(op));
-    }
-    (*a)[(*n)++] = o;
+    const char *p = strchr(KINDS, k);
+    return p && k ? (int)(p - KINDS) : -1;
+}
+
+static int run_ms(void)
+{
+    const char *e = getenv("TC_COHERENCE_MS");
+    int ms = e ? atoi(e) : 0;
+    return ms >= 500 ? ms : 2500;
 }
 
 static void parse_log(run *rn, const char *path)
@@ -67,217 +154,569 @@ static void parse_log(run *rn, const char *path)
     char line[256];
     cr_assert_not_null(f, "no log %s", path);
     while (fgets(line, sizeof(line), f)) {
-        char kind, key[32];
+        char type, kind;
         long long ver;
-        unsigned long long t0, t1, a, b, c2, d;
-        int res = 0, k;
-        if (line[0] == 'S' &&
-            sscanf(line, "S %llu %llu %llu %llu", &a, &b, &c2, &d) == 4) {
-            rn->strict_waits += a;
-            rn->lease_expiries += b;
-            rn->flushes += c2;
-            rn->applied += d;
+        unsigned long long t0, t1, s[8];
+        int res = 0, k, ki;
+        if (line[0] == 'S') {
+            require(sscanf(line, "S %llu %llu %llu %llu %llu %llu %llu %llu",
+                           &s[0], &s[1], &s[2], &s[3], &s[4], &s[5], &s[6],
+                           &s[7]) == 8,
+                    "bad stats line in %s: %s", path, line);
+            rn->strict_waits += s[0];
+            rn->lease_expiries += s[1];
+            rn->flushes += s[2];
+            rn->applied += s[3];
+            rn->bypassed += s[4];
+            rn->loader_calls += s[5];
+            rn->l1_hits += s[6];
+            rn->bus_reconnects += s[7];
             continue;
         }
-        if (sscanf(line, "%c %31s %lld %llu %llu %d", &kind, key, &ver, &t0, &t1,
-                   &res) < 5 ||
-            sscanf(key, "key%d", &k) != 1 || k < 0 || k >= NKEYS)
+        if (sscanf(line, "%c %c %d %lld %llu %llu %d", &type, &kind, &k, &ver,
+                   &t0, &t1, &res) < 6 ||
+            k < 0 || k >= rn->nkeys || (ki = kind_index(kind)) < 0)
             cr_assert_fail("bad log line in %s: %s", path, line);
-        if (kind == 'W') {
+        if (type == 'W') {
             keylog *kl = &rn->keys[k];
-            push(&kl->w, &kl->nw, &kl->capw, (op){ver, t0, t1, res == TC_OK});
-            rn->writes++;
+            require(ver >= 1 && ver <= kl->nver && !kl->byver[ver].present,
+                    "key %d: write of version %lld twice or never handed out",
+                    k, ver);
+            kl->byver[ver] = (wr){t0, t1, kind, res == TC_OK, 1};
+            if (res == TC_OK)
+                rn->writes[ki]++;
+            else
+                rn->writes_failed++;
         } else {
             keylog *kl = &rn->keys[k];
-            push(&kl->r, &kl->nr, &kl->capr, (op){ver, t0, t1, 1});
-            rn->reads++;
+            if (kl->nr == kl->capr) {
+                kl->capr = kl->capr ? kl->capr * 2 : 1024;
+                kl->r = realloc(kl->r, kl->capr * sizeof(rd));
+                require(kl->r, "out of memory");
+            }
+            kl->r[kl->nr++] = (rd){ver, t0, t1, kind};
+            rn->reads[ki]++;
         }
     }
     fclose(f);
 }
 
-/* Replay: count stale reads; print the offenders; return the worst
- * staleness in ns (how long after the overwriting write returned the stale
- * read began). */
-static size_t check(run *rn, uint64_t *worst_ns, uint64_t print_over_ns)
+typedef struct okw {
+    uint64_t start, end;
+    int ext;
+} okw;
+
+static int by_start(const void *a, const void *b)
 {
-    size_t stale = 0, printed = 0;
-    *worst_ns = 0;
-    for (int k = 0; k < NKEYS; k++) {
-        keylog *kl = &rn->keys[k];
-        for (size_t i = 0; i < kl->nr; i++) {
-            op *r = &kl->r[i], *w = NULL;
-            uint64_t w_end = 0, first_over = UINT64_MAX;
-            long long over_ver = -1;
-            if (r->ver != 0) {
-                for (size_t j = 0; j < kl->nw; j++)
-                    if (kl->w[j].ver == r->ver)
-                        w = &kl->w[j];
-                cr_assert_not_null(w, "key%d: read version %lld that no "
-                                      "logged write produced", k, r->ver);
-                w_end = w->end;
-            }
-            for (size_t j = 0; j < kl->nw; j++) {
-                op *o = &kl->w[j];
-                if (o->ok && o->start > w_end && o->end < r->start &&
-                    o->end < first_over) {
-                    first_over = o->end;
-                    over_ver = o->ver;
-                }
-            }
-            if (first_over == UINT64_MAX)
-                continue;
-            stale++;
-            if (r->start - first_over > *worst_ns)
-                *worst_ns = r->start - first_over;
-            if (r->start - first_over >= print_over_ns && printed++ < 20)
-                fprintf(stderr,
-                        "STALE key%d: read [%llu,%llu] saw v%lld, but v%lld "
-                        "was written by %llu (%.3f ms before the read)\n",
-                        k, (unsigned long long)r->start,
-                        (unsigned long long)r->end, r->ver, over_ver,
-                        (unsigned long long)first_over,
-                        (r->start - first_over) / 1e6);
-        }
+    const okw *x = a, *y = b;
+    return x->start < y->start ? -1 : x->start > y->start;
+}
+
+/* Replay one key: count stale reads, print the first offenders. */
+static void check_key(run *rn, int k, int *printed)
+{
+    keylog *kl = &rn->keys[k];
+    okw *w = malloc(((size_t)kl->nver + 1) * sizeof(*w));
+    uint64_t *min_lib = malloc(((size_t)kl->nver + 2) * sizeof(uint64_t));
+    uint64_t *min_ext = malloc(((size_t)kl->nver + 2) * sizeof(uint64_t));
+    size_t n = 0;
+    cr_assert(w && min_lib && min_ext, "out of memory");
+    for (long long v = 1; v <= kl->nver; v++) {
+        wr *x = &kl->byver[v];
+        require(x->present, "key %d: version %lld handed out, never logged",
+                k, v);
+        if (x->ok)
+            w[n++] = (okw){x->start, x->end, x->kind == 'e'};
     }
-    return stale;
+    qsort(w, n, sizeof(*w), by_start);
+    /* min_*[i]: the earliest end among successful writes i..n-1 that began
+     * no earlier than w[i] (library writes and plain-client writes apart). */
+    min_lib[n] = min_ext[n] = UINT64_MAX;
+    for (size_t i = n; i-- > 0;) {
+        min_lib[i] = min_lib[i + 1];
+        min_ext[i] = min_ext[i + 1];
+        if (w[i].ext && w[i].end < min_ext[i])
+            min_ext[i] = w[i].end;
+        if (!w[i].ext && w[i].end < min_lib[i])
+            min_lib[i] = w[i].end;
+    }
+    for (size_t i = 0; i < kl->nr; i++) {
+        rd *r = &kl->r[i];
+        uint64_t w_end = 0, over, late;
+        size_t lo = 0, hi = n;
+        int lib;
+        require(r->ver >= 0 && r->ver <= kl->nver,
+                "key %d: read version %lld that no write produced", k, r->ver);
+        if (r->ver > 0)
+            w_end = kl->byver[r->ver].end;
+        while (lo < hi) { /* first write that began after W ended */
+            size_t mid = (lo + hi) / 2;
+            if (w[mid].start > w_end)
+                hi = mid;
+            else
+                lo = mid + 1;
+        }
+        lib = min_lib[lo] < r->start;
+        if (!lib && min_ext[lo] >= r->start)
+            continue;
+        over = lib ? min_lib[lo] : UINT64_MAX;
+        if (min_ext[lo] < r->start && min_ext[lo] < over)
+            over = min_ext[lo];
+        late = r->start - over;
+        rn->stale++;
+        rn->stale_by[kind_index(r->kind)]++;
+        if (late > rn->worst_ns)
+            rn->worst_ns = late;
+        if (lib) {
+            rn->stale_lib++;
+            if (r->start - min_lib[lo] > rn->worst_lib_ns)
+                rn->worst_lib_ns = r->start - min_lib[lo];
+        }
+        if ((*printed)++ < 10)
+            fprintf(stderr,
+                    "  STALE key %d: %c read began %.3f ms after a %s write "
+                    "that overwrote v%lld had returned\n",
+                    k, r->kind, late / 1e6,
+                    lib ? "library" : "plain-client", r->ver);
+    }
+    free(w);
+    free(min_lib);
+    free(min_ext);
+}
+
+static void check(run *rn)
+{
+    int printed = 0;
+    for (int k = 0; k < rn->nkeys; k++)
+        check_key(rn, k, &printed);
 }
 
 static void free_run(run *rn)
 {
-    for (int k = 0; k < NKEYS; k++) {
-        free(rn->keys[k].w);
+    for (int k = 0; k < TCC_MAX_KEYS; k++) {
+        free(rn->keys[k].byver);
         free(rn->keys[k].r);
     }
 }
 
-typedef enum disturb { CALM, KILL_PUBSUB, KILL_ALL, STOP_ONE } disturb;
+typedef struct waitarg {
+    tcc_shared *sh;
+    int n, nkeys;
+    long long ops[MAX_PROCS];
+    long long vers[TCC_MAX_KEYS];
+} waitarg;
 
-static void run_instances(run *rn, const char *mode, int nprocs, int ms,
-                          disturb d)
+static int all_created(void *p)
+{
+    waitarg *a = p;
+    return atomic_load(&a->sh->created) >= a->n;
+}
+
+static int all_bus_up(void *p)
+{
+    waitarg *a = p;
+    for (int i = 0; i < a->n; i++)
+        if (!atomic_load(&a->sh->bus_up[i]))
+            return 0;
+    return 1;
+}
+
+static int others_bus_up(void *p) /* all but instance 0 */
+{
+    waitarg *a = p;
+    for (int i = 1; i < a->n; i++)
+        if (!atomic_load(&a->sh->bus_up[i]))
+            return 0;
+    return 1;
+}
+
+/* Every instance did at least 100 more operations than at a->ops. */
+static int all_progressed(void *p)
+{
+    waitarg *a = p;
+    for (int i = 0; i < a->n; i++)
+        if (atomic_load(&a->sh->ops[i]) < a->ops[i] + 100)
+            return 0;
+    return 1;
+}
+
+/* Every key got a new version since mark_versions(). */
+static int all_keys_rewritten(void *p)
+{
+    waitarg *a = p;
+    for (int k = 0; k < a->nkeys; k++)
+        if (atomic_load(&a->sh->next_ver[k]) <= a->vers[k])
+            return 0;
+    return 1;
+}
+
+static void mark_versions(waitarg *a)
+{
+    for (int k = 0; k < a->nkeys; k++)
+        a->vers[k] = atomic_load(&a->sh->next_ver[k]);
+}
+
+static void mark_progress(waitarg *a)
+{
+    for (int i = 0; i < a->n; i++)
+        a->ops[i] = atomic_load(&a->sh->ops[i]);
+}
+
+static void key_name(const spec *sp, int k, char *buf, size_t n)
+{
+    snprintf(buf, n, KEY_PREFIX "g%d:k%d", k / sp->group, k);
+}
+
+static char *cmd(const char *a0, const char *a1, const char *a2,
+                 const char *a3, const char *a4, const char *a5,
+                 const char *a6)
+{
+    return tcr_cmd(&srv, NULL, a0, a1, a2, a3, a4, a5, a6, NULL);
+}
+
+static void expect_reply(char *got, const char *want, const char *what)
+{
+    cr_assert(got && strcmp(got, want) == 0, "%s: %s", what,
+              got ? got : "(no reply)");
+    free(got);
+}
+
+static void run_instances(run *rn, const spec *sp)
 {
     const char *bin = getenv("TC_INSTANCE_BIN");
     pid_t pids[MAX_PROCS];
-    char out[MAX_PROCS][320];
-    char key[16];
+    char out[MAX_PROCS][320], shm_path[320], user_url[400];
+    int ms = run_ms(), fd;
+    int down = sp->d == REDIS_DOWN || sp->d == REDIS_DOWN_BUS_REFUSED;
+    int refused = sp->d == BUS_REFUSED || sp->d == REDIS_DOWN_BUS_REFUSED;
+    tcc_shared *sh;
+    waitarg wa;
+
     cr_assert_not_null(bin, "TC_INSTANCE_BIN not set");
+    cr_assert(sp->nprocs <= MAX_PROCS && sp->keys <= TCC_MAX_KEYS,
+              "run too large");
     memset(rn, 0, sizeof(*rn));
-    for (int k = 0; k < NKEYS; k++) {
-        char *raw;
-        snprintf(key, sizeof(key), "key%d", k);
-        raw = tcr_cmd(&srv, NULL, "SET", key, "init:0", NULL);
-        free(raw);
+    rn->nkeys = sp->keys;
+
+    if (refused) { /* a user that may run commands, not publish or
+                      subscribe; in the config, so that it survives a
+                      restart */
+        tcr_stop(&srv);
+        cr_assert_eq(tcr_start(&srv, "user u on >pw ~* resetchannels +@all\n"),
+                     0, "redis-server did not start");
     }
-    for (int i = 0; i < nprocs; i++) {
-        char id[8], dur[16], seed[16], keys[8];
-        snprintf(out[i], sizeof(out[i]), "%s/inst%d.log", tmpdir, i);
-        snprintf(id, sizeof(id), "%d", i);
-        snprintf(dur, sizeof(dur), "%d", ms);
-        snprintf(seed, sizeof(seed), "%d", 1000 + i);
-        snprintf(keys, sizeof(keys), "%d", NKEYS);
+    snprintf(shm_path, sizeof(shm_path), "%s/shared", srv.dir);
+    fd = open(shm_path, O_RDWR | O_CREAT | O_TRUNC, 0600);
+    cr_assert(fd >= 0 && ftruncate(fd, sizeof(tcc_shared)) == 0,
+              "cannot create %s", shm_path);
+    sh = mmap(NULL, sizeof(*sh), PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+    close(fd);
+    cr_assert_neq(sh, MAP_FAILED, "cannot map %s", shm_path);
+    memset(&wa, 0, sizeof(wa));
+    wa.sh = sh;
+    wa.n = sp->nprocs;
+    wa.nkeys = sp->keys;
+
+    for (int k = 0; k < sp->keys; k++) { /* version 0 of every key */
+        char key[32];
+        key_name(sp, k, key, sizeof(key));
+        expect_reply(cmd("SET", key, "i:0", NULL, NULL, NULL, NULL), "OK",
+                     "SET");
+    }
+    snprintf(user_url, sizeof(user_url), "redis://u:pw@127.0.0.1:%d", srv.port);
+    if (down)
+        tcr_kill(&srv);
+
+    for (int i = 0; i < sp->nprocs; i++) {
+        char a[16][64];
+        snprintf(out[i], sizeof(out[i]), "%s/inst%d.log", srv.dir, i);
+        snprintf(a[0], 64, "mode=%s", sp->mode);
+        snprintf(a[1], 64, "id=%d", i);
+        snprintf(a[2], 64, "threads=%d", sp->threads);
+        snprintf(a[3], 64, "keys=%d", sp->keys);
+        snprintf(a[4], 64, "group=%d", sp->group);
+        snprintf(a[5], 64, "wpct=%d", sp->wpct);
+        snprintf(a[6], 64, "seed=%d", 1000 + i);
+        snprintf(a[7], 64, "reads=%s", sp->reads);
+        snprintf(a[8], 64, "writes=%s", sp->writes);
+        snprintf(a[9], 64, "tracking=%d", sp->tracking);
+        snprintf(a[10], 64, "loader_us=%d", sp->loader_us);
+        snprintf(a[11], 64, "port=%d", srv.port);
+        snprintf(a[12], 64, "ms=%d", 20 * ms); /* backstop; the test stops us */
+        snprintf(a[13], 64, "phase_ms=%d", sp->phase_ms);
         pids[i] = fork();
         if (pids[i] == 0) { /* no assertions here: the runner would see a
                                report from a process it did not start */
-            execl(bin, bin, srv.url, mode, id, keys, dur, "15", seed, out[i],
+            /* Die with the test, also when an assertion ends it early. */
+            prctl(PR_SET_PDEATHSIG, SIGKILL);
+            char url[420], shm[340], o[4 * 320 + 8];
+            snprintf(url, sizeof(url), "url=%s",
+                     refused && i == 0 ? user_url : srv.url);
+            snprintf(shm, sizeof(shm), "shm_path=%s", shm_path);
+            snprintf(o, sizeof(o), "out=%s", out[i]);
+            execl(bin, bin, url, shm, o, a[0], a[1], a[2], a[3], a[4], a[5],
+                  a[6], a[7], a[8], a[9], a[10], a[11], a[12], a[13],
                   (char *)NULL);
             _exit(127);
         }
         cr_assert_gt(pids[i], 0, "fork failed");
     }
-    /* Disturbances, bounded in count and time; the instances end on their
-     * own deadline. */
-    for (int t = 0; t < ms / 250; t++) {
-        char *raw = NULL;
-        tcr_sleep_ms(250);
-        if (d == KILL_PUBSUB)
-            raw = tcr_cmd(&srv, NULL, "CLIENT", "KILL", "TYPE", "pubsub", NULL);
-        else if (d == KILL_ALL && t % 2 == 0)
-            raw = tcr_cmd(&srv, NULL, "CLIENT", "KILL", "TYPE", "normal", NULL);
-        else if (d == STOP_ONE && t == 1) {
-            kill(pids[nprocs - 1], SIGSTOP);
-            tcr_sleep_ms(400);
-            kill(pids[nprocs - 1], SIGCONT);
-        }
-        free(raw);
+    cr_assert(tcr_wait(all_created, &wa, WAIT_MS), "instances not created");
+
+    /* Disturbances, bounded in count and time; sleeps only pace them. */
+    if (down) {
+        tcr_sleep_ms(ms / 5); /* instances run with Redis down */
+        cr_assert_eq(tcr_restart(&srv), 0, "redis-server did not restart");
     }
-    for (int i = 0; i < nprocs; i++) {
+    if (refused) {
+        cr_assert(tcr_wait(others_bus_up, &wa, WAIT_MS),
+                  "the unrestricted instances' bus never came up");
+        tcr_sleep_ms(ms / 5); /* instance 0 fills L1 without a bus */
+        /* Then it leaves its L1 alone while the others write every key: a
+         * stale copy shows at its first read once the bus is up, instead
+         * of being overwritten by its own next L2 read. */
+        atomic_store(&sh->quiet[0], 1);
+        mark_versions(&wa);
+        cr_assert(tcr_wait(all_keys_rewritten, &wa, WAIT_MS),
+                  "the others did not write every key");
+        cr_assert_eq(atomic_load(&sh->bus_up[0]), 0,
+                     "the bus came up although its channels were refused");
+        expect_reply(cmd("ACL", "SETUSER", "u", "allchannels", NULL, NULL,
+                         NULL),
+                     "OK", "ACL SETUSER allchannels");
+        cr_assert(tcr_wait(all_bus_up, &wa, WAIT_MS),
+                  "instance 0's bus never came up after the grant");
+        atomic_store(&sh->quiet[0], 0);
+    }
+    switch (sp->d) {
+    case REDIS_DOWN:
+    case BUS_REFUSED:
+    case REDIS_DOWN_BUS_REFUSED:
+        cr_assert(tcr_wait(all_bus_up, &wa, WAIT_MS),
+                  "an instance's bus never came up");
+        mark_progress(&wa);
+        tcr_sleep_ms(ms * 3 / 5);
+        cr_assert(tcr_wait(all_progressed, &wa, WAIT_MS),
+                  "an instance made no progress once its bus was up");
+        break;
+    default:
+        for (int t = 0; t < ms / 250; t++) {
+            char *raw = NULL;
+            tcr_sleep_ms(250);
+            if (sp->d == KILL_PUBSUB)
+                raw = cmd("CLIENT", "KILL", "TYPE", "pubsub", NULL, NULL, NULL);
+            else if (sp->d == KILL_ALL && t % 2 == 0)
+                raw = cmd("CLIENT", "KILL", "TYPE", "normal", NULL, NULL, NULL);
+            else if (sp->d == STOP_ONE && t == 1) {
+                int st = 0;
+                pid_t p = pids[sp->nprocs - 1];
+                kill(p, SIGSTOP);
+                while (waitpid(p, &st, WUNTRACED) < 0 && errno == EINTR) {
+                }
+                rn->stops_seen += WIFSTOPPED(st);
+                tcr_sleep_ms(400);
+                kill(p, SIGCONT);
+            }
+            free(raw);
+        }
+    }
+    atomic_store(&sh->stop, 1);
+
+    for (int i = 0; i < sp->nprocs; i++) {
         int st = 0;
         while (waitpid(pids[i], &st, 0) < 0 && errno == EINTR) {
         }
         cr_assert(WIFEXITED(st) && WEXITSTATUS(st) == 0,
                   "instance %d failed (status %d)", i, st);
-        parse_log(rn, out[i]);
     }
+    for (int k = 0; k < sp->keys; k++) { /* final: every instance exited */
+        keylog *kl = &rn->keys[k];
+        kl->nver = atomic_load(&sh->next_ver[k]);
+        kl->byver = calloc((size_t)kl->nver + 1, sizeof(wr));
+        cr_assert_not_null(kl->byver, "out of memory");
+    }
+    for (int i = 0; i < sp->nprocs; i++)
+        parse_log(rn, out[i]);
+    munmap(sh, sizeof(*sh));
 }
 
-static void report(const char *name, run *rn, size_t stale, uint64_t worst)
+static void report(const spec *sp, const run *rn)
 {
+    char reads[128] = "", writes[128] = "", stale[128] = "";
+    size_t nr = 0, nw = 0;
+    for (int i = 0; i < NKINDS; i++) {
+        size_t len;
+        if (i < 3 && strchr(sp->reads, KINDS[i])) {
+            len = strlen(reads);
+            snprintf(reads + len, sizeof(reads) - len, " %c=%zu", KINDS[i],
+                     rn->reads[i]);
+            len = strlen(stale);
+            snprintf(stale + len, sizeof(stale) - len, " %c=%zu", KINDS[i],
+                     rn->stale_by[i]);
+        }
+        if (i >= 3 && strchr(sp->writes, KINDS[i])) {
+            len = strlen(writes);
+            snprintf(writes + len, sizeof(writes) - len, " %c=%zu", KINDS[i],
+                     rn->writes[i]);
+        }
+        if (i < 3)
+            nr += rn->reads[i];
+        else
+            nw += rn->writes[i];
+    }
     fprintf(stderr,
-            "%s: %zu reads, %zu writes, %zu stale (worst %.3f ms after the "
-            "write returned); strict waits %llu, lease expiries %llu, "
-            "L1 flushes %llu, invalidations applied %llu\n",
-            name, rn->reads, rn->writes, stale, worst / 1e6,
+            "CHECK %s mode=%s fault=%s: reads %zu (%s ), writes %zu (%s ; "
+            "%zu failed), stale %zu (%s ; after a library write %zu), worst "
+            "%.3f ms (library %.3f ms, lease %d ms); strict waits %llu, "
+            "lease expiries %llu, L1 flushes %llu, invalidations applied "
+            "%llu, L1 bypassed %llu, L1 hits %llu, loader calls %llu\n",
+            sp->name, sp->mode, disturb_name[sp->d], nr, reads, nw, writes,
+            rn->writes_failed, rn->stale, stale, rn->stale_lib,
+            rn->worst_ns / 1e6, rn->worst_lib_ns / 1e6, LEASE_MS,
             (unsigned long long)rn->strict_waits,
             (unsigned long long)rn->lease_expiries,
-            (unsigned long long)rn->flushes, (unsigned long long)rn->applied);
+            (unsigned long long)rn->flushes, (unsigned long long)rn->applied,
+            (unsigned long long)rn->bypassed, (unsigned long long)rn->l1_hits,
+            (unsigned long long)rn->loader_calls);
 }
 
-static void expect_strict(disturb d, const char *name)
+static void expect(const spec *sp)
 {
     run rn;
-    uint64_t worst;
-    size_t stale;
-    run_instances(&rn, "strict", 3, 2500, d);
-    stale = check(&rn, &worst, 0);
-    report(name, &rn, stale, worst);
-    cr_assert_gt(rn.reads, 1000, "too few reads to mean anything");
-    cr_assert_gt(rn.writes, 50);
-    cr_assert_eq(stale, 0, "%zu stale reads in strict mode", stale);
-    if (d == STOP_ONE)
-        cr_assert_gt(rn.lease_expiries, 0,
-                     "writers never waited out the stopped instance's lease");
+    uint64_t bound = (uint64_t)LEASE_MS * 1000000ULL;
+    run_instances(&rn, sp);
+    check(&rn);
+    report(sp, &rn);
+    /* The workload ran: every kind of read found values, every kind of
+     * write succeeded. */
+    for (int i = 0; i < NKINDS; i++) {
+        if (i < 3 && strchr(sp->reads, KINDS[i]))
+            cr_assert_gt(rn.reads[i], 0, "no %c read found a value",
+                         KINDS[i]);
+        if (i >= 3 && strchr(sp->writes, KINDS[i]))
+            cr_assert_gt(rn.writes[i], 0, "no %c write succeeded", KINDS[i]);
+    }
+    if (sp->d == STOP_ONE)
+        cr_assert_eq(rn.stops_seen, 1, "the instance was never stopped");
+    if (strcmp(sp->mode, "strict") == 0) {
+        cr_assert_gt(rn.strict_waits, 0, "no strict write was made");
+        cr_assert_eq(rn.stale_lib, 0,
+                     "%zu reads in strict mode saw a value older than a "
+                     "library write that returned before they began "
+                     "(worst %.3f ms after)",
+                     rn.stale_lib, rn.worst_lib_ns / 1e6);
+    }
+    cr_assert_leq(rn.worst_ns, bound,
+                  "a stale read began %.3f ms after the overwriting write "
+                  "returned (lease %d ms)",
+                  rn.worst_ns / 1e6, LEASE_MS);
     free_run(&rn);
 }
 
-static void expect_async(disturb d, const char *name)
+/* The original get/set walk: 3 single-threaded instances, 8 keys. */
+static void get_set(const char *name, const char *mode, disturb d)
 {
-    run rn;
-    uint64_t worst;
-    size_t stale;
-    run_instances(&rn, "async", 3, 2500, d);
-    stale = check(&rn, &worst, (uint64_t)LEASE_MS * 1000000ULL);
-    report(name, &rn, stale, worst);
-    cr_assert_gt(rn.reads, 1000);
-    cr_assert_gt(rn.writes, 50);
-    cr_assert_leq(worst, (uint64_t)LEASE_MS * 1000000ULL,
-                  "a stale read began %.3f ms after the write returned",
-                  worst / 1e6);
-    free_run(&rn);
+    spec sp = {name, mode, d, 3, 1, 8, 4, 15, 0, 0, 0, "g", "s"};
+    expect(&sp);
 }
 
-Test(coherence, strict_no_stale_reads) { expect_strict(CALM, "strict"); }
+/* Every operation, 2 threads per instance. `reads` and `writes` weight the
+ * kinds; writes go to one group of 4 keys at a time, 150 ms each, so a
+ * key's last value of a burst stays for 450 ms;
+ * the loader waits 2 ms between reading its database and returning, as a
+ * real query would. */
+static void all_ops(const char *name, const char *mode, disturb d,
+                    const char *reads, const char *writes, int tracking)
+{
+    spec sp = {name, mode, d, 3, 2, 16, 4, 25, tracking, 2000, 150, reads,
+               writes};
+    expect(&sp);
+}
+
+Test(coherence, strict_no_stale_reads)
+{
+    get_set("get-set", "strict", CALM);
+}
 
 Test(coherence, strict_no_stale_reads_while_pubsub_killed)
 {
-    expect_strict(KILL_PUBSUB, "strict+kill-pubsub");
+    get_set("get-set", "strict", KILL_PUBSUB);
 }
 
 Test(coherence, strict_no_stale_reads_while_connections_killed)
 {
-    expect_strict(KILL_ALL, "strict+kill-normal");
+    get_set("get-set", "strict", KILL_ALL);
 }
 
 Test(coherence, strict_no_stale_reads_with_a_stopped_instance)
 {
-    expect_strict(STOP_ONE, "strict+sigstop");
+    get_set("get-set", "strict", STOP_ONE);
 }
 
 Test(coherence, async_stale_reads_within_bound)
 {
-    expect_async(CALM, "async");
+    get_set("get-set", "async", CALM);
 }
 
 Test(coherence, async_within_bound_while_pubsub_killed)
 {
-    expect_async(KILL_PUBSUB, "async+kill-pubsub");
+    get_set("get-set", "async", KILL_PUBSUB);
+}
+
+/* Read-through and every write kind: single-flight followers and the
+ * loader's SET NX must never hand out a value older than a finished write
+ * (holes 2 and 3 of issue 8). */
+Test(coherence, strict_read_through_and_deletes)
+{
+    all_ops("read-through", "strict", CALM, "gmll", "ssdxp", 0);
+}
+
+Test(coherence, async_read_through_and_deletes_within_bound)
+{
+    all_ops("read-through", "async", CALM, "gmll", "ssdxp", 0);
+}
+
+/* Server-assisted tracking: a plain client writes L2 behind the library's
+ * back; library writes stay strict, plain writes are bounded by the lease. */
+Test(coherence, strict_tracking_with_plain_client_writes)
+{
+    all_ops("tracking", "strict", CALM, "ggm", "ssdee", 1);
+}
+
+Test(coherence, async_tracking_with_plain_client_writes_within_bound)
+{
+    all_ops("tracking", "async", CALM, "ggm", "ssdee", 1);
+}
+
+/* Nothing an instance cached before its bus first proved itself may be
+ * served after (hole 1): Redis down at create, and the bus refused. No
+ * loader here, so a failure points at the first subscription alone. */
+Test(coherence, strict_redis_down_at_create)
+{
+    all_ops("first-bus", "strict", REDIS_DOWN, "ggm", "ssdxp", 0);
+}
+
+Test(coherence, async_redis_down_at_create_within_bound)
+{
+    all_ops("first-bus", "async", REDIS_DOWN, "ggm", "ssdxp", 0);
+}
+
+Test(coherence, strict_bus_refused_at_create)
+{
+    all_ops("first-bus", "strict", BUS_REFUSED, "ggm", "ssdxp", 0);
+}
+
+Test(coherence, async_bus_refused_at_create_within_bound)
+{
+    all_ops("first-bus", "async", BUS_REFUSED, "ggm", "ssdxp", 0);
+}
+
+Test(coherence, strict_redis_down_at_create_then_bus_refused)
+{
+    all_ops("first-bus", "strict", REDIS_DOWN_BUS_REFUSED, "ggm", "ssdxp", 0);
+}
+
+Test(coherence, async_redis_down_at_create_then_bus_refused_within_bound)
+{
+    all_ops("first-bus", "async", REDIS_DOWN_BUS_REFUSED, "ggm", "ssdxp", 0);
 }

@@ -614,9 +614,10 @@ static tc_result num_from_env(const tc_options *o, const num_field *f,
                               uint64_t *v)
 {
     const char *s = f->env ? env(o, f->env) : NULL;
-    uint64_t max = f->max / f->env_unit, n;
-    if (!s)
+    uint64_t max, n;
+    if (!s || !f->env_unit)
         return TC_OK;
+    max = f->max / f->env_unit;
     if (tc__parse_u64(s, strlen(s), 1, max, &n))
         return tc__fail(TC_BAD_ARGUMENT, "%s must be a number from 1 to %"
                         PRIu64, f->env, max);

@@ -8,8 +8,14 @@
 void tcd_cmd_info_work(tcd_server *srv, tcd_req *r, tcd_buf *out)
 {
     tc_reply *rep = NULL;
-    tc_result rc = tc_command(srv->cache, r->argc,
-                              (const char *const *)r->argv, r->argl, &rep);
+    tc_result rc;
+    if (r->argc == 2 &&
+        (tcd_arg_is(r, 1, "tiercache") || tcd_arg_is(r, 1, "tiercached"))) {
+        tcd_stats_info_redis(srv, r, "", 0, out); /* ours alone: no Redis */
+        return;
+    }
+    rc = tc_command(srv->cache, r->argc, (const char *const *)r->argv, r->argl,
+                    &rep);
     if (rc == TC_OK && tc_reply_type(rep) == TC_REPLY_STRING)
         tcd_stats_info_redis(srv, r, tc_reply_str(rep), tc_reply_len(rep),
                              out);

@@ -140,6 +140,13 @@ static void tiercache_section(tcd_server *srv, const tc_stats *st, tcd_buf *b)
          ci < 3 ? coh[ci] : "?", srv->cfg->opts.tracking == TC_YES,
          h.l2_up, h.bus_up, h.breaker_open,
          (unsigned long long)h.l2_latency_us, ok, age_ms);
+    addf(b, "\r\n");
+}
+
+/* "# Tiercached": the daemon's own counters (no Redis, no health PING). */
+static void tiercached_section(tcd_server *srv, tcd_buf *b)
+{
+    addf(b, "# Tiercached\r\n");
 #define X(name, kind, help) \
     addf(b, "tiercached_%s:%llu\r\n", #name,                                \
          (unsigned long long)TCD_READ(srv, name));
@@ -154,13 +161,16 @@ void tcd_stats_info_redis(tcd_server *srv, const tcd_req *req,
     tcd_buf b = {0};
     tc_stats st;
     tcd_buf_add(&b, text, len);
+    /* Redis ends its last section with one CRLF: a blank line first. */
+    if (len >= 2 && !memcmp(text + len - 2, "\r\n", 2) &&
+        (want(req, "tiercache", 1) || want(req, "tiercached", 1)))
+        tcd_buf_add(&b, "\r\n", 2);
     if (want(req, "tiercache", 1)) {
         tc_cache_stats(srv->cache, &st);
-        /* Redis ends its last section with one CRLF: a blank line first. */
-        if (len >= 2 && !memcmp(text + len - 2, "\r\n", 2))
-            tcd_buf_add(&b, "\r\n", 2);
         tiercache_section(srv, &st, &b);
     }
+    if (want(req, "tiercached", 1))
+        tiercached_section(srv, &b);
     if (b.oom)
         tcd_reply_error(out, "ERR out of memory");
     else
@@ -208,6 +218,8 @@ void tcd_stats_info(tcd_server *srv, const tcd_req *req, tcd_buf *out)
     }
     if (want(req, "tiercache", 1))
         tiercache_section(srv, &st, &b);
+    if (want(req, "tiercached", 1))
+        tiercached_section(srv, &b);
     if (want(req, "keyspace", 1))
         addf(&b, "# Keyspace\r\n");
     if (b.oom)

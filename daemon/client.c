@@ -5,6 +5,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "commands.h"
 #include "dispatch.h"
 #include "log.h"
 
@@ -17,10 +18,12 @@ void tcd_client_free(tcd_client *cl)
     while (j) {
         tcd_job *n = j->next;
         tcd_req_free(j->req);
+        tcd_multi_batch_free(j->batch, j->nbatch);
         tcd_buf_free(&j->out);
         free(j);
         j = n;
     }
+    tcd_multi_reset(cl);
     tcd_buf_free(&cl->in);
     tcd_buf_free(&cl->out);
     free(cl->name);
@@ -120,6 +123,7 @@ void tcd_client_flush(tcd_client *cl)
         if (j->close_after)
             cl->closing = 1;
         tcd_req_free(j->req);
+        tcd_multi_batch_free(j->batch, j->nbatch);
         tcd_buf_free(&j->out);
         free(j);
     }

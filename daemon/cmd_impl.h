@@ -16,8 +16,6 @@ int tcd_arg_is(const tcd_req *r, int i, const char *word);
 int tcd_arg_ll(const tcd_req *r, int i, long long *out);
 /** Bulk reply with the value's bytes, then release `v`. */
 void tcd_reply_value(tcd_buf *out, tc_value *v);
-/** The whole table, for COMMAND: `*n` entries. */
-const tcd_cmd *tcd_cmd_table(size_t *n);
 
 /* cmd_conn.c */
 int tcd_cmd_ping(tcd_client *cl, tcd_req *r, tcd_buf *out);
@@ -48,8 +46,22 @@ void tcd_cmd_pttl_work(tcd_server *srv, tcd_req *r, tcd_buf *out);
 int tcd_cmd_inval_loop(tcd_client *cl, tcd_req *r, tcd_buf *out);
 void tcd_cmd_inval_work(tcd_server *srv, tcd_req *r, tcd_buf *out);
 
+/* cmd_forward.c */
+/** Encode a library reply as Redis sent it. */
+void tcd_reply_redis(tcd_buf *out, const tc_reply *r);
+/** Answer a tc_command*() result: the reply (freed), or the failure. */
+void tcd_forward_reply(tcd_buf *out, tc_result rc, tc_reply *rep);
+/** Run the request on Redis through tc_command() and answer its reply. */
+void tcd_cmd_forward_work(tcd_server *srv, tcd_req *r, tcd_buf *out);
+
+/* cmd_multi.c: MULTI EXEC DISCARD (client state; see commands.h) */
+int tcd_cmd_multi(tcd_client *cl, tcd_req *r, tcd_buf *out);
+int tcd_cmd_exec(tcd_client *cl, tcd_req *r, tcd_buf *out);
+int tcd_cmd_discard(tcd_client *cl, tcd_req *r, tcd_buf *out);
+int tcd_cmd_watch(tcd_client *cl, tcd_req *r, tcd_buf *out);
+void tcd_cmd_exec_work(tcd_server *srv, tcd_req *r, tcd_buf *out);
+
 /* cmd_server.c */
 void tcd_cmd_info_work(tcd_server *srv, tcd_req *r, tcd_buf *out);
-int tcd_cmd_command(tcd_client *cl, tcd_req *r, tcd_buf *out);
 
 #endif

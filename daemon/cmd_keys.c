@@ -15,39 +15,10 @@ int tcd_cmd_exists_loop(tcd_client *cl, tcd_req *r, tcd_buf *out)
     return TCD_DONE;
 }
 
-/* All keys in one tc_mget: L1 first, then every miss in one pipelined
- * round trip (it was one round trip per key: 65,535 absent keys kept a
- * worker busy for seconds). A key holding another type than a string
- * reads as absent through MGET; tiercached serves strings only. */
-
+/* Not all in L1: Redis counts them (any type, repeated keys included). */
 void tcd_cmd_exists_work(tcd_server *srv, tcd_req *r, tcd_buf *out)
 {
-    size_t n = (size_t)r->argc - 1, i;
-    tc_value **vals = calloc(n, sizeof(*vals));
-    tc_result *res = calloc(n, sizeof(*res));
-    long long found = 0;
-    if (!vals || !res) {
-        free(vals);
-        free(res);
-        tcd_reply_error(out, "ERR out of memory");
-        return;
-    }
-    tc_mget(srv->cache, n, (const void *const *)(r->argv + 1), r->argl + 1,
-            vals, res);
-    for (i = 0; i < n; i++) {
-        if (res[i] == TC_OK)
-            found++;
-        else if (res[i] != TC_NOT_FOUND)
-            break;
-    }
-    if (i < n)
-        tcd_reply_tc_error(out, res[i]); /* never a silent 0 */
-    else
-        tcd_reply_int(out, found);
-    for (i = 0; i < n; i++)
-        tc_value_release(vals[i]);
-    free(vals);
-    free(res);
+    tcd_cmd_forward_work(srv, r, out);
 }
 
 void tcd_cmd_del_work(tcd_server *srv, tcd_req *r, tcd_buf *out)

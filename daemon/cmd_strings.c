@@ -28,6 +28,9 @@ void tcd_cmd_get_work(tcd_server *srv, tcd_req *r, tcd_buf *out)
         tcd_reply_value(out, v);
     else if (rc == TC_NOT_FOUND)
         tcd_reply_nil(out);
+    else if (rc == TC_PROTOCOL || rc == TC_TOO_LARGE)
+        tcd_cmd_forward_work(srv, r, out); /* WRONGTYPE, a long key: Redis's
+                                              own answer */
     else
         tcd_reply_tc_error(out, rc);
 }
@@ -161,17 +164,22 @@ static int parse_set(const tcd_req *r, tc_set_opts *o, tcd_buf *out)
 
 int tcd_cmd_set_loop(tcd_client *cl, tcd_req *r, tcd_buf *out)
 {
-    tc_set_opts o;
     (void)cl;
-    return parse_set(r, &o, out) == 0 ? TCD_DEFER : TCD_DONE;
+    (void)r;
+    (void)out;
+    return TCD_DEFER;
 }
 
 void tcd_cmd_set_work(tcd_server *srv, tcd_req *r, tcd_buf *out)
 {
     tc_set_opts o;
     tc_result rc;
-    if (parse_set(r, &o, out) != 0)
+    /* Options tc_set_ex() does not take (GET, KEEPTTL, EXAT, PXAT) and
+     * syntax errors go to Redis as they are: its reply, its error text. */
+    if (parse_set(r, &o, NULL) != 0) {
+        tcd_cmd_forward_work(srv, r, out);
         return;
+    }
     rc = tc_set_ex(srv->cache, r->argv[1], r->argl[1], r->argv[2], r->argl[2],
                    &o);
     if (rc == TC_OK) {

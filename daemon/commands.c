@@ -101,7 +101,19 @@ static const tcd_cmd table[] = {
     {"select", 2, TCD_CMD_FAST,
      tcd_cmd_select, NULL, NOKEYS, "connection",
      "Changes the selected database (only 0 exists)."},
-    {"quit", -1, TCD_CMD_NOAUTH | TCD_CMD_FAST,
+    {"multi", 1, TCD_CMD_TXN | TCD_CMD_FAST,
+     tcd_cmd_multi, NULL, NOKEYS, "transactions",
+     "Starts a transaction (queued here, run by EXEC on one connection)."},
+    {"exec", 1, TCD_CMD_TXN,
+     tcd_cmd_exec, tcd_cmd_exec_work, NOKEYS, "transactions",
+     "Runs the queued commands atomically; one invalidation."},
+    {"discard", 1, TCD_CMD_TXN | TCD_CMD_FAST,
+     tcd_cmd_discard, NULL, NOKEYS, "transactions",
+     "Discards the queued commands."},
+    {"watch", -2, TCD_CMD_TXN | TCD_CMD_FAST,
+     tcd_cmd_watch, tcd_cmd_forward_work, NOKEYS, "transactions",
+     "Not supported yet (needs a connection of its own)."},
+    {"quit", -1, TCD_CMD_NOAUTH | TCD_CMD_FAST | TCD_CMD_TXN,
      tcd_cmd_quit, NULL, NOKEYS,
      "connection", "Closes the connection."},
     {"auth", -2, TCD_CMD_NOAUTH | TCD_CMD_FAST,
@@ -113,9 +125,6 @@ static const tcd_cmd table[] = {
     {"client", -2, 0,
      tcd_cmd_client, NULL, NOKEYS, "connection",
      "SETNAME, GETNAME, ID."},
-    {"command", -1, 0,
-     tcd_cmd_command, NULL, NOKEYS, "server",
-     "Returns detailed information about all commands."},
     {"info", -1, 0,
      NULL, tcd_cmd_info_work, NOKEYS, "server",
      "Returns information and statistics about the server and the cache."},
@@ -126,11 +135,9 @@ static const tcd_cmd table[] = {
 };
 #define NCMDS (sizeof(table) / sizeof(table[0]))
 
-const tcd_cmd *tcd_cmd_table(size_t *n)
-{
-    *n = NCMDS;
-    return table;
-}
+const tcd_cmd tcd_cmd_forward = {"forward", -1, 0, NULL, tcd_cmd_forward_work,
+                                 NOKEYS, "tiercache",
+                                 "Any other command: run on Redis."};
 
 const tcd_cmd *tcd_cmd_lookup(const char *name, size_t len)
 {

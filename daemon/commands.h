@@ -21,7 +21,9 @@ enum {
     TCD_CMD_NOAUTH = 1 << 0,   /* allowed before AUTH */
     TCD_CMD_WRITE = 1 << 1,
     TCD_CMD_READONLY = 1 << 2,
-    TCD_CMD_FAST = 1 << 3
+    TCD_CMD_FAST = 1 << 3,
+    TCD_CMD_TXN = 1 << 4       /* not queued by MULTI, always on the loop:
+                                  MULTI EXEC DISCARD WATCH QUIT */
 };
 
 typedef int (*tcd_loop_fn)(tcd_client *cl, tcd_req *req, tcd_buf *out);
@@ -36,6 +38,19 @@ typedef struct tcd_cmd {
     int first_key, last_key, step;
     const char *group, *summary;
 } tcd_cmd;
+
+/** Commands outside the table: run on Redis through tc_command(). */
+extern const tcd_cmd tcd_cmd_forward;
+
+/** Inside MULTI: queue the request (or answer its queue-time error and
+ *  mark the transaction failed). Takes ownership of `r`; returns 1. */
+int tcd_multi_queue(tcd_client *cl, tcd_req *r, tcd_buf *out);
+/** Free the client's transaction state (queue, flags). */
+void tcd_multi_reset(tcd_client *cl);
+/** Free an EXEC job's batch. */
+void tcd_multi_batch_free(tcd_req **batch, size_t n);
+/** Run an EXEC job's batch (worker thread). */
+void tcd_multi_run(tcd_server *srv, tcd_req **batch, size_t n, tcd_buf *out);
 
 /** Case-insensitive lookup; NULL when unknown. */
 const tcd_cmd *tcd_cmd_lookup(const char *name, size_t len);

@@ -32,7 +32,10 @@ static void append_slot(tcd_client *cl, tcd_job *j)
 
 void tcd_dispatch_run(tcd_job *job)
 {
-    job->cmd->work(job->srv, job->req, &job->out);
+    if (job->batch)
+        tcd_multi_run(job->srv, job->batch, job->nbatch, &job->out);
+    else
+        job->cmd->work(job->srv, job->req, &job->out);
 }
 
 /* A browser's request to the RESP port: "POST / HTTP/1.1" or a "Host:"
@@ -85,16 +88,25 @@ static void dispatch(tcd_client *cl, tcd_req *req)
         slot->done = 1;
         out = &slot->out;
     }
-    if (!cmd) {
-        TCD_COUNT(srv, commands_rejected, 1);
-        tcd_cmd_reply_unknown(req, out);
+    if (cl->multi && !(cmd && (cmd->flags & TCD_CMD_TXN))) {
+        tcd_multi_queue(cl, req, out); /* takes `req` */
+        req = NULL;
+    } else if (!cmd) {
+        /* Not answered here: Redis answers it (unknown commands too). */
+        cmd = &tcd_cmd_forward;
+        rc = pw && *pw && !cl->authed ? TCD_DONE : TCD_DEFER;
+        if (rc == TCD_DONE) {
+            TCD_COUNT(srv, commands_rejected, 1);
+            tcd_reply_error(out, "NOAUTH Authentication required.");
+        }
     } else if (pw && *pw && !cl->authed && !(cmd->flags & TCD_CMD_NOAUTH)) {
         TCD_COUNT(srv, commands_rejected, 1);
         tcd_reply_error(out, "NOAUTH Authentication required.");
     } else if (!tcd_cmd_check_arity(cmd, req, out) ||
                !tcd_cmd_check_keys(cmd, req, srv->cfg->max_keys, out)) {
         TCD_COUNT(srv, commands_rejected, 1);
-    } else if (cmd->loop && !(cmd->work && (cl->inflight || cl->wait_head))) {
+    } else if (cmd->loop && ((cmd->flags & TCD_CMD_TXN) ||
+                             !(cmd->work && (cl->inflight || cl->wait_head)))) {
         /* With an earlier command of this client still at a worker, anything
          * that touches the cache waits its turn: a GET after a SET in the
          * same pipeline must see the SET. */
@@ -115,6 +127,10 @@ static void dispatch(tcd_client *cl, tcd_req *req)
         slot->done = 0;
         slot->cmd = cmd;
         slot->req = req;
+        slot->batch = cl->exec_batch; /* EXEC's transaction, else NULL */
+        slot->nbatch = cl->exec_n;
+        cl->exec_batch = NULL;
+        cl->exec_n = 0;
         append_slot(cl, slot);
         TCD_COUNT(srv, commands_deferred, 1);
         slot->qnext = NULL;

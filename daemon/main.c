@@ -85,6 +85,13 @@ static int serve(tcd_config *cfg)
                    tc_errmsg());
         return cfg->check ? 1 : 2;
     }
+    {
+        /* Learn Redis's commands now (one COMMAND), not on the event loop
+         * at the first MULTI. Redis down: learnt at first use instead. */
+        const char *ping[1] = {"PING"};
+        size_t pingl[1] = {4};
+        (void)tc_command_check(cache, 1, ping, pingl);
+    }
     if (cfg->check) {
         status = run_check(cache, cfg);
         tc_cache_destroy(cache);

@@ -40,6 +40,8 @@ typedef struct tcd_job {
     tcd_server *srv;
     const struct tcd_cmd *cmd;
     tcd_req *req;           /* owned; freed when the job is freed */
+    tcd_req **batch;        /* EXEC: the transaction's requests (owned) */
+    size_t nbatch;
     tcd_buf out;            /* the reply */
     int done;               /* loop only: reply complete */
     int close_after;        /* QUIT or protocol error: close once sent */
@@ -94,6 +96,12 @@ struct tcd_client {
     int touched;             /* on the server's touched list */
     tcd_client *touched_next;
     char *name;              /* CLIENT SETNAME, or NULL */
+    /* MULTI (cmd_multi.c): queued requests, owned, not yet run. */
+    int multi, multi_dirty;
+    tcd_req **mq;
+    size_t mq_n, mq_cap, mq_bytes;
+    tcd_req **exec_batch;    /* handed from EXEC to its job by dispatch */
+    size_t exec_n;
 };
 
 struct tcd_server {

@@ -120,6 +120,64 @@ static int want(const tcd_req *r, const char *section, int is_default)
     return 0;
 }
 
+/* "# Tiercache": the library's counters and health, then the daemon's
+ * counters (tiercached_*), then a blank line. */
+static void tiercache_section(tcd_server *srv, const tc_stats *st, tcd_buf *b)
+{
+    tc_health h;
+    long long age_ms;
+    int ok = healthy_cached(srv, &h, &age_ms);
+    static const char *coh[] = {"async", "strict", "none"};
+    unsigned ci = (unsigned)srv->cfg->opts.coherence;
+    addf(b, "# Tiercache\r\n");
+#define X(name, kind, help) \
+    addf(b, "%s:%llu\r\n", #name, (unsigned long long)st->name);
+    TC_STATS_FIELDS(X)
+#undef X
+    addf(b, "coherence:%s\r\ntracking:%d\r\nl2_up:%d\r\nbus_up:%d\r\n"
+            "breaker_open:%d\r\nl2_latency_us:%llu\r\nhealthy:%d\r\n"
+            "health_age_ms:%lld\r\n",
+         ci < 3 ? coh[ci] : "?", srv->cfg->opts.tracking == TC_YES,
+         h.l2_up, h.bus_up, h.breaker_open,
+         (unsigned long long)h.l2_latency_us, ok, age_ms);
+    addf(b, "\r\n");
+}
+
+/* "# Tiercached": the daemon's own counters (no Redis, no health PING). */
+static void tiercached_section(tcd_server *srv, tcd_buf *b)
+{
+    addf(b, "# Tiercached\r\n");
+#define X(name, kind, help) \
+    addf(b, "tiercached_%s:%llu\r\n", #name,                                \
+         (unsigned long long)TCD_READ(srv, name));
+    DAEMON_FIELDS(X)
+#undef X
+    addf(b, "\r\n");
+}
+
+void tcd_stats_info_redis(tcd_server *srv, const tcd_req *req,
+                          const char *text, size_t len, tcd_buf *out)
+{
+    tcd_buf b = {0};
+    tc_stats st;
+    tcd_buf_add(&b, text, len);
+    /* Redis ends its last section with one CRLF: a blank line first. */
+    if (len >= 2 && !memcmp(text + len - 2, "\r\n", 2) &&
+        (want(req, "tiercache", 1) || want(req, "tiercached", 1)))
+        tcd_buf_add(&b, "\r\n", 2);
+    if (want(req, "tiercache", 1)) {
+        tc_cache_stats(srv->cache, &st);
+        tiercache_section(srv, &st, &b);
+    }
+    if (want(req, "tiercached", 1))
+        tiercached_section(srv, &b);
+    if (b.oom)
+        tcd_reply_error(out, "ERR out of memory");
+    else
+        tcd_reply_bulk(out, b.p ? b.p + b.off : "", tcd_buf_pending(&b));
+    tcd_buf_free(&b);
+}
+
 void tcd_stats_info(tcd_server *srv, const tcd_req *req, tcd_buf *out)
 {
     tcd_buf b = {0};
@@ -158,24 +216,10 @@ void tcd_stats_info(tcd_server *srv, const tcd_req *req, tcd_buf *out)
              (unsigned long long)(st.l1_hits + st.l2_hits),
              (unsigned long long)st.l2_misses);
     }
-    if (want(req, "tiercache", 1)) {
-        tc_health h;
-        long long age_ms;
-        int ok = healthy_cached(srv, &h, &age_ms);
-        static const char *coh[] = {"async", "strict", "none"};
-        unsigned ci = (unsigned)srv->cfg->opts.coherence;
-        addf(&b, "# Tiercache\r\n");
-#define X(name, kind, help) \
-        addf(&b, "%s:%llu\r\n", #name, (unsigned long long)st.name);
-        TC_STATS_FIELDS(X)
-#undef X
-        addf(&b, "coherence:%s\r\ntracking:%d\r\nl2_up:%d\r\nbus_up:%d\r\n"
-                 "breaker_open:%d\r\nl2_latency_us:%llu\r\nhealthy:%d\r\n"
-                 "health_age_ms:%lld\r\n\r\n",
-             ci < 3 ? coh[ci] : "?", srv->cfg->opts.tracking == TC_YES,
-             h.l2_up, h.bus_up, h.breaker_open,
-             (unsigned long long)h.l2_latency_us, ok, age_ms);
-    }
+    if (want(req, "tiercache", 1))
+        tiercache_section(srv, &st, &b);
+    if (want(req, "tiercached", 1))
+        tiercached_section(srv, &b);
     if (want(req, "keyspace", 1))
         addf(&b, "# Keyspace\r\n");
     if (b.oom)

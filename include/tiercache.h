@@ -332,6 +332,96 @@ TC_EXTERN tc_result tc_get_or_load(tc_cache *c, const void *key, size_t klen,
                                    uint64_t ttl_ms, tc_value **out);
 
 /* ------------------------------------------------------------------------ */
+/* Any Redis command, L1 kept coherent                                       */
+/* ------------------------------------------------------------------------ */
+
+/** A Redis reply, opaque. Caller-owned when returned by tc_command() or
+ *  tc_command_multi() (free with tc_reply_free()); the elements of an array
+ *  are borrowed from it. Immutable: readable from any thread. */
+typedef struct tc_reply tc_reply;
+
+/** What a reply is. Numbers are fixed. */
+typedef enum tc_reply_kind {
+    TC_REPLY_STRING = 1,  /* bulk string: tc_reply_str/len */
+    TC_REPLY_ARRAY = 2,   /* tc_reply_elements/element */
+    TC_REPLY_INTEGER = 3, /* tc_reply_integer */
+    TC_REPLY_NIL = 4,
+    TC_REPLY_STATUS = 5,  /* "+OK": tc_reply_str/len */
+    TC_REPLY_ERROR = 6    /* "-ERR ...": tc_reply_str/len, code included */
+} tc_reply_kind;
+
+/**
+ * Run any Redis command (argv[0] is its name; arguments binary-safe,
+ * borrowed) and keep every instance's L1 coherent with what it wrote.
+ *
+ * Which arguments are keys and which of them the command writes come from
+ * Redis's own `COMMAND` key specifications, read once on first use. A
+ * command that writes runs in one MULTI with its keys' invalidation (and in
+ * strict mode waits as tc_set() does); a read goes straight to Redis. A
+ * write whose keys cannot be named invalidates every L1: FLUSHDB, FLUSHALL,
+ * SWAPDB (write commands without keys), SORT (Redis marks its STORE key
+ * spec "unknown"), MIGRATE and other INCOMPLETE specs, EVAL/EVALSHA/FCALL
+ * declaring no key (with keys, the declared ones are invalidated: a script
+ * must declare the keys it writes), commands `COMMAND` did not list (module
+ * commands loaded later; invalidated after they ran). Blocking commands
+ * (flag `blocking`: BLPOP, XREAD, WAIT, ...) run on a connection of their
+ * own without the command timeout, their keys invalidated after they ran.
+ *
+ * The key prefix is applied to every key argument, reads included, so
+ * tc_get(k) and tc_command("INCR", k) name the same L2 key; replies are
+ * returned as Redis gave them (KEYS and SCAN list prefixed names, and their
+ * patterns are not prefixed).
+ *
+ * Commands that change their connection's state (SELECT, AUTH, HELLO, QUIT,
+ * RESET, MULTI, EXEC, DISCARD, WATCH, UNWATCH, (P|S)SUBSCRIBE and their
+ * UNSUBSCRIBE, MONITOR, SYNC, PSYNC, REPLCONF, READONLY, READWRITE, CLIENT
+ * SETNAME/SETINFO/REPLY/TRACKING/CACHING/NO-EVICT/NO-TOUCH) are refused
+ * with TC_BAD_ARGUMENT: the library's connections are shared.
+ *
+ * Returns TC_OK whenever Redis answered, an error reply included
+ * (*out is then a TC_REPLY_ERROR with Redis's text); TC_L2_UNAVAILABLE or
+ * TC_TIMEOUT when it did not (a write may or may not have happened, and
+ * this instance's L1 then holds no copy of its keys).
+ */
+TC_EXTERN tc_result tc_command(tc_cache *c, int argc, const char *const *argv,
+                               const size_t *argvlen, tc_reply **out);
+
+/**
+ * A transaction: the `n` commands (argcs[i], argvs[i], argvlens[i]) in one
+ * MULTI/EXEC on one connection, with one invalidation of every key any of
+ * them writes, published in the same EXEC. *out is what Redis answered
+ * EXEC: an array of the `n` replies, or an error (EXECABORT when Redis
+ * refused a command while queueing it; nothing ran then). Same rules as
+ * tc_command() otherwise; nothing blocks inside a transaction.
+ */
+TC_EXTERN tc_result tc_command_multi(tc_cache *c, size_t n, const int *argcs,
+                                     const char *const *const *argvs,
+                                     const size_t *const *argvlens,
+                                     tc_reply **out);
+
+/**
+ * The checks Redis makes when it queues a command inside MULTI, from the
+ * same `COMMAND` table: TC_OK when it would queue it, TC_NOT_FOUND for an
+ * unknown command, TC_BAD_ARGUMENT for a wrong number of arguments or an
+ * unknown subcommand, with Redis's exact error text in tc_errmsg().
+ */
+TC_EXTERN tc_result tc_command_check(tc_cache *c, int argc,
+                                     const char *const *argv,
+                                     const size_t *argvlen);
+
+TC_EXTERN tc_reply_kind tc_reply_type(const tc_reply *r); /* NULL: NIL */
+/** Bytes of a string, status or error (borrowed; NUL-terminated), else
+ *  NULL. */
+TC_EXTERN const char *tc_reply_str(const tc_reply *r);
+TC_EXTERN size_t tc_reply_len(const tc_reply *r);
+TC_EXTERN long long tc_reply_integer(const tc_reply *r);
+TC_EXTERN size_t tc_reply_elements(const tc_reply *r);
+/** Element i of an array (borrowed from `r`), or NULL. */
+TC_EXTERN const tc_reply *tc_reply_element(const tc_reply *r, size_t i);
+/** Free a reply returned by tc_command*(). NULL is a no-op. */
+TC_EXTERN void tc_reply_free(tc_reply *r);
+
+/* ------------------------------------------------------------------------ */
 /* Invalidation by pattern (see README for the message format)               */
 /* ------------------------------------------------------------------------ */
 

@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include "cache.h"
+#include "command.h"
 
 tc_result tc__pkey_make(const tc_cache *c, const void *key, size_t klen,
                         tc__pkey *k)
@@ -176,6 +177,7 @@ void tc_cache_destroy(tc_cache *c)
         }
         free(mk);
     }
+    tc__cmdtab_release(c);
     tc__l2_destroy(c->l2);
     tc__flights_destroy(c->flights);
     tc__l1_destroy(c->l1);

@@ -50,6 +50,8 @@ struct tc_cache {
     atomic_uint_fast64_t l2_hits, l2_misses, loader_calls, l1_bypassed,
         l1_too_large;
     atomic_uint_fast64_t stamp_seq;
+    struct tc__cmdtab *_Atomic cmdtab; /* command.c: NULL until first use,
+                                          then immutable; freed by destroy */
     tc__fill_hook_fn fill_hook; /* tests only; set before use */
     void *fill_hook_arg;
     tc__fill_hook_fn load_hook; /* tests only: after the loader returned */

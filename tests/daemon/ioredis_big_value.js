@@ -26,9 +26,9 @@ async function main() {
     // Same connection, no reconnect, the value was seen (and refused) once.
     assert.strictEqual(await a.get('small'), 'ok');
     assert.strictEqual(reconnects, 0, 'ioredis reconnected');
-    const info = await a.info('stats');
-    assert.strictEqual(statsField(info, 'requests_too_big'), 1, info);
-    assert.strictEqual(statsField(info, 'protocol_errors'), 0, info);
+    const info = await a.info('tiercached');
+    assert.strictEqual(statsField(info, 'tiercached_requests_too_big'), 1, info);
+    assert.strictEqual(statsField(info, 'tiercached_protocol_errors'), 0, info);
     assert.strictEqual(await a.exists('big'), 0);
     console.log('ioredis: a value over --max-bulk fails once, clearly: OK');
   } finally {

@@ -47,7 +47,15 @@ async function main() {
     await waitFor('B sees the delete', async () =>
       (await b.get('user:2')) === null);
 
-    await assert.rejects(a.call('FLUSHALL'), /unknown command 'FLUSHALL'/);
+    // Issue 9: a MULTI pipeline applies all of its commands and says so.
+    const txr = await a.multi().set('tx:a', '1').incr('tx:b').exec();
+    assert.deepStrictEqual(txr, [[null, 'OK'], [null, 1]]);
+    assert.strictEqual(await b.get('tx:a'), '1');
+    assert.strictEqual(await b.get('tx:b'), '1');
+    // A forwarded write with no nameable key invalidates every L1.
+    assert.strictEqual(await a.call('FLUSHALL'), 'OK');
+    await waitFor('B sees the FLUSHALL', async () =>
+      (await b.get('tx:a')) === null);
     console.log('ioredis: OK');
   } finally {
     a.disconnect();

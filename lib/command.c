@@ -1,0 +1,503 @@
+/*
+ * Any Redis command, L1 kept coherent: tc_command, tc_command_multi,
+ * tc_command_check and the tc_reply accessors.
+ *
+ * Which arguments are keys and which of them a command writes come from
+ * Redis's `COMMAND` reply (cmdspec.c), fetched on first use and kept for the
+ * cache's life. A write runs in one MULTI with the stamps of the keys it
+ * writes (stamps.c) and their invalidation (publish.c), strict-waiting as
+ * library writes do; a read goes straight to L2. The key prefix is applied
+ * to every key argument the specs name, reads included, so tc_get() and
+ * tc_command("INCR") see the same L2 key; replies are never rewritten (KEYS
+ * and SCAN return prefixed names).
+ *
+ * Thread safety: every call here may run on any number of threads; the
+ * command table is immutable once published (c->cmdtab, atomic pointer,
+ * freed by tc_cache_destroy()).
+ */
+#include <stdlib.h>
+#include <string.h>
+#include <sys/time.h>
+
+#include "cache.h"
+#include "cmdspec.h"
+#include "command.h"
+#include "stamps.h"
+
+/* ---- the command table --------------------------------------------------- */
+
+static const tc__cmdtab *get_table(tc_cache *c)
+{
+    tc__cmdtab *t = atomic_load(&c->cmdtab), *expect = NULL;
+    const char *argv[1] = {"COMMAND"};
+    tc__cmd cmd = {1, argv, NULL};
+    redisReply *rep;
+    if (t)
+        return t;
+    if (tc__l2_run(c->l2, 1, &cmd, &rep, TC__L2_IDEMPOTENT) != TC_OK)
+        return NULL;
+    if (rep->type == REDIS_REPLY_ERROR) {
+        tc__fail(TC_PROTOCOL, "COMMAND: %.*s", (int)rep->len, rep->str);
+        freeReplyObject(rep);
+        return NULL;
+    }
+    t = tc__cmdtab_build(rep);
+    freeReplyObject(rep);
+    if (!t)
+        return NULL;
+    if (!atomic_compare_exchange_strong(&c->cmdtab, &expect, t)) {
+        tc__cmdtab_free(t); /* another thread published first */
+        return expect;
+    }
+    return t;
+}
+
+/* ---- one prepared command ------------------------------------------------ */
+
+/* A caller's command with its key arguments prefixed, and what it writes. */
+typedef struct prepared {
+    tc__keys keys;
+    int argc;
+    const char **argv;  /* owned array; strings borrowed or in pk */
+    size_t *argvlen;    /* owned */
+    tc__pkey *pk;       /* owned, keys.n entries */
+    size_t npk;
+} prepared;
+
+static void prepared_free(prepared *p)
+{
+    for (size_t i = 0; i < p->npk; i++)
+        tc__pkey_free(&p->pk[i]);
+    free(p->pk);
+    free(p->argv);
+    free(p->argvlen);
+    tc__keys_free(&p->keys);
+    memset(p, 0, sizeof(*p));
+}
+
+static tc_result prepare(tc_cache *c, const tc__cmdtab *t, int argc,
+                         const char *const *argv, const size_t *argvlen,
+                         prepared *p)
+{
+    tc_result r;
+    memset(p, 0, sizeof(*p));
+    if (argc < 1 || !argv || !argvlen)
+        return tc__fail(TC_BAD_ARGUMENT, "empty command");
+    for (int i = 0; i < argc; i++)
+        if (!argv[i] && argvlen[i])
+            return tc__fail(TC_BAD_ARGUMENT, "NULL argument %d", i);
+    if (tc__cmdtab_keys(t, argc, argv, argvlen, &p->keys) != 0)
+        return tc__fail(TC_NO_MEMORY, "out of memory");
+    if (p->keys.cls == TC__CLASS_CONNECTION) {
+        tc__keys_free(&p->keys);
+        return tc__fail(TC_BAD_ARGUMENT,
+                        "%.*s changes the state of its connection; run it on "
+                        "a connection of your own",
+                        (int)(argvlen[0] > 64 ? 64 : argvlen[0]), argv[0]);
+    }
+    p->argc = argc;
+    p->argv = malloc((size_t)argc * sizeof(*p->argv));
+    p->argvlen = malloc((size_t)argc * sizeof(*p->argvlen));
+    p->pk = calloc(p->keys.n ? p->keys.n : 1, sizeof(*p->pk));
+    if (!p->argv || !p->argvlen || !p->pk) {
+        prepared_free(p);
+        return tc__fail(TC_NO_MEMORY, "out of memory");
+    }
+    for (int i = 0; i < argc; i++)
+        p->argv[i] = argv[i] ? argv[i] : "", p->argvlen[i] = argvlen[i];
+    if (c->cfg.prefix_len) {
+        for (size_t i = 0; i < p->keys.n; i++) {
+            int at = p->keys.pos[i];
+            if ((r = tc__pkey_make(c, argv[at], argvlen[at], &p->pk[i])) !=
+                TC_OK) {
+                prepared_free(p);
+                return r;
+            }
+            p->npk++;
+            p->argv[at] = p->pk[i].p, p->argvlen[at] = p->pk[i].len;
+        }
+    }
+    return TC_OK;
+}
+
+/* ---- invalidation of what a write touched -------------------------------- */
+
+/* The written keys (as the caller named them, unprefixed) of `n` prepared
+ * commands; ALL when any of them writes what cannot be named. */
+typedef struct written {
+    int all;
+    size_t n;
+    const void **keys;
+    size_t *lens;
+    const char **hset;  /* HSET stamps <field> <stamp> ... */
+    size_t *hsetl;
+    char (*fields)[8];
+    char stamp[TC__STAMP_MAX];
+} written;
+
+static void written_free(written *w)
+{
+    free(w->keys);
+    free(w->lens);
+    free(w->hset);
+    free(w->hsetl);
+    free(w->fields);
+}
+
+static tc_result collect(tc_cache *c, size_t n, const prepared *ps,
+                         const char *const *const *argvs,
+                         const size_t *const *argvlens, written *w)
+{
+    size_t total = 0, slen;
+    memset(w, 0, sizeof(*w));
+    for (size_t i = 0; i < n; i++) {
+        if (ps[i].keys.effect == TC__EFFECT_ALL)
+            w->all = 1;
+        total += ps[i].keys.n;
+    }
+    slen = tc__stamp_new(c, w->stamp);
+    w->keys = malloc((total ? total : 1) * sizeof(*w->keys));
+    w->lens = malloc((total ? total : 1) * sizeof(*w->lens));
+    w->hset = malloc((2 * total + 4) * sizeof(*w->hset));
+    w->hsetl = malloc((2 * total + 4) * sizeof(*w->hsetl));
+    w->fields = malloc((total ? total : 1) * sizeof(*w->fields));
+    if (!w->keys || !w->lens || !w->hset || !w->hsetl || !w->fields) {
+        written_free(w);
+        return tc__fail(TC_NO_MEMORY, "out of memory");
+    }
+    w->hset[0] = "HSET", w->hsetl[0] = 4;
+    w->hset[1] = c->stamps_key, w->hsetl[1] = strlen(c->stamps_key);
+    for (size_t i = 0; i < n; i++)
+        for (size_t j = 0; j < ps[i].keys.n; j++) {
+            int at = ps[i].keys.pos[j];
+            if (!ps[i].keys.written[j])
+                continue;
+            w->keys[w->n] = argvs[i][at], w->lens[w->n] = argvlens[i][at];
+            w->hset[2 + 2 * w->n] = w->fields[w->n];
+            w->hsetl[2 + 2 * w->n] = tc__stamp_field(
+                tc__hash(argvs[i][at], argvlens[i][at]), w->fields[w->n]);
+            w->hset[3 + 2 * w->n] = w->stamp, w->hsetl[3 + 2 * w->n] = slen;
+            w->n++;
+        }
+    if (w->all) {
+        w->hset[2] = "all", w->hsetl[2] = 3;
+        w->hset[3] = w->stamp, w->hsetl[3] = slen;
+    }
+    return TC_OK;
+}
+
+static void drop_local(tc_cache *c, const written *w)
+{
+    if (w->all) {
+        tc__l1_clear(c->l1);
+        return;
+    }
+    for (size_t i = 0; i < w->n; i++)
+        tc__l1_invalidate_key(c->l1, tc__hash(w->keys[i], w->lens[i]),
+                              w->keys[i], w->lens[i]);
+}
+
+/* An error reply object carrying `text`, as hiredis would have built it. */
+static redisReply *error_reply(const char *text)
+{
+    redisReply *e = calloc(1, sizeof(*e));
+    size_t n = strlen(text);
+    if (!e || !(e->str = malloc(n + 1))) {
+        free(e);
+        return NULL;
+    }
+    memcpy(e->str, text, n + 1);
+    e->len = n;
+    e->type = REDIS_REPLY_ERROR;
+    return e;
+}
+
+/* MULTI, the `n` commands, their stamps and invalidation, EXEC. On TC_OK
+ * *exec is the EXEC reply cut to the `n` commands' replies, or the error
+ * Redis answered EXEC with (EXECABORT). */
+static tc_result run_write(tc_cache *c, size_t n, const prepared *ps,
+                           const written *w, redisReply **exec)
+{
+    tc__cmd *cmds = malloc((n + 1) * sizeof(*cmds));
+    tc__txn t;
+    tc_result r;
+    size_t ncmd = 0;
+    *exec = NULL;
+    if (!cmds)
+        return tc__fail(TC_NO_MEMORY, "out of memory");
+    for (size_t i = 0; i < n; i++)
+        cmds[ncmd++] = (tc__cmd){ps[i].argc, ps[i].argv, ps[i].argvlen};
+    if (w->all || w->n)
+        cmds[ncmd++] =
+            (tc__cmd){w->all ? 4 : (int)(2 + 2 * w->n), w->hset, w->hsetl};
+    r = w->all ? tc__txn_begin(c, &t, TC__MSG_ALL, 0, NULL, NULL,
+                               tc__write_is_strict(c, 0))
+               : tc__txn_begin(c, &t, w->n == 1 ? TC__MSG_KEY : TC__MSG_KEYS,
+                               w->n, w->keys, w->lens,
+                               tc__write_is_strict(c, 0));
+    if (r != TC_OK) {
+        free(cmds);
+        return r;
+    }
+    drop_local(c, w);
+    r = tc__txn_exec(c, &t, ncmd, cmds, 0, exec);
+    tc__txn_end(c, &t, *exec, r == TC_OK);
+    drop_local(c, w); /* fills that raced with the write */
+    free(cmds);
+    if (r == TC_OK) {
+        for (size_t i = n; i < (*exec)->elements; i++) {
+            freeReplyObject((*exec)->element[i]);
+            (*exec)->element[i] = NULL;
+        }
+        (*exec)->elements = n;
+    } else if (r == TC_PROTOCOL && !strncmp(tc_errmsg(), "EXEC: ", 6) &&
+               strcmp(tc_errmsg(), "EXEC: transaction aborted")) {
+        /* Redis refused the transaction (EXECABORT): its answer is the
+         * reply; nothing was written or published. */
+        if (!(*exec = error_reply(tc_errmsg() + 6)))
+            return tc__fail(TC_NO_MEMORY, "out of memory");
+        r = TC_OK;
+    }
+    return r;
+}
+
+/* A command that may block for data: on a connection of its own, with no
+ * command timeout (it would otherwise time out and count against the
+ * breaker). The caller's thread waits as long as Redis does. */
+static tc_result run_blocking(tc_cache *c, const prepared *p, redisReply **out)
+{
+    tc_result why = TC_OK;
+    redisContext *ctx;
+    struct timeval forever = {0, 0};
+    if (tc__l2_breaker_open(c->l2))
+        return tc__fail(TC_L2_UNAVAILABLE, "circuit breaker open");
+    if (!(ctx = tc__l2_connect(&c->cfg, &why)))
+        return why;
+    redisSetTimeout(ctx, forever);
+    *out = redisCommandArgv(ctx, p->argc, p->argv, p->argvlen);
+    if (!*out)
+        why = tc__fail(TC_L2_UNAVAILABLE, "blocking command: %s", ctx->errstr);
+    redisFree(ctx);
+    return why;
+}
+
+/* ---- public calls -------------------------------------------------------- */
+
+static tc_result start(tc_cache *c, const tc__cmdtab **t)
+{
+    if (!c)
+        return tc__fail(TC_BAD_ARGUMENT, "NULL cache");
+    if (!c->cfg.enabled)
+        return tc__fail(TC_DISABLED, "caching is disabled");
+    if (!(*t = get_table(c)))
+        return tc_errmsg()[0] ? TC_L2_UNAVAILABLE : TC_PROTOCOL;
+    return TC_OK;
+}
+
+tc_result tc_command(tc_cache *c, int argc, const char *const *argv,
+                     const size_t *argvlen, tc_reply **out)
+{
+    const tc__cmdtab *t;
+    prepared p;
+    redisReply *rep = NULL;
+    tc_result r;
+    if (!out)
+        return tc__fail(TC_BAD_ARGUMENT, "NULL out");
+    *out = NULL;
+    if ((r = start(c, &t)) != TC_OK)
+        return r == TC_PROTOCOL ? tc__fail(r, "COMMAND failed") : r;
+    if ((r = prepare(c, t, argc, argv, argvlen, &p)) != TC_OK)
+        return r;
+    if (p.keys.effect == TC__EFFECT_READ || !p.keys.known ||
+        p.keys.cls == TC__CLASS_BLOCKING) {
+        tc__cmd cmd = {p.argc, p.argv, p.argvlen};
+        r = p.keys.cls == TC__CLASS_BLOCKING
+                ? run_blocking(c, &p, &rep)
+                : tc__l2_run(c->l2, 1, &cmd, &rep, 0);
+        if (r == TC_OK && rep->type != REDIS_REPLY_ERROR &&
+            p.keys.effect != TC__EFFECT_READ) {
+            /* A command that must block cannot run inside MULTI (it would
+             * not block), and one Redis did not list at start (a module
+             * loaded later) cannot be analysed: invalidate after it. The
+             * values L1 holds are strings, which blocking commands
+             * (lists, sorted sets, streams) never write. */
+            written w;
+            redisReply *e = NULL;
+            if (collect(c, 1, &p, &argv, &argvlen, &w) == TC_OK) {
+                if (!p.keys.known)
+                    w.all = 1;
+                if (run_write(c, 0, NULL, &w, &e) == TC_OK)
+                    freeReplyObject(e);
+                written_free(&w);
+            }
+        }
+    } else {
+        written w;
+        if ((r = collect(c, 1, &p, &argv, &argvlen, &w)) == TC_OK) {
+            redisReply *exec = NULL;
+            r = run_write(c, 1, &p, &w, &exec);
+            if (r == TC_OK && exec->type == REDIS_REPLY_ARRAY) {
+                rep = exec->element[0];
+                exec->element[0] = NULL;
+                freeReplyObject(exec);
+            } else {
+                rep = exec;
+            }
+            written_free(&w);
+        }
+    }
+    prepared_free(&p);
+    if (r == TC_OK)
+        *out = (tc_reply *)rep;
+    return r;
+}
+
+tc_result tc_command_multi(tc_cache *c, size_t n, const int *argcs,
+                           const char *const *const *argvs,
+                           const size_t *const *argvlens, tc_reply **out)
+{
+    const tc__cmdtab *t;
+    prepared *ps;
+    written w;
+    redisReply *exec = NULL;
+    tc_result r;
+    size_t made = 0;
+    if (!out)
+        return tc__fail(TC_BAD_ARGUMENT, "NULL out");
+    *out = NULL;
+    if (!n || !argcs || !argvs || !argvlens)
+        return tc__fail(TC_BAD_ARGUMENT, "empty transaction");
+    if ((r = start(c, &t)) != TC_OK)
+        return r == TC_PROTOCOL ? tc__fail(r, "COMMAND failed") : r;
+    if (!(ps = calloc(n, sizeof(*ps))))
+        return tc__fail(TC_NO_MEMORY, "out of memory");
+    for (; made < n; made++)
+        if ((r = prepare(c, t, argcs[made], argvs[made], argvlens[made],
+                         &ps[made])) != TC_OK)
+            goto out;
+    /* Inside MULTI nothing blocks, and a command Redis does not know
+     * aborts the whole transaction: no special cases. */
+    if ((r = collect(c, n, ps, argvs, argvlens, &w)) != TC_OK)
+        goto out;
+    if (!w.all && !w.n) {
+        tc__cmd *cmds = malloc((n + 2) * sizeof(*cmds));
+        redisReply **reps = malloc((n + 2) * sizeof(*reps));
+        const char *multi[1] = {"MULTI"}, *execv[1] = {"EXEC"};
+        if (!cmds || !reps) {
+            r = tc__fail(TC_NO_MEMORY, "out of memory");
+        } else {
+            cmds[0] = (tc__cmd){1, multi, NULL};
+            for (size_t i = 0; i < n; i++)
+                cmds[i + 1] = (tc__cmd){ps[i].argc, ps[i].argv, ps[i].argvlen};
+            cmds[n + 1] = (tc__cmd){1, execv, NULL};
+            r = tc__l2_run(c->l2, n + 2, cmds, reps, 0);
+            if (r == TC_OK) {
+                for (size_t i = 0; i <= n; i++)
+                    freeReplyObject(reps[i]);
+                exec = reps[n + 1];
+            }
+        }
+        free(cmds);
+        free(reps);
+    } else {
+        r = run_write(c, n, ps, &w, &exec);
+    }
+    written_free(&w);
+    if (r == TC_OK)
+        *out = (tc_reply *)exec;
+out:
+    for (size_t i = 0; i < made; i++)
+        prepared_free(&ps[i]);
+    free(ps);
+    return r;
+}
+
+tc_result tc_command_check(tc_cache *c, int argc, const char *const *argv,
+                           const size_t *argvlen)
+{
+    const tc__cmdtab *t;
+    char err[300];
+    tc_result r;
+    if (argc < 1 || !argv || !argvlen)
+        return tc__fail(TC_BAD_ARGUMENT, "empty command");
+    if ((r = start(c, &t)) != TC_OK)
+        return r == TC_PROTOCOL ? tc__fail(r, "COMMAND failed") : r;
+    switch (tc__cmdtab_check(t, argc, argv, argvlen, err, sizeof(err))) {
+    case 0:
+        return TC_OK;
+    case 1:
+        return tc__fail(TC_NOT_FOUND, "unknown command");
+    default:
+        return tc__fail(TC_BAD_ARGUMENT, "%s", err);
+    }
+}
+
+/* ---- replies ------------------------------------------------------------- */
+
+#define R(x) ((const redisReply *)(const void *)(x))
+
+tc_reply_kind tc_reply_type(const tc_reply *r)
+{
+    switch (r ? R(r)->type : REDIS_REPLY_NIL) {
+    case REDIS_REPLY_STRING:
+        return TC_REPLY_STRING;
+    case REDIS_REPLY_ARRAY:
+        return TC_REPLY_ARRAY;
+    case REDIS_REPLY_INTEGER:
+        return TC_REPLY_INTEGER;
+    case REDIS_REPLY_STATUS:
+        return TC_REPLY_STATUS;
+    case REDIS_REPLY_ERROR:
+        return TC_REPLY_ERROR;
+    default:
+        return TC_REPLY_NIL;
+    }
+}
+
+const char *tc_reply_str(const tc_reply *r)
+{
+    if (!r)
+        return NULL;
+    switch (R(r)->type) {
+    case REDIS_REPLY_STRING:
+    case REDIS_REPLY_STATUS:
+    case REDIS_REPLY_ERROR:
+        return R(r)->str;
+    default:
+        return NULL;
+    }
+}
+
+size_t tc_reply_len(const tc_reply *r)
+{
+    return tc_reply_str(r) ? R(r)->len : 0;
+}
+
+long long tc_reply_integer(const tc_reply *r)
+{
+    return r && R(r)->type == REDIS_REPLY_INTEGER ? R(r)->integer : 0;
+}
+
+size_t tc_reply_elements(const tc_reply *r)
+{
+    return r && R(r)->type == REDIS_REPLY_ARRAY ? R(r)->elements : 0;
+}
+
+const tc_reply *tc_reply_element(const tc_reply *r, size_t i)
+{
+    if (!r || R(r)->type != REDIS_REPLY_ARRAY || i >= R(r)->elements)
+        return NULL;
+    return (const tc_reply *)(const void *)R(r)->element[i];
+}
+
+void tc_reply_free(tc_reply *r)
+{
+    if (r)
+        freeReplyObject((redisReply *)(void *)r);
+}
+
+void tc__cmdtab_release(tc_cache *c)
+{
+    tc__cmdtab_free(atomic_load(&c->cmdtab));
+    atomic_store(&c->cmdtab, NULL);
+}

@@ -1302,10 +1302,16 @@ Test(daemon, hostile_exists_costs_one_round_trip_and_stalls_nobody)
     }
     expect_status(victim, "served", "GET victim");
     for (int i = 0; i < HOSTILE; i++) {
+        /* Read the reply before closing: like redis-server, the daemon may
+         * drop a client's pending replies once it sees EOF. */
         char buf[64];
-        int closed;
-        shutdown(fds[i], SHUT_WR);
-        read_all(fds[i], buf, sizeof(buf), &closed);
+        size_t got = 0;
+        while (got < 4) {
+            ssize_t k = recv(fds[i], buf + got, sizeof(buf) - 1 - got, 0);
+            cr_assert_gt(k, 0, "hostile %d: connection closed unanswered", i);
+            got += (size_t)k;
+        }
+        buf[got] = '\0';
         cr_assert_str_eq(buf, ":0\r\n", "hostile %d: '%s'", i, buf);
         close(fds[i]);
     }

@@ -58,6 +58,8 @@ enum { M_UNI, M_ZIPF, M_DEP, M_COUNT };
 static const char *const tname[T_COUNT] = {"l1", "l1_peek", "lfht", "oa"};
 static const char *const mname[M_COUNT] = {"hit", "zipf", "dep"};
 
+static atomic_ulong read_errors;
+
 /* One lookup of key index i; returns the first value byte or -1. */
 static inline int lookup(const aset *s, int t, uint32_t i)
 {
@@ -67,9 +69,13 @@ static inline int lookup(const aset *s, int t, uint32_t i)
     switch (t) {
     case T_GET:
     case T_PEEK:
-        if ((t == T_GET ? tc_get : tc_peek)(s->c, k, BENCH_KEY_LEN, &v) !=
-            TC_OK)
-            return -1;
+        r = (t == T_GET ? tc_get : tc_peek)(s->c, k, BENCH_KEY_LEN, &v);
+        if (r != TC_OK) {
+            /* The bus lease lapsed (a loaded machine) and the read went to
+             * L2 or was refused: counted, reported, not fatal. */
+            atomic_fetch_add_explicit(&read_errors, 1, memory_order_relaxed);
+            return 0;
+        }
         r = *(const unsigned char *)tc_value_data(v);
         tc_value_release(v);
         return r;
@@ -232,10 +238,11 @@ static int single_thread(const bench_cfg *cfg, aset *s)
     }
     uint64_t bypass = st1.l1_bypassed - st0.l1_bypassed;
     uint64_t miss = st1.l1_misses - st0.l1_misses;
-    if (bypass || miss)
-        printf("   note: %llu L1 misses and %llu bypassed reads (bus lease "
-               "lapsed) among the tc_get/tc_peek rows\n",
-               (unsigned long long)miss, (unsigned long long)bypass);
+    unsigned long errs = atomic_exchange(&read_errors, 0);
+    if (bypass || miss || errs)
+        printf("   note: %llu L1 misses, %llu bypassed reads (bus lease "
+               "lapsed), %lu failed reads among the tc_get/tc_peek rows\n",
+               (unsigned long long)miss, (unsigned long long)bypass, errs);
     return 0;
 }
 
@@ -510,6 +517,7 @@ static void stalls(const bench_cfg *cfg)
 {
     const size_t reps = cfg->quick ? 1 : 3;
     const size_t n = cfg->quick ? 200000 : 1000000;
+    res_num("l1_stall_entries", (double)n);
     static const char *const what[2] = {"invalidate_1m", "fill"};
     printf("   reader lookups (1k hot keys, tc__l1_get) while another "
            "thread works, median of %zu runs:\n", reps);

@@ -417,13 +417,15 @@ static int make_room(shard *s)
     if ((x->used + 1) * 4 <= (x->mask + 1) * 3)
         return 0;
     /* A migration still running: finish it first. Cannot happen with the
-     * sizes chosen below: the new array starts at most 3/8 full, takes at
-     * most one entry per write while a write moves MIGRATE_STEP = 32 of the
-     * old array's at most 8x as many slots, so it ends the migration at
-     * most 3/8 + 8/32 = 5/8 full. */
+     * sizes chosen below: the new array starts at most 1/2 full and takes
+     * at most one entry per write, while each write moves MIGRATE_STEP = 32
+     * of the old array's at most 4x as many slots, so the migration ends
+     * with the new array at most 1/2 + 4/32 = 5/8 full. */
     while (atomic_load_explicit(&x->old, memory_order_relaxed))
         migrate(s, SIZE_MAX);
-    while (cap * 3 < (s->entries + 1) * 8 || cap < (x->mask + 1) / 8)
+    /* Load 1/2 .. 1/4 right after growing (an 8-byte slot costs 16-32 B
+     * per entry then, less as the array fills). */
+    while (cap < (s->entries + 1) * 2 || cap < (x->mask + 1) / 4)
         cap <<= 1;
     n = ix_new(cap);
     if (!n)

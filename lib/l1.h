@@ -58,7 +58,7 @@ struct tc_value {
 
 /* Bytes charged to the L1 budget for an entry beyond its key and value:
  * header, allocator header and rounding, and its share of the index (one
- * 8-byte slot at a load between 3/8 and 3/4). */
+ * 8-byte slot at a load between 1/4 and 3/4). */
 #define TC__L1_OVERHEAD (offsetof(struct tc_value, data) + 28)
 
 /* Values up to this size are copied out on a hit (no shared write); larger

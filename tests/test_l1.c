@@ -10,9 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sched.h>
-#include <sys/wait.h>
 #include <time.h>
-#include <unistd.h>
 
 #include "crit.h"
 
@@ -1121,57 +1119,5 @@ Test(l1, chunked_scan_with_concurrent_writers_drops_exactly_matching)
         cr_assert_eq(n, st.l1_entries);
         cr_assert_eq(bytes, st.l1_bytes);
     }
-    tc__l1_destroy(a.l1);
-}
-
-typedef struct spin_arg {
-    tc__l1 *l1;
-    atomic_int stop;
-    atomic_long reads;
-} spin_arg;
-
-static void *spin_reader(void *p)
-{
-    spin_arg *a = p;
-    while (!atomic_load(&a->stop)) {
-        tc_value_release(get(a->l1, "k", 1));
-        atomic_fetch_add(&a->reads, 1);
-    }
-    return NULL;
-}
-
-/* A child forked while another thread was reading can still write: its
- * grace periods do not wait for threads that do not exist there. */
-Test(l1, forked_child_writes_while_parent_thread_was_reading)
-{
-    spin_arg a;
-    pthread_t th;
-    memset(&a, 0, sizeof(a));
-    a.l1 = must_l1(1 << 20, 1000, 1);
-    cr_assert_eq(put_s(a.l1, "k", "v"), TC__FILL_INSERTED);
-    cr_assert_eq(pthread_create(&th, NULL, spin_reader, &a), 0);
-    for (int round = 0; round < 20; round++) {
-        pid_t pid;
-        int status = 0;
-        long r0 = atomic_load(&a.reads);
-        while (atomic_load(&a.reads) < r0 + 100)
-            sched_yield();
-        pid = fork();
-        if (pid == 0) {
-            /* No assertion here: Criterion counts them per process. */
-            /* Enough replacements to need grace periods. */
-            for (int i = 0; i < 1000; i++)
-                if (put_s(a.l1, "k", "w") != TC__FILL_INSERTED)
-                    _exit(1);
-            tc__l1_clear(a.l1);
-            _exit(0);
-        }
-        cr_assert_neq(pid, -1);
-        cr_assert_eq(waitpid(pid, &status, 0), pid);
-        cr_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0,
-                  "round %d: child status %d", round, status);
-    }
-    atomic_store(&a.stop, 1);
-    pthread_join(th, NULL);
     tc__l1_destroy(a.l1);
 }

@@ -40,7 +40,7 @@ _Static_assert(alignof(max_align_t) >= 16, "malloc alignment carries the tag");
 #define MIGRATE_STEP 32 /* old slots moved per write while growing */
 #define EVICT_SCAN 128  /* visited bits cleared per eviction, at most */
 #define SCAN_CHUNK 256  /* entries examined per lock hold in scans */
-#define RETIRE_BATCH 64 /* retired entries per grace period */
+#define RETIRE_BATCH 256 /* retired entries per grace period */
 
 typedef struct ix {
     size_t mask;

@@ -11,7 +11,9 @@
  * it, every later write moves MIGRATE_STEP slots across, and readers look in
  * the old array first, then the new: a writer moves an entry by storing it
  * in the new array before it tombstones the old slot, so a reader that finds
- * the tombstone finds the entry. No write ever rebuilds a whole array.
+ * the tombstone finds the entry. A reader that started before the new array
+ * was published and misses looks again if the index pointer moved. No write
+ * ever rebuilds a whole array.
  *
  * SIEVE (Zhang et al., NSDI '24) keeps one FIFO queue and a "visited" bit per
  * entry: a hit only sets the bit (if clear); eviction moves a hand from the
@@ -503,11 +505,21 @@ struct tc_value *tc__l1_get(tc__l1 *l1, uint64_t h, const void *key,
         return NULL;
     }
     {
-        ix *x = atomic_load_explicit(&s->index, memory_order_acquire);
-        ix *o = atomic_load_explicit(&x->old, memory_order_acquire);
-        e = o ? ix_find(o, h, key, klen) : NULL;
-        if (!e)
-            e = ix_find(x, h, key, klen);
+        ix *x = atomic_load_explicit(&s->index, memory_order_acquire), *x2;
+        for (;;) {
+            ix *o = atomic_load_explicit(&x->old, memory_order_acquire);
+            e = o ? ix_find(o, h, key, klen) : NULL;
+            if (!e)
+                e = ix_find(x, h, key, klen);
+            /* A miss in an array a newer one has replaced meanwhile may
+             * be a tombstone left by the migration: look again there. The
+             * tombstone was stored after the newer array was published, so
+             * a reader that saw it sees the new index pointer. */
+            if (e || (x2 = atomic_load_explicit(&s->index,
+                                                memory_order_acquire)) == x)
+                break;
+            x = x2;
+        }
     }
     if (e) {
         uint64_t m = atomic_load_explicit(&e->meta, memory_order_relaxed);

@@ -3,7 +3,8 @@
  * its own file: latency.c (get latency and thread scaling), coherence.c
  * (cross-process invalidation and write modes), memory.c (bytes per entry),
  * hitratio.c (eviction policy against LRU), report.c (table, targets, JSON,
- * plot). floor.c and lru.c are the hand-written baselines.
+ * plot), anchors.c (the L1 against a flat table and liburcu's lock-free
+ * table, and reader stalls). oa.c, lfht.c and lru.c are the baselines.
  *
  * Every section records its figures in one flat registry of named numbers
  * (res_num) which the table, the target check and --json all read.
@@ -98,6 +99,10 @@ double rng_unit(bench_rng *r); /* [0, 1) */
 /* A random permutation of 0..n-1 (malloc'd, caller frees); NULL on OOM. */
 uint32_t *rng_perm(bench_rng *r, size_t n);
 
+/* A Zipf(1.0) access order of `len` indices over 0..n-1, ranks shuffled
+ * onto keys (malloc'd, caller frees); NULL on OOM. */
+uint32_t *bench_zipf_order(bench_rng *r, size_t n, size_t len);
+
 /* ---- keys, values, Redis ------------------------------------------------- */
 
 /* Key number i of class `cls` (one letter) without the prefix; writes
@@ -143,6 +148,7 @@ void bench_latency(const bench_cfg *cfg);
 void bench_scaling_section(const bench_cfg *cfg);
 void bench_coherence(const bench_cfg *cfg);
 void bench_hitratio(const bench_cfg *cfg);
+void bench_anchors(const bench_cfg *cfg);
 
 /* ---- report -------------------------------------------------------------- */
 

@@ -1,6 +1,6 @@
 /*
  * Sections 1 and 2: get latency of the four ways to read a key (raw hiredis
- * GET, tiercache L2 hit, tiercache L1 hit, the uthash+mutex floor) for 64 B
+ * GET, tiercache L2 hit, tiercache L1 hit, the flat open-addressing floor of oa.c) for 64 B
  * and 4 KiB values, and the thread scaling of L1 hits.
  *
  * Fairness: all rows of one value size run interleaved, in blocks whose
@@ -20,7 +20,7 @@
 #include <unistd.h>
 
 #include "bench.h"
-#include "floor.h"
+#include "oa.h"
 
 typedef char bench_keybuf[BENCH_PREFIX_LEN + BENCH_KEY_LEN + 1];
 
@@ -36,15 +36,6 @@ typedef struct keyset {
 static const char *key_of(const keyset *ks, size_t i)
 {
     return ks->raw[i] + BENCH_PREFIX_LEN;
-}
-
-static unsigned default_shards(void)
-{
-    long cpus = sysconf(_SC_NPROCESSORS_ONLN);
-    unsigned want = 16u * (unsigned)(cpus > 0 ? cpus : 1), s = 1;
-    while (s < want && s < 1024)
-        s <<= 1;
-    return s;
 }
 
 static void put_row(const char *name, samples *s, double ops_per_sample,
@@ -133,19 +124,18 @@ static int l1_batch(tc_cache *c, const keyset *ks, order *o)
     return err;
 }
 
-static int floor_batch(floor_tab *f, const keyset *ks, order *o)
+static int floor_batch(oa_tab *f, const keyset *ks, order *o)
 {
     size_t p = o->pos;
     unsigned acc = 0;
     int err = 0;
     for (int k = 0; k < BENCH_BATCH; k++) {
-        floor_ent *e = floor_get(f, key_of(ks, o->idx[p]), BENCH_KEY_LEN);
-        if (!e) {
+        const char *v = oa_get(f, key_of(ks, o->idx[p]), BENCH_KEY_LEN);
+        if (!v) {
             err = -1;
             break;
         }
-        acc += (unsigned char)floor_value(e)[0];
-        floor_release(e);
+        acc += (unsigned char)v[0];
         if (++p == o->len)
             p = 0;
     }
@@ -156,7 +146,7 @@ static int floor_batch(floor_tab *f, const keyset *ks, order *o)
 
 /* A cache whose L1 holds every key of `ks`, and the floor with the same. */
 static int build_l1(const bench_cfg *cfg, const keyset *ks, tc_cache **cout,
-                    floor_tab **fout)
+                    oa_tab **fout)
 {
     tc_options o;
     bench_cache_options(cfg, &o);
@@ -165,7 +155,7 @@ static int build_l1(const bench_cfg *cfg, const keyset *ks, tc_cache **cout,
     tc_cache *c = bench_cache_create(&o);
     if (!c)
         return -1;
-    floor_tab *f = floor_create(default_shards());
+    oa_tab *f = oa_create(ks->n);
     char *val = malloc(ks->vlen);
     const void *keys[256];
     size_t klens[256];
@@ -191,7 +181,7 @@ static int build_l1(const bench_cfg *cfg, const keyset *ks, tc_cache **cout,
         }
         for (size_t j = 0; j < m && !err; j++) {
             bench_value(val, ks->vlen, b + j);
-            err = floor_put(f, key_of(ks, b + j), BENCH_KEY_LEN, val,
+            err = oa_put(f, key_of(ks, b + j), BENCH_KEY_LEN, val,
                             ks->vlen) != 0;
         }
     }
@@ -202,7 +192,7 @@ static int build_l1(const bench_cfg *cfg, const keyset *ks, tc_cache **cout,
         fprintf(stderr, "tc-bench: warning: L1 holds %llu of %zu keys\n",
                 (unsigned long long)st.l1_entries, ks->n);
     if (err) {
-        floor_destroy(f);
+        oa_destroy(f);
         tc_cache_destroy(c);
         return -1;
     }
@@ -213,7 +203,7 @@ static int build_l1(const bench_cfg *cfg, const keyset *ks, tc_cache **cout,
 
 /* A Zipf(1.0) access order over the key set (hot keys first in rank order,
  * ranks shuffled onto keys): what a cache in front of real traffic sees. */
-static uint32_t *zipf_order(bench_rng *rng, size_t n, size_t len)
+uint32_t *bench_zipf_order(bench_rng *rng, size_t n, size_t len)
 {
     double *cdf = malloc(n * sizeof *cdf);
     uint32_t *out = malloc(len * sizeof *out);
@@ -258,7 +248,7 @@ typedef struct lat_run {
  * floor and L1 blocks time batches of BENCH_BATCH gets.
  */
 static int measure_all(const bench_cfg *cfg, const keyset *ks, tc_cache *l1c,
-                       floor_tab *f, const uint32_t *zseq, size_t zlen,
+                       oa_tab *f, const uint32_t *zseq, size_t zlen,
                        size_t nops, size_t nbatches, lat_run *out)
 {
     const size_t warm = 1000, blk = 250;
@@ -361,7 +351,7 @@ typedef struct scale_arg {
     pthread_t th;
     int kind; /* K_* */
     tc_cache *c;
-    floor_tab *f;
+    oa_tab *f;
     const keyset *ks;
     order ord;
     pthread_barrier_t *bar;
@@ -401,7 +391,7 @@ static void *scale_worker(void *p)
 }
 
 /* Aggregate Mops/s of `threads` threads for `dur_ms`; <0 on failure. */
-static double scale_run(int kind, tc_cache *c, floor_tab *f,
+static double scale_run(int kind, tc_cache *c, oa_tab *f,
                         const keyset *ks, const order *zipf, unsigned threads,
                         unsigned dur_ms)
 {
@@ -467,7 +457,7 @@ static double median(double *v, size_t n)
  * the figure.
  */
 static void bench_scaling(const bench_cfg *cfg, const keyset *ks, tc_cache *c,
-                          floor_tab *f, const order *zipf)
+                          oa_tab *f, const order *zipf)
 {
     unsigned counts[3] = {1, 2, cfg->threads};
     size_t npts = (cfg->threads && cfg->threads != 1 && cfg->threads != 2)
@@ -583,9 +573,9 @@ static void one_size(const bench_cfg *cfg, bench_rng *rng, char cls,
         nops = ks.n / 2;
     size_t nbatches = cfg->quick ? 2000 : 40000;
     size_t zlen = (size_t)1 << 20;
-    uint32_t *zseq = zipf_order(rng, ks.n, zlen);
+    uint32_t *zseq = bench_zipf_order(rng, ks.n, zlen);
     tc_cache *c = NULL;
-    floor_tab *f = NULL;
+    oa_tab *f = NULL;
     int ok = zseq && build_l1(cfg, &ks, &c, &f) == 0 &&
              measure_all(cfg, &ks, c, f, zseq, zlen, nops, nbatches,
                          &run) == 0;
@@ -595,7 +585,7 @@ static void one_size(const bench_cfg *cfg, bench_rng *rng, char cls,
             const char *name, *json;
             int ns;
         } rows[] = {
-            {S_FLOOR, "floor: uthash+mutex (batched*)", "floor_get", 1},
+            {S_FLOOR, "floor: flat open addr. (batched*)", "floor_get", 1},
             {S_L1, "tiercache L1 hit (batched*)", "l1_get", 1},
             {S_L2, "tiercache L2 hit (L1 miss)", "l2_get", 0},
             {S_RAW, "raw hiredis GET", "raw_get", 0},
@@ -619,7 +609,7 @@ static void one_size(const bench_cfg *cfg, bench_rng *rng, char cls,
         bench_fail();
     }
     fflush(stdout);
-    floor_destroy(f);
+    oa_destroy(f);
     tc_cache_destroy(c);
     for (int i = 0; i < S_COUNT; i++)
         samples_free(&run.s[i]);
@@ -662,16 +652,16 @@ void bench_scaling_section(const bench_cfg *cfg)
         return;
     }
     tc_cache *c = NULL;
-    floor_tab *f = NULL;
+    oa_tab *f = NULL;
     size_t zlen = (size_t)1 << 20;
-    uint32_t *zseq = zipf_order(&rng, ks.n, zlen);
+    uint32_t *zseq = bench_zipf_order(&rng, ks.n, zlen);
     order zipf = {zseq, zlen, 0};
     if (zseq && build_l1(cfg, &ks, &c, &f) == 0)
         bench_scaling(cfg, &ks, c, f, &zipf);
     else
         bench_fail();
     free(zseq);
-    floor_destroy(f);
+    oa_destroy(f);
     tc_cache_destroy(c);
     bench_l2_drop(cfg, 't', ks.n);
     keyset_free(&ks);

@@ -27,6 +27,16 @@ static const char *const required_keys[] = {
     "write_strict_p50_us",  "l1_overhead_bytes",
     "hit_ratio_policy_zipf10_1pct", "hit_ratio_lru_zipf10_1pct",
     "hit_ratio_policy_scan_1pct",   "hit_ratio_lru_scan_1pct",
+    "l1_hit_ns_1k_1t",      "l1_hit_ns_100k_1t",
+    "l1_hit_ns_1m_1t",      "lfht_hit_ns_1k_1t",
+    "lfht_hit_ns_100k_1t",  "lfht_hit_ns_1m_1t",
+    "oa_hit_ns_1k_1t",      "oa_hit_ns_100k_1t",
+    "oa_hit_ns_1m_1t",      "l1_mops_1k_1t",
+    "l1_mops_1k_2t",        "l1_mops_100k_1t",
+    "l1_mops_100k_2t",      "lfht_mops_1k_1t",
+    "lfht_mops_1k_2t",      "lfht_mops_100k_1t",
+    "lfht_mops_100k_2t",    "l1_reader_max_us_during_invalidate_1m",
+    "l1_reader_max_us_during_fill",
 };
 
 static void usage(FILE *f)
@@ -41,8 +51,8 @@ static void usage(FILE *f)
             "  --keys N         key space of latency sections (100000)\n"
             "  --trials N       coherence trials (2000; --quick 200)\n"
             "  --seed N         seed of every key order and trace (42)\n"
-            "  --only LIST      sections, comma-separated: memory,latency,\n"
-            "                   scaling,coherence,hitratio\n"
+            "  --only LIST      sections, comma-separated: memory,anchors,\n"
+            "                   latency,scaling,coherence,hitratio\n"
             "environment: REDIS_URL (redis://127.0.0.1:6379), TC_BENCH_UNIX\n");
 }
 
@@ -206,6 +216,8 @@ int main(int argc, char **argv)
     /* Memory first: it needs a heap that has not grown and shrunk yet. */
     if (want(&cfg, "memory"))
         bench_memory(&cfg);
+    if (want(&cfg, "anchors"))
+        bench_anchors(&cfg);
     if (want(&cfg, "latency"))
         bench_latency(&cfg);
     if (want(&cfg, "scaling"))
@@ -227,6 +239,9 @@ int main(int argc, char **argv)
     if (!cfg.only) {
         for (size_t i = 0; i < sizeof required_keys / sizeof *required_keys;
              i++) {
+            /* --quick measures no 1M-key rows. */
+            if (cfg.quick && strstr(required_keys[i], "_1m_1t"))
+                continue;
             if (!isfinite(res_get(required_keys[i]))) {
                 fprintf(stderr, "tc-bench: no figure for %s\n",
                         required_keys[i]);

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # bench-smoke: run `tc-bench --quick` against a private redis-server and check
-# that it produced every figure issue 4 names. Never judges the figures.
+# that it produced every figure issues 4 and 12 name (--quick has no
+# 1M-key rows). Never judges the figures.
 #   usage: smoke.sh path/to/tc-bench
 set -euo pipefail
 BENCH=$1
@@ -45,7 +46,12 @@ l2_get_p99_us raw_get_p50_us raw_get_p99_us l1_mops_1t l1_mops_2t
 pubsub_raw_p50_us pubsub_raw_p99_us inval_p50_us inval_p99_us
 write_async_p50_us write_strict_p50_us l1_overhead_bytes
 hit_ratio_policy_zipf10_1pct hit_ratio_lru_zipf10_1pct
-hit_ratio_policy_scan_1pct hit_ratio_lru_scan_1pct""".split()
+hit_ratio_policy_scan_1pct hit_ratio_lru_scan_1pct
+l1_hit_ns_1k_1t l1_hit_ns_100k_1t lfht_hit_ns_1k_1t lfht_hit_ns_100k_1t
+oa_hit_ns_1k_1t oa_hit_ns_100k_1t l1_mops_1k_1t l1_mops_1k_2t
+l1_mops_100k_1t l1_mops_100k_2t lfht_mops_1k_1t lfht_mops_1k_2t
+lfht_mops_100k_1t lfht_mops_100k_2t l1_reader_max_us_during_invalidate_1m
+l1_reader_max_us_during_fill""".split()
 with open(sys.argv[1]) as f:
     d = json.load(f)
 bad = [k for k in required

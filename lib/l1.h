@@ -1,13 +1,24 @@
 /*
- * L1 store: the in-process tier. A fixed array of shards, each a uthash table
- * with its own mutex, byte/entry budget and SIEVE eviction hand.
+ * L1 store: the in-process tier. A fixed array of shards; each holds a flat
+ * open-addressing index (one word per slot: entry pointer plus a few hash
+ * tag bits), a SIEVE queue, a byte/entry budget and generation slots.
  *
- * Ownership and locking: everything inside a shard (its table, hand, counters
- * and generation slots) is read and written only with that shard's mutex
- * held. Entries are reference counted (struct tc_value): the table holds one
- * reference; tc__l1_get() hands out another. Entries are unlinked under the
- * shard lock and released outside it, so a reader's value is never freed
- * underneath it.
+ * Reads take no lock and write no shared cache line on a hit: a reader
+ * walks the index inside an epoch section (epoch.h), so an entry it finds
+ * is not freed until the section ends, and leaves with its own copy of the
+ * value (small values) or a new reference (large ones). The only write a
+ * hit may make is the entry's SIEVE visited bit, and only when it is clear.
+ * Hit and miss counts go to per-thread stripes.
+ *
+ * Ownership and locking: each shard's mutex serialises its writers (fill,
+ * invalidation, eviction, index growth); it is held for bounded work only
+ * (a few microseconds), and readers never take it. Entries are immutable
+ * once published, except the visited bit (atomic). The index is published
+ * with release stores and read with acquire loads. Unlinked entries and
+ * replaced index arrays are retired: freed (the table's reference dropped)
+ * only after a grace period, outside the lock. Entries are reference
+ * counted (struct tc_value): the table holds one reference; values handed
+ * out are the caller's to release with tc_value_release().
  *
  * Generations: each shard keeps TC__GEN_SLOTS counters, indexed by key hash.
  * Any invalidation bumps the slot of the key (or every slot, for prefix,
@@ -22,6 +33,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+/* Not used by the L1 any more: flight.c's table gets uthash through
+ * flight.h -> l1.h, after its own HASH_NONFATAL_OOM settings. */
 #include <uthash.h>
 
 #include "clock.h"
@@ -30,21 +43,28 @@
 #define TC__GEN_SLOTS 64
 
 /* A value: also the L1 entry. Key bytes then value bytes in data[]. A value
- * not in a table (a standalone copy) has hh.keylen == 0. The header is kept
- * at 72 bytes so that a 16 B key + 64 B value entry fits a 160-byte malloc
- * chunk. */
+ * not in a table (a standalone copy) has klen == 0. The 36-byte header lets
+ * a 16 B key + 64 B value entry fit a 128-byte malloc chunk. */
 struct tc_value {
-    UT_hash_handle hh;     /* owned by the shard table while linked */
-    uint64_t meta;         /* shard lock: expiry in ms since the store's
-                              epoch, rounded down (<< 1) | SIEVE visited bit */
+    struct tc_value *prev, *next; /* shard lock: SIEVE queue while linked;
+                                     next chains retired entries */
+    atomic_uint_fast64_t meta;    /* expiry, ns after the store's epoch,
+                                     rounded down to even | visited bit */
     atomic_uint refs;
     uint32_t vlen;
+    uint32_t klen;
     char data[];
 };
 
 /* Bytes charged to the L1 budget for an entry beyond its key and value:
- * header, allocator rounding and its share of the bucket array. */
-#define TC__L1_OVERHEAD (offsetof(struct tc_value, data) + 24)
+ * header, allocator header and rounding, and its share of the index (one
+ * 8-byte slot at a load between 1/4 and 3/4). */
+#define TC__L1_OVERHEAD (offsetof(struct tc_value, data) + 28)
+
+/* Values up to this size are copied out on a hit (no shared write); larger
+ * ones are handed out by reference (a copy would cost more than the
+ * reference count's cache line). */
+#define TC__L1_COPY_MAX 256
 
 typedef struct tc__l1 tc__l1;
 
@@ -52,21 +72,23 @@ typedef struct tc__l1 tc__l1;
  *  Returns NULL on allocation failure. */
 tc__l1 *tc__l1_create(size_t max_bytes, size_t max_entries, unsigned shards);
 /** Unlinks and releases every entry; values still referenced elsewhere live
- *  on until released. NULL is a no-op. */
+ *  on until released. No other call may run concurrently. NULL is a no-op. */
 void tc__l1_destroy(tc__l1 *l1);
 
-/** Seeded 64-bit hash used for shard, bucket and generation slot. */
+/** Seeded 64-bit hash used for shard, index slot, tag and generation slot. */
 uint64_t tc__hash(const void *key, size_t len);
 
 /** Standalone value holding a copy of `val`; NULL on allocation failure. */
 struct tc_value *tc__value_new(const void *val, size_t vlen);
 
-/** Lookup at time `now_ns` (tc__now_ns()): a new reference, or NULL when
- *  absent or expired (an expired entry is removed). */
+/** Lookup at time `now_ns` (tc__now_ns()): a value the caller releases, or
+ *  NULL when absent or expired (an expired entry is removed). Lock-free;
+ *  any thread. */
 struct tc_value *tc__l1_get(tc__l1 *l1, uint64_t h, const void *key,
                             size_t klen, uint64_t now_ns);
 
-/** The generation a later tc__l1_fill() for this key must match. */
+/** The generation a later tc__l1_fill() for this key must match.
+ *  Lock-free; any thread. */
 uint64_t tc__l1_gen(tc__l1 *l1, uint64_t h);
 
 /** Results of tc__l1_fill(). */
@@ -80,8 +102,9 @@ enum { TC__FILL_INSERTED = 0, TC__FILL_STALE = 1, TC__FILL_NOFIT = 2,
 /**
  * Insert (or replace) key -> val expiring at `expires_ns` (tc__now_ns() clock),
  * only if the key's generation still equals `gen`; evicts to stay within the
- * budget first. Copies key and value. When `ref` is not NULL and the entry
- * was inserted, *ref receives a new reference to it.
+ * budget first (bounded work per eviction). Copies key and value. When `ref`
+ * is not NULL and the entry was inserted, *ref receives a new reference to
+ * it. Any thread.
  */
 int tc__l1_fill(tc__l1 *l1, uint64_t h, const void *key, size_t klen,
                 const void *val, size_t vlen, uint64_t expires_ns,
@@ -91,7 +114,9 @@ int tc__l1_fill(tc__l1 *l1, uint64_t h, const void *key, size_t klen,
  *  writer passes to tc__l1_fill() once its L2 write succeeded. */
 uint64_t tc__l1_invalidate_key(tc__l1 *l1, uint64_t h, const void *key,
                                size_t klen);
-/** Drop matching keys and bump every generation; return how many dropped. */
+/** Bump every generation, then drop matching keys; return how many dropped.
+ *  The scan takes each shard's lock for a bounded chunk at a time; readers
+ *  never wait on it. */
 size_t tc__l1_invalidate_prefix(tc__l1 *l1, const void *prefix, size_t plen);
 size_t tc__l1_invalidate_glob(tc__l1 *l1, const char *glob, size_t glen);
 size_t tc__l1_clear(tc__l1 *l1);

@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sched.h>
 #include <time.h>
 
 #include "crit.h"
@@ -919,4 +920,204 @@ Test(l1, concurrent_mixed_operations_stay_consistent)
                  (unsigned long long)st.l1_entries, (unsigned long long)n);
     cr_assert_eq(bytes, st.l1_bytes);
     tc__l1_destroy(l1);
+}
+
+/* ------------------------------------------------------------------ */
+/* Lock-free reads: growth, large values, bounded work, scans, fork    */
+/* ------------------------------------------------------------------ */
+
+enum { GROW_KEYS = 20000 };
+
+typedef struct grow_arg {
+    tc__l1 *l1;
+    atomic_int published; /* keys k0..k(published-1) are in */
+    atomic_int done;
+    atomic_int false_misses;
+    atomic_long reads;
+} grow_arg;
+
+static void *grow_reader(void *p)
+{
+    grow_arg *a = p;
+    unsigned seed = 7;
+    while (!atomic_load(&a->done)) {
+        int n = atomic_load(&a->published);
+        char key[32];
+        int kl;
+        if (n == 0)
+            continue;
+        kl = snprintf(key, sizeof(key), "k%d", rand_r(&seed) % n);
+        if (!has(a->l1, key, (size_t)kl))
+            atomic_fetch_add(&a->false_misses, 1);
+        atomic_fetch_add(&a->reads, 1);
+    }
+    return NULL;
+}
+
+/* One shard grows from 16 slots to 32k while a reader looks up keys known
+ * to be in: the incremental migration never hides one. */
+Test(l1, growth_never_hides_an_entry_from_readers)
+{
+    grow_arg a;
+    pthread_t th;
+    memset(&a, 0, sizeof(a));
+    a.l1 = must_l1((size_t)1 << 30, GROW_KEYS * 2, 1);
+    cr_assert_eq(pthread_create(&th, NULL, grow_reader, &a), 0);
+    for (int i = 0; i < GROW_KEYS; i++) {
+        char key[32];
+        int kl = snprintf(key, sizeof(key), "k%d", i);
+        if (put(a.l1, key, (size_t)kl, "v", 1) != TC__FILL_INSERTED)
+            cr_assert_fail("fill of %s failed", key);
+        atomic_store(&a.published, i + 1);
+    }
+    /* Let the reader see the final state too. */
+    while (atomic_load(&a.reads) < 2000)
+        sched_yield();
+    atomic_store(&a.done, 1);
+    pthread_join(th, NULL);
+    cr_assert_eq(atomic_load(&a.false_misses), 0,
+                 "%d lookups of present keys missed",
+                 atomic_load(&a.false_misses));
+    cr_assert_eq(stats(a.l1).l1_entries, GROW_KEYS);
+    {
+        int lost = 0; /* one assertion: per-key ones flood --full-stats */
+        for (int i = 0; i < GROW_KEYS; i++) {
+            char key[32];
+            int kl = snprintf(key, sizeof(key), "k%d", i);
+            lost += !has(a.l1, key, (size_t)kl);
+        }
+        cr_assert_eq(lost, 0, "%d keys lost", lost);
+    }
+    tc__l1_destroy(a.l1);
+}
+
+/* Values above TC__L1_COPY_MAX are handed out by reference: they too
+ * outlive replacement, invalidation and the store. */
+Test(l1, large_values_outlive_replacement_invalidation_and_destroy)
+{
+    enum { BIG = TC__L1_COPY_MAX * 4 };
+    static char one[BIG], two[BIG];
+    tc__l1 *l1 = must_l1(1 << 20, 100, 1);
+    tc_value *a, *b, *c;
+    memset(one, '1', sizeof(one));
+    memset(two, '2', sizeof(two));
+    cr_assert_eq(put(l1, "k", 1, one, BIG), TC__FILL_INSERTED);
+    a = get(l1, "k", 1);
+    cr_assert_not_null(a);
+    cr_assert_eq(put(l1, "k", 1, two, BIG), TC__FILL_INSERTED);
+    b = get(l1, "k", 1);
+    cr_assert_not_null(b);
+    tc__l1_invalidate_key(l1, tc__hash("k", 1), "k", 1);
+    cr_assert_null(get(l1, "k", 1));
+    cr_assert_eq(put(l1, "k", 1, one, BIG), TC__FILL_INSERTED);
+    c = get(l1, "k", 1);
+    tc__l1_destroy(l1);
+    cr_assert_eq(tc_value_len(a), BIG);
+    cr_assert_arr_eq(tc_value_data(a), one, BIG);
+    cr_assert_arr_eq(tc_value_data(b), two, BIG);
+    cr_assert_arr_eq(tc_value_data(c), one, BIG);
+    tc_value_release(a);
+    tc_value_release(b);
+    tc_value_release(c);
+}
+
+/* A fill into a full shard whose every entry was read evicts exactly one
+ * entry (the hand gives up clearing bits after a bounded number). */
+Test(l1, fill_into_fully_visited_shard_evicts_one)
+{
+    enum { N = 2000 };
+    tc__l1 *l1 = must_l1((size_t)1 << 30, N, 1);
+    char key[32];
+    tc_stats st;
+    int missing = 0;
+    for (int i = 0; i < N; i++) {
+        key_of(key, sizeof(key), "k", i);
+        if (put_s(l1, key, "v") != TC__FILL_INSERTED)
+            cr_assert_fail("fill of %s failed", key);
+    }
+    for (int i = 0; i < N; i++) { /* sets every visited bit */
+        key_of(key, sizeof(key), "k", i);
+        missing += !has_s(l1, key);
+    }
+    cr_assert_eq(missing, 0);
+    cr_assert_eq(put_s(l1, "new", "v"), TC__FILL_INSERTED);
+    st = stats(l1);
+    cr_assert_eq(st.l1_entries, N);
+    cr_assert_eq(st.l1_evictions, 1);
+    cr_assert(has_s(l1, "new"));
+    tc__l1_destroy(l1);
+}
+
+typedef struct scan_arg {
+    tc__l1 *l1;
+    atomic_int stop;
+    atomic_int fills;
+} scan_arg;
+
+static void *other_filler(void *p)
+{
+    scan_arg *a = p;
+    for (int i = 0; !atomic_load(&a->stop); i++) {
+        char key[32];
+        int kl = snprintf(key, sizeof(key), "o%d", i % 5000);
+        int rc = put(a->l1, key, (size_t)kl, "v", 1);
+        if (rc == TC__FILL_INSERTED)
+            atomic_fetch_add(&a->fills, 1);
+        if (i % 7 == 0)
+            tc__l1_invalidate_key(a->l1, tc__hash(key, (size_t)kl), key,
+                                  (size_t)kl);
+    }
+    return NULL;
+}
+
+/* A prefix scan walks the shard a chunk at a time while other writers
+ * replace, add and remove other keys in the same shard: it still drops
+ * every matching entry and nothing else. */
+Test(l1, chunked_scan_with_concurrent_writers_drops_exactly_matching)
+{
+    enum { M = 20000 };
+    scan_arg a;
+    pthread_t th;
+    size_t dropped;
+    memset(&a, 0, sizeof(a));
+    a.l1 = must_l1((size_t)1 << 30, 100000, 2);
+    for (int i = 0; i < M; i++) {
+        char key[32];
+        int kl = snprintf(key, sizeof(key), "p:%d", i);
+        if (put(a.l1, key, (size_t)kl, "v", 1) != TC__FILL_INSERTED)
+            cr_assert_fail("fill of %s failed", key);
+    }
+    cr_assert_eq(pthread_create(&th, NULL, other_filler, &a), 0);
+    while (atomic_load(&a.fills) < 100)
+        sched_yield();
+    dropped = tc__l1_invalidate_prefix(a.l1, "p:", 2);
+    atomic_store(&a.stop, 1);
+    pthread_join(th, NULL);
+    cr_assert_eq(dropped, M);
+    {
+        int survived = 0;
+        for (int i = 0; i < M; i++) {
+            char key[32];
+            int kl = snprintf(key, sizeof(key), "p:%d", i);
+            survived += has(a.l1, key, (size_t)kl);
+        }
+        cr_assert_eq(survived, 0, "%d matching keys survived", survived);
+    }
+    {
+        uint64_t n = 0, bytes = 0;
+        tc_stats st = stats(a.l1);
+        for (int i = 0; i < 5000; i++) {
+            char key[32];
+            int kl = snprintf(key, sizeof(key), "o%d", i);
+            tc_value *v = get(a.l1, key, (size_t)kl);
+            if (v) {
+                n++;
+                bytes += TC__L1_OVERHEAD + (size_t)kl + 1;
+                tc_value_release(v);
+            }
+        }
+        cr_assert_eq(n, st.l1_entries);
+        cr_assert_eq(bytes, st.l1_bytes);
+    }
+    tc__l1_destroy(a.l1);
 }

@@ -222,7 +222,8 @@ tc_result tc__conn_append(tc__conn *c, int argc, const char **argv,
 }
 
 /* The server may have said why before closing on us (a protocol error, a
- * too-large bulk): collect what is already there, without waiting. */
+ * too-large bulk, a TLS alert refusing our client certificate): collect
+ * what is already there, without waiting. */
 static void add_last_words(tc__conn *c)
 {
     char saved[sizeof(c->err)];
@@ -230,7 +231,9 @@ static void add_last_words(tc__conn *c)
     redisReply *r = NULL;
     int want;
     memcpy(saved, c->err, sizeof(saved));
-    (void)tc__conn_read_step(c, &want);
+    if (tc__conn_read_step(c, &want) == TC__IO_ERROR &&
+        c->err_class == TC_AUTH)
+        return; /* a TLS alert: the server refused our certificate */
     if (tc__conn_next_reply(c, &r) == 1 && r->type == REDIS_REPLY_ERROR)
         snprintf(c->err, sizeof(c->err), "%s (the server said: %.*s)", saved,
                  (int)(r->len > 120 ? 120 : r->len), r->str);

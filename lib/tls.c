@@ -294,6 +294,10 @@ static int step_result(tc__tls_session *s, int ret, int reading)
             return fail(s, TC_L2_UNAVAILABLE,
                         "TLS: connection closed by the server");
         }
+        if (saved_errno == EPIPE || saved_errno == ECONNRESET)
+            return fail(s, TC_L2_UNAVAILABLE,
+                        "TLS: connection closed by the server (%s)",
+                        strerror(saved_errno));
         return fail(s, TC_L2_UNAVAILABLE, "TLS: %s", strerror(saved_errno));
     default:
         break;

@@ -55,9 +55,10 @@ int tc__l2_breaker_open(const tc__l2 *l2);
  *  l2_round_trips, breaker_opens). */
 void tc__l2_stats(const tc__l2 *l2, tc_stats *out);
 
-/** Connect, AUTH and SELECT per `cfg` with its timeouts. Used by the pool
- *  and by the bus for its own connections' settings. On failure returns
- *  NULL and a result with detail in tc_errmsg(). */
+/** Connect (TCP, unix or TLS per `cfg`), AUTH and SELECT with its
+ *  timeouts. The connection is the caller's, freed with tc__conn_free().
+ *  On failure returns NULL and a result with detail in tc_errmsg()
+ *  (TC_AUTH also when either side refused the other's certificate). */
 tc__conn *tc__l2_connect(const tc__config *cfg, tc_result *why);
 
 #endif

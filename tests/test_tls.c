@@ -1,6 +1,7 @@
 /* The connection layer against real redis-servers: TLS (verification, client
  * certificates, AUTH, timeouts), plain TCP, IPv6 and unix sockets through
  * the same code, and no SIGPIPE when Redis closes on a writer. */
+#include <poll.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -454,6 +455,50 @@ Test(tls, rediss_url_and_environment)
     tc__config_free(&cfg);
     unsetenv("REDIS_URL");
     unsetenv("REDIS_TLS_CA_FILE");
+}
+
+/* The step calls an event loop would make: pipelined commands driven by
+ * poll() on the fd, no blocking call. */
+Test(tls, event_loop_steps)
+{
+    enum { N = 200 };
+    tc__tls *t;
+    tc__conn *c;
+    int got = 0, flushed = 0, want = TC__IO_WANT_WRITE;
+    start_tls(NULL);
+    t = context(srv.ca_file, NULL, NULL, NULL, 0);
+    c = must_open("127.0.0.1", t, NULL);
+    for (int i = 0; i < N; i++) {
+        char v[16];
+        snprintf(v, sizeof(v), "%d", i);
+        cr_assert_eq(tc__conn_append(c, 2, (const char *[]){"ECHO", v}, NULL),
+                     TC_OK);
+    }
+    while (got < N) {
+        struct pollfd p = {tc__conn_fd(c),
+                           want == TC__IO_WANT_WRITE ? POLLOUT : POLLIN, 0};
+        redisReply *r = NULL;
+        int rc;
+        cr_assert_eq(poll(&p, 1, 10000), 1, "no progress in 10 s");
+        if (!flushed) {
+            rc = tc__conn_flush_step(c);
+            cr_assert_neq(rc, TC__IO_ERROR);
+            flushed = rc == 1;
+            want = flushed ? TC__IO_WANT_READ : rc;
+            if (!flushed)
+                continue;
+        }
+        cr_assert_eq(tc__conn_read_step(c, &want), 1);
+        while ((rc = tc__conn_next_reply(c, &r)) == 1) {
+            char v[16];
+            snprintf(v, sizeof(v), "%d", got++);
+            cr_assert_str_eq(r->str, v);
+            freeReplyObject(r);
+        }
+        cr_assert_eq(rc, 0);
+    }
+    tc__conn_free(c);
+    tc__tls_free(t);
 }
 
 /* ---- The same layer on plain TCP, IPv6 and unix sockets ---------------- */

@@ -131,7 +131,8 @@ enum { TC_DEFAULT = 0, TC_YES = 1, TC_NO = 2 };
  * a valid start.
  */
 typedef struct tc_options {
-    /* Where L2 lives: "redis://[user:pass@]host[:port][/db]" or
+    /* Where L2 lives: "redis://[user:pass@]host[:port][/db]" (rediss://
+     * for TLS) or
      * "unix:///path/to.sock[?db=N]". Explicit host/port/unix_path/db/
      * username/password fields below win over the URL's parts. */
     const char *url;
@@ -186,11 +187,30 @@ typedef struct tc_options {
     tc_log_fn log;             /* optional; default: no logging */
     void *log_userdata;
 
-    uint64_t reserved_[8];     /* must be zero; room for later fields */
+    /* TLS (six of the eight reserved words on LP64). Certificates and
+     * the host name are verified unless tls_insecure is TC_YES. Each
+     * string defaults to its environment variable: REDIS_TLS_CA_FILE,
+     * REDIS_TLS_CA_DIR, REDIS_TLS_CERT_FILE, REDIS_TLS_KEY_FILE,
+     * REDIS_TLS_SERVER_NAME. */
+    int tls;                   /* TC_YES/TC_NO; default: on for a rediss://
+                                  URL, else REDIS_TLS (true/false) */
+    int tls_insecure;          /* TC_YES: no certificate or name check
+                                  (tests only); env REDIS_TLS_INSECURE */
+    const char *tls_ca_file;   /* PEM CA bundle; with neither file nor dir,
+                                  the system's trust store */
+    const char *tls_ca_dir;    /* directory of hashed CA certificates */
+    const char *tls_cert_file; /* client certificate chain (PEM), for
+                                  servers with tls-auth-clients */
+    const char *tls_key_file;  /* its private key (PEM) */
+    const char *tls_server_name; /* name to verify and send as SNI;
+                                    default: the host */
+
+    uint64_t reserved_[2];     /* must be zero; room for later fields */
 } tc_options;
 
 /**
- * Fill `opts` from a URL (see tc_options.url). Strings in `opts` point into
+ * Fill `opts` from a URL (see tc_options.url; rediss:// also sets `tls` to
+ * TC_YES). Strings in `opts` point into
  * `storage`, which the caller provides (at least strlen(url)+1 bytes) and must
  * keep alive while `opts` is used. Returns TC_BAD_ARGUMENT with a detail in
  * tc_errmsg() for a malformed URL; `opts` is then unchanged.

@@ -267,17 +267,15 @@ static tc_result run_write(tc_cache *c, size_t n, const prepared *ps,
 static tc_result run_blocking(tc_cache *c, const prepared *p, redisReply **out)
 {
     tc_result why = TC_OK;
-    redisContext *ctx;
-    struct timeval forever = {0, 0};
+    tc__conn *conn;
     if (tc__l2_breaker_open(c->l2))
         return tc__fail(TC_L2_UNAVAILABLE, "circuit breaker open");
-    if (!(ctx = tc__l2_connect(&c->cfg, &why)))
+    if (!(conn = tc__l2_connect(&c->cfg, &why)))
         return why;
-    redisSetTimeout(ctx, forever);
-    *out = redisCommandArgv(ctx, p->argc, p->argv, p->argvlen);
-    if (!*out)
-        why = tc__fail(TC_L2_UNAVAILABLE, "blocking command: %s", ctx->errstr);
-    redisFree(ctx);
+    tc__conn_set_command_timeout(conn, 0);
+    why = tc__conn_command(conn, p->argc, (const char **)p->argv, p->argvlen,
+                           out);
+    tc__conn_free(conn);
     return why;
 }
 

@@ -11,6 +11,7 @@
 
 #include "config.h"
 #include "error.h"
+#include "tls.h"
 #include "parse.h"
 
 /* Parts of a URL; strings point into `buf`, owned by the struct. */
@@ -19,6 +20,7 @@ typedef struct url_parts {
     const char *host, *unix_path, *username, *password;
     int port; /* 0 = not given */
     int db;   /* -1 = not given */
+    int tls;  /* 1: rediss:// */
 } url_parts;
 
 static int hexval(int c)
@@ -122,8 +124,10 @@ static tc_result parse_url(const char *url, url_parts *u)
         return tc__fail(TC_NO_MEMORY, "out of memory parsing URL");
     w = u->buf;
 
-    if (strncasecmp(url, "redis://", 8) == 0) {
-        p = url + 8;
+    if (strncasecmp(url, "redis://", 8) == 0 ||
+        strncasecmp(url, "rediss://", 9) == 0) {
+        u->tls = url[5] == 's' || url[5] == 'S';
+        p = url + (u->tls ? 9 : 8);
         q = memchr(p, '?', (size_t)(e - p));
         if (q) {
             if ((r = parse_query(u, q + 1, e)) != TC_OK)
@@ -206,9 +210,7 @@ static tc_result parse_url(const char *url, url_parts *u)
         u->unix_path = w;
         return TC_OK;
     }
-    if (strncasecmp(url, "rediss://", 9) == 0)
-        return bad_url(u, "TLS (rediss://) is not supported");
-    return bad_url(u, "scheme must be redis:// or unix://");
+    return bad_url(u, "scheme must be redis://, rediss:// or unix://");
 }
 
 tc_result tc_options_parse_url(tc_options *opts, const char *url,
@@ -247,6 +249,8 @@ tc_result tc_options_parse_url(tc_options *opts, const char *url,
         opts->port = u.port;
     if (u.db >= 0)
         opts->db = u.db ? u.db : -1;
+    if (u.tls)
+        opts->tls = TC_YES;
     opts->url = NULL;
     free(u.buf);
     return TC_OK;
@@ -306,6 +310,12 @@ void tc__config_free(tc__config *c)
     }
     free(c->prefix);
     free(c->channel);
+    free(c->tls_ca_file);
+    free(c->tls_ca_dir);
+    free(c->tls_cert_file);
+    free(c->tls_key_file);
+    free(c->tls_server_name);
+    tc__tls_free(c->tls_ctx);
     memset(c, 0, sizeof(*c));
 }
 
@@ -363,6 +373,7 @@ static tc_result take_url(tc__config *c, const url_parts *u, resolving *st)
         if (u->port && !c->port)
             c->port = u->port;
         st->have_where = 1;
+        c->tls = u->tls; /* rediss:// named this server */
     }
     if (r == TC_OK && !c->username && u->username)
         r = set_str(&c->username, u->username);
@@ -730,6 +741,67 @@ static tc_result cross_checks(const tc_options *o, tc__config *c,
     return TC_OK;
 }
 
+/* --- TLS (issue 10) -------------------------------------------------- */
+
+/* `opt`, else the environment variable `name`, copied into *dst. */
+static tc_result tls_string(const tc_options *o, const char *opt,
+                            const char *name, char **dst)
+{
+    const char *v = opt ? opt : env(o, name);
+    return v ? set_str(dst, v) : TC_OK;
+}
+
+/* On/off: the explicit option, else the URL's scheme (c->tls, set by
+ * take_url), else REDIS_TLS. Files and names: option > environment.
+ * Builds c->tls_ctx when TLS is on, so that an unreadable CA or key fails
+ * tc_cache_create() instead of every connection. */
+static tc_result tls_settings(const tc_options *o, tc__config *c,
+                              resolving *st)
+{
+    const char *v;
+    tc__tls_opts to;
+    tc_result r = TC_OK;
+    (void)st;
+
+    if (o->tls == TC_YES || o->tls == TC_NO)
+        c->tls = o->tls == TC_YES;
+    else if (!c->tls && (v = env(o, "REDIS_TLS")) &&
+             tc__parse_bool(v, strlen(v), &c->tls))
+        return tc__fail(TC_BAD_ARGUMENT, "REDIS_TLS must be true or false");
+    if (o->tls_insecure == TC_YES)
+        c->tls_insecure = 1;
+    else if (o->tls_insecure != TC_NO && (v = env(o, "REDIS_TLS_INSECURE")) &&
+             tc__parse_bool(v, strlen(v), &c->tls_insecure))
+        return tc__fail(TC_BAD_ARGUMENT,
+                        "REDIS_TLS_INSECURE must be true or false");
+    if (!c->tls)
+        return TC_OK;
+    if (r == TC_OK)
+        r = tls_string(o, o->tls_ca_file, "REDIS_TLS_CA_FILE", &c->tls_ca_file);
+    if (r == TC_OK)
+        r = tls_string(o, o->tls_ca_dir, "REDIS_TLS_CA_DIR", &c->tls_ca_dir);
+    if (r == TC_OK)
+        r = tls_string(o, o->tls_cert_file, "REDIS_TLS_CERT_FILE",
+                       &c->tls_cert_file);
+    if (r == TC_OK)
+        r = tls_string(o, o->tls_key_file, "REDIS_TLS_KEY_FILE",
+                       &c->tls_key_file);
+    if (r == TC_OK)
+        r = tls_string(o, o->tls_server_name, "REDIS_TLS_SERVER_NAME",
+                       &c->tls_server_name);
+    if (r != TC_OK)
+        return r;
+    if (c->unix_path && !c->tls_server_name)
+        return tc__fail(TC_BAD_ARGUMENT,
+                        "TLS over a unix socket needs tls_server_name");
+    to.ca_file = c->tls_ca_file;
+    to.ca_dir = c->tls_ca_dir;
+    to.cert_file = c->tls_cert_file;
+    to.key_file = c->tls_key_file;
+    to.insecure = c->tls_insecure;
+    return tc__tls_create(&to, &c->tls_ctx);
+}
+
 tc_result tc__config_resolve(const tc_options *o, tc__config *c)
 {
     typedef tc_result (*step)(const tc_options *, tc__config *, resolving *);
@@ -746,6 +818,7 @@ tc_result tc__config_resolve(const tc_options *o, tc__config *c)
         modes,            /* enabled, coherence, tracking, log */
         derive,           /* l1_ttl, shards, pool, prefix, channel */
         cross_checks,
+        tls_settings,     /* TLS on/off, files, context (issue 10) */
     };
     static const tc_options none;
     resolving st = {0, 0, NULL, 0};

@@ -32,6 +32,15 @@ typedef struct tc__config {
     uint32_t lease_ms, clock_margin_pct;
     int tracking;
     tc__logger log;
+    /* TLS (issue 10): rediss://, tc_options.tls*, REDIS_TLS*. */
+    int tls;               /* 1: connect with TLS */
+    char *tls_ca_file;     /* owned or NULL (NULL + no dir: system store) */
+    char *tls_ca_dir;      /* owned or NULL */
+    char *tls_cert_file;   /* owned or NULL: client certificate chain */
+    char *tls_key_file;    /* owned or NULL: its key; never logged */
+    char *tls_server_name; /* owned or NULL: verify and SNI this, not host */
+    int tls_insecure;      /* 1: no certificate/name verification */
+    struct tc__tls *tls_ctx; /* owned; built from the above iff tls */
 } tc__config;
 
 /** Resolve options (may be NULL), their URL and the environment. On failure

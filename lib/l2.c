@@ -17,7 +17,7 @@
 
 typedef struct slot {
     pthread_mutex_t mu;
-    redisContext *ctx; /* NULL = not connected; slot mutex */
+    tc__conn *ctx;     /* NULL = not connected; slot mutex */
     unsigned epoch;    /* breaker epoch ctx was made in; slot mutex */
     uint64_t last_used_ns; /* end of the last good exchange; slot mutex */
 } __attribute__((aligned(64))) slot;
@@ -42,31 +42,15 @@ struct tc__l2 {
     int stopping; /* mu */
 };
 
-static struct timeval ms_tv(uint32_t ms)
-{
-    struct timeval tv = {(time_t)(ms / 1000), (suseconds_t)(ms % 1000) * 1000};
-    return tv;
-}
-
-/* Classify a failed exchange on `c` (errno still from the failing call). */
-static tc_result ctx_failure(redisContext *c, int err_no, const char *what)
-{
-    if (c && c->err == REDIS_ERR_IO &&
-        (err_no == EAGAIN || err_no == EWOULDBLOCK || err_no == ETIMEDOUT ||
-         err_no == EINPROGRESS))
-        return tc__fail(TC_TIMEOUT, "%s: Redis did not answer in time", what);
-    return tc__fail(TC_L2_UNAVAILABLE, "%s: %s", what,
-                    c && c->errstr[0] ? c->errstr : "connection failed");
-}
-
 /* Run one command during connection setup; 0 when the reply is not an
  * error. On an error reply, *err_reply gets its text. */
-static int setup_cmd(redisContext *c, tc_result *why, char *err_reply,
+static int setup_cmd(tc__conn *c, tc_result *why, char *err_reply,
                      size_t errlen, int argc, const char *const *argv)
 {
-    redisReply *r = redisCommandArgv(c, argc, (const char **)argv, NULL);
-    if (!r) {
-        *why = ctx_failure(c, errno, "connection setup");
+    redisReply *r = NULL;
+    tc_result rc = tc__conn_command(c, argc, (const char **)argv, NULL, &r);
+    if (rc != TC_OK) {
+        *why = rc;
         return -1;
     }
     if (r->type == REDIS_REPLY_ERROR) {
@@ -78,35 +62,19 @@ static int setup_cmd(redisContext *c, tc_result *why, char *err_reply,
     return 0;
 }
 
-redisContext *tc__l2_connect(const tc__config *cfg, tc_result *why)
+tc__conn *tc__l2_connect(const tc__config *cfg, tc_result *why)
 {
-    redisContext *c;
+    tc__conn *c = NULL;
+    tc__conn_opts o;
     char where[300], err[200] = "";
     tc__setup_cmds setup;
-    struct timeval ct = ms_tv(cfg->connect_timeout_ms);
 
     tc__config_where(cfg, where, sizeof(where));
-    if (cfg->unix_path)
-        c = redisConnectUnixWithTimeout(cfg->unix_path, ct);
-    else
-        c = redisConnectWithTimeout(cfg->host, cfg->port, ct);
-    if (!c) {
-        *why = tc__fail(TC_NO_MEMORY, "out of memory connecting to %s", where);
+    /* TCP (keepalive, NODELAY), unix or TLS, within the connect timeout;
+     * each later reply within the command timeout. */
+    tc__conn_opts_of(cfg, &o);
+    if ((*why = tc__conn_open(&o, &c)) != TC_OK)
         return NULL;
-    }
-    if (c->err) {
-        *why = c->err == REDIS_ERR_IO && errno == ETIMEDOUT
-                   ? tc__fail(TC_TIMEOUT, "connect to %s timed out", where)
-                   : tc__fail(TC_L2_UNAVAILABLE, "connect to %s: %s", where,
-                              c->errstr);
-        redisFree(c);
-        return NULL;
-    }
-    redisSetTimeout(c, ms_tv(cfg->command_timeout_ms));
-    /* TCP only: on a unix socket hiredis 0.14's TCP_KEEPIDLE fails and
-     * marks the whole context failed. */
-    if (!cfg->unix_path)
-        redisEnableKeepAlive(c);
     tc__setup_cmds_make(cfg, &setup);
     for (int i = 0; i < setup.n; i++) {
         const tc__setup_cmd *sc = &setup.cmd[i];
@@ -125,7 +93,7 @@ redisContext *tc__l2_connect(const tc__config *cfg, tc_result *why)
                 *why = tc__fail(TC_BAD_ARGUMENT, "SELECT %d on %s: %s",
                                 cfg->db, where, err);
         }
-        redisFree(c);
+        tc__conn_free(c);
         return NULL;
     }
     if (!cfg->password && !cfg->db) {
@@ -136,7 +104,7 @@ redisContext *tc__l2_connect(const tc__config *cfg, tc_result *why)
                            ? tc__fail(TC_AUTH, "%s needs a password: %s",
                                       where, err)
                            : tc__fail(TC_PROTOCOL, "PING on %s: %s", where, err);
-            redisFree(c);
+            tc__conn_free(c);
             return NULL;
         }
     }
@@ -191,14 +159,10 @@ static slot *acquire(tc__l2 *l2)
     return &l2->slots[start];
 }
 
-/* Has the server closed (or written unasked to) this idle connection? A
- * non-blocking peek: 0 bytes means EOF, data means the reply stream is out
- * of step; only "would block" means healthy. */
-static int conn_stale(const redisContext *c)
+/* Has the server closed (or written unasked to) this idle connection? */
+static int conn_stale(tc__conn *c)
 {
-    char b;
-    ssize_t n = recv(c->fd, &b, 1, MSG_PEEK | MSG_DONTWAIT);
-    return n >= 0 || (errno != EAGAIN && errno != EWOULDBLOCK);
+    return tc__conn_stale(c);
 }
 
 /* One exchange on the slot's connection (slot mutex held). *reused tells
@@ -213,7 +177,7 @@ static tc_result exchange(tc__l2 *l2, slot *s, size_t n, const tc__cmd *cmds,
                    (now - s->last_used_ns > 1000000ULL && conn_stale(s->ctx)))) {
         /* From before an outage, or closed by the server while idle (a
          * restart, CLIENT KILL, timeout): reconnect before sending. */
-        redisFree(s->ctx);
+        tc__conn_free(s->ctx);
         s->ctx = NULL;
     }
     *reused = s->ctx != NULL;
@@ -223,15 +187,14 @@ static tc_result exchange(tc__l2 *l2, slot *s, size_t n, const tc__cmd *cmds,
         if (!s->ctx)
             return r;
     }
-    for (size_t i = 0; i < n; i++)
-        redisAppendCommandArgv(s->ctx, cmds[i].argc, cmds[i].argv,
-                               cmds[i].argvlen);
+    for (size_t i = 0; i < n && r == TC_OK; i++)
+        r = tc__conn_append(s->ctx, cmds[i].argc, cmds[i].argv,
+                            cmds[i].argvlen);
     for (; got < n; got++) {
-        void *rep = NULL;
-        if (redisGetReply(s->ctx, &rep) != REDIS_OK || !rep) {
-            r = ctx_failure(s->ctx, errno, "Redis");
+        redisReply *rep = NULL;
+        if (r != TC_OK || (r = tc__conn_get_reply(s->ctx, &rep)) != TC_OK) {
             /* The reply stream is out of step: drop the connection. */
-            redisFree(s->ctx);
+            tc__conn_free(s->ctx);
             s->ctx = NULL;
             for (size_t i = 0; i < got; i++)
                 freeReplyObject(replies[i]);
@@ -321,9 +284,9 @@ static void *reconnect_main(void *arg)
         pthread_mutex_unlock(&l2->mu);
         {
             tc_result why;
-            redisContext *c = tc__l2_connect(l2->cfg, &why);
+            tc__conn *c = tc__l2_connect(l2->cfg, &why);
             if (c) {
-                redisFree(c);
+                tc__conn_free(c);
                 atomic_store(&l2->consecutive_failures, 0);
                 atomic_fetch_add(&l2->epoch, 1);
                 atomic_store(&l2->breaker_open, 0);
@@ -342,7 +305,7 @@ tc_result tc__l2_create(const tc__config *cfg, tc__l2 **out)
 {
     tc__l2 *l2 = calloc(1, sizeof(*l2));
     tc_result r = TC_OK;
-    redisContext *first;
+    tc__conn *first;
 
     if (!l2)
         return tc__fail(TC_NO_MEMORY, "out of memory");
@@ -397,7 +360,7 @@ void tc__l2_destroy(tc__l2 *l2)
     }
     for (unsigned i = 0; i < l2->nslots; i++) {
         if (l2->slots[i].ctx)
-            redisFree(l2->slots[i].ctx);
+            tc__conn_free(l2->slots[i].ctx);
         pthread_mutex_destroy(&l2->slots[i].mu);
     }
     pthread_mutex_destroy(&l2->mu);

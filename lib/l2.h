@@ -1,8 +1,9 @@
 /*
- * L2 client: a pool of hiredis sync connections to Redis, with connect and
- * command timeouts, a circuit breaker and a background reconnect thread.
+ * L2 client: a pool of connections to Redis (conn.h: TCP, unix or TLS),
+ * with connect and command timeouts, a circuit breaker and a background
+ * reconnect thread.
  *
- * Ownership and locking: each pool slot (its redisContext) is used only by
+ * Ownership and locking: each pool slot (its tc__conn) is used only by
  * the thread holding that slot's mutex; the mutex is held for exactly one
  * tc__l2_run() exchange. Breaker state and counters are atomics. The
  * reconnect thread owns its probe connection and waits on `mu`/`cv`.
@@ -13,6 +14,7 @@
 #include <hiredis/hiredis.h>
 
 #include "config.h"
+#include "conn.h"
 
 typedef struct tc__l2 tc__l2;
 
@@ -53,9 +55,10 @@ int tc__l2_breaker_open(const tc__l2 *l2);
  *  l2_round_trips, breaker_opens). */
 void tc__l2_stats(const tc__l2 *l2, tc_stats *out);
 
-/** Connect, AUTH and SELECT per `cfg` with its timeouts. Used by the pool
- *  and by the bus for its own connections' settings. On failure returns
- *  NULL and a result with detail in tc_errmsg(). */
-redisContext *tc__l2_connect(const tc__config *cfg, tc_result *why);
+/** Connect (TCP, unix or TLS per `cfg`), AUTH and SELECT with its
+ *  timeouts. The connection is the caller's, freed with tc__conn_free().
+ *  On failure returns NULL and a result with detail in tc_errmsg()
+ *  (TC_AUTH also when either side refused the other's certificate). */
+tc__conn *tc__l2_connect(const tc__config *cfg, tc_result *why);
 
 #endif

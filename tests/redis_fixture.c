@@ -49,11 +49,19 @@ static int write_conf(const tcr_server *s)
     f = fopen(path, "w");
     if (!f)
         return -1;
+    if (s->tls) /* TLS only: plain TCP off, as in production */
+        fprintf(f,
+                "port 0\ntls-port %d\ntls-cert-file %s/server.crt\n"
+                "tls-key-file %s/server.key\ntls-ca-cert-file %s\n"
+                "tls-auth-clients no\n",
+                s->port, s->dir, s->dir, s->ca_file);
+    else
+        fprintf(f, "port %d\n", s->port);
     fprintf(f,
-            "port %d\nbind 127.0.0.1\nunixsocket %s\nunixsocketperm 700\n"
+            "bind 127.0.0.1\nunixsocket %s\nunixsocketperm 700\n"
             "dir %s\nsave \"\"\nappendonly no\ndaemonize no\n"
             "logfile %s/redis.log\nprotected-mode no\n%s",
-            s->port, s->sock, s->dir, s->dir, s->conf_extra);
+            s->sock, s->dir, s->dir, s->conf_extra);
     fclose(f);
     return 0;
 }
@@ -106,7 +114,58 @@ static int spawn(tcr_server *s)
     return -1;
 }
 
+/* Make the CA, the server and client certificates and an unrelated CA in
+ * s->dir with the openssl CLI (EC keys: quick to make). */
+static int make_certs(tcr_server *s)
+{
+    char cmd[4096];
+    snprintf(s->ca_file, sizeof(s->ca_file), "%s/ca.crt", s->dir);
+    snprintf(s->ca_dir, sizeof(s->ca_dir), "%s/cadir", s->dir);
+    snprintf(s->other_ca_file, sizeof(s->other_ca_file), "%s/other-ca.crt",
+             s->dir);
+    snprintf(s->client_cert, sizeof(s->client_cert), "%s/client.crt", s->dir);
+    snprintf(s->client_key, sizeof(s->client_key), "%s/client.key", s->dir);
+#define TCR_KEY "-newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes"
+    snprintf(cmd, sizeof(cmd),
+             "cd '%s' && exec >openssl.log 2>&1 && set -e\n"
+             "openssl req -x509 " TCR_KEY " -keyout ca.key -out ca.crt "
+             "-days 2 -subj '/CN=tcr test CA'\n"
+             "openssl req -x509 " TCR_KEY " -keyout other-ca.key "
+             "-out other-ca.crt -days 2 -subj '/CN=tcr other CA'\n"
+             "openssl req " TCR_KEY " -keyout server.key -out server.csr "
+             "-subj /CN=localhost\n"
+             "printf 'subjectAltName=DNS:localhost,IP:127.0.0.1,IP:::1\\n"
+             "extendedKeyUsage=serverAuth\\n' >server.ext\n"
+             "openssl x509 -req -in server.csr -CA ca.crt -CAkey ca.key "
+             "-CAcreateserial -days 2 -extfile server.ext -out server.crt\n"
+             "openssl req " TCR_KEY " -keyout client.key -out client.csr "
+             "-subj '/CN=tcr client'\n"
+             "printf 'extendedKeyUsage=clientAuth\\n' >client.ext\n"
+             "openssl x509 -req -in client.csr -CA ca.crt -CAkey ca.key "
+             "-CAcreateserial -days 2 -extfile client.ext -out client.crt\n"
+             "mkdir cadir && cp ca.crt cadir/ && openssl rehash cadir\n",
+             s->dir);
+#undef TCR_KEY
+    if (system(cmd) != 0) {
+        fprintf(stderr, "tcr: openssl failed, see %s/openssl.log\n", s->dir);
+        return -1;
+    }
+    return 0;
+}
+
+static int start(tcr_server *s, const char *conf_extra, int tls);
+
 int tcr_start(tcr_server *s, const char *conf_extra)
+{
+    return start(s, conf_extra, 0);
+}
+
+int tcr_start_tls(tcr_server *s, const char *conf_extra)
+{
+    return start(s, conf_extra, 1);
+}
+
+static int start(tcr_server *s, const char *conf_extra, int tls)
 {
     char tmpl[] = "/tmp/tcr.XXXXXX";
     memset(s, 0, sizeof(*s));
@@ -116,11 +175,17 @@ int tcr_start(tcr_server *s, const char *conf_extra)
     snprintf(s->sock, sizeof(s->sock), "%s/redis.sock", s->dir);
     snprintf(s->conf_extra, sizeof(s->conf_extra), "%s",
              conf_extra ? conf_extra : "");
+    s->tls = tls;
+    if (tls && make_certs(s) != 0) {
+        tcr_stop(s);
+        return -1;
+    }
     for (int attempt = 0; attempt < 5; attempt++) {
         s->port = tcr_free_port();
         if (s->port <= 0 || write_conf(s) != 0)
             continue;
-        snprintf(s->url, sizeof(s->url), "redis://127.0.0.1:%d", s->port);
+        snprintf(s->url, sizeof(s->url), "%s://127.0.0.1:%d",
+                 tls ? "rediss" : "redis", s->port);
         snprintf(s->unix_url, sizeof(s->unix_url), "unix://%s", s->sock);
         if (spawn(s) == 0)
             return 0;

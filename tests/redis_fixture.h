@@ -17,6 +17,14 @@ typedef struct tcr_server {
     char url[400];       /* redis://127.0.0.1:port */
     char unix_url[400];  /* unix://sock */
     char conf_extra[1024];
+    /* TLS servers (tcr_start_tls): port is the TLS port, plain TCP is off,
+     * url is rediss://127.0.0.1:port; the files below are in dir. */
+    int tls;
+    char ca_file[320];       /* the CA that signed server and client */
+    char ca_dir[320];        /* a hashed directory holding that CA */
+    char other_ca_file[320]; /* an unrelated CA (a "wrong CA") */
+    char client_cert[320];   /* client certificate signed by ca_file */
+    char client_key[320];
 } tcr_server;
 
 /** A TCP port on 127.0.0.1 that was free a moment ago, or -1. */
@@ -25,6 +33,12 @@ int tcr_free_port(void);
  *  (e.g. "requirepass secret\n"). Returns 0 once it answers PING, -1 on
  *  failure. */
 int tcr_start(tcr_server *s, const char *conf_extra);
+/** Start a TLS-only server (--port 0 --tls-port P) with a throwaway CA and
+ *  certificates made by the `openssl` CLI in its temp dir. The server's
+ *  certificate is valid for localhost, 127.0.0.1 and ::1; clients need no
+ *  certificate unless `conf_extra` says "tls-auth-clients yes". Returns 0
+ *  once it answers PING (on its unix socket), -1 on failure. */
+int tcr_start_tls(tcr_server *s, const char *conf_extra);
 /** Kill (SIGKILL) and reap the server, remove its dir. Idempotent. */
 void tcr_stop(tcr_server *s);
 /** Kill the server but keep its dir and port for tcr_restart(). */

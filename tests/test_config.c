@@ -364,7 +364,7 @@ Test(url, malformed_urls_are_rejected)
     parse_bad("", NULL);
     parse_bad("http://x", "scheme");
     parse_bad("redis:/x", "scheme");
-    parse_bad("rediss://x", "TLS");
+    parse_bad("redis+tls://x", "scheme");
     parse_bad("redis://", "host");
     parse_bad("redis://:6379", "host");
     parse_bad("redis://host:0", "port");
@@ -397,7 +397,7 @@ Test(url, errors_never_show_the_password)
     parse_bad("redis://:hunter2@h?x=1", "query");
     parse_bad("redis://u:hunter2%zz@h", "escape");
     parse_bad("redis://u:hunter2@", "host");
-    parse_bad("rediss://u:hunter2@h", "TLS");
+    parse_bad("rediss://u:hunter2@h:0", "port");
     parse_bad("unix://u:hunter2@relative", "absolute");
     parse_bad("redis://hunter2@[::1", "[");
 }
@@ -831,7 +831,7 @@ Test(config, malformed_redis_url)
 {
     static const char *const bad[] = {
         "redis://u:hunter2@host:99999", "redis://:hunter2@host/abc",
-        "rediss://u:hunter2@host", "hunter2", "redis://u:hunter2%zz@h"};
+        "rediss://u:hunter2@host:0", "hunter2", "redis://u:hunter2%zz@h"};
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
         setenv("REDIS_URL", bad[i], 1);
         resolve_bad(NULL, "REDIS_URL");

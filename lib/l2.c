@@ -211,7 +211,6 @@ tc_result tc__l2_run(tc__l2 *l2, size_t n, const tc__cmd *cmds,
 {
     slot *s;
     tc_result r;
-    tc__sigpipe_guard pipe_guard;
     int reused = 0;
     int ignore = flags & TC__L2_IGNORE_BREAKER;
 
@@ -225,13 +224,11 @@ tc_result tc__l2_run(tc__l2 *l2, size_t n, const tc__cmd *cmds,
         return tc__fail(TC_L2_UNAVAILABLE,
                         "Redis unavailable (circuit breaker open)");
     }
-    tc__sigpipe_enter(&pipe_guard);
     r = exchange(l2, s, n, cmds, replies, &reused);
     /* A connection that died under us (not a timeout) is retried once on a
      * fresh one when running the commands twice is harmless. */
     if (r == TC_L2_UNAVAILABLE && reused && (flags & TC__L2_IDEMPOTENT))
         r = exchange(l2, s, n, cmds, replies, &reused);
-    tc__sigpipe_leave(&pipe_guard);
     pthread_mutex_unlock(&s->mu);
     if (r == TC_OK) {
         atomic_fetch_add_explicit(&l2->round_trips, 1, memory_order_relaxed);
@@ -321,12 +318,7 @@ tc_result tc__l2_create(const tc__config *cfg, tc__l2 **out)
     pthread_mutex_init(&l2->mu, NULL);
     tc__cond_init(&l2->cv);
 
-    {
-        tc__sigpipe_guard g;
-        tc__sigpipe_enter(&g);
-        first = tc__l2_connect(cfg, &r);
-        tc__sigpipe_leave(&g);
-    }
+    first = tc__l2_connect(cfg, &r);
     if (first) {
         l2->slots[0].ctx = first;
     } else if (r == TC_AUTH || r == TC_BAD_ARGUMENT || r == TC_NO_MEMORY) {

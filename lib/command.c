@@ -295,7 +295,7 @@ static tc_result start(tc_cache *c, const tc__cmdtab **t)
 tc_result tc_command(tc_cache *c, int argc, const char *const *argv,
                      const size_t *argvlen, tc_reply **out)
 {
-    const tc__cmdtab *t;
+    const tc__cmdtab *t = NULL;
     prepared p;
     redisReply *rep = NULL;
     tc_result r;
@@ -354,7 +354,7 @@ tc_result tc_command_multi(tc_cache *c, size_t n, const int *argcs,
                            const char *const *const *argvs,
                            const size_t *const *argvlens, tc_reply **out)
 {
-    const tc__cmdtab *t;
+    const tc__cmdtab *t = NULL;
     prepared *ps;
     written w;
     redisReply *exec = NULL;
@@ -413,7 +413,7 @@ out:
 tc_result tc_command_check(tc_cache *c, int argc, const char *const *argv,
                            const size_t *argvlen)
 {
-    const tc__cmdtab *t;
+    const tc__cmdtab *t = NULL;
     char err[300];
     tc_result r;
     if (argc < 1 || !argv || !argvlen)

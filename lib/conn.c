@@ -260,6 +260,33 @@ tc_result tc__conn_get_reply(tc__conn *c, redisReply **reply)
         if ((rc = wait_fd(c->fd, events_of(rc), deadline)) <= 0)
             goto waited;
     }
+    if (!c->tls) {
+        /* Plain socket: the reply is rarely there right after the send, so
+         * wait first, then read once (poll + recv, no recv that would
+         * only say EAGAIN); TLS may hold decrypted bytes poll cannot see,
+         * so it reads first, below. */
+        char buf[16384];
+        for (;;) {
+            ssize_t n;
+            if ((rc = tc__conn_next_reply(c, reply)) != 0)
+                return rc == 1 ? TC_OK : report(c);
+            if ((rc = wait_fd(c->fd, POLLIN, deadline)) <= 0)
+                goto waited;
+            n = raw_read(c, buf, sizeof(buf));
+            if (n == 0) {
+                conn_fail(c, TC_L2_UNAVAILABLE,
+                          "connection closed by the server");
+                return report(c);
+            }
+            if (n == TC__IO_ERROR)
+                return report(c);
+            if (n > 0 &&
+                redisReaderFeed(c->reader, buf, (size_t)n) != REDIS_OK) {
+                conn_fail(c, TC_NO_MEMORY, "out of memory reading a reply");
+                return report(c);
+            }
+        }
+    }
     for (;;) {
         if ((rc = tc__conn_next_reply(c, reply)) != 0)
             return rc == 1 ? TC_OK : report(c);

@@ -116,17 +116,6 @@ static int run_ops(const aset *s, int t, int m, size_t ops, size_t *pos)
     return 0;
 }
 
-static int cmp_d(const void *x, const void *y)
-{
-    double a = *(const double *)x, b = *(const double *)y;
-    return (a > b) - (a < b);
-}
-
-static double median(double *v, size_t n)
-{
-    qsort(v, n, sizeof *v, cmp_d);
-    return n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
-}
 
 /* ---- building ----------------------------------------------------------- */
 
@@ -220,7 +209,7 @@ static int single_thread(const bench_cfg *cfg, aset *s)
         double med[T_COUNT];
         for (int t = 0; t < T_COUNT; t++) {
             char key[64];
-            med[t] = median(ns[t][m], reps);
+            med[t] = bench_median(ns[t][m], reps);
             snprintf(key, sizeof key, "%s_%s_ns_%s_1t", tname[t], mname[m],
                      s->tag);
             res_num(key, med[t]);
@@ -335,10 +324,10 @@ static int multi_thread(const bench_cfg *cfg, const aset *s)
     for (int z = 0; z < 2; z++) {
         printf("         %-9s", z ? "Zipf 1.0" : "uniform");
         for (int ti = 0; ti < 3; ti++) {
-            double m1 = median(mops[ti][z][0], reps),
-                   m2 = median(mops[ti][z][1], reps);
+            double m1 = bench_median(mops[ti][z][0], reps),
+                   m2 = bench_median(mops[ti][z][1], reps);
             char key[64];
-            scal[ti][z] = median(ratio[ti][z], reps);
+            scal[ti][z] = bench_median(ratio[ti][z], reps);
             snprintf(key, sizeof key, "%s%s_mops_%s_1t", names[ti],
                      z ? "_zipf" : "", s->tag);
             res_num(key, m1);
@@ -529,8 +518,8 @@ static void stalls(const bench_cfg *cfg)
                 bench_fail();
                 return;
             }
-        double mp = median(p, reps), mm = median(m, reps),
-               mw = median(w, reps);
+        double mp = bench_median(p, reps), mm = bench_median(m, reps),
+               mw = bench_median(w, reps);
         char key[80];
         snprintf(key, sizeof key, "l1_reader_p999_us_during_%s", what[kind]);
         res_num(key, mp);

@@ -75,6 +75,8 @@ typedef struct samples {
 void samples_add(samples *s, double ns);
 /* pct in [0, 100]; nearest-rank; NAN when empty. Sorts in place. */
 double samples_pct(samples *s, double pct);
+/** Median of v[0..n) (n > 0); sorts v in place. */
+double bench_median(double *v, size_t n);
 double samples_sum(const samples *s);
 void samples_free(samples *s);
 

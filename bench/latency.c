@@ -436,17 +436,6 @@ static double scale_run(int kind, tc_cache *c, oa_tab *f,
     return err ? -1 : (double)ops / ((double)dt / 1e3);
 }
 
-static int cmp_d(const void *x, const void *y)
-{
-    double a = *(const double *)x, b = *(const double *)y;
-    return (a > b) - (a < b);
-}
-
-static double median(double *v, size_t n)
-{
-    qsort(v, n, sizeof *v, cmp_d);
-    return n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
-}
 
 #define SCALE_REPS 5
 
@@ -497,8 +486,8 @@ static void bench_scaling(const bench_cfg *cfg, const keyset *ks, tc_cache *c,
         for (size_t p = 0; p < npts; p++) {
             double m[K_KINDS], q[K_KINDS];
             for (int kind = 0; kind < K_KINDS; kind++) {
-                m[kind] = median(mops[kind][p], reps);
-                q[kind] = median(ratio[kind][p], reps);
+                m[kind] = bench_median(mops[kind][p], reps);
+                q[kind] = bench_median(ratio[kind][p], reps);
                 char key[64];
                 if (z == 1)
                     continue; /* record once */
@@ -517,7 +506,7 @@ static void bench_scaling(const bench_cfg *cfg, const keyset *ks, tc_cache *c,
     }
     for (size_t p = 1; p < npts; p++)
         printf("   CPU spin, %u threads: %.2fx of one thread\n", counts[p],
-               median(ratio[K_SPIN][p], reps));
+               bench_median(ratio[K_SPIN][p], reps));
     uint64_t bypass = s1.l1_bypassed - s0.l1_bypassed;
     uint64_t rt = s1.l2_round_trips - s0.l2_round_trips;
     res_num("l1_scaling_bypassed", (double)bypass);

@@ -66,6 +66,10 @@ _Noreturn void tcs_fail(const char *file, int line, const char *expr,
 void tcs_skip(const char *why) __attribute__((noreturn));
 #define cr_skip_test(...) tcs_skip("" __VA_ARGS__)
 #define cr_expect cr_assert
+#define cr_expect_eq cr_assert_eq
+#define cr_expect_neq cr_assert_neq
+#define cr_expect_str_eq cr_assert_str_eq
+#define cr_expect_geq cr_assert_geq
 #define cr_assert_not(cond, ...) cr_assert(!(cond), __VA_ARGS__)
 #define cr_assert_fail(...) tcs_fail(__FILE__, __LINE__, "fail", "" __VA_ARGS__)
 #define cr_assert_eq(a, b, ...) cr_assert((a) == (b), __VA_ARGS__)

@@ -93,14 +93,28 @@ Test(bus, write_in_one_instance_invalidates_the_other)
     expect_dropped(b, "d1", "x");
     expect_dropped(b, "d2", "y");
 
-    cr_assert_eq(set_str(a, "user:1", "u1", 0), TC_OK);
-    cr_assert_eq(set_str(a, "user:2", "u2", 0), TC_OK);
-    cr_assert_eq(set_str(a, "org:1", "o1", 0), TC_OK);
-    warm(b, "user:1", "u1");
-    warm(b, "org:1", "o1");
-    cr_assert_eq(tc_invalidate_prefix(a, "user:", 5), TC_OK);
-    expect_dropped(b, "user:1", "u1");
-    cr_assert(l1_holds(b, "org:1", "o1"), "prefix dropped too much");
+    /* A prefix drops only its keys. A bus reconnect (a lease lapsed on a
+     * loaded machine) rightly flushes all of L1: such a round proves
+     * nothing, so it is run again. */
+    for (int round = 0;; round++) {
+        tc_stats st0, st1;
+        int kept;
+        cr_assert_eq(set_str(a, "user:1", "u1", 0), TC_OK);
+        cr_assert_eq(set_str(a, "user:2", "u2", 0), TC_OK);
+        cr_assert_eq(set_str(a, "org:1", "o1", 0), TC_OK);
+        warm(b, "user:1", "u1");
+        warm(b, "org:1", "o1");
+        tc_cache_stats(b, &st0);
+        cr_assert_eq(tc_invalidate_prefix(a, "user:", 5), TC_OK);
+        expect_dropped(b, "user:1", "u1");
+        kept = l1_holds(b, "org:1", "o1");
+        tc_cache_stats(b, &st1);
+        if (st1.bus_flushes == st0.bus_flushes) {
+            cr_assert(kept, "prefix dropped too much");
+            break;
+        }
+        cr_assert_lt(round, 20, "the bus of b never stayed up for a round");
+    }
     cr_assert_eq(tc_invalidate_pattern(a, "org:*"), TC_OK);
     expect_dropped(b, "org:1", "o1");
     cr_assert_eq(set_str(a, "z", "zz", 0), TC_OK);

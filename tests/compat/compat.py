@@ -189,7 +189,7 @@ COHERENCE = [
     ('MSET', lambda r, k: r.mset({k: 'm', k + ':o': 'o'})),
     ('RENAME', lambda r, k: (r.set(k + ':src', 'r'), r.rename(k + ':src', k))),
     ('UNLINK', lambda r, k: r.unlink(k)),
-    ('EXPIRE 0', lambda r, k: r.pexpire(k, 1)),
+    ('EXPIRE 0', lambda r, k: r.expire(k, 0)),  # deletes it at once
     ('EVAL SET', lambda r, k: r.eval(
         "return redis.call('SET', KEYS[1], 'e')", 1, k)),
     ('MULTI SET+INCR', lambda r, k: r.pipeline().set(k, '7').incr(k).execute()),

@@ -339,25 +339,58 @@ int tc__cmdtab_check(const tc__cmdtab *t, int argc, const char *const *argv,
 
 /* ---- finding keys -------------------------------------------------------- */
 
-static int add_key(tc__keys *k, int pos, int written)
+/* The keys found so far. A position seen twice (named by two specs) is
+ * one key; `slot` (argc entries: index in k + 1, or 0) finds it in O(1)
+ * once there are more than a few, so that a command of 65,535 keys costs
+ * a walk over them, not their square. */
+typedef struct key_walk {
+    tc__keys *k;
+    int argc;
+    size_t cap;   /* entries allocated in k->pos and k->written */
+    size_t *slot; /* NULL while k->n <= KEYS_LINEAR */
+} key_walk;
+
+enum { KEYS_LINEAR = 8 };
+
+static int add_key(key_walk *w, int pos, int written)
 {
-    for (size_t i = 0; i < k->n; i++)
-        if (k->pos[i] == pos) {
-            k->written[i] |= (unsigned char)written;
-            return 0;
-        }
-    {
-        int *p = realloc(k->pos, (k->n + 1) * sizeof(*p));
-        unsigned char *w;
+    tc__keys *k = w->k;
+    size_t at = 0; /* index in k + 1 of this position seen before, or 0 */
+    if (pos < 1 || pos >= w->argc)
+        return 0; /* not an argument: it names no key */
+    if (!w->slot && k->n > KEYS_LINEAR) {
+        if (!(w->slot = calloc((size_t)w->argc, sizeof(*w->slot))))
+            return -1;
+        for (size_t i = 0; i < k->n; i++)
+            w->slot[k->pos[i]] = i + 1;
+    }
+    if (w->slot) {
+        at = w->slot[pos];
+    } else {
+        for (size_t i = 0; i < k->n && !at; i++)
+            if (k->pos[i] == pos)
+                at = i + 1;
+    }
+    if (at) {
+        k->written[at - 1] |= (unsigned char)written;
+        return 0;
+    }
+    if (k->n == w->cap) {
+        size_t cap = w->cap ? 2 * w->cap : 4;
+        int *p = realloc(k->pos, cap * sizeof(*p));
+        unsigned char *wr;
         if (!p)
             return -1;
         k->pos = p;
-        if (!(w = realloc(k->written, k->n + 1)))
+        if (!(wr = realloc(k->written, cap)))
             return -1;
-        k->written = w;
+        k->written = wr;
+        w->cap = cap;
     }
     k->pos[k->n] = pos;
     k->written[k->n++] = (unsigned char)written;
+    if (w->slot)
+        w->slot[pos] = k->n;
     return 0;
 }
 
@@ -372,7 +405,7 @@ static void set_all(tc__keys *k, const char *why)
  * 1 when the spec cannot name its keys, -1 out of memory. */
 static int walk_spec(const spec *s, const keyspec *ks, int argc,
                      const char *const *argv, const size_t *argvlen,
-                     tc__keys *k, int written)
+                     key_walk *kw, int written)
 {
     int first = 0, last, step;
     if (ks->bs_type == BS_INDEX) {
@@ -419,18 +452,18 @@ static int walk_spec(const spec *s, const keyspec *ks, int argc,
     for (int i = first; i <= last; i += step) {
         if (i >= argc || i < first)
             break; /* wrong arity: Redis answers an error */
-        if (add_key(k, i, written) != 0)
+        if (add_key(kw, i, written) != 0)
             return -1;
     }
     return 0;
 }
 
-int tc__cmdtab_keys(const tc__cmdtab *t, int argc, const char *const *argv,
-                    const size_t *argvlen, tc__keys *k)
+static int find_keys(const tc__cmdtab *t, int argc, const char *const *argv,
+                     const size_t *argvlen, key_walk *kw)
 {
+    tc__keys *k = kw->k;
     const spec *container, *s;
     int any_write_spec = 0;
-    memset(k, 0, sizeof(*k));
     s = t ? lookup(t, argc, argv, argvlen, &container) : NULL;
     if (!s) {
         set_all(k, "command not listed by COMMAND");
@@ -450,7 +483,7 @@ int tc__cmdtab_keys(const tc__cmdtab *t, int argc, const char *const *argv,
             if (ks->flags & KS_NOT_KEY)
                 continue;
             any_write_spec |= w;
-            rc = walk_spec(s, ks, argc, argv, argvlen, k, w);
+            rc = walk_spec(s, ks, argc, argv, argvlen, kw, w);
             if (rc < 0)
                 return -1;
             if (w && (rc > 0 || (ks->flags & KS_INCOMPLETE)))
@@ -479,7 +512,7 @@ int tc__cmdtab_keys(const tc__cmdtab *t, int argc, const char *const *argv,
         for (int i = s->first; s->first > 0 && s->step > 0 && i <= last &&
                                i < argc;
              i += s->step)
-            if (add_key(k, i, (s->flags & CF_WRITE) != 0) != 0)
+            if (add_key(kw, i, (s->flags & CF_WRITE) != 0) != 0)
                 return -1;
         if (!(s->flags & CF_WRITE))
             return 0;
@@ -492,6 +525,20 @@ int tc__cmdtab_keys(const tc__cmdtab *t, int argc, const char *const *argv,
                 k->effect = TC__EFFECT_KEYS;
     }
     return 0;
+}
+
+int tc__cmdtab_keys(const tc__cmdtab *t, int argc, const char *const *argv,
+                    const size_t *argvlen, tc__keys *k)
+{
+    key_walk kw;
+    int rc;
+    memset(k, 0, sizeof(*k));
+    memset(&kw, 0, sizeof(kw));
+    kw.k = k;
+    kw.argc = argc;
+    rc = find_keys(t, argc, argv, argvlen, &kw);
+    free(kw.slot);
+    return rc;
 }
 
 void tc__keys_free(tc__keys *k)

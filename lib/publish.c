@@ -108,6 +108,19 @@ tc_result tc__txn_exec(tc_cache *c, tc__txn *t, size_t n, const tc__cmd *writes,
     return r;
 }
 
+/* Is `id` among the strings of the array `ids`? */
+static int lists_id(const redisReply *ids, const char *id)
+{
+    size_t len = strlen(id);
+    for (size_t i = 0; i < ids->elements; i++) {
+        const redisReply *m = ids->element[i];
+        if (m->type == REDIS_REPLY_STRING && m->len == len &&
+            !memcmp(m->str, id, len))
+            return 1;
+    }
+    return 0;
+}
+
 void tc__txn_end(tc_cache *c, tc__txn *t, const redisReply *exec,
                  int published)
 {
@@ -122,6 +135,12 @@ void tc__txn_end(tc_cache *c, tc__txn *t, const redisReply *exec,
              * of liveness predates the publication, and its lease is
              * shorter than ours). */
             members = ids->type == REDIS_REPLY_ARRAY ? ids : NULL;
+            /* Without ourselves in it, the members set was lost (FLUSHDB,
+             * FLUSHALL, this very write among them, or an eviction) and is
+             * rebuilt only by the next heartbeats: an empty list would let
+             * us return while others still serve the old value. */
+            if (members && !lists_id(members, c->id))
+                members = NULL;
             deadline = tc__deadline_ms(c->cfg.lease_ms);
         }
         tc__bus_strict_wait(c->bus, t->w, members, deadline);

@@ -632,3 +632,29 @@ Test(guarantees, a_forward_clock_step_on_the_redis_host_prunes_no_member)
                  "step made look expired");
     tc_cache_destroy(a);
 }
+
+/* FLUSHDB also deletes the members set, so the count that runs after it in
+ * the same transaction lists no instance: a strict writer must then wait
+ * out the lease (others may still serve the old values from L1 until it
+ * has passed), not take the empty list for "all acknowledged". */
+Test(guarantees, a_strict_flushdb_waits_out_the_lease)
+{
+    tc_options o = test_opts(&srv);
+    const char *argv[] = {"FLUSHDB"};
+    size_t argl[] = {7};
+    tc_reply *rep = NULL;
+    tc_cache *a;
+    tc_stats st;
+    o.coherence = TC_COHERENCE_STRICT;
+    a = must_create(&o);
+    cr_assert(tcr_wait(servable, a, 10000));
+    cr_assert_eq(tc_command(a, 1, argv, argl, &rep), TC_OK, "%s",
+                 tc_errmsg());
+    tc_reply_free(rep);
+    tc_cache_stats(a, &st);
+    cr_assert_eq(st.strict_waits, 1);
+    cr_assert_eq(st.strict_lease_expiries, 1,
+                 "the strict FLUSHDB took an empty members list for all "
+                 "acknowledged");
+    tc_cache_destroy(a);
+}

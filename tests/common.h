@@ -25,6 +25,16 @@
     }                                                                        \
     TestSuite(name, .init = setup, .fini = teardown)
 
+/* How long a test waits for a condition before it fails: far longer than
+ * any correct run needs, even under a sanitizer on a loaded 2-core machine,
+ * so that only a behaviour that never happens runs into it. */
+#define AWAIT_MS 30000
+
+/* Poll pred(arg) until it holds; fail the test with the message (printf
+ * format and arguments) if it has not held after AWAIT_MS. */
+#define AWAIT(pred, arg, ...)                                                \
+    cr_assert(tcr_wait((pred), (arg), AWAIT_MS), __VA_ARGS__)
+
 /* Options for a test cache on server `s`, independent of the environment. */
 static inline tc_options test_opts(const tcr_server *s)
 {
@@ -87,6 +97,19 @@ static inline int value_is(tc_value *v, const char *want)
 static inline int l1_holds(tc_cache *c, const char *key, const char *want)
 {
     return value_is(tc__cache_l1_contents(c, key, strlen(key)), want);
+}
+
+/* Argument of l1_drops(): does cache `c` still hold `key` = `val`? */
+typedef struct holds_arg {
+    tc_cache *c;
+    const char *key, *val;
+} holds_arg;
+
+/* A predicate for tcr_wait(): L1 no longer holds key = val. */
+static inline int l1_drops(void *p)
+{
+    holds_arg *a = p;
+    return !l1_holds(a->c, a->key, a->val);
 }
 
 /* Would a read be answered from L1 with `want` (NULL: not from L1)? */

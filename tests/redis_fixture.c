@@ -259,3 +259,38 @@ int tcr_wait(int (*cond)(void *), void *arg, int timeout_ms)
         tcr_sleep_ms(2);
     }
 }
+
+int tcr_stopped(void *p)
+{
+    const tcr_server *s = p;
+    char path[64], buf[512], *rp;
+    FILE *f;
+    size_t n;
+    if (s->pid <= 0)
+        return 0;
+    snprintf(path, sizeof(path), "/proc/%d/stat", (int)s->pid);
+    if (!(f = fopen(path, "r")))
+        return 0;
+    n = fread(buf, 1, sizeof(buf) - 1, f);
+    fclose(f);
+    buf[n] = '\0';
+    /* "pid (comm) S ...": the state follows the last ')'. */
+    rp = strrchr(buf, ')');
+    return rp && rp[1] == ' ' && (rp[2] == 'T' || rp[2] == 't');
+}
+
+double tcr_now_ms(void)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_BOOTTIME, &t);
+    return (double)t.tv_sec * 1e3 + (double)t.tv_nsec / 1e6;
+}
+
+void tcr_sleep_until_ms(double when_ms)
+{
+    double now;
+    while ((now = tcr_now_ms()) < when_ms) {
+        double left = when_ms - now;
+        tcr_sleep_ms(left < 1 ? 1 : (int)left + 1);
+    }
+}

@@ -41,6 +41,15 @@ char *tcr_cmd(const tcr_server *s, const char *auth, ...);
 /** Wait until cond(arg) is non-zero, polling every ms up to `timeout_ms`.
  *  Returns 1 if the condition held, 0 on timeout. */
 int tcr_wait(int (*cond)(void *), void *arg, int timeout_ms);
+/** 1 when the server process is stopped (SIGSTOP has taken effect: state
+ *  'T' in /proc/<pid>/stat), 0 otherwise. A predicate for tcr_wait(). */
+int tcr_stopped(void *s);
+/** Now on CLOCK_BOOTTIME (the library's clock) in ms, for waits derived
+ *  from a lease or a TTL. */
+double tcr_now_ms(void);
+/** Sleep until tcr_now_ms() >= `when_ms` (a deadline derived from a lease
+ *  or a TTL: the passing of that time is what is under test). */
+void tcr_sleep_until_ms(double when_ms);
 /** Sleep ms milliseconds (for pacing load, never for synchronisation). */
 void tcr_sleep_ms(int ms);
 

@@ -438,7 +438,7 @@ Test(bus, tracking_mode_sees_plain_redis_writes)
         raw = tcr_cmd(&srv, NULL, "SET", "t:fence", "g", NULL);
         free(raw);
         expect_dropped(b, "fence", "f");
-        cr_assert(l1_serves(b, "k", "v3"),
+        cr_assert(l1_holds(b, "k", "v3"),
                   "a write outside the prefix touched b's L1");
         tc_cache_stats(b, &st);
         cr_assert_eq(st.inval_received - st0.inval_received, 1,
@@ -504,6 +504,9 @@ Test(bus, strict_write_returns_after_every_instance_applied)
                   old);
         cr_assert(!l1_serves(c2, "k", old), "c2 served %s after strict write",
                   old);
+        tc_cache_stats(a, &st);
+        cr_assert_eq(st.strict_lease_expiries, 0,
+                     "write %d ended by the lease, not by the acks", i);
     }
     tc_cache_stats(a, &st);
     cr_assert_geq(st.strict_waits, 50);

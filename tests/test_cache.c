@@ -523,19 +523,21 @@ Test(cache, disabled_cache_is_pass_through)
  * writers' L1 must agree with L2 afterwards (no stale copy kept). L1 may
  * also end empty (a writer whose fill lost the race drops the key), which
  * is consistent but checks nothing; so the race is run in rounds until L1
- * ended holding a value several times, every one of them compared. */
-enum { RACE_THREADS = 4, RACE_WRITES = 100, RACE_ROUNDS = 200,
-       RACE_COMPARED = 5 };
+ * ended holding a value 20 times, every one of them compared. */
+enum { RACE_THREADS = 4, RACE_WRITES = 100, RACE_ROUNDS = 400,
+       RACE_COMPARED = 20 };
 
 typedef struct race_arg {
     tc_cache *c;
     int id, round;
+    pthread_barrier_t *start; /* all writers begin together */
 } race_arg;
 
 static void *race_writer(void *p)
 {
     race_arg *a = p;
     char val[32];
+    pthread_barrier_wait(a->start);
     for (int i = 0; i < RACE_WRITES; i++) {
         int n = snprintf(val, sizeof(val), "r%d-w%d-%d", a->round, a->id, i);
         tc_set(a->c, "race", 4, val, (size_t)n, 0);
@@ -553,14 +555,17 @@ Test(cache, concurrent_writers_leave_l1_consistent_with_l2)
     for (; rounds < RACE_ROUNDS && compared < RACE_COMPARED; rounds++) {
         pthread_t t[RACE_THREADS];
         race_arg a[RACE_THREADS];
+        pthread_barrier_t start;
         tc_value *v;
         char *raw;
+        pthread_barrier_init(&start, NULL, RACE_THREADS);
         for (int i = 0; i < RACE_THREADS; i++) {
-            a[i] = (race_arg){c, i, rounds};
+            a[i] = (race_arg){c, i, rounds, &start};
             cr_assert_eq(pthread_create(&t[i], NULL, race_writer, &a[i]), 0);
         }
         for (int i = 0; i < RACE_THREADS; i++)
             pthread_join(t[i], NULL);
+        pthread_barrier_destroy(&start);
         raw = tcr_cmd(&srv, NULL, "GET", "race", NULL);
         cr_assert_not_null(raw);
         if (tc_peek(c, "race", 4, &v) == TC_OK) {

@@ -120,4 +120,25 @@ static inline int l1_serves(tc_cache *c, const char *key, const char *want)
     return value_is(v, want);
 }
 
+static inline int read_then_served(void *p)
+{
+    holds_arg *a = p;
+    tc_result r;
+    char *s = get_str(a->c, a->key, &r);
+    int ok = r == TC_OK && strcmp(s, a->val) == 0;
+    free(s);
+    return ok && l1_serves(a->c, a->key, a->val);
+}
+
+/* Fill c's L1 with key through a read, until L1 serves it. Two correct
+ * behaviours can undo a single read's fill: an invalidation published
+ * before the read but delivered after it, and a bus thread starved past
+ * its lease (ThreadSanitizer, a loaded machine), which makes L1 step aside
+ * for a moment. So read again rather than fail. */
+static inline void warm(tc_cache *c, const char *key, const char *want)
+{
+    holds_arg a = {c, key, want};
+    AWAIT(read_then_served, &a, "%s=%s never served from L1", key, want);
+}
+
 #endif

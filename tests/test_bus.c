@@ -10,25 +10,6 @@
 
 REDIS_SUITE(bus);
 
-static int read_then_held(void *p)
-{
-    holds_arg *a = p;
-    tc_result r;
-    char *s = get_str(a->c, a->key, &r);
-    int ok = r == TC_OK && strcmp(s, a->val) == 0;
-    free(s);
-    return ok && l1_serves(a->c, a->key, a->val);
-}
-
-/* Fill b's L1 with key through a read, until L1 serves it. (A bus thread
- * starved past its lease, as under ThreadSanitizer, makes L1 step aside for
- * a moment; that is correct, so wait rather than fail.) */
-static void warm(tc_cache *b, const char *key, const char *want)
-{
-    holds_arg a = {b, key, want};
-    AWAIT(read_then_held, &a, "%s=%s never served from L1", key, want);
-}
-
 static void expect_dropped(tc_cache *b, const char *key, const char *old)
 {
     holds_arg a = {b, key, old};
@@ -404,7 +385,7 @@ Test(bus, tracking_mode_sees_plain_redis_writes)
     o.key_prefix = "t:";
     o.tracking = TC_YES;
     b = must_create(&o);
-    cr_assert(tc__cache_l1_servable(b), "tracking bus not ready");
+    AWAIT(servable, b, "tracking bus never ready");
     raw = tcr_cmd(&srv, NULL, "SET", "t:k", "v1", NULL);
     free(raw);
     warm(b, "k", "v1");

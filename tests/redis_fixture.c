@@ -260,15 +260,14 @@ int tcr_wait(int (*cond)(void *), void *arg, int timeout_ms)
     }
 }
 
-int tcr_stopped(void *p)
+char tcr_proc_state(pid_t pid)
 {
-    const tcr_server *s = p;
     char path[64], buf[512], *rp;
     FILE *f;
     size_t n;
-    if (s->pid <= 0)
+    if (pid <= 0)
         return 0;
-    snprintf(path, sizeof(path), "/proc/%d/stat", (int)s->pid);
+    snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
     if (!(f = fopen(path, "r")))
         return 0;
     n = fread(buf, 1, sizeof(buf) - 1, f);
@@ -276,7 +275,13 @@ int tcr_stopped(void *p)
     buf[n] = '\0';
     /* "pid (comm) S ...": the state follows the last ')'. */
     rp = strrchr(buf, ')');
-    return rp && rp[1] == ' ' && (rp[2] == 'T' || rp[2] == 't');
+    return rp && rp[1] == ' ' ? rp[2] : 0;
+}
+
+int tcr_stopped(void *p)
+{
+    char st = tcr_proc_state(((const tcr_server *)p)->pid);
+    return st == 'T' || st == 't';
 }
 
 double tcr_now_ms(void)

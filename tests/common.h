@@ -25,6 +25,16 @@
     }                                                                        \
     TestSuite(name, .init = setup, .fini = teardown)
 
+/* How long a test waits for a condition before it fails: far longer than
+ * any correct run needs, even under a sanitizer on a loaded 2-core machine,
+ * so that only a behaviour that never happens runs into it. */
+#define AWAIT_MS 30000
+
+/* Poll pred(arg) until it holds; fail the test with the message (printf
+ * format and arguments) if it has not held after AWAIT_MS. */
+#define AWAIT(pred, arg, ...)                                                \
+    cr_assert(tcr_wait((pred), (arg), AWAIT_MS), __VA_ARGS__)
+
 /* Options for a test cache on server `s`, independent of the environment. */
 static inline tc_options test_opts(const tcr_server *s)
 {
@@ -89,12 +99,46 @@ static inline int l1_holds(tc_cache *c, const char *key, const char *want)
     return value_is(tc__cache_l1_contents(c, key, strlen(key)), want);
 }
 
+/* Argument of l1_drops(): does cache `c` still hold `key` = `val`? */
+typedef struct holds_arg {
+    tc_cache *c;
+    const char *key, *val;
+} holds_arg;
+
+/* A predicate for tcr_wait(): L1 no longer holds key = val. */
+static inline int l1_drops(void *p)
+{
+    holds_arg *a = p;
+    return !l1_holds(a->c, a->key, a->val);
+}
+
 /* Would a read be answered from L1 with `want` (NULL: not from L1)? */
 static inline int l1_serves(tc_cache *c, const char *key, const char *want)
 {
     tc_value *v = NULL;
     tc_peek(c, key, strlen(key), &v);
     return value_is(v, want);
+}
+
+static inline int read_then_served(void *p)
+{
+    holds_arg *a = p;
+    tc_result r;
+    char *s = get_str(a->c, a->key, &r);
+    int ok = r == TC_OK && strcmp(s, a->val) == 0;
+    free(s);
+    return ok && l1_serves(a->c, a->key, a->val);
+}
+
+/* Fill c's L1 with key through a read, until L1 serves it. Two correct
+ * behaviours can undo a single read's fill: an invalidation published
+ * before the read but delivered after it, and a bus thread starved past
+ * its lease (ThreadSanitizer, a loaded machine), which makes L1 step aside
+ * for a moment. So read again rather than fail. */
+static inline void warm(tc_cache *c, const char *key, const char *want)
+{
+    holds_arg a = {c, key, want};
+    AWAIT(read_then_served, &a, "%s=%s never served from L1", key, want);
 }
 
 #endif

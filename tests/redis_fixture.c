@@ -324,3 +324,43 @@ int tcr_wait(int (*cond)(void *), void *arg, int timeout_ms)
         tcr_sleep_ms(2);
     }
 }
+
+char tcr_proc_state(pid_t pid)
+{
+    char path[64], buf[512], *rp;
+    FILE *f;
+    size_t n;
+    if (pid <= 0)
+        return 0;
+    snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
+    if (!(f = fopen(path, "r")))
+        return 0;
+    n = fread(buf, 1, sizeof(buf) - 1, f);
+    fclose(f);
+    buf[n] = '\0';
+    /* "pid (comm) S ...": the state follows the last ')'. */
+    rp = strrchr(buf, ')');
+    return rp && rp[1] == ' ' ? rp[2] : 0;
+}
+
+int tcr_stopped(void *p)
+{
+    char st = tcr_proc_state(((const tcr_server *)p)->pid);
+    return st == 'T' || st == 't';
+}
+
+double tcr_now_ms(void)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_BOOTTIME, &t);
+    return (double)t.tv_sec * 1e3 + (double)t.tv_nsec / 1e6;
+}
+
+void tcr_sleep_until_ms(double when_ms)
+{
+    double now;
+    while ((now = tcr_now_ms()) < when_ms) {
+        double left = when_ms - now;
+        tcr_sleep_ms(left < 1 ? 1 : (int)left + 1);
+    }
+}

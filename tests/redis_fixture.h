@@ -55,6 +55,18 @@ char *tcr_cmd(const tcr_server *s, const char *auth, ...);
 /** Wait until cond(arg) is non-zero, polling every ms up to `timeout_ms`.
  *  Returns 1 if the condition held, 0 on timeout. */
 int tcr_wait(int (*cond)(void *), void *arg, int timeout_ms);
+/** The state letter of process `pid` from /proc/<pid>/stat ('R', 'S',
+ *  'T' once a SIGSTOP has taken effect, ...), or 0 when it cannot be read. */
+char tcr_proc_state(pid_t pid);
+/** 1 when the server process is stopped (SIGSTOP has taken effect: state
+ *  'T' in /proc/<pid>/stat), 0 otherwise. A predicate for tcr_wait(). */
+int tcr_stopped(void *s);
+/** Now on CLOCK_BOOTTIME (the library's clock) in ms, for waits derived
+ *  from a lease or a TTL. */
+double tcr_now_ms(void);
+/** Sleep until tcr_now_ms() >= `when_ms` (a deadline derived from a lease
+ *  or a TTL: the passing of that time is what is under test). */
+void tcr_sleep_until_ms(double when_ms);
 /** Sleep ms milliseconds (for pacing load, never for synchronisation). */
 void tcr_sleep_ms(int ms);
 

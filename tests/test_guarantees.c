@@ -548,7 +548,9 @@ Test(guarantees, a_failed_nx_publishes_nothing_and_does_not_wait)
     tc_cache_destroy(c);
 }
 
-#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
+#ifdef TC_SANITIZED
+/* set by tests/meson.build */
+#elif defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
 #define TC_SANITIZED 1
 #elif defined(__has_feature)
 #if __has_feature(address_sanitizer) || __has_feature(thread_sanitizer)

@@ -245,18 +245,32 @@ static redisReply *cmd(redisContext *c, const char *fmt, ...)
     return r;
 }
 
+/* Run a command and expect the reply text `want`. `want` says which kind
+ * of reply that must be: an error when it starts with an error code (an
+ * upper-case word and a space, as in "ERR syntax error", "NOAUTH ..."),
+ * else a status or bulk string. An error reply never passes for a success
+ * whose text happens to match, nor the other way round. */
 static void expect_status(redisContext *c, const char *want, const char *fmt,
                           ...)
 {
     va_list ap;
     redisReply *r;
+    size_t code = strspn(want, "ABCDEFGHIJKLMNOPQRSTUVWXYZ");
+    int want_error = code > 0 && want[code] == ' ';
     va_start(ap, fmt);
     r = redisvCommand(c, fmt, ap);
     va_end(ap);
     cr_assert_not_null(r, "%s: %s", fmt, c->errstr);
-    cr_assert(r->type == REDIS_REPLY_STATUS || r->type == REDIS_REPLY_STRING ||
-              r->type == REDIS_REPLY_ERROR, "%s: type %d", fmt, r->type);
-    cr_assert_str_eq(r->str, want, "%s", fmt);
+    if (want_error)
+        cr_assert(r->type == REDIS_REPLY_ERROR, "%s: type %d (%.*s), want an "
+                  "error", fmt, r->type, r->str ? (int)r->len : 0,
+                  r->str ? r->str : "");
+    else
+        cr_assert(r->type == REDIS_REPLY_STATUS ||
+                      r->type == REDIS_REPLY_STRING,
+                  "%s: type %d (%.*s), want a success", fmt, r->type,
+                  r->str ? (int)r->len : 0, r->str ? r->str : "");
+    cr_assert_str_eq(r->str, want, "%s: got %s", fmt, r->str);
     freeReplyObject(r);
 }
 

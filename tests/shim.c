@@ -64,22 +64,6 @@ void tcs_fail(const char *file, int line, const char *expr, const char *fmt,
     _exit(1);
 }
 
-/* Exit status of a skipped test's process. */
-#define TCS_SKIPPED 77
-
-void tcs_skip(const char *fmt, ...)
-{
-    va_list ap;
-    fprintf(stderr, "[SKIP] ");
-    va_start(ap, fmt);
-    vfprintf(stderr, fmt, ap);
-    va_end(ap);
-    fprintf(stderr, "\n");
-    fflush(NULL);
-    run_fini();
-    _exit(TCS_SKIPPED);
-}
-
 /* Glob with '*' only, as Criterion's --filter is used here. */
 static int match(const char *p, const char *s)
 {
@@ -101,7 +85,7 @@ static int cmp(const void *a, const void *b)
 int main(int argc, char **argv)
 {
     const char *filter = NULL;
-    size_t n = 0, i = 0, passed = 0, failed = 0, crashed = 0, skipped = 0;
+    size_t n = 0, i = 0, passed = 0, failed = 0, crashed = 0;
     struct tcs_test **all;
     for (int a = 1; a < argc; a++)
         if (strncmp(argv[a], "--filter=", 9) == 0)
@@ -143,9 +127,6 @@ int main(int argc, char **argv)
         } else if (WIFEXITED(st) && WEXITSTATUS(st) == 0) {
             passed++;
             fprintf(stderr, "[PASS] %s::%s\n", t->suite, t->name);
-        } else if (WIFEXITED(st) && WEXITSTATUS(st) == TCS_SKIPPED) {
-            skipped++;
-            fprintf(stderr, "[SKIP] %s::%s\n", t->suite, t->name);
         } else if (WIFEXITED(st)) {
             failed++;
             fprintf(stderr, "[FAIL] %s::%s\n", t->suite, t->name);
@@ -155,8 +136,6 @@ int main(int argc, char **argv)
                     t->name, WIFSIGNALED(st) ? WTERMSIG(st) : -1);
         }
     }
-    if (skipped)
-        fprintf(stderr, "[====] Skipped: %zu\n", skipped);
     fprintf(stderr,
             "[====] Synthesis: Tested: %zu | Passing: %zu | Failing: %zu | "
             "Crashing: %zu\n",

@@ -38,12 +38,6 @@ _Noreturn void tcs_fail(const char *file, int line, const char *expr,
                         const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
 
-/* Skip the running test (Criterion's cr_skip_test): reported, counted
- * neither as passed nor as failed, as Criterion does. */
-_Noreturn void tcs_skip(const char *fmt, ...)
-    __attribute__((format(printf, 1, 2)));
-#define cr_skip_test(...) tcs_skip("" __VA_ARGS__)
-
 #define TestSuite(s, ...)                                                    \
     static void __attribute__((constructor)) tcs_suite_reg_##s(void)         \
     {                                                                        \

@@ -71,11 +71,12 @@ tc_value *tc__l1_lookup(tc_cache *c, uint64_t h, const void *key, size_t klen)
 }
 
 int tc__l1_fill_ttl(tc_cache *c, uint64_t h, const void *key, size_t klen,
-                    const void *val, size_t vlen, uint64_t l1_ttl_ms,
-                    uint64_t gen, int flags, tc_value **ref)
+                    const void *val, size_t vlen, uint64_t t0_ns,
+                    uint64_t l1_ttl_ms, uint64_t gen, int flags, tc_value **ref)
 {
     int rc = tc__l1_fill(c->l1, h, key, klen, val, vlen,
-                         tc__deadline_ms(l1_ttl_ms), gen, flags, ref);
+                         tc__sat_add(t0_ns, tc__ms_to_ns(l1_ttl_ms)), gen,
+                         flags, ref);
     if (rc == TC__FILL_NOFIT)
         atomic_fetch_add_explicit(&c->l1_too_large, 1, memory_order_relaxed);
     return rc;

@@ -78,12 +78,15 @@ tc_result tc__check_value(const tc_cache *c, const void *val, size_t vlen);
 tc_value *tc__l1_lookup(tc_cache *c, uint64_t h, const void *key,
                         size_t klen);
 
-/** L1 fill of a value just read from, or stored in, L2: expiring after
- *  `l1_ttl_ms` (saturating), refused when `gen` moved. Counts values too
- *  large for L1. *ref (may be NULL) as tc__l1_fill(). */
+/** L1 fill of a value just read from, or stored in, L2: expiring
+ *  `l1_ttl_ms` (saturating) after `t0_ns`, the tc__now_ns() taken before
+ *  the L2 request was sent (so L1 never outlives an L2 TTL that started
+ *  counting while the reply was on its way); refused when `gen` moved.
+ *  Counts values too large for L1. *ref (may be NULL) as tc__l1_fill(). */
 int tc__l1_fill_ttl(tc_cache *c, uint64_t h, const void *key, size_t klen,
-                    const void *val, size_t vlen, uint64_t l1_ttl_ms,
-                    uint64_t gen, int flags, tc_value **ref);
+                    const void *val, size_t vlen, uint64_t t0_ns,
+                    uint64_t l1_ttl_ms, uint64_t gen, int flags,
+                    tc_value **ref);
 
 /* read.c */
 /** GET + PTTL (+ the stamps read-through needs, when `stamps` is not NULL)

@@ -20,13 +20,14 @@ static void store_loaded(tc_cache *c, uint64_t h, const void *key, size_t klen,
 {
     tc__pkey k;
     uint64_t l2_ttl = ttl_ms ? ttl_ms : c->cfg.default_ttl_ms;
-    uint64_t l1_ttl = c->cfg.l1_ttl_ms;
+    uint64_t l1_ttl = c->cfg.l1_ttl_ms, t0;
     if (vlen > c->cfg.max_value || tc__pkey_make(c, key, klen, &k) != TC_OK)
         return;
     if (l2_ttl != TC_TTL_NONE && l1_ttl > l2_ttl)
         l1_ttl = l2_ttl;
+    t0 = tc__now_ns();
     if (tc__stamps_store(c, k.p, k.len, val, vlen, l2_ttl, stamps) == 1)
-        tc__l1_fill_ttl(c, h, key, klen, val, vlen, l1_ttl, gen, 0, out);
+        tc__l1_fill_ttl(c, h, key, klen, val, vlen, t0, l1_ttl, gen, 0, out);
     tc__pkey_free(&k);
 }
 

@@ -10,10 +10,12 @@
 #include "cache.h"
 #include "stamps.h"
 
-/* Interpret a GET + PTTL reply pair and fill L1 (guarded by `gen`). */
+/* Interpret a GET + PTTL reply pair and fill L1 (guarded by `gen`); `t0`
+ * is when the request was sent: the PTTL counts from no earlier. */
 static tc_result take_l2_value(tc_cache *c, uint64_t h, const void *key,
-                               size_t klen, uint64_t gen, redisReply *val,
-                               redisReply *ttl, tc_value **out)
+                               size_t klen, uint64_t gen, uint64_t t0,
+                               redisReply *val, redisReply *ttl,
+                               tc_value **out)
 {
     uint64_t l1_ttl = c->cfg.l1_ttl_ms;
     *out = NULL;
@@ -34,8 +36,8 @@ static tc_result take_l2_value(tc_cache *c, uint64_t h, const void *key,
         (uint64_t)ttl->integer < l1_ttl)
         l1_ttl = (uint64_t)ttl->integer;
     if (ttl->type == REDIS_REPLY_INTEGER && ttl->integer != -2 && l1_ttl > 0)
-        tc__l1_fill_ttl(c, h, key, klen, val->str, val->len, l1_ttl, gen, 0,
-                        out);
+        tc__l1_fill_ttl(c, h, key, klen, val->str, val->len, t0, l1_ttl, gen,
+                        0, out);
     if (!*out && !(*out = tc__value_new(val->str, val->len)))
         return tc__fail(TC_NO_MEMORY, "out of memory");
     return TC_OK;
@@ -49,6 +51,7 @@ tc_result tc__read_l2(tc_cache *c, uint64_t h, const void *key, size_t klen,
     tc_result r;
     char field[8];
     size_t flen = tc__stamp_field(h, field), n = stamps ? 3 : 2;
+    uint64_t t0 = tc__now_ns();
     if ((r = tc__pkey_make(c, key, klen, &k)) != TC_OK)
         return r;
     {
@@ -67,7 +70,7 @@ tc_result tc__read_l2(tc_cache *c, uint64_t h, const void *key, size_t klen,
         stamps->field_len = flen;
         tc__stamps_take(rep[2], stamps);
     }
-    r = take_l2_value(c, h, key, klen, gen, rep[0], rep[1], out);
+    r = take_l2_value(c, h, key, klen, gen, t0, rep[0], rep[1], out);
     for (size_t i = 0; i < n; i++)
         freeReplyObject(rep[i]);
     return r;
@@ -123,6 +126,7 @@ static tc_result mget_l2(tc_cache *c, const void *const *keys,
     size_t *argl = malloc(4 * nmiss * sizeof(*argl));
     redisReply **rep = malloc(2 * nmiss * sizeof(*rep));
     size_t made = 0;
+    uint64_t t0 = 0;
     tc_result r = TC_OK, first = TC_OK;
 
     if (!gens || !pk || !cmds || !argv || !argl || !rep)
@@ -139,15 +143,17 @@ static tc_result mget_l2(tc_cache *c, const void *const *keys,
         cmds[2 * j] = (tc__cmd){2, argv + 4 * j, argl + 4 * j};
         cmds[2 * j + 1] = (tc__cmd){2, argv + 4 * j + 2, argl + 4 * j + 2};
     }
-    if (r == TC_OK)
+    if (r == TC_OK) {
+        t0 = tc__now_ns();
         r = tc__l2_run(c->l2, 2 * nmiss, cmds, rep, TC__L2_IDEMPOTENT);
+    }
     for (size_t m = 0; m < nmiss; m++) {
         size_t i = miss[m];
         if (r != TC_OK) {
             res[i] = r;
             continue;
         }
-        res[i] = take_l2_value(c, hs[i], keys[i], klens[i], gens[m],
+        res[i] = take_l2_value(c, hs[i], keys[i], klens[i], gens[m], t0,
                                rep[2 * m], rep[2 * m + 1], &out[i]);
         freeReplyObject(rep[2 * m]);
         freeReplyObject(rep[2 * m + 1]);

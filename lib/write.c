@@ -29,7 +29,7 @@ tc_result tc_set_ex(tc_cache *c, const void *key, size_t klen, const void *val,
 {
     static const tc_set_opts defaults;
     tc_result r;
-    uint64_t h, gen, l2_ttl, l1_ttl;
+    uint64_t h, gen, l2_ttl, l1_ttl, t0;
     tc__pkey k;
     tc__txn t;
     char px[24] = "", field[8], stamp[TC__STAMP_MAX];
@@ -102,6 +102,7 @@ tc_result tc_set_ex(tc_cache *c, const void *key, size_t klen, const void *val,
 
     /* Drop our own copy first; the returned generation guards the fill. */
     gen = tc__l1_invalidate_key(c->l1, h, key, klen);
+    t0 = tc__now_ns(); /* the L2 TTL starts no earlier */
     r = tc__txn_exec(c, &t, ncmd, cmds, cond, &exec);
     tc__pkey_free(&k);
     if (r == TC_OK) {
@@ -124,7 +125,7 @@ tc_result tc_set_ex(tc_cache *c, const void *key, size_t klen, const void *val,
         /* Another write or invalidation of this key while ours was in flight
          * leaves the order in L2 unknown here: keep no copy then. Nor when
          * the value did not fit: a reader may have filled the old one. */
-        if (tc__l1_fill_ttl(c, h, key, klen, val, vlen, l1_ttl, gen,
+        if (tc__l1_fill_ttl(c, h, key, klen, val, vlen, t0, l1_ttl, gen,
                             TC__FILL_BUMP, NULL) != TC__FILL_INSERTED)
             tc__l1_invalidate_key(c->l1, h, key, klen);
     } else if (r != TC_NOT_STORED) {

@@ -128,8 +128,11 @@ static tc_result racing_loader(void *ud, const void *key, size_t klen,
         /* A write whose L2 copy is gone again by the time the loader
          * stores (a short TTL, an eviction). */
         cr_assert_eq(tc_set(d->other, key, klen, "v2", 2, 1), TC_OK);
-        while (tc_pttl(d->other, key, klen, &(int64_t){0}) == TC_OK)
+        for (int i = 0; tc_pttl(d->other, key, klen, &(int64_t){0}) == TC_OK;
+             i++) {
+            cr_assert_lt(i, 30000, "a 1 ms TTL never expired");
             tcr_sleep_ms(1);
+        }
         break;
     }
     return TC_OK;
@@ -456,7 +459,9 @@ Test(guarantees, a_refused_bus_setup_is_one_failure_not_two)
 Test(guarantees, no_expiry_in_both_tiers_keeps_the_l1_copy)
 {
     tc_options o = test_opts(&srv);
-    tc_cache *c = must_create(&o);
+    tc_cache *c;
+    o.coherence = TC_COHERENCE_NONE; /* no lease to lapse under load */
+    c = must_create(&o);
     tc_set_opts so = {TC_TTL_NONE, TC_TTL_NONE, 0};
     tc_value *v = NULL;
     cr_assert_eq(tc_set_ex(c, "k", 1, "v", 1, &so), TC_OK, "%s", tc_errmsg());
@@ -487,6 +492,44 @@ Test(guarantees, a_value_too_large_for_l1_is_served_and_counted)
     cr_assert_eq(st.l1_entries, 0);
     tc_cache_destroy(c);
     free(big);
+}
+
+/* The L1 copy of a value read from L2 expires no later than the L2 entry,
+ * however long the reply took: its deadline counts from the request. */
+static void wait_l2_expired(void *arg, const void *key, size_t klen)
+{
+    (void)arg, (void)key, (void)klen;
+    for (int i = 0;; i++) {
+        char *s = tcr_cmd(&srv, NULL, "PTTL", "k", NULL);
+        int gone = s && strcmp(s, "-2") == 0;
+        free(s);
+        if (gone)
+            return;
+        cr_assert_lt(i, 30000, "k never expired in L2");
+        tcr_sleep_ms(1);
+    }
+}
+
+Test(guarantees, l1_never_outlives_l2_however_late_the_reply)
+{
+    tc_options o = test_opts(&srv);
+    tc_cache *c;
+    char *s;
+    o.coherence = TC_COHERENCE_NONE;
+    c = must_create(&o);
+    s = tcr_cmd(&srv, NULL, "SET", "k", "v", "PX", "300", NULL);
+    free(s);
+    /* Hold the reader between the L2 reply (PTTL about 300) and its L1
+     * fill until the L2 entry has expired: a slow reply, a preempted
+     * thread. */
+    tc__cache_set_fill_hook(c, wait_l2_expired, NULL);
+    s = get_str(c, "k", NULL);
+    cr_assert_str_eq(s, "v");
+    free(s);
+    tc__cache_set_fill_hook(c, NULL, NULL);
+    cr_assert(!l1_serves(c, "k", "v"),
+              "L1 serves a value whose L2 entry has already expired");
+    tc_cache_destroy(c);
 }
 
 static int ends_with(const char *s, const char *tail)

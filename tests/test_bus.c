@@ -16,6 +16,13 @@ static void expect_dropped(tc_cache *b, const char *key, const char *old)
     AWAIT(l1_drops, &a, "%s=%s never invalidated", key, old);
 }
 
+static int own_skipped(void *p)
+{
+    tc_stats st;
+    tc_cache_stats(p, &st);
+    return st.inval_own_skipped >= 1;
+}
+
 Test(bus, write_in_one_instance_invalidates_the_other)
 {
     tc_options o = test_opts(&srv);
@@ -36,7 +43,8 @@ Test(bus, write_in_one_instance_invalidates_the_other)
     cr_assert(l1_holds(a, "k", "v2"));
     tc_cache_stats(a, &st);
     cr_assert_geq(st.inval_published, 2);
-    cr_assert_geq(st.inval_own_skipped, 1);
+    /* Its own messages come back through its bus, when they do. */
+    AWAIT(own_skipped, a, "the writer's own message was never skipped");
     tc_cache_stats(b, &st);
     cr_assert_geq(st.inval_applied, 1);
     {

@@ -16,6 +16,15 @@
 
 REDIS_SUITE(guarantees);
 
+/* Every case here is about what is served, not about timeouts: give Redis
+ * time to answer on a loaded machine under a sanitizer. */
+static tc_options g_opts(const tcr_server *s)
+{
+    tc_options o = test_opts(s);
+    o.command_timeout_ms = 5000;
+    return o;
+}
+
 static int servable(void *p)
 {
     return tc__cache_l1_servable(p);
@@ -27,7 +36,7 @@ static int servable(void *p)
 
 Test(guarantees, first_subscription_flushes_what_was_filled_before_it)
 {
-    tc_options o = test_opts(&srv);
+    tc_options o = g_opts(&srv);
     tc_cache *a, *b;
     char *s;
     /* b's user may read and write keys but not use pub/sub: its bus is
@@ -205,7 +214,7 @@ static int loader_entered(void *p)
  *    started before it. */
 Test(guarantees, flight_started_before_a_strict_write_is_not_joined)
 {
-    tc_options o = test_opts(&srv);
+    tc_options o = g_opts(&srv);
     tc_cache *a, *b;
     db d;
     loader_call first, second;
@@ -246,7 +255,7 @@ Test(guarantees, flight_started_before_a_strict_write_is_not_joined)
 /* 3. A loader's old value never lands in L2 after a concurrent change. */
 static void old_value_never_stored(int action)
 {
-    tc_options o = test_opts(&srv);
+    tc_options o = g_opts(&srv);
     tc_cache *a, *b;
     tc_value *v = NULL;
     db d;
@@ -305,7 +314,7 @@ Test(guarantees, writes_to_a_closed_connection_never_raise_sigpipe)
     pid = fork();
     if (pid == 0) { /* no Criterion call in here: it reports to the runner */
         /* The application's own choice: SIGPIPE kills, and is unblocked. */
-        tc_options o = test_opts(&srv);
+        tc_options o = g_opts(&srv);
         tc_cache *c;
         size_t n = 4u << 20;
         char *big = calloc(1, n);
@@ -353,7 +362,7 @@ static int member_gone(void *p)
 
 Test(guarantees, an_async_fleet_prunes_crashed_members)
 {
-    tc_options o = test_opts(&srv);
+    tc_options o = g_opts(&srv);
     tc_cache *c;
     char *s;
     /* A member that crashed a minute ago (server-clock score in the
@@ -375,7 +384,7 @@ Test(guarantees, an_async_fleet_prunes_crashed_members)
 
 Test(guarantees, a_destroyed_instance_is_no_longer_waited_for)
 {
-    tc_options o = test_opts(&srv);
+    tc_options o = g_opts(&srv);
     tc_cache *a, *b;
     char id[64];
     tc_stats st;
@@ -428,7 +437,7 @@ static int failed_thrice(void *p)
 
 Test(guarantees, a_refused_bus_setup_is_one_failure_not_two)
 {
-    tc_options o = test_opts(&srv);
+    tc_options o = g_opts(&srv);
     tc_cache *c;
     logbuf lb = {PTHREAD_MUTEX_INITIALIZER, 0, 0};
     char *s = tcr_cmd(&srv, NULL, "ACL", "SETUSER", "noclient", "on", ">pw",
@@ -458,7 +467,7 @@ Test(guarantees, a_refused_bus_setup_is_one_failure_not_two)
 
 Test(guarantees, no_expiry_in_both_tiers_keeps_the_l1_copy)
 {
-    tc_options o = test_opts(&srv);
+    tc_options o = g_opts(&srv);
     tc_cache *c;
     o.coherence = TC_COHERENCE_NONE; /* no lease to lapse under load */
     c = must_create(&o);
@@ -473,7 +482,7 @@ Test(guarantees, no_expiry_in_both_tiers_keeps_the_l1_copy)
 
 Test(guarantees, a_value_too_large_for_l1_is_served_and_counted)
 {
-    tc_options o = test_opts(&srv);
+    tc_options o = g_opts(&srv);
     tc_cache *c;
     tc_stats st;
     tc_value *v = NULL;
@@ -512,7 +521,7 @@ static void wait_l2_expired(void *arg, const void *key, size_t klen)
 
 Test(guarantees, l1_never_outlives_l2_however_late_the_reply)
 {
-    tc_options o = test_opts(&srv);
+    tc_options o = g_opts(&srv);
     tc_cache *c;
     char *s;
     o.coherence = TC_COHERENCE_NONE;
@@ -552,7 +561,7 @@ static char *next_message(redisContext *sub)
 
 Test(guarantees, a_failed_nx_publishes_nothing_and_does_not_wait)
 {
-    tc_options o = test_opts(&srv);
+    tc_options o = g_opts(&srv);
     tc_cache *c;
     tc_set_opts nx = {0, 0, TC_SET_NX | TC_SET_STRICT};
     tc_stats st;
@@ -606,7 +615,7 @@ Test(guarantees, mget_out_of_memory_answers_every_key)
 #ifdef TC_SANITIZED
     cr_skip_test("address-space limits do not apply under sanitizers");
 #else
-    tc_options o = test_opts(&srv);
+    tc_options o = g_opts(&srv);
     tc_cache *c;
     size_t n = 4u << 20;
     const void **keys = malloc(n * sizeof(*keys));
@@ -651,7 +660,7 @@ Test(guarantees, mget_out_of_memory_answers_every_key)
  * redis-server 7.0.) */
 Test(guarantees, a_forward_clock_step_on_the_redis_host_prunes_no_member)
 {
-    tc_options o = test_opts(&srv);
+    tc_options o = g_opts(&srv);
     tc_cache *a;
     tc_stats st;
     char *s;
@@ -684,7 +693,7 @@ Test(guarantees, a_forward_clock_step_on_the_redis_host_prunes_no_member)
  * has passed), not take the empty list for "all acknowledged". */
 Test(guarantees, a_strict_flushdb_waits_out_the_lease)
 {
-    tc_options o = test_opts(&srv);
+    tc_options o = g_opts(&srv);
     const char *argv[] = {"FLUSHDB"};
     size_t argl[] = {7};
     tc_reply *rep = NULL;

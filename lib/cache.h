@@ -132,6 +132,8 @@ void tc__cache_set_load_hook(tc_cache *c, tc__fill_hook_fn fn, void *arg);
 /** The bus generation: increments every time the bus (re)proves itself
  *  alive after being down. 0 without a bus. */
 uint64_t tc__cache_bus_generation(tc_cache *c);
+/** Holds the bus thread's message handling (see tc__bus_set_message_hook). */
+void tc__cache_set_bus_hook(tc_cache *c, const tc__bus_hook *h);
 /** Bus resets (connections dropped and retried) and connection attempts. */
 uint64_t tc__cache_bus_resets(tc_cache *c);
 uint64_t tc__cache_bus_connects(tc_cache *c);

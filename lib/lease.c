@@ -26,6 +26,14 @@
  * up to a lease is harmless), and every script records the last TIME it
  * saw: a gap of more than a lease, or time going backwards, is taken as a
  * step and every member is re-scored to now + lease instead of pruned.
+ * Losing the members set (FLUSHALL, FLUSHDB, an eviction, a failover to
+ * a replica that never had it) would let a writer count only the members
+ * that have heartbeated since, while others still hold leases proven
+ * before the loss. The first heartbeat that finds the set missing records
+ * when ("rebuilt"), and the count answers "unknown" from the loss until a
+ * lease after that, so writers wait out their lease instead. A fleet's very
+ * first heartbeat looks the same, so strict writes in a channel's first
+ * lease wait it out too.
  * Remaining assumptions: instances' clocks run at rates within
  * clock_margin_pct of each other and of the server's, and every instance on
  * a channel uses the same lease_ms.
@@ -39,18 +47,35 @@
 #include "clock.h"
 #include "parse.h"
 
+/* The clock key holds "<last> <rebuilt>": the last server TIME any
+ * heartbeat saw, and when the members set was last found missing (lost to
+ * FLUSHALL, FLUSHDB, an eviction, a failover to a replica that never had
+ * it, or a fleet's very first heartbeat: these cannot be told apart). */
+#define TC__CLOCK_PARSE                                                     \
+    "local v = redis.call('GET', KEYS[2]) "                               \
+    "local last, rebuilt = 0, nil "                                       \
+    "if v then "                                                          \
+    "  local a, b = string.match(v, '^(%d+) ?(%d*)$') "                   \
+    "  last = tonumber(a) or 0 "                                          \
+    "  rebuilt = tonumber(b) "                                            \
+    "end "
+
 /* KEYS: members, clock. ARGV: id, lease ms, heartbeat channel, token. */
 static const char heartbeat_script[] =
     "local t = redis.call('TIME') "
     "local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000) "
     "local lease = tonumber(ARGV[2]) "
-    "local last = tonumber(redis.call('GET', KEYS[2]) or '0') "
+    TC__CLOCK_PARSE
+    "if not v or redis.call('EXISTS', KEYS[1]) == 0 then "
+    "  rebuilt = now "
+    "end "
     "if last > 0 and (now < last or now - last > lease) then "
     "  for _, id in ipairs(redis.call('ZRANGE', KEYS[1], 0, -1)) do "
     "    redis.call('ZADD', KEYS[1], now + lease, id) "
     "  end "
     "end "
-    "redis.call('SET', KEYS[2], now, 'PX', 10 * lease + 60000) "
+    "redis.call('SET', KEYS[2], now .. ' ' .. (rebuilt or 0), "
+    "           'PX', 10 * lease + 60000) "
     "redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now - lease - 1) "
     "redis.call('ZADD', KEYS[1], now + lease, ARGV[1]) "
     "redis.call('PEXPIRE', KEYS[1], 10 * lease + 60000) "
@@ -58,14 +83,24 @@ static const char heartbeat_script[] =
     "return 1";
 
 /* KEYS: members, clock. ARGV: lease ms. Read-only: the ids that may be
- * serving L1 (all of them when the server's clock seems to have stepped). */
+ * serving L1 (all of them when the server's clock seems to have stepped),
+ * or 0 when that cannot be known: the set is missing, or was rebuilt less
+ * than a lease ago, so an instance whose last heartbeat ran before the loss
+ * may still hold a lease and not be listed yet. A writer that gets 0 waits
+ * out its lease, which is always safe (publish.c). */
 static const char count_script[] =
     "local t = redis.call('TIME') "
     "local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000) "
     "local lease = tonumber(ARGV[1]) "
-    "local last = tonumber(redis.call('GET', KEYS[2]) or '0') "
+    TC__CLOCK_PARSE
+    "if not v or redis.call('EXISTS', KEYS[1]) == 0 then "
+    "  return 0 "
+    "end "
     "if last > 0 and (now < last or now - last > lease) then "
     "  return redis.call('ZRANGE', KEYS[1], 0, -1) "
+    "end "
+    "if rebuilt and (now < rebuilt or now - rebuilt <= lease) then "
+    "  return 0 "
     "end "
     "return redis.call('ZRANGEBYSCORE', KEYS[1], now - lease, '+inf')";
 

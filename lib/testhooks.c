@@ -18,6 +18,12 @@ uint64_t tc__cache_bus_generation(tc_cache *c)
     return c->bus ? tc__bus_generation(c->bus) : 0;
 }
 
+void tc__cache_set_bus_hook(tc_cache *c, const tc__bus_hook *h)
+{
+    if (c->bus)
+        tc__bus_set_message_hook(c->bus, h);
+}
+
 uint64_t tc__cache_bus_resets(tc_cache *c)
 {
     return c->bus ? tc__bus_resets(c->bus) : 0;

@@ -141,4 +141,32 @@ static inline void warm(tc_cache *c, const char *key, const char *want)
     AWAIT(read_then_served, &a, "%s=%s never served from L1", key, want);
 }
 
+/* Argument of members_trusted(). */
+typedef struct members_arg {
+    const tcr_server *srv;
+    const char *channel; /* NULL: the default channel */
+    unsigned lease_ms;
+} members_arg;
+
+/* A predicate for tcr_wait(): strict writers on this channel get a list of
+ * members from the count script (lease.c), not "unknown", which it answers
+ * for a lease after the members set was (re)built, the channel's first
+ * heartbeat included, and which makes every strict write wait its lease. */
+static inline int members_trusted(void *p)
+{
+    const members_arg *a = p;
+    char members[256], clock[256], lease[16];
+    const char *ch = a->channel ? a->channel : "cache:invalidate";
+    char *s;
+    int ok;
+    snprintf(members, sizeof(members), "__tiercache:%s:members", ch);
+    snprintf(clock, sizeof(clock), "__tiercache:%s:clock", ch);
+    snprintf(lease, sizeof(lease), "%u", a->lease_ms ? a->lease_ms : 100);
+    s = tcr_cmd(a->srv, NULL, "EVAL", tc__bus_count_script(), "2", members,
+                clock, lease, NULL);
+    ok = s && strcmp(s, "0") != 0;
+    free(s);
+    return ok;
+}
+
 #endif

@@ -494,6 +494,11 @@ Test(bus, strict_write_returns_after_every_instance_applied)
     a = must_create(&o);
     b = must_create(&o);
     c2 = must_create(&o);
+    {
+        /* A channel's first lease is one of unknown membership. */
+        members_arg ma = {&srv, NULL, o.lease_ms};
+        AWAIT(members_trusted, &ma, "the members set was never trusted");
+    }
     for (int i = 0; i < 50; i++) {
         char old[16];
         snprintf(old, sizeof(old), "v%d", i);

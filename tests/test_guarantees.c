@@ -697,9 +697,12 @@ Test(guarantees, a_strict_flushdb_waits_out_the_lease)
     tc_reply *rep = NULL;
     tc_cache *a;
     tc_stats st;
+    members_arg ma = {&srv, NULL, 0};
     o.coherence = TC_COHERENCE_STRICT;
     a = must_create(&o);
     cr_assert(tcr_wait(servable, a, 10000));
+    /* Not the channel's first lease, when every strict write waits. */
+    AWAIT(members_trusted, &ma, "the members set was never trusted");
     cr_assert_eq(tc_command(a, 1, argv, argl, &rep), TC_OK, "%s",
                  tc_errmsg());
     tc_reply_free(rep);
@@ -709,4 +712,101 @@ Test(guarantees, a_strict_flushdb_waits_out_the_lease)
                  "the strict FLUSHDB took an empty members list for all "
                  "acknowledged");
     tc_cache_destroy(a);
+}
+
+/* ------------------------------------------------------------------ */
+/* A lost members set is not trusted until every old lease has passed   */
+/* ------------------------------------------------------------------ */
+
+/* Holds a bus thread at its next message until released. */
+typedef struct bus_hold {
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    int held, released;
+} bus_hold;
+
+static void hold_bus(void *p)
+{
+    bus_hold *h = p;
+    struct timespec until;
+    clock_gettime(CLOCK_REALTIME, &until);
+    until.tv_sec += 120; /* never hang the suite, whatever happens */
+    pthread_mutex_lock(&h->mu);
+    if (!h->released) {
+        h->held = 1;
+        pthread_cond_broadcast(&h->cv);
+        while (!h->released &&
+               pthread_cond_timedwait(&h->cv, &h->mu, &until) == 0)
+            ;
+    }
+    pthread_mutex_unlock(&h->mu);
+}
+
+static int bus_held(void *p)
+{
+    bus_hold *h = p;
+    int held;
+    pthread_mutex_lock(&h->mu);
+    held = h->held;
+    pthread_mutex_unlock(&h->mu);
+    return held;
+}
+
+static int member_back(void *p)
+{
+    return !member_gone(p);
+}
+
+/* FLUSHALL (or an eviction, or a failover to a replica) takes the members
+ * set away. Writers that heartbeat again are listed at once; a reader
+ * whose heartbeat comes later still holds a lease proven before the loss
+ * and still serves its L1. Here that reader's bus thread is held, so its
+ * heartbeat cannot come: a strict write in that window must not return on
+ * its own acknowledgement alone while the reader still serves the old
+ * value; it waits out the lease. */
+Test(guarantees, a_lost_members_set_is_not_trusted_until_old_leases_pass)
+{
+    tc_options o = g_opts(&srv);
+    members_arg ma = {&srv, NULL, 5000};
+    tc__bus_hook hook;
+    bus_hold hold = {PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, 0,
+                     0};
+    tc_cache *reader, *writer;
+    tc_stats st;
+    char *s;
+    o.coherence = TC_COHERENCE_STRICT;
+    o.lease_ms = 5000; /* a heartbeat every 1.25 s */
+    reader = must_create(&o);
+    writer = must_create(&o);
+    cr_assert(tcr_wait(servable, reader, AWAIT_MS));
+    cr_assert(tcr_wait(servable, writer, AWAIT_MS));
+    AWAIT(members_trusted, &ma, "the members set was never trusted");
+    cr_assert_eq(set_str(writer, "k", "v1", 0), TC_OK, "%s", tc_errmsg());
+    warm(reader, "k", "v1");
+
+    hook.fn = hold_bus;
+    hook.arg = &hold;
+    tc__cache_set_bus_hook(reader, &hook);
+    AWAIT(bus_held, &hold, "the reader's bus thread never got a message");
+    s = tcr_cmd(&srv, NULL, "FLUSHALL", NULL);
+    cr_assert_str_eq(s, "OK");
+    free(s);
+    AWAIT(member_back, (void *)tc_cache_instance_id(writer),
+          "the writer never heartbeated again");
+    cr_assert(!member_back((void *)tc_cache_instance_id(reader)));
+
+    cr_assert_eq(set_str(writer, "k", "v2", 0), TC_OK, "%s", tc_errmsg());
+    cr_assert(!l1_serves(reader, "k", "v1"),
+              "the reader still served v1 after a strict write of v2");
+    tc_cache_stats(writer, &st);
+    cr_assert_eq(st.strict_lease_expiries, 1,
+                 "the write took a rebuilt members set for complete");
+
+    pthread_mutex_lock(&hold.mu);
+    hold.released = 1;
+    pthread_cond_broadcast(&hold.cv);
+    pthread_mutex_unlock(&hold.mu);
+    tc__cache_set_bus_hook(reader, NULL);
+    tc_cache_destroy(reader);
+    tc_cache_destroy(writer);
 }

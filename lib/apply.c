@@ -43,7 +43,7 @@ static void acknowledge(tc__bus *bus, const tc__msg *m)
                      m->origin);
     snprintf(ack, sizeof(ack), "%llu %s", (unsigned long long)m->seq, bus->id);
     if (n > 0 && (size_t)n < sizeof(chan) && bus->cmd)
-        redisAsyncCommand(bus->cmd, NULL, NULL, "PUBLISH %s %s", chan, ack);
+        tc__aconn_commandf(bus->cmd, NULL, NULL, "PUBLISH %s %s", chan, ack);
 }
 
 void tc__apply_message(tc__bus *bus, const char *buf, size_t len)

@@ -7,8 +7,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include <hiredis/adapters/libev.h>
-
 #include "bus_internal.h"
 #include "clock.h"
 #include "error.h"
@@ -34,10 +32,10 @@ static void subscribed_one(tc__bus *bus)
     }
 }
 
-static void on_sub_reply(redisAsyncContext *ac, void *reply, void *priv)
+static void on_sub_reply(tc__aconn *ac, redisReply *r, void *priv)
 {
     tc__bus *bus = priv;
-    redisReply *r = reply, *ch;
+    redisReply *ch;
     if (!r || ac != bus->sub)
         return;
     if (r->type == REDIS_REPLY_ERROR) {
@@ -77,10 +75,9 @@ static void on_sub_reply(redisAsyncContext *ac, void *reply, void *priv)
                                   r->element[2]->len);
 }
 
-static void on_setup_reply(redisAsyncContext *ac, void *reply, void *priv)
+static void on_setup_reply(tc__aconn *ac, redisReply *r, void *priv)
 {
     tc__bus *bus = priv;
-    redisReply *r = reply;
     if (!r || (ac != bus->sub && ac != bus->cmd))
         return;
     if (r->type == REDIS_REPLY_ERROR) {
@@ -94,80 +91,49 @@ static void on_setup_reply(redisAsyncContext *ac, void *reply, void *priv)
 /* Connections                                                         */
 /* ------------------------------------------------------------------ */
 
-/* hiredis calls this once per context, also for a context we dropped
- * ourselves (its free may be deferred until its callback returns): only
- * the live ones count. */
-static void on_disconnect(const redisAsyncContext *ac, int status)
+/* A connection failed: it reports it once, and is freed here. */
+static void on_conn_error(tc__aconn *ac, const char *why, void *data)
 {
-    tc__bus *bus = ac->data;
-    char why[160];
-    (void)status;
+    tc__bus *bus = data;
+    char msg[320];
     if (ac != bus->sub && ac != bus->cmd)
         return;
-    if (ac == bus->sub)
-        bus->sub = NULL;
-    else
-        bus->cmd = NULL;
-    snprintf(why, sizeof(why), "bus connection lost: %s",
-             ac->errstr[0] ? ac->errstr : "closed");
-    tc__bus_reset(bus, why);
+    snprintf(msg, sizeof(msg), "bus connection lost: %s", why);
+    tc__bus_reset(bus, msg);
 }
 
-static void on_connect(const redisAsyncContext *ac, int status)
-{
-    tc__bus *bus = ac->data;
-    char why[160];
-    if (status == REDIS_OK || (ac != bus->sub && ac != bus->cmd))
-        return;
-    /* hiredis frees the context after this callback. */
-    if (ac == bus->sub)
-        bus->sub = NULL;
-    else
-        bus->cmd = NULL;
-    snprintf(why, sizeof(why), "bus connect failed: %s", ac->errstr);
-    tc__bus_reset(bus, why);
-}
-
-static redisAsyncContext *open_conn(tc__bus *bus)
+static tc__aconn *open_conn(tc__bus *bus)
 {
     const tc__config *cfg = bus->cfg;
     tc__setup_cmds setup;
-    redisAsyncContext *ac = cfg->unix_path
-                                ? redisAsyncConnectUnix(cfg->unix_path)
-                                : redisAsyncConnect(cfg->host, cfg->port);
-    if (!ac)
-        return NULL;
-    if (ac->err) {
-        redisAsyncFree(ac);
-        return NULL;
-    }
-    ac->data = bus;
-    if (redisLibevAttach(bus->loop, ac) != REDIS_OK) {
-        redisAsyncFree(ac);
-        return NULL;
-    }
-    redisAsyncSetConnectCallback(ac, on_connect);
-    redisAsyncSetDisconnectCallback(ac, on_disconnect);
+    tc__conn_opts o;
+    tc__aconn_events ev = {on_conn_error, on_sub_reply, bus};
+    tc__aconn *ac;
+    tc__conn_opts_of(cfg, &o);
+    if (tc__aconn_open(bus->loop, &o, &ev, &ac) != TC_OK)
+        return NULL; /* why: in tc_errmsg() */
     tc__setup_cmds_make(cfg, &setup);
     for (int i = 0; i < setup.n; i++)
-        redisAsyncCommandArgv(ac, on_setup_reply, bus, setup.cmd[i].argc,
-                              setup.cmd[i].argv, setup.cmd[i].argvlen);
+        if (tc__aconn_command_argv(ac, on_setup_reply, bus, setup.cmd[i].argc,
+                                   setup.cmd[i].argv,
+                                   setup.cmd[i].argvlen) != 0) {
+            tc__aconn_free(ac);
+            tc__fail(TC_NO_MEMORY, "out of memory");
+            return NULL;
+        }
     return ac;
 }
 
-/* Drop both connections (bus thread). Their disconnect callbacks, run now
- * or deferred by hiredis, no longer match bus->sub/cmd and do nothing. */
+/* Drop both connections (bus thread); safe from their own callbacks. */
 static void drop_conns(tc__bus *bus)
 {
-    redisAsyncContext *sub = bus->sub, *cmd = bus->cmd;
+    tc__aconn *sub = bus->sub, *cmd = bus->cmd;
     tc__lease_drop(bus);
     bus->subscribed = 0;
     bus->tracking_ready = 0;
     bus->sub = bus->cmd = NULL;
-    if (sub)
-        redisAsyncFree(sub);
-    if (cmd)
-        redisAsyncFree(cmd);
+    tc__aconn_free(sub);
+    tc__aconn_free(cmd);
     ev_timer_stop(bus->loop, &bus->connect_deadline);
 }
 
@@ -178,19 +144,20 @@ static void bus_connect(tc__bus *bus)
     bus->sub = open_conn(bus);
     bus->cmd = bus->sub ? open_conn(bus) : NULL;
     if (!bus->sub || !bus->cmd) {
-        tc__bus_reset(bus, "cannot open bus connections");
+        char why[320];
+        snprintf(why, sizeof(why), "bus connect failed: %s", tc_errmsg());
+        tc__bus_reset(bus, why);
         return;
     }
     bus->tracking_ready = !cfg->tracking;
     bus->subs_pending = 3 + (cfg->tracking ? 1 : 0);
     if (cfg->tracking) {
         tc__tracking_start(bus);
-        redisAsyncCommand(bus->sub, on_sub_reply, bus, "SUBSCRIBE %s %s %s %s",
-                          cfg->channel, bus->ch_ack, bus->ch_pong,
-                          TC__TRACKING_CHANNEL);
+        tc__aconn_subscribef(bus->sub, "SUBSCRIBE %s %s %s %s", cfg->channel,
+                             bus->ch_ack, bus->ch_pong, TC__TRACKING_CHANNEL);
     } else {
-        redisAsyncCommand(bus->sub, on_sub_reply, bus, "SUBSCRIBE %s %s %s",
-                          cfg->channel, bus->ch_ack, bus->ch_pong);
+        tc__aconn_subscribef(bus->sub, "SUBSCRIBE %s %s %s", cfg->channel,
+                             bus->ch_ack, bus->ch_pong);
     }
     ev_timer_set(&bus->connect_deadline,
                  ((double)cfg->connect_timeout_ms + cfg->command_timeout_ms) /

@@ -1,6 +1,6 @@
 /*
  * Invalidation bus: one helper thread per cache running a libev loop with two
- * hiredis async connections to Redis:
+ * asynchronous connections to Redis (aconn.c: plain, unix socket or TLS):
  *   sub: SUBSCRIBE <channel> <channel>:ack:<id> <channel>:pong:<id>
  *        [__redis__:invalidate]
  *   cmd: publishes acknowledgements, sends the heartbeat (lease.c); in

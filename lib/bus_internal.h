@@ -17,7 +17,7 @@
 #include <stdatomic.h>
 
 #include <ev.h>
-#include <hiredis/async.h>
+#include "aconn.h"
 
 #include "backoff.h"
 #include "bus.h"
@@ -44,7 +44,7 @@ struct tc__bus {
     struct ev_loop *loop;
     ev_async wake;
     ev_timer tick, retry, connect_deadline;
-    redisAsyncContext *sub, *cmd;
+    tc__aconn *sub, *cmd;    /* owned; NULL when not connected */
     int subs_pending;        /* subscribe confirmations still expected */
     int subscribed;          /* all confirmations in */
     int tracking_ready;      /* CLIENT TRACKING acknowledged (or not used) */
@@ -72,7 +72,7 @@ struct tc__bus {
 
 /* bus.c */
 /** Drop both connections and the lease, then retry after the backoff.
- *  Idempotent while a retry is pending; safe from any hiredis callback
+ *  Idempotent while a retry is pending; safe from any connection callback
  *  (the contexts' own late disconnect callbacks are recognised and
  *  ignored). `why` is logged once. Bus thread only. */
 void tc__bus_reset(tc__bus *bus, const char *why);

@@ -196,29 +196,39 @@ int tc__conn_next_reply(tc__conn *c, redisReply **reply)
 
 /* ---- Blocking use ------------------------------------------------------ */
 
+tc_result tc__conn_append_raw(tc__conn *c, const char *cmd, size_t len)
+{
+    if (c->out_len + len > c->out_cap) {
+        size_t cap = c->out_cap ? c->out_cap : 256;
+        char *nb;
+        while (cap < c->out_len + len)
+            cap *= 2;
+        if (!(nb = realloc(c->out, cap)))
+            return tc__fail(TC_NO_MEMORY, "out of memory queueing a command");
+        c->out = nb;
+        c->out_cap = cap;
+    }
+    memcpy(c->out + c->out_len, cmd, len);
+    c->out_len += len;
+    return TC_OK;
+}
+
+int tc__conn_has_output(const tc__conn *c)
+{
+    return c->out_pos < c->out_len;
+}
+
 tc_result tc__conn_append(tc__conn *c, int argc, const char **argv,
                           const size_t *argvlen)
 {
     char *cmd = NULL;
     int len = redisFormatCommandArgv(&cmd, argc, argv, argvlen);
+    tc_result r;
     if (len < 0)
         return tc__fail(TC_NO_MEMORY, "out of memory formatting a command");
-    if (c->out_len + (size_t)len > c->out_cap) {
-        size_t cap = c->out_cap ? c->out_cap : 256;
-        char *nb;
-        while (cap < c->out_len + (size_t)len)
-            cap *= 2;
-        if (!(nb = realloc(c->out, cap))) {
-            free(cmd);
-            return tc__fail(TC_NO_MEMORY, "out of memory queueing a command");
-        }
-        c->out = nb;
-        c->out_cap = cap;
-    }
-    memcpy(c->out + c->out_len, cmd, (size_t)len);
-    c->out_len += (size_t)len;
+    r = tc__conn_append_raw(c, cmd, (size_t)len);
     free(cmd);
-    return TC_OK;
+    return r;
 }
 
 /* The server may have said why before closing on us (a protocol error, a

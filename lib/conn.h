@@ -74,6 +74,13 @@ tc_result tc__conn_append(tc__conn *c, int argc, const char **argv,
  */
 tc_result tc__conn_get_reply(tc__conn *c, redisReply **reply);
 
+/** Queue one command already in the protocol's format (`cmd` borrowed for
+ *  the call). No I/O. TC_NO_MEMORY on failure. */
+tc_result tc__conn_append_raw(tc__conn *c, const char *cmd, size_t len);
+
+/** 1 while queued output has not all been sent. */
+int tc__conn_has_output(const tc__conn *c);
+
 /** tc__conn_append + tc__conn_get_reply. */
 tc_result tc__conn_command(tc__conn *c, int argc, const char **argv,
                            const size_t *argvlen, redisReply **reply);

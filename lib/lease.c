@@ -126,10 +126,9 @@ static void publish_deadline(tc__bus *bus, uint64_t until)
     atomic_store_explicit(&bus->l1_ok_until, until, memory_order_release);
 }
 
-static void on_heartbeat_reply(redisAsyncContext *ac, void *reply, void *priv)
+static void on_heartbeat_reply(tc__aconn *ac, redisReply *r, void *priv)
 {
     tc__bus *bus = priv;
-    redisReply *r = reply;
     /* Success is proven by the token on the subscriber, not by this reply;
      * a refusal (ACL, a script error) just never extends the lease. */
     if (r && ac == bus->cmd && r->type == REDIS_REPLY_ERROR)
@@ -145,10 +144,10 @@ static void send_heartbeat(tc__bus *bus)
     snprintf(lease, sizeof(lease), "%u", bus->cfg->lease_ms);
     snprintf(token, sizeof(token), "%llu", (unsigned long long)n);
     bus->hb_sent[n % TC__LEASE_RING] = tc__now_ns();
-    if (redisAsyncCommand(bus->cmd, on_heartbeat_reply, bus,
-                          "EVAL %s 2 %s %s %s %s %s %s", heartbeat_script,
-                          bus->members_key, bus->clock_key, bus->id, lease,
-                          bus->ch_pong, token) == REDIS_OK)
+    if (tc__aconn_commandf(bus->cmd, on_heartbeat_reply, bus,
+                           "EVAL %s 2 %s %s %s %s %s %s", heartbeat_script,
+                           bus->members_key, bus->clock_key, bus->id, lease,
+                           bus->ch_pong, token) == 0)
         bus->hb_next = n + 1;
 }
 

@@ -2,12 +2,11 @@
  * The library and signals: it never raises SIGPIPE in its caller's process
  * and never takes a signal meant for the application.
  *
- * The L2 pool writes through lib/conn.c, with send(MSG_NOSIGNAL) (and a
- * TLS BIO that does the same): no SIGPIPE there. The bus still writes
- * through hiredis 0.14's async layer, with write(2), which raises SIGPIPE
- * on a connection Redis has closed; SIGPIPE from write(2) goes to the
- * writing thread, so the library's own threads (bus, L2 reconnect) start
- * with every signal blocked: there it stays pending, harmlessly.
+ * Every connection to Redis, the L2 pool's and the bus's, writes through
+ * lib/conn.c, with send(MSG_NOSIGNAL) (and a TLS BIO that does the same):
+ * no SIGPIPE is ever raised. As a second line, the library's own threads
+ * (bus, L2 reconnect) start with every signal blocked, so no signal meant
+ * for the application is ever delivered to them.
  * Callable from any thread.
  */
 #ifndef TC_SIGNALS_H

@@ -8,10 +8,9 @@
 
 #include "bus_internal.h"
 
-static void on_tracking_reply(redisAsyncContext *ac, void *reply, void *priv)
+static void on_tracking_reply(tc__aconn *ac, redisReply *r, void *priv)
 {
     tc__bus *bus = priv;
-    redisReply *r = reply;
     if (!r || ac != bus->cmd)
         return; /* a connection we already dropped */
     if (r->type == REDIS_REPLY_ERROR) {
@@ -25,10 +24,9 @@ static void on_tracking_reply(redisAsyncContext *ac, void *reply, void *priv)
         tc__lease_ready(bus);
 }
 
-static void on_client_id(redisAsyncContext *ac, void *reply, void *priv)
+static void on_client_id(tc__aconn *ac, redisReply *r, void *priv)
 {
     tc__bus *bus = priv;
-    redisReply *r = reply;
     char id[24];
     if (!r || ac != bus->sub || !bus->cmd)
         return;
@@ -39,12 +37,12 @@ static void on_client_id(redisAsyncContext *ac, void *reply, void *priv)
     snprintf(id, sizeof(id), "%lld", r->integer);
     /* The configuration refuses tracking without a key prefix: BCAST on
      * every key would also track the bus's own members set. */
-    redisAsyncCommand(bus->cmd, on_tracking_reply, bus,
-                      "CLIENT TRACKING on REDIRECT %s BCAST PREFIX %b", id,
-                      bus->cfg->prefix, bus->cfg->prefix_len);
+    tc__aconn_commandf(bus->cmd, on_tracking_reply, bus,
+                       "CLIENT TRACKING on REDIRECT %s BCAST PREFIX %b", id,
+                       bus->cfg->prefix, bus->cfg->prefix_len);
 }
 
 void tc__tracking_start(tc__bus *bus)
 {
-    redisAsyncCommand(bus->sub, on_client_id, bus, "CLIENT ID");
+    tc__aconn_commandf(bus->sub, on_client_id, bus, "CLIENT ID");
 }

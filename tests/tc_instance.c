@@ -7,7 +7,7 @@
  *   tc_instance url=URL mode=strict|async id=N shm_path=PATH out=PATH
  *               [threads=T] [keys=K] [group=G] [wpct=P] [seed=S] [ms=CAP]
  *               [reads=gml] [writes=sdxpe] [tracking=0|1] [loader_us=U]
- *               [port=P] [phase_ms=M]
+ *               [port=P] [phase_ms=M] [ca=PEM cert=PEM key=PEM]
  *
  * Keys are "g<k/G>:k<k>" under the cache's key prefix "c:", so the keys of
  * one group share the prefix "g<n>:". An operation is a write with
@@ -52,6 +52,7 @@
 
 typedef struct conf {
     const char *url, *mode, *shm_path, *out, *reads, *writes;
+    const char *ca, *cert, *key; /* TLS files; empty: none */
     int id, threads, keys, group, wpct, tracking, port, phase_ms;
     long long seed, ms, loader_us;
 } conf;
@@ -367,6 +368,7 @@ static int parse_args(int argc, char **argv, conf *cf)
 #define NUM(name) if (!strcmp(argv[i], #name)) cf->name = atoi(v); else
 #define LNUM(name) if (!strcmp(argv[i], #name)) cf->name = atoll(v); else
         STR(url) STR(mode) STR(shm_path) STR(out) STR(reads) STR(writes)
+        STR(ca) STR(cert) STR(key)
         NUM(id) NUM(threads) NUM(keys) NUM(group) NUM(wpct) NUM(tracking)
         NUM(port) NUM(phase_ms) LNUM(seed) LNUM(ms) LNUM(loader_us)
         return -1;
@@ -413,6 +415,9 @@ int main(int argc, char **argv)
     memset(&o, 0, sizeof(o));
     o.url = cf.url;
     o.ignore_env = TC_YES;
+    o.tls_ca_file = cf.ca && *cf.ca ? cf.ca : NULL;
+    o.tls_cert_file = cf.cert && *cf.cert ? cf.cert : NULL;
+    o.tls_key_file = cf.key && *cf.key ? cf.key : NULL;
     o.coherence = strcmp(cf.mode, "strict") == 0 ? TC_COHERENCE_STRICT
                                                  : TC_COHERENCE_ASYNC;
     o.key_prefix = KEY_PREFIX;

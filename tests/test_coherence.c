@@ -61,12 +61,14 @@ typedef enum disturb {
     STOP_ONE,
     REDIS_DOWN,  /* Redis down at create; the test starts it later */
     BUS_REFUSED, /* instance 0's user may not subscribe; granted later */
-    REDIS_DOWN_BUS_REFUSED /* both: instance 0's pool recovers, its bus not */
+    REDIS_DOWN_BUS_REFUSED, /* both: instance 0's pool recovers, its bus not */
+    TLS_KILL_ALL /* a TLS-only Redis (client certificates required); normal
+                    connections killed as in KILL_ALL */
 } disturb;
 
 static const char *const disturb_name[] = {
     "calm", "kill-pubsub", "kill-normal", "sigstop", "redis-down-at-create",
-    "bus-refused", "redis-down+bus-refused"};
+    "bus-refused", "redis-down+bus-refused", "tls+kill-normal"};
 
 /* What one run does. */
 typedef struct spec {
@@ -398,6 +400,11 @@ static void run_instances(run *rn, const spec *sp)
     memset(rn, 0, sizeof(*rn));
     rn->nkeys = sp->keys;
 
+    if (sp->d == TLS_KILL_ALL) {
+        tcr_stop(&srv);
+        cr_assert_eq(tcr_start_tls(&srv, "tls-auth-clients yes\n"), 0,
+                     "TLS redis-server did not start");
+    }
     if (refused) { /* a user that may run commands, not publish or
                       subscribe; in the config, so that it survives a
                       restart */
@@ -449,14 +456,20 @@ static void run_instances(run *rn, const spec *sp)
                                report from a process it did not start */
             /* Die with the test, also when an assertion ends it early. */
             prctl(PR_SET_PDEATHSIG, SIGKILL);
-            char url[420], shm[340], o[4 * 320 + 8];
+            char url[420], shm[340], o[4 * 320 + 8], tls[3][340];
             snprintf(url, sizeof(url), "url=%s",
                      refused && i == 0 ? user_url : srv.url);
             snprintf(shm, sizeof(shm), "shm_path=%s", shm_path);
             snprintf(o, sizeof(o), "out=%s", out[i]);
+            snprintf(tls[0], sizeof(tls[0]), "ca=%s",
+                     srv.tls ? srv.ca_file : "");
+            snprintf(tls[1], sizeof(tls[1]), "cert=%s",
+                     srv.tls ? srv.client_cert : "");
+            snprintf(tls[2], sizeof(tls[2]), "key=%s",
+                     srv.tls ? srv.client_key : "");
             execl(bin, bin, url, shm, o, a[0], a[1], a[2], a[3], a[4], a[5],
-                  a[6], a[7], a[8], a[9], a[10], a[11], a[12], a[13],
-                  (char *)NULL);
+                  a[6], a[7], a[8], a[9], a[10], a[11], a[12], a[13], tls[0],
+                  tls[1], tls[2], (char *)NULL);
             _exit(127);
         }
         cr_assert_gt(pids[i], 0, "fork failed");
@@ -505,7 +518,8 @@ static void run_instances(run *rn, const spec *sp)
             tcr_sleep_ms(250);
             if (sp->d == KILL_PUBSUB)
                 raw = cmd("CLIENT", "KILL", "TYPE", "pubsub", NULL, NULL, NULL);
-            else if (sp->d == KILL_ALL && t % 2 == 0)
+            else if ((sp->d == KILL_ALL || sp->d == TLS_KILL_ALL) &&
+                     t % 2 == 0)
                 raw = cmd("CLIENT", "KILL", "TYPE", "normal", NULL, NULL, NULL);
             else if (sp->d == STOP_ONE && t == 1) {
                 int st = 0;
@@ -646,6 +660,13 @@ Test(coherence, strict_no_stale_reads_while_pubsub_killed)
 Test(coherence, strict_no_stale_reads_while_connections_killed)
 {
     get_set("get-set", "strict", KILL_ALL);
+}
+
+/* Over TLS (issue 10): the pool and the bus both on the TLS connection
+ * layer, connections killed under load. */
+Test(coherence, strict_no_stale_reads_over_tls_while_connections_killed)
+{
+    get_set("get-set", "strict", TLS_KILL_ALL);
 }
 
 Test(coherence, strict_no_stale_reads_with_a_stopped_instance)

@@ -683,3 +683,86 @@ Test(tls, no_sigpipe_when_redis_closes_on_a_tls_writer)
     assert_survives(t, 0);
     tc__tls_free(t);
 }
+
+/* ------------------------------------------------------------------ */
+/* The bus over TLS: L1 is served and kept coherent                    */
+/* ------------------------------------------------------------------ */
+
+static tc_cache *tls_cache(tc_coherence mode)
+{
+    tc_options o;
+    tc_cache *c = NULL;
+    tc_result r;
+    memset(&o, 0, sizeof(o));
+    o.url = srv.url;
+    o.ignore_env = TC_YES;
+    o.connect_timeout_ms = 5000;
+    o.command_timeout_ms = 5000;
+    o.reconnect_min_ms = 20;
+    o.reconnect_max_ms = 200;
+    o.tls_ca_file = srv.ca_file;
+    o.tls_cert_file = srv.client_cert;
+    o.tls_key_file = srv.client_key;
+    o.coherence = mode;
+    o.lease_ms = 2000;
+    r = tc_cache_create(&o, &c);
+    cr_assert_eq(r, TC_OK, "%s", tc_errmsg());
+    return c;
+}
+
+static int l1_servable(void *c)
+{
+    return tc__cache_l1_servable(c);
+}
+
+/* A TLS-only Redis that also requires client certificates: both
+ * instances' buses come up (L1 is served), a strict write through one is
+ * never served stale by the other, and an async write reaches it. */
+Test(tls, bus_over_tls_serves_l1_and_keeps_it_coherent)
+{
+    tc_cache *a, *b;
+    members_arg ma = {&srv, NULL, 2000};
+    tc_set_opts async = {0, 0, TC_SET_ASYNC};
+    holds_arg drop;
+    start_tls("tls-auth-clients yes\n");
+    a = tls_cache(TC_COHERENCE_STRICT);
+    b = tls_cache(TC_COHERENCE_STRICT);
+    AWAIT(l1_servable, a, "a's bus never came up over TLS");
+    AWAIT(l1_servable, b, "b's bus never came up over TLS");
+    AWAIT(members_trusted, &ma, "the members set was never trusted");
+    cr_assert_eq(set_str(a, "k", "v1", 0), TC_OK, "%s", tc_errmsg());
+    warm(b, "k", "v1");
+    cr_assert_eq(set_str(a, "k", "v2", 0), TC_OK, "%s", tc_errmsg());
+    cr_assert(!l1_serves(b, "k", "v1"), "b served v1 after a strict write");
+    warm(b, "k", "v2");
+    cr_assert_eq(tc_set_ex(a, "k", 1, "v3", 2, &async), TC_OK, "%s",
+                 tc_errmsg());
+    drop = (holds_arg){b, "k", "v2"};
+    AWAIT(l1_drops, &drop, "the async invalidation never reached b");
+    tc_cache_destroy(a);
+    tc_cache_destroy(b);
+}
+
+static uint64_t generation_before;
+
+static int bus_came_back(void *c)
+{
+    return tc__cache_bus_generation(c) > generation_before &&
+           tc__cache_l1_servable(c);
+}
+
+/* The server drops every connection, the bus's included: the bus
+ * reconnects over TLS by itself and serves L1 again. */
+Test(tls, bus_over_tls_reconnects_after_a_kill)
+{
+    tc_cache *a;
+    start_tls(NULL);
+    a = tls_cache(TC_COHERENCE_ASYNC);
+    AWAIT(l1_servable, a, "the bus never came up over TLS");
+    generation_before = tc__cache_bus_generation(a);
+    cr_assert(tcr_wait(killed_all, &srv, AWAIT_MS));
+    AWAIT(bus_came_back, a, "the bus did not come back after CLIENT KILL");
+    cr_assert_eq(set_str(a, "k", "v", 0), TC_OK, "%s", tc_errmsg());
+    warm(a, "k", "v");
+    tc_cache_destroy(a);
+}

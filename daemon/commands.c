@@ -131,7 +131,11 @@ static const tcd_cmd table[] = {
     {"tc.invalidate", -2, TCD_CMD_WRITE,
      tcd_cmd_inval_loop, tcd_cmd_inval_work,
      NOKEYS, "tiercache",
-     "Invalidates a key, a prefix, a glob pattern or every L1."},
+     "Invalidates a key, a prefix, a glob pattern, tags or every L1."},
+    {"tc.set", -5, TCD_CMD_WRITE,
+     tcd_cmd_tcset_loop, tcd_cmd_tcset_work,
+     KEYS1, "tiercache",
+     "Sets a value recorded under tags (TC.INVALIDATE TAGS drops them)."},
 };
 #define NCMDS (sizeof(table) / sizeof(table[0]))
 

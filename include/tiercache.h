@@ -455,6 +455,35 @@ TC_EXTERN tc_result tc_invalidate_pattern(tc_cache *c, const char *glob);
 TC_EXTERN tc_result tc_invalidate_all(tc_cache *c);
 
 /* ------------------------------------------------------------------------ */
+/* Tags                                                                      */
+/* ------------------------------------------------------------------------ */
+
+/**
+ * tc_set_ex(), also recording the key under each of `ntags` tags
+ * (NUL-terminated, non-empty, at most max_key_bytes each, at most 64),
+ * atomically with the write: a tag that cannot be recorded stores nothing.
+ * Not with TC_SET_NX/TC_SET_XX (TC_BAD_ARGUMENT). Reading a tagged key
+ * costs nothing more. Thread-safe; arguments are borrowed for the call.
+ */
+TC_EXTERN tc_result tc_set_tagged(tc_cache *c, const void *key, size_t klen,
+                                  const void *val, size_t vlen,
+                                  const tc_set_opts *o, size_t ntags,
+                                  const char *const *tags);
+
+/**
+ * Delete every key recorded under any of `ntags` tags from L2 and from
+ * every instance's L1, in batches of 1,000 keys: each batch is one atomic
+ * step with one invalidation message (strict mode waits per batch as
+ * tc_mdel() does). Keys tagged while this runs may or may not be deleted.
+ * `deleted` (may be NULL) receives how many existed in L2. After a
+ * failure, what was not reached is picked up by the next call for the
+ * tag. Thread-safe; arguments are borrowed for the call.
+ */
+TC_EXTERN tc_result tc_invalidate_tags(tc_cache *c, size_t ntags,
+                                       const char *const *tags,
+                                       uint64_t *deleted);
+
+/* ------------------------------------------------------------------------ */
 /* Stats and health                                                          */
 /* ------------------------------------------------------------------------ */
 

@@ -122,6 +122,26 @@ void tc__txn_end(tc_cache *c, tc__txn *t, const redisReply *exec,
 /** Whether a write with these TC_SET_* flags waits for acknowledgements. */
 int tc__write_is_strict(const tc_cache *c, int flags);
 
+/* write.c */
+/** Builds the command that stores the value in place of SET (tags.c: a
+ *  script that records the tags, then SETs; a failure stores nothing).
+ *  `k` is the prefixed key, `px` the TTL in ms ("" = none). Pointers in
+ *  *cmd may point into *mem (malloc'd, freed by the caller after use). */
+typedef tc_result (*tc__set_cmd_fn)(void *ud, const tc__pkey *k,
+                                    const void *val, size_t vlen,
+                                    const char *px, size_t pxlen,
+                                    tc__cmd *cmd, void **mem);
+/** tc_set_ex(), with the value stored by `set_cmd` (NULL: a plain SET);
+ *  not with NX/XX (TC_BAD_ARGUMENT). */
+tc_result tc__set(tc_cache *c, const void *key, size_t klen, const void *val,
+                  size_t vlen, const tc_set_opts *o, tc__set_cmd_fn set_cmd,
+                  void *set_ud);
+/** tc_mdel() with one more command in the same transaction (its reply is
+ *  the EXEC reply's third element). */
+tc_result tc__mdel(tc_cache *c, size_t n, const void *const *keys,
+                   const size_t *klens, const tc__cmd *extra,
+                   uint64_t *deleted);
+
 /* loader.c: nothing shared. invalidate.c: nothing shared. */
 
 /* testhooks.c: for in-tree tests only. */

@@ -24,8 +24,9 @@ static const char cond_set_script[] =
     "if ARGV[4] ~= '' then redis.call('PUBLISH', ARGV[4], ARGV[5]) end "
     "return 1";
 
-tc_result tc_set_ex(tc_cache *c, const void *key, size_t klen, const void *val,
-                    size_t vlen, const tc_set_opts *o)
+tc_result tc__set(tc_cache *c, const void *key, size_t klen, const void *val,
+                  size_t vlen, const tc_set_opts *o, const tc__set_cmd_fn set_cmd,
+                  void *set_ud)
 {
     static const tc_set_opts defaults;
     tc_result r;
@@ -41,6 +42,7 @@ tc_result tc_set_ex(tc_cache *c, const void *key, size_t klen, const void *val,
     size_t ncmd = 0;
     redisReply *exec = NULL;
     const void *keys[1] = {key};
+    void *set_mem = NULL;
 
     if (!o)
         o = &defaults;
@@ -52,6 +54,8 @@ tc_result tc_set_ex(tc_cache *c, const void *key, size_t klen, const void *val,
     if (!c->cfg.enabled)
         return tc__fail(TC_DISABLED, "caching is disabled");
     cond = (o->flags & (TC_SET_NX | TC_SET_XX)) != 0;
+    if (cond && set_cmd)
+        return tc__fail(TC_BAD_ARGUMENT, "tags with NX or XX");
     l2_ttl = o->l2_ttl_ms ? o->l2_ttl_ms : c->cfg.default_ttl_ms;
     l1_ttl = o->l1_ttl_ms ? o->l1_ttl_ms : c->cfg.l1_ttl_ms;
     if (l2_ttl != TC_TTL_NONE && l1_ttl > l2_ttl)
@@ -84,6 +88,13 @@ tc_result tc_set_ex(tc_cache *c, const void *key, size_t klen, const void *val,
         argv[argc] = field, argl[argc++] = flen;
         argv[argc] = stamp, argl[argc++] = slen;
         cmds[ncmd++] = (tc__cmd){argc, argv, argl};
+    } else if (set_cmd) {
+        if ((r = set_cmd(set_ud, &k, val ? val : "", vlen, px, pxlen,
+                         &cmds[ncmd++], &set_mem)) != TC_OK) {
+            tc__txn_end(c, &t, NULL, 0);
+            tc__pkey_free(&k);
+            return r;
+        }
     } else {
         argv[argc] = "SET", argl[argc++] = 3;
         argv[argc] = k.p, argl[argc++] = k.len;
@@ -93,6 +104,8 @@ tc_result tc_set_ex(tc_cache *c, const void *key, size_t klen, const void *val,
             argv[argc] = px, argl[argc++] = pxlen;
         }
         cmds[ncmd++] = (tc__cmd){argc, argv, argl};
+    }
+    if (!cond) {
         argv[argc] = "HSET", argl[argc] = 4;
         argv[argc + 1] = c->stamps_key, argl[argc + 1] = strlen(c->stamps_key);
         argv[argc + 2] = field, argl[argc + 2] = flen;
@@ -105,6 +118,7 @@ tc_result tc_set_ex(tc_cache *c, const void *key, size_t klen, const void *val,
     t0 = tc__now_ns(); /* the L2 TTL starts no earlier */
     r = tc__txn_exec(c, &t, ncmd, cmds, cond, &exec);
     tc__pkey_free(&k);
+    free(set_mem);
     if (r == TC_OK) {
         const redisReply *sr = exec->element[0];
         if (sr->type == REDIS_REPLY_ERROR)
@@ -136,6 +150,12 @@ tc_result tc_set_ex(tc_cache *c, const void *key, size_t klen, const void *val,
     return r;
 }
 
+tc_result tc_set_ex(tc_cache *c, const void *key, size_t klen, const void *val,
+                    size_t vlen, const tc_set_opts *o)
+{
+    return tc__set(c, key, klen, val, vlen, o, NULL, NULL);
+}
+
 tc_result tc_set(tc_cache *c, const void *key, size_t klen, const void *val,
                  size_t vlen, uint64_t ttl_ms)
 {
@@ -146,6 +166,13 @@ tc_result tc_set(tc_cache *c, const void *key, size_t klen, const void *val,
 tc_result tc_mdel(tc_cache *c, size_t n, const void *const *keys,
                   const size_t *klens, uint64_t *deleted)
 {
+    return tc__mdel(c, n, keys, klens, NULL, deleted);
+}
+
+tc_result tc__mdel(tc_cache *c, size_t n, const void *const *keys,
+                   const size_t *klens, const tc__cmd *extra,
+                   uint64_t *deleted)
+{
     tc_result r;
     tc__pkey *pk;
     const char **argv, **sargv;
@@ -153,7 +180,7 @@ tc_result tc_mdel(tc_cache *c, size_t n, const void *const *keys,
     char (*fields)[8] = NULL, stamp[TC__STAMP_MAX];
     size_t slen;
     redisReply *exec = NULL;
-    tc__cmd cmds[2];
+    tc__cmd cmds[3];
     tc__txn t;
 
     if (!c || !n || !keys || !klens)
@@ -192,7 +219,9 @@ tc_result tc_mdel(tc_cache *c, size_t n, const void *const *keys,
     if ((r = tc__txn_begin(c, &t, n == 1 ? TC__MSG_KEY : TC__MSG_KEYS, n, keys,
                            klens, tc__write_is_strict(c, 0))) != TC_OK)
         goto out;
-    r = tc__txn_exec(c, &t, 2, cmds, 0, &exec);
+    if (extra)
+        cmds[2] = *extra;
+    r = tc__txn_exec(c, &t, extra ? 3 : 2, cmds, 0, &exec);
     tc__txn_end(c, &t, exec, r == TC_OK);
     if (r == TC_OK) {
         if (deleted && exec->element[0]->type == REDIS_REPLY_INTEGER)

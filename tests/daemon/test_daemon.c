@@ -1553,3 +1553,45 @@ Test(daemon, ping_tells_the_truth_about_redis)
     expect_status(c, "PONG", "PING");
     redisFree(c);
 }
+
+static void expect_error_prefix(redisContext *c, const char *prefix,
+                                const char *command)
+{
+    redisReply *r = redisCommand(c, command);
+    cr_assert_not_null(r);
+    cr_assert(r->type == REDIS_REPLY_ERROR &&
+                  strncmp(r->str, prefix, strlen(prefix)) == 0,
+              "%s: type %d (%s), want %s...", command, r->type,
+              r->str ? r->str : "", prefix);
+    freeReplyObject(r);
+}
+
+/* Tags through the daemon (issue 11, seed 002): TC.SET ... TAGS records
+ * them, TC.INVALIDATE TAGS deletes every key under them, in Redis and in
+ * another daemon's L1 (strict: at once). */
+Test(daemon, tags_set_and_invalidate_across_daemons)
+{
+    tcd_proc *a = start_daemon("--coherence", "strict", LONG_L1, NULL);
+    tcd_proc *b = start_daemon("--coherence", "strict", LONG_L1, NULL);
+    redisContext *ca = connect_to(a), *cb = connect_to(b);
+    char *v;
+    expect_status(ca, "OK", "TC.SET runs:1 r PX 60000 TAGS user runs");
+    expect_status(ca, "OK", "TC.SET profile:1 p TAGS user");
+    expect_status(ca, "OK", "TC.SET feed:1 f EX 60 TAGS social");
+    expect_status(cb, "r", "GET runs:1"); /* fills B's L1 */
+    expect_status(cb, "p", "GET profile:1");
+    v = tcr_cmd(&redis, NULL, "PTTL", "runs:1", NULL);
+    cr_assert(atoll(v) > 0 && atoll(v) <= 60000, "%s", v);
+    free(v);
+    expect_int(ca, 1, "TC.INVALIDATE TAGS runs");
+    expect_nil(cb, "GET runs:1");
+    expect_status(cb, "p", "GET profile:1");
+    expect_int(ca, 2, "TC.INVALIDATE TAGS user social");
+    expect_nil(cb, "GET profile:1");
+    expect_nil(cb, "GET feed:1");
+    expect_error_prefix(ca, "ERR wrong number", "TC.SET k v TAGS");
+    expect_error_prefix(ca, "ERR syntax error", "TC.SET k v EX 10");
+    expect_error_prefix(ca, "ERR invalid expire", "TC.SET k v EX 0 TAGS t");
+    redisFree(ca);
+    redisFree(cb);
+}

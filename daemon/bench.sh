@@ -3,6 +3,10 @@
 #   redis-benchmark -t get -P 16 -c 50   and   -P 1 -c 50
 # against tiercached serving L1 hits and against the redis-server behind it,
 # both over unix sockets. Prints requests/s, p50/p99 and the ratios.
+# Then (issue 9 targets) over TCP: GET misses and SETs at -P 16 -c 50
+# through tiercached against nutcracker proxying the same redis-server
+# (req/s, p50, CPU per request of the proxy process), and forwarded INCR
+# and HSET p50 at -P 1 -c 1 against redis-server directly.
 # Usage: daemon/bench.sh [path/to/tiercached]   (./dev bench --daemon)
 # Env: TCD_BENCH_N (requests per run, default 300000), TCD_BENCH_REPS (3).
 set -euo pipefail
@@ -29,10 +33,14 @@ redis-server --port "$port" --bind 127.0.0.1 --unixsocket "$WORK/redis.sock" \
 PIDS+=("$!")
 for _ in $(seq 200); do redis-cli -s "$WORK/redis.sock" ping >/dev/null 2>&1 && break; sleep 0.05; done
 
+freeport() { python3 -c 'import socket;s=socket.socket();s.bind(("127.0.0.1",0));print(s.getsockname()[1])'; }
+tport=$(freeport)
 # Long L1 TTL: every GET of the benchmark's key is an L1 hit.
-"$TCD" --socket "$WORK/tcd.sock" --redis-url "unix://$WORK/redis.sock" \
+"$TCD" --socket "$WORK/tcd.sock" --port "$tport" \
+  --redis-url "unix://$WORK/redis.sock" \
   --default-ttl 3600 --l1-ttl-ms 3600000 --log-level warn 2>"$WORK/tcd.log" &
-PIDS+=("$!")
+TCD_PID=$!
+PIDS+=("$TCD_PID")
 for _ in $(seq 200); do redis-cli -s "$WORK/tcd.sock" ping >/dev/null 2>&1 && break; sleep 0.05; done
 
 # redis-benchmark's GET reads the literal key "key:__rand_int__" (no -r).
@@ -70,3 +78,75 @@ echo
 awk -v t16="$t_rps_16" -v r16="$r_rps_16" -v t1="$t_rps_1" -v r1="$r_rps_1" \
   'BEGIN { printf "ratio tiercached/redis-server: -P 16: %.2fx   -P 1: %.2fx\n", t16/r16, t1/r1 }'
 echo "tiercached L1 hits/misses during the run: $hits (median of $REPS runs of $N requests each)"
+
+# ---- Issue 9: forwarded commands and L1 misses, against nutcracker -------
+# nutcracker (twemproxy) proxies the same redis-server; everything over TCP
+# loopback here (nutcracker has no unix-socket upstream in this setup).
+command -v nutcracker >/dev/null || { echo "nutcracker not installed: no proxy rows"; exit 0; }
+nport=$(freeport)
+cat >"$WORK/nut.yml" <<YML
+alpha:
+  listen: 127.0.0.1:$nport
+  redis: true
+  hash: fnv1a_64
+  distribution: ketama
+  auto_eject_hosts: false
+  servers:
+   - 127.0.0.1:$port:1
+YML
+nutcracker -c "$WORK/nut.yml" -o "$WORK/nut.log" &
+NUT_PID=$!
+PIDS+=("$NUT_PID")
+for _ in $(seq 200); do redis-cli -p "$nport" ping >/dev/null 2>&1 && break; sleep 0.05; done
+
+cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+tick_us=$((1000000 / $(getconf CLK_TCK)))
+
+# bench PORT TEST P C [args] -> "rps p50"
+bench() {
+  local port=$1 test=$2 p=$3 c=$4; shift 4
+  redis-benchmark -h 127.0.0.1 -p "$port" -t "$test" -P "$p" -c "$c" -n "$N" \
+    "$@" --csv 2>/dev/null | awk -F'"' 'NR==2 {print $4, $10}'
+}
+
+echo
+printf '%-30s %-12s %12s %9s %12s\n' "forwarded (TCP)" server "req/s" "p50 ms" "CPU us/req"
+for row in "get:16:50:-r 1000000" "set:16:50:-r 1000000"; do
+  IFS=: read -r test P C extra <<<"$row"
+  for who in nut tcd; do : >"$WORK/$who.$test"; done
+  for _ in $(seq "$REPS"); do
+    for who in nut tcd; do
+      pp=$nport pid=$NUT_PID
+      [ $who = tcd ] && pp=$tport pid=$TCD_PID
+      c0=$(cpu_ticks "$pid")
+      out=$(bench "$pp" "$test" "$P" "$C" $extra)
+      c1=$(cpu_ticks "$pid")
+      echo "$out $(( (c1 - c0) * tick_us / N ))" >>"$WORK/$who.$test"
+    done
+  done
+  for who in nut tcd; do
+    name=nutcracker; [ $who = tcd ] && name=tiercached
+    rps=$(cut -d' ' -f1 "$WORK/$who.$test" | median)
+    p50=$(cut -d' ' -f2 "$WORK/$who.$test" | median)
+    cpu=$(cut -d' ' -f3 "$WORK/$who.$test" | median)
+    label="$(echo "$test" | tr a-z A-Z) -P $P -c $C"
+    [ "$test" = get ] && label="$label (L1 misses)"
+    printf '%-30s %-12s %12.0f %9s %12s\n' "$label" "$name" "$rps" "$p50" "$cpu"
+    eval "${who}_${test}_rps=$rps"
+  done
+done
+awk -v a="$tcd_get_rps" -v b="$nut_get_rps" -v c="$tcd_set_rps" -v d="$nut_set_rps" \
+  'BEGIN { printf "ratio tiercached/nutcracker req/s: GET misses %.2fx, SET %.2fx\n", a/b, c/d }'
+
+echo
+printf '%-24s %12s %12s %8s\n' "latency, -P 1 -c 1" "redis p50" "tcd p50" ratio
+for test in incr hset; do
+  : >"$WORK/d.$test"; : >"$WORK/f.$test"
+  for _ in $(seq "$REPS"); do
+    bench "$port" "$test" 1 1 -r 1000 | cut -d' ' -f2 >>"$WORK/d.$test"
+    bench "$tport" "$test" 1 1 -r 1000 | cut -d' ' -f2 >>"$WORK/f.$test"
+  done
+  d=$(median <"$WORK/d.$test"); f=$(median <"$WORK/f.$test")
+  awk -v t="$test" -v d="$d" -v f="$f" \
+    'BEGIN { printf "%-24s %12s %12s %7.2fx\n", toupper(t) " (forwarded)", d, f, f/d }'
+done

@@ -152,6 +152,7 @@ void bench_coherence(const bench_cfg *cfg);
 void bench_hitratio(const bench_cfg *cfg);
 void bench_anchors(const bench_cfg *cfg);
 void bench_tags(const bench_cfg *cfg);
+void bench_fleet(const bench_cfg *cfg);
 
 /* ---- report -------------------------------------------------------------- */
 

@@ -53,7 +53,8 @@ static void usage(FILE *f)
             "  --trials N       coherence trials (2000; --quick 200)\n"
             "  --seed N         seed of every key order and trace (42)\n"
             "  --only LIST      sections, comma-separated: memory,anchors,\n"
-            "                   latency,scaling,coherence,hitratio,tags\n"
+            "                   latency,scaling,coherence,hitratio,tags,\n"
+            "                   fleet\n"
             "environment: REDIS_URL (redis://127.0.0.1:6379), TC_BENCH_UNIX\n");
 }
 
@@ -229,6 +230,8 @@ int main(int argc, char **argv)
         bench_hitratio(&cfg);
     if (want(&cfg, "tags"))
         bench_tags(&cfg);
+    if (want(&cfg, "fleet"))
+        bench_fleet(&cfg);
     report_targets(&cfg);
     double secs = (double)(bench_now_ns() - t0) / 1e9;
     res_num("bench_seconds", round(secs * 10) / 10);

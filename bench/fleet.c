@@ -1,0 +1,241 @@
+/*
+ * Fleet cost (issue 10): what the invalidation bus costs Redis as the
+ * number of instances grows.
+ *
+ *   per write: N plain subscriber connections on one channel (N = 1, 10,
+ *   100, 500; a thread drains them all with epoll), a publisher pipelines
+ *   invalidation messages of the library's format; Redis CPU (INFO cpu,
+ *   user + sys) per published message.
+ *   idle: N real, idle tc_cache instances in this process (N = 1, 10,
+ *   100); Redis commands per second (script-internal ones included, as
+ *   Redis counts them) and Redis CPU per second, per instance.
+ *   From the per-write slope: the largest fleet one Redis core carries at
+ *   10,000 writes per second.
+ *
+ * JSON: fleet_write_cpu_us_{1,10,100,500}, fleet_write_cpu_us_per_sub,
+ * fleet_max_instances_10k_writes, fleet_idle_cmds_per_s_per_instance_{1,
+ * 10,100}, fleet_idle_cpu_us_per_s_per_instance_{1,10,100}.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <unistd.h>
+
+#include "bench.h"
+
+static const char channel[] = "tcbench:fleet";
+
+/* Redis's own CPU seconds (user + sys) and commands processed. */
+static int redis_usage(redisContext *rc, double *cpu_s, double *cmds)
+{
+    redisReply *r = redisCommand(rc, "INFO");
+    const char *p;
+    int ok = r && r->type == REDIS_REPLY_STRING;
+    double u = 0, s = 0, n = 0;
+    if (ok && (p = strstr(r->str, "used_cpu_user:")))
+        u = atof(p + 14);
+    if (ok && (p = strstr(r->str, "used_cpu_sys:")))
+        s = atof(p + 13);
+    if (ok && (p = strstr(r->str, "total_commands_processed:")))
+        n = atof(p + 25);
+    if (r)
+        freeReplyObject(r);
+    *cpu_s = u + s;
+    *cmds = n;
+    return ok ? 0 : -1;
+}
+
+static int nonblocking(int fd)
+{
+    int fl = fcntl(fd, F_GETFL);
+    return fl < 0 ? -1 : fcntl(fd, F_SETFL, fl | O_NONBLOCK);
+}
+
+typedef struct drain {
+    int ep;
+    atomic_int stop;
+    atomic_llong bytes;
+} drain;
+
+static void *drain_main(void *arg)
+{
+    drain *d = arg;
+    struct epoll_event ev[64];
+    char buf[65536];
+    while (!atomic_load(&d->stop)) {
+        int n = epoll_wait(d->ep, ev, 64, 50);
+        for (int i = 0; i < n; i++) {
+            ssize_t k;
+            while ((k = read(ev[i].data.fd, buf, sizeof(buf))) > 0)
+                atomic_fetch_add(&d->bytes, k);
+        }
+    }
+    return NULL;
+}
+
+/* Redis CPU per published message with `nsubs` subscribers, in us. */
+static double write_cost(const bench_cfg *cfg, redisContext *rc, int nsubs,
+                         int msgs)
+{
+    redisContext **subs = calloc((size_t)nsubs, sizeof(*subs));
+    drain d = {.ep = epoll_create1(0)};
+    pthread_t th;
+    double cpu0, cpu1, n0, n1, cost = -1;
+    int made = 0, started = 0;
+    char msg[96];
+    if (!subs || d.ep < 0)
+        goto out;
+    for (; made < nsubs; made++) {
+        redisReply *r;
+        struct epoll_event ev = {.events = EPOLLIN};
+        if (!(subs[made] = bench_redis_connect(cfg)))
+            goto out;
+        r = redisCommand(subs[made], "SUBSCRIBE %s", channel);
+        if (!r)
+            goto out;
+        freeReplyObject(r);
+        ev.data.fd = subs[made]->fd;
+        if (epoll_ctl(d.ep, EPOLL_CTL_ADD, subs[made]->fd, &ev) != 0)
+            goto out;
+    }
+    for (int i = 0; i < made; i++) /* non-blocking reads from here on */
+        if (nonblocking(subs[i]->fd) != 0)
+            goto out;
+    if (pthread_create(&th, NULL, drain_main, &d) != 0)
+        goto out;
+    started = 1;
+    if (redis_usage(rc, &cpu0, &n0) != 0)
+        goto out;
+    for (int b = 0; b < msgs; b += 100) {
+        for (int j = 0; j < 100; j++) {
+            snprintf(msg, sizeof(msg),
+                     "v1 key @fleetbench0000:%d:1700000000000000 user:%d",
+                     b + j, b + j);
+            redisAppendCommand(rc, "PUBLISH %s %s", channel, msg);
+        }
+        for (int j = 0; j < 100; j++) {
+            redisReply *r = NULL;
+            if (redisGetReply(rc, (void **)&r) != REDIS_OK)
+                goto out;
+            freeReplyObject(r);
+        }
+    }
+    if (redis_usage(rc, &cpu1, &n1) != 0)
+        goto out;
+    cost = (cpu1 - cpu0) * 1e6 / msgs;
+out:
+    if (started) {
+        atomic_store(&d.stop, 1);
+        pthread_join(th, NULL);
+    }
+    for (int i = 0; subs && i < nsubs; i++)
+        if (subs[i])
+            redisFree(subs[i]);
+    free(subs);
+    if (d.ep >= 0)
+        close(d.ep);
+    return cost;
+}
+
+/* Idle instances: Redis commands and CPU per second, per instance. */
+static int idle_cost(const bench_cfg *cfg, redisContext *rc, int n,
+                     double *cmds_per_s, double *cpu_us_per_s)
+{
+    tc_cache **c = calloc((size_t)n, sizeof(*c));
+    tc_options o;
+    double cpu0, cpu1, n0, n1;
+    uint64_t t0, t1;
+    int made = 0, rcode = -1;
+    if (!c)
+        return -1;
+    bench_cache_options(cfg, &o);
+    o.pool_size = 1;
+    o.channel = channel;
+    for (; made < n; made++)
+        if (!(c[made] = bench_cache_create(&o)))
+            goto out;
+    if (redis_usage(rc, &cpu0, &n0) != 0)
+        goto out;
+    t0 = bench_now_ns();
+    bench_sleep_us(cfg->quick ? 1000000 : 3000000);
+    if (redis_usage(rc, &cpu1, &n1) != 0)
+        goto out;
+    t1 = bench_now_ns();
+    {
+        double secs = (double)(t1 - t0) / 1e9;
+        /* One INFO of ours falls in the window. */
+        *cmds_per_s = (n1 - n0 - 1) / secs / n;
+        *cpu_us_per_s = (cpu1 - cpu0) * 1e6 / secs / n;
+    }
+    rcode = 0;
+out:
+    for (int i = 0; i < made; i++)
+        tc_cache_destroy(c[i]);
+    free(c);
+    return rcode;
+}
+
+void bench_fleet(const bench_cfg *cfg)
+{
+    static const int subs[] = {1, 10, 100, 500};
+    static const int idle[] = {1, 10, 100};
+    double w[4] = {0}, slope;
+    redisContext *rc = bench_redis_connect(cfg);
+    char key[64];
+    int msgs = cfg->quick ? 2000 : 20000;
+
+    printf("\n== fleet: what the bus costs Redis as instances grow ==\n");
+    if (!rc) {
+        bench_fail();
+        return;
+    }
+    printf("  %-34s %14s\n", "subscribers (instances)", "Redis CPU/write");
+    for (int i = 0; i < 4; i++) {
+        w[i] = write_cost(cfg, rc, subs[i], subs[i] >= 100 ? msgs / 4 : msgs);
+        if (w[i] < 0) {
+            fprintf(stderr, "tc-bench: fleet write cost with %d subscribers "
+                            "failed\n", subs[i]);
+            bench_fail();
+            redisFree(rc);
+            return;
+        }
+        printf("  %-34d %11.1f us\n", subs[i], w[i]);
+        snprintf(key, sizeof(key), "fleet_write_cpu_us_%d", subs[i]);
+        res_num(key, w[i]);
+    }
+    slope = (w[3] - w[0]) / (subs[3] - subs[0]);
+    res_num("fleet_write_cpu_us_per_sub", slope);
+    if (slope > 0) {
+        /* 10,000 writes/s x (base + slope x N) = one core's second. */
+        double n = (1e6 / 10000 - (w[0] - slope)) / slope;
+        printf("  largest fleet one Redis core carries at 10,000 writes/s: "
+               "%.0f instances (%.2f us per write per subscriber)\n",
+               n, slope);
+        res_num("fleet_max_instances_10k_writes", n);
+    }
+    printf("  %-34s %14s %14s\n", "idle instances", "cmds/s each",
+           "CPU us/s each");
+    for (int i = 0; i < 3; i++) {
+        double cmds, cpu;
+        if (cfg->quick && idle[i] > 10)
+            break;
+        if (idle_cost(cfg, rc, idle[i], &cmds, &cpu) != 0) {
+            fprintf(stderr, "tc-bench: fleet idle cost failed\n");
+            bench_fail();
+            break;
+        }
+        printf("  %-34d %14.1f %14.1f\n", idle[i], cmds, cpu);
+        snprintf(key, sizeof(key), "fleet_idle_cmds_per_s_per_instance_%d",
+                 idle[i]);
+        res_num(key, cmds);
+        snprintf(key, sizeof(key),
+                 "fleet_idle_cpu_us_per_s_per_instance_%d", idle[i]);
+        res_num(key, cpu);
+    }
+    redisFree(rc);
+}

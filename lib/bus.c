@@ -13,6 +13,7 @@
 #include "clock.h"
 #include "error.h"
 #include "handshake.h"
+#include "sentinel.h"
 #include "signals.h"
 
 int tc__reply_is(const redisReply *r, const char *s)
@@ -123,13 +124,27 @@ static void on_connect(const redisAsyncContext *ac, int status)
     tc__bus_reset(bus, why);
 }
 
-static redisAsyncContext *open_conn(tc__bus *bus)
+/* ROLE on a connection to the master the sentinels named: anything but a
+ * master (the sentinels lag a failover) means ask them again. */
+static void on_role_reply(redisAsyncContext *ac, void *reply, void *priv)
+{
+    tc__bus *bus = priv;
+    redisReply *r = reply;
+    if (!r || (ac != bus->sub && ac != bus->cmd))
+        return;
+    if (!tc__sentinel_role_is_master(r)) {
+        tc__sentinel_lost_master(bus->cfg->sentinel, bus->sgen);
+        tc__bus_reset(bus, "bus reached a server that is not the master");
+    }
+}
+
+/* Connect to `host`:`port` (NULL host: the configured unix socket). */
+static redisAsyncContext *open_conn(tc__bus *bus, const char *host, int port)
 {
     const tc__config *cfg = bus->cfg;
     tc__setup_cmds setup;
-    redisAsyncContext *ac = cfg->unix_path
-                                ? redisAsyncConnectUnix(cfg->unix_path)
-                                : redisAsyncConnect(cfg->host, cfg->port);
+    redisAsyncContext *ac = !host ? redisAsyncConnectUnix(cfg->unix_path)
+                                  : redisAsyncConnect(host, port);
     if (!ac)
         return NULL;
     if (ac->err) {
@@ -147,6 +162,8 @@ static redisAsyncContext *open_conn(tc__bus *bus)
     for (int i = 0; i < setup.n; i++)
         redisAsyncCommandArgv(ac, on_setup_reply, bus, setup.cmd[i].argc,
                               setup.cmd[i].argv, setup.cmd[i].argvlen);
+    if (cfg->sentinel)
+        redisAsyncCommand(ac, on_role_reply, bus, "ROLE");
     return ac;
 }
 
@@ -169,9 +186,27 @@ static void drop_conns(tc__bus *bus)
 static void bus_connect(tc__bus *bus)
 {
     const tc__config *cfg = bus->cfg;
+    const char *host = cfg->unix_path ? NULL : cfg->host;
+    char mhost[256];
+    int port = cfg->port;
     atomic_fetch_add(&bus->connects, 1);
-    bus->sub = open_conn(bus);
-    bus->cmd = bus->sub ? open_conn(bus) : NULL;
+    if (cfg->sentinel) {
+        /* Ask the sentinels on every (re)connect; blocks this thread for
+         * at most a connect + command timeout per sentinel, while the bus
+         * has no connection (and L1 is not served) anyway. */
+        tc_result r;
+        bus->sgen = tc__sentinel_generation(cfg->sentinel);
+        r = tc__sentinel_resolve(cfg->sentinel, mhost, sizeof(mhost), &port);
+        if (r != TC_OK) {
+            char why[300];
+            snprintf(why, sizeof(why), "bus: %s", tc_errmsg());
+            tc__bus_reset(bus, why);
+            return;
+        }
+        host = mhost;
+    }
+    bus->sub = open_conn(bus, host, port);
+    bus->cmd = bus->sub ? open_conn(bus, host, port) : NULL;
     if (!bus->sub || !bus->cmd) {
         tc__bus_reset(bus, "cannot open bus connections");
         return;
@@ -226,8 +261,17 @@ static void on_retry(struct ev_loop *loop, ev_timer *w, int revents)
 
 static void on_tick(struct ev_loop *loop, ev_timer *w, int revents)
 {
+    tc__bus *bus = w->data;
     (void)loop, (void)revents;
-    tc__lease_tick(w->data);
+    /* A failover seen by anyone in this process (a pool connection that
+     * got READONLY, a new address from the sentinels): the subscription
+     * may be on the old master, whose invalidations no longer come. */
+    if (bus->cfg->sentinel && (bus->sub || bus->cmd) &&
+        bus->sgen != tc__sentinel_generation(bus->cfg->sentinel)) {
+        tc__bus_reset(bus, "Redis master changed");
+        return;
+    }
+    tc__lease_tick(bus);
 }
 
 static void on_wake(struct ev_loop *loop, ev_async *w, int revents)

@@ -51,6 +51,8 @@ struct tc__bus {
     uint64_t hb_sent[TC__LEASE_RING]; /* send time of heartbeat n % RING */
     uint64_t hb_next, hb_oldest;      /* heartbeats sent / oldest unanswered */
     tc__backoff backoff;
+    uint64_t sgen;           /* sentinel generation the connections were
+                                made in (sentinel.h) */
 
     pthread_t thread;
     int started;

@@ -38,6 +38,7 @@
 #include "bus_internal.h"
 #include "clock.h"
 #include "parse.h"
+#include "sentinel.h"
 
 /* KEYS: members, clock. ARGV: id, lease ms, heartbeat channel, token. */
 static const char heartbeat_script[] =
@@ -97,8 +98,13 @@ static void on_heartbeat_reply(redisAsyncContext *ac, void *reply, void *priv)
     redisReply *r = reply;
     /* Success is proven by the token on the subscriber, not by this reply;
      * a refusal (ACL, a script error) just never extends the lease. */
-    if (r && ac == bus->cmd && r->type == REDIS_REPLY_ERROR)
+    if (r && ac == bus->cmd && r->type == REDIS_REPLY_ERROR) {
+        /* READONLY: our master was demoted by a failover; tell the pool. */
+        if (bus->cfg->sentinel &&
+            tc__sentinel_error_means_demoted(r->str, r->len))
+            tc__sentinel_lost_master(bus->cfg->sentinel, bus->sgen);
         tc__bus_reset(bus, "heartbeat refused");
+    }
 }
 
 static void send_heartbeat(tc__bus *bus)

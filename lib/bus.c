@@ -323,6 +323,7 @@ tc_result tc__bus_create(const tc__config *cfg, tc__l1 *l1, const char *id,
     snprintf(bus->id, sizeof(bus->id), "%s", id);
     bus->members_key = join("__tiercache:", cfg->channel, ":members");
     bus->clock_key = join("__tiercache:", cfg->channel, ":clock");
+    bus->epoch_key = join("__tiercache:", cfg->channel, ":epoch");
     bus->ch_ack = join(cfg->channel, ":ack:", id);
     bus->ch_pong = join(cfg->channel, ":pong:", id);
     tc__backoff_init(&bus->backoff, cfg->reconnect_min_ms,
@@ -333,7 +334,8 @@ tc_result tc__bus_create(const tc__config *cfg, tc__l1 *l1, const char *id,
         return tc__fail(TC_NO_MEMORY, "out of memory starting the bus");
     }
     bus->loop = ev_loop_new(EVFLAG_AUTO);
-    if (!bus->members_key || !bus->clock_key || !bus->ch_ack ||
+    if (!bus->members_key || !bus->clock_key || !bus->epoch_key ||
+        !bus->ch_ack ||
         !bus->ch_pong || !bus->loop) {
         tc__bus_destroy(bus);
         return tc__fail(TC_NO_MEMORY, "out of memory starting the bus");
@@ -376,6 +378,7 @@ void tc__bus_destroy(tc__bus *bus)
     tc__strict_destroy(&bus->strict);
     free(bus->members_key);
     free(bus->clock_key);
+    free(bus->epoch_key);
     free(bus->ch_ack);
     free(bus->ch_pong);
     free(bus);
@@ -398,6 +401,11 @@ const char *tc__bus_members_key(const tc__bus *bus)
 const char *tc__bus_clock_key(const tc__bus *bus)
 {
     return bus->clock_key;
+}
+
+const char *tc__bus_epoch_key(const tc__bus *bus)
+{
+    return bus->epoch_key;
 }
 
 uint64_t tc__bus_generation(tc__bus *bus)

@@ -39,6 +39,7 @@ struct tc__bus {
     char id[TC__ORIGIN_MAX + 1];
     /* Owned names, immutable after create. */
     char *members_key, *clock_key, *ch_ack, *ch_pong;
+    char *epoch_key; /* lease.c: which master the members set is from */
 
     /* Bus thread only. */
     struct ev_loop *loop;

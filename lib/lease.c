@@ -40,13 +40,31 @@
 #include "parse.h"
 #include "sentinel.h"
 
-/* KEYS: members, clock. ARGV: id, lease ms, heartbeat channel, token. */
+/* The master's replication id, which a replica promoted by a failover
+ * changes (INFO may be called from scripts; ROLE may not). */
+#define REPLID_LUA                                                           \
+    "local rid = string.match(redis.call('INFO', 'replication'), "          \
+    "'master_replid:(%w+)') or '' "
+
+/* KEYS: members, clock, epoch. ARGV: id, lease ms, heartbeat channel,
+ * token. The epoch key holds "<replid> <since ms>": a replid that differs
+ * from the server's means this dataset came from a master that failed
+ * over; the members set is then a replica's copy that may lack instances
+ * still serving L1 from the old master's proofs, so members are re-scored
+ * and `since` (now) fences strict writers for one lease (count script). */
 static const char heartbeat_script[] =
     "local t = redis.call('TIME') "
     "local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000) "
     "local lease = tonumber(ARGV[2]) "
     "local last = tonumber(redis.call('GET', KEYS[2]) or '0') "
-    "if last > 0 and (now < last or now - last > lease) then "
+    REPLID_LUA
+    "local ep = redis.call('GET', KEYS[3]) "
+    "local moved = ep and string.match(ep, '^(%w*)') ~= rid "
+    "if moved or not ep then "
+    "  redis.call('SET', KEYS[3], rid .. ' ' .. (moved and now or 0)) "
+    "end "
+    "redis.call('PEXPIRE', KEYS[3], 10 * lease + 60000) "
+    "if moved or (last > 0 and (now < last or now - last > lease)) then "
     "  for _, id in ipairs(redis.call('ZRANGE', KEYS[1], 0, -1)) do "
     "    redis.call('ZADD', KEYS[1], now + lease, id) "
     "  end "
@@ -58,12 +76,23 @@ static const char heartbeat_script[] =
     "redis.call('PUBLISH', ARGV[3], ARGV[4]) "
     "return 1";
 
-/* KEYS: members, clock. ARGV: lease ms. Read-only: the ids that may be
- * serving L1 (all of them when the server's clock seems to have stepped). */
+/* KEYS: members, clock, epoch. ARGV: lease ms. Read-only: the ids that
+ * may be serving L1 (all of them when the server's clock seems to have
+ * stepped), or 0 while the epoch fences: within a lease of the first
+ * heartbeat after a failover (or before it), when instances absent from
+ * this copy of the set may still serve L1 from the old master's proofs;
+ * the writer then waits out its lease, which outlasts every such proof
+ * (all sent before the old master's end, which preceded the promotion). */
 static const char count_script[] =
     "local t = redis.call('TIME') "
     "local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000) "
     "local lease = tonumber(ARGV[1]) "
+    "local ep = redis.call('GET', KEYS[3]) "
+    "if ep then "
+    "  local old, since = string.match(ep, '^(%w*) (%d+)$') "
+    REPLID_LUA
+    "  if old ~= rid or now < tonumber(since) + lease then return 0 end "
+    "end "
     "local last = tonumber(redis.call('GET', KEYS[2]) or '0') "
     "if last > 0 and (now < last or now - last > lease) then "
     "  return redis.call('ZRANGE', KEYS[1], 0, -1) "
@@ -117,8 +146,9 @@ static void send_heartbeat(tc__bus *bus)
     snprintf(token, sizeof(token), "%llu", (unsigned long long)n);
     bus->hb_sent[n % TC__LEASE_RING] = tc__now_ns();
     if (redisAsyncCommand(bus->cmd, on_heartbeat_reply, bus,
-                          "EVAL %s 2 %s %s %s %s %s %s", heartbeat_script,
-                          bus->members_key, bus->clock_key, bus->id, lease,
+                          "EVAL %s 3 %s %s %s %s %s %s %s",
+                          heartbeat_script, bus->members_key, bus->clock_key,
+                          bus->epoch_key, bus->id, lease,
                           bus->ch_pong, token) == REDIS_OK)
         bus->hb_next = n + 1;
 }

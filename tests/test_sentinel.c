@@ -373,6 +373,99 @@ Test(sentinel, demoted_master_answering_readonly_is_left)
     tc_cache_destroy(a);
 }
 
+/* ---- The master epoch that fences strict writers after a promotion --- */
+
+#define MEMBERS "__tiercache:cache:invalidate:members"
+#define CLOCK "__tiercache:cache:invalidate:clock"
+#define EPOCH "__tiercache:cache:invalidate:epoch"
+
+static char *count_on(const tcr_server *s, const char *lease)
+{
+    return tcr_cmd(s, NULL, "EVAL", tc__bus_count_script(), "3", MEMBERS,
+                   CLOCK, EPOCH, lease, NULL);
+}
+
+static char *replid_of(const tcr_server *s)
+{
+    char *info = tcr_cmd(s, NULL, "INFO", "replication", NULL);
+    char *p = info ? strstr(info, "master_replid:") : NULL, *out = NULL;
+    if (p) {
+        p += strlen("master_replid:");
+        out = strndup(p, strcspn(p, "\r\n"));
+    }
+    free(info);
+    return out;
+}
+
+Test(sentinel, count_script_fences_a_members_set_from_another_master)
+{
+    char *rid = replid_of(&topo.master), *s, ep[128];
+    cr_assert_not_null(rid);
+    free(tcr_cmd(&topo.master, NULL, "ZADD", MEMBERS, "1e15", "someone",
+                 NULL));
+    /* No epoch yet: the members are the answer. */
+    s = count_on(&topo.master, "1000");
+    cr_assert(s && strcmp(s, "someone") == 0, "no epoch: %s", s);
+    free(s);
+    /* Copied from a master with another replication id: fenced. */
+    free(tcr_cmd(&topo.master, NULL, "SET", EPOCH, "0123abcd 0", NULL));
+    s = count_on(&topo.master, "1000");
+    cr_assert(s && strcmp(s, "0") == 0, "other master's epoch: %s", s);
+    free(s);
+    /* This master, but since a moment ago: fenced for one lease. */
+    s = tcr_cmd(&topo.master, NULL, "TIME", NULL);
+    snprintf(ep, sizeof(ep), "%s %lld", rid, atoll(s) * 1000);
+    free(s);
+    free(tcr_cmd(&topo.master, NULL, "SET", EPOCH, ep, NULL));
+    s = count_on(&topo.master, "60000");
+    cr_assert(s && strcmp(s, "0") == 0, "within the lease: %s", s);
+    free(s);
+    s = count_on(&topo.master, "1");
+    cr_assert(s && strcmp(s, "someone") == 0, "after the lease: %s", s);
+    free(s);
+    free(rid);
+}
+
+typedef struct epoch_arg {
+    const char *rid;
+} epoch_arg;
+
+/* The epoch key names this master with a non-zero "since". */
+static int epoch_moved(void *p)
+{
+    epoch_arg *e = p;
+    char *s = tcr_cmd(&topo.master, NULL, "GET", EPOCH, NULL);
+    size_t n = strlen(e->rid);
+    int ok = s && strncmp(s, e->rid, n) == 0 && s[n] == ' ' &&
+             atoll(s + n + 1) > 0;
+    free(s);
+    return ok;
+}
+
+Test(sentinel, heartbeat_takes_over_an_epoch_from_another_master)
+{
+    tc_options o = sentinel_opts(topo.url);
+    epoch_arg e;
+    tc_cache *c;
+    char *s, *rid = replid_of(&topo.master);
+    cr_assert_not_null(rid);
+    e.rid = rid;
+    /* As a replica promoted by a failover has it: the old master's epoch
+     * and a member the old master counted, long dead here. */
+    free(tcr_cmd(&topo.master, NULL, "SET", EPOCH, "0123abcd 0", NULL));
+    free(tcr_cmd(&topo.master, NULL, "ZADD", MEMBERS, "1", "gone", NULL));
+    o.coherence = TC_COHERENCE_STRICT;
+    c = must_create(&o);
+    AWAIT(epoch_moved, &e, "the heartbeat never took the epoch over");
+    /* Members were re-scored rather than pruned: "gone" is counted for a
+     * lease, as it may still serve L1 from the old master's proofs. */
+    s = tcr_cmd(&topo.master, NULL, "ZSCORE", MEMBERS, "gone", NULL);
+    cr_assert(s && atoll(s) > 1, "gone was not re-scored: %s", s);
+    free(s);
+    tc_cache_destroy(c);
+    free(rid);
+}
+
 /* ---- Strict mode across the failover -------------------------------- */
 
 typedef struct strict_run {

@@ -62,7 +62,8 @@ static const opt opts[] = {
     {"log-level", "TIERCACHED_LOG_LEVEL", K_LEVEL, F(log_level), "LEVEL",
      "debug, info, warn or error (default info)"},
     {"redis-url", NULL, K_SECRET, F(opts.url), "URL",
-     "L2: redis://[user:pass@]host[:port][/db] or unix:///path [REDIS_URL]"},
+     "L2: redis://[user:pass@]host[:port][/db], unix:///path or "
+     "redis-sentinel://h1:p1,h2:p2/master [REDIS_URL]"},
     {"redis-host", NULL, K_STR, F(opts.host), "HOST", "[REDIS_HOST]"},
     {"redis-port", NULL, K_PORT, F(opts.port), "N", "[REDIS_PORT]"},
     {"redis-socket", NULL, K_STR, F(opts.unix_path), "PATH",

@@ -174,12 +174,19 @@ static char *read_secret(const char *path, FILE *err)
 
 /* Overwrite a secret in argv so that /proc/<pid>/cmdline (ps, any local
  * user) no longer shows it, as redis-server does. A URL keeps its shape:
- * only the password between "user:" and '@' goes. */
+ * only the password between "user:" and '@' goes, and a sentinel_password=
+ * query value. */
 static void hide_in_argv(const opt *o, char *val)
 {
     char *from = val, *to = val + strlen(val);
     if (o->off == F(opts.url)) {
         char *auth = strstr(val, "://"), *at, *colon;
+        char *sp = strstr(val, "sentinel_password=");
+        if (sp) { /* redis-sentinel://...?sentinel_password=SECRET[&...] */
+            sp += strlen("sentinel_password=");
+            for (; *sp && *sp != '&'; sp++)
+                *sp = '*';
+        }
         if (!auth)
             return;
         auth += 3;

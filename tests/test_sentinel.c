@@ -255,6 +255,7 @@ Test(sentinel, kill_master_writes_resume_and_l1_is_flushed)
     tc_stats st0, st;
     char *s;
     tc_result r;
+    double t_kill;
 
     cr_assert_eq(set_str(a, "k", "v1", 0), TC_OK, "%s", tc_errmsg());
     warm(a, "k", "v1");
@@ -264,6 +265,7 @@ Test(sentinel, kill_master_writes_resume_and_l1_is_flushed)
     free(s);
     tc_cache_stats(a, &st0);
 
+    t_kill = tcr_now_ms();
     tcr_kill(&topo.master);
     memset(&w, 0, sizeof(w));
     w.c = a;
@@ -272,6 +274,9 @@ Test(sentinel, kill_master_writes_resume_and_l1_is_flushed)
     cr_assert(tcr_wait(write_one, &w, 120000),
               "writes did not resume: %d ok, %d outages, %d others (%s)",
               w.ok_after_kill, w.outages, w.others, tc_errmsg());
+    fprintf(stderr, "kill -9 master: 20 writes done on the new master "
+            "%.0f ms after the kill (%d writes failed fast meanwhile, down-"
+            "after-milliseconds 1000)\n", tcr_now_ms() - t_kill, w.outages);
     cr_assert_eq(w.others, 0, "a write failed with %s, not an outage",
                  tc_strerror(w.other));
     cr_assert(tcr_wait(replica_promoted, NULL, 60000),

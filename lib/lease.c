@@ -41,10 +41,13 @@
 #include "sentinel.h"
 
 /* The master's replication id, which a replica promoted by a failover
- * changes (INFO may be called from scripts; ROLE may not). */
+ * changes (INFO may be called from scripts; ROLE may not). An ACL user
+ * without INFO, or a renamed INFO, gives '' everywhere: no fence, as
+ * before the epoch existed, rather than a bus that never comes up. */
 #define REPLID_LUA                                                           \
-    "local rid = string.match(redis.call('INFO', 'replication'), "          \
-    "'master_replid:(%w+)') or '' "
+    "local info = redis.pcall('INFO', 'replication') "                      \
+    "local rid = type(info) == 'string' and "                              \
+    "string.match(info, 'master_replid:(%w+)') or '' "
 
 /* KEYS: members, clock, epoch. ARGV: id, lease ms, heartbeat channel,
  * token. The epoch key holds "<replid> <since ms>": a replid that differs

@@ -420,6 +420,36 @@ int tcr_sentinels_agree(const tcr_sentinels *t, const tcr_server *s)
     return ok;
 }
 
+/* An "name:<number>" field of an INFO text, or -1. */
+static long long info_field(const char *info, const char *name)
+{
+    const char *p = info ? strstr(info, name) : NULL;
+    return p ? atoll(p + strlen(name)) : -1;
+}
+
+typedef struct catch_up {
+    const tcr_sentinels *t;
+    long long target;
+} catch_up;
+
+static int replica_reached(void *p)
+{
+    catch_up *c = p;
+    char *info = tcr_cmd(&c->t->replica, NULL, "INFO", "replication", NULL);
+    long long off = info_field(info, "slave_repl_offset:");
+    int up = info && strstr(info, "master_link_status:up") != NULL;
+    free(info);
+    return up && off >= c->target;
+}
+
+int tcr_replica_caught_up(const tcr_sentinels *t, int timeout_ms)
+{
+    char *info = tcr_cmd(&t->master, NULL, "INFO", "replication", NULL);
+    catch_up c = {t, info_field(info, "master_repl_offset:")};
+    free(info);
+    return c.target >= 0 && tcr_wait(replica_reached, &c, timeout_ms);
+}
+
 /* Ready for a failover: the replica in sync, each sentinel seeing the
  * replica and both other sentinels. */
 static int topology_ready(void *p)
@@ -468,7 +498,8 @@ int tcr_sentinels_start(tcr_sentinels *t, const char *name, int timeout_ms)
              "redis-sentinel://127.0.0.1:%d,127.0.0.1:%d,127.0.0.1:%d/%s",
              t->sentinel[0].port, t->sentinel[1].port, t->sentinel[2].port,
              name);
-    if (!tcr_wait(topology_ready, t, timeout_ms)) {
+    if (!tcr_wait(topology_ready, t, timeout_ms) ||
+        !tcr_replica_caught_up(t, timeout_ms)) {
         fprintf(stderr, "tcr: sentinel topology not ready in %d ms\n",
                 timeout_ms);
         goto fail;

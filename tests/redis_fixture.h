@@ -61,6 +61,12 @@ typedef struct tcr_sentinels {
 int tcr_sentinels_start(tcr_sentinels *t, const char *name, int timeout_ms);
 /** Stop every process by pid, remove the dirs. Idempotent. */
 void tcr_sentinels_stop(tcr_sentinels *t);
+/** Wait (up to `timeout_ms`) until the replica has processed everything
+ *  the master had written when this was called (its slave_repl_offset
+ *  reaches the master's master_repl_offset). 1 when it has, 0 otherwise.
+ *  Not WAIT: WAIT counts replicas that have the calling connection's own
+ *  writes, and a fresh connection has none. */
+int tcr_replica_caught_up(const tcr_sentinels *t, int timeout_ms);
 /** The master's port according to sentinel i, or -1 when it does not
  *  answer. */
 int tcr_sentinel_master_port(const tcr_sentinels *t, int i);

@@ -514,7 +514,6 @@ static void run_instances(run *rn, const spec *sp)
     switch (sp->d) {
     case KILL_MASTER: {
         struct timespec ts;
-        char *raw;
         cr_assert(tcr_wait(all_bus_up, &wa, WAIT_MS),
                   "an instance's bus never came up");
         tcr_sleep_ms(ms / 4); /* instances run against the first master */
@@ -526,8 +525,8 @@ static void run_instances(run *rn, const spec *sp)
         expect_reply(cmd("CLIENT", "PAUSE", "60000", "WRITE", NULL, NULL,
                          NULL),
                      "OK", "CLIENT PAUSE");
-        raw = cmd("WAIT", "1", "10000", NULL, NULL, NULL, NULL);
-        expect_reply(raw, "1", "WAIT for the replica");
+        cr_assert(tcr_replica_caught_up(&topo, WAIT_MS),
+                  "the replica did not catch up");
         clock_gettime(CLOCK_MONOTONIC, &ts);
         rn->kill_ns = (uint64_t)ts.tv_sec * 1000000000ULL +
                       (uint64_t)ts.tv_nsec;

@@ -260,9 +260,8 @@ Test(sentinel, kill_master_writes_resume_and_l1_is_flushed)
     cr_assert_eq(set_str(a, "k", "v1", 0), TC_OK, "%s", tc_errmsg());
     warm(a, "k", "v1");
     /* The replica has it (the test only changes it there after). */
-    s = tcr_cmd(&topo.master, NULL, "WAIT", "1", "5000", NULL);
-    cr_assert(s && strcmp(s, "1") == 0, "replica did not catch up: %s", s);
-    free(s);
+    cr_assert(tcr_replica_caught_up(&topo, 30000),
+              "the replica did not catch up");
     tc_cache_stats(a, &st0);
 
     t_kill = tcr_now_ms();
@@ -471,6 +470,74 @@ Test(sentinel, heartbeat_takes_over_an_epoch_from_another_master)
     free(rid);
 }
 
+/* The fence end to end. The master hangs (SIGSTOP: connections stay
+ * open), so b keeps serving its L1 for its long lease; the replica's copy
+ * of the members set lacks b (as if b's heartbeats had not replicated);
+ * the sentinels promote the replica and a writes there in strict mode.
+ * Only the epoch fence stands between that write returning and b still
+ * serving the old value: the members a counts on the new master do not
+ * include b. */
+static int async_write_works(void *p)
+{
+    tc_set_opts so = {0, 0, TC_SET_ASYNC};
+    return tc_set_ex(p, "probe", 5, "1", 1, &so) == TC_OK;
+}
+
+Test(sentinel, strict_write_on_promoted_replica_outlasts_old_leases)
+{
+    tc_options o = sentinel_opts(topo.url);
+    tc_cache *a, *b;
+    tc_stats st0, st;
+    char *s;
+    o.coherence = TC_COHERENCE_STRICT;
+    o.lease_ms = 20000; /* b serves for ~19 s after its last proof */
+    a = must_create(&o);
+    b = must_create(&o);
+    cr_assert_eq(set_str(a, "k", "v1", 0), TC_OK, "%s", tc_errmsg());
+    warm(b, "k", "v1");
+    cr_assert(tcr_replica_caught_up(&topo, 30000),
+              "the replica did not catch up");
+    tcr_pause(&topo.master);
+    AWAIT(tcr_stopped, &topo.master, "the master never stopped");
+    s = tcr_cmd(&topo.replica, NULL, "CONFIG", "SET", "replica-read-only",
+                "no", NULL);
+    free(s);
+    s = tcr_cmd(&topo.replica, NULL, "ZREM", MEMBERS,
+                tc_cache_instance_id(b), NULL);
+    if (!s || strcmp(s, "1") != 0) {
+        char *m = tcr_cmd(&topo.replica, NULL, "ZRANGE", MEMBERS, "0", "-1",
+                          "WITHSCORES", NULL);
+        char *e = tcr_cmd(&topo.replica, NULL, "GET", EPOCH, NULL);
+        cr_assert_fail("b (%s) a (%s) was not in the replica's set: %s; set "
+                       "%s; epoch %s", tc_cache_instance_id(b),
+                       tc_cache_instance_id(a), s, m, e);
+    }
+    free(s);
+    tc_cache_stats(a, &st0);
+    /* a's pool finds the new master; its bus follows and proves itself
+     * there, so a's own acknowledgement is not what holds the write. */
+    cr_assert(tcr_wait(async_write_works, a, 120000),
+              "writes never resumed on the new master (%s)", tc_errmsg());
+    {
+        moved_arg m = {a, st0.bus_flushes};
+        AWAIT(moved_and_servable, &m, "a's bus never moved");
+    }
+    cr_assert(l1_serves(b, "k", "v1"),
+              "setup: b stopped serving v1 before the write (its lease "
+              "ran out: the failover took longer than 19 s?)");
+    tc_cache_stats(a, &st0);
+    cr_assert_eq(set_str(a, "k", "v2", 0), TC_OK, "%s", tc_errmsg());
+    /* The write returned: b must not serve v1, whatever its lease says. */
+    cr_assert(!l1_serves(b, "k", "v1"),
+              "b served v1 after a strict write of v2 returned");
+    tc_cache_stats(a, &st);
+    cr_assert_gt(st.strict_lease_expiries, st0.strict_lease_expiries,
+                 "the write did not wait out its lease");
+    tcr_kill(&topo.master);
+    tc_cache_destroy(b);
+    tc_cache_destroy(a);
+}
+
 /* ---- Strict mode across the failover -------------------------------- */
 
 typedef struct strict_run {
@@ -571,6 +638,15 @@ Test(sentinel, strict_zero_stale_reads_across_failover)
         }
         if (phase == 0) {
             cr_assert_geq(atomic_load(&x.last_ok), 30, "writes never flowed");
+            /* Writes paused and the replica caught up: a write started
+             * from here blocks until the kill fails it, so every write
+             * counted as after the kill is one the new master took. */
+            s = tcr_cmd(&topo.master, NULL, "CLIENT", "PAUSE", "60000",
+                        "WRITE", NULL);
+            cr_assert(s && strcmp(s, "OK") == 0, "CLIENT PAUSE: %s", s);
+            free(s);
+            cr_assert(tcr_replica_caught_up(&topo, 30000),
+                      "the replica did not catch up");
             atomic_store(&x.killed, 1);
             tcr_kill(&topo.master);
         }
@@ -580,7 +656,7 @@ Test(sentinel, strict_zero_stale_reads_across_failover)
     fprintf(stderr, "strict failover: %ld reads (%ld from L1, %ld failed), "
                 "%ld stale, %ld older than a write the dead master "
                 "acknowledged; writes after the kill: %d ok, %d outages, "
-                "%d other",
+                "%d other\n",
                 reads, l1_reads, fails, stale, stale_lost,
                 atomic_load(&x.ok_post), atomic_load(&x.outages),
                 atomic_load(&x.others));

@@ -62,7 +62,8 @@ static const opt opts[] = {
     {"log-level", "TIERCACHED_LOG_LEVEL", K_LEVEL, F(log_level), "LEVEL",
      "debug, info, warn or error (default info)"},
     {"redis-url", NULL, K_SECRET, F(opts.url), "URL",
-     "L2: redis://[user:pass@]host[:port][/db] or unix:///path [REDIS_URL]"},
+     "L2: redis://[user:pass@]host[:port][/db], unix:///path or "
+     "redis-sentinel://h1:p1,h2:p2/master [REDIS_URL]"},
     {"redis-host", NULL, K_STR, F(opts.host), "HOST", "[REDIS_HOST]"},
     {"redis-port", NULL, K_PORT, F(opts.port), "N", "[REDIS_PORT]"},
     {"redis-socket", NULL, K_STR, F(opts.unix_path), "PATH",
@@ -173,12 +174,19 @@ static char *read_secret(const char *path, FILE *err)
 
 /* Overwrite a secret in argv so that /proc/<pid>/cmdline (ps, any local
  * user) no longer shows it, as redis-server does. A URL keeps its shape:
- * only the password between "user:" and '@' goes. */
+ * only the password between "user:" and '@' goes, and a sentinel_password=
+ * query value. */
 static void hide_in_argv(const opt *o, char *val)
 {
     char *from = val, *to = val + strlen(val);
     if (o->off == F(opts.url)) {
         char *auth = strstr(val, "://"), *at, *colon;
+        char *sp = strstr(val, "sentinel_password=");
+        if (sp) { /* redis-sentinel://...?sentinel_password=SECRET[&...] */
+            sp += strlen("sentinel_password=");
+            for (; *sp && *sp != '&'; sp++)
+                *sp = '*';
+        }
         if (!auth)
             return;
         auth += 3;

@@ -134,7 +134,12 @@ typedef struct tc_options {
     /* Where L2 lives: "redis://[user:pass@]host[:port][/db]" (rediss://
      * for TLS) or
      * "unix:///path/to.sock[?db=N]". Explicit host/port/unix_path/db/
-     * username/password fields below win over the URL's parts. */
+     * username/password fields below win over the URL's parts.
+     * Or Redis Sentinel: "redis-sentinel://[user:pass@]h1[:p1],h2[:p2],...
+     * /master-name[/db][?sentinel_username=U&sentinel_password=P]"
+     * (sentinel port 26379 by default; user:pass are the master's): every
+     * connection asks the sentinels for the master and follows failovers
+     * (README, "Sentinel"). Also accepted in REDIS_URL. */
     const char *url;
     const char *host;          /* default "127.0.0.1" */
     int port;                  /* default 6379 */
@@ -212,8 +217,11 @@ typedef struct tc_options {
  * Fill `opts` from a URL (see tc_options.url; rediss:// also sets `tls` to
  * TC_YES). Strings in `opts` point into
  * `storage`, which the caller provides (at least strlen(url)+1 bytes) and must
- * keep alive while `opts` is used. Returns TC_BAD_ARGUMENT with a detail in
- * tc_errmsg() for a malformed URL; `opts` is then unchanged.
+ * keep alive while `opts` is used. A redis-sentinel:// URL is checked and
+ * copied whole into `storage`, and `opts->url` points at the copy (the
+ * sentinels have no fields of their own). Returns TC_BAD_ARGUMENT with a
+ * detail in tc_errmsg() for a malformed URL; `opts` is then unchanged.
+ * Thread-safe: touches only its arguments.
  */
 TC_EXTERN tc_result tc_options_parse_url(tc_options *opts, const char *url,
                                          char *storage, size_t storage_len);
@@ -228,8 +236,10 @@ typedef struct tc_cache tc_cache;
 /**
  * Create a cache. `opts` may be NULL (all defaults plus the environment) and
  * is copied. Redis being down is not an error: the cache starts degraded and
- * reconnects in the background. Returns TC_AUTH when Redis refuses the
- * credentials and TC_BAD_ARGUMENT for malformed options. On success *out is
+ * reconnects in the background (with Sentinel: no sentinel answering is the
+ * same). Returns TC_AUTH when Redis refuses the credentials and
+ * TC_BAD_ARGUMENT for malformed options (with Sentinel: also when every
+ * sentinel that answered knows no master by that name). On success *out is
  * the caller's, to be freed with tc_cache_destroy().
  */
 TC_EXTERN tc_result tc_cache_create(const tc_options *opts, tc_cache **out);

@@ -11,6 +11,7 @@
 #include "clock.h"
 #include "error.h"
 #include "handshake.h"
+#include "sentinel.h"
 #include "signals.h"
 
 int tc__reply_is(const redisReply *r, const char *s)
@@ -102,7 +103,21 @@ static void on_conn_error(tc__aconn *ac, const char *why, void *data)
     tc__bus_reset(bus, msg);
 }
 
-static tc__aconn *open_conn(tc__bus *bus)
+/* ROLE on a connection to the master the sentinels named: anything but a
+ * master (the sentinels lag a failover) means ask them again. */
+static void on_role_reply(tc__aconn *ac, redisReply *r, void *priv)
+{
+    tc__bus *bus = priv;
+    if (!r || (ac != bus->sub && ac != bus->cmd))
+        return;
+    if (!tc__sentinel_role_is_master(r)) {
+        tc__sentinel_lost_master(bus->cfg->sentinel, bus->sgen);
+        tc__bus_reset(bus, "bus reached a server that is not the master");
+    }
+}
+
+/* Connect to `host`:`port` (NULL host: the configured unix socket). */
+static tc__aconn *open_conn(tc__bus *bus, const char *host, int port)
 {
     const tc__config *cfg = bus->cfg;
     tc__setup_cmds setup;
@@ -110,18 +125,26 @@ static tc__aconn *open_conn(tc__bus *bus)
     tc__aconn_events ev = {on_conn_error, on_sub_reply, bus};
     tc__aconn *ac;
     tc__conn_opts_of(cfg, &o);
+    if (host) {
+        o.host = host;
+        o.unix_path = NULL;
+        o.port = port;
+    }
     if (tc__aconn_open(bus->loop, &o, &ev, &ac) != TC_OK)
         return NULL; /* why: in tc_errmsg() */
     tc__setup_cmds_make(cfg, &setup);
     for (int i = 0; i < setup.n; i++)
         if (tc__aconn_command_argv(ac, on_setup_reply, bus, setup.cmd[i].argc,
                                    setup.cmd[i].argv,
-                                   setup.cmd[i].argvlen) != 0) {
-            tc__aconn_free(ac);
-            tc__fail(TC_NO_MEMORY, "out of memory");
-            return NULL;
-        }
+                                   setup.cmd[i].argvlen) != 0)
+            goto oom;
+    if (cfg->sentinel && tc__aconn_commandf(ac, on_role_reply, bus, "ROLE"))
+        goto oom;
     return ac;
+oom:
+    tc__aconn_free(ac);
+    tc__fail(TC_NO_MEMORY, "out of memory");
+    return NULL;
 }
 
 /* Drop both connections (bus thread); safe from their own callbacks. */
@@ -140,9 +163,27 @@ static void drop_conns(tc__bus *bus)
 static void bus_connect(tc__bus *bus)
 {
     const tc__config *cfg = bus->cfg;
+    const char *host = cfg->unix_path ? NULL : cfg->host;
+    char mhost[256];
+    int port = cfg->port;
     atomic_fetch_add(&bus->connects, 1);
-    bus->sub = open_conn(bus);
-    bus->cmd = bus->sub ? open_conn(bus) : NULL;
+    if (cfg->sentinel) {
+        /* Ask the sentinels on every (re)connect; blocks this thread for
+         * at most a connect + command timeout per sentinel, while the bus
+         * has no connection (and L1 is not served) anyway. */
+        tc_result r;
+        bus->sgen = tc__sentinel_generation(cfg->sentinel);
+        r = tc__sentinel_resolve(cfg->sentinel, mhost, sizeof(mhost), &port);
+        if (r != TC_OK) {
+            char why[300];
+            snprintf(why, sizeof(why), "bus: %s", tc_errmsg());
+            tc__bus_reset(bus, why);
+            return;
+        }
+        host = mhost;
+    }
+    bus->sub = open_conn(bus, host, port);
+    bus->cmd = bus->sub ? open_conn(bus, host, port) : NULL;
     if (!bus->sub || !bus->cmd) {
         char why[320];
         snprintf(why, sizeof(why), "bus connect failed: %s", tc_errmsg());
@@ -198,8 +239,17 @@ static void on_retry(struct ev_loop *loop, ev_timer *w, int revents)
 
 static void on_tick(struct ev_loop *loop, ev_timer *w, int revents)
 {
+    tc__bus *bus = w->data;
     (void)loop, (void)revents;
-    tc__lease_tick(w->data);
+    /* A failover seen by anyone in this process (a pool connection that
+     * got READONLY, a new address from the sentinels): the subscription
+     * may be on the old master, whose invalidations no longer come. */
+    if (bus->cfg->sentinel && (bus->sub || bus->cmd) &&
+        bus->sgen != tc__sentinel_generation(bus->cfg->sentinel)) {
+        tc__bus_reset(bus, "Redis master changed");
+        return;
+    }
+    tc__lease_tick(bus);
 }
 
 static void on_wake(struct ev_loop *loop, ev_async *w, int revents)
@@ -251,6 +301,7 @@ tc_result tc__bus_create(const tc__config *cfg, tc__l1 *l1, const char *id,
     snprintf(bus->id, sizeof(bus->id), "%s", id);
     bus->members_key = join("__tiercache:", cfg->channel, ":members");
     bus->clock_key = join("__tiercache:", cfg->channel, ":clock");
+    bus->epoch_key = join("__tiercache:", cfg->channel, ":epoch");
     bus->ch_ack = join(cfg->channel, ":ack:", id);
     bus->ch_pong = join(cfg->channel, ":pong:", id);
     tc__backoff_init(&bus->backoff, cfg->reconnect_min_ms,
@@ -261,7 +312,8 @@ tc_result tc__bus_create(const tc__config *cfg, tc__l1 *l1, const char *id,
         return tc__fail(TC_NO_MEMORY, "out of memory starting the bus");
     }
     bus->loop = ev_loop_new(EVFLAG_AUTO);
-    if (!bus->members_key || !bus->clock_key || !bus->ch_ack ||
+    if (!bus->members_key || !bus->clock_key || !bus->epoch_key ||
+        !bus->ch_ack ||
         !bus->ch_pong || !bus->loop) {
         tc__bus_destroy(bus);
         return tc__fail(TC_NO_MEMORY, "out of memory starting the bus");
@@ -304,6 +356,7 @@ void tc__bus_destroy(tc__bus *bus)
     tc__strict_destroy(&bus->strict);
     free(bus->members_key);
     free(bus->clock_key);
+    free(bus->epoch_key);
     free(bus->ch_ack);
     free(bus->ch_pong);
     free(bus);
@@ -331,6 +384,11 @@ const char *tc__bus_members_key(const tc__bus *bus)
 const char *tc__bus_clock_key(const tc__bus *bus)
 {
     return bus->clock_key;
+}
+
+const char *tc__bus_epoch_key(const tc__bus *bus)
+{
+    return bus->epoch_key;
 }
 
 uint64_t tc__bus_generation(tc__bus *bus)

@@ -62,7 +62,11 @@ void tc__bus_stats(tc__bus *bus, tc_stats *out);
 const char *tc__bus_members_key(const tc__bus *bus);
 /** Key of the last server TIME any script saw (lease.c: clock steps). */
 const char *tc__bus_clock_key(const tc__bus *bus);
-/** The count script: KEYS members, clock; ARGV lease ms. */
+/** Key of the master epoch ("<replid> <since ms>", lease.c): strict
+ *  writers on a master promoted by a failover wait out their lease. */
+const char *tc__bus_epoch_key(const tc__bus *bus);
+/** The count script: KEYS members, clock, epoch; ARGV lease ms. Returns
+ *  the member ids, or 0 when the writer must wait out its lease. */
 const char *tc__bus_count_script(void);
 
 

@@ -39,6 +39,7 @@ struct tc__bus {
     char id[TC__ORIGIN_MAX + 1];
     /* Owned names, immutable after create. */
     char *members_key, *clock_key, *ch_ack, *ch_pong;
+    char *epoch_key; /* lease.c: which master the members set is from */
 
     /* Bus thread only. */
     struct ev_loop *loop;
@@ -51,6 +52,8 @@ struct tc__bus {
     uint64_t hb_sent[TC__LEASE_RING]; /* send time of heartbeat n % RING */
     uint64_t hb_next, hb_oldest;      /* heartbeats sent / oldest unanswered */
     tc__backoff backoff;
+    uint64_t sgen;           /* sentinel generation the connections were
+                                made in (sentinel.h) */
 
     pthread_t thread;
     int started;

@@ -11,8 +11,9 @@
 
 #include "config.h"
 #include "error.h"
-#include "tls.h"
 #include "parse.h"
+#include "sentinel.h"
+#include "tls.h"
 
 /* Parts of a URL; strings point into `buf`, owned by the struct. */
 typedef struct url_parts {
@@ -21,6 +22,12 @@ typedef struct url_parts {
     int port; /* 0 = not given */
     int db;   /* -1 = not given */
     int tls;  /* 1: rediss:// */
+    /* redis-sentinel://: the sentinels, the master's name, and the
+     * sentinels' own credentials (query parameters). */
+    unsigned nsentinels;
+    const char *sentinel_host[TC__MAX_SENTINELS];
+    int sentinel_port[TC__MAX_SENTINELS]; /* 0 = not given */
+    const char *master, *sentinel_username, *sentinel_password;
 } url_parts;
 
 static int hexval(int c)
@@ -92,20 +99,149 @@ static tc_result parse_userinfo(url_parts *u, const char *s, const char *e,
     return TC_OK;
 }
 
-static tc_result parse_query(url_parts *u, const char *q, const char *e)
+/* Does [q, end) start with `name`? */
+static int has_param(const char *q, const char *end, const char *name)
+{
+    size_t n = strlen(name);
+    return (size_t)(end - q) > n && strncmp(q, name, n) == 0;
+}
+
+/* db=N; for redis-sentinel:// (`sentinel`) also sentinel_username= and
+ * sentinel_password=, decoded into *w. */
+static tc_result parse_query(url_parts *u, const char *q, const char *e,
+                             int sentinel, char **w)
 {
     while (q < e) {
         const char *amp = memchr(q, '&', (size_t)(e - q));
         const char *end = amp ? amp : e;
+        const char **dst = NULL;
+        size_t skip = 0;
         long v;
-        if (end - q > 3 && strncmp(q, "db=", 3) == 0) {
+        if (has_param(q, end, "db=")) {
             if (parse_int(q + 3, end, 0, 1 << 20, &v))
                 return bad_url(u, "db must be a number from 0");
             u->db = (int)v;
+        } else if (sentinel && has_param(q, end, "sentinel_username=")) {
+            dst = &u->sentinel_username, skip = 18;
+        } else if (sentinel && has_param(q, end, "sentinel_password=")) {
+            dst = &u->sentinel_password, skip = 18;
         } else if (end > q) {
-            return bad_url(u, "unknown query parameter (only db= is known)");
+            return bad_url(u, sentinel
+                                  ? "unknown query parameter (known: db=, "
+                                    "sentinel_username=, sentinel_password=)"
+                                  : "unknown query parameter (only db= is "
+                                    "known)");
+        }
+        if (dst) {
+            if (pct_decode(q + skip, end, *w))
+                return bad_url(u, "bad %-escape in a query parameter");
+            *dst = *w;
+            *w += strlen(*w) + 1;
         }
         q = amp ? amp + 1 : e;
+    }
+    return TC_OK;
+}
+
+/* "host[:port]" or "[ipv6][:port]" spelling all of [p, hend): the host,
+ * decoded into *w, and the port (0 when not given). */
+static tc_result parse_host(url_parts *u, const char *p, const char *hend,
+                            char **w, const char **host, int *port)
+{
+    const char *pcolon = NULL;
+    *host = NULL;
+    *port = 0;
+    if (p < hend && *p == '[') { /* [ipv6]:port */
+        const char *rb = memchr(p, ']', (size_t)(hend - p));
+        if (!rb)
+            return bad_url(u, "unclosed '[' in host");
+        memcpy(*w, p + 1, (size_t)(rb - p - 1));
+        (*w)[rb - p - 1] = '\0';
+        if (rb + 1 < hend) {
+            if (rb[1] != ':')
+                return bad_url(u, "junk after ']' in host");
+            pcolon = rb + 1;
+        }
+    } else {
+        pcolon = memchr(p, ':', (size_t)(hend - p));
+        if (pct_decode(p, pcolon ? pcolon : hend, *w))
+            return bad_url(u, "bad %-escape in host");
+    }
+    if (**w) {
+        *host = *w;
+        *w += strlen(*w) + 1;
+    }
+    if (pcolon) {
+        long v;
+        if (parse_int(pcolon + 1, hend, 1, 65535, &v))
+            return bad_url(u, "port must be a number from 1 to 65535");
+        *port = (int)v;
+    }
+    for (const char *s = *host ? *host : ""; *s; s++)
+        if (isspace((unsigned char)*s) || *s == '@' || *s == '/' ||
+            *s == ',')
+            return bad_url(u, "invalid character in host");
+    if (!*host)
+        return bad_url(u, "missing host");
+    return TC_OK;
+}
+
+/* redis-sentinel://[user:pass@]h1[:p1][,h2[:p2]...]/master[/db][?query]
+ * from `p` (after the scheme) to `e`. user:pass are the master's. */
+static tc_result parse_sentinel_url(url_parts *u, const char *p,
+                                    const char *e, char **w)
+{
+    const char *q = memchr(p, '?', (size_t)(e - p)), *slash, *at = NULL;
+    const char *name, *name_end;
+    tc_result r;
+    if (q) {
+        if ((r = parse_query(u, q + 1, e, 1, w)) != TC_OK)
+            return r;
+        e = q;
+    }
+    slash = memchr(p, '/', (size_t)(e - p));
+    if (!slash)
+        return bad_url(u, "redis-sentinel:// needs /master-name after the "
+                          "sentinels");
+    for (const char *s = p; s < slash; s++)
+        if (*s == '@')
+            at = s;
+    if (at) {
+        if ((r = parse_userinfo(u, p, at, w)) != TC_OK)
+            return r;
+        p = at + 1;
+    }
+    while (p <= slash) {
+        const char *comma = memchr(p, ',', (size_t)(slash - p));
+        const char *hend = comma ? comma : slash;
+        /* [ipv6] may hold no comma, so the first ',' ends this entry. */
+        if (u->nsentinels == TC__MAX_SENTINELS)
+            return bad_url(u, "too many sentinels (at most 16)");
+        if ((r = parse_host(u, p, hend, w,
+                            &u->sentinel_host[u->nsentinels],
+                            &u->sentinel_port[u->nsentinels])) != TC_OK)
+            return r;
+        u->nsentinels++;
+        p = hend + 1;
+    }
+    name = slash + 1;
+    name_end = memchr(name, '/', (size_t)(e - name));
+    if (!name_end)
+        name_end = e;
+    if (name == name_end)
+        return bad_url(u, "missing master name after the sentinels");
+    if (pct_decode(name, name_end, *w))
+        return bad_url(u, "bad %-escape in master name");
+    u->master = *w;
+    *w += strlen(*w) + 1;
+    for (const char *s = u->master; *s; s++)
+        if (isspace((unsigned char)*s))
+            return bad_url(u, "invalid character in master name");
+    if (name_end < e && name_end + 1 < e) {
+        long v;
+        if (parse_int(name_end + 1, e, 0, 1 << 20, &v))
+            return bad_url(u, "database must be a number from 0");
+        u->db = (int)v;
     }
     return TC_OK;
 }
@@ -124,13 +260,15 @@ static tc_result parse_url(const char *url, url_parts *u)
         return tc__fail(TC_NO_MEMORY, "out of memory parsing URL");
     w = u->buf;
 
+    if (strncasecmp(url, "redis-sentinel://", 17) == 0)
+        return parse_sentinel_url(u, url + 17, e, &w);
     if (strncasecmp(url, "redis://", 8) == 0 ||
         strncasecmp(url, "rediss://", 9) == 0) {
         u->tls = url[5] == 's' || url[5] == 'S';
         p = url + (u->tls ? 9 : 8);
         q = memchr(p, '?', (size_t)(e - p));
         if (q) {
-            if ((r = parse_query(u, q + 1, e)) != TC_OK)
+            if ((r = parse_query(u, q + 1, e, 0, &w)) != TC_OK)
                 return r;
             e = q;
         }
@@ -144,40 +282,9 @@ static tc_result parse_url(const char *url, url_parts *u)
                 return r;
             p = at + 1;
         }
-        {
-            const char *hend = slash ? slash : e, *pcolon = NULL;
-            if (p < hend && *p == '[') { /* [ipv6]:port */
-                const char *rb = memchr(p, ']', (size_t)(hend - p));
-                if (!rb)
-                    return bad_url(u, "unclosed '[' in host");
-                memcpy(w, p + 1, (size_t)(rb - p - 1));
-                w[rb - p - 1] = '\0';
-                if (rb + 1 < hend) {
-                    if (rb[1] != ':')
-                        return bad_url(u, "junk after ']' in host");
-                    pcolon = rb + 1;
-                }
-            } else {
-                pcolon = memchr(p, ':', (size_t)(hend - p));
-                if (pct_decode(p, pcolon ? pcolon : hend, w))
-                    return bad_url(u, "bad %-escape in host");
-            }
-            if (*w) {
-                u->host = w;
-                w += strlen(w) + 1;
-            }
-            if (pcolon) {
-                long v;
-                if (parse_int(pcolon + 1, hend, 1, 65535, &v))
-                    return bad_url(u, "port must be a number from 1 to 65535");
-                u->port = (int)v;
-            }
-            for (const char *s = u->host ? u->host : ""; *s; s++)
-                if (isspace((unsigned char)*s) || *s == '@' || *s == '/')
-                    return bad_url(u, "invalid character in host");
-        }
-        if (!u->host)
-            return bad_url(u, "missing host");
+        if ((r = parse_host(u, p, slash ? slash : e, &w, &u->host,
+                            &u->port)) != TC_OK)
+            return r;
         if (slash && slash + 1 < e) {
             long v;
             if (parse_int(slash + 1, e, 0, 1 << 20, &v))
@@ -190,7 +297,7 @@ static tc_result parse_url(const char *url, url_parts *u)
         p = url + 7;
         q = memchr(p, '?', (size_t)(e - p));
         if (q) {
-            if ((r = parse_query(u, q + 1, e)) != TC_OK)
+            if ((r = parse_query(u, q + 1, e, 0, &w)) != TC_OK)
                 return r;
             e = q;
         }
@@ -210,7 +317,8 @@ static tc_result parse_url(const char *url, url_parts *u)
         u->unix_path = w;
         return TC_OK;
     }
-    return bad_url(u, "scheme must be redis://, rediss:// or unix://");
+    return bad_url(u, "scheme must be redis://, rediss://, unix:// or "
+                      "redis-sentinel://");
 }
 
 tc_result tc_options_parse_url(tc_options *opts, const char *url,
@@ -227,6 +335,19 @@ tc_result tc_options_parse_url(tc_options *opts, const char *url,
         return tc__fail(TC_BAD_ARGUMENT, "NULL argument");
     if ((r = parse_url(url, &u)) != TC_OK)
         return r;
+    if (u.nsentinels) {
+        /* tc_options has no fields for sentinels: keep the URL itself
+         * (copied into storage) for tc_cache_create() to read. */
+        size_t len = strlen(url) + 1;
+        free(u.buf);
+        if (len > storage_len)
+            return tc__fail(TC_BAD_ARGUMENT,
+                            "URL storage too small (%zu < %zu)", storage_len,
+                            len);
+        memcpy(storage, url, len);
+        opts->url = storage;
+        return TC_OK;
+    }
     src[0] = u.host, src[1] = u.unix_path, src[2] = u.username,
     src[3] = u.password;
     for (int i = 0; i < 4; i++)
@@ -316,6 +437,19 @@ void tc__config_free(tc__config *c)
     free(c->tls_key_file);
     free(c->tls_server_name);
     tc__tls_free(c->tls_ctx);
+    tc__sentinel_free(c->sentinel);
+    for (unsigned i = 0; i < c->nsentinels; i++)
+        free(c->sentinel_hosts ? c->sentinel_hosts[i] : NULL);
+    free(c->sentinel_hosts);
+    free(c->sentinel_ports);
+    free(c->master_name);
+    free(c->sentinel_username);
+    if (c->sentinel_password) {
+        volatile char *p = c->sentinel_password;
+        while (*p)
+            *p++ = 0;
+        free(c->sentinel_password);
+    }
     memset(c, 0, sizeof(*c));
 }
 
@@ -362,10 +496,37 @@ static tc_result from_options(const tc_options *o, tc__config *c,
 }
 
 /* Fill where-fields from a URL only where still unset. */
+/* The sentinels of a redis-sentinel:// URL, their credentials and the
+ * master's name into c (where-fields still unset). */
+static tc_result take_sentinels(tc__config *c, const url_parts *u)
+{
+    tc_result r = TC_OK;
+    c->sentinel_hosts = calloc(u->nsentinels, sizeof(*c->sentinel_hosts));
+    c->sentinel_ports = calloc(u->nsentinels, sizeof(*c->sentinel_ports));
+    if (!c->sentinel_hosts || !c->sentinel_ports)
+        return tc__fail(TC_NO_MEMORY, "out of memory resolving options");
+    c->nsentinels = u->nsentinels;
+    for (unsigned i = 0; i < u->nsentinels && r == TC_OK; i++) {
+        r = set_str(&c->sentinel_hosts[i], u->sentinel_host[i]);
+        c->sentinel_ports[i] = u->sentinel_port[i] ? u->sentinel_port[i]
+                                                   : 26379;
+    }
+    if (r == TC_OK)
+        r = set_str(&c->master_name, u->master);
+    if (r == TC_OK && u->sentinel_username)
+        r = set_str(&c->sentinel_username, u->sentinel_username);
+    if (r == TC_OK && u->sentinel_password)
+        r = set_str(&c->sentinel_password, u->sentinel_password);
+    return r;
+}
+
 static tc_result take_url(tc__config *c, const url_parts *u, resolving *st)
 {
     tc_result r = TC_OK;
-    if (!st->have_where && u->unix_path) {
+    if (!st->have_where && u->nsentinels) {
+        r = take_sentinels(c, u);
+        st->have_where = 1;
+    } else if (!st->have_where && u->unix_path) {
         r = set_str(&c->unix_path, u->unix_path);
         st->have_where = 1;
     } else if (!st->have_where && u->host) {
@@ -802,6 +963,19 @@ static tc_result tls_settings(const tc_options *o, tc__config *c,
     return tc__tls_create(&to, &c->tls_ctx);
 }
 
+/* --- Sentinel (issue 10) ---------------------------------------------- */
+
+/* With sentinels, no host names L2: build the discovery object that every
+ * connection asks (sentinel.h). */
+static tc_result sentinel_settings(const tc_options *o, tc__config *c,
+                                   resolving *st)
+{
+    (void)o, (void)st;
+    if (!c->nsentinels)
+        return TC_OK;
+    return tc__sentinel_create(c, &c->sentinel);
+}
+
 tc_result tc__config_resolve(const tc_options *o, tc__config *c)
 {
     typedef tc_result (*step)(const tc_options *, tc__config *, resolving *);
@@ -819,6 +993,7 @@ tc_result tc__config_resolve(const tc_options *o, tc__config *c)
         derive,           /* l1_ttl, shards, pool, prefix, channel */
         cross_checks,
         tls_settings,     /* TLS on/off, files, context (issue 10) */
+        sentinel_settings, /* redis-sentinel:// discovery (issue 10) */
     };
     static const tc_options none;
     resolving st = {0, 0, NULL, 0};
@@ -841,6 +1016,8 @@ void tc__config_where(const tc__config *c, char *buf, size_t len)
 {
     if (c->unix_path)
         snprintf(buf, len, "unix:%s", c->unix_path);
+    else if (c->master_name)
+        snprintf(buf, len, "sentinel master %s", c->master_name);
     else
         snprintf(buf, len, "%s:%d", c->host, c->port);
 }

@@ -41,13 +41,25 @@ typedef struct tc__config {
     char *tls_server_name; /* owned or NULL: verify and SNI this, not host */
     int tls_insecure;      /* 1: no certificate/name verification */
     struct tc__tls *tls_ctx; /* owned; built from the above iff tls */
+    /* Sentinel (issue 10): a redis-sentinel:// URL (options URL or
+     * REDIS_URL). With sentinels, host/unix_path are NULL: every connection
+     * to L2 asks them for the master (sentinel.h). */
+    unsigned nsentinels;         /* 0: host/port/unix_path name L2 */
+    char **sentinel_hosts;       /* owned array of nsentinels owned names */
+    int *sentinel_ports;         /* owned array of nsentinels */
+    char *master_name;           /* owned; NULL without sentinels */
+    char *sentinel_username;     /* owned or NULL: AUTH to the sentinels */
+    char *sentinel_password;     /* owned or NULL; never logged */
+    struct tc__sentinel *sentinel; /* owned, thread-safe; built iff
+                                      nsentinels */
 } tc__config;
 
 /** Resolve options (may be NULL), their URL and the environment. On failure
  *  returns TC_BAD_ARGUMENT (detail in tc_errmsg()) and `out` holds nothing. */
 tc_result tc__config_resolve(const tc_options *o, tc__config *out);
 void tc__config_free(tc__config *c);
-/** "host:port" or "unix:path" for messages (no credentials). */
+/** "host:port", "unix:path" or "sentinel master NAME" for messages (no
+ *  credentials). */
 void tc__config_where(const tc__config *c, char *buf, size_t len);
 
 #endif

@@ -12,6 +12,7 @@
 #include "backoff.h"
 #include "clock.h"
 #include "handshake.h"
+#include "sentinel.h"
 #include "signals.h"
 #include "l2.h"
 
@@ -19,6 +20,7 @@ typedef struct slot {
     pthread_mutex_t mu;
     tc__conn *ctx;     /* NULL = not connected; slot mutex */
     unsigned epoch;    /* breaker epoch ctx was made in; slot mutex */
+    uint64_t sgen;     /* sentinel generation ctx was made in; slot mutex */
     uint64_t last_used_ns; /* end of the last good exchange; slot mutex */
 } __attribute__((aligned(64))) slot;
 
@@ -69,10 +71,25 @@ tc__conn *tc__l2_connect(const tc__config *cfg, tc_result *why)
     char where[300], err[200] = "";
     tc__setup_cmds setup;
 
-    tc__config_where(cfg, where, sizeof(where));
+    char mhost[256];
+    int mport = 0;
+    uint64_t sgen = cfg->sentinel ? tc__sentinel_generation(cfg->sentinel) : 0;
+
     /* TCP (keepalive, NODELAY), unix or TLS, within the connect timeout;
      * each later reply within the command timeout. */
     tc__conn_opts_of(cfg, &o);
+    if (cfg->sentinel) {
+        /* Whoever the sentinels name as the master now. */
+        if ((*why = tc__sentinel_resolve(cfg->sentinel, mhost, sizeof(mhost),
+                                         &mport)) != TC_OK)
+            return NULL;
+        o.host = mhost;
+        o.port = mport;
+        snprintf(where, sizeof(where), "%s:%d (master %s)", mhost, mport,
+                 cfg->master_name);
+    } else {
+        tc__config_where(cfg, where, sizeof(where));
+    }
     if ((*why = tc__conn_open(&o, &c)) != TC_OK)
         return NULL;
     tc__setup_cmds_make(cfg, &setup);
@@ -95,6 +112,44 @@ tc__conn *tc__l2_connect(const tc__config *cfg, tc_result *why)
         }
         tc__conn_free(c);
         return NULL;
+    }
+    if (cfg->sentinel) {
+        /* The sentinels may lag a failover: only a master will do. ROLE
+         * also detects a server that needs AUTH, as PING does below. */
+        redisReply *r = NULL;
+        const char *role[1] = {"ROLE"};
+        if ((*why = tc__conn_command(c, 1, role, NULL, &r)) != TC_OK) {
+            tc__conn_free(c);
+            return NULL;
+        }
+        if (!tc__sentinel_role_is_master(r)) {
+            if (r->type == REDIS_REPLY_ERROR &&
+                strncmp(r->str, "NOAUTH", 6) == 0)
+                *why = tc__fail(TC_AUTH, "%s needs a password: %.*s", where,
+                                (int)r->len, r->str);
+            else
+                *why = tc__fail(TC_L2_UNAVAILABLE,
+                                "%s, named by the sentinels, is not the "
+                                "master (ROLE %.*s): failover under way?",
+                                where,
+                                r->type == REDIS_REPLY_ARRAY && r->elements &&
+                                        r->element[0]->type ==
+                                            REDIS_REPLY_STRING
+                                    ? (int)r->element[0]->len
+                                    : 1,
+                                r->type == REDIS_REPLY_ARRAY && r->elements &&
+                                        r->element[0]->type ==
+                                            REDIS_REPLY_STRING
+                                    ? r->element[0]->str
+                                    : "?");
+            if (*why != TC_AUTH)
+                tc__sentinel_lost_master(cfg->sentinel, sgen);
+            freeReplyObject(r);
+            tc__conn_free(c);
+            return NULL;
+        }
+        freeReplyObject(r);
+        return c;
     }
     if (!cfg->password && !cfg->db) {
         /* Detect a server that needs AUTH now, with a clear error. */
@@ -165,6 +220,25 @@ static int conn_stale(tc__conn *c)
     return tc__conn_stale(c);
 }
 
+/* Does any reply (or an element of an EXEC reply) say that the server is
+ * not a writable master? */
+static int demoted(redisReply **replies, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        const redisReply *r = replies[i];
+        if (r->type == REDIS_REPLY_ERROR &&
+            tc__sentinel_error_means_demoted(r->str, r->len))
+            return 1;
+        if (r->type == REDIS_REPLY_ARRAY)
+            for (size_t j = 0; j < r->elements; j++)
+                if (r->element[j]->type == REDIS_REPLY_ERROR &&
+                    tc__sentinel_error_means_demoted(r->element[j]->str,
+                                                     r->element[j]->len))
+                    return 1;
+    }
+    return 0;
+}
+
 /* One exchange on the slot's connection (slot mutex held). *reused tells
  * whether the connection predates this call. */
 static tc_result exchange(tc__l2 *l2, slot *s, size_t n, const tc__cmd *cmds,
@@ -173,16 +247,20 @@ static tc_result exchange(tc__l2 *l2, slot *s, size_t n, const tc__cmd *cmds,
     tc_result r = TC_OK;
     size_t got = 0;
     uint64_t now = tc__now_ns();
-    if (s->ctx && (s->epoch != atomic_load(&l2->epoch) ||
+    tc__sentinel *sen = l2->cfg->sentinel;
+    uint64_t sgen = sen ? tc__sentinel_generation(sen) : 0;
+    if (s->ctx && (s->epoch != atomic_load(&l2->epoch) || s->sgen != sgen ||
                    (now - s->last_used_ns > 1000000ULL && conn_stale(s->ctx)))) {
-        /* From before an outage, or closed by the server while idle (a
-         * restart, CLIENT KILL, timeout): reconnect before sending. */
+        /* From before an outage or a failover, or closed by the server
+         * while idle (a restart, CLIENT KILL, timeout): reconnect before
+         * sending. */
         tc__conn_free(s->ctx);
         s->ctx = NULL;
     }
     *reused = s->ctx != NULL;
     if (!s->ctx) {
         s->epoch = atomic_load(&l2->epoch);
+        s->sgen = sgen; /* read before the connect: never newer than it */
         s->ctx = tc__l2_connect(l2->cfg, &r);
         if (!s->ctx)
             return r;
@@ -201,6 +279,20 @@ static tc_result exchange(tc__l2 *l2, slot *s, size_t n, const tc__cmd *cmds,
             return r;
         }
         replies[got] = rep;
+    }
+    if (sen && demoted(replies, n)) {
+        /* A failover demoted our server (or it is loading): this exchange
+         * did nothing a master acknowledged. Drop the connection and make
+         * every other connection made before go too. */
+        for (size_t i = 0; i < n; i++)
+            freeReplyObject(replies[i]);
+        tc__conn_free(s->ctx);
+        s->ctx = NULL;
+        tc__sentinel_lost_master(sen, s->sgen);
+        return tc__fail(TC_L2_UNAVAILABLE,
+                        "Redis master '%s' was demoted or is loading "
+                        "(READONLY/LOADING): asking the sentinels again",
+                        l2->cfg->master_name);
     }
     s->last_used_ns = tc__now_ns();
     return TC_OK;

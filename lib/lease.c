@@ -46,6 +46,7 @@
 #include "bus_internal.h"
 #include "clock.h"
 #include "parse.h"
+#include "sentinel.h"
 
 /* The clock key holds "<last> <rebuilt>": the last server TIME any
  * heartbeat saw, and when the members set was last found missing (lost to
@@ -60,7 +61,21 @@
     "  rebuilt = tonumber(b) "                                            \
     "end "
 
-/* KEYS: members, clock. ARGV: id, lease ms, heartbeat channel, token. */
+/* The master's replication id, which a replica promoted by a failover
+ * changes (INFO may be called from scripts; ROLE may not). An ACL user
+ * without INFO, or a renamed INFO, gives '' everywhere: no fence, as
+ * before the epoch existed, rather than a bus that never comes up. */
+#define REPLID_LUA                                                           \
+    "local info = redis.pcall('INFO', 'replication') "                      \
+    "local rid = type(info) == 'string' and "                              \
+    "string.match(info, 'master_replid:(%w+)') or '' "
+
+/* KEYS: members, clock, epoch. ARGV: id, lease ms, heartbeat channel,
+ * token. The epoch key holds "<replid> <since ms>": a replid that differs
+ * from the server's means this dataset came from a master that failed
+ * over; the members set is then a replica's copy that may lack instances
+ * still serving L1 from the old master's proofs, so members are re-scored
+ * and `since` (now) fences strict writers for one lease (count script). */
 static const char heartbeat_script[] =
     "local t = redis.call('TIME') "
     "local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000) "
@@ -69,7 +84,14 @@ static const char heartbeat_script[] =
     "if not v or redis.call('EXISTS', KEYS[1]) == 0 then "
     "  rebuilt = now "
     "end "
-    "if last > 0 and (now < last or now - last > lease) then "
+    REPLID_LUA
+    "local ep = redis.call('GET', KEYS[3]) "
+    "local moved = ep and string.match(ep, '^(%w*)') ~= rid "
+    "if moved or not ep then "
+    "  redis.call('SET', KEYS[3], rid .. ' ' .. (moved and now or 0)) "
+    "end "
+    "redis.call('PEXPIRE', KEYS[3], 10 * lease + 60000) "
+    "if moved or (last > 0 and (now < last or now - last > lease)) then "
     "  for _, id in ipairs(redis.call('ZRANGE', KEYS[1], 0, -1)) do "
     "    redis.call('ZADD', KEYS[1], now + lease, id) "
     "  end "
@@ -82,16 +104,27 @@ static const char heartbeat_script[] =
     "redis.call('PUBLISH', ARGV[3], ARGV[4]) "
     "return 1";
 
-/* KEYS: members, clock. ARGV: lease ms. Read-only: the ids that may be
- * serving L1 (all of them when the server's clock seems to have stepped),
- * or 0 when that cannot be known: the set is missing, or was rebuilt less
- * than a lease ago, so an instance whose last heartbeat ran before the loss
- * may still hold a lease and not be listed yet. A writer that gets 0 waits
- * out its lease, which is always safe (publish.c). */
+/* KEYS: members, clock, epoch. ARGV: lease ms. Read-only: the ids that
+ * may be serving L1 (all of them when the server's clock seems to have
+ * stepped), or 0 when that cannot be known, and the writer then waits out
+ * its lease, which is always safe (publish.c):
+ *   - while the epoch fences: within a lease of the first heartbeat after a
+ *     failover (or before it), when instances absent from this copy of the
+ *     set may still serve L1 from the old master's proofs (all sent before
+ *     the old master's end, which preceded the promotion);
+ *   - when the set is missing, or was rebuilt less than a lease ago, so an
+ *     instance whose last heartbeat ran before the loss may still hold a
+ *     lease and not be listed yet. */
 static const char count_script[] =
     "local t = redis.call('TIME') "
     "local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000) "
     "local lease = tonumber(ARGV[1]) "
+    "local ep = redis.call('GET', KEYS[3]) "
+    "if ep then "
+    "  local old, since = string.match(ep, '^(%w*) (%d+)$') "
+    REPLID_LUA
+    "  if old ~= rid or now < tonumber(since) + lease then return 0 end "
+    "end "
     TC__CLOCK_PARSE
     "if not v or redis.call('EXISTS', KEYS[1]) == 0 then "
     "  return 0 "
@@ -131,8 +164,13 @@ static void on_heartbeat_reply(tc__aconn *ac, redisReply *r, void *priv)
     tc__bus *bus = priv;
     /* Success is proven by the token on the subscriber, not by this reply;
      * a refusal (ACL, a script error) just never extends the lease. */
-    if (r && ac == bus->cmd && r->type == REDIS_REPLY_ERROR)
+    if (r && ac == bus->cmd && r->type == REDIS_REPLY_ERROR) {
+        /* READONLY: our master was demoted by a failover; tell the pool. */
+        if (bus->cfg->sentinel &&
+            tc__sentinel_error_means_demoted(r->str, r->len))
+            tc__sentinel_lost_master(bus->cfg->sentinel, bus->sgen);
         tc__bus_reset(bus, "heartbeat refused");
+    }
 }
 
 static void send_heartbeat(tc__bus *bus)
@@ -145,9 +183,9 @@ static void send_heartbeat(tc__bus *bus)
     snprintf(token, sizeof(token), "%llu", (unsigned long long)n);
     bus->hb_sent[n % TC__LEASE_RING] = tc__now_ns();
     if (tc__aconn_commandf(bus->cmd, on_heartbeat_reply, bus,
-                           "EVAL %s 2 %s %s %s %s %s %s", heartbeat_script,
-                           bus->members_key, bus->clock_key, bus->id, lease,
-                           bus->ch_pong, token) == 0)
+                           "EVAL %s 3 %s %s %s %s %s %s %s", heartbeat_script,
+                           bus->members_key, bus->clock_key, bus->epoch_key,
+                           bus->id, lease, bus->ch_pong, token) == 0)
         bus->hb_next = n + 1;
 }
 

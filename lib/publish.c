@@ -55,8 +55,8 @@ tc_result tc__txn_exec(tc_cache *c, tc__txn *t, size_t n, const tc__cmd *writes,
     tc__cmd *cmds = malloc((n + 4) * sizeof(*cmds));
     redisReply **rep = malloc((n + 4) * sizeof(*rep));
     const char *multi[1] = {"MULTI"}, *execv[1] = {"EXEC"};
-    const char *pub[3], *count[6];
-    size_t publ[3], countl[6];
+    const char *pub[3], *count[7];
+    size_t publ[3], countl[7];
     char lease[16];
     tc_result r;
 
@@ -78,13 +78,14 @@ tc_result tc__txn_exec(tc_cache *c, tc__txn *t, size_t n, const tc__cmd *writes,
     if (t->strict) {
         count[0] = "EVAL", countl[0] = 4;
         count[1] = tc__bus_count_script(), countl[1] = strlen(count[1]);
-        count[2] = "2", countl[2] = 1;
+        count[2] = "3", countl[2] = 1;
         count[3] = tc__bus_members_key(c->bus), countl[3] = strlen(count[3]);
         count[4] = tc__bus_clock_key(c->bus), countl[4] = strlen(count[4]);
-        countl[5] = (size_t)snprintf(lease, sizeof(lease), "%u",
+        count[5] = tc__bus_epoch_key(c->bus), countl[5] = strlen(count[5]);
+        countl[6] = (size_t)snprintf(lease, sizeof(lease), "%u",
                                      c->cfg.lease_ms);
-        count[5] = lease;
-        cmds[ncmd++] = (tc__cmd){6, count, countl};
+        count[6] = lease;
+        cmds[ncmd++] = (tc__cmd){7, count, countl};
     }
     cmds[ncmd++] = (tc__cmd){1, execv, NULL};
     r = tc__l2_run(c->l2, ncmd, cmds, rep, 0);

@@ -155,15 +155,16 @@ typedef struct members_arg {
 static inline int members_trusted(void *p)
 {
     const members_arg *a = p;
-    char members[256], clock[256], lease[16];
+    char members[256], clock[256], epoch[256], lease[16];
     const char *ch = a->channel ? a->channel : "cache:invalidate";
     char *s;
     int ok;
     snprintf(members, sizeof(members), "__tiercache:%s:members", ch);
     snprintf(clock, sizeof(clock), "__tiercache:%s:clock", ch);
+    snprintf(epoch, sizeof(epoch), "__tiercache:%s:epoch", ch);
     snprintf(lease, sizeof(lease), "%u", a->lease_ms ? a->lease_ms : 100);
-    s = tcr_cmd(a->srv, NULL, "EVAL", tc__bus_count_script(), "2", members,
-                clock, lease, NULL);
+    s = tcr_cmd(a->srv, NULL, "EVAL", tc__bus_count_script(), "3", members,
+                clock, epoch, lease, NULL);
     ok = s && strcmp(s, "0") != 0;
     free(s);
     return ok;

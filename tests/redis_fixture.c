@@ -57,6 +57,15 @@ static int write_conf(const tcr_server *s)
                 s->port, s->dir, s->dir, s->ca_file);
     else
         fprintf(f, "port %d\n", s->port);
+    if (s->sentinel) { /* no dataset: no save, dir and log only */
+        fprintf(f,
+                "bind 127.0.0.1\nunixsocket %s\nunixsocketperm 700\n"
+                "dir %s\ndaemonize no\nlogfile %s/sentinel.log\n"
+                "protected-mode no\n%s",
+                s->sock, s->dir, s->dir, s->conf_extra);
+        fclose(f);
+        return 0;
+    }
     fprintf(f,
             "bind 127.0.0.1\nunixsocket %s\nunixsocketperm 700\n"
             "dir %s\nsave \"\"\nappendonly no\ndaemonize no\n"
@@ -97,7 +106,10 @@ static int spawn(tcr_server *s)
         prctl(PR_SET_PDEATHSIG, SIGKILL);
         if (getppid() != parent)
             _exit(127);
-        execlp("redis-server", "redis-server", conf, (char *)NULL);
+        if (s->sentinel)
+            execlp("redis-sentinel", "redis-sentinel", conf, (char *)NULL);
+        else
+            execlp("redis-server", "redis-server", conf, (char *)NULL);
         _exit(127);
     }
     s->pid = pid;
@@ -160,6 +172,12 @@ int tcr_start(tcr_server *s, const char *conf_extra)
     return start(s, conf_extra, 0);
 }
 
+int tcr_start_sentinel(tcr_server *s, const char *conf_extra)
+{
+    /* start() with tls = 2: the sentinel flag survives its memset. */
+    return start(s, conf_extra, 2);
+}
+
 int tcr_start_tls(tcr_server *s, const char *conf_extra)
 {
     return start(s, conf_extra, 1);
@@ -175,7 +193,8 @@ static int start(tcr_server *s, const char *conf_extra, int tls)
     snprintf(s->sock, sizeof(s->sock), "%s/redis.sock", s->dir);
     snprintf(s->conf_extra, sizeof(s->conf_extra), "%s",
              conf_extra ? conf_extra : "");
-    s->tls = tls;
+    s->sentinel = tls == 2;
+    s->tls = tls = tls == 1;
     if (tls && make_certs(s) != 0) {
         tcr_stop(s);
         return -1;
@@ -363,4 +382,138 @@ void tcr_sleep_until_ms(double when_ms)
         double left = when_ms - now;
         tcr_sleep_ms(left < 1 ? 1 : (int)left + 1);
     }
+}
+
+/* ---- Sentinel topology ---------------------------------------------- */
+
+/* Lines of `text` (tcr_cmd's rendering of an array: one element a line),
+ * counted. */
+static int count_lines_with(const char *text, const char *needle)
+{
+    int n = 0;
+    for (const char *p = text; p && (p = strstr(p, needle)); p++)
+        n++;
+    return n;
+}
+
+int tcr_sentinel_master_port(const tcr_sentinels *t, int i)
+{
+    char *r = tcr_cmd(&t->sentinel[i], NULL, "SENTINEL",
+                      "get-master-addr-by-name", t->name, NULL);
+    const char *nl = r ? strchr(r, '\n') : NULL;
+    int port = nl ? atoi(nl + 1) : -1;
+    free(r);
+    return port > 0 ? port : -1;
+}
+
+int tcr_sentinels_agree(const tcr_sentinels *t, const tcr_server *s)
+{
+    char *role;
+    int ok;
+    for (int i = 0; i < 3; i++)
+        if (t->sentinel[i].pid > 0 &&
+            tcr_sentinel_master_port(t, i) != s->port)
+            return 0;
+    role = tcr_cmd(s, NULL, "ROLE", NULL);
+    ok = role && strncmp(role, "master", 6) == 0;
+    free(role);
+    return ok;
+}
+
+/* An "name:<number>" field of an INFO text, or -1. */
+static long long info_field(const char *info, const char *name)
+{
+    const char *p = info ? strstr(info, name) : NULL;
+    return p ? atoll(p + strlen(name)) : -1;
+}
+
+typedef struct catch_up {
+    const tcr_sentinels *t;
+    long long target;
+} catch_up;
+
+static int replica_reached(void *p)
+{
+    catch_up *c = p;
+    char *info = tcr_cmd(&c->t->replica, NULL, "INFO", "replication", NULL);
+    long long off = info_field(info, "slave_repl_offset:");
+    int up = info && strstr(info, "master_link_status:up") != NULL;
+    free(info);
+    return up && off >= c->target;
+}
+
+int tcr_replica_caught_up(const tcr_sentinels *t, int timeout_ms)
+{
+    char *info = tcr_cmd(&t->master, NULL, "INFO", "replication", NULL);
+    catch_up c = {t, info_field(info, "master_repl_offset:")};
+    free(info);
+    return c.target >= 0 && tcr_wait(replica_reached, &c, timeout_ms);
+}
+
+/* Ready for a failover: the replica in sync, each sentinel seeing the
+ * replica and both other sentinels. */
+static int topology_ready(void *p)
+{
+    tcr_sentinels *t = p;
+    char *info = tcr_cmd(&t->replica, NULL, "INFO", "replication", NULL);
+    int ok = info && strstr(info, "master_link_status:up");
+    free(info);
+    for (int i = 0; ok && i < 3; i++) {
+        char *reps = tcr_cmd(&t->sentinel[i], NULL, "SENTINEL", "replicas",
+                             t->name, NULL);
+        char *sens = tcr_cmd(&t->sentinel[i], NULL, "SENTINEL", "sentinels",
+                             t->name, NULL);
+        char port[16];
+        snprintf(port, sizeof(port), "\n%d\n", t->replica.port);
+        /* Each entry is a flat list of name/value lines: count "flags". */
+        ok = reps && strstr(reps, port) && sens &&
+             count_lines_with(sens, "\nflags\n") +
+                     (strncmp(sens, "flags\n", 6) == 0) >= 2;
+        free(reps);
+        free(sens);
+    }
+    return ok;
+}
+
+int tcr_sentinels_start(tcr_sentinels *t, const char *name, int timeout_ms)
+{
+    char conf[512];
+    memset(t, 0, sizeof(*t));
+    snprintf(t->name, sizeof(t->name), "%s", name);
+    if (tcr_start(&t->master, NULL) != 0)
+        goto fail;
+    snprintf(conf, sizeof(conf), "replicaof 127.0.0.1 %d\n", t->master.port);
+    if (tcr_start(&t->replica, conf) != 0)
+        goto fail;
+    snprintf(conf, sizeof(conf),
+             "sentinel monitor %s 127.0.0.1 %d 2\n"
+             "sentinel down-after-milliseconds %s 1000\n"
+             "sentinel failover-timeout %s 5000\n"
+             "sentinel parallel-syncs %s 1\n",
+             name, t->master.port, name, name, name);
+    for (int i = 0; i < 3; i++)
+        if (tcr_start_sentinel(&t->sentinel[i], conf) != 0)
+            goto fail;
+    snprintf(t->url, sizeof(t->url),
+             "redis-sentinel://127.0.0.1:%d,127.0.0.1:%d,127.0.0.1:%d/%s",
+             t->sentinel[0].port, t->sentinel[1].port, t->sentinel[2].port,
+             name);
+    if (!tcr_wait(topology_ready, t, timeout_ms) ||
+        !tcr_replica_caught_up(t, timeout_ms)) {
+        fprintf(stderr, "tcr: sentinel topology not ready in %d ms\n",
+                timeout_ms);
+        goto fail;
+    }
+    return 0;
+fail:
+    tcr_sentinels_stop(t);
+    return -1;
+}
+
+void tcr_sentinels_stop(tcr_sentinels *t)
+{
+    for (int i = 0; i < 3; i++)
+        tcr_stop(&t->sentinel[i]);
+    tcr_stop(&t->replica);
+    tcr_stop(&t->master);
 }

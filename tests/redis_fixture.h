@@ -25,6 +25,7 @@ typedef struct tcr_server {
     char other_ca_file[320]; /* an unrelated CA (a "wrong CA") */
     char client_cert[320];   /* client certificate signed by ca_file */
     char client_key[320];
+    int sentinel;            /* 1: a redis-sentinel process (tcr_sentinels) */
 } tcr_server;
 
 /** A TCP port on 127.0.0.1 that was free a moment ago, or -1. */
@@ -39,6 +40,40 @@ int tcr_start(tcr_server *s, const char *conf_extra);
  *  certificate unless `conf_extra` says "tls-auth-clients yes". Returns 0
  *  once it answers PING (on its unix socket), -1 on failure. */
 int tcr_start_tls(tcr_server *s, const char *conf_extra);
+/** Start a redis-sentinel process (same conventions as tcr_start: free
+ *  port, unix socket, private dir; its config file is writable, as Sentinel
+ *  needs). `conf_extra` holds its "sentinel ..." lines. */
+int tcr_start_sentinel(tcr_server *s, const char *conf_extra);
+
+/* A Sentinel topology on loopback: one master, one replica (replicaof),
+ * three sentinels monitoring the master under `name` with quorum 2 and
+ * short timings (down-after-milliseconds 1000, failover-timeout 5000). */
+typedef struct tcr_sentinels {
+    tcr_server master, replica;
+    tcr_server sentinel[3];
+    char name[64];
+    char url[600]; /* redis-sentinel://127.0.0.1:p1,127.0.0.1:p2,.../name */
+} tcr_sentinels;
+
+/** Start it all and wait (up to `timeout_ms`) until the replica is in sync
+ *  and every sentinel knows the replica and the other two sentinels (what
+ *  a failover needs). 0 on success, -1 after stopping what started. */
+int tcr_sentinels_start(tcr_sentinels *t, const char *name, int timeout_ms);
+/** Stop every process by pid, remove the dirs. Idempotent. */
+void tcr_sentinels_stop(tcr_sentinels *t);
+/** Wait (up to `timeout_ms`) until the replica has processed everything
+ *  the master had written when this was called (its slave_repl_offset
+ *  reaches the master's master_repl_offset). 1 when it has, 0 otherwise.
+ *  Not WAIT: WAIT counts replicas that have the calling connection's own
+ *  writes, and a fresh connection has none. */
+int tcr_replica_caught_up(const tcr_sentinels *t, int timeout_ms);
+/** The master's port according to sentinel i, or -1 when it does not
+ *  answer. */
+int tcr_sentinel_master_port(const tcr_sentinels *t, int i);
+/** 1 when every live sentinel names `port` as the master and the server
+ *  `s` on that port says ROLE master. */
+int tcr_sentinels_agree(const tcr_sentinels *t, const tcr_server *s);
+
 /** Kill (SIGKILL) and reap the server, remove its dir. Idempotent. */
 void tcr_stop(tcr_server *s);
 /** Kill the server but keep its dir and port for tcr_restart(). */

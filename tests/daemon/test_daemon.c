@@ -1594,4 +1594,59 @@ Test(daemon, tags_set_and_invalidate_across_daemons)
     expect_error_prefix(ca, "ERR invalid expire", "TC.SET k v EX 0 TAGS t");
     redisFree(ca);
     redisFree(cb);
+/* ---- Sentinel (issue 10) ------------------------------------------------- */
+
+static tcr_sentinels topo;
+
+static void topo_fini(void)
+{
+    tcr_sentinels_stop(&topo);
+}
+
+typedef struct set_arg {
+    tcd_proc *t;
+    int ok;
+} set_arg;
+
+/* SET through the daemon answered +OK (a failure is an error reply). */
+static int daemon_set_ok(void *p)
+{
+    set_arg *a = p;
+    redisContext *c = connect_to(a->t);
+    redisReply *r = c ? redisCommand(c, "SET after failover") : NULL;
+    int ok = r && r->type == REDIS_REPLY_STATUS && !strcmp(r->str, "OK");
+    if (r)
+        freeReplyObject(r);
+    if (c)
+        redisFree(c);
+    a->ok += ok;
+    return ok;
+}
+
+/* tiercached takes a redis-sentinel:// URL like any other and follows a
+ * kill -9 of the master without a restart. */
+Test(daemon, follows_a_sentinel_failover, .fini = topo_fini)
+{
+    tcd_proc *t;
+    redisContext *c;
+    set_arg a;
+    char *s;
+    cr_assert_eq(tcr_sentinels_start(&topo, "mymaster", 60000), 0,
+                 "sentinel topology did not start");
+    /* The later --redis-url wins over start_daemon's own. */
+    t = start_daemon("--redis-url", topo.url, NULL);
+    c = connect_to(t);
+    expect_status(c, "OK", "SET before failover");
+    redisFree(c);
+    s = tcr_cmd(&topo.master, NULL, "GET", "before", NULL);
+    cr_assert(s && !strcmp(s, "failover"), "not on the master: %s", s);
+    free(s);
+    tcr_kill(&topo.master);
+    a.t = t;
+    a.ok = 0;
+    cr_assert(tcr_wait(daemon_set_ok, &a, 90000),
+              "SET through tiercached never succeeded after the failover");
+    s = tcr_cmd(&topo.replica, NULL, "GET", "after", NULL);
+    cr_assert(s && !strcmp(s, "failover"), "not on the new master: %s", s);
+    free(s);
 }

@@ -1594,6 +1594,8 @@ Test(daemon, tags_set_and_invalidate_across_daemons)
     expect_error_prefix(ca, "ERR invalid expire", "TC.SET k v EX 0 TAGS t");
     redisFree(ca);
     redisFree(cb);
+}
+
 /* ---- Sentinel (issue 10) ------------------------------------------------- */
 
 static tcr_sentinels topo;

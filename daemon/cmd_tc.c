@@ -1,4 +1,4 @@
-/* tiercache's own commands: TC.INVALIDATE. */
+/* tiercache's own commands: TC.INVALIDATE, TC.RATELIMIT. */
 #include "cmd_impl.h"
 
 #include <string.h>
@@ -42,4 +42,70 @@ void tcd_cmd_inval_work(tcd_server *srv, tcd_req *r, tcd_buf *out)
         tcd_reply_status(out, "OK");
     else
         tcd_reply_tc_error(out, rc);
+}
+
+/* ---- TC.RATELIMIT key limit window_ms [SLIDING|FIXED] -------------------- */
+
+/* Arguments of TC.RATELIMIT; 0, or -1 with the error written to `out`. */
+static int ratelimit_args(tcd_req *r, tcd_buf *out, uint64_t *limit,
+                          uint64_t *window_ms, tc_rate_algo *algo)
+{
+    long long l, w;
+    if (r->argc != 4 && r->argc != 5) {
+        tcd_reply_error(out, "ERR wrong number of arguments for "
+                             "'tc.ratelimit' command");
+        return -1;
+    }
+    if (tcd_arg_ll(r, 2, &l) || l < 1 || l > (long long)TC_RATE_LIMIT_MAX) {
+        tcd_reply_errorf(out, "ERR limit must be an integer in 1..%u",
+                         TC_RATE_LIMIT_MAX);
+        return -1;
+    }
+    if (tcd_arg_ll(r, 3, &w) || w < 1 || (unsigned long long)w > TC_TTL_MAX_MS) {
+        tcd_reply_errorf(out, "ERR window_ms must be an integer in 1..%llu",
+                         (unsigned long long)TC_TTL_MAX_MS);
+        return -1;
+    }
+    *algo = TC_RATE_SLIDING;
+    if (r->argc == 5) {
+        if (tcd_arg_is(r, 4, "FIXED"))
+            *algo = TC_RATE_FIXED;
+        else if (!tcd_arg_is(r, 4, "SLIDING")) {
+            tcd_reply_error(out, "ERR syntax error: TC.RATELIMIT key limit "
+                                 "window_ms [SLIDING|FIXED]");
+            return -1;
+        }
+    }
+    *limit = (uint64_t)l, *window_ms = (uint64_t)w;
+    return 0;
+}
+
+int tcd_cmd_ratelimit_loop(tcd_client *cl, tcd_req *r, tcd_buf *out)
+{
+    uint64_t limit, window_ms;
+    tc_rate_algo algo;
+    (void)cl;
+    return ratelimit_args(r, out, &limit, &window_ms, &algo) ? TCD_DONE
+                                                              : TCD_DEFER;
+}
+
+void tcd_cmd_ratelimit_work(tcd_server *srv, tcd_req *r, tcd_buf *out)
+{
+    uint64_t limit, window_ms;
+    tc_rate_algo algo;
+    tc_rate_result rr;
+    tc_result rc;
+    if (ratelimit_args(r, out, &limit, &window_ms, &algo))
+        return;
+    rc = tc_rate_limit_ex(srv->cache, r->argv[1], r->argl[1], limit,
+                          window_ms, algo, &rr);
+    if (rc != TC_OK) {
+        tcd_reply_tc_error(out, rc);
+        return;
+    }
+    tcd_reply_array(out, 4);
+    tcd_reply_int(out, rr.allowed);
+    tcd_reply_int(out, (long long)rr.remaining);
+    tcd_reply_int(out, (long long)rr.reset_ms);
+    tcd_reply_int(out, rr.fallback);
 }

@@ -132,6 +132,11 @@ static const tcd_cmd table[] = {
      tcd_cmd_inval_loop, tcd_cmd_inval_work,
      NOKEYS, "tiercache",
      "Invalidates a key, a prefix, a glob pattern or every L1."},
+    {"tc.ratelimit", -4, TCD_CMD_WRITE,
+     tcd_cmd_ratelimit_loop, tcd_cmd_ratelimit_work,
+     KEYS1, "tiercache",
+     "Counts a request against a limit: [allowed, remaining, reset_ms, "
+     "fallback]."},
 };
 #define NCMDS (sizeof(table) / sizeof(table[0]))
 

@@ -455,6 +455,65 @@ TC_EXTERN tc_result tc_invalidate_pattern(tc_cache *c, const char *glob);
 TC_EXTERN tc_result tc_invalidate_all(tc_cache *c);
 
 /* ------------------------------------------------------------------------ */
+/* Rate limiting (README, "Rate limiting")                                   */
+/* ------------------------------------------------------------------------ */
+
+/** How a limit counts. Numbers are fixed. */
+typedef enum tc_rate_algo {
+    TC_RATE_SLIDING = 0, /* exact sliding window: at most `limit` requests
+                            in any `window_ms`; L2 keeps one sorted-set
+                            entry per allowed request (memory ~ limit) */
+    TC_RATE_FIXED = 1    /* fixed window starting at the first request:
+                            one counter (INCR + PEXPIRE); up to 2 x limit
+                            across a window boundary */
+} tc_rate_algo;
+
+/** Largest `limit` tc_rate_limit() takes (the sliding log keeps one entry
+ *  per allowed request). */
+#define TC_RATE_LIMIT_MAX 1000000U
+
+/** Outcome of one rate-limit check; caller-allocated, filled whole by the
+ *  library (reserved words zeroed). Plain data. */
+typedef struct tc_rate_result {
+    int allowed;         /* 1: the request counts and may proceed */
+    int fallback;        /* 1: decided by this process's local limiter,
+                            because Redis was down (or the cache disabled);
+                            the limit then holds per process, not in total */
+    uint64_t remaining;  /* requests still allowed now, after this one */
+    uint64_t reset_ms;   /* ms until a slot frees up (sliding: the oldest
+                            counted request leaves the window; fixed: the
+                            window ends); 0 when nothing is counted */
+    uint64_t reserved_[2];
+} tc_rate_result;
+
+/**
+ * Count one request against the limit named `key` (borrowed, binary-safe;
+ * stored in L2 as <key_prefix>__tiercache:rl:<key>, or :rlf: for
+ * TC_RATE_FIXED) and say whether it is allowed: at most `limit` requests
+ * (1..TC_RATE_LIMIT_MAX) per `window_ms` (1..TC_TTL_MAX_MS) across every
+ * instance sharing the Redis, decided atomically in one round trip on
+ * Redis's clock. A denied request is not counted.
+ *
+ * While Redis is down (TC_L2_UNAVAILABLE or TC_TIMEOUT from L2) the call
+ * still returns TC_OK, decided by a per-process limiter (out->fallback = 1):
+ * bounded memory (4096 limits; a stream of new keys evicts the least
+ * recently used, which then start afresh), thread-safe. Once Redis answers
+ * again it decides again (its own counts, which did not see the outage's
+ * requests). Returns TC_BAD_ARGUMENT or TC_TOO_LARGE for bad arguments and
+ * TC_PROTOCOL when Redis answered with an error (e.g. the key holds another
+ * type). Thread-safe.
+ */
+TC_EXTERN tc_result tc_rate_limit_ex(tc_cache *c, const void *key,
+                                     size_t klen, uint64_t limit,
+                                     uint64_t window_ms, tc_rate_algo algo,
+                                     tc_rate_result *out);
+
+/** tc_rate_limit_ex() with TC_RATE_SLIDING. */
+TC_EXTERN tc_result tc_rate_limit(tc_cache *c, const void *key, size_t klen,
+                                  uint64_t limit, uint64_t window_ms,
+                                  tc_rate_result *out);
+
+/* ------------------------------------------------------------------------ */
 /* Stats and health                                                          */
 /* ------------------------------------------------------------------------ */
 
@@ -489,7 +548,10 @@ typedef struct tc_stats {
     /* Propagation lag (origin timestamp to apply), log2 buckets in us:
      * bucket i counts lags in [2^i, 2^(i+1)) us; bucket 0 also holds 0. */
     uint64_t lag_us_hist[24];
-    uint64_t reserved_[15];      /* zero; room for later counters */
+    /* Rate limiting (two of the fifteen reserved words). */
+    uint64_t rate_fallbacks;     /* tc_rate_limit() calls decided locally */
+    uint64_t rate_local_evictions; /* local limits evicted for others */
+    uint64_t reserved_[13];      /* zero; room for later counters */
 } tc_stats;
 
 TC_EXTERN void tc_cache_stats(tc_cache *c, tc_stats *out);

@@ -1553,3 +1553,77 @@ Test(daemon, ping_tells_the_truth_about_redis)
     expect_status(c, "PONG", "PING");
     redisFree(c);
 }
+
+/* ---- TC.RATELIMIT ------------------------------------------------------------ */
+
+/* TC.RATELIMIT's reply: [allowed, remaining, reset_ms, fallback]. */
+static void ratelimit_reply(redisContext *c, const char *key, long long out[4])
+{
+    redisReply *r = cmd(c, "TC.RATELIMIT %s 5 900000", key);
+    cr_assert_eq(r->type, REDIS_REPLY_ARRAY, "TC.RATELIMIT: type %d", r->type);
+    cr_assert_eq(r->elements, 4);
+    for (int i = 0; i < 4; i++) {
+        cr_assert_eq(r->element[i]->type, REDIS_REPLY_INTEGER);
+        out[i] = r->element[i]->integer;
+    }
+    freeReplyObject(r);
+}
+
+static int ratelimit_by_redis(void *p)
+{
+    redisContext *c = p;
+    redisReply *r = redisCommand(c, "TC.RATELIMIT probe 5 900000");
+    int ok = r && r->type == REDIS_REPLY_ARRAY && r->elements == 4 &&
+             r->element[3]->integer == 0;
+    if (r)
+        freeReplyObject(r);
+    return ok;
+}
+
+/* Seed 004's auth limit (5 per 15 min) through two daemons: it holds in
+ * total; with Redis down each daemon holds it alone and says so. */
+Test(daemon, tc_ratelimit_across_daemons_and_while_redis_is_down)
+{
+    tcd_proc *a = start_daemon(NULL), *b = start_daemon(NULL);
+    redisContext *ca = connect_to(a), *cb = connect_to(b);
+    long long rep[4];
+    int allowed = 0;
+    cr_assert(ca && cb);
+    for (int i = 0; i < 10; i++) {
+        ratelimit_reply(i % 2 ? cb : ca, "auth:ip1", rep);
+        cr_assert_eq(rep[3], 0, "fallback while Redis is up");
+        allowed += (int)rep[0];
+        if (i == 0)
+            cr_assert_eq(rep[1], 4, "remaining after the first");
+        if (rep[0] == 0)
+            cr_assert(rep[2] > 0 && rep[2] <= 900000, "reset %lld", rep[2]);
+    }
+    cr_assert_eq(allowed, 5, "the limit did not hold across daemons");
+    expect_int(ca, 0, "EXISTS auth:ip1"); /* its own namespace */
+    {
+        redisReply *r = cmd(ca, "TC.RATELIMIT k 0 1000");
+        cr_assert_eq(r->type, REDIS_REPLY_ERROR);
+        freeReplyObject(r);
+        r = cmd(ca, "TC.RATELIMIT k 5 1000 BOGUS");
+        cr_assert_eq(r->type, REDIS_REPLY_ERROR);
+        freeReplyObject(r);
+        r = cmd(ca, "TC.RATELIMIT k 1 60000 FIXED");
+        cr_assert_eq(r->type, REDIS_REPLY_ARRAY);
+        cr_assert_eq(r->element[0]->integer, 1);
+        freeReplyObject(r);
+    }
+
+    tcr_kill(&redis);
+    allowed = 0;
+    for (int i = 0; i < 8; i++) {
+        ratelimit_reply(ca, "auth:ip2", rep);
+        cr_assert_eq(rep[3], 1, "not reported as a local decision");
+        allowed += (int)rep[0];
+    }
+    cr_assert_eq(allowed, 5, "the local limit did not hold");
+    cr_assert_eq(tcr_restart(&redis), 0);
+    cr_assert(tcr_wait(ratelimit_by_redis, ca, DEADLINE_MS),
+              "Redis never decided again");
+    redisFree(ca);
+    redisFree(cb);
+}

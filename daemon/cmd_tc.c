@@ -1,6 +1,7 @@
-/* tiercache's own commands: TC.INVALIDATE, TC.RATELIMIT. */
+/* tiercache's own commands: TC.INVALIDATE, TC.RATELIMIT, TC.SETMANY. */
 #include "cmd_impl.h"
 
+#include <stdlib.h>
 #include <string.h>
 
 /* ---- TC.INVALIDATE ------------------------------------------------------- */
@@ -108,4 +109,51 @@ void tcd_cmd_ratelimit_work(tcd_server *srv, tcd_req *r, tcd_buf *out)
     tcd_reply_int(out, (long long)rr.remaining);
     tcd_reply_int(out, (long long)rr.reset_ms);
     tcd_reply_int(out, rr.fallback);
+}
+
+/* ---- TC.SETMANY ttl_ms key value [key value ...] -------------------------- */
+
+int tcd_cmd_setmany_loop(tcd_client *cl, tcd_req *r, tcd_buf *out)
+{
+    long long ttl;
+    (void)cl;
+    if (r->argc < 4 || (r->argc - 2) % 2) {
+        tcd_reply_error(out, "ERR wrong number of arguments for "
+                             "'tc.setmany' command");
+        return TCD_DONE;
+    }
+    if (tcd_arg_ll(r, 1, &ttl) || ttl < 0 ||
+        (unsigned long long)ttl > TC_TTL_MAX_MS) {
+        tcd_reply_error(out, "ERR ttl_ms must be 0 (default) or a positive "
+                             "integer of at most ten years");
+        return TCD_DONE;
+    }
+    return TCD_DEFER;
+}
+
+void tcd_cmd_setmany_work(tcd_server *srv, tcd_req *r, tcd_buf *out)
+{
+    size_t n = (size_t)(r->argc - 2) / 2;
+    const void **k = malloc(n * sizeof(*k)), **v = malloc(n * sizeof(*v));
+    size_t *kl = malloc(n * sizeof(*kl)), *vl = malloc(n * sizeof(*vl));
+    long long ttl = 0;
+    tc_result rc;
+    if (!k || !v || !kl || !vl) {
+        tcd_reply_tc_error(out, TC_NO_MEMORY);
+        goto out;
+    }
+    tcd_arg_ll(r, 1, &ttl); /* checked on the loop */
+    for (size_t i = 0; i < n; i++) {
+        k[i] = r->argv[2 + 2 * i], kl[i] = r->argl[2 + 2 * i];
+        v[i] = r->argv[3 + 2 * i], vl[i] = r->argl[3 + 2 * i];
+    }
+    /* One batch: one transaction, one invalidation message. */
+    rc = tc_set_many(srv->cache, n, k, kl, v, vl, (uint64_t)ttl, n, NULL,
+                     NULL);
+    if (rc == TC_OK)
+        tcd_reply_int(out, (long long)n);
+    else
+        tcd_reply_tc_error(out, rc);
+out:
+    free(k), free(v), free(kl), free(vl);
 }

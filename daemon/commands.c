@@ -137,6 +137,10 @@ static const tcd_cmd table[] = {
      KEYS1, "tiercache",
      "Counts a request against a limit: [allowed, remaining, reset_ms, "
      "fallback]."},
+    {"tc.setmany", -4, TCD_CMD_WRITE,
+     tcd_cmd_setmany_loop, tcd_cmd_setmany_work,
+     2, -1, 2, "tiercache",
+     "Sets many keys with one TTL in one transaction and one invalidation."},
 };
 #define NCMDS (sizeof(table) / sizeof(table[0]))
 

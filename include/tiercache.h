@@ -352,6 +352,45 @@ TC_EXTERN tc_result tc_get_or_load(tc_cache *c, const void *key, size_t klen,
                                    uint64_t ttl_ms, tc_value **out);
 
 /* ------------------------------------------------------------------------ */
+/* Warming (README, "Warming")                                               */
+/* ------------------------------------------------------------------------ */
+
+/** Progress of tc_set_many()/tc_warm(): called on the calling thread after
+ *  each batch, with `done` of `total` keys handled so far. */
+typedef void (*tc_progress_fn)(void *userdata, size_t done, size_t total);
+
+/**
+ * Store `n` keys (keys/klens, vals/vlens: borrowed) in L2 with `ttl_ms`
+ * (0 = default, TC_TTL_NONE = none), `batch` keys per round trip (0 = 500,
+ * at most 100,000): each batch is one MULTI with one invalidation message
+ * carrying all its keys, and in strict mode waits once for every live
+ * instance's acknowledgement. The caller's own L1 drops its copies (reads
+ * fill it later, so warming does not evict what is hot). Every key and
+ * value is checked before anything is sent. On a failure the batches
+ * already reported through `progress` (may be NULL) are stored; the failing
+ * batch may or may not be. Thread-safe.
+ */
+TC_EXTERN tc_result tc_set_many(tc_cache *c, size_t n,
+                                const void *const *keys, const size_t *klens,
+                                const void *const *vals, const size_t *vlens,
+                                uint64_t ttl_ms, size_t batch,
+                                tc_progress_fn progress, void *userdata);
+
+/**
+ * Warm from a key list: call `loader` (as for tc_get_or_load(); it returns
+ * a malloc'd value the library frees) for each key, and store the values
+ * found in batches as tc_set_many() does. TC_NOT_FOUND from the loader
+ * skips the key; any other failure stops warming and is returned (earlier
+ * batches stay stored). `progress` counts keys handled, stored or skipped.
+ * The loader runs on the calling thread. Thread-safe.
+ */
+TC_EXTERN tc_result tc_warm(tc_cache *c, size_t n, const void *const *keys,
+                            const size_t *klens, tc_loader_fn loader,
+                            void *loader_userdata, uint64_t ttl_ms,
+                            size_t batch, tc_progress_fn progress,
+                            void *userdata);
+
+/* ------------------------------------------------------------------------ */
 /* Any Redis command, L1 kept coherent                                       */
 /* ------------------------------------------------------------------------ */
 

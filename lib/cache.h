@@ -11,6 +11,7 @@
  *                 writing back a value older than a delete
  *   invalidate.c  prefix, pattern and whole-cache invalidation
  *   stats.c       stats and health
+ *   warm.c        tc_set_many, tc_warm (batched writes)
  *   ratelimit.c   tc_rate_limit (Redis script; ratelocal.c while it is down)
  *   testhooks.c   hooks for in-tree tests
  * Nothing here is part of the API or installed.

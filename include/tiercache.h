@@ -50,7 +50,10 @@ typedef enum tc_result {
     TC_PROTOCOL = 8,       /* Redis answered something unexpected */
     TC_LOADER = 9,         /* the get_or_load loader reported a failure */
     TC_DISABLED = 10,      /* caching is disabled (CACHE_ENABLED=false) */
-    TC_NOT_STORED = 11     /* TC_SET_NX / TC_SET_XX condition not met */
+    TC_NOT_STORED = 11,    /* TC_SET_NX / TC_SET_XX condition not met */
+    TC_COMPRESSED = 12,    /* the L2 value is compressed and this cache has
+                              compression off (compress_min_bytes 0) */
+    TC_CORRUPT = 13        /* a compressed L2 value does not decode */
 } tc_result;
 
 /** Static English text for a result; never NULL, never to be freed. */
@@ -205,7 +208,13 @@ typedef struct tc_options {
     const char *tls_server_name; /* name to verify and send as SNI;
                                     default: the host */
 
-    uint64_t reserved_[2];     /* must be zero; room for later fields */
+    /* Compression (one of the two reserved words): values of at least
+     * this many bytes are stored zstd-compressed in L2 when that saves
+     * bytes; readers need it set too (else TC_COMPRESSED). 0 = env
+     * TC_COMPRESS_MIN_BYTES, else off. At most 512 MiB. L1 keeps values
+     * decompressed; tc_command() passes values as Redis holds them. */
+    size_t compress_min_bytes;
+    uint64_t reserved_[1];     /* must be zero; room for later fields */
 } tc_options;
 
 /**
@@ -590,7 +599,10 @@ typedef struct tc_stats {
     /* Rate limiting (two of the fifteen reserved words). */
     uint64_t rate_fallbacks;     /* tc_rate_limit() calls decided locally */
     uint64_t rate_local_evictions; /* local limits evicted for others */
-    uint64_t reserved_[13];      /* zero; room for later counters */
+    /* Compression (two more). */
+    uint64_t values_compressed;  /* values stored zstd-compressed */
+    uint64_t values_decompressed; /* compressed values read from L2 */
+    uint64_t reserved_[11];      /* zero; room for later counters */
 } tc_stats;
 
 TC_EXTERN void tc_cache_stats(tc_cache *c, tc_stats *out);

@@ -12,6 +12,7 @@
  *   invalidate.c  prefix, pattern and whole-cache invalidation
  *   stats.c       stats and health
  *   warm.c        tc_set_many, tc_warm (batched writes)
+ *   compress.c    zstd frames of L2 values (compress.h)
  *   ratelimit.c   tc_rate_limit (Redis script; ratelocal.c while it is down)
  *   testhooks.c   hooks for in-tree tests
  * Nothing here is part of the API or installed.
@@ -53,6 +54,7 @@ struct tc_cache {
         l1_too_large;
     atomic_uint_fast64_t stamp_seq;
     atomic_uint_fast64_t rate_fallbacks; /* ratelimit.c */
+    atomic_uint_fast64_t values_compressed, values_decompressed; /* compress.c */
     struct tc__ratelocal *_Atomic ratelocal; /* ratelimit.c: NULL until
                                                 the first local decision,
                                                 then owned; freed by

@@ -17,6 +17,8 @@ void tc_cache_stats(tc_cache *c, tc_stats *out)
     out->l1_bypassed = atomic_load(&c->l1_bypassed);
     out->l1_too_large = atomic_load(&c->l1_too_large);
     out->rate_fallbacks = atomic_load(&c->rate_fallbacks);
+    out->values_compressed = atomic_load(&c->values_compressed);
+    out->values_decompressed = atomic_load(&c->values_decompressed);
     out->rate_local_evictions =
         tc__ratelocal_evictions(atomic_load(&c->ratelocal));
     if (c->l1)

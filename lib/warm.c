@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "cache.h"
+#include "compress.h"
 #include "stamps.h"
 
 #define DEFAULT_BATCH 500
@@ -28,13 +29,15 @@ static tc_result set_batch(tc_cache *c, size_t m, const void *const *keys,
     size_t *sargl = malloc((2 * m + 2) * sizeof(*sargl));
     tc__cmd *cmds = malloc((m + 1) * sizeof(*cmds));
     char(*fields)[8] = malloc(m * sizeof(*fields));
+    void **zbuf = calloc(m, sizeof(*zbuf)); /* compressed forms, owned */
     char stamp[TC__STAMP_MAX];
     size_t made = 0, slen;
     redisReply *exec = NULL;
     tc_result r = TC_OK;
     tc__txn t;
 
-    if (!pk || !argv || !argl || !sargv || !sargl || !cmds || !fields) {
+    if (!pk || !argv || !argl || !sargv || !sargl || !cmds || !fields ||
+        !zbuf) {
         r = tc__fail(TC_NO_MEMORY, "out of memory");
         goto out;
     }
@@ -46,12 +49,19 @@ static tc_result set_batch(tc_cache *c, size_t m, const void *const *keys,
         const char **a = argv + 5 * made;
         size_t *l = argl + 5 * made;
         int argc = 0;
+        const void *sv;
+        size_t svlen;
         if ((r = tc__pkey_make(c, keys[made], klens[made], &pk[made])) !=
             TC_OK)
             goto out;
+        if ((r = tc__z_encode(c, vals[made], vlens[made], &sv, &svlen,
+                              &zbuf[made])) != TC_OK) {
+            tc__pkey_free(&pk[made]);
+            goto out;
+        }
         a[argc] = "SET", l[argc++] = 3;
         a[argc] = pk[made].p, l[argc++] = pk[made].len;
-        a[argc] = vals[made] ? vals[made] : "", l[argc++] = vlens[made];
+        a[argc] = sv ? sv : "", l[argc++] = svlen;
         if (pxlen) {
             a[argc] = "PX", l[argc++] = 2;
             a[argc] = px, l[argc++] = pxlen;
@@ -85,8 +95,11 @@ static tc_result set_batch(tc_cache *c, size_t m, const void *const *keys,
         tc__l1_invalidate_key(c->l1, tc__hash(keys[i], klens[i]), keys[i],
                               klens[i]);
 out:
-    for (size_t i = 0; i < made; i++)
+    for (size_t i = 0; i < made; i++) {
         tc__pkey_free(&pk[i]);
+        free(zbuf[i]);
+    }
+    free(zbuf);
     free(pk);
     free(argv);
     free(argl);

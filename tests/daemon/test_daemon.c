@@ -1627,3 +1627,42 @@ Test(daemon, tc_ratelimit_across_daemons_and_while_redis_is_down)
     redisFree(ca);
     redisFree(cb);
 }
+
+/* ---- --compress-min-bytes ---------------------------------------------------- */
+
+/* Values through daemons with compression: smaller in Redis, the same
+ * bytes for clients; a daemon without it answers a clear error. */
+Test(daemon, compression_is_transparent_between_daemons)
+{
+    tcd_proc *a = start_daemon("--compress-min-bytes", "256", NULL);
+    tcd_proc *b = start_daemon("--compress-min-bytes", "256", NULL);
+    tcd_proc *off = start_daemon(NULL);
+    redisContext *ca = connect_to(a), *cb = connect_to(b), *co = connect_to(off);
+    redisContext *raw = redisConnect("127.0.0.1", redis.port);
+    char val[8192];
+    redisReply *r;
+    size_t n = 0;
+    cr_assert(ca && cb && co && raw && !raw->err);
+    while (n + 40 < sizeof(val))
+        n += (size_t)snprintf(val + n, sizeof(val) - n,
+                              "{\"id\":%zu,\"ok\":true,\"tag\":\"x\"},", n);
+    r = redisCommand(ca, "SET doc %b", val, n);
+    cr_assert_eq(r->type, REDIS_REPLY_STATUS, "%s", r->str);
+    freeReplyObject(r);
+    r = redisCommand(raw, "STRLEN doc");
+    cr_assert_lt(r->integer, (long long)n / 2, "not compressed in Redis");
+    freeReplyObject(r);
+    r = redisCommand(cb, "GET doc");
+    cr_assert_eq(r->type, REDIS_REPLY_STRING);
+    cr_assert_eq(r->len, n);
+    cr_assert_eq(memcmp(r->str, val, n), 0);
+    freeReplyObject(r);
+    r = redisCommand(co, "GET doc");
+    cr_assert_eq(r->type, REDIS_REPLY_ERROR);
+    cr_assert_not_null(strstr(r->str, "compress"), "%s", r->str);
+    freeReplyObject(r);
+    redisFree(ca);
+    redisFree(cb);
+    redisFree(co);
+    redisFree(raw);
+}

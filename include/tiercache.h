@@ -108,7 +108,7 @@ enum { TC_DEFAULT = 0, TC_YES = 1, TC_NO = 2 };
  * Environment: REDIS_URL, REDIS_HOST, REDIS_PORT, REDIS_PASSWORD,
  * REDIS_USERNAME, REDIS_DB, CACHE_KEY_PREFIX, CACHE_DEFAULT_TTL (seconds),
  * CACHE_ENABLED (true/false/1/0/yes/no/on/off), TC_COHERENCE
- * (async/strict/none). Explicit fields win over `url`, which wins over the
+ * (async/strict/none), TC_COMPRESS_MIN_BYTES. Explicit fields win over `url`, which wins over the
  * environment; within it REDIS_HOST/PORT/... win over REDIS_URL. A variable
  * is only read when it would supply a field still unset, so a malformed
  * value that an explicit field overrides is no error. REDIS_PORT may also

@@ -96,6 +96,13 @@ Test(compress, round_trip_between_two_instances)
     expect_value(b, "j", big, 65536); /* L1 holds it decompressed */
     tc_cache_stats(a, &st);
     cr_assert_eq(st.values_compressed, 1);
+    /* A conditional write (the script path) compresses too. */
+    {
+        tc_set_opts so = {0, 0, TC_SET_NX};
+        cr_assert_eq(tc_set_ex(a, "nx", 2, big, 65536, &so), TC_OK);
+        cr_assert_lt(l2_len("nx"), 65536 / 4);
+        expect_value(b, "nx", big, 65536);
+    }
     tc_cache_stats(b, &st);
     cr_assert_eq(st.values_decompressed, 1, "the L1 hit decompressed again");
     free(big);

@@ -62,6 +62,7 @@ Test(warm, ten_thousand_keys_then_another_instance_reads_them)
     tc_value **out = calloc(NKEYS, sizeof(*out));
     tc_result *res = calloc(NKEYS, sizeof(*res));
     o.key_prefix = "app:";
+    o.command_timeout_ms = 10000; /* 10k keys on a loaded machine */
     a = must_create(&o);
     b = must_create(&o);
     cr_assert_eq(tc_set_many(a, NKEYS, d.kp, d.kl, d.vp, d.vl, 0, 500,

@@ -36,7 +36,7 @@ static char *json_like(size_t n, uint64_t seed)
                          "\"created\":\"2026-%02u-%02uT%02u:%02u:00Z\"},",
                          (unsigned long long)(x % 1000000),
                          (unsigned long long)(x >> 20) % 100000,
-                         tags[x >> 60], (x >> 40) & 1 ? "true" : "false",
+                         tags[x >> 62], (x >> 40) & 1 ? "true" : "false",
                          rng_unit(&r) * 100, (unsigned)(x >> 8) % 12 + 1,
                          (unsigned)(x >> 12) % 28 + 1,
                          (unsigned)(x >> 16) % 24, (unsigned)(x >> 24) % 60);

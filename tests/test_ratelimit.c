@@ -360,3 +360,22 @@ Test(ratelimit, local_sliding_counter_weights_the_previous_window)
     cr_assert_eq(rr.allowed, 1);
     tc__ratelocal_destroy(t);
 }
+
+/* A hung Redis (SIGSTOP): the call waits out its command timeout, then the
+ * local limiter decides; once Redis runs again it decides again. */
+Test(ratelimit, hung_redis_times_out_into_the_local_limiter)
+{
+    tc_options o = test_opts(&srv); /* 300 ms command timeout */
+    tc_cache *c = must_create(&o);
+    tc_rate_result rr;
+    decided_arg d = {c, "probe"};
+    cr_assert_eq(tc_rate_limit(c, "k", 1, 5, 60000, &rr), TC_OK);
+    tcr_pause(&srv);
+    AWAIT(tcr_stopped, &srv, "redis-server never stopped");
+    cr_assert_eq(tc_rate_limit(c, "k", 1, 5, 60000, &rr), TC_OK);
+    cr_assert_eq(rr.fallback, 1, "a timed-out check must be decided locally");
+    cr_assert_eq(rr.allowed, 1);
+    tcr_resume(&srv);
+    AWAIT(redis_decides, &d, "Redis never decided again after SIGCONT");
+    tc_cache_destroy(c);
+}

@@ -1624,6 +1624,13 @@ Test(daemon, tc_ratelimit_across_daemons_and_while_redis_is_down)
     cr_assert_eq(tcr_restart(&redis), 0);
     cr_assert(tcr_wait(ratelimit_by_redis, ca, DEADLINE_MS),
               "Redis never decided again");
+    {
+        redisReply *r = cmd(ca, "INFO");
+        const char *f = strstr(r->str, "rate_fallbacks:");
+        cr_assert_not_null(f, "INFO has no rate_fallbacks");
+        cr_assert_geq(atoll(f + strlen("rate_fallbacks:")), 8);
+        freeReplyObject(r);
+    }
     redisFree(ca);
     redisFree(cb);
 }

@@ -153,6 +153,7 @@ void bench_hitratio(const bench_cfg *cfg);
 void bench_anchors(const bench_cfg *cfg);
 void bench_tags(const bench_cfg *cfg);
 void bench_fleet(const bench_cfg *cfg);
+void bench_compress(const bench_cfg *cfg);
 
 /* ---- report -------------------------------------------------------------- */
 

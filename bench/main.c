@@ -38,6 +38,7 @@ static const char *const required_keys[] = {
     "lfht_mops_100k_2t",    "l1_reader_max_us_during_invalidate_1m",
     "l1_reader_max_us_during_fill",
     "tag_read_overhead_ns", "tag_invalidate_100k_ms",
+    "zstd_ratio_64k",       "zstd_decompress_us_64k",
 };
 
 static void usage(FILE *f)
@@ -53,8 +54,8 @@ static void usage(FILE *f)
             "  --trials N       coherence trials (2000; --quick 200)\n"
             "  --seed N         seed of every key order and trace (42)\n"
             "  --only LIST      sections, comma-separated: memory,anchors,\n"
-            "                   latency,scaling,coherence,hitratio,tags,\n"
-            "                   fleet\n"
+            "                   latency,scaling,coherence,hitratio,compress,\n"
+            "                   tags,fleet\n"
             "environment: REDIS_URL (redis://127.0.0.1:6379), TC_BENCH_UNIX\n");
 }
 
@@ -228,6 +229,8 @@ int main(int argc, char **argv)
         bench_coherence(&cfg);
     if (want(&cfg, "hitratio"))
         bench_hitratio(&cfg);
+    if (want(&cfg, "compress"))
+        bench_compress(&cfg);
     if (want(&cfg, "tags"))
         bench_tags(&cfg);
     if (want(&cfg, "fleet"))

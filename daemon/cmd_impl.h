@@ -47,6 +47,10 @@ int tcd_cmd_inval_loop(tcd_client *cl, tcd_req *r, tcd_buf *out);
 void tcd_cmd_inval_work(tcd_server *srv, tcd_req *r, tcd_buf *out);
 int tcd_cmd_tcset_loop(tcd_client *cl, tcd_req *r, tcd_buf *out);
 void tcd_cmd_tcset_work(tcd_server *srv, tcd_req *r, tcd_buf *out);
+int tcd_cmd_ratelimit_loop(tcd_client *cl, tcd_req *r, tcd_buf *out);
+void tcd_cmd_ratelimit_work(tcd_server *srv, tcd_req *r, tcd_buf *out);
+int tcd_cmd_setmany_loop(tcd_client *cl, tcd_req *r, tcd_buf *out);
+void tcd_cmd_setmany_work(tcd_server *srv, tcd_req *r, tcd_buf *out);
 
 /* cmd_forward.c */
 /** Encode a library reply as Redis sent it. */

@@ -1,6 +1,8 @@
-/* tiercache's own commands: TC.INVALIDATE, TC.SET (tags). */
+/* tiercache's own commands: TC.INVALIDATE, TC.SET (tags), TC.RATELIMIT,
+ * TC.SETMANY. */
 #include "cmd_impl.h"
 
+#include <stdlib.h>
 #include <string.h>
 
 /* Arguments from `from` on, as tags: 1 when none holds a NUL byte (tags
@@ -119,4 +121,117 @@ void tcd_cmd_tcset_work(tcd_server *srv, tcd_req *r, tcd_buf *out)
         tcd_reply_status(out, "OK");
     else
         tcd_reply_tc_error(out, rc);
+}
+
+/* ---- TC.RATELIMIT key limit window_ms [SLIDING|FIXED] -------------------- */
+
+/* Arguments of TC.RATELIMIT; 0, or -1 with the error written to `out`. */
+static int ratelimit_args(tcd_req *r, tcd_buf *out, uint64_t *limit,
+                          uint64_t *window_ms, tc_rate_algo *algo)
+{
+    long long l, w;
+    if (r->argc != 4 && r->argc != 5) {
+        tcd_reply_error(out, "ERR wrong number of arguments for "
+                             "'tc.ratelimit' command");
+        return -1;
+    }
+    if (tcd_arg_ll(r, 2, &l) || l < 1 || l > (long long)TC_RATE_LIMIT_MAX) {
+        tcd_reply_errorf(out, "ERR limit must be an integer in 1..%u",
+                         TC_RATE_LIMIT_MAX);
+        return -1;
+    }
+    if (tcd_arg_ll(r, 3, &w) || w < 1 || (unsigned long long)w > TC_TTL_MAX_MS) {
+        tcd_reply_errorf(out, "ERR window_ms must be an integer in 1..%llu",
+                         (unsigned long long)TC_TTL_MAX_MS);
+        return -1;
+    }
+    *algo = TC_RATE_SLIDING;
+    if (r->argc == 5) {
+        if (tcd_arg_is(r, 4, "FIXED"))
+            *algo = TC_RATE_FIXED;
+        else if (!tcd_arg_is(r, 4, "SLIDING")) {
+            tcd_reply_error(out, "ERR syntax error: TC.RATELIMIT key limit "
+                                 "window_ms [SLIDING|FIXED]");
+            return -1;
+        }
+    }
+    *limit = (uint64_t)l, *window_ms = (uint64_t)w;
+    return 0;
+}
+
+int tcd_cmd_ratelimit_loop(tcd_client *cl, tcd_req *r, tcd_buf *out)
+{
+    uint64_t limit, window_ms;
+    tc_rate_algo algo;
+    (void)cl;
+    return ratelimit_args(r, out, &limit, &window_ms, &algo) ? TCD_DONE
+                                                              : TCD_DEFER;
+}
+
+void tcd_cmd_ratelimit_work(tcd_server *srv, tcd_req *r, tcd_buf *out)
+{
+    uint64_t limit, window_ms;
+    tc_rate_algo algo;
+    tc_rate_result rr;
+    tc_result rc;
+    if (ratelimit_args(r, out, &limit, &window_ms, &algo))
+        return;
+    rc = tc_rate_limit_ex(srv->cache, r->argv[1], r->argl[1], limit,
+                          window_ms, algo, &rr);
+    if (rc != TC_OK) {
+        tcd_reply_tc_error(out, rc);
+        return;
+    }
+    tcd_reply_array(out, 4);
+    tcd_reply_int(out, rr.allowed);
+    tcd_reply_int(out, (long long)rr.remaining);
+    tcd_reply_int(out, (long long)rr.reset_ms);
+    tcd_reply_int(out, rr.fallback);
+}
+
+/* ---- TC.SETMANY ttl_ms key value [key value ...] -------------------------- */
+
+int tcd_cmd_setmany_loop(tcd_client *cl, tcd_req *r, tcd_buf *out)
+{
+    long long ttl;
+    (void)cl;
+    if (r->argc < 4 || (r->argc - 2) % 2) {
+        tcd_reply_error(out, "ERR wrong number of arguments for "
+                             "'tc.setmany' command");
+        return TCD_DONE;
+    }
+    if (tcd_arg_ll(r, 1, &ttl) || ttl < 0 ||
+        (unsigned long long)ttl > TC_TTL_MAX_MS) {
+        tcd_reply_error(out, "ERR ttl_ms must be 0 (default) or a positive "
+                             "integer of at most ten years");
+        return TCD_DONE;
+    }
+    return TCD_DEFER;
+}
+
+void tcd_cmd_setmany_work(tcd_server *srv, tcd_req *r, tcd_buf *out)
+{
+    size_t n = (size_t)(r->argc - 2) / 2;
+    const void **k = malloc(n * sizeof(*k)), **v = malloc(n * sizeof(*v));
+    size_t *kl = malloc(n * sizeof(*kl)), *vl = malloc(n * sizeof(*vl));
+    long long ttl = 0;
+    tc_result rc;
+    if (!k || !v || !kl || !vl) {
+        tcd_reply_tc_error(out, TC_NO_MEMORY);
+        goto out;
+    }
+    tcd_arg_ll(r, 1, &ttl); /* checked on the loop */
+    for (size_t i = 0; i < n; i++) {
+        k[i] = r->argv[2 + 2 * i], kl[i] = r->argl[2 + 2 * i];
+        v[i] = r->argv[3 + 2 * i], vl[i] = r->argl[3 + 2 * i];
+    }
+    /* One batch: one transaction, one invalidation message. */
+    rc = tc_set_many(srv->cache, n, k, kl, v, vl, (uint64_t)ttl, n, NULL,
+                     NULL);
+    if (rc == TC_OK)
+        tcd_reply_int(out, (long long)n);
+    else
+        tcd_reply_tc_error(out, rc);
+out:
+    free(k), free(v), free(kl), free(vl);
 }

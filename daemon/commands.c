@@ -136,6 +136,15 @@ static const tcd_cmd table[] = {
      tcd_cmd_tcset_loop, tcd_cmd_tcset_work,
      KEYS1, "tiercache",
      "Sets a value recorded under tags (TC.INVALIDATE TAGS drops them)."},
+    {"tc.ratelimit", -4, TCD_CMD_WRITE,
+     tcd_cmd_ratelimit_loop, tcd_cmd_ratelimit_work,
+     KEYS1, "tiercache",
+     "Counts a request against a limit: [allowed, remaining, reset_ms, "
+     "fallback]."},
+    {"tc.setmany", -4, TCD_CMD_WRITE,
+     tcd_cmd_setmany_loop, tcd_cmd_setmany_work,
+     2, -1, 2, "tiercache",
+     "Sets many keys with one TTL in one transaction and one invalidation."},
 };
 #define NCMDS (sizeof(table) / sizeof(table[0]))
 

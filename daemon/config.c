@@ -86,6 +86,9 @@ static const opt opts[] = {
      "L1 entry bound (default 1000000)"},
     {"max-value-bytes", NULL, K_SIZE, F(opts.max_value_bytes), "BYTES",
      "largest value (default 16 MiB)"},
+    {"compress-min-bytes", NULL, K_SIZE, F(opts.compress_min_bytes), "BYTES",
+     "zstd-compress values of at least this size in L2 (default off; every "
+     "reader needs it) [TC_COMPRESS_MIN_BYTES]"},
     {"pool-size", NULL, K_UINT, F(opts.pool_size), "N",
      "L2 connections (default: --workers)"},
     {"connect-timeout-ms", NULL, K_UINT, F(opts.connect_timeout_ms), "MS", ""},

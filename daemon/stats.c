@@ -89,7 +89,11 @@ int tcd_stats_healthy(tcd_server *srv, tc_health *h)
     X(bus_flushes, counter, "whole-L1 flushes after bus gaps")              \
     X(strict_waits, counter, "strict writes that waited for acks")          \
     X(strict_lease_expiries, counter, "strict writes ended by the lease")   \
-    X(l1_bypassed, counter, "reads that skipped L1: bus not proven")
+    X(l1_bypassed, counter, "reads that skipped L1: bus not proven")        \
+    X(rate_fallbacks, counter, "rate limits decided locally: Redis down")   \
+    X(rate_local_evictions, counter, "local rate limits evicted")           \
+    X(values_compressed, counter, "values stored zstd-compressed")          \
+    X(values_decompressed, counter, "compressed values read from Redis")
 
 #define DAEMON_FIELDS(X)                                                     \
     X(connections_received, counter, "connections accepted")                \

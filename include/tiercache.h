@@ -50,7 +50,10 @@ typedef enum tc_result {
     TC_PROTOCOL = 8,       /* Redis answered something unexpected */
     TC_LOADER = 9,         /* the get_or_load loader reported a failure */
     TC_DISABLED = 10,      /* caching is disabled (CACHE_ENABLED=false) */
-    TC_NOT_STORED = 11     /* TC_SET_NX / TC_SET_XX condition not met */
+    TC_NOT_STORED = 11,    /* TC_SET_NX / TC_SET_XX condition not met */
+    TC_COMPRESSED = 12,    /* the L2 value is compressed and this cache has
+                              compression off (compress_min_bytes 0) */
+    TC_CORRUPT = 13        /* a compressed L2 value does not decode */
 } tc_result;
 
 /** Static English text for a result; never NULL, never to be freed. */
@@ -105,7 +108,7 @@ enum { TC_DEFAULT = 0, TC_YES = 1, TC_NO = 2 };
  * Environment: REDIS_URL, REDIS_HOST, REDIS_PORT, REDIS_PASSWORD,
  * REDIS_USERNAME, REDIS_DB, CACHE_KEY_PREFIX, CACHE_DEFAULT_TTL (seconds),
  * CACHE_ENABLED (true/false/1/0/yes/no/on/off), TC_COHERENCE
- * (async/strict/none). Explicit fields win over `url`, which wins over the
+ * (async/strict/none), TC_COMPRESS_MIN_BYTES. Explicit fields win over `url`, which wins over the
  * environment; within it REDIS_HOST/PORT/... win over REDIS_URL. A variable
  * is only read when it would supply a field still unset, so a malformed
  * value that an explicit field overrides is no error. REDIS_PORT may also
@@ -210,7 +213,13 @@ typedef struct tc_options {
     const char *tls_server_name; /* name to verify and send as SNI;
                                     default: the host */
 
-    uint64_t reserved_[2];     /* must be zero; room for later fields */
+    /* Compression (one of the two reserved words): values of at least
+     * this many bytes are stored zstd-compressed in L2 when that saves
+     * bytes; readers need it set too (else TC_COMPRESSED). 0 = env
+     * TC_COMPRESS_MIN_BYTES, else off. At most 512 MiB. L1 keeps values
+     * decompressed; tc_command() passes values as Redis holds them. */
+    size_t compress_min_bytes;
+    uint64_t reserved_[1];     /* must be zero; room for later fields */
 } tc_options;
 
 /**
@@ -362,6 +371,45 @@ TC_EXTERN tc_result tc_get_or_load(tc_cache *c, const void *key, size_t klen,
                                    uint64_t ttl_ms, tc_value **out);
 
 /* ------------------------------------------------------------------------ */
+/* Warming (README, "Warming")                                               */
+/* ------------------------------------------------------------------------ */
+
+/** Progress of tc_set_many()/tc_warm(): called on the calling thread after
+ *  each batch, with `done` of `total` keys handled so far. */
+typedef void (*tc_progress_fn)(void *userdata, size_t done, size_t total);
+
+/**
+ * Store `n` keys (keys/klens, vals/vlens: borrowed) in L2 with `ttl_ms`
+ * (0 = default, TC_TTL_NONE = none), `batch` keys per round trip (0 = 500,
+ * at most 100,000): each batch is one MULTI with one invalidation message
+ * carrying all its keys, and in strict mode waits once for every live
+ * instance's acknowledgement. The caller's own L1 drops its copies (reads
+ * fill it later, so warming does not evict what is hot). Every key and
+ * value is checked before anything is sent. On a failure the batches
+ * already reported through `progress` (may be NULL) are stored; the failing
+ * batch may or may not be. Thread-safe.
+ */
+TC_EXTERN tc_result tc_set_many(tc_cache *c, size_t n,
+                                const void *const *keys, const size_t *klens,
+                                const void *const *vals, const size_t *vlens,
+                                uint64_t ttl_ms, size_t batch,
+                                tc_progress_fn progress, void *userdata);
+
+/**
+ * Warm from a key list: call `loader` (as for tc_get_or_load(); it returns
+ * a malloc'd value the library frees) for each key, and store the values
+ * found in batches as tc_set_many() does. TC_NOT_FOUND from the loader
+ * skips the key; any other failure stops warming and is returned (earlier
+ * batches stay stored). `progress` counts keys handled, stored or skipped.
+ * The loader runs on the calling thread. Thread-safe.
+ */
+TC_EXTERN tc_result tc_warm(tc_cache *c, size_t n, const void *const *keys,
+                            const size_t *klens, tc_loader_fn loader,
+                            void *loader_userdata, uint64_t ttl_ms,
+                            size_t batch, tc_progress_fn progress,
+                            void *userdata);
+
+/* ------------------------------------------------------------------------ */
 /* Any Redis command, L1 kept coherent                                       */
 /* ------------------------------------------------------------------------ */
 
@@ -492,6 +540,63 @@ TC_EXTERN tc_result tc_set_tagged(tc_cache *c, const void *key, size_t klen,
 TC_EXTERN tc_result tc_invalidate_tags(tc_cache *c, size_t ntags,
                                        const char *const *tags,
                                        uint64_t *deleted);
+/* Rate limiting (README, "Rate limiting")                                   */
+/* ------------------------------------------------------------------------ */
+
+/** How a limit counts. Numbers are fixed. */
+typedef enum tc_rate_algo {
+    TC_RATE_SLIDING = 0, /* exact sliding window: at most `limit` requests
+                            in any `window_ms`; L2 keeps one sorted-set
+                            entry per allowed request (memory ~ limit) */
+    TC_RATE_FIXED = 1    /* fixed window starting at the first request:
+                            one counter (INCR + PEXPIRE); up to 2 x limit
+                            across a window boundary */
+} tc_rate_algo;
+
+/** Largest `limit` tc_rate_limit() takes (the sliding log keeps one entry
+ *  per allowed request). */
+#define TC_RATE_LIMIT_MAX 1000000U
+
+/** Outcome of one rate-limit check; caller-allocated, filled whole by the
+ *  library (reserved words zeroed). Plain data. */
+typedef struct tc_rate_result {
+    int allowed;         /* 1: the request counts and may proceed */
+    int fallback;        /* 1: decided by this process's local limiter,
+                            because Redis was down (or the cache disabled);
+                            the limit then holds per process, not in total */
+    uint64_t remaining;  /* requests still allowed now, after this one */
+    uint64_t reset_ms;   /* ms until a slot frees up (sliding: the oldest
+                            counted request leaves the window; fixed: the
+                            window ends); 0 when nothing is counted */
+    uint64_t reserved_[2];
+} tc_rate_result;
+
+/**
+ * Count one request against the limit named `key` (borrowed, binary-safe;
+ * stored in L2 as <key_prefix>__tiercache:rl:<key>, or :rlf: for
+ * TC_RATE_FIXED) and say whether it is allowed: at most `limit` requests
+ * (1..TC_RATE_LIMIT_MAX) per `window_ms` (1..TC_TTL_MAX_MS) across every
+ * instance sharing the Redis, decided atomically in one round trip on
+ * Redis's clock. A denied request is not counted.
+ *
+ * While Redis is down (TC_L2_UNAVAILABLE or TC_TIMEOUT from L2) the call
+ * still returns TC_OK, decided by a per-process limiter (out->fallback = 1):
+ * bounded memory (4096 limits; a stream of new keys evicts the least
+ * recently used, which then start afresh), thread-safe. Once Redis answers
+ * again it decides again (its own counts, which did not see the outage's
+ * requests). Returns TC_BAD_ARGUMENT or TC_TOO_LARGE for bad arguments and
+ * TC_PROTOCOL when Redis answered with an error (e.g. the key holds another
+ * type). Thread-safe.
+ */
+TC_EXTERN tc_result tc_rate_limit_ex(tc_cache *c, const void *key,
+                                     size_t klen, uint64_t limit,
+                                     uint64_t window_ms, tc_rate_algo algo,
+                                     tc_rate_result *out);
+
+/** tc_rate_limit_ex() with TC_RATE_SLIDING. */
+TC_EXTERN tc_result tc_rate_limit(tc_cache *c, const void *key, size_t klen,
+                                  uint64_t limit, uint64_t window_ms,
+                                  tc_rate_result *out);
 
 /* ------------------------------------------------------------------------ */
 /* Stats and health                                                          */
@@ -528,7 +633,13 @@ typedef struct tc_stats {
     /* Propagation lag (origin timestamp to apply), log2 buckets in us:
      * bucket i counts lags in [2^i, 2^(i+1)) us; bucket 0 also holds 0. */
     uint64_t lag_us_hist[24];
-    uint64_t reserved_[15];      /* zero; room for later counters */
+    /* Rate limiting (two of the fifteen reserved words). */
+    uint64_t rate_fallbacks;     /* tc_rate_limit() calls decided locally */
+    uint64_t rate_local_evictions; /* local limits evicted for others */
+    /* Compression (two more). */
+    uint64_t values_compressed;  /* values stored zstd-compressed */
+    uint64_t values_decompressed; /* compressed values read from L2 */
+    uint64_t reserved_[11];      /* zero; room for later counters */
 } tc_stats;
 
 TC_EXTERN void tc_cache_stats(tc_cache *c, tc_stats *out);

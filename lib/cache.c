@@ -10,6 +10,7 @@
 
 #include "cache.h"
 #include "command.h"
+#include "ratelocal.h"
 
 tc_result tc__pkey_make(const tc_cache *c, const void *key, size_t klen,
                         tc__pkey *k)
@@ -179,6 +180,7 @@ void tc_cache_destroy(tc_cache *c)
         free(mk);
     }
     tc__cmdtab_release(c);
+    tc__ratelocal_destroy(atomic_load(&c->ratelocal));
     tc__l2_destroy(c->l2);
     tc__flights_destroy(c->flights);
     tc__l1_destroy(c->l1);

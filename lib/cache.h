@@ -11,6 +11,9 @@
  *                 writing back a value older than a delete
  *   invalidate.c  prefix, pattern and whole-cache invalidation
  *   stats.c       stats and health
+ *   warm.c        tc_set_many, tc_warm (batched writes)
+ *   compress.c    zstd frames of L2 values (compress.h)
+ *   ratelimit.c   tc_rate_limit (Redis script; ratelocal.c while it is down)
  *   testhooks.c   hooks for in-tree tests
  * Nothing here is part of the API or installed.
  *
@@ -50,6 +53,12 @@ struct tc_cache {
     atomic_uint_fast64_t l2_hits, l2_misses, loader_calls, l1_bypassed,
         l1_too_large;
     atomic_uint_fast64_t stamp_seq;
+    atomic_uint_fast64_t rate_fallbacks; /* ratelimit.c */
+    atomic_uint_fast64_t values_compressed, values_decompressed; /* compress.c */
+    struct tc__ratelocal *_Atomic ratelocal; /* ratelimit.c: NULL until
+                                                the first local decision,
+                                                then owned; freed by
+                                                destroy */
     struct tc__cmdtab *_Atomic cmdtab; /* command.c: NULL until first use,
                                           then immutable; freed by destroy */
     tc__fill_hook_fn fill_hook; /* tests only; set before use */

@@ -754,6 +754,8 @@ static const num_field num_fields[] = {
     NUM(lease_ms, lease_ms, 100, TC_TIMEOUT_MAX_MS, 0, " (one hour)", NULL,
         0),
     NUM(clock_margin_pct, clock_margin_pct, 5, 49, 0, "", NULL, 0),
+    NUM(compress_min_bytes, compress_min, 0, 512u << 20, 0, " (512 MiB)",
+        "TC_COMPRESS_MIN_BYTES", 1),
 };
 
 /* Unsigned integer fields of width 4 or 8 (checked by NUM()). */

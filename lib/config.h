@@ -23,6 +23,7 @@ typedef struct tc__config {
     size_t l1_max_bytes, l1_max_entries;
     unsigned l1_shards;
     size_t max_key, max_value;
+    size_t compress_min;   /* 0: compression off (compress.c) */
     unsigned pool_size;
     uint32_t connect_timeout_ms, command_timeout_ms;
     uint32_t reconnect_min_ms, reconnect_max_ms;

@@ -20,6 +20,9 @@ const char *tc_strerror(tc_result r)
     case TC_LOADER: return "loader failed";
     case TC_DISABLED: return "caching is disabled";
     case TC_NOT_STORED: return "not stored: NX/XX condition not met";
+    case TC_COMPRESSED:
+        return "value is compressed and compression is off here";
+    case TC_CORRUPT: return "compressed value does not decode";
     }
     return "unknown result code";
 }

@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "cache.h"
+#include "compress.h"
 #include "stamps.h"
 
 /* Interpret a GET + PTTL reply pair and fill L1 (guarded by `gen`); `t0`
@@ -18,6 +19,10 @@ static tc_result take_l2_value(tc_cache *c, uint64_t h, const void *key,
                                tc_value **out)
 {
     uint64_t l1_ttl = c->cfg.l1_ttl_ms;
+    const void *v;
+    size_t vlen;
+    void *zbuf;
+    tc_result r;
     *out = NULL;
     if (val->type == REDIS_REPLY_NIL) {
         atomic_fetch_add_explicit(&c->l2_misses, 1, memory_order_relaxed);
@@ -29,6 +34,9 @@ static tc_result take_l2_value(tc_cache *c, uint64_t h, const void *key,
         return tc__fail(TC_PROTOCOL, "GET: not a string value");
     }
     atomic_fetch_add_explicit(&c->l2_hits, 1, memory_order_relaxed);
+    /* L1 keeps the value as the caller gave it. */
+    if ((r = tc__z_decode(c, val->str, val->len, &v, &vlen, &zbuf)) != TC_OK)
+        return r;
     if (c->fill_hook)
         c->fill_hook(c->fill_hook_arg, key, klen);
     /* L1 never outlives the L2 entry. */
@@ -36,11 +44,11 @@ static tc_result take_l2_value(tc_cache *c, uint64_t h, const void *key,
         (uint64_t)ttl->integer < l1_ttl)
         l1_ttl = (uint64_t)ttl->integer;
     if (ttl->type == REDIS_REPLY_INTEGER && ttl->integer != -2 && l1_ttl > 0)
-        tc__l1_fill_ttl(c, h, key, klen, val->str, val->len, t0, l1_ttl, gen,
-                        0, out);
-    if (!*out && !(*out = tc__value_new(val->str, val->len)))
-        return tc__fail(TC_NO_MEMORY, "out of memory");
-    return TC_OK;
+        tc__l1_fill_ttl(c, h, key, klen, v, vlen, t0, l1_ttl, gen, 0, out);
+    if (!*out && !(*out = tc__value_new(v, vlen)))
+        r = tc__fail(TC_NO_MEMORY, "out of memory");
+    free(zbuf);
+    return r;
 }
 
 tc_result tc__read_l2(tc_cache *c, uint64_t h, const void *key, size_t klen,

@@ -1,8 +1,10 @@
 /* Stamps: the L2-side guard of read-through stores (see stamps.h). */
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "cache.h"
+#include "compress.h"
 #include "stamps.h"
 
 /* KEYS: key, stamps. ARGV: value, px ('' = none), field, key stamp ('' =
@@ -56,8 +58,11 @@ int tc__stamps_store(tc_cache *c, const char *pk, size_t pklen,
     size_t pxlen = 0;
     redisReply *rep;
     int stored;
+    void *zbuf;
     if (!s->ok)
         return 0;
+    if (tc__z_encode(c, val, vlen, &val, &vlen, &zbuf) != TC_OK)
+        return -1;
     if (l2_ttl_ms != TC_TTL_NONE)
         pxlen = (size_t)snprintf(px, sizeof(px), "%llu",
                                  (unsigned long long)l2_ttl_ms);
@@ -68,7 +73,9 @@ int tc__stamps_store(tc_cache *c, const char *pk, size_t pklen,
                         strlen(c->stamps_key), vlen, pxlen, s->field_len,
                         strlen(s->key), strlen(s->all)};
         tc__cmd cmd = {10, a, l};
-        if (tc__l2_run(c->l2, 1, &cmd, &rep, 0) != TC_OK)
+        tc_result r = tc__l2_run(c->l2, 1, &cmd, &rep, 0);
+        free(zbuf);
+        if (r != TC_OK)
             return -1;
     }
     stored = rep->type == REDIS_REPLY_INTEGER && rep->integer == 1;

@@ -2,6 +2,7 @@
 #include <string.h>
 
 #include "cache.h"
+#include "ratelocal.h"
 
 void tc_cache_stats(tc_cache *c, tc_stats *out)
 {
@@ -15,6 +16,11 @@ void tc_cache_stats(tc_cache *c, tc_stats *out)
     out->loader_calls = atomic_load(&c->loader_calls);
     out->l1_bypassed = atomic_load(&c->l1_bypassed);
     out->l1_too_large = atomic_load(&c->l1_too_large);
+    out->rate_fallbacks = atomic_load(&c->rate_fallbacks);
+    out->values_compressed = atomic_load(&c->values_compressed);
+    out->values_decompressed = atomic_load(&c->values_decompressed);
+    out->rate_local_evictions =
+        tc__ratelocal_evictions(atomic_load(&c->ratelocal));
     if (c->l1)
         tc__l1_stats(c->l1, out);
     if (c->l2)

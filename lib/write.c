@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "cache.h"
+#include "compress.h"
 #include "stamps.h"
 
 /* A conditional set (NX/XX) publishes only when it stored: one script, so
@@ -43,6 +44,9 @@ tc_result tc__set(tc_cache *c, const void *key, size_t klen, const void *val,
     redisReply *exec = NULL;
     const void *keys[1] = {key};
     void *set_mem = NULL;
+    const void *sv;  /* the value as stored in L2 (compress.c) */
+    size_t svlen;
+    void *zbuf = NULL;
 
     if (!o)
         o = &defaults;
@@ -66,11 +70,16 @@ tc_result tc__set(tc_cache *c, const void *key, size_t klen, const void *val,
     h = tc__hash(key, klen);
     flen = tc__stamp_field(h, field);
     slen = tc__stamp_new(c, stamp);
-    if ((r = tc__pkey_make(c, key, klen, &k)) != TC_OK)
+    if ((r = tc__z_encode(c, val, vlen, &sv, &svlen, &zbuf)) != TC_OK)
         return r;
+    if ((r = tc__pkey_make(c, key, klen, &k)) != TC_OK) {
+        free(zbuf);
+        return r;
+    }
     if ((r = tc__txn_begin(c, &t, TC__MSG_KEY, 1, keys, &klen,
                            tc__write_is_strict(c, o->flags))) != TC_OK) {
         tc__pkey_free(&k);
+        free(zbuf);
         return r;
     }
     if (cond) {
@@ -79,7 +88,7 @@ tc_result tc__set(tc_cache *c, const void *key, size_t klen, const void *val,
         argv[argc] = "2", argl[argc++] = 1;
         argv[argc] = k.p, argl[argc++] = k.len;
         argv[argc] = c->stamps_key, argl[argc++] = strlen(c->stamps_key);
-        argv[argc] = val ? val : "", argl[argc++] = vlen;
+        argv[argc] = sv ? sv : "", argl[argc++] = svlen;
         argv[argc] = px, argl[argc++] = pxlen;
         argv[argc] = o->flags & TC_SET_NX ? "NX" : "XX", argl[argc++] = 2;
         argv[argc] = t.msg ? c->cfg.channel : "";
@@ -89,16 +98,17 @@ tc_result tc__set(tc_cache *c, const void *key, size_t klen, const void *val,
         argv[argc] = stamp, argl[argc++] = slen;
         cmds[ncmd++] = (tc__cmd){argc, argv, argl};
     } else if (set_cmd) {
-        if ((r = set_cmd(set_ud, &k, val ? val : "", vlen, px, pxlen,
+        if ((r = set_cmd(set_ud, &k, sv ? sv : "", svlen, px, pxlen,
                          &cmds[ncmd++], &set_mem)) != TC_OK) {
             tc__txn_end(c, &t, NULL, 0);
             tc__pkey_free(&k);
+            free(zbuf);
             return r;
         }
     } else {
         argv[argc] = "SET", argl[argc++] = 3;
         argv[argc] = k.p, argl[argc++] = k.len;
-        argv[argc] = val ? val : "", argl[argc++] = vlen;
+        argv[argc] = sv ? sv : "", argl[argc++] = svlen;
         if (pxlen) {
             argv[argc] = "PX", argl[argc++] = 2;
             argv[argc] = px, argl[argc++] = pxlen;
@@ -119,6 +129,7 @@ tc_result tc__set(tc_cache *c, const void *key, size_t klen, const void *val,
     r = tc__txn_exec(c, &t, ncmd, cmds, cond, &exec);
     tc__pkey_free(&k);
     free(set_mem);
+    free(zbuf);
     if (r == TC_OK) {
         const redisReply *sr = exec->element[0];
         if (sr->type == REDIS_REPLY_ERROR)

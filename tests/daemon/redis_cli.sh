@@ -39,6 +39,34 @@ expect v:12345 get 12345
 [ "$(redis-cli -s "$WORK/redis.sock" get 12345)" = v:12345 ] ||
   die "value not in L2"
 
+# Warming from a file (README, "Warming"): TC.SETMANY lines of 500 keys,
+# one transaction and one invalidation each, piped in; --pipe's reply count
+# is the progress. Another tiercached holding a stale copy drops it.
+start_tiercached b
+redis-cli -s "$WORK/b.sock" set warm:7 stale >/dev/null
+[ "$(redis-cli -s "$WORK/b.sock" get warm:7)" = stale ] || die "b: no copy"
+awk 'BEGIN {
+  for (b = 0; b < 20; b++) {
+    printf "*%d\r\n$10\r\nTC.SETMANY\r\n$5\r\n60000\r\n", 2 + 1000
+    for (i = b * 500; i < (b + 1) * 500; i++) {
+      k = "warm:" i; v = "w" i
+      printf "$%d\r\n%s\r\n$%d\r\n%s\r\n", length(k), k, length(v), v
+    }
+  }
+}' >"$WORK/warm.txt"
+out=$("${CLI[@]}" --pipe <"$WORK/warm.txt")
+echo "$out" | grep -q "errors: 0, replies: 20" || die "TC.SETMANY --pipe: $out"
+expect w9999 get warm:9999
+for _ in $(seq 300); do # poll up to 30 s
+  [ "$(redis-cli -s "$WORK/b.sock" get warm:7)" = w7 ] && break
+  sleep 0.1
+done
+[ "$(redis-cli -s "$WORK/b.sock" get warm:7)" = w7 ] ||
+  die "b kept its stale copy after the batch"
+"${CLI[@]}" pttl warm:5 | grep -Eq '^[1-9][0-9]*$' || die "warm TTL"
+expect "ERR wrong number of arguments for 'tc.setmany' command" \
+  tc.setmany 0 k
+
 # redis-benchmark: short runs, every reply checked by the tool. It has no
 # built-in MGET test (-t mget selects nothing), so MGET runs as a custom
 # command over ten keys.

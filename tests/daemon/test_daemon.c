@@ -1596,6 +1596,87 @@ Test(daemon, tags_set_and_invalidate_across_daemons)
     redisFree(cb);
 }
 
+/* ---- TC.RATELIMIT ------------------------------------------------------------ */
+
+/* TC.RATELIMIT's reply: [allowed, remaining, reset_ms, fallback]. */
+static void ratelimit_reply(redisContext *c, const char *key, long long out[4])
+{
+    redisReply *r = cmd(c, "TC.RATELIMIT %s 5 900000", key);
+    cr_assert_eq(r->type, REDIS_REPLY_ARRAY, "TC.RATELIMIT: type %d", r->type);
+    cr_assert_eq(r->elements, 4);
+    for (int i = 0; i < 4; i++) {
+        cr_assert_eq(r->element[i]->type, REDIS_REPLY_INTEGER);
+        out[i] = r->element[i]->integer;
+    }
+    freeReplyObject(r);
+}
+
+static int ratelimit_by_redis(void *p)
+{
+    redisContext *c = p;
+    redisReply *r = redisCommand(c, "TC.RATELIMIT probe 5 900000");
+    int ok = r && r->type == REDIS_REPLY_ARRAY && r->elements == 4 &&
+             r->element[3]->integer == 0;
+    if (r)
+        freeReplyObject(r);
+    return ok;
+}
+
+/* Seed 004's auth limit (5 per 15 min) through two daemons: it holds in
+ * total; with Redis down each daemon holds it alone and says so. */
+Test(daemon, tc_ratelimit_across_daemons_and_while_redis_is_down)
+{
+    tcd_proc *a = start_daemon(NULL), *b = start_daemon(NULL);
+    redisContext *ca = connect_to(a), *cb = connect_to(b);
+    long long rep[4];
+    int allowed = 0;
+    cr_assert(ca && cb);
+    for (int i = 0; i < 10; i++) {
+        ratelimit_reply(i % 2 ? cb : ca, "auth:ip1", rep);
+        cr_assert_eq(rep[3], 0, "fallback while Redis is up");
+        allowed += (int)rep[0];
+        if (i == 0)
+            cr_assert_eq(rep[1], 4, "remaining after the first");
+        if (rep[0] == 0)
+            cr_assert(rep[2] > 0 && rep[2] <= 900000, "reset %lld", rep[2]);
+    }
+    cr_assert_eq(allowed, 5, "the limit did not hold across daemons");
+    expect_int(ca, 0, "EXISTS auth:ip1"); /* its own namespace */
+    {
+        redisReply *r = cmd(ca, "TC.RATELIMIT k 0 1000");
+        cr_assert_eq(r->type, REDIS_REPLY_ERROR);
+        freeReplyObject(r);
+        r = cmd(ca, "TC.RATELIMIT k 5 1000 BOGUS");
+        cr_assert_eq(r->type, REDIS_REPLY_ERROR);
+        freeReplyObject(r);
+        r = cmd(ca, "TC.RATELIMIT k 1 60000 FIXED");
+        cr_assert_eq(r->type, REDIS_REPLY_ARRAY);
+        cr_assert_eq(r->element[0]->integer, 1);
+        freeReplyObject(r);
+    }
+
+    tcr_kill(&redis);
+    allowed = 0;
+    for (int i = 0; i < 8; i++) {
+        ratelimit_reply(ca, "auth:ip2", rep);
+        cr_assert_eq(rep[3], 1, "not reported as a local decision");
+        allowed += (int)rep[0];
+    }
+    cr_assert_eq(allowed, 5, "the local limit did not hold");
+    cr_assert_eq(tcr_restart(&redis), 0);
+    cr_assert(tcr_wait(ratelimit_by_redis, ca, DEADLINE_MS),
+              "Redis never decided again");
+    {
+        redisReply *r = cmd(ca, "INFO");
+        const char *f = strstr(r->str, "rate_fallbacks:");
+        cr_assert_not_null(f, "INFO has no rate_fallbacks");
+        cr_assert_geq(atoll(f + strlen("rate_fallbacks:")), 8);
+        freeReplyObject(r);
+    }
+    redisFree(ca);
+    redisFree(cb);
+}
+
 /* ---- Sentinel (issue 10) ------------------------------------------------- */
 
 static tcr_sentinels topo;
@@ -1651,4 +1732,43 @@ Test(daemon, follows_a_sentinel_failover, .fini = topo_fini)
     s = tcr_cmd(&topo.replica, NULL, "GET", "after", NULL);
     cr_assert(s && !strcmp(s, "failover"), "not on the new master: %s", s);
     free(s);
+}
+
+/* ---- --compress-min-bytes ---------------------------------------------------- */
+
+/* Values through daemons with compression: smaller in Redis, the same
+ * bytes for clients; a daemon without it answers a clear error. */
+Test(daemon, compression_is_transparent_between_daemons)
+{
+    tcd_proc *a = start_daemon("--compress-min-bytes", "256", NULL);
+    tcd_proc *b = start_daemon("--compress-min-bytes", "256", NULL);
+    tcd_proc *off = start_daemon(NULL);
+    redisContext *ca = connect_to(a), *cb = connect_to(b), *co = connect_to(off);
+    redisContext *raw = redisConnect("127.0.0.1", redis.port);
+    char val[8192];
+    redisReply *r;
+    size_t n = 0;
+    cr_assert(ca && cb && co && raw && !raw->err);
+    while (n + 40 < sizeof(val))
+        n += (size_t)snprintf(val + n, sizeof(val) - n,
+                              "{\"id\":%zu,\"ok\":true,\"tag\":\"x\"},", n);
+    r = redisCommand(ca, "SET doc %b", val, n);
+    cr_assert_eq(r->type, REDIS_REPLY_STATUS, "%s", r->str);
+    freeReplyObject(r);
+    r = redisCommand(raw, "STRLEN doc");
+    cr_assert_lt(r->integer, (long long)n / 2, "not compressed in Redis");
+    freeReplyObject(r);
+    r = redisCommand(cb, "GET doc");
+    cr_assert_eq(r->type, REDIS_REPLY_STRING);
+    cr_assert_eq(r->len, n);
+    cr_assert_eq(memcmp(r->str, val, n), 0);
+    freeReplyObject(r);
+    r = redisCommand(co, "GET doc");
+    cr_assert_eq(r->type, REDIS_REPLY_ERROR);
+    cr_assert_not_null(strstr(r->str, "compress"), "%s", r->str);
+    freeReplyObject(r);
+    redisFree(ca);
+    redisFree(cb);
+    redisFree(co);
+    redisFree(raw);
 }

@@ -441,9 +441,13 @@ Test(bus, tracking_mode_sees_plain_redis_writes)
         raw = tcr_cmd(&srv, NULL, "SET", "t:fence", "g", NULL);
         free(raw);
         expect_dropped(b, "fence", "f");
-        cr_assert(l1_holds(b, "k", "v3"),
-                  "a write outside the prefix touched b's L1");
         tc_cache_stats(b, &st);
+        /* A bus reconnect (a stall of the bus thread on a loaded machine)
+         * empties L1 by design; only without one must k still be there.
+         * The count of invalidations below holds either way. */
+        if (st.bus_flushes == st0.bus_flushes)
+            cr_assert(l1_holds(b, "k", "v3"),
+                      "a write outside the prefix touched b's L1");
         cr_assert_eq(st.inval_received - st0.inval_received, 1,
                      "%llu invalidations for one tracked write: keys outside "
                      "the prefix are tracked",

@@ -94,7 +94,7 @@ static const opt opts[] = {
     {"tracking", "TIERCACHED_TRACKING", K_FLAG, F(opts.tracking), NULL,
      "invalidate L1 on writes by plain Redis clients (CLIENT TRACKING BCAST)"},
     {"channel", NULL, K_STR, F(opts.channel), "NAME",
-     "invalidation channel (default cache:invalidate)"},
+     "invalidation channel (default __tiercache:invalidate)"},
     {"lease-ms", NULL, K_UINT, F(opts.lease_ms), "MS",
      "L1 is served only this long after the bus was last seen alive"},
     {"check", NULL, K_FLAG, F(check), NULL,

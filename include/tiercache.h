@@ -171,7 +171,8 @@ typedef struct tc_options {
     int ignore_env;            /* TC_YES: do not read the environment */
 
     tc_coherence coherence;    /* default TC_COHERENCE_ASYNC */
-    const char *channel;       /* default "cache:invalidate" (prefixed) */
+    const char *channel;       /* default "__tiercache:invalidate"
+                                  (prefixed) */
     uint32_t lease_ms;         /* L1 is served only this long after the bus
                                   last proved itself alive; also the strict
                                   mode bound; default 100 */
@@ -313,6 +314,8 @@ TC_EXTERN tc_result tc_mdel(tc_cache *c, size_t n, const void *const *keys,
  * TC_NOT_FOUND when L1 has no servable copy (absent, expired, or the bus has
  * not proved itself alive within the lease). For event loops that must not
  * block: answer hits at once, hand misses to a worker calling tc_get().
+ * A hit counts in l1_hits; a miss (or a bypass) is not counted here, but by
+ * the tc_get() or tc_mget() that follows it, so each read counts once.
  */
 TC_EXTERN tc_result tc_peek(tc_cache *c, const void *key, size_t klen,
                             tc_value **out);

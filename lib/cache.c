@@ -70,6 +70,15 @@ tc_value *tc__l1_lookup(tc_cache *c, uint64_t h, const void *key, size_t klen)
     return tc__l1_get(c->l1, h, key, klen, now);
 }
 
+tc_value *tc__l1_lookup_peek(tc_cache *c, uint64_t h, const void *key,
+                             size_t klen)
+{
+    uint64_t now = tc__now_ns();
+    if (!l1_servable(c, now))
+        return NULL;
+    return tc__l1_get_ex(c->l1, h, key, klen, now, 0);
+}
+
 int tc__l1_fill_ttl(tc_cache *c, uint64_t h, const void *key, size_t klen,
                     const void *val, size_t vlen, uint64_t t0_ns,
                     uint64_t l1_ttl_ms, uint64_t gen, int flags, tc_value **ref)
@@ -143,7 +152,8 @@ tc_result tc_cache_create(const tc_options *opts, tc_cache **out)
         tc_cache_destroy(c);
         return tc__fail(TC_NO_MEMORY, "out of memory creating L1");
     }
-    snprintf(c->stamps_key, n, "__tiercache:%s:stamps", c->cfg.channel);
+    snprintf(c->stamps_key, n, "__tiercache:%s:stamps",
+             tc__channel_stem(c->cfg.channel));
     if ((r = tc__l2_create(&c->cfg, &c->l2)) != TC_OK) {
         tc_cache_destroy(c);
         return r;

@@ -86,6 +86,10 @@ struct tc_value *tc__value_new(const void *val, size_t vlen);
  *  any thread. */
 struct tc_value *tc__l1_get(tc__l1 *l1, uint64_t h, const void *key,
                             size_t klen, uint64_t now_ns);
+/** tc__l1_get, counting a miss only when `count_miss` (a lookup whose miss
+ *  a later lookup of the same read will count: tc_peek before tc_get). */
+struct tc_value *tc__l1_get_ex(tc__l1 *l1, uint64_t h, const void *key,
+                               size_t klen, uint64_t now_ns, int count_miss);
 
 /** The generation a later tc__l1_fill() for this key must match.
  *  Lock-free; any thread. */

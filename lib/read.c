@@ -108,7 +108,7 @@ tc_result tc_peek(tc_cache *c, const void *key, size_t klen, tc_value **out)
     tc_result r;
     if ((r = begin_read(c, key, klen, out)) != TC_OK)
         return r;
-    *out = tc__l1_lookup(c, tc__hash(key, klen), key, klen);
+    *out = tc__l1_lookup_peek(c, tc__hash(key, klen), key, klen);
     return *out ? TC_OK : TC_NOT_FOUND;
 }
 

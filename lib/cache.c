@@ -201,3 +201,8 @@ const char *tc_cache_instance_id(const tc_cache *c)
 {
     return c ? c->id : "";
 }
+
+int tc_cache_db(const tc_cache *c)
+{
+    return c && c->cfg.db > 0 ? c->cfg.db : 0;
+}

@@ -119,6 +119,13 @@ tc_result tc__txn_begin(tc_cache *c, tc__txn *t, tc__msg_kind kind, size_t nk,
  *  frees); its first `n` elements are the writes' results. */
 tc_result tc__txn_exec(tc_cache *c, tc__txn *t, size_t n, const tc__cmd *writes,
                        int inline_publish, redisReply **exec);
+/** tc__txn_exec on `conn`, a connection of the caller's own (a session:
+ *  its WATCH holds), or on the pool when NULL. A WATCH that aborted the
+ *  EXEC fails with TC_PROTOCOL "EXEC: transaction aborted"; any other
+ *  failure leaves `conn` unusable. */
+tc_result tc__txn_exec_on(tc_cache *c, tc__conn *conn, tc__txn *t, size_t n,
+                          const tc__cmd *writes, int inline_publish,
+                          redisReply **exec);
 /** Wait for the acknowledgements when `published` (strict), else just
  *  unregister; frees the message. */
 void tc__txn_end(tc_cache *c, tc__txn *t, const redisReply *exec,

@@ -122,7 +122,8 @@ static int route(tcd_client *cl, const tcd_cmd *cmd, tcd_req *req,
     } else if (is(req, "subscribe") || is(req, "psubscribe") ||
                is(req, "ssubscribe") || is(req, "monitor")) {
         want = stream = 1;
-    } else if (!cl->pin && !cl->was_pinned && blocks(srv, req)) {
+    } else if (!cmd && !cl->pin && !cl->was_pinned && blocks(srv, req)) {
+        /* (the daemon's own table has no blocking command) */
         want = 1;
     }
     if (want && !cl->pin) {
@@ -225,8 +226,10 @@ static void dispatch(tcd_client *cl, tcd_req *req)
         slot->req = req;
         slot->batch = cl->exec_batch; /* EXEC's transaction, else NULL */
         slot->nbatch = cl->exec_n;
+        slot->unwatch_reply = cl->unwatch_reply;
         cl->exec_batch = NULL;
         cl->exec_n = 0;
+        cl->unwatch_reply = NULL;
         append_slot(cl, slot);
         TCD_COUNT(srv, commands_deferred, 1);
         slot->qnext = NULL;

@@ -202,11 +202,8 @@ static void run_job(tcd_pin *p, tcd_job *job)
         p->sess = s;
         pthread_mutex_unlock(&p->mu);
     }
-    if (job->batch) {
-        run_batch(p, job);
-        return;
-    }
-    if (p->streaming && p->streaming != STREAM_MONITOR && !pubsub_command(r)) {
+    if (p->streaming && p->streaming != STREAM_MONITOR &&
+        (job->batch || job->unwatch_reply || !pubsub_command(r))) {
         int still = still_subscribed(p);
         if (still < 0) {
             session_failed(p, job, TC_L2_UNAVAILABLE);
@@ -214,6 +211,33 @@ static void run_job(tcd_pin *p, tcd_job *job)
         }
         if (!still)
             p->streaming = STREAM_NONE; /* unsubscribed from everything */
+    }
+    if ((job->batch || job->unwatch_reply) && p->streaming) {
+        /* Redis refuses MULTI in pub/sub mode; after MONITOR, replies
+         * would be mixed with its stream. */
+        tcd_reply_error(&job->out, p->streaming == STREAM_MONITOR
+                                       ? "ERR tiercached: no transactions "
+                                         "on a connection in MONITOR mode"
+                                       : "ERR Can't execute 'exec': only "
+                                         "(P|S)SUBSCRIBE / (P|S)UNSUBSCRIBE "
+                                         "/ PING / QUIT / RESET are allowed "
+                                         "in this context");
+        return;
+    }
+    if (job->batch) {
+        run_batch(p, job);
+        return;
+    }
+    if (job->unwatch_reply) {
+        const char *argv[1] = {"UNWATCH"};
+        size_t argl[1] = {7};
+        if ((rc = tc_session_command(p->sess, 1, argv, argl, &rep)) != TC_OK) {
+            session_failed(p, job, rc);
+            return;
+        }
+        tc_reply_free(rep);
+        tcd_buf_add(&job->out, job->unwatch_reply, strlen(job->unwatch_reply));
+        return;
     }
     mode = starts_stream(r);
     if (p->streaming || mode) {
@@ -224,6 +248,9 @@ static void run_job(tcd_pin *p, tcd_job *job)
             session_failed(p, job, rc);
         else if (!p->streaming)
             p->streaming = mode;
+        else if (name_is(r, "reset"))
+            p->streaming = STREAM_PUBSUB; /* out of MONITOR: the next
+                                             command probes */
         return;
     }
     blocking = tc_command_is_blocking(p->srv->cache, r->argc,

@@ -51,6 +51,10 @@ typedef struct tcd_job {
                                `held` for this slot (request or reply) */
     struct tcd_pin *pin;    /* a message Redis pushed to a pinned client
                                (pin.h), on its way to the loop; else NULL */
+    const char *unwatch_reply; /* a pinned client's DISCARD, or an EXEC
+                               answered without running: UNWATCH on its
+                               connection (as Redis's own would), then
+                               this reply (static) */
 } tcd_job;
 
 /** Daemon counters; relaxed atomics, read by INFO and /metrics. */
@@ -113,6 +117,7 @@ struct tcd_client {
     /* Pinned (pin.h): a Redis connection and a thread of its own. */
     struct tcd_pin *pin;
     int was_pinned;          /* its commands never go to the shared pool */
+    const char *unwatch_reply; /* handed from DISCARD/EXEC to its job */
     int pin_streaming;       /* sent SUBSCRIBE or MONITOR: every command
                                 but MULTI/EXEC/DISCARD/QUIT goes to Redis */
 };

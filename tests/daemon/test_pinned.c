@@ -489,8 +489,44 @@ Test(pinned, watch_aborts_exec_when_the_key_changed)
     freeReplyObject(r);
     expect_str(b, "mine", "GET w");
     expect_str(a, "OK", "UNWATCH");
+    /* DISCARD ends the WATCH, as in Redis: a later transaction runs. */
+    expect_str(a, "OK", "WATCH w");
+    expect_str(a, "OK", "MULTI");
+    expect_str(a, "OK", "DISCARD");
+    expect_str(b, "OK", "SET w changed");
+    expect_str(a, "OK", "MULTI");
+    expect_str(a, "QUEUED", "SET w after-discard");
+    r = cmd(a, "EXEC");
+    expect_elem(r, 0, "OK");
+    freeReplyObject(r);
+    expect_str(b, "after-discard", "GET w");
     redisFree(a);
     redisFree(b);
+}
+
+/* --redis-url .../2: the daemon's own database is 2; its clients start
+ * there (SELECT 2 needs no connection of their own), and L1 serves it. */
+Test(pinned, daemon_on_database_2)
+{
+    char url[600];
+    tcd_proc *t;
+    redisContext *c, *d;
+    snprintf(url, sizeof(url), "%s?db=2", redis.unix_url);
+    t = start_daemon("--redis-url", url, NULL);
+    c = connect_to(t);
+    expect_str(c, "OK", "SET in2 v");
+    expect_str(c, "v", "GET in2");
+    expect_str(c, "v", "GET in2");
+    cr_assert_gt(info_field(t, "l1_hits"), 0);
+    expect_str(c, "OK", "SELECT 2");
+    cr_assert_eq(info_field(t, "tiercached_pinned_total"), 0);
+    d = redis_direct(2);
+    expect_str(d, "v", "GET in2");
+    redisFree(d);
+    d = redis_direct(0);
+    expect_nil(d, "GET in2");
+    redisFree(d);
+    redisFree(c);
 }
 
 #define LONG_L1 "--l1-ttl-ms", "600000", "--default-ttl", "900"

@@ -657,6 +657,76 @@ Test(pinned, monitor_streams_what_redis_runs)
     redisFree(c);
 }
 
+static long rss_kb(pid_t pid)
+{
+    char path[64], line[256];
+    long kb = -1;
+    FILE *f;
+    snprintf(path, sizeof(path), "/proc/%d/status", (int)pid);
+    f = fopen(path, "r");
+    if (!f)
+        return -1;
+    while (fgets(line, sizeof(line), f))
+        if (sscanf(line, "VmRSS: %ld kB", &kb) == 1)
+            break;
+    fclose(f);
+    return kb;
+}
+
+/* A subscriber that never reads: its messages stop being read from Redis
+ * once --max-output of them wait, so the daemon does not grow. */
+Test(pinned, subscriber_that_never_reads_cannot_grow_memory)
+{
+    enum { VALUE = 256 * 1024, MESSAGES = 200 };
+    const char *asan = getenv("ASAN_OPTIONS");
+    char *saved = asan ? strdup(asan) : NULL, opts[512];
+    const char sub[] = "*2\r\n$9\r\nSUBSCRIBE\r\n$5\r\nflood\r\n";
+    char *big = malloc(VALUE + 1);
+    int small = 4096, fd;
+    long base, grown;
+    tcd_proc *t;
+    redisContext *c, *d;
+    /* ASan's quarantine would count freed messages as RSS. */
+    snprintf(opts, sizeof(opts), "%s%squarantine_size_mb=1", asan ? asan : "",
+             asan && *asan ? ":" : "");
+    setenv("ASAN_OPTIONS", opts, 1);
+    t = start_daemon("--max-output", "1048576", NULL);
+    if (saved)
+        setenv("ASAN_OPTIONS", saved, 1);
+    else
+        unsetenv("ASAN_OPTIONS");
+    free(saved);
+    c = connect_to(t);
+    d = redis_direct(0);
+    memset(big, 'x', VALUE);
+    big[VALUE] = '\0';
+    expect_str(c, "PONG", "PING");
+    base = rss_kb(t->pid);
+    fd = raw_connect(t->sock);
+    setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &small, sizeof(small));
+    cr_assert_eq(send(fd, sub, sizeof(sub) - 1, 0), (ssize_t)sizeof(sub) - 1);
+    for (int tries = 0;; tries++) { /* subscribed in Redis */
+        redisReply *r = cmd(d, "PUBSUB NUMSUB flood");
+        long long n = r->elements == 2 ? r->element[1]->integer : 0;
+        freeReplyObject(r);
+        if (n == 1)
+            break;
+        cr_assert_lt(tries, DEADLINE_MS / 10, "never subscribed");
+        tcr_sleep_ms(10);
+    }
+    for (int i = 0; i < MESSAGES; i++) /* 50 MB, never read */
+        freeReplyObject(cmd(d, "PUBLISH flood %s", big));
+    expect_str(c, "PONG", "PING"); /* others are served meanwhile */
+    grown = rss_kb(t->pid) - base;
+    cr_assert_lt(grown, 32 * 1024, "RSS grew by %ld kB for a subscriber that "
+                 "never reads (bound: 1 MiB of pending messages)", grown);
+    close(fd);
+    expect_str(c, "PONG", "PING");
+    redisFree(c);
+    redisFree(d);
+    free(big);
+}
+
 /* ---- bounds ---------------------------------------------------------------- */
 
 typedef struct pinned_is {

@@ -399,7 +399,8 @@ typedef enum tc_reply_kind {
  * RESET, MULTI, EXEC, DISCARD, WATCH, UNWATCH, (P|S)SUBSCRIBE and their
  * UNSUBSCRIBE, MONITOR, SYNC, PSYNC, REPLCONF, READONLY, READWRITE, CLIENT
  * SETNAME/SETINFO/REPLY/TRACKING/CACHING/NO-EVICT/NO-TOUCH) are refused
- * with TC_BAD_ARGUMENT: the library's connections are shared.
+ * with TC_BAD_ARGUMENT: the library's connections are shared (run them on
+ * a tc_session, below).
  *
  * Returns TC_OK whenever Redis answered, an error reply included
  * (*out is then a TC_REPLY_ERROR with Redis's text); TC_L2_UNAVAILABLE or

@@ -320,6 +320,15 @@ TC_EXTERN tc_result tc_mdel(tc_cache *c, size_t n, const void *const *keys,
 TC_EXTERN tc_result tc_peek(tc_cache *c, const void *key, size_t klen,
                             tc_value **out);
 
+/**
+ * tc_peek() of `n` keys, all or nothing: TC_OK with a reference in each
+ * out[i] when L1 can serve every key (counted as `n` hits), else
+ * TC_NOT_FOUND with every out[i] NULL and nothing counted (the tc_mget() the
+ * caller sends the read to counts each key once). Failures as tc_peek().
+ */
+TC_EXTERN tc_result tc_mpeek(tc_cache *c, size_t n, const void *const *keys,
+                             const size_t *klens, tc_value **out);
+
 /** Remaining L2 TTL in ms: *ttl_ms = -1 for no expiry; TC_NOT_FOUND if the
  *  key is absent. */
 TC_EXTERN tc_result tc_pttl(tc_cache *c, const void *key, size_t klen,

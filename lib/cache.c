@@ -71,12 +71,12 @@ tc_value *tc__l1_lookup(tc_cache *c, uint64_t h, const void *key, size_t klen)
 }
 
 tc_value *tc__l1_lookup_peek(tc_cache *c, uint64_t h, const void *key,
-                             size_t klen)
+                             size_t klen, int counting)
 {
     uint64_t now = tc__now_ns();
     if (!l1_servable(c, now))
         return NULL;
-    return tc__l1_get_ex(c->l1, h, key, klen, now, 0);
+    return tc__l1_get_ex(c->l1, h, key, klen, now, counting);
 }
 
 int tc__l1_fill_ttl(tc_cache *c, uint64_t h, const void *key, size_t klen,

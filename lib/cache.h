@@ -77,10 +77,11 @@ tc_result tc__check_value(const tc_cache *c, const void *val, size_t vlen);
  *  it. A new reference or NULL. */
 tc_value *tc__l1_lookup(tc_cache *c, uint64_t h, const void *key,
                         size_t klen);
-/** tc__l1_lookup that counts only a hit: the miss or bypass of a peek is
- *  counted by the read the caller sends it to next (tc_peek). */
+/** tc__l1_lookup that counts what `counting` (TC__L1_COUNT_*) says, and
+ *  never a bypass: the miss or bypass of a peek is counted by the read the
+ *  caller sends it to next (tc_peek, tc_mpeek). */
 tc_value *tc__l1_lookup_peek(tc_cache *c, uint64_t h, const void *key,
-                             size_t klen);
+                             size_t klen, int counting);
 
 /** L1 fill of a value just read from, or stored in, L2: expiring
  *  `l1_ttl_ms` (saturating) after `t0_ns`, the tc__now_ns() taken before

@@ -781,5 +781,14 @@ Test(pinned, an_l1_miss_counts_once)
     after = info_field(t, "l1_misses");
     cr_assert_eq(after - before, 1, "l1_misses went from %lld to %lld",
                  before, after);
+    /* An MGET of a key in L1 and one not: one hit, one miss. */
+    expect_str(c, "v", "GET counted");
+    expect_str(c, "v", "GET counted"); /* now from L1 */
+    before = info_field(t, "l1_hits");
+    after = info_field(t, "l1_misses");
+    freeReplyObject(cmd(c, "MGET counted never-set-key"));
+    cr_assert_eq(info_field(t, "l1_hits") - before, 1, "MGET's hit counted "
+                 "%lld times", info_field(t, "l1_hits") - before);
+    cr_assert_eq(info_field(t, "l1_misses") - after, 1);
     redisFree(c);
 }

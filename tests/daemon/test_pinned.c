@@ -617,6 +617,46 @@ Test(pinned, subscribe_works_as_against_redis)
     redisFree(p);
 }
 
+/* Read until the stream ends with `tail` (or 10 s pass). */
+static size_t read_until(int fd, char *buf, size_t cap, const char *tail)
+{
+    size_t got = 0, tl = strlen(tail);
+    double end = tcr_now_ms() + 10000;
+    while (got + 1 < cap && tcr_now_ms() < end) {
+        ssize_t n = recv(fd, buf + got, cap - 1 - got, 0);
+        if (n <= 0)
+            break;
+        got += (size_t)n;
+        buf[got] = '\0';
+        if (got >= tl && !memcmp(buf + got - tl, tail, tl))
+            break;
+    }
+    buf[got] = '\0';
+    return got;
+}
+
+/* A pipelined pub/sub session gets the very bytes Redis sends, in order:
+ * confirmations, PING's pong, Redis's refusal of GET, and, once out of
+ * pub/sub mode, an ordinary reply. */
+Test(pinned, pipelined_pubsub_bytes_are_redis_bytes)
+{
+    tcd_proc *t = start_daemon(NULL);
+    static const char in[] =
+        "SUBSCRIBE a b\r\nPING\r\nPSUBSCRIBE c*\r\nGET x\r\n"
+        "UNSUBSCRIBE\r\nPUNSUBSCRIBE\r\nPING done\r\n";
+    static char via[4096], direct[4096];
+    int fd = raw_connect(t->sock);
+    cr_assert_eq(send(fd, in, sizeof(in) - 1, 0), (ssize_t)sizeof(in) - 1);
+    read_until(fd, via, sizeof(via), "$4\r\ndone\r\n");
+    close(fd);
+    fd = raw_connect(redis.sock);
+    cr_assert_eq(send(fd, in, sizeof(in) - 1, 0), (ssize_t)sizeof(in) - 1);
+    read_until(fd, direct, sizeof(direct), "$4\r\ndone\r\n");
+    close(fd);
+    cr_assert(strstr(direct, "$4\r\ndone\r\n"), "redis: %s", direct);
+    cr_assert_str_eq(via, direct);
+}
+
 /* Seed 001's subscriber listens on "cache:invalidate" for its own JSON; the
  * bus must never speak there. */
 Test(pinned, application_channel_cache_invalidate_hears_only_the_app)

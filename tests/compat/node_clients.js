@@ -105,6 +105,33 @@ const patterns = {
     const in0 = await nodeRedis(p, (c) => c.get('nr:db'));
     return [in2, in0];
   },
+  'ioredis subscriber mode, BLPOP, WATCH/MULTI': async (p) => {
+    const sub = new Redis({ path: p });
+    const pub = new Redis({ path: p });
+    const blocker = new Redis({ path: p });
+    try {
+      const got = [];
+      sub.on('message', (ch, msg) => got.push([ch, msg]));
+      const n = await sub.subscribe('io:a', 'io:b');
+      const popped = blocker.blpop('io:q', 5);
+      const receivers = await pub.publish('io:a', 'hi');
+      await pub.rpush('io:q', 'job');
+      await waitFor('message', () => got.length >= 1);
+      await sub.unsubscribe();
+      const w = [];
+      await pub.set('io:w', '1');
+      await pub.watch('io:w');
+      w.push(await pub.multi().set('io:w', '2').exec());
+      await pub.watch('io:w');
+      await blocker.set('io:w', 'other');
+      w.push(await pub.multi().set('io:w', '3').exec());
+      return [n, receivers, got, await popped, w, await pub.get('io:w')];
+    } finally {
+      sub.disconnect();
+      pub.disconnect();
+      blocker.disconnect();
+    }
+  },
   'cache-manager (ioredis store): set/get/wrap/del': async (p) => {
     const cache = await caching(redisStore, { path: p, ttl: 60000 });
     try {

@@ -8,6 +8,7 @@
 #include "commands.h"
 #include "dispatch.h"
 #include "log.h"
+#include "pin.h"
 
 #define READ_CHUNK (16 * 1024)
 #define MAX_QUEUED 1024 /* replies waiting per client before pausing */
@@ -38,6 +39,10 @@ void tcd_client_close(tcd_client *cl, const char *why)
     tcd_debug("client %llu closed: %s", (unsigned long long)cl->id, why);
     ev_io_stop(srv->loop, &cl->rio);
     ev_io_stop(srv->loop, &cl->wio);
+    if (cl->pin) {
+        tcd_pin_release(cl->pin);
+        cl->pin = NULL;
+    }
     close(cl->fd);
     cl->fd = -1;
     cl->dead = 1;
@@ -160,6 +165,9 @@ int tcd_client_write(tcd_client *cl)
         tcd_client_close(cl, "closed after reply");
         return -1;
     }
+    if (tcd_buf_pending(&cl->out) + cl->held_replies <
+        srv->cfg->max_output / 2)
+        tcd_pin_drained(cl); /* its thread may read pushes again */
     if (cl->wait_head && !cl->inflight) {
         /* Its next command was held while its replies were over the
          * bound; they were sent, so run it now. */
@@ -208,6 +216,8 @@ static void on_read(struct ev_loop *loop, ev_io *w, int revents)
     }
     if (n == 0) {
         /* Peer finished sending: answer what it sent, then close. */
+        if (cl->pin)
+            tcd_pin_hangup(cl->pin);
         tcd_client_set_reading(cl, 0);
         cl->closing = 1;
         cl->partial_since = 0;

@@ -51,6 +51,19 @@ int tcd_cmd_multi(tcd_client *cl, tcd_req *r, tcd_buf *out)
     return TCD_DONE;
 }
 
+/* DISCARD, and an EXEC that does not run, end the client's WATCH in
+ * Redis: a pinned client's connection is told so (UNWATCH) before `reply`
+ * (static RESP) is sent; any other client has nothing watched. */
+static int unwatched(tcd_client *cl, const char *reply, tcd_buf *out)
+{
+    if (cl->pin) {
+        cl->unwatch_reply = reply;
+        return TCD_DEFER;
+    }
+    tcd_buf_add(out, reply, strlen(reply));
+    return TCD_DONE;
+}
+
 int tcd_cmd_discard(tcd_client *cl, tcd_req *r, tcd_buf *out)
 {
     (void)r;
@@ -59,8 +72,7 @@ int tcd_cmd_discard(tcd_client *cl, tcd_req *r, tcd_buf *out)
         return TCD_DONE;
     }
     tcd_multi_reset(cl);
-    tcd_reply_status(out, "OK");
-    return TCD_DONE;
+    return unwatched(cl, "+OK\r\n", out);
 }
 
 int tcd_cmd_exec(tcd_client *cl, tcd_req *r, tcd_buf *out)
@@ -72,14 +84,12 @@ int tcd_cmd_exec(tcd_client *cl, tcd_req *r, tcd_buf *out)
     }
     if (cl->multi_dirty) {
         tcd_multi_reset(cl);
-        tcd_reply_error(out, "EXECABORT Transaction discarded because of "
-                             "previous errors.");
-        return TCD_DONE;
+        return unwatched(cl, "-EXECABORT Transaction discarded because of "
+                             "previous errors.\r\n", out);
     }
     if (cl->mq_n == 0) {
         tcd_multi_reset(cl);
-        tcd_reply_array(out, 0);
-        return TCD_DONE;
+        return unwatched(cl, "*0\r\n", out);
     }
     cl->exec_batch = cl->mq;
     cl->exec_n = cl->mq_n;

@@ -57,14 +57,12 @@ int tcd_cmd_mget_loop(tcd_client *cl, tcd_req *r, tcd_buf *out)
     int n = r->argc - 1;
     if (n > SMALL_KEYS)
         return TCD_DEFER;
-    for (int i = 0; i < n; i++) {
-        if (tc_peek(cl->srv->cache, r->argv[i + 1], r->argl[i + 1],
-                    &small[i]) != TC_OK) {
-            for (int j = 0; j < i; j++)
-                tc_value_release(small[j]);
-            return TCD_DEFER;
-        }
-    }
+    /* All from L1 or none: a partial hit goes to tc_mget, which counts
+     * every key once (peeking them one by one counted the hits twice). */
+    if (tc_mpeek(cl->srv->cache, (size_t)n,
+                 (const void *const *)(r->argv + 1), r->argl + 1,
+                 small) != TC_OK)
+        return TCD_DEFER;
     if (!reply_fits(cl->srv, small, (size_t)n, out)) {
         for (int i = 0; i < n; i++)
             tc_value_release(small[i]);

@@ -57,6 +57,9 @@ static const opt opts[] = {
      "largest reply of one command, e.g. MGET (default 64 MiB)"},
     {"max-keys", "TIERCACHED_MAX_KEYS", K_SIZE, F(max_keys), "N",
      "keys in one MGET, EXISTS or DEL (default 16384)"},
+    {"max-pinned", "TIERCACHED_MAX_PINNED", K_UINT, F(max_pinned), "N",
+     "clients holding a Redis connection (and a thread) of their own: WATCH, "
+     "SELECT, blocking commands, SUBSCRIBE, MONITOR (default 512)"},
     {"read-timeout", "TIERCACHED_READ_TIMEOUT_MS", K_UINT, F(read_timeout_ms),
      "MS", "close a client stalled in the middle of a request (default 10000)"},
     {"log-level", "TIERCACHED_LOG_LEVEL", K_LEVEL, F(log_level), "LEVEL",
@@ -98,7 +101,7 @@ static const opt opts[] = {
     {"tracking", "TIERCACHED_TRACKING", K_FLAG, F(opts.tracking), NULL,
      "invalidate L1 on writes by plain Redis clients (CLIENT TRACKING BCAST)"},
     {"channel", NULL, K_STR, F(opts.channel), "NAME",
-     "invalidation channel (default cache:invalidate)"},
+     "invalidation channel (default __tiercache:invalidate)"},
     {"lease-ms", NULL, K_UINT, F(opts.lease_ms), "MS",
      "L1 is served only this long after the bus was last seen alive"},
     {"check", NULL, K_FLAG, F(check), NULL,
@@ -325,6 +328,7 @@ int tcd_config_parse(tcd_config *c, int argc, char **argv, FILE *err)
     c->max_output = 4u << 20;
     c->max_reply = 64u << 20;
     c->max_keys = 16384;
+    c->max_pinned = 512;
     c->limits.max_args = 65536;
     c->limits.max_bulk = (16u << 20) + 1024;
     c->limits.max_request = 64u << 20;

@@ -32,6 +32,8 @@ typedef struct tcd_config {
                                   further commands wait */
     size_t max_reply;          /* largest reply of one command */
     size_t max_keys;           /* keys in one multi-key command */
+    unsigned max_pinned;       /* clients with a Redis connection of their
+                                  own (WATCH, SELECT, BLPOP, SUBSCRIBE...) */
     tcd_limits limits;
     tc_log_level log_level;
     int check;                 /* --check */

@@ -1,12 +1,15 @@
 #include "dispatch.h"
 
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <strings.h>
 
 #include "client.h"
-#include "commands.h"
+#include "cmd_impl.h"
 #include "log.h"
+#include "pin.h"
 #include "workers.h"
 
 static tcd_job *new_slot(tcd_client *cl)
@@ -61,6 +64,93 @@ static void refuse_http(tcd_client *cl)
     tcd_client_set_reading(cl, 0);
 }
 
+/* ---- pinned clients (pin.h) --------------------------------------------- */
+
+enum { ROUTE_NONE = 0, ROUTE_PIN = 1, ROUTE_ANSWERED = 2 };
+
+static int is(const tcd_req *r, const char *word)
+{
+    return r->argl[0] == strlen(word) && !strcasecmp(r->argv[0], word);
+}
+
+/* A command that may wait for data. XREAD and XREADGROUP only with BLOCK
+ * (Redis flags them blocking either way). */
+static int blocks(tcd_server *srv, const tcd_req *r)
+{
+    if (is(r, "xread") || is(r, "xreadgroup")) {
+        for (int i = 1; i < r->argc; i++) {
+            if (r->argl[i] == 7 && !strcasecmp(r->argv[i], "streams"))
+                return 0;
+            if (r->argl[i] == 5 && !strcasecmp(r->argv[i], "block"))
+                return 1;
+        }
+        return 0;
+    }
+    return tc_command_is_blocking(srv->cache, r->argc,
+                                  (const char *const *)r->argv, r->argl);
+}
+
+/* Does the request need, or go over, the client's own Redis connection?
+ * WATCH, SELECT of a database other than the cache's, (P|S)SUBSCRIBE,
+ * MONITOR and blocking commands pin the client; once pinned, every command
+ * that Redis answers goes over its connection, in order (L1 is not used:
+ * the client may be in another database). The daemon's own commands
+ * (MULTI EXEC DISCARD QUIT AUTH HELLO ECHO CLIENT INFO TC.INVALIDATE) stay
+ * here, except in pub/sub or MONITOR mode, where Redis answers them. */
+static int route(tcd_client *cl, const tcd_cmd *cmd, tcd_req *req,
+                 tcd_buf *out)
+{
+    tcd_server *srv = cl->srv;
+    int want = 0, stream = 0;
+    if (is(req, "watch")) {
+        want = 1;
+    } else if (cmd && (cmd->flags & TCD_CMD_TXN)) {
+        return ROUTE_NONE; /* MULTI EXEC DISCARD QUIT */
+    } else if (is(req, "unwatch") && !cl->pin) {
+        tcd_reply_status(out, "OK"); /* nothing is watched */
+        return ROUTE_ANSWERED;
+    } else if (is(req, "select") && !cl->pin) {
+        long long db;
+        if (req->argc != 2 || tcd_arg_ll(req, 1, &db) != 0 || db < 0 ||
+            db > INT_MAX)
+            return ROUTE_NONE; /* the local SELECT answers the error */
+        if (db == tc_cache_db(srv->cache)) {
+            tcd_reply_status(out, "OK");
+            return ROUTE_ANSWERED;
+        }
+        want = 1;
+    } else if (is(req, "subscribe") || is(req, "psubscribe") ||
+               is(req, "ssubscribe") || is(req, "monitor")) {
+        want = stream = 1;
+    } else if (!cmd && !cl->pin && !cl->was_pinned && blocks(srv, req)) {
+        /* (the daemon's own table has no blocking command) */
+        want = 1;
+    }
+    if (want && !cl->pin) {
+        if (cl->was_pinned || !(cl->pin = tcd_pin_start(cl))) {
+            TCD_COUNT(srv, pinned_refused, 1);
+            tcd_reply_errorf(out, "ERR tiercached: %.32s needs a Redis "
+                                  "connection of its own, and --max-pinned "
+                                  "(%u) clients hold one already",
+                             req->argv[0], srv->cfg->max_pinned);
+            return ROUTE_ANSWERED;
+        }
+        cl->was_pinned = 1;
+        tcd_debug("client %llu pinned by %.32s", (unsigned long long)cl->id,
+                  req->argv[0]);
+    }
+    if (stream)
+        cl->pin_streaming = 1;
+    if (!cl->pin)
+        return ROUTE_NONE;
+    if (cl->pin_streaming || !cmd || want || is(req, "select"))
+        return ROUTE_PIN;
+    if (cmd->work && strcmp(cmd->name, "info") != 0 &&
+        strcmp(cmd->name, "tc.invalidate") != 0)
+        return ROUTE_PIN;
+    return ROUTE_NONE;
+}
+
 /* Run one request. Takes ownership of `req`. */
 static void dispatch(tcd_client *cl, tcd_req *req)
 {
@@ -68,7 +158,7 @@ static void dispatch(tcd_client *cl, tcd_req *req)
     const tcd_cmd *cmd = tcd_cmd_lookup(req->argv[0], req->argl[0]);
     tcd_job *slot = NULL;
     tcd_buf *out = &cl->out;
-    int rc = TCD_DONE;
+    int rc = TCD_DONE, routed = ROUTE_NONE;
     const char *pw = srv->cfg->password;
 
     if (is_http(req)) {
@@ -88,7 +178,14 @@ static void dispatch(tcd_client *cl, tcd_req *req)
         slot->done = 1;
         out = &slot->out;
     }
-    if (cl->multi && !(cmd && (cmd->flags & TCD_CMD_TXN))) {
+    if (!cl->multi && !(pw && *pw && !cl->authed))
+        routed = route(cl, cmd, req, out);
+    if (routed == ROUTE_PIN) {
+        cmd = &tcd_cmd_forward;
+        rc = TCD_DEFER;
+    } else if (routed == ROUTE_ANSWERED) {
+        rc = TCD_DONE;
+    } else if (cl->multi && !(cmd && (cmd->flags & TCD_CMD_TXN))) {
         tcd_multi_queue(cl, req, out); /* takes `req` */
         req = NULL;
     } else if (!cmd) {
@@ -129,8 +226,10 @@ static void dispatch(tcd_client *cl, tcd_req *req)
         slot->req = req;
         slot->batch = cl->exec_batch; /* EXEC's transaction, else NULL */
         slot->nbatch = cl->exec_n;
+        slot->unwatch_reply = cl->unwatch_reply;
         cl->exec_batch = NULL;
         cl->exec_n = 0;
+        cl->unwatch_reply = NULL;
         append_slot(cl, slot);
         TCD_COUNT(srv, commands_deferred, 1);
         slot->qnext = NULL;
@@ -278,12 +377,19 @@ void tcd_dispatch_next(tcd_client *cl)
         }
         return;
     }
+    if (cl->was_pinned && !cl->pin) { /* shutting down */
+        refuse_waiting(cl);
+        return;
+    }
     cl->held_back = 0;
     cl->wait_head = n->qnext;
     if (!cl->wait_head)
         cl->wait_tail = NULL;
     cl->inflight = 1;
-    tcd_workers_submit(srv->workers, n);
+    if (cl->pin && tcd_pin_runs(n))
+        tcd_pin_submit(cl->pin, n);
+    else
+        tcd_workers_submit(srv->workers, n);
 }
 
 void tcd_dispatch_done(struct ev_loop *loop, ev_async *w, int revents)
@@ -295,6 +401,15 @@ void tcd_dispatch_done(struct ev_loop *loop, ev_async *w, int revents)
     while (j) {
         tcd_job *next = j->qnext;
         tcd_client *cl = j->client;
+        if (j->pin) { /* a message Redis pushed to a pinned client */
+            if ((cl = tcd_pin_deliver(srv, j)) && !cl->touched) {
+                cl->touched = 1;
+                cl->touched_next = srv->touched;
+                srv->touched = cl;
+            }
+            j = next;
+            continue;
+        }
         tcd_client_uncharge(cl, j); /* its request ... */
         j->done = 1;
         tcd_client_charge(cl, j);   /* ... is now its reply */

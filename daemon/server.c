@@ -8,6 +8,7 @@
 #include "client.h"
 #include "dispatch.h"
 #include "listen.h"
+#include "pin.h"
 #include "log.h"
 #include "workers.h"
 
@@ -47,6 +48,8 @@ int tcd_server_init(tcd_server *srv, struct ev_loop *loop,
                     const tcd_config *cfg, tc_cache *cache)
 {
     memset(srv, 0, sizeof(*srv));
+    pthread_mutex_init(&srv->pins_mu, NULL);
+    pthread_cond_init(&srv->pins_cv, NULL);
     srv->loop = loop;
     srv->cfg = cfg;
     srv->cache = cache;
@@ -109,6 +112,16 @@ void tcd_server_shutdown(tcd_server *srv)
     /* Commands already at the workers (writes among them) run to
      * completion; those of the same clients still waiting behind them are
      * answered with an error (tcd_dispatch_next), never dropped. */
+    /* Pinned clients' threads: a blocking command is interrupted, any
+     * other finishes (within the command timeout); their jobs come back
+     * through the workers' done queue, so they go before the pool. */
+    for (tcd_client *cl = srv->clients; cl; cl = cl->next) {
+        if (cl->pin) {
+            tcd_pin_release(cl->pin);
+            cl->pin = NULL;
+        }
+    }
+    tcd_pin_wait_all(srv);
     if (srv->workers) {
         tcd_workers_drain(srv->workers);
         srv->workers_gone = 1;

@@ -13,6 +13,7 @@
 #ifndef TCD_SERVER_H
 #define TCD_SERVER_H
 
+#include <pthread.h>
 #include <stdatomic.h>
 #include <stdint.h>
 
@@ -31,6 +32,7 @@ typedef struct tcd_server tcd_server;
 typedef struct tcd_client tcd_client;
 typedef struct tcd_workers tcd_workers;
 struct tcd_cmd;
+struct tcd_pin;
 
 /** A reply slot in a client's in-order list; also a worker job. */
 typedef struct tcd_job {
@@ -47,6 +49,12 @@ typedef struct tcd_job {
     int close_after;        /* QUIT or protocol error: close once sent */
     size_t charged;         /* loop only: bytes counted in the client's
                                `held` for this slot (request or reply) */
+    struct tcd_pin *pin;    /* a message Redis pushed to a pinned client
+                               (pin.h), on its way to the loop; else NULL */
+    const char *unwatch_reply; /* a pinned client's DISCARD, or an EXEC
+                               answered without running: UNWATCH on its
+                               connection (as Redis's own would), then
+                               this reply (static) */
 } tcd_job;
 
 /** Daemon counters; relaxed atomics, read by INFO and /metrics. */
@@ -63,6 +71,10 @@ typedef struct tcd_counters {
     atomic_ullong output_pauses;      /* a client stopped for unsent bytes */
     atomic_ullong requests_too_big;   /* refused over a limit, skipped */
     atomic_ullong net_input_bytes, net_output_bytes;
+    atomic_ullong pinned;             /* pin threads running now */
+    atomic_ullong pinned_total;       /* clients given a connection of
+                                         their own (pin.h) */
+    atomic_ullong pinned_refused;     /* ... refused over --max-pinned */
 } tcd_counters;
 
 #define TCD_COUNT(srv, field, n) \
@@ -102,6 +114,12 @@ struct tcd_client {
     size_t mq_n, mq_cap, mq_bytes;
     tcd_req **exec_batch;    /* handed from EXEC to its job by dispatch */
     size_t exec_n;
+    /* Pinned (pin.h): a Redis connection and a thread of its own. */
+    struct tcd_pin *pin;
+    int was_pinned;          /* its commands never go to the shared pool */
+    const char *unwatch_reply; /* handed from DISCARD/EXEC to its job */
+    int pin_streaming;       /* sent SUBSCRIBE or MONITOR: every command
+                                but MULTI/EXEC/DISCARD/QUIT goes to Redis */
 };
 
 struct tcd_server {
@@ -124,6 +142,9 @@ struct tcd_server {
     int stopping;
     int workers_gone;       /* pool drained: jobs still waiting get an
                                error instead of a worker */
+    pthread_mutex_t pins_mu;
+    pthread_cond_t pins_cv;
+    unsigned pins_live;     /* pins_mu: pinned clients' threads running */
     tcd_counters counters;
 };
 

@@ -108,7 +108,10 @@ int tcd_stats_healthy(tcd_server *srv, tc_health *h)
     X(output_pauses, counter, "clients paused for unsent replies")        \
     X(requests_too_big, counter, "requests refused over a size limit")    \
     X(net_input_bytes, counter, "bytes read from clients")                  \
-    X(net_output_bytes, counter, "bytes written to clients")
+    X(net_output_bytes, counter, "bytes written to clients")               \
+    X(pinned, gauge, "clients with a Redis connection of their own")      \
+    X(pinned_total, counter, "clients given a Redis connection of their own") \
+    X(pinned_refused, counter, "pinning refused over --max-pinned")
 
 static int want(const tcd_req *r, const char *section, int is_default)
 {

@@ -41,16 +41,21 @@ static void *worker_main(void *arg)
 
         job->qnext = NULL;
         w->run(job);
-
-        pthread_mutex_lock(&w->done_mu);
-        if (w->dtail)
-            w->dtail->qnext = job;
-        else
-            w->dhead = job;
-        w->dtail = job;
-        pthread_mutex_unlock(&w->done_mu);
-        ev_async_send(w->loop, w->async);
+        tcd_workers_complete(w, job);
     }
+}
+
+void tcd_workers_complete(tcd_workers *w, tcd_job *job)
+{
+    job->qnext = NULL;
+    pthread_mutex_lock(&w->done_mu);
+    if (w->dtail)
+        w->dtail->qnext = job;
+    else
+        w->dhead = job;
+    w->dtail = job;
+    pthread_mutex_unlock(&w->done_mu);
+    ev_async_send(w->loop, w->async);
 }
 
 tcd_workers *tcd_workers_create(unsigned n, tcd_work_run run,

@@ -21,6 +21,9 @@ tcd_workers *tcd_workers_create(unsigned n, tcd_work_run run,
                                 struct ev_loop *loop, ev_async *async);
 /** Queue a job (ownership passes to the pool until it comes back). */
 void tcd_workers_submit(tcd_workers *w, tcd_job *job);
+/** Queue a job finished elsewhere (a pinned client's thread, pin.h) for
+ *  the loop, as a worker does. Any thread. */
+void tcd_workers_complete(tcd_workers *w, tcd_job *job);
 /** Finished jobs in completion order, linked by qnext; caller owns them. */
 tcd_job *tcd_workers_take_done(tcd_workers *w);
 /** Jobs queued and not yet started. */

@@ -179,7 +179,8 @@ typedef struct tc_options {
     int ignore_env;            /* TC_YES: do not read the environment */
 
     tc_coherence coherence;    /* default TC_COHERENCE_ASYNC */
-    const char *channel;       /* default "cache:invalidate" (prefixed) */
+    const char *channel;       /* default "__tiercache:invalidate"
+                                  (prefixed) */
     uint32_t lease_ms;         /* L1 is served only this long after the bus
                                   last proved itself alive; also the strict
                                   mode bound; default 100 */
@@ -332,9 +333,20 @@ TC_EXTERN tc_result tc_mdel(tc_cache *c, size_t n, const void *const *keys,
  * TC_NOT_FOUND when L1 has no servable copy (absent, expired, or the bus has
  * not proved itself alive within the lease). For event loops that must not
  * block: answer hits at once, hand misses to a worker calling tc_get().
+ * A hit counts in l1_hits; a miss (or a bypass) is not counted here, but by
+ * the tc_get() or tc_mget() that follows it, so each read counts once.
  */
 TC_EXTERN tc_result tc_peek(tc_cache *c, const void *key, size_t klen,
                             tc_value **out);
+
+/**
+ * tc_peek() of `n` keys, all or nothing: TC_OK with a reference in each
+ * out[i] when L1 can serve every key (counted as `n` hits), else
+ * TC_NOT_FOUND with every out[i] NULL and nothing counted (the tc_mget() the
+ * caller sends the read to counts each key once). Failures as tc_peek().
+ */
+TC_EXTERN tc_result tc_mpeek(tc_cache *c, size_t n, const void *const *keys,
+                             const size_t *klens, tc_value **out);
 
 /** Remaining L2 TTL in ms: *ttl_ms = -1 for no expiry; TC_NOT_FOUND if the
  *  key is absent. */
@@ -454,7 +466,8 @@ typedef enum tc_reply_kind {
  * RESET, MULTI, EXEC, DISCARD, WATCH, UNWATCH, (P|S)SUBSCRIBE and their
  * UNSUBSCRIBE, MONITOR, SYNC, PSYNC, REPLCONF, READONLY, READWRITE, CLIENT
  * SETNAME/SETINFO/REPLY/TRACKING/CACHING/NO-EVICT/NO-TOUCH) are refused
- * with TC_BAD_ARGUMENT: the library's connections are shared.
+ * with TC_BAD_ARGUMENT: the library's connections are shared (run them on
+ * a tc_session, below).
  *
  * Returns TC_OK whenever Redis answered, an error reply included
  * (*out is then a TC_REPLY_ERROR with Redis's text); TC_L2_UNAVAILABLE or
@@ -498,6 +511,73 @@ TC_EXTERN size_t tc_reply_elements(const tc_reply *r);
 TC_EXTERN const tc_reply *tc_reply_element(const tc_reply *r, size_t i);
 /** Free a reply returned by tc_command*(). NULL is a no-op. */
 TC_EXTERN void tc_reply_free(tc_reply *r);
+
+/** 1 when Redis flags the command `blocking` (BLPOP, BZPOPMIN, BLMOVE,
+ *  XREAD, XREADGROUP, WAIT, ...): it may wait for data. 0 otherwise, or
+ *  when the command table cannot be read. Any thread. */
+TC_EXTERN int tc_command_is_blocking(tc_cache *c, int argc,
+                                     const char *const *argv,
+                                     const size_t *argvlen);
+
+/* ------------------------------------------------------------------------ */
+/* Sessions: a Redis connection of the caller's own                          */
+/* ------------------------------------------------------------------------ */
+
+/**
+ * A Redis connection owned by one caller, for what needs one: WATCH,
+ * SELECT of another database, blocking commands (no command timeout),
+ * pub/sub and MONITOR. Commands run on it as tc_command() would run them
+ * (key prefix, and every write in the cache's own database invalidates
+ * every instance's L1: in the same MULTI/EXEC as the write, or, between a
+ * WATCH and its EXEC and after blocking commands, right after it), and the
+ * commands tc_command() refuses (SELECT, WATCH, SUBSCRIBE, ...) run on it
+ * as on Redis. While SELECT has chosen another database, nothing is
+ * invalidated: L1 holds the cache's database only.
+ *
+ * Thread safety: a tc_session is not thread-safe; one thread at a time
+ * uses it. tc_session_fd() and tc_session_interrupt() may be called from
+ * another thread while one uses it (the caller keeps the session alive).
+ */
+typedef struct tc_session tc_session;
+
+/** Connect (AUTH, SELECT of the cache's database). *out is the caller's,
+ *  closed with tc_session_close(). TC_L2_UNAVAILABLE, TC_TIMEOUT, TC_AUTH,
+ *  TC_NO_MEMORY on failure. */
+TC_EXTERN tc_result tc_session_open(tc_cache *c, tc_session **out);
+/** Close and free. NULL is a no-op. */
+TC_EXTERN void tc_session_close(tc_session *s);
+/** Run one command and read its reply, waiting as long as Redis takes.
+ *  *out (caller's, tc_reply_free()) is Redis's reply, errors included;
+ *  after a failure (TC_L2_UNAVAILABLE, ...) the session is broken: close
+ *  it. */
+TC_EXTERN tc_result tc_session_command(tc_session *s, int argc,
+                                       const char *const *argv,
+                                       const size_t *argvlen, tc_reply **out);
+/** The `n` commands in one MULTI/EXEC on the session, so that its WATCH
+ *  holds; with their invalidation published in the same EXEC (in the
+ *  cache's database). *out is EXEC's reply: the replies, an error
+ *  (EXECABORT), or NULL (nil) when a watched key changed. */
+TC_EXTERN tc_result tc_session_multi(tc_session *s, size_t n,
+                                     const int *argcs,
+                                     const char *const *const *argvs,
+                                     const size_t *const *argvlens,
+                                     tc_reply **out);
+/** Send a command without reading its reply (pub/sub mode, MONITOR: the
+ *  replies come as messages, read with tc_session_read()). */
+TC_EXTERN tc_result tc_session_send(tc_session *s, int argc,
+                                    const char *const *argv,
+                                    const size_t *argvlen);
+/** The next message from Redis: waits up to `timeout_ms` (0: only what has
+ *  arrived; -1: no limit). TC_TIMEOUT when none came (the session is still
+ *  good); other failures break it. *out as tc_session_command(). */
+TC_EXTERN tc_result tc_session_read(tc_session *s, int timeout_ms,
+                                    tc_reply **out);
+/** The session's socket (readable when a message may be waiting), for
+ *  poll(). */
+TC_EXTERN int tc_session_fd(const tc_session *s);
+/** Make a call blocked on the session (a BLPOP with no timeout) return
+ *  with TC_L2_UNAVAILABLE; the session is then broken. Any thread. */
+TC_EXTERN void tc_session_interrupt(tc_session *s);
 
 /* ------------------------------------------------------------------------ */
 /* Invalidation by pattern (see README for the message format)               */
@@ -658,6 +738,9 @@ TC_EXTERN tc_result tc_cache_health(tc_cache *c, tc_health *out);
 /** This instance's id as carried in invalidation messages (borrowed, lives
  *  as long as the cache). */
 TC_EXTERN const char *tc_cache_instance_id(const tc_cache *c);
+/** The Redis database the cache uses (the one L1 holds keys of). Any
+ *  thread. */
+TC_EXTERN int tc_cache_db(const tc_cache *c);
 
 #ifdef __cplusplus
 }

@@ -299,9 +299,12 @@ tc_result tc__bus_create(const tc__config *cfg, tc__l1 *l1, const char *id,
     bus->cfg = cfg;
     bus->l1 = l1;
     snprintf(bus->id, sizeof(bus->id), "%s", id);
-    bus->members_key = join("__tiercache:", cfg->channel, ":members");
-    bus->clock_key = join("__tiercache:", cfg->channel, ":clock");
-    bus->epoch_key = join("__tiercache:", cfg->channel, ":epoch");
+    bus->members_key =
+        join("__tiercache:", tc__channel_stem(cfg->channel), ":members");
+    bus->clock_key =
+        join("__tiercache:", tc__channel_stem(cfg->channel), ":clock");
+    bus->epoch_key =
+        join("__tiercache:", tc__channel_stem(cfg->channel), ":epoch");
     bus->ch_ack = join(cfg->channel, ":ack:", id);
     bus->ch_pong = join(cfg->channel, ":pong:", id);
     tc__backoff_init(&bus->backoff, cfg->reconnect_min_ms,

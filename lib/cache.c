@@ -71,6 +71,15 @@ tc_value *tc__l1_lookup(tc_cache *c, uint64_t h, const void *key, size_t klen)
     return tc__l1_get(c->l1, h, key, klen, now);
 }
 
+tc_value *tc__l1_lookup_peek(tc_cache *c, uint64_t h, const void *key,
+                             size_t klen, int counting)
+{
+    uint64_t now = tc__now_ns();
+    if (!l1_servable(c, now))
+        return NULL;
+    return tc__l1_get_ex(c->l1, h, key, klen, now, counting);
+}
+
 int tc__l1_fill_ttl(tc_cache *c, uint64_t h, const void *key, size_t klen,
                     const void *val, size_t vlen, uint64_t t0_ns,
                     uint64_t l1_ttl_ms, uint64_t gen, int flags, tc_value **ref)
@@ -144,7 +153,8 @@ tc_result tc_cache_create(const tc_options *opts, tc_cache **out)
         tc_cache_destroy(c);
         return tc__fail(TC_NO_MEMORY, "out of memory creating L1");
     }
-    snprintf(c->stamps_key, n, "__tiercache:%s:stamps", c->cfg.channel);
+    snprintf(c->stamps_key, n, "__tiercache:%s:stamps",
+             tc__channel_stem(c->cfg.channel));
     if ((r = tc__l2_create(&c->cfg, &c->l2)) != TC_OK) {
         tc_cache_destroy(c);
         return r;
@@ -192,4 +202,9 @@ void tc_cache_destroy(tc_cache *c)
 const char *tc_cache_instance_id(const tc_cache *c)
 {
     return c ? c->id : "";
+}
+
+int tc_cache_db(const tc_cache *c)
+{
+    return c && c->cfg.db > 0 ? c->cfg.db : 0;
 }

@@ -86,6 +86,11 @@ tc_result tc__check_value(const tc_cache *c, const void *val, size_t vlen);
  *  it. A new reference or NULL. */
 tc_value *tc__l1_lookup(tc_cache *c, uint64_t h, const void *key,
                         size_t klen);
+/** tc__l1_lookup that counts what `counting` (TC__L1_COUNT_*) says, and
+ *  never a bypass: the miss or bypass of a peek is counted by the read the
+ *  caller sends it to next (tc_peek, tc_mpeek). */
+tc_value *tc__l1_lookup_peek(tc_cache *c, uint64_t h, const void *key,
+                             size_t klen, int counting);
 
 /** L1 fill of a value just read from, or stored in, L2: expiring
  *  `l1_ttl_ms` (saturating) after `t0_ns`, the tc__now_ns() taken before
@@ -124,6 +129,13 @@ tc_result tc__txn_begin(tc_cache *c, tc__txn *t, tc__msg_kind kind, size_t nk,
  *  frees); its first `n` elements are the writes' results. */
 tc_result tc__txn_exec(tc_cache *c, tc__txn *t, size_t n, const tc__cmd *writes,
                        int inline_publish, redisReply **exec);
+/** tc__txn_exec on `conn`, a connection of the caller's own (a session:
+ *  its WATCH holds), or on the pool when NULL. A WATCH that aborted the
+ *  EXEC fails with TC_PROTOCOL "EXEC: transaction aborted"; any other
+ *  failure leaves `conn` unusable. */
+tc_result tc__txn_exec_on(tc_cache *c, tc__conn *conn, tc__txn *t, size_t n,
+                          const tc__cmd *writes, int inline_publish,
+                          redisReply **exec);
 /** Wait for the acknowledgements when `published` (strict), else just
  *  unregister; frees the message. */
 void tc__txn_end(tc_cache *c, tc__txn *t, const redisReply *exec,

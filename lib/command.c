@@ -26,7 +26,7 @@
 
 /* ---- the command table --------------------------------------------------- */
 
-static const tc__cmdtab *get_table(tc_cache *c)
+const tc__cmdtab *tc__command_table(tc_cache *c)
 {
     tc__cmdtab *t = atomic_load(&c->cmdtab), *expect = NULL;
     const char *argv[1] = {"COMMAND"};
@@ -52,19 +52,10 @@ static const tc__cmdtab *get_table(tc_cache *c)
     return t;
 }
 
-/* ---- one prepared command ------------------------------------------------ */
+/* ---- one tc__prepared command ------------------------------------------------ */
 
-/* A caller's command with its key arguments prefixed, and what it writes. */
-typedef struct prepared {
-    tc__keys keys;
-    int argc;
-    const char **argv;  /* owned array; strings borrowed or in pk */
-    size_t *argvlen;    /* owned */
-    tc__pkey *pk;       /* owned, keys.n entries */
-    size_t npk;
-} prepared;
 
-static void prepared_free(prepared *p)
+void tc__prepared_free(tc__prepared *p)
 {
     for (size_t i = 0; i < p->npk; i++)
         tc__pkey_free(&p->pk[i]);
@@ -75,9 +66,9 @@ static void prepared_free(prepared *p)
     memset(p, 0, sizeof(*p));
 }
 
-static tc_result prepare(tc_cache *c, const tc__cmdtab *t, int argc,
-                         const char *const *argv, const size_t *argvlen,
-                         prepared *p)
+tc_result tc__prepare(tc_cache *c, const tc__cmdtab *t, int argc,
+                      const char *const *argv, const size_t *argvlen,
+                      int allow_connection, tc__prepared *p)
 {
     tc_result r;
     memset(p, 0, sizeof(*p));
@@ -88,7 +79,7 @@ static tc_result prepare(tc_cache *c, const tc__cmdtab *t, int argc,
             return tc__fail(TC_BAD_ARGUMENT, "NULL argument %d", i);
     if (tc__cmdtab_keys(t, argc, argv, argvlen, &p->keys) != 0)
         return tc__fail(TC_NO_MEMORY, "out of memory");
-    if (p->keys.cls == TC__CLASS_CONNECTION) {
+    if (p->keys.cls == TC__CLASS_CONNECTION && !allow_connection) {
         tc__keys_free(&p->keys);
         return tc__fail(TC_BAD_ARGUMENT,
                         "%.*s changes the state of its connection; run it on "
@@ -100,7 +91,7 @@ static tc_result prepare(tc_cache *c, const tc__cmdtab *t, int argc,
     p->argvlen = malloc((size_t)argc * sizeof(*p->argvlen));
     p->pk = calloc(p->keys.n ? p->keys.n : 1, sizeof(*p->pk));
     if (!p->argv || !p->argvlen || !p->pk) {
-        prepared_free(p);
+        tc__prepared_free(p);
         return tc__fail(TC_NO_MEMORY, "out of memory");
     }
     for (int i = 0; i < argc; i++)
@@ -110,7 +101,7 @@ static tc_result prepare(tc_cache *c, const tc__cmdtab *t, int argc,
             int at = p->keys.pos[i];
             if ((r = tc__pkey_make(c, argv[at], argvlen[at], &p->pk[i])) !=
                 TC_OK) {
-                prepared_free(p);
+                tc__prepared_free(p);
                 return r;
             }
             p->npk++;
@@ -122,20 +113,8 @@ static tc_result prepare(tc_cache *c, const tc__cmdtab *t, int argc,
 
 /* ---- invalidation of what a write touched -------------------------------- */
 
-/* The written keys (as the caller named them, unprefixed) of `n` prepared
- * commands; ALL when any of them writes what cannot be named. */
-typedef struct written {
-    int all;
-    size_t n;
-    const void **keys;
-    size_t *lens;
-    const char **hset;  /* HSET stamps <field> <stamp> ... */
-    size_t *hsetl;
-    char (*fields)[8];
-    char stamp[TC__STAMP_MAX];
-} written;
 
-static void written_free(written *w)
+void tc__written_free(tc__written *w)
 {
     free(w->keys);
     free(w->lens);
@@ -144,9 +123,9 @@ static void written_free(written *w)
     free(w->fields);
 }
 
-static tc_result collect(tc_cache *c, size_t n, const prepared *ps,
+tc_result tc__collect(tc_cache *c, size_t n, const tc__prepared *ps,
                          const char *const *const *argvs,
-                         const size_t *const *argvlens, written *w)
+                         const size_t *const *argvlens, tc__written *w)
 {
     size_t total = 0, slen;
     memset(w, 0, sizeof(*w));
@@ -162,7 +141,7 @@ static tc_result collect(tc_cache *c, size_t n, const prepared *ps,
     w->hsetl = malloc((2 * total + 4) * sizeof(*w->hsetl));
     w->fields = malloc((total ? total : 1) * sizeof(*w->fields));
     if (!w->keys || !w->lens || !w->hset || !w->hsetl || !w->fields) {
-        written_free(w);
+        tc__written_free(w);
         return tc__fail(TC_NO_MEMORY, "out of memory");
     }
     w->hset[0] = "HSET", w->hsetl[0] = 4;
@@ -186,7 +165,7 @@ static tc_result collect(tc_cache *c, size_t n, const prepared *ps,
     return TC_OK;
 }
 
-static void drop_local(tc_cache *c, const written *w)
+static void drop_local(tc_cache *c, const tc__written *w)
 {
     if (w->all) {
         tc__l1_clear(c->l1);
@@ -215,8 +194,9 @@ static redisReply *error_reply(const char *text)
 /* MULTI, the `n` commands, their stamps and invalidation, EXEC. On TC_OK
  * *exec is the EXEC reply cut to the `n` commands' replies, or the error
  * Redis answered EXEC with (EXECABORT). */
-static tc_result run_write(tc_cache *c, size_t n, const prepared *ps,
-                           const written *w, redisReply **exec)
+tc_result tc__run_write(tc_cache *c, tc__conn *conn, size_t n,
+                        const tc__prepared *ps, const tc__written *w,
+                        redisReply **exec)
 {
     tc__cmd *cmds = malloc((n + 1) * sizeof(*cmds));
     tc__txn t;
@@ -240,11 +220,17 @@ static tc_result run_write(tc_cache *c, size_t n, const prepared *ps,
         return r;
     }
     drop_local(c, w);
-    r = tc__txn_exec(c, &t, ncmd, cmds, 0, exec);
+    r = tc__txn_exec_on(c, conn, &t, ncmd, cmds, 0, exec);
     tc__txn_end(c, &t, *exec, r == TC_OK);
     drop_local(c, w); /* fills that raced with the write */
     free(cmds);
-    if (r == TC_OK) {
+    if (r == TC_PROTOCOL && conn &&
+        !strcmp(tc_errmsg(), "EXEC: transaction aborted")) {
+        /* The caller's WATCH aborted it: nothing ran, nothing was
+         * published; the answer is EXEC's nil. */
+        *exec = NULL;
+        r = TC_OK;
+    } else if (r == TC_OK) {
         for (size_t i = n; i < (*exec)->elements; i++) {
             freeReplyObject((*exec)->element[i]);
             (*exec)->element[i] = NULL;
@@ -264,7 +250,7 @@ static tc_result run_write(tc_cache *c, size_t n, const prepared *ps,
 /* A command that may block for data: on a connection of its own, with no
  * command timeout (it would otherwise time out and count against the
  * breaker). The caller's thread waits as long as Redis does. */
-static tc_result run_blocking(tc_cache *c, const prepared *p, redisReply **out)
+static tc_result run_blocking(tc_cache *c, const tc__prepared *p, redisReply **out)
 {
     tc_result why = TC_OK;
     tc__conn *conn;
@@ -281,13 +267,13 @@ static tc_result run_blocking(tc_cache *c, const prepared *p, redisReply **out)
 
 /* ---- public calls -------------------------------------------------------- */
 
-static tc_result start(tc_cache *c, const tc__cmdtab **t)
+tc_result tc__command_start(tc_cache *c, const tc__cmdtab **t)
 {
     if (!c)
         return tc__fail(TC_BAD_ARGUMENT, "NULL cache");
     if (!c->cfg.enabled)
         return tc__fail(TC_DISABLED, "caching is disabled");
-    if (!(*t = get_table(c)))
+    if (!(*t = tc__command_table(c)))
         return tc_errmsg()[0] ? TC_L2_UNAVAILABLE : TC_PROTOCOL;
     return TC_OK;
 }
@@ -296,15 +282,15 @@ tc_result tc_command(tc_cache *c, int argc, const char *const *argv,
                      const size_t *argvlen, tc_reply **out)
 {
     const tc__cmdtab *t = NULL;
-    prepared p;
+    tc__prepared p;
     redisReply *rep = NULL;
     tc_result r;
     if (!out)
         return tc__fail(TC_BAD_ARGUMENT, "NULL out");
     *out = NULL;
-    if ((r = start(c, &t)) != TC_OK)
+    if ((r = tc__command_start(c, &t)) != TC_OK)
         return r == TC_PROTOCOL ? tc__fail(r, "COMMAND failed") : r;
-    if ((r = prepare(c, t, argc, argv, argvlen, &p)) != TC_OK)
+    if ((r = tc__prepare(c, t, argc, argv, argvlen, 0, &p)) != TC_OK)
         return r;
     if (p.keys.effect == TC__EFFECT_READ || !p.keys.known ||
         p.keys.cls == TC__CLASS_BLOCKING) {
@@ -319,21 +305,21 @@ tc_result tc_command(tc_cache *c, int argc, const char *const *argv,
              * loaded later) cannot be analysed: invalidate after it. The
              * values L1 holds are strings, which blocking commands
              * (lists, sorted sets, streams) never write. */
-            written w;
+            tc__written w;
             redisReply *e = NULL;
-            if (collect(c, 1, &p, &argv, &argvlen, &w) == TC_OK) {
+            if (tc__collect(c, 1, &p, &argv, &argvlen, &w) == TC_OK) {
                 if (!p.keys.known)
                     w.all = 1;
-                if (run_write(c, 0, NULL, &w, &e) == TC_OK)
+                if (tc__run_write(c, NULL, 0, NULL, &w, &e) == TC_OK)
                     freeReplyObject(e);
-                written_free(&w);
+                tc__written_free(&w);
             }
         }
     } else {
-        written w;
-        if ((r = collect(c, 1, &p, &argv, &argvlen, &w)) == TC_OK) {
+        tc__written w;
+        if ((r = tc__collect(c, 1, &p, &argv, &argvlen, &w)) == TC_OK) {
             redisReply *exec = NULL;
-            r = run_write(c, 1, &p, &w, &exec);
+            r = tc__run_write(c, NULL, 1, &p, &w, &exec);
             if (r == TC_OK && exec->type == REDIS_REPLY_ARRAY) {
                 rep = exec->element[0];
                 exec->element[0] = NULL;
@@ -341,10 +327,10 @@ tc_result tc_command(tc_cache *c, int argc, const char *const *argv,
             } else {
                 rep = exec;
             }
-            written_free(&w);
+            tc__written_free(&w);
         }
     }
-    prepared_free(&p);
+    tc__prepared_free(&p);
     if (r == TC_OK)
         *out = (tc_reply *)rep;
     return r;
@@ -355,8 +341,8 @@ tc_result tc_command_multi(tc_cache *c, size_t n, const int *argcs,
                            const size_t *const *argvlens, tc_reply **out)
 {
     const tc__cmdtab *t = NULL;
-    prepared *ps;
-    written w;
+    tc__prepared *ps;
+    tc__written w;
     redisReply *exec = NULL;
     tc_result r;
     size_t made = 0;
@@ -365,17 +351,17 @@ tc_result tc_command_multi(tc_cache *c, size_t n, const int *argcs,
     *out = NULL;
     if (!n || !argcs || !argvs || !argvlens)
         return tc__fail(TC_BAD_ARGUMENT, "empty transaction");
-    if ((r = start(c, &t)) != TC_OK)
+    if ((r = tc__command_start(c, &t)) != TC_OK)
         return r == TC_PROTOCOL ? tc__fail(r, "COMMAND failed") : r;
     if (!(ps = calloc(n, sizeof(*ps))))
         return tc__fail(TC_NO_MEMORY, "out of memory");
     for (; made < n; made++)
-        if ((r = prepare(c, t, argcs[made], argvs[made], argvlens[made],
-                         &ps[made])) != TC_OK)
+        if ((r = tc__prepare(c, t, argcs[made], argvs[made], argvlens[made], 0,
+                            &ps[made])) != TC_OK)
             goto out;
     /* Inside MULTI nothing blocks, and a command Redis does not know
      * aborts the whole transaction: no special cases. */
-    if ((r = collect(c, n, ps, argvs, argvlens, &w)) != TC_OK)
+    if ((r = tc__collect(c, n, ps, argvs, argvlens, &w)) != TC_OK)
         goto out;
     if (!w.all && !w.n) {
         tc__cmd *cmds = malloc((n + 2) * sizeof(*cmds));
@@ -398,14 +384,14 @@ tc_result tc_command_multi(tc_cache *c, size_t n, const int *argcs,
         free(cmds);
         free(reps);
     } else {
-        r = run_write(c, n, ps, &w, &exec);
+        r = tc__run_write(c, NULL, n, ps, &w, &exec);
     }
-    written_free(&w);
+    tc__written_free(&w);
     if (r == TC_OK)
         *out = (tc_reply *)exec;
 out:
     for (size_t i = 0; i < made; i++)
-        prepared_free(&ps[i]);
+        tc__prepared_free(&ps[i]);
     free(ps);
     return r;
 }
@@ -418,7 +404,7 @@ tc_result tc_command_check(tc_cache *c, int argc, const char *const *argv,
     tc_result r;
     if (argc < 1 || !argv || !argvlen)
         return tc__fail(TC_BAD_ARGUMENT, "empty command");
-    if ((r = start(c, &t)) != TC_OK)
+    if ((r = tc__command_start(c, &t)) != TC_OK)
         return r == TC_PROTOCOL ? tc__fail(r, "COMMAND failed") : r;
     switch (tc__cmdtab_check(t, argc, argv, argvlen, err, sizeof(err))) {
     case 0:
@@ -428,6 +414,21 @@ tc_result tc_command_check(tc_cache *c, int argc, const char *const *argv,
     default:
         return tc__fail(TC_BAD_ARGUMENT, "%s", err);
     }
+}
+
+int tc_command_is_blocking(tc_cache *c, int argc, const char *const *argv,
+                           const size_t *argvlen)
+{
+    const tc__cmdtab *t = NULL;
+    tc__keys k;
+    int blocking;
+    if (argc < 1 || !argv || !argvlen || tc__command_start(c, &t) != TC_OK)
+        return 0;
+    if (tc__cmdtab_keys(t, argc, argv, argvlen, &k) != 0)
+        return 0;
+    blocking = k.cls == TC__CLASS_BLOCKING;
+    tc__keys_free(&k);
+    return blocking;
 }
 
 /* ---- replies ------------------------------------------------------------- */

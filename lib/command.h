@@ -6,9 +6,59 @@
 #ifndef TC_COMMAND_H
 #define TC_COMMAND_H
 
+#include "cache.h"
+#include "cmdspec.h"
 #include "tiercache.h"
 
 /** Free the cache's command table, if fetched. tc_cache_destroy() only. */
 void tc__cmdtab_release(tc_cache *c);
+
+/* Shared with the session (session.c): one command made ready to send,
+ * and the keys a batch of them writes. Any thread. */
+/* A caller's command with its key arguments prefixed, and what it writes. */
+typedef struct tc__prepared {
+    tc__keys keys;
+    int argc;
+    const char **argv;  /* owned array; strings borrowed or in pk */
+    size_t *argvlen;    /* owned */
+    tc__pkey *pk;       /* owned, keys.n entries */
+    size_t npk;
+} tc__prepared;
+
+/* The written keys (as the caller named them, unprefixed) of `n` prepared
+ * commands; ALL when any of them writes what cannot be named. */
+typedef struct tc__written {
+    int all;
+    size_t n;
+    const void **keys;
+    size_t *lens;
+    const char **hset;  /* HSET stamps <field> <stamp> ... */
+    size_t *hsetl;
+    char (*fields)[8];
+    char stamp[TC__STAMP_MAX];
+} tc__written;
+
+/** The cache's checks and its command table (fetched on first use). */
+tc_result tc__command_start(tc_cache *c, const tc__cmdtab **t);
+const tc__cmdtab *tc__command_table(tc_cache *c);
+/** Prefix the key arguments and find what the command writes. Commands
+ *  that change their connection's state are refused unless
+ *  `allow_connection` (a session, whose connection is the caller's). */
+tc_result tc__prepare(tc_cache *c, const tc__cmdtab *t, int argc,
+                      const char *const *argv, const size_t *argvlen,
+                      int allow_connection, tc__prepared *p);
+void tc__prepared_free(tc__prepared *p);
+/** What `n` prepared commands write (keys as the caller named them). */
+tc_result tc__collect(tc_cache *c, size_t n, const tc__prepared *ps,
+                      const char *const *const *argvs,
+                      const size_t *const *argvlens, tc__written *w);
+void tc__written_free(tc__written *w);
+/** MULTI, the `n` commands, their stamps and invalidation, EXEC, on
+ *  `conn` (the caller's own; NULL: the pool). On TC_OK *exec is the EXEC
+ *  reply cut to the `n` replies, Redis's error (EXECABORT), or NULL when
+ *  the caller's WATCH aborted the transaction (only with `conn`). */
+tc_result tc__run_write(tc_cache *c, tc__conn *conn, size_t n,
+                        const tc__prepared *ps, const tc__written *w,
+                        redisReply **exec);
 
 #endif

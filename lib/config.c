@@ -852,7 +852,7 @@ static tc_result modes(const tc_options *o, tc__config *c, resolving *st)
 
 static tc_result derive(const tc_options *o, tc__config *c, resolving *st)
 {
-    const char *chan = o->channel ? o->channel : "cache:invalidate";
+    const char *chan = o->channel ? o->channel : TC__DEFAULT_CHANNEL;
     (void)st;
     if (!c->l1_ttl_ms) {
         /* TC_TTL_NONE / 10 is above the cap as well. */
@@ -1022,4 +1022,12 @@ void tc__config_where(const tc__config *c, char *buf, size_t len)
         snprintf(buf, len, "sentinel master %s", c->master_name);
     else
         snprintf(buf, len, "%s:%d", c->host, c->port);
+}
+
+const char *tc__channel_stem(const char *channel)
+{
+    static const char ns[] = "__tiercache:";
+    if (!strncmp(channel, ns, sizeof(ns) - 1))
+        return channel + sizeof(ns) - 1;
+    return channel;
 }

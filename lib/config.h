@@ -63,4 +63,14 @@ void tc__config_free(tc__config *c);
  *  credentials). */
 void tc__config_where(const tc__config *c, char *buf, size_t len);
 
+/** The default channel: in the namespace of tiercache's own keys, so that
+ *  it never carries an application's messages (a channel named
+ *  "cache:invalidate" is one an application may well use itself). */
+#define TC__DEFAULT_CHANNEL "__tiercache:invalidate"
+/** The name the bus's state keys derive from: the channel without a
+ *  leading "__tiercache:" (the keys add it back): "__tiercache:invalidate"
+ *  keeps its state in "__tiercache:invalidate:members", ":clock",
+ *  ":stamps". Borrowed from `channel`. */
+const char *tc__channel_stem(const char *channel);
+
 #endif

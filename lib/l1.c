@@ -496,12 +496,20 @@ static void drop_expired(tc__l1 *l1, shard *s, uint64_t h, const void *key,
 struct tc_value *tc__l1_get(tc__l1 *l1, uint64_t h, const void *key,
                             size_t klen, uint64_t now)
 {
+    return tc__l1_get_ex(l1, h, key, klen, now,
+                         TC__L1_COUNT_HIT | TC__L1_COUNT_MISS);
+}
+
+struct tc_value *tc__l1_get_ex(tc__l1 *l1, uint64_t h, const void *key,
+                               size_t klen, uint64_t now, int counting)
+{
     shard *s = shard_of(l1, h);
     struct tc_value *e, *v = NULL;
     int exp = 0;
     tc__epoch_rec *rec = tc__epoch_enter();
     if (!rec) {
-        count(l1, 0);
+        if (counting & TC__L1_COUNT_MISS)
+            count(l1, 0);
         return NULL;
     }
     {
@@ -541,8 +549,15 @@ struct tc_value *tc__l1_get(tc__l1 *l1, uint64_t h, const void *key,
     tc__epoch_exit(rec);
     if (exp)
         drop_expired(l1, s, h, key, klen, now);
-    count(l1, v != NULL);
+    if (counting & (v ? TC__L1_COUNT_HIT : TC__L1_COUNT_MISS))
+        count(l1, v != NULL);
     return v;
+}
+
+void tc__l1_count_hits(tc__l1 *l1, size_t n)
+{
+    while (n--)
+        count(l1, 1);
 }
 
 uint64_t tc__l1_gen(tc__l1 *l1, uint64_t h)

@@ -86,6 +86,15 @@ struct tc_value *tc__value_new(const void *val, size_t vlen);
  *  any thread. */
 struct tc_value *tc__l1_get(tc__l1 *l1, uint64_t h, const void *key,
                             size_t klen, uint64_t now_ns);
+/** tc__l1_get counting only what `counting` says (TC__L1_COUNT_*): a
+ *  lookup that a later one of the same read will count (tc_peek, whose
+ *  miss tc_get counts) counts less. */
+enum { TC__L1_COUNT_HIT = 1, TC__L1_COUNT_MISS = 2 };
+struct tc_value *tc__l1_get_ex(tc__l1 *l1, uint64_t h, const void *key,
+                               size_t klen, uint64_t now_ns, int counting);
+/** Count `n` hits (lookups made with counting off that turned out to be
+ *  served). Any thread. */
+void tc__l1_count_hits(tc__l1 *l1, size_t n);
 
 /** The generation a later tc__l1_fill() for this key must match.
  *  Lock-free; any thread. */

@@ -48,8 +48,33 @@ tc_result tc__txn_begin(tc_cache *c, tc__txn *t, tc__msg_kind kind, size_t nk,
     return TC_OK;
 }
 
+/* `n` commands pipelined on `conn` (a caller's own), `n` replies back. A
+ * failure leaves the connection out of step: the caller drops it. */
+static tc_result run_on(tc__conn *conn, size_t n, const tc__cmd *cmds,
+                        redisReply **rep)
+{
+    tc_result r = TC_OK;
+    size_t got = 0;
+    for (size_t i = 0; i < n && r == TC_OK; i++)
+        r = tc__conn_append(conn, cmds[i].argc, cmds[i].argv,
+                            cmds[i].argvlen);
+    for (; r == TC_OK && got < n; got++)
+        r = tc__conn_get_reply(conn, &rep[got]);
+    if (r != TC_OK)
+        for (size_t i = 0; i + 1 < got; i++)
+            freeReplyObject(rep[i]);
+    return r;
+}
+
 tc_result tc__txn_exec(tc_cache *c, tc__txn *t, size_t n, const tc__cmd *writes,
                        int inline_publish, redisReply **exec)
+{
+    return tc__txn_exec_on(c, NULL, t, n, writes, inline_publish, exec);
+}
+
+tc_result tc__txn_exec_on(tc_cache *c, tc__conn *conn, tc__txn *t, size_t n,
+                          const tc__cmd *writes, int inline_publish,
+                          redisReply **exec)
 {
     size_t ncmd = 0;
     tc__cmd *cmds = malloc((n + 4) * sizeof(*cmds));
@@ -88,7 +113,8 @@ tc_result tc__txn_exec(tc_cache *c, tc__txn *t, size_t n, const tc__cmd *writes,
         cmds[ncmd++] = (tc__cmd){7, count, countl};
     }
     cmds[ncmd++] = (tc__cmd){1, execv, NULL};
-    r = tc__l2_run(c->l2, ncmd, cmds, rep, 0);
+    r = conn ? run_on(conn, ncmd, cmds, rep)
+             : tc__l2_run(c->l2, ncmd, cmds, rep, 0);
     if (r == TC_OK) {
         redisReply *e = rep[ncmd - 1];
         for (size_t i = 0; i + 1 < ncmd; i++)

@@ -116,8 +116,38 @@ tc_result tc_peek(tc_cache *c, const void *key, size_t klen, tc_value **out)
     tc_result r;
     if ((r = begin_read(c, key, klen, out)) != TC_OK)
         return r;
-    *out = tc__l1_lookup(c, tc__hash(key, klen), key, klen);
+    *out = tc__l1_lookup_peek(c, tc__hash(key, klen), key, klen,
+                              TC__L1_COUNT_HIT);
     return *out ? TC_OK : TC_NOT_FOUND;
+}
+
+tc_result tc_mpeek(tc_cache *c, size_t n, const void *const *keys,
+                   const size_t *klens, tc_value **out)
+{
+    tc_result r;
+    size_t i;
+    if (!out || (n && (!keys || !klens)))
+        return tc__fail(TC_BAD_ARGUMENT, "NULL argument");
+    for (i = 0; i < n; i++) {
+        if ((r = begin_read(c, keys[i], klens[i], &out[i])) != TC_OK)
+            break;
+        /* Nothing counted yet: a miss sends the whole read to tc_mget,
+         * which counts every key once. */
+        if (!(out[i] = tc__l1_lookup_peek(c, tc__hash(keys[i], klens[i]),
+                                          keys[i], klens[i], 0))) {
+            r = TC_NOT_FOUND;
+            break;
+        }
+    }
+    if (i == n) {
+        tc__l1_count_hits(c->l1, n);
+        return TC_OK;
+    }
+    while (i--)
+        tc_value_release(out[i]);
+    for (i = 0; i < n; i++)
+        out[i] = NULL;
+    return r;
 }
 
 /* The L2 half of tc_mget: every miss in one pipelined round trip. Sets

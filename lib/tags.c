@@ -3,7 +3,8 @@
  * tc_invalidate_tags() deletes every key recorded under a tag, in L2 and
  * in every instance's L1.
  *
- * Design: a set per tag in Redis, "__tiercache:<channel>:tag:<tag>",
+ * Design: a set per tag in Redis, "__tiercache:<stem>:tag:<tag>" (the
+ * stem: the channel without its "__tiercache:"; as the bus's own keys),
  * holding logical keys. A tagged write is one script, in the write's own
  * transaction, that adds the key to each tag's set (stretching the set's
  * TTL to cover the key's) and only then SETs: a tag that cannot be
@@ -64,13 +65,14 @@ static const char tag_drain_script[] =
     "end "
     "return redis.call('SCARD', KEYS[2])";
 
-/* "__tiercache:<channel>:<kind>:<tag>", malloc'd. */
+/* "__tiercache:<channel stem>:<kind>:<tag>", malloc'd. */
 static char *tag_key(const tc_cache *c, const char *kind, const char *tag)
 {
-    size_t n = strlen(c->cfg.channel) + strlen(kind) + strlen(tag) + 16;
+    const char *stem = tc__channel_stem(c->cfg.channel);
+    size_t n = strlen(stem) + strlen(kind) + strlen(tag) + 16;
     char *s = malloc(n);
     if (s)
-        snprintf(s, n, "__tiercache:%s:%s:%s", c->cfg.channel, kind, tag);
+        snprintf(s, n, "__tiercache:%s:%s:%s", stem, kind, tag);
     return s;
 }
 
@@ -113,9 +115,10 @@ static tc_result tagged_set_cmd(void *ud, const tc__pkey *k, const void *val,
         size_t *argl;
     } a;
     char *block, *nk, *names;
+    const char *stem = tc__channel_stem(tg->c->cfg.channel);
     size_t names_len = 0;
     for (size_t i = 0; i < n; i++)
-        names_len += strlen(tg->c->cfg.channel) + strlen(tg->tags[i]) + 20;
+        names_len += strlen(stem) + strlen(tg->tags[i]) + 20;
     block = malloc(argc * (sizeof(char *) + sizeof(size_t)) + 16 + names_len);
     if (!block)
         return tc__fail(TC_NO_MEMORY, "out of memory");
@@ -129,8 +132,8 @@ static tc_result tagged_set_cmd(void *ud, const tc__pkey *k, const void *val,
     a.argv[2] = nk, a.argl[2] = strlen(nk);
     a.argv[3] = k->p, a.argl[3] = k->len;
     for (size_t i = 0; i < n; i++) {
-        int w = snprintf(names, names_len, "__tiercache:%s:tag:%s",
-                         tg->c->cfg.channel, tg->tags[i]);
+        int w = snprintf(names, names_len, "__tiercache:%s:tag:%s", stem,
+                         tg->tags[i]);
         a.argv[4 + i] = names, a.argl[4 + i] = (size_t)w;
         names += w + 1;
         names_len -= (size_t)w + 1;

@@ -156,7 +156,8 @@ static inline int members_trusted(void *p)
 {
     const members_arg *a = p;
     char members[256], clock[256], epoch[256], lease[16];
-    const char *ch = a->channel ? a->channel : "cache:invalidate";
+    const char *ch = tc__channel_stem(a->channel ? a->channel
+                                                 : "__tiercache:invalidate");
     char *s;
     int ok;
     snprintf(members, sizeof(members), "__tiercache:%s:members", ch);

@@ -119,25 +119,25 @@ Test(bus, hand_published_messages_apply)
     warm(b, "team:1", "c");
     warm(b, "@odd", "d");
 
-    raw = tcr_cmd(&srv, NULL, "PUBLISH", "svc:cache:invalidate",
+    raw = tcr_cmd(&srv, NULL, "PUBLISH", "svc:__tiercache:invalidate",
                   "v1 key user:1", NULL);
     cr_assert_str_eq(raw, "1"); /* one subscriber: b */
     free(raw);
     expect_dropped(b, "user:1", "a");
     cr_assert(l1_holds(b, "user:2", "b"));
 
-    raw = tcr_cmd(&srv, NULL, "PUBLISH", "svc:cache:invalidate",
+    raw = tcr_cmd(&srv, NULL, "PUBLISH", "svc:__tiercache:invalidate",
                   "v1 pattern us?r:*", NULL);
     free(raw);
     expect_dropped(b, "user:2", "b");
     cr_assert(l1_holds(b, "team:1", "c"));
 
-    raw = tcr_cmd(&srv, NULL, "PUBLISH", "svc:cache:invalidate",
+    raw = tcr_cmd(&srv, NULL, "PUBLISH", "svc:__tiercache:invalidate",
                   "v1 key @- @odd", NULL);
     free(raw);
     expect_dropped(b, "@odd", "d");
 
-    raw = tcr_cmd(&srv, NULL, "PUBLISH", "svc:cache:invalidate", "v1 all",
+    raw = tcr_cmd(&srv, NULL, "PUBLISH", "svc:__tiercache:invalidate", "v1 all",
                   NULL);
     free(raw);
     expect_dropped(b, "team:1", "c");
@@ -170,11 +170,11 @@ Test(bus, malformed_messages_are_counted_and_dropped)
     free(raw);
     warm(b, "k", "v");
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
-        raw = tcr_cmd(&srv, NULL, "PUBLISH", "cache:invalidate", bad[i], NULL);
+        raw = tcr_cmd(&srv, NULL, "PUBLISH", "__tiercache:invalidate", bad[i], NULL);
         free(raw);
     }
     /* The bus is still alive and applies the next good message. */
-    raw = tcr_cmd(&srv, NULL, "PUBLISH", "cache:invalidate", "v1 key k", NULL);
+    raw = tcr_cmd(&srv, NULL, "PUBLISH", "__tiercache:invalidate", "v1 key k", NULL);
     free(raw);
     AWAIT(applied_at_least, &cond, "bus did not count 8 malformed then apply 1");
     expect_dropped(b, "k", "v");

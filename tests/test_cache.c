@@ -651,3 +651,35 @@ Test(cache, invalidate_prefix_and_pattern_delete_l2_keys_with_scan)
     cr_assert(l1_holds(c, "org:1", NULL));
     tc_cache_destroy(c);
 }
+
+/* tc_peek counts its hits only (tc_get counts the miss it is sent), and
+ * tc_mpeek is all or nothing, counting nothing unless it serves all. */
+Test(cache, peeks_count_each_read_once)
+{
+    tc_options o = test_opts(&srv);
+    tc_cache *c;
+    tc_value *v = NULL, *vals[2] = {NULL, NULL};
+    const void *keys[2] = {"in", "out"};
+    size_t lens[2] = {2, 3};
+    tc_stats s0, s1;
+    o.coherence = TC_COHERENCE_NONE;
+    c = must_create(&o);
+    cr_assert_eq(set_str(c, "in", "v", 0), TC_OK, "%s", tc_errmsg());
+    tc_cache_stats(c, &s0);
+    cr_assert_eq(tc_peek(c, "out", 3, &v), TC_NOT_FOUND);
+    cr_assert_eq(tc_get(c, "out", 3, &v), TC_NOT_FOUND);
+    cr_assert_eq(tc_mpeek(c, 2, keys, lens, vals), TC_NOT_FOUND);
+    cr_assert_null(vals[0]);
+    cr_assert_null(vals[1]);
+    tc_cache_stats(c, &s1);
+    cr_assert_eq(s1.l1_misses - s0.l1_misses, 1);
+    cr_assert_eq(s1.l1_hits - s0.l1_hits, 0);
+    cr_assert_eq(tc_mpeek(c, 1, keys, lens, vals), TC_OK);
+    cr_assert_eq(tc_value_len(vals[0]), 1);
+    tc_value_release(vals[0]);
+    cr_assert_eq(tc_peek(c, "in", 2, &v), TC_OK);
+    tc_value_release(v);
+    tc_cache_stats(c, &s0);
+    cr_assert_eq(s0.l1_hits - s1.l1_hits, 2);
+    tc_cache_destroy(c);
+}

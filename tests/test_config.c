@@ -477,7 +477,7 @@ Test(config, defaults)
     cr_assert_eq(c.db, 0);
     cr_assert_str_eq(c.prefix, "");
     cr_assert_eq(c.prefix_len, 0);
-    cr_assert_str_eq(c.channel, "cache:invalidate");
+    cr_assert_str_eq(c.channel, "__tiercache:invalidate");
     cr_assert_eq(c.default_ttl_ms, 900000);
     cr_assert_eq(c.l1_ttl_ms, 60000, "900 s / 10 capped at 60 s");
     cr_assert_eq(c.l1_max_bytes, 64u << 20);
@@ -598,7 +598,7 @@ Test(config, explicit_options_win_over_env)
     cr_assert_str_eq(c.username, "optuser");
     cr_assert_eq(c.db, 2);
     cr_assert_str_eq(c.prefix, "opt:");
-    cr_assert_str_eq(c.channel, "opt:cache:invalidate");
+    cr_assert_str_eq(c.channel, "opt:__tiercache:invalidate");
     cr_assert_eq(c.default_ttl_ms, 5000);
     cr_assert_eq(c.enabled, 1);
     cr_assert_eq(c.coherence, TC_COHERENCE_NONE);
@@ -739,7 +739,7 @@ Test(config, key_prefix_from_env_prefixes_channel)
     c = resolve_ok(NULL);
     cr_assert_str_eq(c.prefix, "app:");
     cr_assert_eq(c.prefix_len, 4);
-    cr_assert_str_eq(c.channel, "app:cache:invalidate");
+    cr_assert_str_eq(c.channel, "app:__tiercache:invalidate");
     tc__config_free(&c);
 
     memset(&o, 0, sizeof(o));

@@ -354,7 +354,7 @@ Test(guarantees, writes_to_a_closed_connection_never_raise_sigpipe)
 static int member_gone(void *p)
 {
     char *s = tcr_cmd(&srv, NULL, "ZSCORE",
-                      "__tiercache:cache:invalidate:members", (char *)p, NULL);
+                      "__tiercache:invalidate:members", (char *)p, NULL);
     int gone = s && strcmp(s, "(nil)") == 0;
     free(s);
     return gone;
@@ -371,7 +371,7 @@ Test(guarantees, an_async_fleet_prunes_crashed_members)
                 "local t = redis.call('TIME') "
                 "return redis.call('ZADD', KEYS[1], t[1] * 1000 - 60000, "
                 "'crashed0000000000')",
-                "1", "__tiercache:cache:invalidate:members", NULL);
+                "1", "__tiercache:invalidate:members", NULL);
     cr_assert_str_eq(s, "1");
     free(s);
     c = must_create(&o);
@@ -567,7 +567,7 @@ Test(guarantees, a_failed_nx_publishes_nothing_and_does_not_wait)
     redisReply *r;
     char *m, *s;
     cr_assert(sub && !sub->err);
-    r = redisCommand(sub, "SUBSCRIBE cache:invalidate");
+    r = redisCommand(sub, "SUBSCRIBE __tiercache:invalidate");
     freeReplyObject(r);
     c = must_create(&o);
     cr_assert(tcr_wait(servable, c, 10000));
@@ -578,7 +578,7 @@ Test(guarantees, a_failed_nx_publishes_nothing_and_does_not_wait)
                 "local t = redis.call('TIME') "
                 "return redis.call('ZADD', KEYS[1], t[1] * 1000 + 3600000, "
                 "'silent0000000000')",
-                "1", "__tiercache:cache:invalidate:members", NULL);
+                "1", "__tiercache:invalidate:members", NULL);
     free(s);
     cr_assert_eq(tc_set_ex(c, "k", 1, "v2", 2, &nx), TC_NOT_STORED);
     tc_cache_stats(c, &st);
@@ -671,8 +671,8 @@ Test(guarantees, a_forward_clock_step_on_the_redis_host_prunes_no_member)
                 "redis.call('SET', KEYS[2], then_) "
                 "return redis.call('ZADD', KEYS[1], then_ + 100, "
                 "'peer000000000000')",
-                "2", "__tiercache:cache:invalidate:members",
-                "__tiercache:cache:invalidate:clock", NULL);
+                "2", "__tiercache:invalidate:members",
+                "__tiercache:invalidate:clock", NULL);
     cr_assert_str_eq(s, "1");
     free(s);
     /* The peer never acknowledges: a strict write must wait out the lease

@@ -379,9 +379,9 @@ Test(sentinel, demoted_master_answering_readonly_is_left)
 
 /* ---- The master epoch that fences strict writers after a promotion --- */
 
-#define MEMBERS "__tiercache:cache:invalidate:members"
-#define CLOCK "__tiercache:cache:invalidate:clock"
-#define EPOCH "__tiercache:cache:invalidate:epoch"
+#define MEMBERS "__tiercache:invalidate:members"
+#define CLOCK "__tiercache:invalidate:clock"
+#define EPOCH "__tiercache:invalidate:epoch"
 
 static char *count_on(const tcr_server *s, const char *lease)
 {

@@ -114,8 +114,8 @@ Test(tags, a_tag_larger_than_a_batch_is_emptied)
                 "0", NULL);
     cr_assert_str_eq(s, "0");
     free(s);
-    s = tcr_cmd(&srv, NULL, "EXISTS", "__tiercache:cache:invalidate:tag:bulk",
-                "__tiercache:cache:invalidate:tagdrain:bulk", NULL);
+    s = tcr_cmd(&srv, NULL, "EXISTS", "__tiercache:invalidate:tag:bulk",
+                "__tiercache:invalidate:tagdrain:bulk", NULL);
     cr_assert_str_eq(s, "0");
     free(s);
     cr_assert(!l1_serves(b, "item:7", "v"));
@@ -131,7 +131,7 @@ Test(tags, a_tag_that_cannot_be_recorded_stores_nothing)
     tc_options o = test_opts(&srv);
     tc_cache *c = must_create(&o);
     tc_result r;
-    char *s = tcr_cmd(&srv, NULL, "SET", "__tiercache:cache:invalidate:tag:bad",
+    char *s = tcr_cmd(&srv, NULL, "SET", "__tiercache:invalidate:tag:bad",
                       "not a set", NULL);
     free(s);
     r = set_tagged(c, "k", "v", TAGS("fine", "bad"));
@@ -158,7 +158,7 @@ Test(tags, a_tag_set_outlives_its_keys)
     tc_set_opts shortl = {60000, 0, 0}, longl = {3600000, 0, 0},
                 none = {TC_TTL_NONE, 0, 0};
     const char *t[] = {"t"};
-    const char *set = "__tiercache:cache:invalidate:tag:t";
+    const char *set = "__tiercache:invalidate:tag:t";
     cr_assert_eq(tc_set_tagged(c, "a", 1, "v", 1, &longl, 1, t), TC_OK);
     cr_assert_geq(pttl(set), 3500000);
     cr_assert_eq(tc_set_tagged(c, "b", 1, "v", 1, &shortl, 1, t), TC_OK);
@@ -181,8 +181,8 @@ Test(tags, a_drain_left_behind_is_finished_by_the_next_call)
     char *s;
     cr_assert_eq(set_tagged(c, "old1", "v", TAGS("t")), TC_OK);
     cr_assert_eq(set_tagged(c, "old2", "v", TAGS("t")), TC_OK);
-    s = tcr_cmd(&srv, NULL, "RENAME", "__tiercache:cache:invalidate:tag:t",
-                "__tiercache:cache:invalidate:tagdrain:t", NULL);
+    s = tcr_cmd(&srv, NULL, "RENAME", "__tiercache:invalidate:tag:t",
+                "__tiercache:invalidate:tagdrain:t", NULL);
     cr_assert_str_eq(s, "OK");
     free(s);
     cr_assert_eq(set_tagged(c, "new1", "v", TAGS("t")), TC_OK);

@@ -1,9 +1,15 @@
 #!/usr/bin/env bash
-# Run by ./dev before building: the Node client the daemon tests use.
+# Run by ./dev before building: the Node clients the daemon and compat
+# tests use (package.json).
 # Idempotent and quiet; a failure only makes the ioredis test fail.
 set -u
 cd "$(dirname "$0")"
-if [ -d node_modules/ioredis ]; then
+missing=0
+for m in ioredis redis cache-manager cache-manager-ioredis-yet \
+  rate-limiter-flexible; do
+  [ -d "node_modules/$m" ] || missing=1
+done
+if [ "$missing" = 0 ]; then
   exit 0
 fi
 if ! command -v npm >/dev/null; then
@@ -11,5 +17,5 @@ if ! command -v npm >/dev/null; then
   exit 0
 fi
 npm install --no-audit --no-fund --no-package-lock --silent >/dev/null 2>&1 ||
-  echo "[tests/daemon] npm install ioredis failed: daemon-ioredis will fail" >&2
+  echo "[tests/daemon] npm install failed: daemon-ioredis and compat-node will fail" >&2
 exit 0

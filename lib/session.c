@@ -1,0 +1,336 @@
+/*
+ * Sessions: a Redis connection of the caller's own (tc_session_*), for
+ * what a shared pool connection cannot carry: WATCH, SELECT, blocking
+ * commands, pub/sub, MONITOR. Commands are prepared as tc_command()
+ * prepares them (command.c: key prefix, key specs), and writes in the
+ * cache's database keep every L1 coherent:
+ *   - outside WATCH: the write, its stamps and its invalidation in one
+ *     MULTI/EXEC on the session's connection (as tc_command on the pool);
+ *   - between WATCH and EXEC, after a blocking command, or for a command
+ *     the table lacks: the write alone (wrapping it in MULTI/EXEC would
+ *     end the caller's WATCH), its invalidation right after, on the pool;
+ *   - a transaction (tc_session_multi): one MULTI/EXEC on the session, so
+ *     that the WATCH holds; the invalidation is published in that EXEC,
+ *     hence only when the transaction ran.
+ * After SELECT of another database nothing is invalidated: L1 holds the
+ * cache's database only, and keys of another one are other keys.
+ *
+ * Thread safety: one thread at a time; tc_session_interrupt() from any.
+ */
+#include <errno.h>
+#include <poll.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/socket.h>
+
+#include "cache.h"
+#include "clock.h"
+#include "command.h"
+#include "conn.h"
+
+struct tc_session {
+    tc_cache *c;
+    tc__conn *conn;
+    int fd;         /* the connection's socket, for poll and interrupt */
+    int db;         /* selected database */
+    int watching;   /* WATCH in force (until EXEC, DISCARD, UNWATCH) */
+    int broken;     /* a failed exchange: replies are out of step */
+};
+
+static int cache_db(const tc_cache *c)
+{
+    return c->cfg.db > 0 ? c->cfg.db : 0;
+}
+
+static int arg_is(const tc__prepared *p, int i, const char *word)
+{
+    return i < p->argc && p->argvlen[i] == strlen(word) &&
+           !strncasecmp(p->argv[i], word, p->argvlen[i]);
+}
+
+static tc_result broken(tc_session *s, tc_result r)
+{
+    s->broken = 1;
+    return r;
+}
+
+static tc_result conn_failed(tc_session *s)
+{
+    const char *msg = NULL;
+    tc_result r = tc__conn_error(s->conn, &msg);
+    return broken(s, tc__fail(r, "Redis: %s", msg ? msg : "failed"));
+}
+
+tc_result tc_session_open(tc_cache *c, tc_session **out)
+{
+    const tc__cmdtab *t;
+    tc_session *s;
+    tc_result r;
+    if (!out)
+        return tc__fail(TC_BAD_ARGUMENT, "NULL out");
+    *out = NULL;
+    if ((r = tc__command_start(c, &t)) != TC_OK)
+        return r == TC_PROTOCOL ? tc__fail(r, "COMMAND failed") : r;
+    if (!(s = calloc(1, sizeof(*s))))
+        return tc__fail(TC_NO_MEMORY, "out of memory");
+    s->c = c;
+    s->db = cache_db(c);
+    if (!(s->conn = tc__l2_connect(&c->cfg, &r))) {
+        free(s);
+        return r;
+    }
+    s->fd = tc__conn_fd(s->conn);
+    *out = s;
+    return TC_OK;
+}
+
+void tc_session_close(tc_session *s)
+{
+    if (!s)
+        return;
+    tc__conn_free(s->conn);
+    free(s);
+}
+
+int tc_session_fd(const tc_session *s)
+{
+    return s ? s->fd : -1;
+}
+
+void tc_session_interrupt(tc_session *s)
+{
+    if (s && s->fd >= 0)
+        shutdown(s->fd, SHUT_RDWR); /* a blocked poll/recv wakes up */
+}
+
+/* Invalidate what `p` wrote, after it ran (on the pool). */
+static void invalidate_after(tc_session *s, const tc__prepared *p,
+                             const char *const *argv, const size_t *argvlen)
+{
+    tc__written w;
+    redisReply *e = NULL;
+    if (tc__collect(s->c, 1, p, &argv, &argvlen, &w) != TC_OK)
+        return;
+    if (!p->keys.known)
+        w.all = 1;
+    if ((w.all || w.n) &&
+        tc__run_write(s->c, NULL, 0, NULL, &w, &e) == TC_OK)
+        freeReplyObject(e);
+    tc__written_free(&w);
+}
+
+/* What a reply to a state-changing command did to the session. */
+static void track(tc_session *s, const tc__prepared *p, const redisReply *r)
+{
+    int ok = r && r->type == REDIS_REPLY_STATUS;
+    if (!ok)
+        return;
+    if (arg_is(p, 0, "SELECT") && p->argc == 2)
+        s->db = atoi(p->argv[1]);
+    else if (arg_is(p, 0, "WATCH"))
+        s->watching = 1;
+    else if (arg_is(p, 0, "UNWATCH") || arg_is(p, 0, "DISCARD"))
+        s->watching = 0;
+    else if (arg_is(p, 0, "RESET"))
+        s->db = 0, s->watching = 0;
+}
+
+tc_result tc_session_command(tc_session *s, int argc, const char *const *argv,
+                             const size_t *argvlen, tc_reply **out)
+{
+    const tc__cmdtab *t;
+    tc__prepared p;
+    redisReply *rep = NULL;
+    tc_result r;
+    if (!out)
+        return tc__fail(TC_BAD_ARGUMENT, "NULL out");
+    *out = NULL;
+    if (!s || s->broken)
+        return tc__fail(TC_L2_UNAVAILABLE, "session broken");
+    if ((r = tc__command_start(s->c, &t)) != TC_OK)
+        return r == TC_PROTOCOL ? tc__fail(r, "COMMAND failed") : r;
+    if ((r = tc__prepare(s->c, t, argc, argv, argvlen, 1, &p)) != TC_OK)
+        return r;
+    /* A blocking command waits as long as Redis does (BLPOP k 0 is not a
+     * hang); any other fails on a hung Redis as the pool's do. */
+    tc__conn_set_command_timeout(s->conn, p.keys.cls == TC__CLASS_BLOCKING
+                                              ? 0
+                                              : s->c->cfg.command_timeout_ms);
+    if (p.keys.cls == TC__CLASS_CONNECTION || s->db != cache_db(s->c) ||
+        p.keys.effect == TC__EFFECT_READ || s->watching || !p.keys.known ||
+        p.keys.cls == TC__CLASS_BLOCKING) {
+        r = tc__conn_command(s->conn, p.argc, p.argv, p.argvlen, &rep);
+        if (r != TC_OK) {
+            broken(s, r);
+        } else if (p.keys.cls == TC__CLASS_CONNECTION) {
+            track(s, &p, rep);
+        } else if (rep->type != REDIS_REPLY_ERROR &&
+                   p.keys.effect != TC__EFFECT_READ &&
+                   s->db == cache_db(s->c)) {
+            invalidate_after(s, &p, argv, argvlen);
+        }
+    } else {
+        tc__written w;
+        if ((r = tc__collect(s->c, 1, &p, &argv, &argvlen, &w)) == TC_OK) {
+            redisReply *exec = NULL;
+            r = tc__run_write(s->c, s->conn, 1, &p, &w, &exec);
+            if (r == TC_OK && exec && exec->type == REDIS_REPLY_ARRAY) {
+                rep = exec->element[0];
+                exec->element[0] = NULL;
+                freeReplyObject(exec);
+            } else {
+                rep = exec;
+            }
+            if (r != TC_OK)
+                broken(s, r);
+            tc__written_free(&w);
+        }
+    }
+    tc__prepared_free(&p);
+    if (r == TC_OK)
+        *out = (tc_reply *)rep;
+    return r;
+}
+
+/* MULTI, the commands, EXEC, pipelined on the session; EXEC's reply. */
+static tc_result plain_multi(tc_session *s, size_t n, const tc__prepared *ps,
+                             redisReply **exec)
+{
+    const char *multi[1] = {"MULTI"}, *execv[1] = {"EXEC"};
+    tc_result r = tc__conn_append(s->conn, 1, multi, NULL);
+    redisReply *rep = NULL;
+    for (size_t i = 0; i < n && r == TC_OK; i++)
+        r = tc__conn_append(s->conn, ps[i].argc, ps[i].argv, ps[i].argvlen);
+    if (r == TC_OK)
+        r = tc__conn_append(s->conn, 1, execv, NULL);
+    for (size_t i = 0; i < n + 1 && r == TC_OK; i++) {
+        if ((r = tc__conn_get_reply(s->conn, &rep)) == TC_OK)
+            freeReplyObject(rep);
+    }
+    if (r == TC_OK)
+        r = tc__conn_get_reply(s->conn, exec);
+    return r;
+}
+
+tc_result tc_session_multi(tc_session *s, size_t n, const int *argcs,
+                           const char *const *const *argvs,
+                           const size_t *const *argvlens, tc_reply **out)
+{
+    const tc__cmdtab *t;
+    tc__prepared *ps;
+    redisReply *exec = NULL;
+    tc_result r;
+    size_t made = 0;
+    if (!out)
+        return tc__fail(TC_BAD_ARGUMENT, "NULL out");
+    *out = NULL;
+    if (!s || s->broken)
+        return tc__fail(TC_L2_UNAVAILABLE, "session broken");
+    if (!n || !argcs || !argvs || !argvlens)
+        return tc__fail(TC_BAD_ARGUMENT, "empty transaction");
+    if ((r = tc__command_start(s->c, &t)) != TC_OK)
+        return r == TC_PROTOCOL ? tc__fail(r, "COMMAND failed") : r;
+    if (!(ps = calloc(n, sizeof(*ps))))
+        return tc__fail(TC_NO_MEMORY, "out of memory");
+    for (; made < n; made++)
+        if ((r = tc__prepare(s->c, t, argcs[made], argvs[made],
+                             argvlens[made], 0, &ps[made])) != TC_OK)
+            goto out;
+    tc__conn_set_command_timeout(s->conn, s->c->cfg.command_timeout_ms);
+    if (s->db != cache_db(s->c)) {
+        r = plain_multi(s, n, ps, &exec);
+    } else {
+        tc__written w;
+        if ((r = tc__collect(s->c, n, ps, argvs, argvlens, &w)) != TC_OK)
+            goto out;
+        if (!w.all && !w.n)
+            r = plain_multi(s, n, ps, &exec);
+        else
+            r = tc__run_write(s->c, s->conn, n, ps, &w, &exec);
+        tc__written_free(&w);
+    }
+    s->watching = 0; /* EXEC ends every WATCH, whatever it answered */
+    if (r != TC_OK)
+        broken(s, r);
+    else
+        *out = (tc_reply *)exec;
+out:
+    for (size_t i = 0; i < made; i++)
+        tc__prepared_free(&ps[i]);
+    free(ps);
+    return r;
+}
+
+tc_result tc_session_send(tc_session *s, int argc, const char *const *argv,
+                          const size_t *argvlen)
+{
+    const tc__cmdtab *t;
+    tc__prepared p;
+    tc_result r;
+    int rc;
+    if (!s || s->broken)
+        return tc__fail(TC_L2_UNAVAILABLE, "session broken");
+    if ((r = tc__command_start(s->c, &t)) != TC_OK)
+        return r == TC_PROTOCOL ? tc__fail(r, "COMMAND failed") : r;
+    if ((r = tc__prepare(s->c, t, argc, argv, argvlen, 1, &p)) != TC_OK)
+        return r;
+    r = tc__conn_append(s->conn, p.argc, p.argv, p.argvlen);
+    tc__prepared_free(&p);
+    if (r != TC_OK)
+        return broken(s, r);
+    while ((rc = tc__conn_flush_step(s->conn)) != 1) {
+        struct pollfd pfd = {s->fd, 0, 0};
+        if (rc == TC__IO_ERROR)
+            return conn_failed(s);
+        pfd.events = rc == TC__IO_WANT_READ ? POLLIN : POLLOUT;
+        if (poll(&pfd, 1, -1) < 0 && errno != EINTR)
+            return broken(s, tc__fail(TC_L2_UNAVAILABLE, "poll: %s",
+                                      strerror(errno)));
+    }
+    return TC_OK;
+}
+
+tc_result tc_session_read(tc_session *s, int timeout_ms, tc_reply **out)
+{
+    uint64_t deadline =
+        timeout_ms > 0 ? tc__now_ns() + (uint64_t)timeout_ms * 1000000u : 0;
+    redisReply *rep = NULL;
+    if (!out)
+        return tc__fail(TC_BAD_ARGUMENT, "NULL out");
+    *out = NULL;
+    if (!s || s->broken)
+        return tc__fail(TC_L2_UNAVAILABLE, "session broken");
+    for (;;) {
+        struct pollfd pfd = {s->fd, POLLIN, 0};
+        int rc = tc__conn_next_reply(s->conn, &rep), want = TC__IO_WANT_READ;
+        int wait_ms = -1;
+        if (rc == 1) {
+            *out = (tc_reply *)rep;
+            return TC_OK;
+        }
+        if (rc < 0)
+            return conn_failed(s);
+        if (tc__conn_read_step(s->conn, &want) == TC__IO_ERROR)
+            return conn_failed(s);
+        if ((rc = tc__conn_next_reply(s->conn, &rep)) == 1) {
+            *out = (tc_reply *)rep;
+            return TC_OK;
+        }
+        if (rc < 0)
+            return conn_failed(s);
+        if (timeout_ms == 0)
+            return TC_TIMEOUT;
+        if (timeout_ms > 0) {
+            uint64_t now = tc__now_ns();
+            if (now >= deadline)
+                return TC_TIMEOUT;
+            wait_ms = (int)((deadline - now) / 1000000u) + 1;
+        }
+        pfd.events = want == TC__IO_WANT_WRITE ? POLLOUT : POLLIN;
+        if (poll(&pfd, 1, wait_ms) < 0 && errno != EINTR)
+            return broken(s, tc__fail(TC_L2_UNAVAILABLE, "poll: %s",
+                                      strerror(errno)));
+    }
+}

@@ -1,0 +1,834 @@
+/*
+ * tiercached's pinned clients (issue 9): WATCH, SELECT, blocking commands,
+ * SUBSCRIBE and MONITOR on a Redis connection of the client's own. Real
+ * redis-server (tests/redis_fixture.h), real tiercached processes on unix
+ * sockets in private temp dirs, hiredis and raw sockets as clients. Every process is stopped by pid in the suite's fini,
+ * and dies with the test process (PDEATHSIG) if a test crashes.
+ */
+#include "crit.h" /* Criterion, or the TSan build's shim */
+#include <errno.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <hiredis/hiredis.h>
+
+#include "redis_fixture.h"
+
+#define DEADLINE_MS 15000
+
+typedef struct tcd_proc {
+    pid_t pid;
+    char dir[128];
+    char sock[200];
+    int http_port;
+} tcd_proc;
+
+static tcr_server redis;
+static tcd_proc procs[4];
+static int nprocs;
+
+static const char *daemon_path(void)
+{
+    const char *p = getenv("TIERCACHED");
+    cr_assert_not_null(p, "TIERCACHED must point at the binary");
+    return p;
+}
+
+static redisContext *connect_to(const tcd_proc *t)
+{
+    struct timeval tv = {5, 0};
+    redisContext *c = redisConnectUnixWithTimeout(t->sock, tv);
+    if (c && c->err) {
+        redisFree(c);
+        return NULL;
+    }
+    if (c)
+        redisSetTimeout(c, tv);
+    return c;
+}
+
+static int answers_ping(void *arg)
+{
+    redisContext *c = connect_to(arg);
+    redisReply *r;
+    int ok = 0;
+    if (!c)
+        return 0;
+    r = redisCommand(c, "PING");
+    ok = r != NULL; /* PONG, or NOAUTH with a password: either way, up */
+    if (r)
+        freeReplyObject(r);
+    redisFree(c);
+    return ok;
+}
+
+/* Start tiercached on L2 = the test's redis, plus extra flags (NULL-ended). */
+static tcd_proc *start_daemon(const char *first, ...)
+{
+    tcd_proc *t = &procs[nprocs++];
+    char tmpl[] = "/tmp/tcd-test.XXXXXX";
+    const char *argv[48];
+    int argc = 0;
+    pid_t parent = getpid();
+    va_list ap;
+    char http[16];
+    cr_assert_not_null(mkdtemp(tmpl));
+    snprintf(t->dir, sizeof(t->dir), "%s", tmpl);
+    snprintf(t->sock, sizeof(t->sock), "%s/tcd.sock", tmpl);
+    argv[argc++] = daemon_path();
+    argv[argc++] = "--socket";
+    argv[argc++] = t->sock;
+    argv[argc++] = "--redis-url";
+    argv[argc++] = redis.url;
+    argv[argc++] = "--log-level";
+    argv[argc++] = "warn";
+    va_start(ap, first);
+    for (const char *a = first; a && argc < 44; a = va_arg(ap, const char *)) {
+        if (!strcmp(a, "--http")) { /* metrics on a free loopback port */
+            t->http_port = tcr_free_port();
+            snprintf(http, sizeof(http), "%d", t->http_port);
+            argv[argc++] = "--http-port";
+            argv[argc++] = http;
+        } else {
+            argv[argc++] = a;
+        }
+    }
+    va_end(ap);
+    argv[argc] = NULL;
+    t->pid = fork();
+    if (t->pid == 0) { /* no Criterion calls in the child */
+        char log[200];
+        int fd;
+        prctl(PR_SET_PDEATHSIG, SIGKILL);
+        if (getppid() != parent)
+            _exit(127);
+        /* Its own log, checked for sanitizer reports at teardown. */
+        snprintf(log, sizeof(log), "%s/tcd.log", tmpl);
+        fd = open(log, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
+        if (fd >= 0)
+            dup2(fd, STDERR_FILENO);
+        execv(argv[0], (char *const *)argv);
+        _exit(127);
+    }
+    cr_assert_gt(t->pid, 0, "fork failed");
+    cr_assert(tcr_wait(answers_ping, t, DEADLINE_MS),
+              "tiercached did not come up on %s", t->sock);
+    return t;
+}
+
+/* SIGTERM, wait (generously), then SIGKILL. Returns the exit status. */
+static int stop_daemon(tcd_proc *t)
+{
+    int st = -1;
+    if (t->pid <= 0)
+        return 0;
+    kill(t->pid, SIGTERM);
+    for (int i = 0; i < DEADLINE_MS / 10; i++) {
+        if (waitpid(t->pid, &st, WNOHANG) == t->pid) {
+            t->pid = 0;
+            return st;
+        }
+        tcr_sleep_ms(10);
+    }
+    kill(t->pid, SIGKILL);
+    waitpid(t->pid, &st, 0);
+    t->pid = 0;
+    return -1;
+}
+
+static void setup(void)
+{
+    struct rlimit rl;
+    nprocs = 0;
+    /* 1000+ client connections from this process. */
+    if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+        rl.rlim_cur = rl.rlim_max;
+        setrlimit(RLIMIT_NOFILE, &rl);
+    }
+    signal(SIGPIPE, SIG_IGN);
+    cr_assert_eq(tcr_start(&redis, NULL), 0, "redis-server did not start");
+}
+
+/* The daemon's log, if it holds a sanitizer report (else NULL). */
+static char *sanitizer_report(const tcd_proc *t)
+{
+    char path[200];
+    static char buf[1 << 16];
+    size_t n;
+    FILE *f;
+    snprintf(path, sizeof(path), "%s/tcd.log", t->dir);
+    f = fopen(path, "r");
+    if (!f)
+        return NULL;
+    n = fread(buf, 1, sizeof(buf) - 1, f);
+    fclose(f);
+    buf[n] = '\0';
+    if (strstr(buf, "Sanitizer") || strstr(buf, "runtime error:"))
+        return buf;
+    return NULL;
+}
+
+static void teardown(void)
+{
+    char cmd[200];
+    int bad = -1, status = 0;
+    char *report = NULL;
+    for (int i = 0; i < nprocs; i++) {
+        if (procs[i].pid > 0) {
+            /* SIGTERM, so that a sanitizer build also checks for leaks on
+             * the way out; it must exit 0. */
+            int st = stop_daemon(&procs[i]);
+            if (st != 0 && bad < 0) {
+                bad = i;
+                status = st;
+            }
+        }
+        if (!report)
+            report = sanitizer_report(&procs[i]);
+        if (report && bad < 0)
+            bad = i;
+    }
+    if (bad >= 0 && !report)
+        report = sanitizer_report(&procs[bad]);
+    for (int i = 0; i < nprocs; i++) {
+        snprintf(cmd, sizeof(cmd), "rm -rf '%s'", procs[i].dir);
+        if (system(cmd) != 0) {
+            /* leftover temp dir: harmless */
+        }
+    }
+    tcr_stop(&redis);
+    if (bad >= 0)
+        cr_assert_fail("tiercached #%d: exit status 0x%x%s%s", bad, status,
+                       report ? "; its log:\n" : "", report ? report : "");
+}
+
+
+TestSuite(pinned, .init = setup, .fini = teardown, .timeout = 120);
+
+/* ---- helpers -------------------------------------------------------------- */
+
+static redisReply *cmd(redisContext *c, const char *fmt, ...)
+{
+    va_list ap;
+    redisReply *r;
+    va_start(ap, fmt);
+    r = redisvCommand(c, fmt, ap);
+    va_end(ap);
+    cr_assert_not_null(r, "no reply to %s: %s", fmt, c->errstr);
+    return r;
+}
+
+/* The reply must be a status or bulk string `want` (or an error starting
+ * with `want` when `want` starts with "-"). */
+static void expect_str(redisContext *c, const char *want, const char *fmt,
+                       ...)
+{
+    va_list ap;
+    redisReply *r;
+    va_start(ap, fmt);
+    r = redisvCommand(c, fmt, ap);
+    va_end(ap);
+    cr_assert_not_null(r, "%s: %s", fmt, c->errstr);
+    if (want[0] == '-') {
+        cr_assert(r->type == REDIS_REPLY_ERROR &&
+                      !strncmp(r->str, want + 1, strlen(want + 1)),
+                  "%s: type %d (%s), want error %s", fmt, r->type,
+                  r->str ? r->str : "", want + 1);
+    } else {
+        cr_assert(r->type == REDIS_REPLY_STATUS ||
+                      r->type == REDIS_REPLY_STRING,
+                  "%s: type %d (%s), want %s", fmt, r->type,
+                  r->str ? r->str : "", want);
+        cr_assert_str_eq(r->str, want, "%s", fmt);
+    }
+    freeReplyObject(r);
+}
+
+static void expect_nil(redisContext *c, const char *fmt, ...)
+{
+    va_list ap;
+    redisReply *r;
+    va_start(ap, fmt);
+    r = redisvCommand(c, fmt, ap);
+    va_end(ap);
+    cr_assert_not_null(r, "%s: %s", fmt, c->errstr);
+    cr_assert_eq(r->type, REDIS_REPLY_NIL, "%s: type %d (%s)", fmt, r->type,
+                 r->str ? r->str : "");
+    freeReplyObject(r);
+}
+
+static void expect_int(redisContext *c, long long want, const char *fmt, ...)
+{
+    va_list ap;
+    redisReply *r;
+    va_start(ap, fmt);
+    r = redisvCommand(c, fmt, ap);
+    va_end(ap);
+    cr_assert_not_null(r, "%s: %s", fmt, c->errstr);
+    cr_assert_eq(r->type, REDIS_REPLY_INTEGER, "%s: type %d (%s)", fmt,
+                 r->type, r->str ? r->str : "");
+    cr_assert_eq(r->integer, want, "%s: %lld", fmt, r->integer);
+    freeReplyObject(r);
+}
+
+/* Element i of an array reply is the string `want`. */
+static void expect_elem(const redisReply *r, size_t i, const char *want)
+{
+    cr_assert_eq(r->type, REDIS_REPLY_ARRAY, "type %d (%s)", r->type,
+                 r->str ? r->str : "");
+    cr_assert_gt(r->elements, i);
+    cr_assert_str_eq(r->element[i]->str ? r->element[i]->str : "(nil)", want);
+}
+
+/* A direct connection to the test's Redis (L2), in database `db`. */
+static redisContext *redis_direct(int db)
+{
+    struct timeval tv = {5, 0};
+    redisContext *c = redisConnectUnixWithTimeout(redis.sock, tv);
+    cr_assert(c && !c->err, "cannot reach redis-server");
+    redisSetTimeout(c, tv);
+    if (db) {
+        redisReply *r = cmd(c, "SELECT %d", db);
+        freeReplyObject(r);
+    }
+    return c;
+}
+
+static long long info_field(tcd_proc *t, const char *field)
+{
+    redisContext *c = connect_to(t);
+    redisReply *r;
+    const char *p;
+    long long v;
+    cr_assert_not_null(c);
+    r = cmd(c, "INFO tiercache tiercached");
+    p = strstr(r->str, field);
+    v = p ? atoll(p + strlen(field) + 1) : -1;
+    freeReplyObject(r);
+    redisFree(c);
+    return v;
+}
+
+/* Every reply, read with hiredis, of a raw request: its bytes as sent. */
+static int raw_connect(const char *path)
+{
+    struct sockaddr_un sa;
+    struct timeval tv = {5, 0};
+    int fd = socket(AF_UNIX, SOCK_STREAM, 0);
+    cr_assert_geq(fd, 0);
+    memset(&sa, 0, sizeof(sa));
+    sa.sun_family = AF_UNIX;
+    snprintf(sa.sun_path, sizeof(sa.sun_path), "%s", path);
+    cr_assert_eq(connect(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+    return fd;
+}
+
+/* Read until `want` bytes came (or EOF/timeout); NUL-terminated. */
+static size_t read_n(int fd, char *buf, size_t want)
+{
+    size_t got = 0;
+    while (got < want) {
+        ssize_t n = recv(fd, buf + got, want - got, 0);
+        if (n <= 0)
+            break;
+        got += (size_t)n;
+    }
+    buf[got] = '\0';
+    return got;
+}
+
+/* ---- blocking commands ---------------------------------------------------- */
+
+typedef struct blocked {
+    tcd_proc *t;
+    char key[32];
+    redisReply *reply;
+} blocked;
+
+static void *blpop_main(void *arg)
+{
+    blocked *b = arg;
+    struct timeval tv = {60, 0};
+    redisContext *c = redisConnectUnixWithTimeout(b->t->sock, tv);
+    if (c && !c->err) {
+        redisSetTimeout(c, tv);
+        b->reply = redisCommand(c, "BLPOP %s 0", b->key);
+    }
+    if (c)
+        redisFree(c);
+    return NULL;
+}
+
+/* With one worker, a BLPOP held by a worker would stall every L1 miss and
+ * forwarded command; each waits on its own connection instead. */
+Test(pinned, blocking_commands_wait_without_stalling_others)
+{
+    tcd_proc *t = start_daemon("--workers", "1", NULL);
+    blocked b[3];
+    pthread_t th[3];
+    redisContext *c = connect_to(t);
+    for (int i = 0; i < 3; i++) {
+        memset(&b[i], 0, sizeof(b[i]));
+        b[i].t = t;
+        snprintf(b[i].key, sizeof(b[i].key), "q%d", i);
+        cr_assert_eq(pthread_create(&th[i], NULL, blpop_main, &b[i]), 0);
+    }
+    /* All three are waiting in Redis (CLIENT LIST there shows blpop). */
+    for (int tries = 0;; tries++) {
+        redisContext *d = redis_direct(0);
+        redisReply *r = cmd(d, "INFO clients");
+        const char *p = strstr(r->str, "blocked_clients:");
+        int n = p ? atoi(p + 16) : 0;
+        freeReplyObject(r);
+        redisFree(d);
+        if (n == 3)
+            break;
+        cr_assert_lt(tries, DEADLINE_MS / 10, "BLPOPs never reached Redis");
+        tcr_sleep_ms(10);
+    }
+    /* Everyone else is served meanwhile (the 5 s client timeout fails
+     * these if the worker is held). */
+    for (int i = 0; i < 20; i++) {
+        expect_str(c, "OK", "SET other%d v", i);
+        expect_str(c, "v", "GET other%d", i);
+        expect_int(c, 1, "INCR counter%d", i);
+    }
+    for (int i = 0; i < 3; i++)
+        expect_int(c, 1, "RPUSH q%d item%d", i, i);
+    for (int i = 0; i < 3; i++) {
+        char want[16];
+        pthread_join(th[i], NULL);
+        cr_assert_not_null(b[i].reply, "BLPOP %d got no reply", i);
+        snprintf(want, sizeof(want), "item%d", i);
+        expect_elem(b[i].reply, 0, b[i].key);
+        expect_elem(b[i].reply, 1, want);
+        freeReplyObject(b[i].reply);
+    }
+    cr_assert_geq(info_field(t, "tiercached_pinned_total"), 3);
+    redisFree(c);
+}
+
+Test(pinned, blocking_timeout_answers_the_nil_array_redis_sends)
+{
+    tcd_proc *t = start_daemon(NULL);
+    int fd = raw_connect(t->sock);
+    const char req[] = "*3\r\n$5\r\nBLPOP\r\n$5\r\nempty\r\n$4\r\n0.05\r\n";
+    char buf[64];
+    cr_assert_eq(send(fd, req, sizeof(req) - 1, 0), (ssize_t)sizeof(req) - 1);
+    read_n(fd, buf, 5);
+    cr_assert_str_eq(buf, "*-1\r\n");
+    close(fd);
+}
+
+/* ---- SELECT ---------------------------------------------------------------- */
+
+Test(pinned, select_reaches_another_database_and_never_its_l1)
+{
+    tcd_proc *t = start_daemon("--l1-ttl-ms", "600000", NULL);
+    redisContext *c0 = connect_to(t), *c2 = connect_to(t), *d;
+    expect_str(c0, "OK", "SET k zero");
+    expect_str(c0, "zero", "GET k"); /* in L1 now */
+    expect_str(c0, "zero", "GET k");
+    cr_assert_gt(info_field(t, "l1_hits"), 0);
+    expect_str(c0, "OK", "SELECT 0"); /* the cache's own: no pin */
+    expect_str(c2, "OK", "SELECT 2");
+    expect_nil(c2, "GET k"); /* db 2 has no k, whatever L1 holds */
+    expect_str(c2, "OK", "SET k two");
+    expect_str(c2, "two", "GET k");
+    expect_int(c2, 1, "DBSIZE");
+    expect_str(c0, "zero", "GET k");
+    expect_str(c2, "-ERR DB index is out of range", "SELECT 99");
+    expect_str(c2, "OK", "SELECT 0");
+    expect_str(c2, "zero", "GET k");
+    d = redis_direct(2);
+    expect_str(d, "two", "GET k");
+    redisFree(d);
+    redisFree(c0);
+    redisFree(c2);
+}
+
+/* ---- WATCH ---------------------------------------------------------------- */
+
+Test(pinned, watch_aborts_exec_when_the_key_changed)
+{
+    tcd_proc *t = start_daemon(NULL);
+    redisContext *a = connect_to(t), *b = connect_to(t);
+    redisReply *r;
+    expect_str(a, "OK", "SET w 1");
+    expect_str(a, "OK", "WATCH w");
+    expect_str(b, "OK", "SET w 2");
+    expect_str(a, "OK", "MULTI");
+    expect_str(a, "QUEUED", "SET w mine");
+    r = cmd(a, "EXEC");
+    cr_assert_eq(r->type, REDIS_REPLY_NIL, "EXEC ran despite the WATCH");
+    freeReplyObject(r);
+    expect_str(a, "2", "GET w");
+    /* Unchanged: it runs. */
+    expect_str(a, "OK", "WATCH w");
+    expect_str(a, "2", "GET w");
+    expect_str(a, "OK", "MULTI");
+    expect_str(a, "QUEUED", "SET w mine");
+    r = cmd(a, "EXEC");
+    expect_elem(r, 0, "OK");
+    freeReplyObject(r);
+    expect_str(b, "mine", "GET w");
+    expect_str(a, "OK", "UNWATCH");
+    /* DISCARD ends the WATCH, as in Redis: a later transaction runs. */
+    expect_str(a, "OK", "WATCH w");
+    expect_str(a, "OK", "MULTI");
+    expect_str(a, "OK", "DISCARD");
+    expect_str(b, "OK", "SET w changed");
+    expect_str(a, "OK", "MULTI");
+    expect_str(a, "QUEUED", "SET w after-discard");
+    r = cmd(a, "EXEC");
+    expect_elem(r, 0, "OK");
+    freeReplyObject(r);
+    expect_str(b, "after-discard", "GET w");
+    redisFree(a);
+    redisFree(b);
+}
+
+/* --redis-url .../2: the daemon's own database is 2; its clients start
+ * there (SELECT 2 needs no connection of their own), and L1 serves it. */
+Test(pinned, daemon_on_database_2)
+{
+    char url[600];
+    tcd_proc *t;
+    redisContext *c, *d;
+    snprintf(url, sizeof(url), "%s?db=2", redis.unix_url);
+    t = start_daemon("--redis-url", url, NULL);
+    c = connect_to(t);
+    expect_str(c, "OK", "SET in2 v");
+    expect_str(c, "v", "GET in2");
+    expect_str(c, "v", "GET in2");
+    cr_assert_gt(info_field(t, "l1_hits"), 0);
+    expect_str(c, "OK", "SELECT 2");
+    cr_assert_eq(info_field(t, "tiercached_pinned_total"), 0);
+    d = redis_direct(2);
+    expect_str(d, "v", "GET in2");
+    redisFree(d);
+    d = redis_direct(0);
+    expect_nil(d, "GET in2");
+    redisFree(d);
+    redisFree(c);
+}
+
+#define LONG_L1 "--l1-ttl-ms", "600000", "--default-ttl", "900"
+
+/* A write through a pinned connection in the cache's database keeps every
+ * L1 coherent: strict, so B must serve the new value at once. */
+Test(pinned, watched_exec_through_one_invalidates_the_other_strict)
+{
+    tcd_proc *a = start_daemon("--coherence", "strict", LONG_L1, NULL);
+    tcd_proc *b = start_daemon("--coherence", "strict", LONG_L1, NULL);
+    redisContext *ca = connect_to(a), *cb = connect_to(b);
+    redisReply *r;
+    expect_str(ca, "OK", "SET shared v1");
+    expect_str(cb, "v1", "GET shared"); /* fills B's L1 */
+    expect_str(cb, "v1", "GET shared");
+    cr_assert_gt(info_field(b, "l1_hits"), 0);
+    expect_str(ca, "OK", "WATCH shared");
+    expect_str(ca, "OK", "MULTI");
+    expect_str(ca, "QUEUED", "SET shared v2");
+    r = cmd(ca, "EXEC");
+    expect_elem(r, 0, "OK");
+    freeReplyObject(r);
+    expect_str(cb, "v2", "GET shared");
+    /* A plain write on the pinned connection too (outside MULTI). */
+    expect_str(ca, "OK", "SET shared v3");
+    expect_str(cb, "v3", "GET shared");
+    /* And between WATCH and EXEC (the write may not end the WATCH). */
+    expect_str(ca, "OK", "WATCH shared");
+    expect_int(ca, 1, "APPEND other x");
+    expect_str(ca, "OK", "SET shared v4");
+    expect_str(cb, "v4", "GET shared");
+    expect_str(ca, "OK", "MULTI");
+    expect_str(ca, "QUEUED", "SET shared v5");
+    r = cmd(ca, "EXEC");
+    cr_assert_eq(r->type, REDIS_REPLY_NIL, "our own SET changed the key");
+    freeReplyObject(r);
+    expect_str(cb, "v4", "GET shared");
+    redisFree(ca);
+    redisFree(cb);
+}
+
+/* ---- pub/sub, MONITOR ------------------------------------------------------ */
+
+Test(pinned, subscribe_works_as_against_redis)
+{
+    tcd_proc *t = start_daemon(NULL);
+    redisContext *s = connect_to(t), *p = connect_to(t);
+    redisReply *r;
+    r = cmd(s, "SUBSCRIBE news");
+    expect_elem(r, 0, "subscribe");
+    expect_elem(r, 1, "news");
+    cr_assert_eq(r->element[2]->integer, 1);
+    freeReplyObject(r);
+    r = cmd(s, "PSUBSCRIBE n*");
+    expect_elem(r, 0, "psubscribe");
+    cr_assert_eq(r->element[2]->integer, 2);
+    freeReplyObject(r);
+    expect_int(p, 2, "PUBLISH news hello");
+    cr_assert_eq(redisGetReply(s, (void **)&r), REDIS_OK);
+    expect_elem(r, 0, "message");
+    expect_elem(r, 2, "hello");
+    freeReplyObject(r);
+    cr_assert_eq(redisGetReply(s, (void **)&r), REDIS_OK);
+    expect_elem(r, 0, "pmessage");
+    expect_elem(r, 3, "hello");
+    freeReplyObject(r);
+    /* Only the commands Redis allows in this mode. */
+    r = cmd(s, "GET k");
+    cr_assert_eq(r->type, REDIS_REPLY_ERROR);
+    cr_assert(strstr(r->str, "only (P|S)SUBSCRIBE"), "%s", r->str);
+    freeReplyObject(r);
+    r = cmd(s, "PING");
+    expect_elem(r, 0, "pong");
+    freeReplyObject(r);
+    r = cmd(s, "UNSUBSCRIBE");
+    expect_elem(r, 0, "unsubscribe");
+    cr_assert_eq(r->element[2]->integer, 1);
+    freeReplyObject(r);
+    r = cmd(s, "PUNSUBSCRIBE");
+    expect_elem(r, 0, "punsubscribe");
+    cr_assert_eq(r->element[2]->integer, 0);
+    freeReplyObject(r);
+    /* Out of pub/sub mode: an ordinary connection again. */
+    expect_str(s, "OK", "SET k v");
+    expect_str(s, "v", "GET k");
+    expect_str(s, "PONG", "PING");
+    redisFree(s);
+    redisFree(p);
+}
+
+/* Read until the stream ends with `tail` (or 10 s pass). */
+static size_t read_until(int fd, char *buf, size_t cap, const char *tail)
+{
+    size_t got = 0, tl = strlen(tail);
+    double end = tcr_now_ms() + 10000;
+    while (got + 1 < cap && tcr_now_ms() < end) {
+        ssize_t n = recv(fd, buf + got, cap - 1 - got, 0);
+        if (n <= 0)
+            break;
+        got += (size_t)n;
+        buf[got] = '\0';
+        if (got >= tl && !memcmp(buf + got - tl, tail, tl))
+            break;
+    }
+    buf[got] = '\0';
+    return got;
+}
+
+/* A pipelined pub/sub session gets the very bytes Redis sends, in order:
+ * confirmations, PING's pong, Redis's refusal of GET, and, once out of
+ * pub/sub mode, an ordinary reply. */
+Test(pinned, pipelined_pubsub_bytes_are_redis_bytes)
+{
+    tcd_proc *t = start_daemon(NULL);
+    static const char in[] =
+        "SUBSCRIBE a b\r\nPING\r\nPSUBSCRIBE c*\r\nGET x\r\n"
+        "UNSUBSCRIBE\r\nPUNSUBSCRIBE\r\nPING done\r\n";
+    static char via[4096], direct[4096];
+    int fd = raw_connect(t->sock);
+    cr_assert_eq(send(fd, in, sizeof(in) - 1, 0), (ssize_t)sizeof(in) - 1);
+    read_until(fd, via, sizeof(via), "$4\r\ndone\r\n");
+    close(fd);
+    fd = raw_connect(redis.sock);
+    cr_assert_eq(send(fd, in, sizeof(in) - 1, 0), (ssize_t)sizeof(in) - 1);
+    read_until(fd, direct, sizeof(direct), "$4\r\ndone\r\n");
+    close(fd);
+    cr_assert(strstr(direct, "$4\r\ndone\r\n"), "redis: %s", direct);
+    cr_assert_str_eq(via, direct);
+}
+
+/* Seed 001's subscriber listens on "cache:invalidate" for its own JSON; the
+ * bus must never speak there. */
+Test(pinned, application_channel_cache_invalidate_hears_only_the_app)
+{
+    tcd_proc *t = start_daemon(NULL);
+    redisContext *s = connect_to(t), *w = connect_to(t);
+    redisReply *r = cmd(s, "SUBSCRIBE cache:invalidate");
+    freeReplyObject(r);
+    expect_str(w, "OK", "SET user:1 x");
+    expect_int(w, 1, "DEL user:1");
+    expect_str(w, "OK", "TC.INVALIDATE ALL");
+    expect_int(w, 1, "PUBLISH cache:invalidate {\"pattern\":\"user:*\"}");
+    cr_assert_eq(redisGetReply(s, (void **)&r), REDIS_OK);
+    expect_elem(r, 0, "message");
+    expect_elem(r, 2, "{\"pattern\":\"user:*\"}");
+    freeReplyObject(r);
+    redisFree(s);
+    redisFree(w);
+}
+
+Test(pinned, monitor_streams_what_redis_runs)
+{
+    tcd_proc *t = start_daemon(NULL);
+    redisContext *m = connect_to(t), *c = connect_to(t);
+    redisReply *r;
+    int seen = 0;
+    expect_str(m, "OK", "MONITOR");
+    expect_str(c, "OK", "SET monitored-key 1");
+    for (int i = 0; i < 10000 && !seen; i++) {
+        cr_assert_eq(redisGetReply(m, (void **)&r), REDIS_OK, "%s",
+                     m->errstr);
+        cr_assert_eq(r->type, REDIS_REPLY_STATUS);
+        seen = strstr(r->str, "\"monitored-key\"") != NULL;
+        freeReplyObject(r);
+    }
+    cr_assert(seen, "MONITOR never showed the SET");
+    redisFree(m);
+    redisFree(c);
+}
+
+static long rss_kb(pid_t pid)
+{
+    char path[64], line[256];
+    long kb = -1;
+    FILE *f;
+    snprintf(path, sizeof(path), "/proc/%d/status", (int)pid);
+    f = fopen(path, "r");
+    if (!f)
+        return -1;
+    while (fgets(line, sizeof(line), f))
+        if (sscanf(line, "VmRSS: %ld kB", &kb) == 1)
+            break;
+    fclose(f);
+    return kb;
+}
+
+/* A subscriber that never reads: its messages stop being read from Redis
+ * once --max-output of them wait, so the daemon does not grow. */
+Test(pinned, subscriber_that_never_reads_cannot_grow_memory)
+{
+    enum { VALUE = 256 * 1024, MESSAGES = 200 };
+    const char *asan = getenv("ASAN_OPTIONS");
+    char *saved = asan ? strdup(asan) : NULL, opts[512];
+    const char sub[] = "*2\r\n$9\r\nSUBSCRIBE\r\n$5\r\nflood\r\n";
+    char *big = malloc(VALUE + 1);
+    int small = 4096, fd;
+    long base, grown;
+    tcd_proc *t;
+    redisContext *c, *d;
+    /* ASan's quarantine would count freed messages as RSS. */
+    snprintf(opts, sizeof(opts), "%s%squarantine_size_mb=1", asan ? asan : "",
+             asan && *asan ? ":" : "");
+    setenv("ASAN_OPTIONS", opts, 1);
+    t = start_daemon("--max-output", "1048576", NULL);
+    if (saved)
+        setenv("ASAN_OPTIONS", saved, 1);
+    else
+        unsetenv("ASAN_OPTIONS");
+    free(saved);
+    c = connect_to(t);
+    d = redis_direct(0);
+    memset(big, 'x', VALUE);
+    big[VALUE] = '\0';
+    expect_str(c, "PONG", "PING");
+    base = rss_kb(t->pid);
+    fd = raw_connect(t->sock);
+    setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &small, sizeof(small));
+    cr_assert_eq(send(fd, sub, sizeof(sub) - 1, 0), (ssize_t)sizeof(sub) - 1);
+    for (int tries = 0;; tries++) { /* subscribed in Redis */
+        redisReply *r = cmd(d, "PUBSUB NUMSUB flood");
+        long long n = r->elements == 2 ? r->element[1]->integer : 0;
+        freeReplyObject(r);
+        if (n == 1)
+            break;
+        cr_assert_lt(tries, DEADLINE_MS / 10, "never subscribed");
+        tcr_sleep_ms(10);
+    }
+    for (int i = 0; i < MESSAGES; i++) /* 50 MB, never read */
+        freeReplyObject(cmd(d, "PUBLISH flood %s", big));
+    expect_str(c, "PONG", "PING"); /* others are served meanwhile */
+    grown = rss_kb(t->pid) - base;
+    cr_assert_lt(grown, 32 * 1024, "RSS grew by %ld kB for a subscriber that "
+                 "never reads (bound: 1 MiB of pending messages)", grown);
+    close(fd);
+    expect_str(c, "PONG", "PING");
+    redisFree(c);
+    redisFree(d);
+    free(big);
+}
+
+/* ---- bounds ---------------------------------------------------------------- */
+
+typedef struct pinned_is {
+    tcd_proc *t;
+    long long want;
+} pinned_is;
+
+static int pinned_now(void *arg)
+{
+    pinned_is *p = arg;
+    return info_field(p->t, "tiercached_pinned") == p->want;
+}
+
+Test(pinned, pinned_connections_are_bounded_and_released)
+{
+    tcd_proc *t = start_daemon("--max-pinned", "1", NULL);
+    redisContext *a = connect_to(t), *b = connect_to(t);
+    pinned_is none = {t, 0}, one = {t, 1};
+    int fd;
+    const char req[] = "*3\r\n$5\r\nBLPOP\r\n$5\r\nnever\r\n$1\r\n0\r\n";
+    expect_str(a, "OK", "WATCH x");
+    expect_str(b, "-ERR tiercached: WATCH needs a Redis connection", "WATCH x");
+    expect_str(b, "OK", "SET unpinned fine"); /* the client stays usable */
+    cr_assert_eq(info_field(t, "tiercached_pinned_refused"), 1);
+    redisFree(a); /* its connection and thread go */
+    cr_assert(tcr_wait(pinned_now, &none, DEADLINE_MS), "never released");
+    expect_str(b, "OK", "WATCH x");
+    expect_str(b, "OK", "UNWATCH");
+    redisFree(b);
+    cr_assert(tcr_wait(pinned_now, &none, DEADLINE_MS), "never released");
+    /* A client that goes away in the middle of BLPOP k 0 frees them too. */
+    fd = raw_connect(t->sock);
+    cr_assert_eq(send(fd, req, sizeof(req) - 1, 0), (ssize_t)sizeof(req) - 1);
+    cr_assert(tcr_wait(pinned_now, &one, DEADLINE_MS), "BLPOP not pinned");
+    close(fd);
+    cr_assert(tcr_wait(pinned_now, &none, DEADLINE_MS),
+              "BLPOP never released");
+}
+
+/* ---- INFO ----------------------------------------------------------------- */
+
+/* A GET that misses L1 was counted twice (the event loop's peek and the
+ * worker's get). */
+Test(pinned, an_l1_miss_counts_once)
+{
+    tcd_proc *t = start_daemon(NULL);
+    redisContext *c = connect_to(t);
+    long long before, after;
+    expect_str(c, "OK", "SET counted v");
+    before = info_field(t, "l1_misses");
+    expect_nil(c, "GET never-set-key");
+    after = info_field(t, "l1_misses");
+    cr_assert_eq(after - before, 1, "l1_misses went from %lld to %lld",
+                 before, after);
+    /* An MGET of a key in L1 and one not: one hit, one miss. */
+    expect_str(c, "v", "GET counted");
+    expect_str(c, "v", "GET counted"); /* now from L1 */
+    before = info_field(t, "l1_hits");
+    after = info_field(t, "l1_misses");
+    freeReplyObject(cmd(c, "MGET counted never-set-key"));
+    cr_assert_eq(info_field(t, "l1_hits") - before, 1, "MGET's hit counted "
+                 "%lld times", info_field(t, "l1_hits") - before);
+    cr_assert_eq(info_field(t, "l1_misses") - after, 1);
+    redisFree(c);
+}

@@ -20,7 +20,9 @@ row() { # row NAME CMD...: "same" when CMD succeeds
 
 for cli in TCD PLAIN; do
   declare -n c=$cli
-  for i in $(seq 1 40); do "${c[@]}" set "rc:k:$i" "$(printf 'v%.0s' $(seq "$i"))" >/dev/null; done
+  # Up to 200 bytes: larger than tiercache's own small string keys (the
+  # bus's clock and epoch), which --bigkeys through tiercached also sees.
+  for i in $(seq 1 40); do "${c[@]}" set "rc:k:$i" "$(printf 'v%.0s' $(seq $((5 * i))))" >/dev/null; done
   "${c[@]}" rpush rc:list a b c >/dev/null
   "${c[@]}" hset rc:hash f1 1 f2 2 >/dev/null
 done

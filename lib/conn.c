@@ -168,6 +168,7 @@ int tc__conn_flush_step(tc__conn *c)
 int tc__conn_read_step(tc__conn *c, int *want)
 {
     char buf[16384];
+    *want = TC__IO_WANT_READ;
     for (;;) {
         ssize_t n = raw_read(c, buf, sizeof(buf));
         if (n == 0)

@@ -20,6 +20,8 @@ const char *tc_strerror(tc_result r)
     case TC_LOADER: return "loader failed";
     case TC_DISABLED: return "caching is disabled";
     case TC_NOT_STORED: return "not stored: NX/XX condition not met";
+    case TC_LOADER_TIMEOUT: return "loader did not return in time";
+    case TC_STALE: return "stale: a fail-safe copy was served";
     }
     return "unknown result code";
 }

@@ -89,7 +89,12 @@ int tcd_stats_healthy(tcd_server *srv, tc_health *h)
     X(bus_flushes, counter, "whole-L1 flushes after bus gaps")              \
     X(strict_waits, counter, "strict writes that waited for acks")          \
     X(strict_lease_expiries, counter, "strict writes ended by the lease")   \
-    X(l1_bypassed, counter, "reads that skipped L1: bus not proven")
+    X(l1_bypassed, counter, "reads that skipped L1: bus not proven")        \
+    X(stale_served, counter, "fail-safe (TC_STALE) read-through answers")   \
+    X(loader_timeouts, counter, "read-through calls ended by a timeout")    \
+    X(eager_refreshes, counter, "background eager refreshes started")       \
+    X(negative_hits, counter, "not-found answered from a cached negative")  \
+    X(lock_waits, counter, "misses that waited for another's load lock")
 
 #define DAEMON_FIELDS(X)                                                     \
     X(connections_received, counter, "connections accepted")                \

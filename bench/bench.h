@@ -151,6 +151,7 @@ void bench_scaling_section(const bench_cfg *cfg);
 void bench_coherence(const bench_cfg *cfg);
 void bench_hitratio(const bench_cfg *cfg);
 void bench_anchors(const bench_cfg *cfg);
+void bench_stampede(const bench_cfg *cfg); /* stampede.c (issue 11) */
 
 /* ---- report -------------------------------------------------------------- */
 

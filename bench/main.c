@@ -37,6 +37,7 @@ static const char *const required_keys[] = {
     "lfht_mops_1k_2t",      "lfht_mops_100k_1t",
     "lfht_mops_100k_2t",    "l1_reader_max_us_during_invalidate_1m",
     "l1_reader_max_us_during_fill",
+    "stampede_loader_calls_local", "stampede_loader_calls_coordinated",
 };
 
 static void usage(FILE *f)
@@ -52,7 +53,7 @@ static void usage(FILE *f)
             "  --trials N       coherence trials (2000; --quick 200)\n"
             "  --seed N         seed of every key order and trace (42)\n"
             "  --only LIST      sections, comma-separated: memory,anchors,\n"
-            "                   latency,scaling,coherence,hitratio\n"
+            "                   latency,scaling,coherence,hitratio,stampede\n"
             "environment: REDIS_URL (redis://127.0.0.1:6379), TC_BENCH_UNIX\n");
 }
 
@@ -226,6 +227,8 @@ int main(int argc, char **argv)
         bench_coherence(&cfg);
     if (want(&cfg, "hitratio"))
         bench_hitratio(&cfg);
+    if (want(&cfg, "stampede"))
+        bench_stampede(&cfg);
     report_targets(&cfg);
     double secs = (double)(bench_now_ns() - t0) / 1e9;
     res_num("bench_seconds", round(secs * 10) / 10);

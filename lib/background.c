@@ -15,11 +15,14 @@ typedef struct job {
 struct tc__bg {
     tc_cache *c;
     pthread_mutex_t mu;
-    pthread_cond_t cv;
-    job *head, *tail; /* mu */
+    pthread_cond_t cv;      /* jobs queued, or stopping */
+    pthread_cond_t left_cv; /* a thread left while tc__bg_stop() waits */
+    job *head, *tail;       /* mu, as every field below */
     size_t queued, running;
     unsigned threads, idle;
     int stopping;
+    int stop_waiting;       /* tc__bg_stop() waits for idle threads */
+    unsigned handed;        /* references left to tc__bg_stop() to drop */
 };
 
 tc__bg *tc__bg_create(tc_cache *c)
@@ -30,6 +33,7 @@ tc__bg *tc__bg_create(tc_cache *c)
     b->c = c;
     pthread_mutex_init(&b->mu, NULL);
     pthread_cond_init(&b->cv, NULL);
+    pthread_cond_init(&b->left_cv, NULL);
     return b;
 }
 
@@ -59,6 +63,14 @@ static void *worker(void *p)
         b->running--;
     }
     b->threads--;
+    if (b->stop_waiting) {
+        /* Destroy is waiting for us: it drops our reference, so that the
+         * handle is freed on its thread when no loader is running. */
+        b->handed++;
+        pthread_cond_signal(&b->left_cv);
+        pthread_mutex_unlock(&b->mu);
+        return NULL;
+    }
     pthread_mutex_unlock(&b->mu);
     tc__cache_unref(c); /* may free b and c: the last thing we do */
     return NULL;
@@ -107,6 +119,7 @@ int tc__bg_submit(tc__bg *b, tc__bg_fn fn, void *arg)
 void tc__bg_stop(tc__bg *b)
 {
     job *j;
+    unsigned handed;
     if (!b)
         return;
     pthread_mutex_lock(&b->mu);
@@ -115,7 +128,17 @@ void tc__bg_stop(tc__bg *b)
     b->head = b->tail = NULL;
     b->queued = 0;
     pthread_cond_broadcast(&b->cv);
+    /* Wait for the threads that run no loader to leave (a loader that
+     * never returns is not waited for). */
+    b->stop_waiting = 1;
+    while (b->threads > b->running)
+        pthread_cond_wait(&b->left_cv, &b->mu);
+    b->stop_waiting = 0;
+    handed = b->handed;
+    b->handed = 0;
     pthread_mutex_unlock(&b->mu);
+    while (handed--)
+        tc__cache_unref(b->c); /* never the last: destroy holds one */
     while (j) {
         job *next = j->next;
         j->fn(j->arg, 1);
@@ -150,5 +173,6 @@ void tc__bg_free(tc__bg *b)
         return;
     pthread_mutex_destroy(&b->mu);
     pthread_cond_destroy(&b->cv);
+    pthread_cond_destroy(&b->left_cv);
     free(b);
 }

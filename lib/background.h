@@ -7,8 +7,9 @@
  * Lifetime: a loader that never returns must not hang tc_cache_destroy(),
  * so pool threads are detached and each holds a reference to the cache
  * (tc__cache_unref()): destroy stops the pool (queued jobs are cancelled,
- * idle threads leave) without waiting for running ones, and the cache is
- * freed by whoever drops the last reference. A job that finds the pool
+ * idle threads leave and it waits for that) without waiting for running
+ * jobs, and the cache is freed by whoever drops the last reference: the
+ * destroying thread when no loader is running. A job that finds the pool
  * stopped after its loader returned discards the result.
  *
  * Ownership and locking: the queue, the counters and `stopping` are
@@ -36,8 +37,9 @@ tc__bg *tc__bg_create(struct tc_cache *c);
  *  TC__BG_THREADS run. 0 queued; -1 refused (stopping, queue full, no
  *  thread could start, out of memory): the job was not taken. Any thread. */
 int tc__bg_submit(tc__bg *b, tc__bg_fn fn, void *arg);
-/** No new jobs; cancel queued ones; let idle threads leave. Does not wait
- *  for running jobs. Called once, by tc_cache_destroy(). */
+/** No new jobs; cancel queued ones; wait for idle threads to leave (and
+ *  drop their references). Does not wait for running jobs. Called once,
+ *  by tc_cache_destroy(). */
 void tc__bg_stop(tc__bg *b);
 /** 1 once tc__bg_stop() ran. Any thread. */
 int tc__bg_stopping(tc__bg *b);

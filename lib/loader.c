@@ -319,11 +319,10 @@ static tc_value *fail_safe(tc_cache *c, uint64_t h, const void *key,
 {
     tc__known_info ki;
     tc__stamps now;
-    uint64_t t = tc__now_ns();
     if (!o->stale_ms || !tc__known_get(c->known, h, key, klen, &ki))
         return NULL;
     if (!ki.value || ki.gen != tc__l1_gen(c->l1, h) ||
-        t - ki.known_ns > tc__ms_to_ns(o->stale_ms))
+        tc__now_ns() - ki.known_ns > tc__ms_to_ns(o->stale_ms))
         goto no;
     if (tc__stamps_read(c, h, &now) == TC_OK &&
         !tc__stamps_same(&ki.stamps, &now)) {

@@ -91,6 +91,15 @@ int tc__cache_l1_servable(tc_cache *c)
 /* Create / destroy                                                    */
 /* ------------------------------------------------------------------ */
 
+/* Handles created and not yet freed (tests: a handle kept alive by a
+ * background loader after destroy). */
+static atomic_uint live_handles;
+
+unsigned tc__cache_live_handles(void)
+{
+    return atomic_load(&live_handles);
+}
+
 static void make_id(char *id)
 {
     unsigned char r[8];
@@ -131,6 +140,7 @@ tc_result tc_cache_create(const tc_options *opts, tc_cache **out)
     }
     make_id(c->id);
     atomic_init(&c->refs, 1);
+    atomic_fetch_add(&live_handles, 1);
     if (!c->cfg.enabled) {
         *out = c;
         return TC_OK;
@@ -174,6 +184,7 @@ tc_result tc_cache_create(const tc_options *opts, tc_cache **out)
 /* What is left once no background thread can use the handle. */
 static void cache_free(tc_cache *c)
 {
+    atomic_fetch_sub(&live_handles, 1);
     tc__cmdtab_release(c);
     tc__l2_destroy(c->l2);
     tc__flights_destroy(c->flights);

@@ -208,6 +208,8 @@ uint64_t tc__cache_bus_generation(tc_cache *c);
 /** Bus resets (connections dropped and retried) and connection attempts. */
 uint64_t tc__cache_bus_resets(tc_cache *c);
 uint64_t tc__cache_bus_connects(tc_cache *c);
+/** Handles created and not yet freed, in this process. */
+unsigned tc__cache_live_handles(void);
 /** Background jobs queued or running. */
 size_t tc__cache_background_busy(tc_cache *c);
 /** 1 when this instance may serve L1 now. */

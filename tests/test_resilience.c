@@ -243,6 +243,15 @@ Test(resilience, fail_safe_dropped_when_redis_shows_a_write_it_missed)
 
 /* ---- timeouts ------------------------------------------------------------ */
 
+/* A background completion filled L1 too: it holds the value, unless the
+ * bus was reset meanwhile (a reconnect flushes L1 and refuses fills that
+ * started before it: correct, and not what is under test). */
+static int filled_l1(tc_cache *c, const char *key, const char *val,
+                     uint64_t resets0)
+{
+    return l1_holds(c, key, val) || tc__cache_bus_resets(c) != resets0;
+}
+
 static int l2_has(void *p)
 {
     holds_arg *a = p; /* c unused: key and value in L2 */
@@ -260,6 +269,7 @@ Test(resilience, hard_timeout_returns_while_loader_hangs_then_fills)
     tc_load_options lo = {.hard_timeout_ms = 200};
     holds_arg h = {c, "hang", "late"};
 
+    uint64_t resets0 = tc__cache_bus_resets(c);
     atomic_store(&l.gate_closed, 1);
     expect_load(c, "hang", &l, &lo, TC_LOADER_TIMEOUT, NULL);
     cr_assert_eq(STAT(c, loader_timeouts), 1);
@@ -269,6 +279,7 @@ Test(resilience, hard_timeout_returns_while_loader_hangs_then_fills)
     atomic_store(&l.gate_closed, 0);
     AWAIT(l2_has, &h, "the background load never filled L2");
     AWAIT(background_idle, c, "background work never ended");
+    cr_assert(filled_l1(c, "hang", "late", resets0), "L1 was not filled");
     warm(c, "hang", "late");
     cr_assert_eq(atomic_load(&l.calls), 1);
     tc_cache_destroy(c);
@@ -286,6 +297,7 @@ Test(resilience, soft_timeout_serves_fail_safe_and_background_fills)
 
     expect_load(c, "soft", &l, &lo, TC_OK, "v1");
     AWAIT(expired_everywhere, &ka, "soft never expired");
+    uint64_t resets0 = tc__cache_bus_resets(c);
     l.value = "v2";
     l.choose_ttl = 600000;
     atomic_store(&l.gate_closed, 1);
@@ -294,6 +306,7 @@ Test(resilience, soft_timeout_serves_fail_safe_and_background_fills)
     atomic_store(&l.gate_closed, 0);
     AWAIT(l2_has, &h, "the background load never filled L2");
     AWAIT(background_idle, c, "background work never ended");
+    cr_assert(filled_l1(c, "soft", "v2", resets0), "L1 was not filled");
     lo.ttl_ms = 600000;
     expect_load(c, "soft", &l, &lo, TC_OK, "v2");
     cr_assert_eq(atomic_load(&l.calls), 2);
@@ -471,6 +484,17 @@ Test(resilience, loader_chooses_its_ttl)
     cr_assert_eq(tc_pttl(c, "ttl", 3, &pttl), TC_OK);
     cr_assert(pttl > 1000 && pttl <= 123456, "PTTL %lld", (long long)pttl);
     tc_cache_destroy(c);
+}
+
+/* Room to grow, as tc_options: reserved words end the struct. */
+Test(resilience, load_options_end_with_reserved_words)
+{
+    cr_assert_eq(offsetof(tc_load_options, reserved_) +
+                     sizeof(((tc_load_options *)0)->reserved_),
+                 sizeof(tc_load_options));
+#if defined(__x86_64__) || defined(__aarch64__)
+    cr_assert_eq(sizeof(tc_load_options), 80);
+#endif
 }
 
 Test(resilience, options_are_checked)

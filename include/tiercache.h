@@ -354,6 +354,7 @@ typedef tc_result (*tc_loader_fn)(void *userdata, const void *key,
  * tiers (L2 with `ttl_ms`, only if the key is still absent there). Concurrent
  * misses on the same key in this process call the loader once and all share
  * its result. While L2 is down the loader still answers (graceful fallback).
+ * The same as tc_get_or_load_ex() with NULL options (and this TTL).
  */
 TC_EXTERN tc_result tc_get_or_load(tc_cache *c, const void *key, size_t klen,
                                    tc_loader_fn loader, void *userdata,

@@ -119,8 +119,9 @@ typedef struct tc__l2_read {
     tc__stamps stamps; /* out: the key's stamps, read before the GET */
     int64_t pttl;      /* out: PTTL of the key (-2 absent, -1 no expiry) */
     uint64_t t0_ns;    /* out: when the request was sent */
-    int negative;      /* in: also read the negative marker; out: 1 when
-                          the key is absent and a valid marker holds */
+    int ask_negative;  /* in: also read the negative marker */
+    int negative;      /* out: 1 when the key is absent and a valid marker
+                          holds (0 unless ask_negative) */
     int64_t neg_pttl;  /* out: the marker's PTTL */
 } tc__l2_read;
 

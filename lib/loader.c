@@ -184,7 +184,7 @@ static tc_result lead(tc_cache *c, uint64_t h, const void *key, size_t klen,
     tc_result r;
 
     memset(&rd, 0, sizeof(rd));
-    rd.negative = o->neg_ttl_ms > 0;
+    rd.ask_negative = o->neg_ttl_ms > 0;
     r = tc__read_l2(c, h, key, klen, gen, &rd, v);
     if (r == TC_NOT_FOUND && rd.negative)
         goto negative_hit;

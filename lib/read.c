@@ -51,7 +51,7 @@ tc_result tc__read_l2(tc_cache *c, uint64_t h, const void *key, size_t klen,
     tc_result r;
     char field[8];
     size_t flen = tc__stamp_field(h, field), n, first;
-    int neg = rd && rd->negative;
+    int neg = rd && rd->ask_negative;
     uint64_t t0 = tc__now_ns();
     if ((r = tc__pkey_make(c, key, klen, &k)) != TC_OK)
         return r;
@@ -84,6 +84,7 @@ tc_result tc__read_l2(tc_cache *c, uint64_t h, const void *key, size_t klen,
         return r;
     if (rd) {
         tc__stamps *st = &rd->stamps;
+        rd->negative = 0;
         memcpy(st->field, field, flen + 1);
         st->field_len = flen;
         tc__stamps_take(rep[0], st);

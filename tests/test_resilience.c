@@ -545,32 +545,55 @@ static void *stampede_thread(void *p)
     sarg *a = p;
     char *v;
     tc_result r = load(a->s->c[a->i % NINST], "herd", &a->s->l, &a->s->lo, &v);
-    if (r != TC_OK || !v || strcmp(v, "one") != 0)
+    if (a->s->l.not_found ? r != TC_NOT_FOUND
+                          : r != TC_OK || !v || strcmp(v, "one") != 0)
         atomic_fetch_add(&a->s->bad, 1);
     free(v);
     return NULL;
 }
 
-Test(resilience, coordinated_instances_call_the_loader_once)
+/* NINST instances x NTH threads miss "herd" at once; the winner's load is
+ * held until the others found its lock. */
+static void run_stampede(stampede *s)
 {
     tc_options o = test_opts(&srv);
-    stampede s;
     pthread_t th[NINST * NTH];
     sarg a[NINST * NTH];
-    memset(&s, 0, sizeof(s));
     for (int i = 0; i < NINST; i++)
-        s.c[i] = must_create(&o);
-    s.l.value = "one";
-    s.l.wait_for = others_wait;
-    s.l.wait_arg = &s;
-    s.lo.coordinate = TC_YES;
-    s.lo.lock_ms = 60000; /* far longer than the test: no expiry */
+        s->c[i] = must_create(&o);
+    s->l.wait_for = others_wait;
+    s->l.wait_arg = s;
+    s->lo.coordinate = TC_YES;
+    s->lo.lock_ms = 60000; /* far longer than the test: no expiry */
     for (int i = 0; i < NINST * NTH; i++) {
-        a[i] = (sarg){&s, i};
+        a[i] = (sarg){s, i};
         cr_assert_eq(pthread_create(&th[i], NULL, stampede_thread, &a[i]), 0);
     }
     for (int i = 0; i < NINST * NTH; i++)
         pthread_join(th[i], NULL);
+}
+
+/* A "not found" cached by the winner answers the waiting instances too. */
+Test(resilience, coordinated_instances_share_a_negative)
+{
+    stampede s;
+    memset(&s, 0, sizeof(s));
+    s.l.not_found = 1;
+    s.lo.negative_ttl_ms = 600000;
+    run_stampede(&s);
+    cr_assert_eq(atomic_load(&s.bad), 0, "a caller did not get not-found");
+    cr_assert_eq(atomic_load(&s.l.calls), 1, "loader called %d times",
+                 atomic_load(&s.l.calls));
+    for (int i = 0; i < NINST; i++)
+        tc_cache_destroy(s.c[i]);
+}
+
+Test(resilience, coordinated_instances_call_the_loader_once)
+{
+    stampede s;
+    memset(&s, 0, sizeof(s));
+    s.l.value = "one";
+    run_stampede(&s);
     cr_assert_eq(atomic_load(&s.bad), 0, "a caller did not get the value");
     cr_assert_eq(atomic_load(&s.l.calls), 1, "loader called %d times",
                  atomic_load(&s.l.calls));

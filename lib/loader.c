@@ -274,11 +274,17 @@ load:
 
 hit:
     if (o->keep) {
-        /* Full TTL: the call's, or longer if the loader that stored it
-         * chose a longer one. */
-        uint64_t full = o->ttl_ms == TC_TTL_NONE ? 0 : o->ttl_ms;
-        if (rd.pttl > 0 && (uint64_t)rd.pttl > full)
-            full = (uint64_t)rd.pttl;
+        /* The entry's full TTL, for eager refresh: what this instance
+         * stored it with, if that can still be it; else what is left of it
+         * now (another instance, or a loader, may have chosen any TTL):
+         * a refresh that comes late, never one that comes at every hit. */
+        tc__known_info prev;
+        uint64_t full = rd.pttl > 0 ? (uint64_t)rd.pttl : 0;
+        if (tc__known_get(c->known, h, key, klen, &prev)) {
+            if (prev.value && prev.ttl_ms >= full)
+                full = prev.ttl_ms;
+            tc_value_release(prev.value);
+        }
         tc__known_put(c->known, h, key, klen, *v, gen, &rd.stamps, rd.t0_ns,
                       expiry_of(rd.t0_ns, rd.pttl), full);
         if (o->pct)

@@ -12,6 +12,7 @@
 
 #define KNOWN_SHARDS 16
 
+/* A record: every field is guarded by its shard's mutex. */
 typedef struct krec {
     UT_hash_handle hh;
     struct krec *older, *newer; /* FIFO by last update */
@@ -25,7 +26,7 @@ typedef struct krec {
 } krec;
 
 typedef struct kshard {
-    pthread_mutex_t mu;
+    pthread_mutex_t mu; /* guards everything below and the records */
     krec *table;
     krec *oldest, *newest;
     size_t entries, bytes;
@@ -33,7 +34,7 @@ typedef struct kshard {
 
 struct tc__known {
     kshard shards[KNOWN_SHARDS];
-    size_t max_entries, max_bytes; /* per shard */
+    size_t max_entries, max_bytes; /* per shard; immutable after create */
 };
 
 tc__known *tc__known_create(size_t max_entries, size_t max_bytes)

@@ -342,7 +342,9 @@ no:
     return NULL;
 }
 
-/* A load run by the background pool for a timed leader. */
+/* A load run by the background pool for a timed leader: owned by the pool
+ * until load_job_run() runs, then by it; it holds the leader's reference
+ * to the flight and finishes it. */
 typedef struct load_job {
     tc_cache *c;
     uint64_t h, gen;

@@ -14,6 +14,8 @@
 
 #include "cache.h"
 
+/* One refresh: owned by the pool until refresh_run() runs, then by it; it
+ * holds the key's refresh claim (known.c) and ends it. */
 typedef struct refresh_job {
     tc_cache *c;
     uint64_t h;

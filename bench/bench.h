@@ -154,6 +154,7 @@ void bench_anchors(const bench_cfg *cfg);
 void bench_tags(const bench_cfg *cfg);
 void bench_fleet(const bench_cfg *cfg);
 void bench_compress(const bench_cfg *cfg);
+void bench_stampede(const bench_cfg *cfg); /* stampede.c (issue 11) */
 
 /* ---- report -------------------------------------------------------------- */
 

@@ -39,6 +39,7 @@ static const char *const required_keys[] = {
     "l1_reader_max_us_during_fill",
     "tag_read_overhead_ns", "tag_invalidate_100k_ms",
     "zstd_ratio_64k",       "zstd_decompress_us_64k",
+    "stampede_loader_calls_local", "stampede_loader_calls_coordinated",
 };
 
 static void usage(FILE *f)
@@ -55,7 +56,7 @@ static void usage(FILE *f)
             "  --seed N         seed of every key order and trace (42)\n"
             "  --only LIST      sections, comma-separated: memory,anchors,\n"
             "                   latency,scaling,coherence,hitratio,compress,\n"
-            "                   tags,fleet\n"
+            "                   tags,fleet,stampede\n"
             "environment: REDIS_URL (redis://127.0.0.1:6379), TC_BENCH_UNIX\n");
 }
 
@@ -233,6 +234,8 @@ int main(int argc, char **argv)
         bench_compress(&cfg);
     if (want(&cfg, "tags"))
         bench_tags(&cfg);
+    if (want(&cfg, "stampede"))
+        bench_stampede(&cfg);
     if (want(&cfg, "fleet"))
         bench_fleet(&cfg);
     report_targets(&cfg);

@@ -93,7 +93,12 @@ int tcd_stats_healthy(tcd_server *srv, tc_health *h)
     X(rate_fallbacks, counter, "rate limits decided locally: Redis down")   \
     X(rate_local_evictions, counter, "local rate limits evicted")           \
     X(values_compressed, counter, "values stored zstd-compressed")          \
-    X(values_decompressed, counter, "compressed values read from Redis")
+    X(values_decompressed, counter, "compressed values read from Redis")    \
+    X(stale_served, counter, "fail-safe (TC_STALE) read-through answers")   \
+    X(loader_timeouts, counter, "read-through calls ended by a timeout")    \
+    X(eager_refreshes, counter, "background eager refreshes started")       \
+    X(negative_hits, counter, "not-found answered from a cached negative")  \
+    X(lock_waits, counter, "misses that waited for another's load lock")
 
 #define DAEMON_FIELDS(X)                                                     \
     X(connections_received, counter, "connections accepted")                \

@@ -53,7 +53,12 @@ typedef enum tc_result {
     TC_NOT_STORED = 11,    /* TC_SET_NX / TC_SET_XX condition not met */
     TC_COMPRESSED = 12,    /* the L2 value is compressed and this cache has
                               compression off (compress_min_bytes 0) */
-    TC_CORRUPT = 13        /* a compressed L2 value does not decode */
+    TC_CORRUPT = 13,       /* a compressed L2 value does not decode */
+    TC_LOADER_TIMEOUT = 14, /* the loader did not return within the hard
+                               timeout (tc_get_or_load_ex) */
+    TC_STALE = 15          /* success with a fail-safe copy: *out is set,
+                              but the loader or Redis failed and the value
+                              may be out of date (tc_get_or_load_ex) */
 } tc_result;
 
 /** Static English text for a result; never NULL, never to be freed. */
@@ -255,7 +260,10 @@ typedef struct tc_cache tc_cache;
 TC_EXTERN tc_result tc_cache_create(const tc_options *opts, tc_cache **out);
 
 /** Stop the bus thread, close connections, free everything. NULL is a no-op.
- *  tc_value handles obtained earlier stay valid until released. */
+ *  tc_value handles obtained earlier stay valid until released. Does not
+ *  wait for loaders running in the background (tc_get_or_load_ex timeouts
+ *  and eager refreshes): what they need is freed when the last of them
+ *  returns, and their results are discarded; queued ones never run. */
 TC_EXTERN void tc_cache_destroy(tc_cache *c);
 
 /* ------------------------------------------------------------------------ */
@@ -377,10 +385,97 @@ typedef tc_result (*tc_loader_fn)(void *userdata, const void *key,
  * tiers (L2 with `ttl_ms`, only if the key is still absent there). Concurrent
  * misses on the same key in this process call the loader once and all share
  * its result. While L2 is down the loader still answers (graceful fallback).
+ * The same as tc_get_or_load_ex() with NULL options (and this TTL).
  */
 TC_EXTERN tc_result tc_get_or_load(tc_cache *c, const void *key, size_t klen,
                                    tc_loader_fn loader, void *userdata,
                                    uint64_t ttl_ms, tc_value **out);
+
+/** TTLs a tc_loader_ex_fn may choose (in/out). */
+typedef struct tc_load_ttl {
+    uint64_t ttl_ms;          /* L2 TTL of the value returned; on entry the
+                                 call's (tc_load_options.ttl_ms or the
+                                 default); TC_TTL_NONE: no expiry */
+    uint64_t negative_ttl_ms; /* how long a TC_NOT_FOUND is cached; on
+                                 entry tc_load_options.negative_ttl_ms;
+                                 0: not cached */
+} tc_load_ttl;
+
+/**
+ * Loader for tc_get_or_load_ex(): as tc_loader_fn, and it may change the
+ * TTLs in `*ttl` (adaptive TTL; a "not found" cached by setting
+ * negative_ttl_ms). TTLs above TC_TTL_MAX_MS are clamped to it
+ * (ttl_ms may be TC_TTL_NONE). Called on the caller's thread, or on one of
+ * the cache's background threads (timeouts, eager refresh): it must be
+ * thread-safe, and `userdata` must stay valid until the loader has
+ * returned, which may be after tc_cache_destroy() returned (destroy does
+ * not wait for a loader running in the background).
+ */
+typedef tc_result (*tc_loader_ex_fn)(void *userdata, const void *key,
+                                     size_t klen, void **val, size_t *vlen,
+                                     tc_load_ttl *ttl);
+
+/**
+ * Per-call read-through settings for tc_get_or_load_ex(). Zero-initialise:
+ * every zero field means "off" (or the default), so {0} behaves exactly as
+ * tc_get_or_load(). `reserved_` must stay zero (else TC_BAD_ARGUMENT).
+ * Times are at most TC_TIMEOUT_MAX_MS, TTLs and staleness at most
+ * TC_TTL_MAX_MS. Plain data; the caller's, read during the call only.
+ */
+typedef struct tc_load_options {
+    uint64_t ttl_ms;          /* L2 TTL of a loaded value; 0 = default */
+    /* Fail-safe: when the loader fails, returns nothing within the soft
+     * timeout, or Redis fails with it, answer TC_STALE with the last value
+     * this instance obtained for the key (from L2 or the loader) at most
+     * this long ago, unless an invalidation of the key reached this
+     * instance since, or Redis, when it answers, shows a write or delete
+     * of the key since (README "Fail-safe" says what it weakens). 0 = off. */
+    uint64_t fail_safe_max_stale_ms;
+    /* Negative caching: a loader's TC_NOT_FOUND is cached (L2 marker, this
+     * instance's last-known store) for this long; later calls return
+     * TC_NOT_FOUND without calling the loader until it expires or any
+     * write, delete or invalidation of the key. 0 = off. */
+    uint64_t negative_ttl_ms;
+    /* Soft timeout: after this long, answer with the fail-safe copy
+     * (TC_STALE) if there is one, while the load goes on in the background
+     * and fills L1 and L2 when it completes. 0 = none. */
+    uint32_t soft_timeout_ms;
+    /* Hard timeout: after this long, give up with TC_LOADER_TIMEOUT (the
+     * load goes on in the background as above). 0 = none. At least
+     * soft_timeout_ms when both are set. */
+    uint32_t hard_timeout_ms;
+    /* Eager refresh: a hit after this percent (1..99) of the entry's L2
+     * TTL has passed starts one background reload of the key (one at a
+     * time per key and instance), stored only if no write happened since.
+     * 0 = off. */
+    uint32_t eager_refresh_pct;
+    /* Stampede control across instances (TC_YES): a miss first takes a
+     * lock in Redis (SET NX PX lock_ms); the instance that gets it loads,
+     * the others poll L2 for its value (2 ms doubling to 50 ms) and take
+     * the lock themselves once it is released or has expired, so a
+     * crashed holder delays them by at most lock_ms. */
+    int coordinate;
+    uint32_t lock_ms;         /* the lock's lease; default 5000 */
+    uint32_t reserved_u32_;   /* must be zero */
+    uint64_t reserved_[4];    /* must be zero; room for later settings */
+} tc_load_options;
+
+/**
+ * tc_get_or_load() with per-call options (`o` may be NULL: all off) and a
+ * loader that may choose its TTLs. Returns TC_OK with *out set; TC_STALE
+ * with *out set to a fail-safe copy; TC_NOT_FOUND (possibly cached, see
+ * negative_ttl_ms); TC_LOADER_TIMEOUT; or the loader's or Redis's failure.
+ * *out is the caller's to release on TC_OK and TC_STALE, else NULL.
+ * `key` is borrowed for the call (copied for background work); `userdata`
+ * see tc_loader_ex_fn. Background work runs on at most 8 threads owned by
+ * the cache; beyond 1024 queued jobs a timed load runs on the caller's
+ * thread without its timeouts, and an eager refresh is skipped.
+ */
+TC_EXTERN tc_result tc_get_or_load_ex(tc_cache *c, const void *key,
+                                      size_t klen, tc_loader_ex_fn loader,
+                                      void *userdata,
+                                      const tc_load_options *o,
+                                      tc_value **out);
 
 /* ------------------------------------------------------------------------ */
 /* Warming (README, "Warming")                                               */
@@ -719,7 +814,17 @@ typedef struct tc_stats {
     /* Compression (two more). */
     uint64_t values_compressed;  /* values stored zstd-compressed */
     uint64_t values_decompressed; /* compressed values read from L2 */
-    uint64_t reserved_[11];      /* zero; room for later counters */
+    /* Read-through resilience (tc_get_or_load_ex); five words taken from
+     * the reserved ones, so the struct keeps its size. */
+    uint64_t stale_served;       /* TC_STALE answers (fail-safe copies) */
+    uint64_t loader_timeouts;    /* calls that gave up at a soft or hard
+                                    timeout */
+    uint64_t eager_refreshes;    /* background refreshes started */
+    uint64_t negative_hits;      /* TC_NOT_FOUND answered from a cached
+                                    negative */
+    uint64_t lock_waits;         /* misses that found another instance's
+                                    load lock and waited for its value */
+    uint64_t reserved_[6];       /* zero; room for later counters */
 } tc_stats;
 
 TC_EXTERN void tc_cache_stats(tc_cache *c, tc_stats *out);

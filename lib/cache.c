@@ -101,6 +101,15 @@ int tc__cache_l1_servable(tc_cache *c)
 /* Create / destroy                                                    */
 /* ------------------------------------------------------------------ */
 
+/* Handles created and not yet freed (tests: a handle kept alive by a
+ * background loader after destroy). */
+static atomic_uint live_handles;
+
+unsigned tc__cache_live_handles(void)
+{
+    return atomic_load(&live_handles);
+}
+
 static void make_id(char *id)
 {
     unsigned char r[8];
@@ -140,6 +149,8 @@ tc_result tc_cache_create(const tc_options *opts, tc_cache **out)
         return r;
     }
     make_id(c->id);
+    atomic_init(&c->refs, 1);
+    atomic_fetch_add(&live_handles, 1);
     if (!c->cfg.enabled) {
         *out = c;
         return TC_OK;
@@ -149,12 +160,24 @@ tc_result tc_cache_create(const tc_options *opts, tc_cache **out)
     c->l1 = tc__l1_create(c->cfg.l1_max_bytes, c->cfg.l1_max_entries,
                           c->cfg.l1_shards);
     c->flights = tc__flights_create(c->cfg.l1_shards);
-    if (!c->l1 || !c->flights || !c->stamps_key) {
+    c->known = tc__known_create(c->cfg.l1_max_entries / 4,
+                                c->cfg.l1_max_bytes / 4);
+    c->bg = tc__bg_create(c);
+    c->neg_prefix = malloc(n);
+    c->lock_prefix = malloc(n);
+    if (!c->l1 || !c->flights || !c->stamps_key || !c->known || !c->bg ||
+        !c->neg_prefix || !c->lock_prefix) {
         tc_cache_destroy(c);
         return tc__fail(TC_NO_MEMORY, "out of memory creating L1");
     }
-    snprintf(c->stamps_key, n, "__tiercache:%s:stamps",
-             tc__channel_stem(c->cfg.channel));
+    {
+        const char *stem = tc__channel_stem(c->cfg.channel);
+        snprintf(c->stamps_key, n, "__tiercache:%s:stamps", stem);
+        c->neg_prefix_len = (size_t)snprintf(c->neg_prefix, n,
+                                             "__tiercache:%s:neg:", stem);
+        c->lock_prefix_len = (size_t)snprintf(c->lock_prefix, n,
+                                              "__tiercache:%s:lock:", stem);
+    }
     if ((r = tc__l2_create(&c->cfg, &c->l2)) != TC_OK) {
         tc_cache_destroy(c);
         return r;
@@ -170,10 +193,42 @@ tc_result tc_cache_create(const tc_options *opts, tc_cache **out)
     return TC_OK;
 }
 
+/* What is left once no background thread can use the handle. */
+static void cache_free(tc_cache *c)
+{
+    atomic_fetch_sub(&live_handles, 1);
+    tc__cmdtab_release(c);
+    tc__ratelocal_destroy(atomic_load(&c->ratelocal));
+    tc__l2_destroy(c->l2);
+    tc__flights_destroy(c->flights);
+    tc__known_destroy(c->known);
+    tc__bg_free(c->bg);
+    tc__l1_destroy(c->l1);
+    tc__config_free(&c->cfg);
+    free(c->stamps_key);
+    free(c->neg_prefix);
+    free(c->lock_prefix);
+    free(c);
+}
+
+void tc__cache_ref(tc_cache *c)
+{
+    atomic_fetch_add_explicit(&c->refs, 1, memory_order_relaxed);
+}
+
+void tc__cache_unref(tc_cache *c)
+{
+    if (atomic_fetch_sub_explicit(&c->refs, 1, memory_order_acq_rel) == 1)
+        cache_free(c);
+}
+
 void tc_cache_destroy(tc_cache *c)
 {
     if (!c)
         return;
+    /* Background loads still running keep the handle (not the bus) alive
+     * until they return; queued ones are cancelled here. */
+    tc__bg_stop(c->bg);
     if (c->bus) {
         /* Stop the bus first: its heartbeat would re-add us. Then leave the
          * members set, so strict writers stop waiting for us at once. */
@@ -189,14 +244,7 @@ void tc_cache_destroy(tc_cache *c)
         }
         free(mk);
     }
-    tc__cmdtab_release(c);
-    tc__ratelocal_destroy(atomic_load(&c->ratelocal));
-    tc__l2_destroy(c->l2);
-    tc__flights_destroy(c->flights);
-    tc__l1_destroy(c->l1);
-    tc__config_free(&c->cfg);
-    free(c->stamps_key);
-    free(c);
+    tc__cache_unref(c);
 }
 
 const char *tc_cache_instance_id(const tc_cache *c)

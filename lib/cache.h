@@ -6,7 +6,13 @@
  *   write.c       tc_set, tc_set_ex, tc_del, tc_mdel
  *   publish.c     one write and its invalidation in one transaction;
  *                 strict waiting
- *   loader.c      tc_get_or_load (read-through, single-flight)
+ *   loader.c      tc_get_or_load, tc_get_or_load_ex (read-through,
+ *                 single-flight, fail-safe, timeouts, negative caching)
+ *   known.c       the last-known store (fail-safe copies, refresh state)
+ *   background.c  the pool that runs loads outliving their caller
+ *   refresh.c     eager refresh
+ *   stampede.c    the cross-instance load lock
+ *   negative.c    the L2 marker of a cached "not found"
  *   stamps.c      the L2-side guard that stops a read-through store from
  *                 writing back a value older than a delete
  *   invalidate.c  prefix, pattern and whole-cache invalidation
@@ -17,9 +23,13 @@
  *   testhooks.c   hooks for in-tree tests
  * Nothing here is part of the API or installed.
  *
- * Ownership: struct tc_cache is immutable after create except its atomics;
- * L1 shards, the L2 pool, the bus and single-flight each guard their own
- * state, so the facade holds no lock of its own.
+ * Ownership: struct tc_cache is immutable after create except its atomics
+ * (and `bus`, which destroy clears while only background jobs, which never
+ * read it, may still run); L1 shards, the L2 pool, the bus, single-flight,
+ * the last-known store and the background pool each guard their own state,
+ * so the facade holds no lock of its own. The handle is reference counted
+ * (`refs`): the application's reference, dropped by tc_cache_destroy(),
+ * and one per background thread (background.h); the last frees it.
  */
 #ifndef TC_CACHE_H
 #define TC_CACHE_H
@@ -30,10 +40,13 @@
 #include "clock.h"
 #include "config.h"
 #include "error.h"
+#include "background.h"
 #include "flight.h"
+#include "known.h"
 #include "l1.h"
 #include "l2.h"
 #include "msg.h"
+#include "negative.h"
 #include "stamps.h"
 #include "tiercache.h"
 
@@ -50,8 +63,15 @@ struct tc_cache {
     tc__flights *flights;
     char id[TC__ORIGIN_MAX + 1];
     char *stamps_key; /* owned: see stamps.c */
+    char *neg_prefix, *lock_prefix; /* owned: negative.c, stampede.c */
+    size_t neg_prefix_len, lock_prefix_len;
+    tc__known *known; /* last-known store: NULL when disabled */
+    tc__bg *bg;       /* background loads: NULL when disabled */
+    atomic_uint refs; /* see above */
     atomic_uint_fast64_t l2_hits, l2_misses, loader_calls, l1_bypassed,
         l1_too_large;
+    atomic_uint_fast64_t stale_served, loader_timeouts, eager_refreshes,
+        negative_hits, lock_waits;
     atomic_uint_fast64_t stamp_seq;
     atomic_uint_fast64_t rate_fallbacks; /* ratelimit.c */
     atomic_uint_fast64_t values_compressed, values_decompressed; /* compress.c */
@@ -102,12 +122,27 @@ int tc__l1_fill_ttl(tc_cache *c, uint64_t h, const void *key, size_t klen,
                     uint64_t l1_ttl_ms, uint64_t gen, int flags,
                     tc_value **ref);
 
+/** Take / drop a reference to the handle (background threads). The last
+ *  drop frees it. Any thread. */
+void tc__cache_ref(tc_cache *c);
+void tc__cache_unref(tc_cache *c);
+
 /* read.c */
-/** GET + PTTL (+ the stamps read-through needs, when `stamps` is not NULL)
- *  in one round trip; fills L1 guarded by `gen`. */
+/** What read-through also asks of an L2 read. */
+typedef struct tc__l2_read {
+    tc__stamps stamps; /* out: the key's stamps, read before the GET */
+    int64_t pttl;      /* out: PTTL of the key (-2 absent, -1 no expiry) */
+    uint64_t t0_ns;    /* out: when the request was sent */
+    int ask_negative;  /* in: also read the negative marker */
+    int negative;      /* out: 1 when the key is absent and a valid marker
+                          holds (0 unless ask_negative) */
+    int64_t neg_pttl;  /* out: the marker's PTTL */
+} tc__l2_read;
+
+/** GET + PTTL (+ what `rd` asks for, when not NULL) in one round trip;
+ *  fills L1 guarded by `gen`. */
 tc_result tc__read_l2(tc_cache *c, uint64_t h, const void *key, size_t klen,
-                      uint64_t gen, tc__stamps *stamps,
-                      tc_value **out);
+                      uint64_t gen, tc__l2_read *rd, tc_value **out);
 
 /* publish.c */
 /** One atomic write: register a strict waiter if `strict`, encode the
@@ -164,6 +199,46 @@ tc_result tc__mdel(tc_cache *c, size_t n, const void *const *keys,
                    uint64_t *deleted);
 
 /* loader.c: nothing shared. invalidate.c: nothing shared. */
+/* loader.c */
+/** A loader of either kind, with its userdata (copied into background
+ *  jobs). */
+typedef struct tc__loader {
+    tc_loader_fn plain;  /* tc_get_or_load()'s */
+    tc_loader_ex_fn ex;  /* or tc_get_or_load_ex()'s */
+    void *ud;
+} tc__loader;
+
+/** Call the loader once, counting it and checking what it returned. On
+ *  TC_OK *val (malloc'd, may be NULL when *vlen is 0) is the caller's;
+ *  `ttl` is in/out (the call's TTLs; the loader may change them). */
+tc_result tc__run_loader(tc_cache *c, const tc__loader *ld, const void *key,
+                         size_t klen, void **val, size_t *vlen,
+                         tc_load_ttl *ttl);
+/** L1 TTL for a value whose L2 TTL is `l2_ttl` (clamped). */
+uint64_t tc__l1_ttl_for(const tc_cache *c, uint64_t l2_ttl);
+
+/* refresh.c */
+/** On a hit of `key` (generation `gen`) with eager refresh at `pct`: start
+ *  one background refresh when the entry has lived past `pct` percent of
+ *  its L2 TTL and none is running. */
+void tc__refresh_maybe(tc_cache *c, uint64_t h, const void *key, size_t klen,
+                       uint64_t gen, unsigned pct, const tc__loader *ld,
+                       uint64_t ttl_ms, uint64_t neg_ttl_ms);
+
+/* stampede.c */
+/** Try to take the load lock of the prefixed key `pk` for `lock_ms`: 1
+ *  taken (its token in `tok`, TC__STAMP_MAX bytes), 0 held by another, -1
+ *  L2 failure. */
+int tc__lock_try(tc_cache *c, const char *pk, size_t pklen, uint32_t lock_ms,
+                 char *tok);
+/** Release a lock taken with tc__lock_try(), only if still ours. */
+void tc__lock_release(tc_cache *c, const char *pk, size_t pklen,
+                      const char *tok);
+/** The pause before a lock loser's poll number `n` (0, 1, ...): 2 ms
+ *  doubling up to 50 ms. */
+void tc__lock_pause(unsigned n);
+
+/* invalidate.c: nothing shared. */
 
 /* testhooks.c: for in-tree tests only. */
 void tc__cache_set_fill_hook(tc_cache *c, tc__fill_hook_fn fn, void *arg);
@@ -178,6 +253,10 @@ void tc__cache_set_bus_hook(tc_cache *c, const tc__bus_hook *h);
 /** Bus resets (connections dropped and retried) and connection attempts. */
 uint64_t tc__cache_bus_resets(tc_cache *c);
 uint64_t tc__cache_bus_connects(tc_cache *c);
+/** Handles created and not yet freed, in this process. */
+unsigned tc__cache_live_handles(void);
+/** Background jobs queued or running. */
+size_t tc__cache_background_busy(tc_cache *c);
 /** 1 when this instance may serve L1 now. */
 int tc__cache_l1_servable(tc_cache *c);
 /** What L1 holds for `key`, whether or not it may be served now: a new

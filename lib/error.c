@@ -23,6 +23,8 @@ const char *tc_strerror(tc_result r)
     case TC_COMPRESSED:
         return "value is compressed and compression is off here";
     case TC_CORRUPT: return "compressed value does not decode";
+    case TC_LOADER_TIMEOUT: return "loader did not return in time";
+    case TC_STALE: return "stale: a fail-safe copy was served";
     }
     return "unknown result code";
 }

@@ -88,7 +88,7 @@ int tc__flight_join(tc__flights *fl, uint64_t h, const void *key, size_t klen,
     f->shard = si;
     f->gen = gen;
     f->refs = 1;
-    pthread_cond_init(&f->cv, NULL);
+    tc__cond_init(&f->cv);
     HASH_ADD_KEYPTR_BYHASHVALUE(hh, s->table, f->key, (unsigned)klen,
                                 (unsigned)h, f);
     pthread_mutex_unlock(&s->mu);
@@ -135,15 +135,50 @@ void tc__flight_finish(tc__flights *fl, tc__flight *f, tc_result r,
     flight_free(dead);
 }
 
+void tc__flight_ref(tc__flights *fl, tc__flight *f)
+{
+    fshard *s = &fl->shards[f->shard];
+    pthread_mutex_lock(&s->mu);
+    f->refs++;
+    pthread_mutex_unlock(&s->mu);
+}
+
+void tc__flight_leave(tc__flights *fl, tc__flight *f)
+{
+    fshard *s = &fl->shards[f->shard];
+    tc__flight *dead;
+    pthread_mutex_lock(&s->mu);
+    dead = unref(f);
+    pthread_mutex_unlock(&s->mu);
+    flight_free(dead);
+}
+
 tc_result tc__flight_wait(tc__flights *fl, tc__flight *f,
                           struct tc_value **out)
+{
+    tc_result r;
+    tc__flight_wait_until(fl, f, UINT64_MAX, &r, out);
+    return r;
+}
+
+int tc__flight_wait_until(tc__flights *fl, tc__flight *f, uint64_t deadline,
+                          tc_result *res, struct tc_value **out)
 {
     fshard *s = &fl->shards[f->shard];
     tc__flight *dead;
     tc_result r;
     pthread_mutex_lock(&s->mu);
-    while (!f->done)
-        pthread_cond_wait(&f->cv, &s->mu);
+    while (!f->done) {
+        if (deadline == UINT64_MAX) {
+            pthread_cond_wait(&f->cv, &s->mu);
+        } else {
+            if (tc__now_ns() >= deadline) {
+                pthread_mutex_unlock(&s->mu);
+                return 0;
+            }
+            tc__cond_wait_until(&f->cv, &s->mu, deadline);
+        }
+    }
     r = f->result;
     if (r == TC_OK && f->value) {
         atomic_fetch_add_explicit(&f->value->refs, 1, memory_order_relaxed);
@@ -152,5 +187,6 @@ tc_result tc__flight_wait(tc__flights *fl, tc__flight *f,
     dead = unref(f);
     pthread_mutex_unlock(&s->mu);
     flight_free(dead);
-    return r;
+    *res = r;
+    return 1;
 }

@@ -9,6 +9,7 @@
 #ifndef TC_FLIGHT_H
 #define TC_FLIGHT_H
 
+#include "clock.h"
 #include "l1.h"
 
 typedef struct tc__flights tc__flights;
@@ -32,5 +33,16 @@ void tc__flight_finish(tc__flights *fl, tc__flight *f, tc_result r,
  *  reference. Drops the follower's reference. */
 tc_result tc__flight_wait(tc__flights *fl, tc__flight *f,
                           struct tc_value **out);
+/** Follower with a deadline (tc__now_ns() clock; UINT64_MAX: none): 1
+ *  with *res and *out as tc__flight_wait() (reference dropped), or 0 when
+ *  the deadline passed first: the reference is kept (wait again, or
+ *  tc__flight_leave()). */
+int tc__flight_wait_until(tc__flights *fl, tc__flight *f, uint64_t deadline,
+                          tc_result *res, struct tc_value **out);
+/** One more reference (a leader that hands its load to a background job
+ *  and waits for it like a follower). */
+void tc__flight_ref(tc__flights *fl, tc__flight *f);
+/** Drop a reference without waiting. */
+void tc__flight_leave(tc__flights *fl, tc__flight *f);
 
 #endif

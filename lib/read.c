@@ -52,34 +52,61 @@ static tc_result take_l2_value(tc_cache *c, uint64_t h, const void *key,
 }
 
 tc_result tc__read_l2(tc_cache *c, uint64_t h, const void *key, size_t klen,
-                      uint64_t gen, tc__stamps *stamps, tc_value **out)
+                      uint64_t gen, tc__l2_read *rd, tc_value **out)
 {
-    tc__pkey k;
-    redisReply *rep[3];
+    tc__pkey k, nk;
+    redisReply *rep[5];
     tc_result r;
     char field[8];
-    size_t flen = tc__stamp_field(h, field), n = stamps ? 3 : 2;
+    size_t flen = tc__stamp_field(h, field), n, first;
+    int neg = rd && rd->ask_negative;
     uint64_t t0 = tc__now_ns();
     if ((r = tc__pkey_make(c, key, klen, &k)) != TC_OK)
         return r;
+    if (neg && (r = tc__neg_key(c, k.p, k.len, &nk)) != TC_OK) {
+        tc__pkey_free(&k);
+        return r;
+    }
     {
-        const char *a1[2] = {"GET", k.p}, *a2[2] = {"PTTL", k.p};
+        /* The stamps first: a write between them and the GET can only make
+         * the stamps older than the value (a refused store, a fail-safe copy
+         * dropped for nothing), never newer. */
         const char *a3[4] = {"HMGET", c->stamps_key, field, "all"};
-        size_t l1[2] = {3, k.len}, l2[2] = {4, k.len};
+        const char *a1[2] = {"GET", k.p}, *a2[2] = {"PTTL", k.p};
+        const char *a4[2] = {"GET", neg ? nk.p : ""};
+        const char *a5[2] = {"PTTL", neg ? nk.p : ""};
         size_t l3[4] = {5, strlen(c->stamps_key), flen, 3};
-        tc__cmd cmds[3] = {{2, a1, l1}, {2, a2, l2}, {4, a3, l3}};
-        r = tc__l2_run(c->l2, n, cmds, rep, TC__L2_IDEMPOTENT);
+        size_t l1[2] = {3, k.len}, l2[2] = {4, k.len};
+        size_t l4[2] = {3, neg ? nk.len : 0}, l5[2] = {4, neg ? nk.len : 0};
+        tc__cmd cmds[5] = {{4, a3, l3}, {2, a1, l1}, {2, a2, l2},
+                           {2, a4, l4}, {2, a5, l5}};
+        n = neg ? 5 : 3;
+        first = rd ? 0 : 1; /* without `rd`: GET and PTTL only */
+        r = tc__l2_run(c->l2, n - first, cmds + first, rep + first,
+                       TC__L2_IDEMPOTENT);
     }
     tc__pkey_free(&k);
+    if (neg)
+        tc__pkey_free(&nk);
     if (r != TC_OK)
         return r;
-    if (stamps) {
-        memcpy(stamps->field, field, flen + 1);
-        stamps->field_len = flen;
-        tc__stamps_take(rep[2], stamps);
+    if (rd) {
+        tc__stamps *st = &rd->stamps;
+        rd->negative = 0;
+        memcpy(st->field, field, flen + 1);
+        st->field_len = flen;
+        tc__stamps_take(rep[0], st);
+        rd->pttl = rep[2]->type == REDIS_REPLY_INTEGER ? rep[2]->integer : -2;
+        rd->t0_ns = t0;
+        if (neg) {
+            rd->negative = rep[1]->type == REDIS_REPLY_NIL &&
+                           tc__neg_valid(rep[3], st);
+            rd->neg_pttl =
+                rep[4]->type == REDIS_REPLY_INTEGER ? rep[4]->integer : -2;
+        }
     }
-    r = take_l2_value(c, h, key, klen, gen, t0, rep[0], rep[1], out);
-    for (size_t i = 0; i < n; i++)
+    r = take_l2_value(c, h, key, klen, gen, t0, rep[1], rep[2], out);
+    for (size_t i = first; i < n; i++)
         freeReplyObject(rep[i]);
     return r;
 }

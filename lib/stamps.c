@@ -7,15 +7,25 @@
 #include "compress.h"
 #include "stamps.h"
 
-/* KEYS: key, stamps. ARGV: value, px ('' = none), field, key stamp ('' =
- * absent), all stamp ('' = absent). 1 stored, 0 refused. */
+/* KEYS: key, stamps, negative marker. ARGV: value, px ('' = none), field,
+ * key stamp ('' = absent), all stamp ('' = absent), mode: "nx" stores the
+ * value if the key is absent (a load), "over" stores it whatever is there
+ * (a refresh: the stamps say no write happened since it read them), "neg"
+ * stores the marker "<key stamp>\n<all stamp>" if the key is absent (a
+ * cached "not found", valid while the stamps stay as they are). 1 stored,
+ * 0 refused. */
 static const char store_script[] =
     "local s = redis.call('HMGET', KEYS[2], ARGV[3], 'all') "
     "if (s[1] or '') ~= ARGV[4] or (s[2] or '') ~= ARGV[5] then return 0 end "
-    "local r "
-    "if ARGV[2] == '' then r = redis.call('SET', KEYS[1], ARGV[1], 'NX') "
-    "else r = redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2], 'NX') end "
-    "if r then return 1 end "
+    "local k, v, nx = KEYS[1], ARGV[1], ARGV[6] ~= 'over' "
+    "if ARGV[6] == 'neg' then "
+    "  if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end "
+    "  k, v, nx = KEYS[3], ARGV[4] .. '\\n' .. ARGV[5], false "
+    "end "
+    "local a = {'SET', k, v} "
+    "if ARGV[2] ~= '' then a[4] = 'PX' a[5] = ARGV[2] end "
+    "if nx then a[#a + 1] = 'NX' end "
+    "if redis.call(unpack(a)) then return 1 end "
     "return 0";
 
 size_t tc__stamp_field(uint64_t h, char *buf)
@@ -54,11 +64,22 @@ int tc__stamps_store(tc_cache *c, const char *pk, size_t pklen,
                      const void *val, size_t vlen, uint64_t l2_ttl_ms,
                      const tc__stamps *s)
 {
+    return tc__stamps_store_mode(c, pk, pklen, val, vlen, l2_ttl_ms, s,
+                                 TC__STORE_NX);
+}
+
+int tc__stamps_store_mode(tc_cache *c, const char *pk, size_t pklen,
+                          const void *val, size_t vlen, uint64_t l2_ttl_ms,
+                          const tc__stamps *s, int mode)
+{
+    static const char *const modes[] = {"nx", "over", "neg"};
     char px[24] = "";
     size_t pxlen = 0;
     redisReply *rep;
+    tc__pkey nk;
     int stored;
     void *zbuf;
+    tc_result r;
     if (!s->ok)
         return 0;
     if (tc__z_encode(c, val, vlen, &val, &vlen, &zbuf) != TC_OK)
@@ -66,24 +87,56 @@ int tc__stamps_store(tc_cache *c, const char *pk, size_t pklen,
     if (l2_ttl_ms != TC_TTL_NONE)
         pxlen = (size_t)snprintf(px, sizeof(px), "%llu",
                                  (unsigned long long)l2_ttl_ms);
-    {
-        const char *a[10] = {"EVAL", store_script, "2", pk, c->stamps_key,
-                             val, px, s->field, s->key, s->all};
-        size_t l[10] = {4, sizeof(store_script) - 1, 1, pklen,
-                        strlen(c->stamps_key), vlen, pxlen, s->field_len,
-                        strlen(s->key), strlen(s->all)};
-        tc__cmd cmd = {10, a, l};
-        tc_result r = tc__l2_run(c->l2, 1, &cmd, &rep, 0);
+    if (tc__neg_key(c, pk, pklen, &nk) != TC_OK) {
         free(zbuf);
-        if (r != TC_OK)
-            return -1;
+        return -1;
     }
+    {
+        const char *a[12] = {"EVAL", store_script, "3", pk, c->stamps_key,
+                             nk.p, val, px, s->field, s->key, s->all,
+                             modes[mode]};
+        size_t l[12] = {4, sizeof(store_script) - 1, 1, pklen,
+                        strlen(c->stamps_key), nk.len, vlen, pxlen,
+                        s->field_len, strlen(s->key), strlen(s->all),
+                        strlen(modes[mode])};
+        tc__cmd cmd = {12, a, l};
+        r = tc__l2_run(c->l2, 1, &cmd, &rep, 0);
+        free(zbuf);
+    }
+    tc__pkey_free(&nk);
+    if (r != TC_OK)
+        return -1;
     stored = rep->type == REDIS_REPLY_INTEGER && rep->integer == 1;
     if (rep->type == REDIS_REPLY_ERROR)
         tc__fail(TC_PROTOCOL, "read-through store: %.*s", (int)rep->len,
                  rep->str);
     freeReplyObject(rep);
     return stored;
+}
+
+int tc__stamps_read(tc_cache *c, uint64_t h, tc__stamps *out)
+{
+    redisReply *rep;
+    tc_result r;
+    out->field_len = tc__stamp_field(h, out->field);
+    out->ok = 0;
+    {
+        const char *a[4] = {"HMGET", c->stamps_key, out->field, "all"};
+        size_t l[4] = {5, strlen(c->stamps_key), out->field_len, 3};
+        tc__cmd cmd = {4, a, l};
+        r = tc__l2_run(c->l2, 1, &cmd, &rep, TC__L2_IDEMPOTENT);
+    }
+    if (r != TC_OK)
+        return r;
+    tc__stamps_take(rep, out);
+    freeReplyObject(rep);
+    return TC_OK;
+}
+
+int tc__stamps_same(const tc__stamps *a, const tc__stamps *b)
+{
+    return a->ok && b->ok && strcmp(a->field, b->field) == 0 &&
+           strcmp(a->key, b->key) == 0 && strcmp(a->all, b->all) == 0;
 }
 
 int tc__stamps_bump_all(tc_cache *c)

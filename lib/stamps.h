@@ -55,6 +55,20 @@ void tc__stamps_take(const redisReply *r, tc__stamps *out);
 int tc__stamps_store(struct tc_cache *c, const char *pk, size_t pklen,
                      const void *val, size_t vlen, uint64_t l2_ttl_ms,
                      const tc__stamps *s);
+/** Modes of tc__stamps_store_mode(). */
+enum { TC__STORE_NX = 0, TC__STORE_OVER = 1, TC__STORE_NEG = 2 };
+/** tc__stamps_store() in a mode: TC__STORE_NX as tc__stamps_store();
+ *  TC__STORE_OVER replaces whatever the key holds (an eager refresh);
+ *  TC__STORE_NEG stores the key's negative marker (negative.c) if the key
+ *  is absent, `val` unused. Same guard, same results. */
+int tc__stamps_store_mode(struct tc_cache *c, const char *pk, size_t pklen,
+                          const void *val, size_t vlen, uint64_t l2_ttl_ms,
+                          const tc__stamps *s, int mode);
+/** Read the stamps of the key with hash `h` (one HMGET): TC_OK or the L2
+ *  failure. */
+int tc__stamps_read(struct tc_cache *c, uint64_t h, tc__stamps *out);
+/** 1 when two stamp readings of one key are usable and equal. */
+int tc__stamps_same(const tc__stamps *a, const tc__stamps *b);
 /** Replace the global stamp: before a prefix or pattern invalidation
  *  scans. TC_OK or the L2 failure. */
 int tc__stamps_bump_all(struct tc_cache *c);

@@ -21,6 +21,11 @@ void tc_cache_stats(tc_cache *c, tc_stats *out)
     out->values_decompressed = atomic_load(&c->values_decompressed);
     out->rate_local_evictions =
         tc__ratelocal_evictions(atomic_load(&c->ratelocal));
+    out->stale_served = atomic_load(&c->stale_served);
+    out->loader_timeouts = atomic_load(&c->loader_timeouts);
+    out->eager_refreshes = atomic_load(&c->eager_refreshes);
+    out->negative_hits = atomic_load(&c->negative_hits);
+    out->lock_waits = atomic_load(&c->lock_waits);
     if (c->l1)
         tc__l1_stats(c->l1, out);
     if (c->l2)

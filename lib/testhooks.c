@@ -40,3 +40,8 @@ tc_value *tc__cache_l1_contents(tc_cache *c, const void *key, size_t klen)
                               tc__now_ns())
                  : NULL;
 }
+
+size_t tc__cache_background_busy(tc_cache *c)
+{
+    return tc__bg_busy(c->bg);
+}

@@ -417,6 +417,9 @@ Test(daemon, commands_behave_like_redis)
     cr_assert_not_null(strstr(r->str, "# Tiercache\r\n"));
     cr_assert_not_null(strstr(r->str, "loading:0\r\n"));
     cr_assert_not_null(strstr(r->str, "l1_hits:"));
+    /* Read-through resilience counters (no loader here: all zero). */
+    cr_assert_not_null(strstr(r->str, "stale_served:0\r\n"));
+    cr_assert_not_null(strstr(r->str, "lock_waits:0\r\n"));
     freeReplyObject(r);
     expect_status(c, "OK", "SET p:1 a");
     expect_status(c, "OK", "SET p:2 b");

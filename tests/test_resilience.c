@@ -10,7 +10,7 @@
 REDIS_SUITE(resilience);
 
 /* The lock key of `key` under the default channel and no key prefix. */
-#define LOCK_KEY(key) "__tiercache:cache:invalidate:lock:" key
+#define LOCK_KEY(key) "__tiercache:invalidate:lock:" key
 
 /* A loader whose behaviour the test sets: the value it returns (NULL:
  * fail with TC_LOADER), TC_NOT_FOUND, a TTL to choose, and a gate it
@@ -233,7 +233,7 @@ Test(resilience, fail_safe_dropped_when_redis_shows_a_write_it_missed)
     AWAIT(expired_everywhere, &ka, "miss never expired");
     /* A write elsewhere whose invalidation this instance never received:
      * all it left is the stamp every library write replaces. */
-    raw = tcr_cmd(&srv, NULL, "HSET", "__tiercache:cache:invalidate:stamps",
+    raw = tcr_cmd(&srv, NULL, "HSET", "__tiercache:invalidate:stamps",
                   "all", "someone-else:1", NULL);
     free(raw);
     l.value = NULL;

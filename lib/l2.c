@@ -64,15 +64,24 @@ static int setup_cmd(tc__conn *c, tc_result *why, char *err_reply,
     return 0;
 }
 
+/* The first word of a ROLE reply ("master", "slave", ...), for messages. */
+static const char *role_word(const redisReply *r)
+{
+    if (r->type == REDIS_REPLY_ARRAY && r->elements &&
+        r->element[0]->type == REDIS_REPLY_STRING)
+        return r->element[0]->str;
+    return r->type == REDIS_REPLY_ERROR ? r->str : "?";
+}
+
 tc__conn *tc__l2_connect(const tc__config *cfg, tc_result *why)
 {
     tc__conn *c = NULL;
     tc__conn_opts o;
-    char where[300], err[200] = "";
+    char where[300], err[200] = "", mhost[256];
     tc__setup_cmds setup;
-
-    char mhost[256];
     int mport = 0;
+    /* Read before asking the sentinels: a report of a non-master below
+     * then never bumps past a newer generation. */
     uint64_t sgen = cfg->sentinel ? tc__sentinel_generation(cfg->sentinel) : 0;
 
     /* TCP (keepalive, NODELAY), unix or TLS, within the connect timeout;
@@ -130,18 +139,8 @@ tc__conn *tc__l2_connect(const tc__config *cfg, tc_result *why)
             else
                 *why = tc__fail(TC_L2_UNAVAILABLE,
                                 "%s, named by the sentinels, is not the "
-                                "master (ROLE %.*s): failover under way?",
-                                where,
-                                r->type == REDIS_REPLY_ARRAY && r->elements &&
-                                        r->element[0]->type ==
-                                            REDIS_REPLY_STRING
-                                    ? (int)r->element[0]->len
-                                    : 1,
-                                r->type == REDIS_REPLY_ARRAY && r->elements &&
-                                        r->element[0]->type ==
-                                            REDIS_REPLY_STRING
-                                    ? r->element[0]->str
-                                    : "?");
+                                "master (ROLE %s): failover under way?",
+                                where, role_word(r));
             if (*why != TC_AUTH)
                 tc__sentinel_lost_master(cfg->sentinel, sgen);
             freeReplyObject(r);
@@ -281,9 +280,10 @@ static tc_result exchange(tc__l2 *l2, slot *s, size_t n, const tc__cmd *cmds,
         replies[got] = rep;
     }
     if (sen && demoted(replies, n)) {
-        /* A failover demoted our server (or it is loading): this exchange
-         * did nothing a master acknowledged. Drop the connection and make
-         * every other connection made before go too. */
+        /* A failover demoted our server (or it is loading): no write in
+         * this exchange was taken, and its reads came from a replica.
+         * Drop the connection and make every connection made before it,
+         * in the pool and the bus, go too. */
         for (size_t i = 0; i < n; i++)
             freeReplyObject(replies[i]);
         tc__conn_free(s->ctx);

@@ -70,6 +70,22 @@ static ix *ix_new(size_t cap)
     return x;
 }
 
+/* Key equality without a call for the usual short keys (8..16 bytes: two
+ * overlapping words); memcmp() for the rest. */
+static inline int key_eq(const char *a, const void *key, size_t n)
+{
+    if (n >= 8 && n <= 16) {
+        const char *b = key;
+        uint64_t a0, a1, b0, b1;
+        memcpy(&a0, a, 8);
+        memcpy(&b0, b, 8);
+        memcpy(&a1, a + n - 8, 8);
+        memcpy(&b1, b + n - 8, 8);
+        return ((a0 ^ b0) | (a1 ^ b1)) == 0;
+    }
+    return memcmp(a, key, n) == 0;
+}
+
 /* Reader and writer: the entry for key in `x`, or NULL. */
 static inline struct tc_value *ix_find(const ix *x, uint64_t h,
                                        const void *key, size_t klen)
@@ -83,7 +99,7 @@ static inline struct tc_value *ix_find(const ix *x, uint64_t h,
             return NULL;
         if ((sv & TAG_MASK) != tag || !(e = ptr_of(sv)))
             continue;
-        if (e->klen == klen && memcmp(e->data, key, klen) == 0)
+        if (e->klen == klen && key_eq(e->data, key, klen))
             return e;
     }
     return NULL;
@@ -260,6 +276,50 @@ size_t tc_value_len(const tc_value *v)
     return v ? v->vlen : 0;
 }
 
+/* memcpy() for the values copied out on a hit (n <= TC__L1_COPY_MAX) in
+ * fixed-size moves, no loop: with a length it cannot see, the compiler
+ * otherwise inlines `rep movsq` (a loop becomes one too), whose start-up
+ * alone costs more than copying 64 bytes. */
+static inline void copy_short(char *d, const char *s, size_t n)
+{
+    if (n >= 16) {
+        /* 16-byte blocks cover [0, n - 16) (k < n), then the last 16. */
+        size_t k = (n - 1) & ~(size_t)15;
+        char *dl = d + n - 16;
+        const char *sl = s + n - 16;
+        if (k & 256) {
+            memcpy(d, s, 256);
+            d += 256, s += 256;
+        }
+        if (k & 128) {
+            memcpy(d, s, 128);
+            d += 128, s += 128;
+        }
+        if (k & 64) {
+            memcpy(d, s, 64);
+            d += 64, s += 64;
+        }
+        if (k & 32) {
+            memcpy(d, s, 32);
+            d += 32, s += 32;
+        }
+        if (k & 16)
+            memcpy(d, s, 16);
+        memcpy(dl, sl, 16);
+    } else if (n >= 8) {
+        uint64_t a, b;
+        memcpy(&a, s, 8);
+        memcpy(&b, s + n - 8, 8);
+        memcpy(d, &a, 8);
+        memcpy(d + n - 8, &b, 8);
+    } else {
+        for (size_t i = 0; i < n; i++)
+            d[i] = s[i];
+    }
+}
+
+_Static_assert(TC__L1_COPY_MAX <= 511, "copy_short() covers up to 511 B");
+
 struct tc_value *tc__value_new(const void *val, size_t vlen)
 {
     struct tc_value *v;
@@ -271,7 +331,9 @@ struct tc_value *tc__value_new(const void *val, size_t vlen)
     memset(v, 0, offsetof(struct tc_value, data));
     atomic_init(&v->refs, 1);
     v->vlen = (uint32_t)vlen;
-    if (vlen)
+    if (vlen <= TC__L1_COPY_MAX)
+        copy_short(v->data, val, vlen);
+    else
         memcpy(v->data, val, vlen);
     return v;
 }

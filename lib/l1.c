@@ -260,84 +260,6 @@ tc__l1 *tc__l1_create(size_t max_bytes, size_t max_entries, unsigned shards)
     return l1;
 }
 
-void tc_value_release(tc_value *v)
-{
-    if (v && atomic_fetch_sub_explicit(&v->refs, 1, memory_order_acq_rel) == 1)
-        free(v);
-}
-
-const void *tc_value_data(const tc_value *v)
-{
-    return v ? v->data + v->klen : NULL;
-}
-
-size_t tc_value_len(const tc_value *v)
-{
-    return v ? v->vlen : 0;
-}
-
-/* memcpy() for the values copied out on a hit (n <= TC__L1_COPY_MAX) in
- * fixed-size moves, no loop: with a length it cannot see, the compiler
- * otherwise inlines `rep movsq` (a loop becomes one too), whose start-up
- * alone costs more than copying 64 bytes. */
-static inline void copy_short(char *d, const char *s, size_t n)
-{
-    if (n >= 16) {
-        /* 16-byte blocks cover [0, n - 16) (k < n), then the last 16. */
-        size_t k = (n - 1) & ~(size_t)15;
-        char *dl = d + n - 16;
-        const char *sl = s + n - 16;
-        if (k & 256) {
-            memcpy(d, s, 256);
-            d += 256, s += 256;
-        }
-        if (k & 128) {
-            memcpy(d, s, 128);
-            d += 128, s += 128;
-        }
-        if (k & 64) {
-            memcpy(d, s, 64);
-            d += 64, s += 64;
-        }
-        if (k & 32) {
-            memcpy(d, s, 32);
-            d += 32, s += 32;
-        }
-        if (k & 16)
-            memcpy(d, s, 16);
-        memcpy(dl, sl, 16);
-    } else if (n >= 8) {
-        uint64_t a, b;
-        memcpy(&a, s, 8);
-        memcpy(&b, s + n - 8, 8);
-        memcpy(d, &a, 8);
-        memcpy(d + n - 8, &b, 8);
-    } else {
-        for (size_t i = 0; i < n; i++)
-            d[i] = s[i];
-    }
-}
-
-_Static_assert(TC__L1_COPY_MAX <= 511, "copy_short() covers up to 511 B");
-
-struct tc_value *tc__value_new(const void *val, size_t vlen)
-{
-    struct tc_value *v;
-    if (vlen > UINT32_MAX)
-        return NULL;
-    v = malloc(offsetof(struct tc_value, data) + (vlen ? vlen : 1));
-    if (!v)
-        return NULL;
-    memset(v, 0, offsetof(struct tc_value, data));
-    atomic_init(&v->refs, 1);
-    v->vlen = (uint32_t)vlen;
-    if (vlen <= TC__L1_COPY_MAX)
-        copy_short(v->data, val, vlen);
-    else
-        memcpy(v->data, val, vlen);
-    return v;
-}
-
 #define VISITED 1ULL
 
 /* Expiry is stored rounded down to an even ns: an entry may expire 1 ns
@@ -634,7 +556,9 @@ int tc__l1_fill(tc__l1 *l1, uint64_t h, const void *key, size_t klen,
     uint64_t now, rel;
     int rc = TC__FILL_INSERTED;
 
-    if (need > l1->max_bytes || klen > UINT32_MAX || vlen > UINT32_MAX)
+    /* klen > 0 marks an entry, as opposed to a standalone value (value.c) */
+    if (need > l1->max_bytes || klen == 0 || klen > UINT32_MAX ||
+        vlen > UINT32_MAX)
         return TC__FILL_NOFIT;
     /* Build the entry outside the lock. */
     e = malloc(offsetof(struct tc_value, data) + klen + vlen);

@@ -43,8 +43,9 @@
 #define TC__GEN_SLOTS 64
 
 /* A value: also the L1 entry. Key bytes then value bytes in data[]. A value
- * not in a table (a standalone copy) has klen == 0. The 36-byte header lets
- * a 16 B key + 64 B value entry fit a 128-byte malloc chunk. */
+ * not in a table (a standalone copy, value.c) has klen == 0, and in `meta`
+ * its pool size class + 1, or 0 when malloc'd. The 36-byte header lets a
+ * 16 B key + 64 B value entry fit a 128-byte malloc chunk. */
 struct tc_value {
     struct tc_value *prev, *next; /* shard lock: SIEVE queue while linked;
                                      next chains retired entries */
@@ -78,7 +79,9 @@ void tc__l1_destroy(tc__l1 *l1);
 /** Seeded 64-bit hash used for shard, index slot, tag and generation slot. */
 uint64_t tc__hash(const void *key, size_t len);
 
-/** Standalone value holding a copy of `val`; NULL on allocation failure. */
+/** Standalone value holding a copy of `val`, released with
+ *  tc_value_release() by any thread (value.c: small ones come from a
+ *  per-thread pool); NULL on allocation failure. */
 struct tc_value *tc__value_new(const void *val, size_t vlen);
 
 /** Lookup at time `now_ns` (tc__now_ns()): a value the caller releases, or
@@ -100,7 +103,7 @@ enum { TC__FILL_INSERTED = 0, TC__FILL_STALE = 1, TC__FILL_NOFIT = 2,
 #define TC__FILL_BUMP 1
 
 /**
- * Insert (or replace) key -> val expiring at `expires_ns` (tc__now_ns() clock),
+ * Insert (or replace) key -> val (klen > 0) expiring at `expires_ns` (tc__now_ns() clock),
  * only if the key's generation still equals `gen`; evicts to stay within the
  * budget first (bounded work per eviction). Copies key and value. When `ref`
  * is not NULL and the entry was inserted, *ref receives a new reference to

@@ -91,16 +91,18 @@ static inline int tc__l1_servable(tc_cache *c, uint64_t now)
 }
 
 /** L1 lookup when L1 may be served now; counts reads that had to bypass
- *  it. A new reference or NULL. */
+ *  it. A new reference or NULL. One clock read serves the lease and the
+ *  expiry (tc__l1_get_until). */
 static inline tc_value *tc__l1_lookup(tc_cache *c, uint64_t h,
                                       const void *key, size_t klen)
 {
-    uint64_t now = tc__now_ns(); /* one read: the lease and the expiry */
-    if (!tc__l1_servable(c, now)) {
+    int lapsed = 0;
+    tc_value *v = tc__l1_get_until(
+        c->l1, h, key, klen, c->bus ? tc__bus_l1_ok_until(c->bus) : UINT64_MAX,
+        &lapsed);
+    if (lapsed)
         atomic_fetch_add_explicit(&c->l1_bypassed, 1, memory_order_relaxed);
-        return NULL;
-    }
-    return tc__l1_get(c->l1, h, key, klen, now);
+    return v;
 }
 
 /** L1 fill of a value just read from, or stored in, L2: expiring

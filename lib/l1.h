@@ -90,6 +90,13 @@ struct tc_value *tc__value_new(const void *val, size_t vlen);
 struct tc_value *tc__l1_get(tc__l1 *l1, uint64_t h, const void *key,
                             size_t klen, uint64_t now_ns);
 
+/** tc__l1_get() at tc__now_ns(), read here once the index slot is on its
+ *  way (so its cache miss overlaps the clock read), if that time is before
+ *  `until` (a lease deadline; UINT64_MAX: none); else NULL and *lapsed = 1.
+ *  Lock-free; any thread. */
+struct tc_value *tc__l1_get_until(tc__l1 *l1, uint64_t h, const void *key,
+                                  size_t klen, uint64_t until, int *lapsed);
+
 /** The generation a later tc__l1_fill() for this key must match.
  *  Lock-free; any thread. */
 uint64_t tc__l1_gen(tc__l1 *l1, uint64_t h);

@@ -76,7 +76,9 @@ tc__l1 *tc__l1_create(size_t max_bytes, size_t max_entries, unsigned shards);
  *  on until released. No other call may run concurrently. NULL is a no-op. */
 void tc__l1_destroy(tc__l1 *l1);
 
-/** Seeded 64-bit hash used for shard, index slot, tag and generation slot. */
+/** 64-bit hash used for shard, index slot, tag and generation slot, and for
+ *  the stamps field (stamps.c), which every process must compute alike: its
+ *  keys are fixed, not seeded per process, so colliding keys can be chosen. */
 uint64_t tc__hash(const void *key, size_t len);
 
 /** Standalone value holding a copy of `val`, released with

@@ -37,6 +37,9 @@ void tc__bus_destroy(tc__bus *bus);
 /** 1 when L1 may be served at `now_ns` (tc__now_ns()): the bus proved
  *  itself alive within the lease. One atomic load. */
 int tc__bus_l1_ok(tc__bus *bus, uint64_t now_ns);
+/** The deadline tc__bus_l1_ok() compares with: L1 may be served while
+ *  tc__now_ns() is before it (0: not now). One atomic load. */
+uint64_t tc__bus_l1_ok_until(tc__bus *bus);
 
 /* Strict writes: register before publishing, then wait. */
 typedef struct tc__strict_wait tc__strict_wait;

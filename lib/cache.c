@@ -31,7 +31,7 @@ void tc__pkey_free(tc__pkey *k)
         free(k->p);
 }
 
-tc_result tc__check_key(const tc_cache *c, const void *key, size_t klen)
+tc_result tc__key_error(const tc_cache *c, const void *key, size_t klen)
 {
     if (!c)
         return tc__fail(TC_BAD_ARGUMENT, "NULL cache");
@@ -40,7 +40,7 @@ tc_result tc__check_key(const tc_cache *c, const void *key, size_t klen)
     if (klen > c->cfg.max_key)
         return tc__fail(TC_TOO_LARGE, "key of %zu bytes exceeds max_key_bytes %zu",
                         klen, c->cfg.max_key);
-    return TC_OK;
+    return TC_OK; /* not reached: tc__check_key() found a fault */
 }
 
 tc_result tc__check_value(const tc_cache *c, const void *val, size_t vlen)
@@ -52,32 +52,6 @@ tc_result tc__check_value(const tc_cache *c, const void *val, size_t vlen)
                         "value of %zu bytes exceeds max_value_bytes %zu", vlen,
                         c->cfg.max_value);
     return TC_OK;
-}
-
-/* May L1 answer reads at `now`? Without a bus, always; with one, only
- * while it has proved itself alive within the lease. */
-static inline int l1_servable(tc_cache *c, uint64_t now)
-{
-    return !c->bus || tc__bus_l1_ok(c->bus, now);
-}
-
-tc_value *tc__l1_lookup(tc_cache *c, uint64_t h, const void *key, size_t klen)
-{
-    uint64_t now = tc__now_ns(); /* one read: the lease and the expiry */
-    if (!l1_servable(c, now)) {
-        atomic_fetch_add_explicit(&c->l1_bypassed, 1, memory_order_relaxed);
-        return NULL;
-    }
-    return tc__l1_get(c->l1, h, key, klen, now);
-}
-
-tc_value *tc__l1_lookup_peek(tc_cache *c, uint64_t h, const void *key,
-                             size_t klen, int counting)
-{
-    uint64_t now = tc__now_ns();
-    if (!l1_servable(c, now))
-        return NULL;
-    return tc__l1_get_ex(c->l1, h, key, klen, now, counting);
 }
 
 int tc__l1_fill_ttl(tc_cache *c, uint64_t h, const void *key, size_t klen,
@@ -94,7 +68,7 @@ int tc__l1_fill_ttl(tc_cache *c, uint64_t h, const void *key, size_t klen,
 
 int tc__cache_l1_servable(tc_cache *c)
 {
-    return c->l1 && l1_servable(c, tc__now_ns());
+    return c->l1 && tc__l1_servable(c, tc__now_ns());
 }
 
 /* ------------------------------------------------------------------ */

@@ -98,19 +98,53 @@ tc_result tc__pkey_make(const tc_cache *c, const void *key, size_t klen,
                         tc__pkey *k);
 void tc__pkey_free(tc__pkey *k);
 
-/** Argument checks; TC_OK or the failure with its detail. */
-tc_result tc__check_key(const tc_cache *c, const void *key, size_t klen);
+/** The failure tc__check_key() found, with its detail. */
+tc_result tc__key_error(const tc_cache *c, const void *key, size_t klen);
+
+/** Argument checks; TC_OK or the failure with its detail. The key check
+ *  runs on every read: inline, its failures out of line. */
+static inline tc_result tc__check_key(const tc_cache *c, const void *key,
+                                      size_t klen)
+{
+    if (__builtin_expect(c && key && klen && klen <= c->cfg.max_key, 1))
+        return TC_OK;
+    return tc__key_error(c, key, klen);
+}
 tc_result tc__check_value(const tc_cache *c, const void *val, size_t vlen);
 
+/** May L1 answer reads at `now`? Without a bus, always; with one, only
+ *  while it has proved itself alive within the lease. */
+static inline int tc__l1_servable(tc_cache *c, uint64_t now)
+{
+    return !c->bus || tc__bus_l1_ok(c->bus, now);
+}
+
 /** L1 lookup when L1 may be served now; counts reads that had to bypass
- *  it. A new reference or NULL. */
-tc_value *tc__l1_lookup(tc_cache *c, uint64_t h, const void *key,
-                        size_t klen);
+ *  it. A new reference or NULL. One clock read serves the lease and the
+ *  expiry (tc__l1_get_until). */
+static inline tc_value *tc__l1_lookup(tc_cache *c, uint64_t h,
+                                      const void *key, size_t klen)
+{
+    int lapsed = 0;
+    tc_value *v = tc__l1_get_until(
+        c->l1, h, key, klen, c->bus ? tc__bus_l1_ok_until(c->bus) : UINT64_MAX,
+        TC__L1_COUNT_HIT | TC__L1_COUNT_MISS, &lapsed);
+    if (lapsed)
+        atomic_fetch_add_explicit(&c->l1_bypassed, 1, memory_order_relaxed);
+    return v;
+}
 /** tc__l1_lookup that counts what `counting` (TC__L1_COUNT_*) says, and
  *  never a bypass: the miss or bypass of a peek is counted by the read the
  *  caller sends it to next (tc_peek, tc_mpeek). */
-tc_value *tc__l1_lookup_peek(tc_cache *c, uint64_t h, const void *key,
-                             size_t klen, int counting);
+static inline tc_value *tc__l1_lookup_peek(tc_cache *c, uint64_t h,
+                                           const void *key, size_t klen,
+                                           int counting)
+{
+    int lapsed = 0;
+    return tc__l1_get_until(
+        c->l1, h, key, klen, c->bus ? tc__bus_l1_ok_until(c->bus) : UINT64_MAX,
+        counting, &lapsed);
+}
 
 /** L1 fill of a value just read from, or stored in, L2: expiring
  *  `l1_ttl_ms` (saturating) after `t0_ns`, the tc__now_ns() taken before

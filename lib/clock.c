@@ -3,13 +3,6 @@
 
 #include "clock.h"
 
-uint64_t tc__now_ns(void)
-{
-    struct timespec ts;
-    clock_gettime(TC__CLOCK, &ts);
-    return (uint64_t)ts.tv_sec * 1000000000ULL + (uint64_t)ts.tv_nsec;
-}
-
 int tc__cond_init(pthread_cond_t *cv)
 {
     pthread_condattr_t ca;

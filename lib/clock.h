@@ -16,8 +16,14 @@
 
 #define TC__CLOCK CLOCK_BOOTTIME
 
-/** Now on TC__CLOCK, in ns. */
-uint64_t tc__now_ns(void);
+/** Now on TC__CLOCK, in ns. Inline: an L1 hit reads it once, and the call
+ *  would be a fair share of the hit. */
+static inline uint64_t tc__now_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(TC__CLOCK, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000ULL + (uint64_t)ts.tv_nsec;
+}
 
 /** a + b, saturating at UINT64_MAX (deadlines "never"). */
 static inline uint64_t tc__sat_add(uint64_t a, uint64_t b)

@@ -43,8 +43,9 @@
 #define TC__GEN_SLOTS 64
 
 /* A value: also the L1 entry. Key bytes then value bytes in data[]. A value
- * not in a table (a standalone copy) has klen == 0. The 36-byte header lets
- * a 16 B key + 64 B value entry fit a 128-byte malloc chunk. */
+ * not in a table (a standalone copy, value.c) has klen == 0, and in `meta`
+ * its pool size class + 1, or 0 when malloc'd. The 36-byte header lets a
+ * 16 B key + 64 B value entry fit a 128-byte malloc chunk. */
 struct tc_value {
     struct tc_value *prev, *next; /* shard lock: SIEVE queue while linked;
                                      next chains retired entries */
@@ -75,10 +76,14 @@ tc__l1 *tc__l1_create(size_t max_bytes, size_t max_entries, unsigned shards);
  *  on until released. No other call may run concurrently. NULL is a no-op. */
 void tc__l1_destroy(tc__l1 *l1);
 
-/** Seeded 64-bit hash used for shard, index slot, tag and generation slot. */
+/** 64-bit hash used for shard, index slot, tag and generation slot, and for
+ *  the stamps field (stamps.c), which every process must compute alike: its
+ *  keys are fixed, not seeded per process, so colliding keys can be chosen. */
 uint64_t tc__hash(const void *key, size_t len);
 
-/** Standalone value holding a copy of `val`; NULL on allocation failure. */
+/** Standalone value holding a copy of `val`, released with
+ *  tc_value_release() by any thread (value.c: small ones come from a
+ *  per-thread pool); NULL on allocation failure. */
 struct tc_value *tc__value_new(const void *val, size_t vlen);
 
 /** Lookup at time `now_ns` (tc__now_ns()): a value the caller releases, or
@@ -96,6 +101,14 @@ struct tc_value *tc__l1_get_ex(tc__l1 *l1, uint64_t h, const void *key,
  *  served). Any thread. */
 void tc__l1_count_hits(tc__l1 *l1, size_t n);
 
+/** tc__l1_get_ex() at tc__now_ns(), read here once the index slot is on
+ *  its way (so its cache miss overlaps the clock read), if that time is
+ *  before `until` (a lease deadline; UINT64_MAX: none); else NULL and
+ *  *lapsed = 1 (nothing counted). Lock-free; any thread. */
+struct tc_value *tc__l1_get_until(tc__l1 *l1, uint64_t h, const void *key,
+                                  size_t klen, uint64_t until, int counting,
+                                  int *lapsed);
+
 /** The generation a later tc__l1_fill() for this key must match.
  *  Lock-free; any thread. */
 uint64_t tc__l1_gen(tc__l1 *l1, uint64_t h);
@@ -109,7 +122,7 @@ enum { TC__FILL_INSERTED = 0, TC__FILL_STALE = 1, TC__FILL_NOFIT = 2,
 #define TC__FILL_BUMP 1
 
 /**
- * Insert (or replace) key -> val expiring at `expires_ns` (tc__now_ns() clock),
+ * Insert (or replace) key -> val (klen > 0) expiring at `expires_ns` (tc__now_ns() clock),
  * only if the key's generation still equals `gen`; evicts to stay within the
  * budget first (bounded work per eviction). Copies key and value. When `ref`
  * is not NULL and the entry was inserted, *ref receives a new reference to

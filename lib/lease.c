@@ -240,8 +240,12 @@ void tc__lease_tick(tc__bus *bus)
     send_heartbeat(bus);
 }
 
+uint64_t tc__bus_l1_ok_until(tc__bus *bus)
+{
+    return atomic_load_explicit(&bus->l1_ok_until, memory_order_acquire);
+}
+
 int tc__bus_l1_ok(tc__bus *bus, uint64_t now_ns)
 {
-    return now_ns <
-           atomic_load_explicit(&bus->l1_ok_until, memory_order_acquire);
+    return now_ns < tc__bus_l1_ok_until(bus);
 }

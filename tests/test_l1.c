@@ -687,6 +687,132 @@ Test(l1, standalone_value_copies)
     tc_value_release(v);
 }
 
+/* Small copies come from per-thread pools and return to the pool of the
+ * thread that releases them (value.c). A pooled buffer must never be handed
+ * out while still held, and a value passed to another thread must stay
+ * intact until that thread releases it. Value i has i % 300 bytes, byte j
+ * being (i + j) % 251. */
+enum { XT_VALUES = 20000, XT_HELD = 40, XT_QUEUE = 64, XT_MINE = 8 };
+
+typedef struct xt_item {
+    tc_value *v;
+    unsigned i;
+} xt_item;
+
+typedef struct xt_shared {
+    pthread_mutex_t mu;
+    xt_item q[XT_QUEUE];
+    int n;
+    atomic_int done, bad;
+} xt_shared;
+
+static tc_value *xt_make(unsigned i)
+{
+    unsigned char buf[300];
+    size_t len = i % sizeof(buf);
+    for (size_t j = 0; j < len; j++)
+        buf[j] = (unsigned char)((i + j) % 251);
+    return tc__value_new(buf, len);
+}
+
+static void xt_check(xt_shared *x, const xt_item *it)
+{
+    const unsigned char *d = tc_value_data(it->v);
+    int ok = tc_value_len(it->v) == it->i % 300;
+    for (size_t j = 0; ok && j < tc_value_len(it->v); j++)
+        ok = d[j] == (it->i + j) % 251;
+    if (!ok)
+        atomic_fetch_add(&x->bad, 1);
+}
+
+/* Keeps XT_HELD values at a time; hands every other one to the consumer. */
+static void *xt_producer(void *p)
+{
+    xt_shared *x = p;
+    xt_item held[XT_HELD] = {{0}};
+    for (unsigned i = 0; i < XT_VALUES; i++) {
+        xt_item *slot = &held[i % XT_HELD], out = *slot;
+        if (out.v)
+            xt_check(x, &out);
+        *slot = (xt_item){xt_make(i), i};
+        if (!slot->v)
+            atomic_fetch_add(&x->bad, 1);
+        if (!out.v)
+            continue;
+        if (i % 2) {
+            tc_value_release(out.v);
+            continue;
+        }
+        for (;;) {
+            pthread_mutex_lock(&x->mu);
+            if (x->n < XT_QUEUE) {
+                x->q[x->n++] = out;
+                pthread_mutex_unlock(&x->mu);
+                break;
+            }
+            pthread_mutex_unlock(&x->mu);
+            sched_yield();
+        }
+    }
+    for (int k = 0; k < XT_HELD; k++) {
+        if (held[k].v)
+            xt_check(x, &held[k]);
+        tc_value_release(held[k].v);
+    }
+    atomic_store(&x->done, 1);
+    return NULL;
+}
+
+/* Checks and releases what it is handed (into its own pool), making values
+ * of its own from that pool meanwhile. */
+static void *xt_consumer(void *p)
+{
+    xt_shared *x = p;
+    xt_item mine[XT_MINE] = {{0}};
+    unsigned i = 7;
+    for (;;) {
+        xt_item got = {NULL, 0};
+        int done = atomic_load(&x->done);
+        pthread_mutex_lock(&x->mu);
+        if (x->n)
+            got = x->q[--x->n];
+        pthread_mutex_unlock(&x->mu);
+        if (!got.v) {
+            if (done)
+                break;
+            sched_yield();
+            continue;
+        }
+        xt_check(x, &got);
+        tc_value_release(got.v);
+        i += 13;
+        if (mine[i % XT_MINE].v)
+            xt_check(x, &mine[i % XT_MINE]);
+        tc_value_release(mine[i % XT_MINE].v);
+        mine[i % XT_MINE] = (xt_item){xt_make(i), i};
+    }
+    for (int k = 0; k < XT_MINE; k++) {
+        if (mine[k].v)
+            xt_check(x, &mine[k]);
+        tc_value_release(mine[k].v);
+    }
+    return NULL;
+}
+
+Test(l1, values_released_on_other_threads_stay_intact)
+{
+    xt_shared x = {.n = 0};
+    pthread_t prod, cons;
+    pthread_mutex_init(&x.mu, NULL);
+    cr_assert_eq(pthread_create(&prod, NULL, xt_producer, &x), 0);
+    cr_assert_eq(pthread_create(&cons, NULL, xt_consumer, &x), 0);
+    pthread_join(prod, NULL);
+    pthread_join(cons, NULL);
+    pthread_mutex_destroy(&x.mu);
+    cr_assert_eq(atomic_load(&x.bad), 0, "%d values corrupt or missing",
+                 atomic_load(&x.bad));
+}
+
 /* ------------------------------------------------------------------ */
 /* Glob                                                                */
 /* ------------------------------------------------------------------ */

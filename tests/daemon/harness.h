@@ -1,0 +1,226 @@
+/*
+ * What the tiercached test suites share: start and stop real tiercached
+ * processes on the suite's redis-server (`redis`), each on a unix socket
+ * in a private temp dir, killed with the test process (PDEATHSIG) and
+ * stopped by pid in the suite's fini, which also scans their logs for
+ * sanitizer reports. Included by test_daemon.c and test_pinned.c, which
+ * declare their TestSuite with `setup` and `teardown`.
+ */
+#ifndef TCD_TEST_HARNESS_H
+#define TCD_TEST_HARNESS_H
+
+#define DEADLINE_MS 15000
+
+typedef struct tcd_proc {
+    pid_t pid;
+    char dir[128];
+    char sock[200];
+    int http_port;
+} tcd_proc;
+
+static tcr_server redis;
+static tcd_proc procs[4];
+static int nprocs;
+
+static inline const char *daemon_path(void)
+{
+    const char *p = getenv("TIERCACHED");
+    cr_assert_not_null(p, "TIERCACHED must point at the binary");
+    return p;
+}
+
+static inline redisContext *connect_to(const tcd_proc *t)
+{
+    struct timeval tv = {5, 0};
+    redisContext *c = redisConnectUnixWithTimeout(t->sock, tv);
+    if (c && c->err) {
+        redisFree(c);
+        return NULL;
+    }
+    if (c)
+        redisSetTimeout(c, tv);
+    return c;
+}
+
+static inline int answers_ping(void *arg)
+{
+    redisContext *c = connect_to(arg);
+    redisReply *r;
+    int ok = 0;
+    if (!c)
+        return 0;
+    r = redisCommand(c, "PING");
+    ok = r != NULL; /* PONG, or NOAUTH with a password: either way, up */
+    if (r)
+        freeReplyObject(r);
+    redisFree(c);
+    return ok;
+}
+
+/* Start tiercached on L2 = the test's redis, plus extra flags (NULL-ended). */
+static inline tcd_proc *start_daemon(const char *first, ...)
+{
+    tcd_proc *t = &procs[nprocs++];
+    char tmpl[] = "/tmp/tcd-test.XXXXXX";
+    const char *argv[48];
+    int argc = 0;
+    pid_t parent = getpid();
+    va_list ap;
+    char http[16];
+    cr_assert_not_null(mkdtemp(tmpl));
+    snprintf(t->dir, sizeof(t->dir), "%s", tmpl);
+    snprintf(t->sock, sizeof(t->sock), "%s/tcd.sock", tmpl);
+    argv[argc++] = daemon_path();
+    argv[argc++] = "--socket";
+    argv[argc++] = t->sock;
+    argv[argc++] = "--redis-url";
+    argv[argc++] = redis.url;
+    argv[argc++] = "--log-level";
+    argv[argc++] = "warn";
+    va_start(ap, first);
+    for (const char *a = first; a && argc < 44; a = va_arg(ap, const char *)) {
+        if (!strcmp(a, "--http")) { /* metrics on a free loopback port */
+            t->http_port = tcr_free_port();
+            snprintf(http, sizeof(http), "%d", t->http_port);
+            argv[argc++] = "--http-port";
+            argv[argc++] = http;
+        } else {
+            argv[argc++] = a;
+        }
+    }
+    va_end(ap);
+    argv[argc] = NULL;
+    t->pid = fork();
+    if (t->pid == 0) { /* no Criterion calls in the child */
+        char log[200];
+        int fd;
+        prctl(PR_SET_PDEATHSIG, SIGKILL);
+        if (getppid() != parent)
+            _exit(127);
+        /* Its own log, checked for sanitizer reports at teardown. */
+        snprintf(log, sizeof(log), "%s/tcd.log", tmpl);
+        fd = open(log, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
+        if (fd >= 0)
+            dup2(fd, STDERR_FILENO);
+        execv(argv[0], (char *const *)argv);
+        _exit(127);
+    }
+    cr_assert_gt(t->pid, 0, "fork failed");
+    cr_assert(tcr_wait(answers_ping, t, DEADLINE_MS),
+              "tiercached did not come up on %s", t->sock);
+    return t;
+}
+
+/* SIGTERM, wait (generously), then SIGKILL. Returns the exit status. */
+static inline int stop_daemon(tcd_proc *t)
+{
+    int st = -1;
+    if (t->pid <= 0)
+        return 0;
+    kill(t->pid, SIGTERM);
+    for (int i = 0; i < DEADLINE_MS / 10; i++) {
+        if (waitpid(t->pid, &st, WNOHANG) == t->pid) {
+            t->pid = 0;
+            return st;
+        }
+        tcr_sleep_ms(10);
+    }
+    kill(t->pid, SIGKILL);
+    waitpid(t->pid, &st, 0);
+    t->pid = 0;
+    return -1;
+}
+
+/* Wait (generously) for a daemon already told to stop; SIGKILL after. */
+static inline int wait_exit(tcd_proc *t)
+{
+    int st = -1;
+    for (int i = 0; i < DEADLINE_MS / 10; i++) {
+        if (waitpid(t->pid, &st, WNOHANG) == t->pid) {
+            t->pid = 0;
+            return st;
+        }
+        tcr_sleep_ms(10);
+    }
+    return stop_daemon(t);
+}
+
+static inline void setup(void)
+{
+    struct rlimit rl;
+    nprocs = 0;
+    /* 1000+ client connections from this process. */
+    if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+        rl.rlim_cur = rl.rlim_max;
+        setrlimit(RLIMIT_NOFILE, &rl);
+    }
+    signal(SIGPIPE, SIG_IGN);
+    cr_assert_eq(tcr_start(&redis, NULL), 0, "redis-server did not start");
+}
+
+/* The daemon's log, if it holds a sanitizer report (else NULL). */
+static inline char *sanitizer_report(const tcd_proc *t)
+{
+    char path[200];
+    static char buf[1 << 16];
+    size_t n;
+    FILE *f;
+    snprintf(path, sizeof(path), "%s/tcd.log", t->dir);
+    f = fopen(path, "r");
+    if (!f)
+        return NULL;
+    n = fread(buf, 1, sizeof(buf) - 1, f);
+    fclose(f);
+    buf[n] = '\0';
+    if (strstr(buf, "Sanitizer") || strstr(buf, "runtime error:"))
+        return buf;
+    return NULL;
+}
+
+static inline void teardown(void)
+{
+    char cmd[200];
+    int bad = -1, status = 0;
+    char *report = NULL;
+    for (int i = 0; i < nprocs; i++) {
+        if (procs[i].pid > 0) {
+            /* SIGTERM, so that a sanitizer build also checks for leaks on
+             * the way out; it must exit 0. */
+            int st = stop_daemon(&procs[i]);
+            if (st != 0 && bad < 0) {
+                bad = i;
+                status = st;
+            }
+        }
+        if (!report)
+            report = sanitizer_report(&procs[i]);
+        if (report && bad < 0)
+            bad = i;
+    }
+    if (bad >= 0 && !report)
+        report = sanitizer_report(&procs[bad]);
+    for (int i = 0; i < nprocs; i++) {
+        snprintf(cmd, sizeof(cmd), "rm -rf '%s'", procs[i].dir);
+        if (system(cmd) != 0) {
+            /* leftover temp dir: harmless */
+        }
+    }
+    tcr_stop(&redis);
+    if (bad >= 0)
+        cr_assert_fail("tiercached #%d: exit status 0x%x%s%s", bad, status,
+                       report ? "; its log:\n" : "", report ? report : "");
+}
+
+/* A command's reply (the caller frees it); fails the test without one. */
+static inline redisReply *cmd(redisContext *c, const char *fmt, ...)
+{
+    va_list ap;
+    redisReply *r;
+    va_start(ap, fmt);
+    r = redisvCommand(c, fmt, ap);
+    va_end(ap);
+    cr_assert_not_null(r, "no reply to %s: %s", fmt, c->errstr);
+    return r;
+}
+
+#endif

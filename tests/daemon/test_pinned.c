@@ -519,8 +519,12 @@ static long rss_kb(pid_t pid)
  * once --max-output of them wait, so the daemon does not grow. */
 Test(pinned, subscriber_that_never_reads_cannot_grow_memory)
 {
-    enum { VALUE = 256 * 1024, MESSAGES = 200 };
+    /* 100 MB published: far above either bound if nothing held it back.
+     * ASan's allocator keeps what it frees in per-size caches, so RSS
+     * there runs tens of MB above the pending bytes: a looser bound. */
+    enum { VALUE = 256 * 1024, MESSAGES = 400 };
     const char *asan = getenv("ASAN_OPTIONS");
+    int under_asan = asan != NULL; /* ./dev sets it for the ASan build */
     char *saved = asan ? strdup(asan) : NULL, opts[512];
     const char sub[] = "*2\r\n$9\r\nSUBSCRIBE\r\n$5\r\nflood\r\n";
     char *big = malloc(VALUE + 1);
@@ -556,11 +560,11 @@ Test(pinned, subscriber_that_never_reads_cannot_grow_memory)
         cr_assert_lt(tries, DEADLINE_MS / 10, "never subscribed");
         tcr_sleep_ms(10);
     }
-    for (int i = 0; i < MESSAGES; i++) /* 50 MB, never read */
+    for (int i = 0; i < MESSAGES; i++) /* never read */
         freeReplyObject(cmd(d, "PUBLISH flood %s", big));
     expect_str(c, "PONG", "PING"); /* others are served meanwhile */
     grown = rss_kb(t->pid) - base;
-    cr_assert_lt(grown, 32 * 1024, "RSS grew by %ld kB for a subscriber that "
+    cr_assert_lt(grown, (under_asan ? 64 : 32) * 1024, "RSS grew by %ld kB for a subscriber that "
                  "never reads (bound: 1 MiB of pending messages)", grown);
     close(fd);
     expect_str(c, "PONG", "PING");

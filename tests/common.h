@@ -42,8 +42,11 @@ static inline tc_options test_opts(const tcr_server *s)
     memset(&o, 0, sizeof(o));
     o.url = s->url;
     o.ignore_env = TC_YES;
-    o.connect_timeout_ms = 500;
-    o.command_timeout_ms = 300;
+    /* Generous: a loaded 2-core CI machine (sanitizers, parallel suites)
+     * can hold a healthy redis-server off the CPU for hundreds of ms. A
+     * test about timeouts sets its own. */
+    o.connect_timeout_ms = 2000;
+    o.command_timeout_ms = 2000;
     o.reconnect_min_ms = 20;
     o.reconnect_max_ms = 200;
     return o;

@@ -553,16 +553,12 @@ Test(resilience, eager_refresh_coordinated_loads_once_across_instances)
 {
     int calls = refresh_window(TC_YES);
     cr_assert_eq(calls, 1, "%d refresh loads for one window", calls);
-    cr_log_info("eager refresh, %d instances: %d loader call(s) coordinated",
-                NREF, calls);
 }
 
 Test(resilience, eager_refresh_uncoordinated_loads_once_per_instance)
 {
     int calls = refresh_window(TC_NO);
     cr_assert_eq(calls, NREF, "%d refresh loads for one window", calls);
-    cr_log_info("eager refresh, %d instances: %d loader call(s) uncoordinated",
-                NREF, calls);
 }
 
 /* Instance `c` hits `key` (any value) until its refresh has called its

@@ -107,11 +107,31 @@ static void sleep_until(double t)
     nanosleep(&ts, NULL);
 }
 
+/* Did a counter go back (a restarted daemon)? Then there is no delta. */
+static int went_back(const cli_snap *a, const cli_snap *b)
+{
+    return b->commands < a->commands || b->l1_hits < a->l1_hits ||
+           b->l1_misses < a->l1_misses || b->l2_hits < a->l2_hits ||
+           b->l2_misses < a->l2_misses || b->inval < a->inval;
+}
+
+/* A line for an interval whose snapshot failed; a monitor keeps going. */
+static void print_down(const cli_target *t)
+{
+    char tbuf[16];
+    time_t now = time(NULL);
+    struct tm tm;
+    localtime_r(&now, &tm);
+    strftime(tbuf, sizeof(tbuf), "%H:%M:%S", &tm);
+    printf("%-8s unreachable: %s\n", tbuf, t->where);
+    fflush(stdout);
+}
+
 int cli_stats(const cli_args *a)
 {
     cli_target t;
     cli_snap prev, cur;
-    int rc = cli_target_open(a, &t);
+    int rc = cli_target_open(a, &t), have_prev = 1;
     double next;
     if (rc != CLI_OK)
         return CLI_DOWN;
@@ -131,12 +151,29 @@ int cli_stats(const cli_args *a)
         sleep_until(next);
         if (stop)
             break;
-        if ((rc = cli_snap_take(&t, &cur)) != CLI_OK)
-            break;
+        /* A daemon connection that failed is opened again (a library
+         * instance reconnects by itself). */
+        if (!t.rc && !t.c && cli_target_open(a, &t) != CLI_OK) {
+            snprintf(t.where, sizeof(t.where), "tiercached at %s",
+                     a->daemon);
+            rc = CLI_DOWN;
+            print_down(&t);
+            continue;
+        }
+        if ((rc = cli_snap_take(&t, &cur)) != CLI_OK) {
+            print_down(&t);
+            have_prev = 0;
+            if (t.rc && t.rc->err)
+                cli_target_close(&t);
+            continue;
+        }
         /* Each snapshot costs two commands of its own: two INFOs to a
-         * daemon; INFO and the health PING to Redis. */
-        print_line(&prev, &cur, 2);
+         * daemon; INFO and the health PING to Redis. After an outage the
+         * first snapshot only starts the next interval. */
+        if (have_prev && !went_back(&prev, &cur))
+            print_line(&prev, &cur, 2);
         prev = cur;
+        have_prev = 1;
     }
 out:
     cli_target_close(&t);

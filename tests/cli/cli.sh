@@ -46,6 +46,14 @@ expect_rc 0 via_a health
 grep -q '^healthy' "$WORK/out" || die "health output: $(cat "$WORK/out")"
 expect_rc 0 direct health
 
+echo "# health: a daemon with a password, from a file or the environment"
+echo 's3cret-pass' >"$WORK/pass"
+start_tiercached c --requirepass-file "$WORK/pass"
+expect_rc 0 "$TC" --daemon "$WORK/c.sock" --password-file "$WORK/pass" health
+expect_rc 0 env TIERCACHE_PASSWORD=s3cret-pass "$TC" --daemon "$WORK/c.sock" health
+expect_rc 2 "$TC" --daemon "$WORK/c.sock" health 2>>"$WORK/cli.log"
+grep -q NOAUTH "$WORK/cli.log" || die "no NOAUTH reported without the password"
+
 echo "# usage errors"
 expect_rc 64 direct clear
 expect_rc 64 direct stats --pattern 'x*'

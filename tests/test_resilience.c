@@ -1,5 +1,6 @@
 /* Read-through resilience (tc_get_or_load_ex): fail-safe answers and what
- * drops them, loader timeouts, eager refresh, negative caching, loader
+ * drops them, loader timeouts, eager refresh (also coordinated across
+ * instances, and past a dead lock holder), negative caching, loader
  * TTLs, and the load lock across instances, against real redis-servers
  * that are killed or stopped where the case says so. */
 #include <pthread.h>

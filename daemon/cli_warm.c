@@ -11,6 +11,8 @@
 #include "cli.h"
 
 #define DEFAULT_BATCH 500
+/* A TC.SETMANY within tiercached's default --max-args (65536). */
+#define DAEMON_MAX_BATCH 32000
 
 /* The lines of a file: keys and, for key/value files, values (pointers
  * into `text`, NUL-terminated in place). */
@@ -145,6 +147,8 @@ static int set_via_redis(cli_target *t, const cli_args *a, const lines *l)
 static int set_via_daemon(cli_target *t, const cli_args *a, const lines *l)
 {
     size_t batch = a->batch ? a->batch : DEFAULT_BATCH, done = 0;
+    if (batch > DAEMON_MAX_BATCH)
+        batch = DAEMON_MAX_BATCH;
     const char **argv = malloc((2 + 2 * batch) * sizeof(*argv));
     size_t *lens = malloc((2 + 2 * batch) * sizeof(*lens));
     char ttl[24];

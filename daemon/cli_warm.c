@@ -13,6 +13,8 @@
 #define DEFAULT_BATCH 500
 /* A TC.SETMANY within tiercached's default --max-args (65536). */
 #define DAEMON_MAX_BATCH 32000
+/* An MGET within tiercached's default --max-keys (16384). */
+#define DAEMON_MAX_MGET 16384
 
 /* The lines of a file: keys and, for key/value files, values (pointers
  * into `text`, NUL-terminated in place). */
@@ -196,6 +198,8 @@ static int read_via_daemon(cli_target *t, const cli_args *a, const lines *l,
                            size_t *found)
 {
     size_t batch = a->batch ? a->batch : DEFAULT_BATCH, done = 0;
+    if (batch > DAEMON_MAX_MGET)
+        batch = DAEMON_MAX_MGET;
     const char **argv = malloc((1 + batch) * sizeof(*argv));
     size_t *lens = malloc((1 + batch) * sizeof(*lens));
     int rc = CLI_OK;

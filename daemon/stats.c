@@ -152,7 +152,12 @@ static void tiercache_section(tcd_server *srv, const tc_stats *st, tcd_buf *b)
          ci < 3 ? coh[ci] : "?", srv->cfg->opts.tracking == TC_YES,
          h.l2_up, h.bus_up, h.breaker_open,
          (unsigned long long)h.l2_latency_us, ok, age_ms);
-    addf(b, "\r\n");
+    /* The invalidation lag histogram (tc_stats.lag_us_hist: bucket i
+     * counts lags in [2^i, 2^(i+1)) us), for rates over an interval. */
+    addf(b, "inval_lag_us_hist:");
+    for (int i = 0; i < 24; i++)
+        addf(b, "%s%llu", i ? "," : "", (unsigned long long)st->lag_us_hist[i]);
+    addf(b, "\r\n\r\n");
 }
 
 /* "# Tiercached": the daemon's own counters (no Redis, no health PING). */

@@ -447,13 +447,16 @@ typedef struct tc_load_options {
     /* Eager refresh: a hit after this percent (1..99) of the entry's L2
      * TTL has passed starts one background reload of the key (one at a
      * time per key and instance), stored only if no write happened since.
-     * 0 = off. */
+     * With `coordinate` also one across instances: the refresh takes the
+     * key's lock below; an instance that finds it held skips the refresh
+     * and keeps serving. 0 = off. */
     uint32_t eager_refresh_pct;
     /* Stampede control across instances (TC_YES): a miss first takes a
      * lock in Redis (SET NX PX lock_ms); the instance that gets it loads,
      * the others poll L2 for its value (2 ms doubling to 50 ms) and take
      * the lock themselves once it is released or has expired, so a
-     * crashed holder delays them by at most lock_ms. */
+     * crashed holder delays them by at most lock_ms. An eager refresh
+     * takes the same lock (README "Eager refresh"). */
     int coordinate;
     uint32_t lock_ms;         /* the lock's lease; default 5000 */
     uint32_t reserved_u32_;   /* must be zero */

@@ -254,10 +254,11 @@ uint64_t tc__l1_ttl_for(const tc_cache *c, uint64_t l2_ttl);
 /* refresh.c */
 /** On a hit of `key` (generation `gen`) with eager refresh at `pct`: start
  *  one background refresh when the entry has lived past `pct` percent of
- *  its L2 TTL and none is running. */
+ *  its L2 TTL and none is running. `lock_ms` non-zero: coordinated across
+ *  instances through the key's load lock with that lease. Thread-safe. */
 void tc__refresh_maybe(tc_cache *c, uint64_t h, const void *key, size_t klen,
                        uint64_t gen, unsigned pct, const tc__loader *ld,
-                       uint64_t ttl_ms, uint64_t neg_ttl_ms);
+                       uint64_t ttl_ms, uint64_t neg_ttl_ms, uint32_t lock_ms);
 
 /* stampede.c */
 /** Try to take the load lock of the prefixed key `pk` for `lock_ms`: 1

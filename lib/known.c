@@ -21,6 +21,7 @@ typedef struct krec {
     tc__stamps stamps;
     size_t bytes;               /* charged to the shard */
     int refreshing;
+    uint64_t retry_ns;          /* no refresh claim before (tc__now_ns) */
     size_t klen;
     char key[];
 } krec;
@@ -144,6 +145,7 @@ int tc__known_put(tc__known *k, uint64_t h, const void *key, size_t klen,
     pthread_mutex_lock(&s->mu);
     if ((old = find(s, h, key, klen))) {
         r->refreshing = old->refreshing;
+        r->retry_ns = old->retry_ns;
         unlink_rec(s, old);
         dead = old;
     }
@@ -221,25 +223,28 @@ void tc__known_drop(tc__known *k, uint64_t h, const void *key, size_t klen)
 }
 
 int tc__known_claim_refresh(tc__known *k, uint64_t h, const void *key,
-                            size_t klen, uint64_t gen)
+                            size_t klen, uint64_t gen, uint64_t now_ns)
 {
     kshard *s = shard_of(k, h);
     krec *r;
     int claimed = 0;
     pthread_mutex_lock(&s->mu);
-    if ((r = find(s, h, key, klen)) && r->gen == gen && !r->refreshing)
+    if ((r = find(s, h, key, klen)) && r->gen == gen && !r->refreshing &&
+        now_ns >= r->retry_ns)
         claimed = r->refreshing = 1;
     pthread_mutex_unlock(&s->mu);
     return claimed;
 }
 
 void tc__known_end_refresh(tc__known *k, uint64_t h, const void *key,
-                           size_t klen)
+                           size_t klen, uint64_t retry_ns)
 {
     kshard *s = shard_of(k, h);
     krec *r;
     pthread_mutex_lock(&s->mu);
-    if ((r = find(s, h, key, klen)))
+    if ((r = find(s, h, key, klen))) {
         r->refreshing = 0;
+        r->retry_ns = retry_ns;
+    }
     pthread_mutex_unlock(&s->mu);
 }

@@ -57,12 +57,14 @@ int tc__known_get(tc__known *k, uint64_t h, const void *key, size_t klen,
                   tc__known_info *out);
 /** Drop the record of `key`, if any. */
 void tc__known_drop(tc__known *k, uint64_t h, const void *key, size_t klen);
-/** Claim the refresh of `key`: 1 when the caller now owns it (the record
- *  exists, has generation `gen`, and no refresh was running), else 0. */
+/** Claim the refresh of `key` at `now_ns` (tc__now_ns): 1 when the caller
+ *  now owns it (the record exists, has generation `gen`, no refresh was
+ *  running, and the last one did not ask to be retried later), else 0. */
 int tc__known_claim_refresh(tc__known *k, uint64_t h, const void *key,
-                            size_t klen, uint64_t gen);
-/** End a refresh claimed with tc__known_claim_refresh(). */
+                            size_t klen, uint64_t gen, uint64_t now_ns);
+/** End a refresh claimed with tc__known_claim_refresh(); no new claim
+ *  before `retry_ns` (tc__now_ns; 0: at once). */
 void tc__known_end_refresh(tc__known *k, uint64_t h, const void *key,
-                           size_t klen);
+                           size_t klen, uint64_t retry_ns);
 
 #endif

@@ -289,7 +289,7 @@ hit:
                       expiry_of(rd.t0_ns, rd.pttl), full);
         if (o->pct)
             tc__refresh_maybe(c, h, key, klen, gen, o->pct, ld, o->ttl_ms,
-                              o->neg_ttl_ms);
+                              o->neg_ttl_ms, o->coordinate ? o->lock_ms : 0);
     }
     return TC_OK;
 
@@ -442,7 +442,8 @@ static tc_result get_or_load(tc_cache *c, const void *key, size_t klen,
     if ((*out = tc__l1_lookup(c, h, key, klen))) {
         if (o->pct)
             tc__refresh_maybe(c, h, key, klen, tc__l1_gen(c->l1, h), o->pct,
-                              ld, o->ttl_ms, o->neg_ttl_ms);
+                              ld, o->ttl_ms, o->neg_ttl_ms,
+                              o->coordinate ? o->lock_ms : 0);
         return TC_OK;
     }
 

@@ -1,5 +1,6 @@
 /* Read-through resilience (tc_get_or_load_ex): fail-safe answers and what
- * drops them, loader timeouts, eager refresh, negative caching, loader
+ * drops them, loader timeouts, eager refresh (also coordinated across
+ * instances, and past a dead lock holder), negative caching, loader
  * TTLs, and the load lock across instances, against real redis-servers
  * that are killed or stopped where the case says so. */
 #include <pthread.h>
@@ -409,6 +410,277 @@ Test(resilience, eager_refresh_loads_once_in_background)
     warm(c, "hot", "v2");
     cr_assert_eq(atomic_load(&l.calls), 2);
     tc_cache_destroy(c);
+}
+
+/* ---- eager refresh across instances ------------------------------------ */
+
+#define NREF 3
+
+/* NREF instances on one redis-server sharing one loader. */
+typedef struct fleet {
+    tc_cache *c[NREF];
+    ctl l;
+    tc_load_options lo;
+} fleet;
+
+/* A hit on every instance: TC_OK with whatever value (after a refresh,
+ * an instance may answer its L1 copy of the earlier one for a while). */
+static void fleet_hit_all(fleet *f, const char *key)
+{
+    for (int i = 0; i < NREF; i++) {
+        char *s;
+        tc_result r = load(f->c[i], key, &f->l, &f->lo, &s);
+        cr_assert_eq(r, TC_OK, "%s: %s (%s)", key, tc_strerror(r),
+                     tc_errmsg());
+        free(s);
+    }
+}
+
+static size_t fleet_busy(fleet *f)
+{
+    size_t n = 0;
+    for (int i = 0; i < NREF; i++)
+        n += tc__cache_background_busy(f->c[i]);
+    return n;
+}
+
+static int fleet_idle(void *p)
+{
+    return fleet_busy(p) == 0;
+}
+
+typedef struct calls_arg {
+    ctl *l;
+    int n;
+} calls_arg;
+
+static int calls_reach(void *p)
+{
+    calls_arg *a = p;
+    return atomic_load(&a->l->calls) >= a->n;
+}
+
+/* The coordinated winner is in its loader and the others' attempts are
+ * over (they found the lock). */
+static int one_refresh_running(void *p)
+{
+    fleet *f = p;
+    return atomic_load(&f->l.calls) >= 2 && fleet_busy(f) == 1;
+}
+
+/* All instances but one (the winner, whose own refresh made the entry
+ * fresh for it) started a refresh attempt since the counts in `base`, and
+ * all attempts ended. Each call hits every instance. */
+typedef struct retried_arg {
+    fleet *f;
+    uint64_t base[NREF];
+} retried_arg;
+
+static int all_retried(void *p)
+{
+    retried_arg *a = p;
+    int n = 0;
+    fleet_hit_all(a->f, "hot");
+    if (!fleet_idle(a->f))
+        return 0;
+    for (int i = 0; i < NREF; i++)
+        n += STAT(a->f->c[i], eager_refreshes) > a->base[i];
+    return n >= NREF - 1;
+}
+
+/* The first refresh is stored: the winner's is done and L2 holds it. */
+static int refreshed(void *p)
+{
+    fleet *f = p;
+    holds_arg h = {f->c[0], "hot", "v2"};
+    return fleet_idle(f) && l2_has(&h);
+}
+
+/* NREF instances all see "hot" past its refresh point at once, while the
+ * first refresh to reach the loader is held; then every instance keeps
+ * hitting until each has made another attempt after the first refresh
+ * was stored. Returns the loader calls made by refreshes. */
+static int refresh_window(int coordinate)
+{
+    tc_options o = test_opts(&srv);
+    fleet f;
+    retried_arg ra;
+    calls_arg ca;
+    double loaded;
+    int calls;
+
+    memset(&f, 0, sizeof(f));
+    f.l.value = "v1";
+    f.lo.ttl_ms = 8000;
+    f.lo.eager_refresh_pct = 50;
+    f.lo.coordinate = coordinate;
+    f.lo.lock_ms = 60000; /* far longer than the test: no expiry */
+    for (int i = 0; i < NREF; i++)
+        f.c[i] = must_create(&o);
+    /* One load; the others read it from L2. */
+    fleet_hit_all(&f, "hot");
+    loaded = tcr_now_ms();
+    cr_assert_eq(atomic_load(&f.l.calls), 1);
+    tcr_sleep_until_ms(loaded + 4100);
+    /* Past half the TTL: every instance's hit wants a refresh. */
+    f.l.value = "v2";
+    atomic_store(&f.l.gate_closed, 1);
+    fleet_hit_all(&f, "hot");
+    if (coordinate == TC_YES) {
+        AWAIT(one_refresh_running, &f, "not exactly one refresh ran");
+    } else {
+        ca = (calls_arg){&f.l, 1 + NREF};
+        AWAIT(calls_reach, &ca, "every instance should refresh");
+    }
+    atomic_store(&f.l.gate_closed, 0);
+    AWAIT(refreshed, &f, "no refresh replaced the value in L2");
+    calls = atomic_load(&f.l.calls);
+    if (coordinate == TC_YES) {
+        /* The losers try again now that the lock is free: they must find
+         * the entry refreshed and not load it again. */
+        ra.f = &f;
+        for (int i = 0; i < NREF; i++)
+            ra.base[i] = STAT(f.c[i], eager_refreshes);
+        AWAIT(all_retried, &ra, "the losers never tried again");
+        cr_assert_eq(atomic_load(&f.l.calls), calls,
+                     "a retry loaded an entry that was already refreshed");
+    }
+    for (int i = 0; i < NREF; i++)
+        tc_cache_destroy(f.c[i]);
+    return calls - 1;
+}
+
+Test(resilience, eager_refresh_coordinated_loads_once_across_instances)
+{
+    int calls = refresh_window(TC_YES);
+    cr_assert_eq(calls, 1, "%d refresh loads for one window", calls);
+}
+
+Test(resilience, eager_refresh_uncoordinated_loads_once_per_instance)
+{
+    int calls = refresh_window(TC_NO);
+    cr_assert_eq(calls, NREF, "%d refresh loads for one window", calls);
+}
+
+/* Instance `c` hits `key` (any value) until its refresh has called its
+ * loader `l` once. */
+typedef struct refresher {
+    tc_cache *c;
+    ctl *l;
+    const tc_load_options *lo;
+    const char *key;
+} refresher;
+
+static int refresh_loaded(void *p)
+{
+    refresher *r = p;
+    char *s;
+    tc_result res = load(r->c, r->key, r->l, r->lo, &s);
+    free(s);
+    return res == TC_OK && atomic_load(&r->l->calls) >= 1 &&
+           tc__cache_background_busy(r->c) == 0;
+}
+
+/* `b` sees `key` past its refresh point while the lock is held by someone
+ * who will never release it (token `holder`): it skips the refresh while
+ * that lock lives, and refreshes once its lease ran out. */
+static void refresh_after_dead_holder(tc_cache *b, const char *key,
+                                      const char *holder)
+{
+    ctl lb = {.value = "from-b"};
+    tc_load_options lo = {.ttl_ms = 10000, .eager_refresh_pct = 50,
+                          .coordinate = TC_YES, .lock_ms = 3000};
+    refresher r = {b, &lb, &lo, key};
+    holds_arg h = {b, key, "from-b"};
+    char lock[128], *cur;
+    int calls;
+
+    snprintf(lock, sizeof(lock), "__tiercache:invalidate:lock:%s", key);
+    /* A hit past the refresh point: skipped while the dead holder's lock
+     * lives. */
+    {
+        char *s;
+        cr_assert_eq(load(b, key, &lb, &lo, &s), TC_OK);
+        free(s);
+    }
+    AWAIT(background_idle, b, "the refresh attempt never ended");
+    calls = atomic_load(&lb.calls);
+    cur = tcr_cmd(&srv, NULL, "GET", lock, NULL);
+    cr_assert(calls == 0 || !cur || strcmp(cur, holder) != 0,
+              "refreshed under another instance's live lock");
+    free(cur);
+    /* Then the lease runs out and the next hit refreshes. */
+    AWAIT(refresh_loaded, &r, "never refreshed after the lease");
+    AWAIT(l2_has, &h, "the refresh never stored its value");
+    cr_assert_eq(atomic_load(&lb.calls), 1);
+}
+
+/* What is the lock's token now (malloc'd; "(nil)" when free)? */
+static char *lock_token(const char *key)
+{
+    char lock[128];
+    snprintf(lock, sizeof(lock), "__tiercache:invalidate:lock:%s", key);
+    return tcr_cmd(&srv, NULL, "GET", lock, NULL);
+}
+
+Test(resilience, eager_refresh_waits_at_most_a_crashed_holders_lease)
+{
+    tc_options o = test_opts(&srv);
+    tc_cache *b = must_create(&o);
+    ctl l = {.value = "v1"};
+    tc_load_options lo = {.ttl_ms = 10000, .eager_refresh_pct = 50,
+                          .coordinate = TC_YES, .lock_ms = 3000};
+    double loaded;
+    char *raw;
+
+    expect_load(b, "crashed", &l, &lo, TC_OK, "v1");
+    loaded = tcr_now_ms();
+    tcr_sleep_until_ms(loaded + 5100);
+    /* A holder that crashed right after taking the refresh lock. */
+    raw = tcr_cmd(&srv, NULL, "SET", LOCK_KEY("crashed"), "dead:1", "PX",
+                  "3000", NULL);
+    free(raw);
+    refresh_after_dead_holder(b, "crashed", "dead:1");
+    tc_cache_destroy(b);
+}
+
+static int in_loader(void *p)
+{
+    return atomic_load(&((ctl *)p)->calls) == 2;
+}
+
+Test(resilience, eager_refresh_waits_at_most_a_stuck_holders_lease)
+{
+    tc_options o = test_opts(&srv);
+    tc_cache *a = must_create(&o), *b = must_create(&o);
+    ctl la = {.value = "v1"};
+    tc_load_options lo = {.ttl_ms = 10000, .eager_refresh_pct = 50,
+                          .coordinate = TC_YES, .lock_ms = 3000};
+    double loaded;
+    char *tok;
+
+    expect_load(a, "stuck", &la, &lo, TC_OK, "v1");
+    loaded = tcr_now_ms();
+    {
+        ctl none = {.value = "unused"};
+        expect_load(b, "stuck", &none, &lo, TC_OK, "v1"); /* from L2 */
+        cr_assert_eq(atomic_load(&none.calls), 0);
+    }
+    tcr_sleep_until_ms(loaded + 5100);
+    /* a's refresh takes the lock and its loader never returns (until the
+     * end of the test). */
+    la.value = "from-a";
+    atomic_store(&la.gate_closed, 1);
+    expect_load(a, "stuck", &la, &lo, TC_OK, "v1");
+    AWAIT(in_loader, &la, "a's refresh never reached its loader");
+    tok = lock_token("stuck");
+    cr_assert(strcmp(tok, "(nil)") != 0, "a's refresh holds no lock");
+    refresh_after_dead_holder(b, "stuck", tok);
+    free(tok);
+    atomic_store(&la.gate_closed, 0);
+    AWAIT(background_idle, a, "a's refresh never ended");
+    tc_cache_destroy(b);
+    tc_cache_destroy(a);
 }
 
 /* ---- negative caching and loader TTLs ----------------------------------- */

@@ -49,6 +49,18 @@ int tcd_multi_queue(tcd_client *cl, tcd_req *r, tcd_buf *out);
 void tcd_multi_reset(tcd_client *cl);
 /** Free an EXEC job's batch. */
 void tcd_multi_batch_free(tcd_req **batch, size_t n);
+/** A transaction's requests as tc_command_multi() and tc_session_multi()
+ *  take them: three arrays (the caller's, freed with tcd_multi_args_free())
+ *  pointing into the borrowed requests. */
+typedef struct tcd_multi_args {
+    int *argcs;
+    const char *const **argvs;
+    const size_t **lens;
+} tcd_multi_args;
+/** Fill `a` from the `n` requests; -1 when out of memory (nothing to
+ *  free). Any thread. */
+int tcd_multi_args_make(tcd_req **batch, size_t n, tcd_multi_args *a);
+void tcd_multi_args_free(tcd_multi_args *a);
 /** Run an EXEC job's batch (worker thread). */
 void tcd_multi_run(tcd_server *srv, tcd_req **batch, size_t n, tcd_buf *out);
 

@@ -158,32 +158,22 @@ static int pubsub_command(const tcd_req *r)
 
 static void run_batch(tcd_pin *p, tcd_job *job)
 {
-    tcd_req **b = job->batch;
-    size_t n = job->nbatch;
-    int *argcs = malloc(n * sizeof(*argcs));
-    const char *const **argvs = malloc(n * sizeof(*argvs));
-    const size_t **lens = malloc(n * sizeof(*lens));
+    tcd_multi_args a;
     tc_reply *rep = NULL;
     tc_result rc;
-    if (!argcs || !argvs || !lens) {
+    if (tcd_multi_args_make(job->batch, job->nbatch, &a) != 0) {
         tcd_reply_error(&job->out, "ERR out of memory");
-    } else {
-        for (size_t i = 0; i < n; i++) {
-            argcs[i] = b[i]->argc;
-            argvs[i] = (const char *const *)b[i]->argv;
-            lens[i] = b[i]->argl;
-        }
-        rc = tc_session_multi(p->sess, n, argcs, argvs, lens, &rep);
-        if (rc == TC_OK && !rep)
-            tcd_buf_add(&job->out, "*-1\r\n", 5); /* a WATCH aborted it */
-        else if (rc == TC_OK || rc == TC_BAD_ARGUMENT)
-            tcd_forward_reply(&job->out, rc, rep);
-        else
-            session_failed(p, job, rc);
+        return;
     }
-    free(argcs);
-    free(argvs);
-    free(lens);
+    rc = tc_session_multi(p->sess, job->nbatch, a.argcs, a.argvs, a.lens,
+                          &rep);
+    if (rc == TC_OK && !rep)
+        tcd_buf_add(&job->out, "*-1\r\n", 5); /* a WATCH aborted it */
+    else if (rc == TC_OK || rc == TC_BAD_ARGUMENT)
+        tcd_forward_reply(&job->out, rc, rep);
+    else
+        session_failed(p, job, rc);
+    tcd_multi_args_free(&a);
 }
 
 static void run_job(tcd_pin *p, tcd_job *job)

@@ -176,12 +176,70 @@ static void run_batch(tcd_pin *p, tcd_job *job)
     tcd_multi_args_free(&a);
 }
 
+/* Before a RESET in pub/sub or MONITOR mode closes the connection: what
+ * Redis sends up to its +RESET (confirmations, messages, the replies to
+ * commands sent just before) is pushed, in order, as Redis would send it
+ * before +RESET. */
+static void flush_stream(tcd_pin *p)
+{
+    const char *argv[1] = {"RESET"};
+    size_t argl[1] = {5};
+    if (tc_session_send(p->sess, 1, argv, argl) != TC_OK)
+        return;
+    for (;;) {
+        tc_reply *rep = NULL;
+        int done;
+        if (tc_session_read(p->sess, -1, &rep) != TC_OK)
+            return;
+        done = tc_reply_type(rep) == TC_REPLY_STATUS &&
+               tc_reply_len(rep) == 5 && !memcmp(tc_reply_str(rep), "RESET", 5);
+        if (!done)
+            push(p, rep, NULL, 0);
+        tc_reply_free(rep);
+        if (done)
+            return;
+    }
+}
+
+/* MULTI, EXEC or DISCARD that the loop sent here because the client was
+ * in pub/sub mode, which it has left since: answered as the daemon's own
+ * transaction commands would (the client has no MULTI of ours: it began
+ * none while subscribed), MULTI starting one on the loop. */
+static int txn_after_stream(tcd_job *job)
+{
+    tcd_req *r = job->req;
+    if (name_is(r, "multi")) {
+        tcd_reply_status(&job->out, "OK");
+        job->pin_note |= TCD_PIN_NOTE_MULTI;
+    } else if (name_is(r, "exec")) {
+        tcd_reply_error(&job->out, "ERR EXEC without MULTI");
+    } else if (name_is(r, "discard")) {
+        tcd_reply_error(&job->out, "ERR DISCARD without MULTI");
+    } else {
+        return 0;
+    }
+    return 1;
+}
+
 static void run_job(tcd_pin *p, tcd_job *job)
 {
     tcd_req *r = job->req;
     tc_reply *rep = NULL;
     tc_result rc;
     int blocking, mode;
+    if (job->cmd && !strcmp(job->cmd->name, "reset")) {
+        /* Closing the connection drops all its state in Redis (MULTI,
+         * WATCH, SELECT, subscriptions, MONITOR, CLIENT TRACKING); what
+         * Redis pushed before was handed on already, in order. */
+        if (p->sess && p->streaming)
+            flush_stream(p);
+        drop_session(p);
+        tcd_reply_status(&job->out, "RESET");
+        job->pin_note = TCD_PIN_NOTE_UNPIN;
+        return;
+    }
+    if (r && name_is(r, "multi")) /* only in pub/sub mode does it come */
+        job->pin_note |= TCD_PIN_NOTE_HELD;
     if (!p->sess) {
         tc_session *s = NULL;
         if ((rc = tc_session_open(p->srv->cache, &s)) != TC_OK) {
@@ -199,9 +257,14 @@ static void run_job(tcd_pin *p, tcd_job *job)
             session_failed(p, job, TC_L2_UNAVAILABLE);
             return;
         }
-        if (!still)
+        if (!still) {
             p->streaming = STREAM_NONE; /* unsubscribed from everything */
+            job->pin_note |= TCD_PIN_NOTE_STREAM_END;
+        }
     }
+    if (!p->streaming && !job->batch && !job->unwatch_reply &&
+        txn_after_stream(job))
+        return;
     if ((job->batch || job->unwatch_reply) && p->streaming) {
         /* Redis refuses MULTI in pub/sub mode; after MONITOR, replies
          * would be mixed with its stream. */
@@ -238,9 +301,6 @@ static void run_job(tcd_pin *p, tcd_job *job)
             session_failed(p, job, rc);
         else if (!p->streaming)
             p->streaming = mode;
-        else if (name_is(r, "reset"))
-            p->streaming = STREAM_PUBSUB; /* out of MONITOR: the next
-                                             command probes */
         return;
     }
     blocking = tc_command_is_blocking(p->srv->cache, r->argc,
@@ -461,6 +521,25 @@ void tcd_pin_wait_all(tcd_server *srv)
     while (srv->pins_live > 0)
         pthread_cond_wait(&srv->pins_cv, &srv->pins_mu);
     pthread_mutex_unlock(&srv->pins_mu);
+}
+
+void tcd_pin_noted(tcd_client *cl, tcd_job *job)
+{
+    int note = job->pin_note;
+    job->pin_note = 0;
+    if (cl->dead)
+        return;
+    if ((note & TCD_PIN_NOTE_UNPIN) && cl->pin) {
+        tcd_pin_release(cl->pin); /* its thread ends; a new pin may come */
+        cl->pin = NULL;
+        cl->was_pinned = 0;
+    }
+    if (note & (TCD_PIN_NOTE_UNPIN | TCD_PIN_NOTE_STREAM_END))
+        cl->pin_streaming = 0;
+    if (note & TCD_PIN_NOTE_MULTI)
+        cl->multi = 1;
+    if (note & (TCD_PIN_NOTE_UNPIN | TCD_PIN_NOTE_HELD))
+        cl->pin_hold = 0; /* the client's next write resumes its input */
 }
 
 int tcd_pin_runs(const tcd_job *job)

@@ -361,6 +361,22 @@ static inline size_t read_until(int fd, char *buf, size_t cap,
     return got;
 }
 
+/* `s` with CR and LF shown as \\r and \\n, in `buf`. */
+static inline const char *escaped(const char *s, char *buf, size_t cap)
+{
+    size_t n = 0;
+    for (; *s && n + 3 < cap; s++) {
+        if (*s == '\r' || *s == '\n') {
+            buf[n++] = '\\';
+            buf[n++] = *s == '\r' ? 'r' : 'n';
+        } else {
+            buf[n++] = *s;
+        }
+    }
+    buf[n] = '\0';
+    return buf;
+}
+
 /* Send `in` (raw RESP or inline commands) on one connection to daemon `t`
  * and on one to the suite's redis-server, read each until `tail`, and
  * expect the very same bytes. */
@@ -378,7 +394,12 @@ static inline void expect_redis_bytes(const tcd_proc *t, const char *in,
     read_until(fd, direct, sizeof(direct), tail);
     close(fd);
     cr_assert(strstr(direct, tail), "redis-server: %s", direct);
-    cr_assert_str_eq(via, direct, "for %s", in);
+    if (strcmp(via, direct) != 0) {
+        static char a[65536], b[65536];
+        cr_assert_fail("for:\n%s\ntiercached: %s\nredis-server: %s", in,
+                       escaped(via, a, sizeof(a)),
+                       escaped(direct, b, sizeof(b)));
+    }
 }
 
 #endif

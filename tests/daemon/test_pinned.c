@@ -491,3 +491,35 @@ Test(pinned, an_l1_miss_counts_once)
     cr_assert_eq(info_field(t, "l1_misses") - after, 1);
     redisFree(c);
 }
+
+/* MONITOR, then writes on that pinned connection: Redis refuses them in
+ * MONITOR mode (its own text comes through); after RESET the client's
+ * writes reach Redis with their invalidation, so the other daemon never
+ * serves its old copy (strict: at once). */
+Test(pinned, writes_after_monitor_keep_every_l1_coherent)
+{
+    tcd_proc *a = start_daemon("--coherence", "strict", LONG_L1, NULL);
+    tcd_proc *b = start_daemon("--coherence", "strict", LONG_L1, NULL);
+    redisContext *ca = connect_to(a), *cb = connect_to(b);
+    static const char in[] = "MONITOR\r\nSET mon v2\r\nRESET\r\n"
+                             "SET mon v3\r\nINCR monc\r\nPING done\r\n";
+    static char buf[1 << 16];
+    int fd;
+    expect_status(ca, "OK", "SET mon v1");
+    expect_status(ca, "OK", "SET monc 1");
+    expect_status(cb, "v1", "GET mon"); /* B's L1 holds both */
+    expect_status(cb, "1", "GET monc");
+    expect_status(cb, "v1", "GET mon");
+    cr_assert_gt(info_field(b, "l1_hits"), 0);
+    fd = raw_connect(a->sock);
+    cr_assert_eq(send(fd, in, sizeof(in) - 1, 0), (ssize_t)sizeof(in) - 1);
+    read_until(fd, buf, sizeof(buf), "$4\r\ndone\r\n");
+    close(fd);
+    cr_assert(strstr(buf, "-ERR Replica can't interact with the keyspace"),
+              "%s", buf);
+    cr_assert(strstr(buf, "+RESET\r\n+OK\r\n:2\r\n$4\r\ndone\r\n"), "%s", buf);
+    expect_status(cb, "v3", "GET mon");
+    expect_status(cb, "2", "GET monc");
+    redisFree(ca);
+    redisFree(cb);
+}

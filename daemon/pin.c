@@ -318,10 +318,7 @@ static void run_job(tcd_pin *p, tcd_job *job)
     pthread_mutex_lock(&p->mu);
     p->interruptible = 0;
     pthread_mutex_unlock(&p->mu);
-    if (rc == TC_OK && blocking && tc_reply_type(rep) == TC_REPLY_NIL) {
-        tcd_buf_add(&job->out, "*-1\r\n", 5); /* a timeout: Redis's nil */
-        tc_reply_free(rep);
-    } else if (rc == TC_OK || rc == TC_BAD_ARGUMENT) {
+    if (rc == TC_OK || rc == TC_BAD_ARGUMENT) {
         tcd_forward_reply(&job->out, rc, rep);
     } else {
         session_failed(p, job, rc);

@@ -5,8 +5,9 @@
 # both over unix sockets. Prints requests/s, p50/p99 and the ratios.
 # Then (issue 9 targets) over TCP: GET misses and SETs at -P 16 -c 50
 # through tiercached against nutcracker proxying the same redis-server
-# (req/s, p50, CPU per request of the proxy process), and forwarded INCR
-# and HSET p50 at -P 1 -c 1 against redis-server directly.
+# (req/s, p50, CPU per request of the proxy process), and forwarded INCR,
+# HSET and a 10-command MULTI (bench_multi.py) p50 at -P 1 -c 1 against
+# redis-server directly.
 # Usage: daemon/bench.sh [path/to/tiercached]   (./dev bench --daemon)
 # Env: TCD_BENCH_N (requests per run, default 300000), TCD_BENCH_REPS (3).
 set -euo pipefail
@@ -150,3 +151,15 @@ for test in incr hset; do
   awk -v t="$test" -v d="$d" -v f="$f" \
     'BEGIN { printf "%-24s %12s %12s %7.2fx\n", toupper(t) " (forwarded)", d, f, f/d }'
 done
+# A 10-command transaction (MULTI, 10 x INCR, EXEC in one write; key
+# multi10): redis-benchmark sends one command per request, so a small
+# client (daemon/bench_multi.py) times it on both sides alike.
+: >"$WORK/d.multi"; : >"$WORK/f.multi"
+MULTI_N=$((N / 100 > 500 ? N / 100 : 500))
+for _ in $(seq "$REPS"); do
+  python3 "$ROOT/daemon/bench_multi.py" 127.0.0.1 "$port" "$MULTI_N" >>"$WORK/d.multi"
+  python3 "$ROOT/daemon/bench_multi.py" 127.0.0.1 "$tport" "$MULTI_N" >>"$WORK/f.multi"
+done
+d=$(median <"$WORK/d.multi"); f=$(median <"$WORK/f.multi")
+awk -v d="$d" -v f="$f" \
+  'BEGIN { printf "%-24s %12s %12s %7.2fx\n", "MULTI x10 (forwarded)", d, f, f/d }'

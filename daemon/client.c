@@ -108,7 +108,7 @@ size_t tcd_client_reply_bytes(const tcd_client *cl)
 int tcd_client_backpressured(const tcd_client *cl)
 {
     return tcd_buf_pending(&cl->out) + cl->held > cl->srv->cfg->max_output ||
-           cl->queued >= MAX_QUEUED;
+           cl->queued >= MAX_QUEUED || cl->pin_hold;
 }
 
 void tcd_client_flush(tcd_client *cl)
@@ -122,7 +122,7 @@ void tcd_client_flush(tcd_client *cl)
         tcd_client_uncharge(cl, j);
         if (j->out.oom)
             cl->out.oom = 1;
-        else if (tcd_buf_pending(&j->out))
+        else if (tcd_buf_pending(&j->out) && !j->quiet)
             tcd_buf_add(&cl->out, j->out.p + j->out.off,
                         tcd_buf_pending(&j->out));
         if (j->close_after)
@@ -173,7 +173,7 @@ int tcd_client_write(tcd_client *cl)
          * bound; they were sent, so run it now. */
         tcd_dispatch_next(cl);
     }
-    if (!cl->closing && !cl->reading &&
+    if (!cl->closing && !cl->reading && !cl->pin_hold &&
         tcd_buf_pending(&cl->out) + cl->held < srv->cfg->max_output / 2 &&
         cl->queued < MAX_QUEUED / 2) {
         tcd_client_set_reading(cl, 1);

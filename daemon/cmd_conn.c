@@ -237,24 +237,121 @@ int tcd_cmd_hello(tcd_client *cl, tcd_req *r, tcd_buf *out)
     return TCD_DONE;
 }
 
+/* The CLIENT subcommands answered here, with Redis's arity (the state
+ * they read or change is the daemon's connection, not a pooled one). */
+static const struct {
+    const char *name;
+    int arity;
+} local_subs[] = {{"setname", 3}, {"getname", 2}, {"id", 2},
+                  {"setinfo", 4}, {"reply", 3}};
+
+int tcd_client_local(const tcd_req *r)
+{
+    if (r->argc < 2)
+        return 0;
+    for (size_t i = 0; i < sizeof(local_subs) / sizeof(local_subs[0]); i++)
+        if (tcd_arg_is(r, 1, local_subs[i].name))
+            return 1;
+    return 0;
+}
+
+int tcd_client_pins(const tcd_req *r)
+{
+    return r->argc >= 2 &&
+           (tcd_arg_is(r, 1, "tracking") || tcd_arg_is(r, 1, "caching") ||
+            tcd_arg_is(r, 1, "no-evict") || tcd_arg_is(r, 1, "no-touch"));
+}
+
+static int is_client_reply(const tcd_req *r)
+{
+    return r->argc >= 2 && tcd_arg_is(r, 0, "client") &&
+           tcd_arg_is(r, 1, "reply");
+}
+
+/* As Redis: OFF silences every reply, errors included, until
+ * CLIENT REPLY ON (whose +OK is sent); SKIP silences the next command's. */
+int tcd_client_reply_quiet(tcd_client *cl, const tcd_req *r)
+{
+    int quiet = cl->reply_off || cl->reply_skip;
+    cl->reply_skip = 0; /* consumed by this command */
+    if (is_client_reply(r) && r->argc == 3 && tcd_arg_is(r, 2, "on"))
+        return 0;
+    if (r->argc == 1 && tcd_arg_is(r, 0, "reset"))
+        return 0; /* RESET turns replies on, then answers */
+    return quiet;
+}
+
+static void client_reply(tcd_client *cl, tcd_req *r, tcd_buf *out)
+{
+    if (tcd_arg_is(r, 2, "on")) {
+        cl->reply_off = cl->reply_skip = 0;
+        tcd_reply_status(out, "OK");
+    } else if (tcd_arg_is(r, 2, "off")) {
+        cl->reply_off = 1;
+    } else if (tcd_arg_is(r, 2, "skip")) {
+        cl->reply_skip = !cl->reply_off;
+    } else {
+        tcd_reply_error(out, "ERR syntax error");
+    }
+}
+
 int tcd_cmd_client(tcd_client *cl, tcd_req *r, tcd_buf *out)
 {
-    if (tcd_arg_is(r, 1, "SETNAME") && r->argc == 3) {
+    size_t i = 0, n = sizeof(local_subs) / sizeof(local_subs[0]);
+    while (i < n && !tcd_arg_is(r, 1, local_subs[i].name))
+        i++;
+    if (i == n) { /* route() sends the others to Redis */
+        tcd_reply_errorf(out, "ERR unknown subcommand '%.128s'. Try CLIENT "
+                              "HELP.", r->argv[1]);
+    } else if (r->argc != local_subs[i].arity) {
+        tcd_reply_errorf(out, "ERR wrong number of arguments for 'client|%s' "
+                              "command", local_subs[i].name);
+    } else if (tcd_arg_is(r, 1, "SETNAME")) {
         if (set_name(cl, r->argv[2], r->argl[2], out) == 0)
             tcd_reply_status(out, "OK");
-    } else if (tcd_arg_is(r, 1, "GETNAME") && r->argc == 2) {
+    } else if (tcd_arg_is(r, 1, "GETNAME")) {
         if (cl->name)
             tcd_reply_cstr(out, cl->name);
         else
             tcd_reply_nil(out);
-    } else if (tcd_arg_is(r, 1, "ID") && r->argc == 2) {
+    } else if (tcd_arg_is(r, 1, "ID")) {
         tcd_reply_int(out, (long long)cl->id);
-    } else if (tcd_arg_is(r, 1, "SETINFO") && r->argc == 4) {
-        /* Newer clients announce themselves; nothing to keep. */
-        tcd_reply_status(out, "OK");
+    } else if (tcd_arg_is(r, 1, "REPLY")) {
+        client_reply(cl, r, out);
     } else {
-        tcd_reply_errorf(out, "ERR unknown subcommand '%.128s'. Try CLIENT "
-                              "HELP.", r->argv[1]);
+        /* SETINFO: newer clients announce themselves; nothing to keep. */
+        tcd_reply_status(out, "OK");
     }
     return TCD_DONE;
+}
+
+/* ---- RESET ---------------------------------------------------------------- */
+
+/* As Redis's RESET: out of MULTI, name cleared, replies on, AUTH needed
+ * again when a password is set; a pinned client's connection goes (its
+ * thread closes it, so Redis drops WATCH, SELECT, subscriptions, MONITOR,
+ * CLIENT TRACKING) and it is an ordinary client again (pin.c). */
+int tcd_cmd_reset(tcd_client *cl, tcd_req *r, tcd_buf *out)
+{
+    const char *pw = cl->srv->cfg->password;
+    (void)r;
+    tcd_multi_reset(cl);
+    free(cl->name);
+    cl->name = NULL;
+    cl->reply_off = cl->reply_skip = 0;
+    if (pw && *pw)
+        cl->authed = 0;
+    if (cl->pin) {
+        cl->pin_hold = 1; /* where the next command goes depends on it */
+        return TCD_DEFER;
+    }
+    tcd_reply_status(out, "RESET");
+    return TCD_DONE;
+}
+
+void tcd_cmd_reset_work(tcd_server *srv, tcd_req *r, tcd_buf *out)
+{
+    (void)srv;
+    (void)r;
+    tcd_reply_status(out, "RESET"); /* unpinned: answered on the loop */
 }

@@ -33,9 +33,10 @@ void tcd_reply_redis(tcd_buf *out, const tc_reply *r)
         break;
     case TC_REPLY_NIL:
     default:
-        /* hiredis 0.14 reads a nil array (*-1) and a nil bulk ($-1) alike;
-         * every client maps both to its null. */
-        tcd_reply_nil(out);
+        if (tc_reply_is_nil_array(r))
+            tcd_buf_add(out, "*-1\r\n", 5);
+        else
+            tcd_reply_nil(out);
         break;
     }
 }

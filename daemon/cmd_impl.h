@@ -26,6 +26,8 @@ int tcd_cmd_quit(tcd_client *cl, tcd_req *r, tcd_buf *out);
 int tcd_cmd_auth(tcd_client *cl, tcd_req *r, tcd_buf *out);
 int tcd_cmd_hello(tcd_client *cl, tcd_req *r, tcd_buf *out);
 int tcd_cmd_client(tcd_client *cl, tcd_req *r, tcd_buf *out);
+int tcd_cmd_reset(tcd_client *cl, tcd_req *r, tcd_buf *out);
+void tcd_cmd_reset_work(tcd_server *srv, tcd_req *r, tcd_buf *out);
 
 /* cmd_strings.c */
 int tcd_cmd_get_loop(tcd_client *cl, tcd_req *r, tcd_buf *out);

@@ -155,27 +155,45 @@ dirty:
     return 1;
 }
 
+int tcd_multi_args_make(tcd_req **batch, size_t n, tcd_multi_args *a)
+{
+    a->argcs = malloc(n * sizeof(*a->argcs));
+    a->argvs = malloc(n * sizeof(*a->argvs));
+    a->lens = malloc(n * sizeof(*a->lens));
+    if (!a->argcs || !a->argvs || !a->lens) {
+        tcd_multi_args_free(a);
+        return -1;
+    }
+    for (size_t i = 0; i < n; i++) {
+        a->argcs[i] = batch[i]->argc;
+        a->argvs[i] = (const char *const *)batch[i]->argv;
+        a->lens[i] = batch[i]->argl;
+    }
+    return 0;
+}
+
+void tcd_multi_args_free(tcd_multi_args *a)
+{
+    free(a->argcs);
+    free(a->argvs);
+    free(a->lens);
+    a->argcs = NULL;
+    a->argvs = NULL;
+    a->lens = NULL;
+}
+
 void tcd_multi_run(tcd_server *srv, tcd_req **batch, size_t n, tcd_buf *out)
 {
-    int *argcs = malloc(n * sizeof(*argcs));
-    const char *const **argvs = malloc(n * sizeof(*argvs));
-    const size_t **lens = malloc(n * sizeof(*lens));
+    tcd_multi_args a;
     tc_reply *rep = NULL;
     tc_result rc;
-    if (!argcs || !argvs || !lens) {
+    if (tcd_multi_args_make(batch, n, &a) != 0) {
         tcd_reply_error(out, "ERR out of memory");
-    } else {
-        for (size_t i = 0; i < n; i++) {
-            argcs[i] = batch[i]->argc;
-            argvs[i] = (const char *const *)batch[i]->argv;
-            lens[i] = batch[i]->argl;
-        }
-        rc = tc_command_multi(srv->cache, n, argcs, argvs, lens, &rep);
-        tcd_forward_reply(out, rc, rep);
+        return;
     }
-    free(argcs);
-    free(argvs);
-    free(lens);
+    rc = tc_command_multi(srv->cache, n, a.argcs, a.argvs, a.lens, &rep);
+    tcd_forward_reply(out, rc, rep);
+    tcd_multi_args_free(&a);
 }
 
 int tcd_cmd_watch(tcd_client *cl, tcd_req *r, tcd_buf *out)

@@ -124,7 +124,11 @@ static const tcd_cmd table[] = {
      "connection", "Handshakes with the server (RESP2 only)."},
     {"client", -2, 0,
      tcd_cmd_client, NULL, NOKEYS, "connection",
-     "SETNAME, GETNAME, ID."},
+     "SETNAME, GETNAME, ID, SETINFO, REPLY here; the others on Redis."},
+    {"reset", 1, TCD_CMD_NOAUTH | TCD_CMD_FAST | TCD_CMD_TXN,
+     tcd_cmd_reset, tcd_cmd_reset_work, NOKEYS, "connection",
+     "Resets the connection (MULTI, WATCH, SELECT, pub/sub, CLIENT REPLY, "
+     "AUTH)."},
     {"info", -1, 0,
      NULL, tcd_cmd_info_work, NOKEYS, "server",
      "Returns information and statistics about the server and the cache."},

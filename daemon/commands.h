@@ -23,7 +23,7 @@ enum {
     TCD_CMD_READONLY = 1 << 2,
     TCD_CMD_FAST = 1 << 3,
     TCD_CMD_TXN = 1 << 4       /* not queued by MULTI, always on the loop:
-                                  MULTI EXEC DISCARD WATCH QUIT */
+                                  MULTI EXEC DISCARD WATCH QUIT RESET */
 };
 
 typedef int (*tcd_loop_fn)(tcd_client *cl, tcd_req *req, tcd_buf *out);
@@ -49,8 +49,30 @@ int tcd_multi_queue(tcd_client *cl, tcd_req *r, tcd_buf *out);
 void tcd_multi_reset(tcd_client *cl);
 /** Free an EXEC job's batch. */
 void tcd_multi_batch_free(tcd_req **batch, size_t n);
+/** A transaction's requests as tc_command_multi() and tc_session_multi()
+ *  take them: three arrays (the caller's, freed with tcd_multi_args_free())
+ *  pointing into the borrowed requests. */
+typedef struct tcd_multi_args {
+    int *argcs;
+    const char *const **argvs;
+    const size_t **lens;
+} tcd_multi_args;
+/** Fill `a` from the `n` requests; -1 when out of memory (nothing to
+ *  free). Any thread. */
+int tcd_multi_args_make(tcd_req **batch, size_t n, tcd_multi_args *a);
+void tcd_multi_args_free(tcd_multi_args *a);
 /** Run an EXEC job's batch (worker thread). */
 void tcd_multi_run(tcd_server *srv, tcd_req **batch, size_t n, tcd_buf *out);
+
+/** CLIENT subcommands (cmd_conn.c): 1 when the daemon answers it itself
+ *  (SETNAME GETNAME ID SETINFO REPLY); else Redis does. */
+int tcd_client_local(const tcd_req *r);
+/** 1 for the CLIENT subcommands that need the client's own Redis
+ *  connection (TRACKING CACHING NO-EVICT NO-TOUCH: state Redis keeps). */
+int tcd_client_pins(const tcd_req *r);
+/** CLIENT REPLY OFF/SKIP: 1 when the reply to `r` must not be sent.
+ *  Called once per request, in order, before it runs (loop thread). */
+int tcd_client_reply_quiet(tcd_client *cl, const tcd_req *r);
 
 /** Case-insensitive lookup; NULL when unknown. */
 const tcd_cmd *tcd_cmd_lookup(const char *name, size_t len);

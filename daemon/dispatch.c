@@ -105,7 +105,16 @@ static int route(tcd_client *cl, const tcd_cmd *cmd, tcd_req *req,
     if (is(req, "watch")) {
         want = 1;
     } else if (cmd && (cmd->flags & TCD_CMD_TXN)) {
-        return ROUTE_NONE; /* MULTI EXEC DISCARD QUIT */
+        /* MULTI EXEC DISCARD QUIT RESET: here, but in pub/sub or MONITOR
+         * mode Redis answers MULTI EXEC DISCARD (pin.c), and nothing more
+         * is parsed until the pin says whether MULTI began one here. */
+        if (!cl->pin_streaming || !(is(req, "multi") || is(req, "exec") ||
+                                    is(req, "discard")))
+            return ROUTE_NONE;
+        cl->pin_hold = is(req, "multi");
+        return ROUTE_PIN;
+    } else if (cmd && cmd->loop == tcd_cmd_client && tcd_client_pins(req)) {
+        want = 1; /* CLIENT TRACKING, CACHING, NO-EVICT, NO-TOUCH */
     } else if (is(req, "unwatch") && !cl->pin) {
         tcd_reply_status(out, "OK"); /* nothing is watched */
         return ROUTE_ANSWERED;
@@ -141,6 +150,8 @@ static int route(tcd_client *cl, const tcd_cmd *cmd, tcd_req *req,
     }
     if (stream)
         cl->pin_streaming = 1;
+    if (cmd && cmd->loop == tcd_cmd_client && !tcd_client_local(req))
+        return ROUTE_PIN; /* Redis answers (CLIENT LIST, KILL, ...) */
     if (!cl->pin)
         return ROUTE_NONE;
     if (cl->pin_streaming || !cmd || want || is(req, "select"))
@@ -158,7 +169,7 @@ static void dispatch(tcd_client *cl, tcd_req *req)
     const tcd_cmd *cmd = tcd_cmd_lookup(req->argv[0], req->argl[0]);
     tcd_job *slot = NULL;
     tcd_buf *out = &cl->out;
-    int rc = TCD_DONE, routed = ROUTE_NONE;
+    int rc = TCD_DONE, routed = ROUTE_NONE, quiet;
     const char *pw = srv->cfg->password;
 
     if (is_http(req)) {
@@ -167,7 +178,9 @@ static void dispatch(tcd_client *cl, tcd_req *req)
         return;
     }
     TCD_COUNT(srv, commands, 1);
-    if (cl->head) { /* replies are pending ahead of this one: queue it */
+    quiet = tcd_client_reply_quiet(cl, req);
+    if (cl->head || quiet) { /* replies are pending ahead of this one, or
+                                this one is not sent: queue it */
         slot = new_slot(cl);
         if (!slot) {
             tcd_req_free(req);
@@ -176,6 +189,7 @@ static void dispatch(tcd_client *cl, tcd_req *req)
             return;
         }
         slot->done = 1;
+        slot->quiet = quiet;
         out = &slot->out;
     }
     if (!cl->multi && !(pw && *pw && !cl->authed))
@@ -414,6 +428,8 @@ void tcd_dispatch_done(struct ev_loop *loop, ev_async *w, int revents)
         j->done = 1;
         tcd_client_charge(cl, j);   /* ... is now its reply */
         cl->inflight--;
+        if (j->pin_note)
+            tcd_pin_noted(cl, j);   /* RESET, MULTI in pub/sub mode */
         tcd_dispatch_next(cl);      /* this client's next command */
         if (cl->dead) {
             if (cl->inflight == 0)

@@ -158,32 +158,67 @@ static int pubsub_command(const tcd_req *r)
 
 static void run_batch(tcd_pin *p, tcd_job *job)
 {
-    tcd_req **b = job->batch;
-    size_t n = job->nbatch;
-    int *argcs = malloc(n * sizeof(*argcs));
-    const char *const **argvs = malloc(n * sizeof(*argvs));
-    const size_t **lens = malloc(n * sizeof(*lens));
+    tcd_multi_args a;
     tc_reply *rep = NULL;
     tc_result rc;
-    if (!argcs || !argvs || !lens) {
+    if (tcd_multi_args_make(job->batch, job->nbatch, &a) != 0) {
         tcd_reply_error(&job->out, "ERR out of memory");
-    } else {
-        for (size_t i = 0; i < n; i++) {
-            argcs[i] = b[i]->argc;
-            argvs[i] = (const char *const *)b[i]->argv;
-            lens[i] = b[i]->argl;
-        }
-        rc = tc_session_multi(p->sess, n, argcs, argvs, lens, &rep);
-        if (rc == TC_OK && !rep)
-            tcd_buf_add(&job->out, "*-1\r\n", 5); /* a WATCH aborted it */
-        else if (rc == TC_OK || rc == TC_BAD_ARGUMENT)
-            tcd_forward_reply(&job->out, rc, rep);
-        else
-            session_failed(p, job, rc);
+        return;
     }
-    free(argcs);
-    free(argvs);
-    free(lens);
+    rc = tc_session_multi(p->sess, job->nbatch, a.argcs, a.argvs, a.lens,
+                          &rep);
+    if (rc == TC_OK && !rep)
+        tcd_buf_add(&job->out, "*-1\r\n", 5); /* a WATCH aborted it */
+    else if (rc == TC_OK || rc == TC_BAD_ARGUMENT)
+        tcd_forward_reply(&job->out, rc, rep);
+    else
+        session_failed(p, job, rc);
+    tcd_multi_args_free(&a);
+}
+
+/* Before a RESET in pub/sub or MONITOR mode closes the connection: what
+ * Redis sends up to its +RESET (confirmations, messages, the replies to
+ * commands sent just before) is pushed, in order, as Redis would send it
+ * before +RESET. */
+static void flush_stream(tcd_pin *p)
+{
+    const char *argv[1] = {"RESET"};
+    size_t argl[1] = {5};
+    if (tc_session_send(p->sess, 1, argv, argl) != TC_OK)
+        return;
+    for (;;) {
+        tc_reply *rep = NULL;
+        int done;
+        if (tc_session_read(p->sess, -1, &rep) != TC_OK)
+            return;
+        done = tc_reply_type(rep) == TC_REPLY_STATUS &&
+               tc_reply_len(rep) == 5 && !memcmp(tc_reply_str(rep), "RESET", 5);
+        if (!done)
+            push(p, rep, NULL, 0);
+        tc_reply_free(rep);
+        if (done)
+            return;
+    }
+}
+
+/* MULTI, EXEC or DISCARD that the loop sent here because the client was
+ * in pub/sub mode, which it has left since: answered as the daemon's own
+ * transaction commands would (the client has no MULTI of ours: it began
+ * none while subscribed), MULTI starting one on the loop. */
+static int txn_after_stream(tcd_job *job)
+{
+    tcd_req *r = job->req;
+    if (name_is(r, "multi")) {
+        tcd_reply_status(&job->out, "OK");
+        job->pin_note |= TCD_PIN_NOTE_MULTI;
+    } else if (name_is(r, "exec")) {
+        tcd_reply_error(&job->out, "ERR EXEC without MULTI");
+    } else if (name_is(r, "discard")) {
+        tcd_reply_error(&job->out, "ERR DISCARD without MULTI");
+    } else {
+        return 0;
+    }
+    return 1;
 }
 
 static void run_job(tcd_pin *p, tcd_job *job)
@@ -192,6 +227,19 @@ static void run_job(tcd_pin *p, tcd_job *job)
     tc_reply *rep = NULL;
     tc_result rc;
     int blocking, mode;
+    if (job->cmd && !strcmp(job->cmd->name, "reset")) {
+        /* Closing the connection drops all its state in Redis (MULTI,
+         * WATCH, SELECT, subscriptions, MONITOR, CLIENT TRACKING); what
+         * Redis pushed before was handed on already, in order. */
+        if (p->sess && p->streaming)
+            flush_stream(p);
+        drop_session(p);
+        tcd_reply_status(&job->out, "RESET");
+        job->pin_note = TCD_PIN_NOTE_UNPIN;
+        return;
+    }
+    if (r && name_is(r, "multi")) /* only in pub/sub mode does it come */
+        job->pin_note |= TCD_PIN_NOTE_HELD;
     if (!p->sess) {
         tc_session *s = NULL;
         if ((rc = tc_session_open(p->srv->cache, &s)) != TC_OK) {
@@ -209,9 +257,14 @@ static void run_job(tcd_pin *p, tcd_job *job)
             session_failed(p, job, TC_L2_UNAVAILABLE);
             return;
         }
-        if (!still)
+        if (!still) {
             p->streaming = STREAM_NONE; /* unsubscribed from everything */
+            job->pin_note |= TCD_PIN_NOTE_STREAM_END;
+        }
     }
+    if (!p->streaming && !job->batch && !job->unwatch_reply &&
+        txn_after_stream(job))
+        return;
     if ((job->batch || job->unwatch_reply) && p->streaming) {
         /* Redis refuses MULTI in pub/sub mode; after MONITOR, replies
          * would be mixed with its stream. */
@@ -248,9 +301,6 @@ static void run_job(tcd_pin *p, tcd_job *job)
             session_failed(p, job, rc);
         else if (!p->streaming)
             p->streaming = mode;
-        else if (name_is(r, "reset"))
-            p->streaming = STREAM_PUBSUB; /* out of MONITOR: the next
-                                             command probes */
         return;
     }
     blocking = tc_command_is_blocking(p->srv->cache, r->argc,
@@ -268,10 +318,7 @@ static void run_job(tcd_pin *p, tcd_job *job)
     pthread_mutex_lock(&p->mu);
     p->interruptible = 0;
     pthread_mutex_unlock(&p->mu);
-    if (rc == TC_OK && blocking && tc_reply_type(rep) == TC_REPLY_NIL) {
-        tcd_buf_add(&job->out, "*-1\r\n", 5); /* a timeout: Redis's nil */
-        tc_reply_free(rep);
-    } else if (rc == TC_OK || rc == TC_BAD_ARGUMENT) {
+    if (rc == TC_OK || rc == TC_BAD_ARGUMENT) {
         tcd_forward_reply(&job->out, rc, rep);
     } else {
         session_failed(p, job, rc);
@@ -471,6 +518,25 @@ void tcd_pin_wait_all(tcd_server *srv)
     while (srv->pins_live > 0)
         pthread_cond_wait(&srv->pins_cv, &srv->pins_mu);
     pthread_mutex_unlock(&srv->pins_mu);
+}
+
+void tcd_pin_noted(tcd_client *cl, tcd_job *job)
+{
+    int note = job->pin_note;
+    job->pin_note = 0;
+    if (cl->dead)
+        return;
+    if ((note & TCD_PIN_NOTE_UNPIN) && cl->pin) {
+        tcd_pin_release(cl->pin); /* its thread ends; a new pin may come */
+        cl->pin = NULL;
+        cl->was_pinned = 0;
+    }
+    if (note & (TCD_PIN_NOTE_UNPIN | TCD_PIN_NOTE_STREAM_END))
+        cl->pin_streaming = 0;
+    if (note & TCD_PIN_NOTE_MULTI)
+        cl->multi = 1;
+    if (note & (TCD_PIN_NOTE_UNPIN | TCD_PIN_NOTE_HELD))
+        cl->pin_hold = 0; /* the client's next write resumes its input */
 }
 
 int tcd_pin_runs(const tcd_job *job)

@@ -39,6 +39,17 @@ void tcd_pin_drained(tcd_client *cl);
 /** Shutdown: wait until every pin thread has exited (after the clients
  *  were released). */
 void tcd_pin_wait_all(tcd_server *srv);
+/** What a pin thread tells the loop with a finished job (job->pin_note). */
+enum {
+    TCD_PIN_NOTE_UNPIN = 1,      /* RESET: the connection is gone; unpin */
+    TCD_PIN_NOTE_STREAM_END = 2, /* out of pub/sub mode: MULTI is ours */
+    TCD_PIN_NOTE_MULTI = 4,      /* ... and this MULTI started one here */
+    TCD_PIN_NOTE_HELD = 8        /* the client's input was held for this
+                                    job (MULTI in pub/sub mode) */
+};
+/** A job of a pinned client came back with a note: apply it (loop
+ *  thread), and parse the client's input again if it was held for it. */
+void tcd_pin_noted(tcd_client *cl, tcd_job *job);
 /** Whether a job of a pinned client runs on its thread (1) or a worker
  *  (0: INFO, TC.INVALIDATE, the daemon's own commands). */
 int tcd_pin_runs(const tcd_job *job);

@@ -55,6 +55,10 @@ typedef struct tcd_job {
                                answered without running: UNWATCH on its
                                connection (as Redis's own would), then
                                this reply (static) */
+    int quiet;              /* CLIENT REPLY OFF/SKIP: the reply is made,
+                               then dropped instead of sent */
+    int pin_note;           /* set by a pin thread for the loop (pin.h:
+                               tcd_pin_noted) */
 } tcd_job;
 
 /** Daemon counters; relaxed atomics, read by INFO and /metrics. */
@@ -119,7 +123,11 @@ struct tcd_client {
     int was_pinned;          /* its commands never go to the shared pool */
     const char *unwatch_reply; /* handed from DISCARD/EXEC to its job */
     int pin_streaming;       /* sent SUBSCRIBE or MONITOR: every command
-                                but MULTI/EXEC/DISCARD/QUIT goes to Redis */
+                                but QUIT and RESET goes to Redis */
+    int pin_hold;            /* nothing more is parsed until the pin's
+                                answer to RESET, or to MULTI in pub/sub
+                                mode, changes where commands go */
+    int reply_off, reply_skip; /* CLIENT REPLY OFF; SKIP (the next one) */
 };
 
 struct tcd_server {

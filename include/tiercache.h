@@ -604,6 +604,10 @@ TC_EXTERN tc_reply_kind tc_reply_type(const tc_reply *r); /* NULL: NIL */
 TC_EXTERN const char *tc_reply_str(const tc_reply *r);
 TC_EXTERN size_t tc_reply_len(const tc_reply *r);
 TC_EXTERN long long tc_reply_integer(const tc_reply *r);
+/** 1 when a TC_REPLY_NIL came as Redis's nil array (`*-1`: EXEC that a
+ *  WATCH aborted, a blocking command's timeout, LPOP key count on a missing
+ *  key, ...), 0 for a nil bulk (`$-1`) or any other reply. */
+TC_EXTERN int tc_reply_is_nil_array(const tc_reply *r);
 TC_EXTERN size_t tc_reply_elements(const tc_reply *r);
 /** Element i of an array (borrowed from `r`), or NULL. */
 TC_EXTERN const tc_reply *tc_reply_element(const tc_reply *r, size_t i);

@@ -472,6 +472,11 @@ size_t tc_reply_len(const tc_reply *r)
     return tc_reply_str(r) ? R(r)->len : 0;
 }
 
+int tc_reply_is_nil_array(const tc_reply *r)
+{
+    return r && R(r)->type == REDIS_REPLY_NIL && R(r)->integer == 1;
+}
+
 long long tc_reply_integer(const tc_reply *r)
 {
     return r && R(r)->type == REDIS_REPLY_INTEGER ? R(r)->integer : 0;

@@ -5,6 +5,7 @@
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <poll.h>
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -486,6 +487,44 @@ static tc_result handshake(tc__conn *c, const tc__conn_opts *o,
     return TC_OK;
 }
 
+
+/* hiredis 0.14 builds a nil array (*-1) and a nil bulk ($-1) alike, as
+ * REDIS_REPLY_NIL. A nil made for an array is marked (integer = 1, a field
+ * a nil never uses and freeReplyObject ignores), so that a reply can be
+ * sent on exactly as Redis sent it (tc_reply_is_nil_array()). */
+static redisReplyObjectFunctions reply_fns;
+static void *(*hiredis_nil)(const redisReadTask *);
+static pthread_once_t reply_fns_once = PTHREAD_ONCE_INIT;
+
+static void *create_nil(const redisReadTask *task)
+{
+    redisReply *r = hiredis_nil(task);
+    if (r && task->type == REDIS_REPLY_ARRAY)
+        r->integer = 1;
+    return r;
+}
+
+static void reply_fns_init(void)
+{
+    redisReader *r = redisReaderCreate();
+    if (!r)
+        return; /* out of memory: the reader is not created either */
+    reply_fns = *r->fn;
+    hiredis_nil = reply_fns.createNil;
+    reply_fns.createNil = create_nil;
+    redisReaderFree(r);
+}
+
+static redisReader *reader_create(void)
+{
+    redisReader *r;
+    pthread_once(&reply_fns_once, reply_fns_init);
+    if (!hiredis_nil || !(r = redisReaderCreate()))
+        return NULL;
+    r->fn = &reply_fns;
+    return r;
+}
+
 tc_result tc__conn_open(const tc__conn_opts *o, tc__conn **out)
 {
     tc__conn *c = calloc(1, sizeof(*c));
@@ -504,7 +543,7 @@ tc_result tc__conn_open(const tc__conn_opts *o, tc__conn **out)
         snprintf(c->where, sizeof(c->where), "[%s]:%d", o->host, o->port);
     else
         snprintf(c->where, sizeof(c->where), "%s:%d", o->host, o->port);
-    if (!(c->reader = redisReaderCreate())) {
+    if (!(c->reader = reader_create())) {
         free(c);
         return tc__fail(TC_NO_MEMORY, "out of memory");
     }

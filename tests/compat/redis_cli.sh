@@ -1,14 +1,10 @@
 #!/usr/bin/env bash
 # redis-cli's own modes through tiercached and through plain redis-server:
 # --scan, --bigkeys, --stat, MONITOR, -n 2. Results compared.
-source "$(dirname "$0")/../daemon/lib.sh"
+source "$(dirname "$0")/lib.sh"
 start_redis
 start_tiercached a
-redis-server --port 0 --unixsocket "$WORK/plain.sock" --unixsocketperm 700 \
-  --save '' --appendonly no --dir "$WORK" --logfile "$WORK/plain.log" \
-  --daemonize no &
-PIDS+=("$!")
-wait_for plain-redis redis-cli -s "$WORK/plain.sock" ping
+start_plain_redis
 TCD=(redis-cli -s "$WORK/a.sock")
 PLAIN=(redis-cli -s "$WORK/plain.sock")
 failed=0

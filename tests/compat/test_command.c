@@ -77,6 +77,37 @@ Test(command, families_reply_as_redis)
     tc_cache_destroy(c);
 }
 
+/* A nil array (*-1) is told from a nil bulk ($-1), at the top and inside a
+ * transaction's reply, so that a proxy can send each on as Redis sent it. */
+Test(command, nil_array_and_nil_bulk_are_told_apart)
+{
+    tc_options o = test_opts(&srv);
+    tc_cache *c = must_create(&o);
+    tc_reply *r = NULL;
+    const char *a1[] = {"LPOP", "nolist", "2"}, *a2[] = {"GET", "nokey"};
+    const char *const *argvs[] = {a1, a2};
+    const size_t l1[] = {4, 6, 1}, l2[] = {3, 5}, *lens[] = {l1, l2};
+    const int argcs[] = {3, 2};
+    cr_assert_eq(CMD(c, &r, "LPOP", "nolist", "2"), TC_OK);
+    cr_assert_eq(tc_reply_type(r), TC_REPLY_NIL);
+    cr_assert_eq(tc_reply_is_nil_array(r), 1);
+    tc_reply_free(r);
+    cr_assert_eq(CMD(c, &r, "GET", "nokey"), TC_OK);
+    cr_assert_eq(tc_reply_type(r), TC_REPLY_NIL);
+    cr_assert_eq(tc_reply_is_nil_array(r), 0);
+    tc_reply_free(r);
+    cr_assert_eq(tc_command_multi(c, 2, argcs, argvs, lens, &r), TC_OK, "%s",
+                 tc_errmsg());
+    cr_assert_eq(tc_reply_elements(r), 2);
+    cr_assert_eq(tc_reply_is_nil_array(tc_reply_element(r, 0)), 1);
+    cr_assert_eq(tc_reply_type(tc_reply_element(r, 1)), TC_REPLY_NIL);
+    cr_assert_eq(tc_reply_is_nil_array(tc_reply_element(r, 1)), 0);
+    cr_assert_eq(tc_reply_is_nil_array(r), 0);
+    tc_reply_free(r);
+    cr_assert_eq(tc_reply_is_nil_array(NULL), 0);
+    tc_cache_destroy(c);
+}
+
 static int gone_from_l1(void *p)
 {
     void **a = p;

@@ -211,16 +211,195 @@ static inline void teardown(void)
                        report ? "; its log:\n" : "", report ? report : "");
 }
 
+/* redisvCommand's reply (the caller frees it); fails the test without one. */
+static inline redisReply *vcmd(redisContext *c, const char *fmt, va_list ap)
+{
+    redisReply *r = redisvCommand(c, fmt, ap);
+    cr_assert_not_null(r, "no reply to %s: %s", fmt, c->errstr);
+    return r;
+}
+
+/* Run a command and expect the reply text `want`. `want` says which kind
+ * of reply that must be: an error when it starts with "-" (the error's
+ * text must start with the rest) or with an error code (an upper-case word
+ * and a space, as in "ERR syntax error", "NOAUTH ...": the whole text),
+ * else a status or bulk string. An error reply never passes for a success
+ * whose text happens to match, nor the other way round. */
 /* A command's reply (the caller frees it); fails the test without one. */
 static inline redisReply *cmd(redisContext *c, const char *fmt, ...)
 {
     va_list ap;
     redisReply *r;
     va_start(ap, fmt);
-    r = redisvCommand(c, fmt, ap);
+    r = vcmd(c, fmt, ap);
     va_end(ap);
-    cr_assert_not_null(r, "no reply to %s: %s", fmt, c->errstr);
     return r;
+}
+
+/* ---- replies ------------------------------------------------------------- */
+
+static inline void expect_status(redisContext *c, const char *want,
+                                 const char *fmt, ...)
+{
+    va_list ap;
+    redisReply *r;
+    int prefix = want[0] == '-';
+    size_t code = strspn(want + prefix, "ABCDEFGHIJKLMNOPQRSTUVWXYZ");
+    int want_error = prefix || (code > 0 && want[code] == ' ');
+    va_start(ap, fmt);
+    r = vcmd(c, fmt, ap);
+    va_end(ap);
+    if (want_error)
+        cr_assert(r->type == REDIS_REPLY_ERROR, "%s: type %d (%.*s), want an "
+                  "error", fmt, r->type, r->str ? (int)r->len : 0,
+                  r->str ? r->str : "");
+    else
+        cr_assert(r->type == REDIS_REPLY_STATUS ||
+                      r->type == REDIS_REPLY_STRING,
+                  "%s: type %d (%.*s), want a success", fmt, r->type,
+                  r->str ? (int)r->len : 0, r->str ? r->str : "");
+    if (prefix)
+        cr_assert(!strncmp(r->str, want + 1, strlen(want + 1)),
+                  "%s: got %s, want %s...", fmt, r->str, want + 1);
+    else
+        cr_assert_str_eq(r->str, want, "%s: got %s", fmt, r->str);
+    freeReplyObject(r);
+}
+
+static inline void expect_int(redisContext *c, long long want,
+                              const char *fmt, ...)
+{
+    va_list ap;
+    redisReply *r;
+    va_start(ap, fmt);
+    r = vcmd(c, fmt, ap);
+    va_end(ap);
+    cr_assert_eq(r->type, REDIS_REPLY_INTEGER, "%s: type %d (%s)", fmt,
+                 r->type, r->str ? r->str : "");
+    cr_assert_eq(r->integer, want, "%s: %lld", fmt, r->integer);
+    freeReplyObject(r);
+}
+
+static inline void expect_nil(redisContext *c, const char *fmt, ...)
+{
+    va_list ap;
+    redisReply *r;
+    va_start(ap, fmt);
+    r = vcmd(c, fmt, ap);
+    va_end(ap);
+    cr_assert_eq(r->type, REDIS_REPLY_NIL, "%s: type %d (%s)", fmt, r->type,
+                 r->str ? r->str : "");
+    freeReplyObject(r);
+}
+
+/* A field of `INFO tiercache tiercached` of daemon `t`, or -1. */
+static inline long long info_field(tcd_proc *t, const char *field)
+{
+    redisContext *c = connect_to(t);
+    redisReply *r;
+    const char *p;
+    long long v;
+    cr_assert_not_null(c);
+    r = cmd(c, "INFO tiercache tiercached");
+    p = strstr(r->str, field);
+    v = p ? atoll(p + strlen(field) + 1) : -1;
+    freeReplyObject(r);
+    redisFree(c);
+    return v;
+}
+
+static inline long rss_kb(pid_t pid)
+{
+    char path[64], line[256];
+    long kb = -1;
+    FILE *f;
+    snprintf(path, sizeof(path), "/proc/%d/status", (int)pid);
+    f = fopen(path, "r");
+    if (!f)
+        return -1;
+    while (fgets(line, sizeof(line), f))
+        if (sscanf(line, "VmRSS: %ld kB", &kb) == 1)
+            break;
+    fclose(f);
+    return kb;
+}
+
+/* ---- raw bytes ------------------------------------------------------------ */
+
+/* A raw connection to a unix socket, with a receive timeout. */
+static inline int raw_connect(const char *path)
+{
+    struct sockaddr_un a;
+    struct timeval tv = {DEADLINE_MS / 1000, 0};
+    int fd = socket(AF_UNIX, SOCK_STREAM, 0);
+    cr_assert_geq(fd, 0);
+    memset(&a, 0, sizeof(a));
+    a.sun_family = AF_UNIX;
+    snprintf(a.sun_path, sizeof(a.sun_path), "%s", path);
+    cr_assert_eq(connect(fd, (struct sockaddr *)&a, sizeof(a)), 0);
+    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+    return fd;
+}
+
+/* Read until the stream ends with `tail` (or EOF, or 10 s pass);
+ * NUL-terminated. */
+static inline size_t read_until(int fd, char *buf, size_t cap,
+                                const char *tail)
+{
+    size_t got = 0, tl = strlen(tail);
+    double end = tcr_now_ms() + 10000;
+    while (got + 1 < cap && tcr_now_ms() < end) {
+        ssize_t n = recv(fd, buf + got, cap - 1 - got, 0);
+        if (n <= 0)
+            break;
+        got += (size_t)n;
+        buf[got] = '\0';
+        if (got >= tl && !memcmp(buf + got - tl, tail, tl))
+            break;
+    }
+    buf[got] = '\0';
+    return got;
+}
+
+/* `s` with CR and LF shown as \\r and \\n, in `buf`. */
+static inline const char *escaped(const char *s, char *buf, size_t cap)
+{
+    size_t n = 0;
+    for (; *s && n + 3 < cap; s++) {
+        if (*s == '\r' || *s == '\n') {
+            buf[n++] = '\\';
+            buf[n++] = *s == '\r' ? 'r' : 'n';
+        } else {
+            buf[n++] = *s;
+        }
+    }
+    buf[n] = '\0';
+    return buf;
+}
+
+/* Send `in` (raw RESP or inline commands) on one connection to daemon `t`
+ * and on one to the suite's redis-server, read each until `tail`, and
+ * expect the very same bytes. */
+static inline void expect_redis_bytes(const tcd_proc *t, const char *in,
+                                      const char *tail)
+{
+    static char via[16384], direct[16384];
+    size_t n = strlen(in);
+    int fd = raw_connect(t->sock);
+    cr_assert_eq(send(fd, in, n, 0), (ssize_t)n);
+    read_until(fd, via, sizeof(via), tail);
+    close(fd);
+    fd = raw_connect(redis.sock);
+    cr_assert_eq(send(fd, in, n, 0), (ssize_t)n);
+    read_until(fd, direct, sizeof(direct), tail);
+    close(fd);
+    cr_assert(strstr(direct, tail), "redis-server: %s", direct);
+    if (strcmp(via, direct) != 0) {
+        static char a[65536], b[65536];
+        cr_assert_fail("for:\n%s\ntiercached: %s\nredis-server: %s", in,
+                       escaped(via, a, sizeof(a)),
+                       escaped(direct, b, sizeof(b)));
+    }
 }
 
 #endif

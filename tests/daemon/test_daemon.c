@@ -34,77 +34,6 @@ TestSuite(daemon, .init = setup, .fini = teardown, .timeout = 120);
 
 /* ---- helpers on replies ------------------------------------------------- */
 
-/* Run a command and expect the reply text `want`. `want` says which kind
- * of reply that must be: an error when it starts with an error code (an
- * upper-case word and a space, as in "ERR syntax error", "NOAUTH ..."),
- * else a status or bulk string. An error reply never passes for a success
- * whose text happens to match, nor the other way round. */
-static void expect_status(redisContext *c, const char *want, const char *fmt,
-                          ...)
-{
-    va_list ap;
-    redisReply *r;
-    size_t code = strspn(want, "ABCDEFGHIJKLMNOPQRSTUVWXYZ");
-    int want_error = code > 0 && want[code] == ' ';
-    va_start(ap, fmt);
-    r = redisvCommand(c, fmt, ap);
-    va_end(ap);
-    cr_assert_not_null(r, "%s: %s", fmt, c->errstr);
-    if (want_error)
-        cr_assert(r->type == REDIS_REPLY_ERROR, "%s: type %d (%.*s), want an "
-                  "error", fmt, r->type, r->str ? (int)r->len : 0,
-                  r->str ? r->str : "");
-    else
-        cr_assert(r->type == REDIS_REPLY_STATUS ||
-                      r->type == REDIS_REPLY_STRING,
-                  "%s: type %d (%.*s), want a success", fmt, r->type,
-                  r->str ? (int)r->len : 0, r->str ? r->str : "");
-    cr_assert_str_eq(r->str, want, "%s: got %s", fmt, r->str);
-    freeReplyObject(r);
-}
-
-static void expect_int(redisContext *c, long long want, const char *fmt, ...)
-{
-    va_list ap;
-    redisReply *r;
-    va_start(ap, fmt);
-    r = redisvCommand(c, fmt, ap);
-    va_end(ap);
-    cr_assert_not_null(r);
-    cr_assert_eq(r->type, REDIS_REPLY_INTEGER, "%s: type %d (%s)", fmt,
-                 r->type, r->type == REDIS_REPLY_ERROR ? r->str : "");
-    cr_assert_eq(r->integer, want, "%s: %lld", fmt, r->integer);
-    freeReplyObject(r);
-}
-
-static void expect_nil(redisContext *c, const char *fmt, ...)
-{
-    va_list ap;
-    redisReply *r;
-    va_start(ap, fmt);
-    r = redisvCommand(c, fmt, ap);
-    va_end(ap);
-    cr_assert_not_null(r);
-    cr_assert_eq(r->type, REDIS_REPLY_NIL, "%s: type %d", fmt, r->type);
-    freeReplyObject(r);
-}
-
-static long rss_kb(pid_t pid)
-{
-    char path[64], line[256];
-    long kb = -1;
-    FILE *f;
-    snprintf(path, sizeof(path), "/proc/%d/status", (int)pid);
-    f = fopen(path, "r");
-    if (!f)
-        return -1;
-    while (fgets(line, sizeof(line), f))
-        if (sscanf(line, "VmRSS: %ld kB", &kb) == 1)
-            break;
-    fclose(f);
-    return kb;
-}
-
 static long long info_section_field(tcd_proc *t, const char *section,
                                     const char *field)
 {
@@ -285,19 +214,6 @@ Test(daemon, pipelined_replies_stay_in_order)
 }
 
 /* ---- bad input -------------------------------------------------------------- */
-
-static int raw_connect(const char *path)
-{
-    struct sockaddr_un a;
-    int fd = socket(AF_UNIX, SOCK_STREAM, 0);
-    struct timeval tv = {DEADLINE_MS / 1000, 0};
-    memset(&a, 0, sizeof(a));
-    a.sun_family = AF_UNIX;
-    snprintf(a.sun_path, sizeof(a.sun_path), "%s", path);
-    cr_assert_eq(connect(fd, (struct sockaddr *)&a, sizeof(a)), 0);
-    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
-    return fd;
-}
 
 /* Read until EOF (the server closed) or the receive timeout. Returns the
  * bytes, *closed = 1 on EOF. */
@@ -480,17 +396,6 @@ static int get_equals(void *arg)
         freeReplyObject(r);
     redisFree(c);
     return ok;
-}
-
-static long long info_field(tcd_proc *t, const char *field)
-{
-    redisContext *c = connect_to(t);
-    redisReply *r = cmd(c, "INFO tiercache");
-    const char *p = strstr(r->str, field);
-    long long v = p ? atoll(p + strlen(field) + 1) : -1;
-    freeReplyObject(r);
-    redisFree(c);
-    return v;
 }
 
 /* L1 TTLs of ten minutes: only an invalidation can change what B serves. */

@@ -35,59 +35,6 @@ TestSuite(pinned, .init = setup, .fini = teardown, .timeout = 120);
 
 /* ---- helpers -------------------------------------------------------------- */
 
-/* The reply must be a status or bulk string `want` (or an error starting
- * with `want` when `want` starts with "-"). */
-static void expect_str(redisContext *c, const char *want, const char *fmt,
-                       ...)
-{
-    va_list ap;
-    redisReply *r;
-    va_start(ap, fmt);
-    r = redisvCommand(c, fmt, ap);
-    va_end(ap);
-    cr_assert_not_null(r, "%s: %s", fmt, c->errstr);
-    if (want[0] == '-') {
-        cr_assert(r->type == REDIS_REPLY_ERROR &&
-                      !strncmp(r->str, want + 1, strlen(want + 1)),
-                  "%s: type %d (%s), want error %s", fmt, r->type,
-                  r->str ? r->str : "", want + 1);
-    } else {
-        cr_assert(r->type == REDIS_REPLY_STATUS ||
-                      r->type == REDIS_REPLY_STRING,
-                  "%s: type %d (%s), want %s", fmt, r->type,
-                  r->str ? r->str : "", want);
-        cr_assert_str_eq(r->str, want, "%s", fmt);
-    }
-    freeReplyObject(r);
-}
-
-static void expect_nil(redisContext *c, const char *fmt, ...)
-{
-    va_list ap;
-    redisReply *r;
-    va_start(ap, fmt);
-    r = redisvCommand(c, fmt, ap);
-    va_end(ap);
-    cr_assert_not_null(r, "%s: %s", fmt, c->errstr);
-    cr_assert_eq(r->type, REDIS_REPLY_NIL, "%s: type %d (%s)", fmt, r->type,
-                 r->str ? r->str : "");
-    freeReplyObject(r);
-}
-
-static void expect_int(redisContext *c, long long want, const char *fmt, ...)
-{
-    va_list ap;
-    redisReply *r;
-    va_start(ap, fmt);
-    r = redisvCommand(c, fmt, ap);
-    va_end(ap);
-    cr_assert_not_null(r, "%s: %s", fmt, c->errstr);
-    cr_assert_eq(r->type, REDIS_REPLY_INTEGER, "%s: type %d (%s)", fmt,
-                 r->type, r->str ? r->str : "");
-    cr_assert_eq(r->integer, want, "%s: %lld", fmt, r->integer);
-    freeReplyObject(r);
-}
-
 /* Element i of an array reply is the string `want`. */
 static void expect_elem(const redisReply *r, size_t i, const char *want)
 {
@@ -109,50 +56,6 @@ static redisContext *redis_direct(int db)
         freeReplyObject(r);
     }
     return c;
-}
-
-static long long info_field(tcd_proc *t, const char *field)
-{
-    redisContext *c = connect_to(t);
-    redisReply *r;
-    const char *p;
-    long long v;
-    cr_assert_not_null(c);
-    r = cmd(c, "INFO tiercache tiercached");
-    p = strstr(r->str, field);
-    v = p ? atoll(p + strlen(field) + 1) : -1;
-    freeReplyObject(r);
-    redisFree(c);
-    return v;
-}
-
-/* Every reply, read with hiredis, of a raw request: its bytes as sent. */
-static int raw_connect(const char *path)
-{
-    struct sockaddr_un sa;
-    struct timeval tv = {5, 0};
-    int fd = socket(AF_UNIX, SOCK_STREAM, 0);
-    cr_assert_geq(fd, 0);
-    memset(&sa, 0, sizeof(sa));
-    sa.sun_family = AF_UNIX;
-    snprintf(sa.sun_path, sizeof(sa.sun_path), "%s", path);
-    cr_assert_eq(connect(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
-    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
-    return fd;
-}
-
-/* Read until `want` bytes came (or EOF/timeout); NUL-terminated. */
-static size_t read_n(int fd, char *buf, size_t want)
-{
-    size_t got = 0;
-    while (got < want) {
-        ssize_t n = recv(fd, buf + got, want - got, 0);
-        if (n <= 0)
-            break;
-        got += (size_t)n;
-    }
-    buf[got] = '\0';
-    return got;
 }
 
 /* ---- blocking commands ---------------------------------------------------- */
@@ -207,8 +110,8 @@ Test(pinned, blocking_commands_wait_without_stalling_others)
     /* Everyone else is served meanwhile (the 5 s client timeout fails
      * these if the worker is held). */
     for (int i = 0; i < 20; i++) {
-        expect_str(c, "OK", "SET other%d v", i);
-        expect_str(c, "v", "GET other%d", i);
+        expect_status(c, "OK", "SET other%d v", i);
+        expect_status(c, "v", "GET other%d", i);
         expect_int(c, 1, "INCR counter%d", i);
     }
     for (int i = 0; i < 3; i++)
@@ -229,13 +132,8 @@ Test(pinned, blocking_commands_wait_without_stalling_others)
 Test(pinned, blocking_timeout_answers_the_nil_array_redis_sends)
 {
     tcd_proc *t = start_daemon(NULL);
-    int fd = raw_connect(t->sock);
-    const char req[] = "*3\r\n$5\r\nBLPOP\r\n$5\r\nempty\r\n$4\r\n0.05\r\n";
-    char buf[64];
-    cr_assert_eq(send(fd, req, sizeof(req) - 1, 0), (ssize_t)sizeof(req) - 1);
-    read_n(fd, buf, 5);
-    cr_assert_str_eq(buf, "*-1\r\n");
-    close(fd);
+    expect_redis_bytes(t, "*3\r\n$5\r\nBLPOP\r\n$5\r\nempty\r\n"
+                          "$4\r\n0.05\r\n", "\r\n");
 }
 
 /* ---- SELECT ---------------------------------------------------------------- */
@@ -244,22 +142,22 @@ Test(pinned, select_reaches_another_database_and_never_its_l1)
 {
     tcd_proc *t = start_daemon("--l1-ttl-ms", "600000", NULL);
     redisContext *c0 = connect_to(t), *c2 = connect_to(t), *d;
-    expect_str(c0, "OK", "SET k zero");
-    expect_str(c0, "zero", "GET k"); /* in L1 now */
-    expect_str(c0, "zero", "GET k");
+    expect_status(c0, "OK", "SET k zero");
+    expect_status(c0, "zero", "GET k"); /* in L1 now */
+    expect_status(c0, "zero", "GET k");
     cr_assert_gt(info_field(t, "l1_hits"), 0);
-    expect_str(c0, "OK", "SELECT 0"); /* the cache's own: no pin */
-    expect_str(c2, "OK", "SELECT 2");
+    expect_status(c0, "OK", "SELECT 0"); /* the cache's own: no pin */
+    expect_status(c2, "OK", "SELECT 2");
     expect_nil(c2, "GET k"); /* db 2 has no k, whatever L1 holds */
-    expect_str(c2, "OK", "SET k two");
-    expect_str(c2, "two", "GET k");
+    expect_status(c2, "OK", "SET k two");
+    expect_status(c2, "two", "GET k");
     expect_int(c2, 1, "DBSIZE");
-    expect_str(c0, "zero", "GET k");
-    expect_str(c2, "-ERR DB index is out of range", "SELECT 99");
-    expect_str(c2, "OK", "SELECT 0");
-    expect_str(c2, "zero", "GET k");
+    expect_status(c0, "zero", "GET k");
+    expect_status(c2, "-ERR DB index is out of range", "SELECT 99");
+    expect_status(c2, "OK", "SELECT 0");
+    expect_status(c2, "zero", "GET k");
     d = redis_direct(2);
-    expect_str(d, "two", "GET k");
+    expect_status(d, "two", "GET k");
     redisFree(d);
     redisFree(c0);
     redisFree(c2);
@@ -272,36 +170,36 @@ Test(pinned, watch_aborts_exec_when_the_key_changed)
     tcd_proc *t = start_daemon(NULL);
     redisContext *a = connect_to(t), *b = connect_to(t);
     redisReply *r;
-    expect_str(a, "OK", "SET w 1");
-    expect_str(a, "OK", "WATCH w");
-    expect_str(b, "OK", "SET w 2");
-    expect_str(a, "OK", "MULTI");
-    expect_str(a, "QUEUED", "SET w mine");
+    expect_status(a, "OK", "SET w 1");
+    expect_status(a, "OK", "WATCH w");
+    expect_status(b, "OK", "SET w 2");
+    expect_status(a, "OK", "MULTI");
+    expect_status(a, "QUEUED", "SET w mine");
     r = cmd(a, "EXEC");
     cr_assert_eq(r->type, REDIS_REPLY_NIL, "EXEC ran despite the WATCH");
     freeReplyObject(r);
-    expect_str(a, "2", "GET w");
+    expect_status(a, "2", "GET w");
     /* Unchanged: it runs. */
-    expect_str(a, "OK", "WATCH w");
-    expect_str(a, "2", "GET w");
-    expect_str(a, "OK", "MULTI");
-    expect_str(a, "QUEUED", "SET w mine");
+    expect_status(a, "OK", "WATCH w");
+    expect_status(a, "2", "GET w");
+    expect_status(a, "OK", "MULTI");
+    expect_status(a, "QUEUED", "SET w mine");
     r = cmd(a, "EXEC");
     expect_elem(r, 0, "OK");
     freeReplyObject(r);
-    expect_str(b, "mine", "GET w");
-    expect_str(a, "OK", "UNWATCH");
+    expect_status(b, "mine", "GET w");
+    expect_status(a, "OK", "UNWATCH");
     /* DISCARD ends the WATCH, as in Redis: a later transaction runs. */
-    expect_str(a, "OK", "WATCH w");
-    expect_str(a, "OK", "MULTI");
-    expect_str(a, "OK", "DISCARD");
-    expect_str(b, "OK", "SET w changed");
-    expect_str(a, "OK", "MULTI");
-    expect_str(a, "QUEUED", "SET w after-discard");
+    expect_status(a, "OK", "WATCH w");
+    expect_status(a, "OK", "MULTI");
+    expect_status(a, "OK", "DISCARD");
+    expect_status(b, "OK", "SET w changed");
+    expect_status(a, "OK", "MULTI");
+    expect_status(a, "QUEUED", "SET w after-discard");
     r = cmd(a, "EXEC");
     expect_elem(r, 0, "OK");
     freeReplyObject(r);
-    expect_str(b, "after-discard", "GET w");
+    expect_status(b, "after-discard", "GET w");
     redisFree(a);
     redisFree(b);
 }
@@ -316,14 +214,14 @@ Test(pinned, daemon_on_database_2)
     snprintf(url, sizeof(url), "%s?db=2", redis.unix_url);
     t = start_daemon("--redis-url", url, NULL);
     c = connect_to(t);
-    expect_str(c, "OK", "SET in2 v");
-    expect_str(c, "v", "GET in2");
-    expect_str(c, "v", "GET in2");
+    expect_status(c, "OK", "SET in2 v");
+    expect_status(c, "v", "GET in2");
+    expect_status(c, "v", "GET in2");
     cr_assert_gt(info_field(t, "l1_hits"), 0);
-    expect_str(c, "OK", "SELECT 2");
+    expect_status(c, "OK", "SELECT 2");
     cr_assert_eq(info_field(t, "tiercached_pinned_total"), 0);
     d = redis_direct(2);
-    expect_str(d, "v", "GET in2");
+    expect_status(d, "v", "GET in2");
     redisFree(d);
     d = redis_direct(0);
     expect_nil(d, "GET in2");
@@ -341,31 +239,31 @@ Test(pinned, watched_exec_through_one_invalidates_the_other_strict)
     tcd_proc *b = start_daemon("--coherence", "strict", LONG_L1, NULL);
     redisContext *ca = connect_to(a), *cb = connect_to(b);
     redisReply *r;
-    expect_str(ca, "OK", "SET shared v1");
-    expect_str(cb, "v1", "GET shared"); /* fills B's L1 */
-    expect_str(cb, "v1", "GET shared");
+    expect_status(ca, "OK", "SET shared v1");
+    expect_status(cb, "v1", "GET shared"); /* fills B's L1 */
+    expect_status(cb, "v1", "GET shared");
     cr_assert_gt(info_field(b, "l1_hits"), 0);
-    expect_str(ca, "OK", "WATCH shared");
-    expect_str(ca, "OK", "MULTI");
-    expect_str(ca, "QUEUED", "SET shared v2");
+    expect_status(ca, "OK", "WATCH shared");
+    expect_status(ca, "OK", "MULTI");
+    expect_status(ca, "QUEUED", "SET shared v2");
     r = cmd(ca, "EXEC");
     expect_elem(r, 0, "OK");
     freeReplyObject(r);
-    expect_str(cb, "v2", "GET shared");
+    expect_status(cb, "v2", "GET shared");
     /* A plain write on the pinned connection too (outside MULTI). */
-    expect_str(ca, "OK", "SET shared v3");
-    expect_str(cb, "v3", "GET shared");
+    expect_status(ca, "OK", "SET shared v3");
+    expect_status(cb, "v3", "GET shared");
     /* And between WATCH and EXEC (the write may not end the WATCH). */
-    expect_str(ca, "OK", "WATCH shared");
+    expect_status(ca, "OK", "WATCH shared");
     expect_int(ca, 1, "APPEND other x");
-    expect_str(ca, "OK", "SET shared v4");
-    expect_str(cb, "v4", "GET shared");
-    expect_str(ca, "OK", "MULTI");
-    expect_str(ca, "QUEUED", "SET shared v5");
+    expect_status(ca, "OK", "SET shared v4");
+    expect_status(cb, "v4", "GET shared");
+    expect_status(ca, "OK", "MULTI");
+    expect_status(ca, "QUEUED", "SET shared v5");
     r = cmd(ca, "EXEC");
     cr_assert_eq(r->type, REDIS_REPLY_NIL, "our own SET changed the key");
     freeReplyObject(r);
-    expect_str(cb, "v4", "GET shared");
+    expect_status(cb, "v4", "GET shared");
     redisFree(ca);
     redisFree(cb);
 }
@@ -412,29 +310,11 @@ Test(pinned, subscribe_works_as_against_redis)
     cr_assert_eq(r->element[2]->integer, 0);
     freeReplyObject(r);
     /* Out of pub/sub mode: an ordinary connection again. */
-    expect_str(s, "OK", "SET k v");
-    expect_str(s, "v", "GET k");
-    expect_str(s, "PONG", "PING");
+    expect_status(s, "OK", "SET k v");
+    expect_status(s, "v", "GET k");
+    expect_status(s, "PONG", "PING");
     redisFree(s);
     redisFree(p);
-}
-
-/* Read until the stream ends with `tail` (or 10 s pass). */
-static size_t read_until(int fd, char *buf, size_t cap, const char *tail)
-{
-    size_t got = 0, tl = strlen(tail);
-    double end = tcr_now_ms() + 10000;
-    while (got + 1 < cap && tcr_now_ms() < end) {
-        ssize_t n = recv(fd, buf + got, cap - 1 - got, 0);
-        if (n <= 0)
-            break;
-        got += (size_t)n;
-        buf[got] = '\0';
-        if (got >= tl && !memcmp(buf + got - tl, tail, tl))
-            break;
-    }
-    buf[got] = '\0';
-    return got;
 }
 
 /* A pipelined pub/sub session gets the very bytes Redis sends, in order:
@@ -443,20 +323,9 @@ static size_t read_until(int fd, char *buf, size_t cap, const char *tail)
 Test(pinned, pipelined_pubsub_bytes_are_redis_bytes)
 {
     tcd_proc *t = start_daemon(NULL);
-    static const char in[] =
-        "SUBSCRIBE a b\r\nPING\r\nPSUBSCRIBE c*\r\nGET x\r\n"
-        "UNSUBSCRIBE\r\nPUNSUBSCRIBE\r\nPING done\r\n";
-    static char via[4096], direct[4096];
-    int fd = raw_connect(t->sock);
-    cr_assert_eq(send(fd, in, sizeof(in) - 1, 0), (ssize_t)sizeof(in) - 1);
-    read_until(fd, via, sizeof(via), "$4\r\ndone\r\n");
-    close(fd);
-    fd = raw_connect(redis.sock);
-    cr_assert_eq(send(fd, in, sizeof(in) - 1, 0), (ssize_t)sizeof(in) - 1);
-    read_until(fd, direct, sizeof(direct), "$4\r\ndone\r\n");
-    close(fd);
-    cr_assert(strstr(direct, "$4\r\ndone\r\n"), "redis: %s", direct);
-    cr_assert_str_eq(via, direct);
+    expect_redis_bytes(t, "SUBSCRIBE a b\r\nPING\r\nPSUBSCRIBE c*\r\n"
+                          "GET x\r\nUNSUBSCRIBE\r\nPUNSUBSCRIBE\r\n"
+                          "PING done\r\n", "$4\r\ndone\r\n");
 }
 
 /* Seed 001's subscriber listens on "cache:invalidate" for its own JSON; the
@@ -467,9 +336,9 @@ Test(pinned, application_channel_cache_invalidate_hears_only_the_app)
     redisContext *s = connect_to(t), *w = connect_to(t);
     redisReply *r = cmd(s, "SUBSCRIBE cache:invalidate");
     freeReplyObject(r);
-    expect_str(w, "OK", "SET user:1 x");
+    expect_status(w, "OK", "SET user:1 x");
     expect_int(w, 1, "DEL user:1");
-    expect_str(w, "OK", "TC.INVALIDATE ALL");
+    expect_status(w, "OK", "TC.INVALIDATE ALL");
     expect_int(w, 1, "PUBLISH cache:invalidate {\"pattern\":\"user:*\"}");
     cr_assert_eq(redisGetReply(s, (void **)&r), REDIS_OK);
     expect_elem(r, 0, "message");
@@ -485,8 +354,8 @@ Test(pinned, monitor_streams_what_redis_runs)
     redisContext *m = connect_to(t), *c = connect_to(t);
     redisReply *r;
     int seen = 0;
-    expect_str(m, "OK", "MONITOR");
-    expect_str(c, "OK", "SET monitored-key 1");
+    expect_status(m, "OK", "MONITOR");
+    expect_status(c, "OK", "SET monitored-key 1");
     for (int i = 0; i < 10000 && !seen; i++) {
         cr_assert_eq(redisGetReply(m, (void **)&r), REDIS_OK, "%s",
                      m->errstr);
@@ -497,22 +366,6 @@ Test(pinned, monitor_streams_what_redis_runs)
     cr_assert(seen, "MONITOR never showed the SET");
     redisFree(m);
     redisFree(c);
-}
-
-static long rss_kb(pid_t pid)
-{
-    char path[64], line[256];
-    long kb = -1;
-    FILE *f;
-    snprintf(path, sizeof(path), "/proc/%d/status", (int)pid);
-    f = fopen(path, "r");
-    if (!f)
-        return -1;
-    while (fgets(line, sizeof(line), f))
-        if (sscanf(line, "VmRSS: %ld kB", &kb) == 1)
-            break;
-    fclose(f);
-    return kb;
 }
 
 /* A subscriber that never reads: its messages stop being read from Redis
@@ -546,7 +399,7 @@ Test(pinned, subscriber_that_never_reads_cannot_grow_memory)
     d = redis_direct(0);
     memset(big, 'x', VALUE);
     big[VALUE] = '\0';
-    expect_str(c, "PONG", "PING");
+    expect_status(c, "PONG", "PING");
     base = rss_kb(t->pid);
     fd = raw_connect(t->sock);
     setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &small, sizeof(small));
@@ -562,12 +415,12 @@ Test(pinned, subscriber_that_never_reads_cannot_grow_memory)
     }
     for (int i = 0; i < MESSAGES; i++) /* never read */
         freeReplyObject(cmd(d, "PUBLISH flood %s", big));
-    expect_str(c, "PONG", "PING"); /* others are served meanwhile */
+    expect_status(c, "PONG", "PING"); /* others are served meanwhile */
     grown = rss_kb(t->pid) - base;
     cr_assert_lt(grown, (under_asan ? 64 : 32) * 1024, "RSS grew by %ld kB for a subscriber that "
                  "never reads (bound: 1 MiB of pending messages)", grown);
     close(fd);
-    expect_str(c, "PONG", "PING");
+    expect_status(c, "PONG", "PING");
     redisFree(c);
     redisFree(d);
     free(big);
@@ -593,14 +446,14 @@ Test(pinned, pinned_connections_are_bounded_and_released)
     pinned_is none = {t, 0}, one = {t, 1};
     int fd;
     const char req[] = "*3\r\n$5\r\nBLPOP\r\n$5\r\nnever\r\n$1\r\n0\r\n";
-    expect_str(a, "OK", "WATCH x");
-    expect_str(b, "-ERR tiercached: WATCH needs a Redis connection", "WATCH x");
-    expect_str(b, "OK", "SET unpinned fine"); /* the client stays usable */
+    expect_status(a, "OK", "WATCH x");
+    expect_status(b, "-ERR tiercached: WATCH needs a Redis connection", "WATCH x");
+    expect_status(b, "OK", "SET unpinned fine"); /* the client stays usable */
     cr_assert_eq(info_field(t, "tiercached_pinned_refused"), 1);
     redisFree(a); /* its connection and thread go */
     cr_assert(tcr_wait(pinned_now, &none, DEADLINE_MS), "never released");
-    expect_str(b, "OK", "WATCH x");
-    expect_str(b, "OK", "UNWATCH");
+    expect_status(b, "OK", "WATCH x");
+    expect_status(b, "OK", "UNWATCH");
     redisFree(b);
     cr_assert(tcr_wait(pinned_now, &none, DEADLINE_MS), "never released");
     /* A client that goes away in the middle of BLPOP k 0 frees them too. */
@@ -621,15 +474,15 @@ Test(pinned, an_l1_miss_counts_once)
     tcd_proc *t = start_daemon(NULL);
     redisContext *c = connect_to(t);
     long long before, after;
-    expect_str(c, "OK", "SET counted v");
+    expect_status(c, "OK", "SET counted v");
     before = info_field(t, "l1_misses");
     expect_nil(c, "GET never-set-key");
     after = info_field(t, "l1_misses");
     cr_assert_eq(after - before, 1, "l1_misses went from %lld to %lld",
                  before, after);
     /* An MGET of a key in L1 and one not: one hit, one miss. */
-    expect_str(c, "v", "GET counted");
-    expect_str(c, "v", "GET counted"); /* now from L1 */
+    expect_status(c, "v", "GET counted");
+    expect_status(c, "v", "GET counted"); /* now from L1 */
     before = info_field(t, "l1_hits");
     after = info_field(t, "l1_misses");
     freeReplyObject(cmd(c, "MGET counted never-set-key"));
@@ -637,4 +490,36 @@ Test(pinned, an_l1_miss_counts_once)
                  "%lld times", info_field(t, "l1_hits") - before);
     cr_assert_eq(info_field(t, "l1_misses") - after, 1);
     redisFree(c);
+}
+
+/* MONITOR, then writes on that pinned connection: Redis refuses them in
+ * MONITOR mode (its own text comes through); after RESET the client's
+ * writes reach Redis with their invalidation, so the other daemon never
+ * serves its old copy (strict: at once). */
+Test(pinned, writes_after_monitor_keep_every_l1_coherent)
+{
+    tcd_proc *a = start_daemon("--coherence", "strict", LONG_L1, NULL);
+    tcd_proc *b = start_daemon("--coherence", "strict", LONG_L1, NULL);
+    redisContext *ca = connect_to(a), *cb = connect_to(b);
+    static const char in[] = "MONITOR\r\nSET mon v2\r\nRESET\r\n"
+                             "SET mon v3\r\nINCR monc\r\nPING done\r\n";
+    static char buf[1 << 16];
+    int fd;
+    expect_status(ca, "OK", "SET mon v1");
+    expect_status(ca, "OK", "SET monc 1");
+    expect_status(cb, "v1", "GET mon"); /* B's L1 holds both */
+    expect_status(cb, "1", "GET monc");
+    expect_status(cb, "v1", "GET mon");
+    cr_assert_gt(info_field(b, "l1_hits"), 0);
+    fd = raw_connect(a->sock);
+    cr_assert_eq(send(fd, in, sizeof(in) - 1, 0), (ssize_t)sizeof(in) - 1);
+    read_until(fd, buf, sizeof(buf), "$4\r\ndone\r\n");
+    close(fd);
+    cr_assert(strstr(buf, "-ERR Replica can't interact with the keyspace"),
+              "%s", buf);
+    cr_assert(strstr(buf, "+RESET\r\n+OK\r\n:2\r\n$4\r\ndone\r\n"), "%s", buf);
+    expect_status(cb, "v3", "GET mon");
+    expect_status(cb, "2", "GET monc");
+    redisFree(ca);
+    redisFree(cb);
 }

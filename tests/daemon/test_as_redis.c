@@ -1,0 +1,167 @@
+/*
+ * tiercached answers as redis-server does (issue 9's remaining
+ * differences): the very bytes of a raw session through the daemon and
+ * against the suite's redis-server directly, compared. Real redis-server
+ * (tests/redis_fixture.h), real tiercached processes on unix sockets in
+ * private temp dirs, stopped by pid in the suite's fini.
+ */
+#include "crit.h" /* Criterion, or the TSan build's shim */
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <hiredis/hiredis.h>
+
+#include "redis_fixture.h"
+
+#include "harness.h"
+
+TestSuite(as_redis, .init = setup, .fini = teardown, .timeout = 120);
+
+#define END "PING end\r\n"
+#define END_REPLY "$3\r\nend\r\n"
+
+/* Redis sends a nil array (*-1), not a nil bulk ($-1), for these: a
+ * client that tells them apart (hiredis 1.x, RESP-exact proxies) sees the
+ * difference. Top level and inside EXEC's reply. */
+Test(as_redis, nil_arrays_are_sent_as_redis_sends_them)
+{
+    tcd_proc *t = start_daemon(NULL);
+    expect_redis_bytes(t,
+                       "LPOP nolist 2\r\nRPOP nolist 2\r\n"
+                       "XREAD COUNT 1 STREAMS nostream 0\r\n"
+                       "LMPOP 1 nolist LEFT\r\nZMPOP 1 nozset MIN\r\n"
+                       "GEOADD g 13.361389 38.115556 palermo\r\n"
+                       "GEOPOS g palermo nowhere\r\nGET nokey\r\n"
+                       "MULTI\r\nLPOP nolist 2\r\nGET nokey\r\nEXEC\r\n"
+                       "DEL g\r\n" END,
+                       END_REPLY);
+}
+
+/* Unknown subcommands and wrong arities of the CLIENT family answer
+ * Redis's own texts; the subcommands tiercached does not answer itself
+ * reach Redis. */
+Test(as_redis, client_subcommand_errors_are_redis_texts)
+{
+    tcd_proc *t = start_daemon(NULL);
+    expect_redis_bytes(t,
+                       "CLIENT xyz\r\nCLIENT GETNAME extra\r\n"
+                       "CLIENT SETNAME\r\nCLIENT ID extra\r\n"
+                       "CLIENT SETNAME a b\r\nCLIENT NO-EVICT maybe\r\n"
+                       "CLIENT KILL ID\r\nCLIENT UNPAUSE\r\n"
+                       "CLIENT GETREDIR\r\nCLIENT CACHING yes\r\n"
+                       "CLIENT\r\n" END,
+                       END_REPLY);
+}
+
+/* CLIENT REPLY OFF / SKIP / ON: replies suppressed exactly where Redis
+ * suppresses them, on an ordinary (unpinned) client and on a pinned one. */
+Test(as_redis, client_reply_off_skip_on)
+{
+    tcd_proc *t = start_daemon(NULL);
+    expect_redis_bytes(t,
+                       "CLIENT REPLY OFF\r\nSET r1 1\r\nGET r1\r\n"
+                       "INCR r1\r\nCLIENT REPLY ON\r\nGET r1\r\n"
+                       "CLIENT REPLY SKIP\r\nGET r1\r\nGET r1\r\n"
+                       "CLIENT REPLY SKIP\r\nCLIENT REPLY SKIP\r\n"
+                       "PING a\r\nPING b\r\nCLIENT REPLY bogus\r\n"
+                       "CLIENT REPLY OFF\r\nNOSUCHCMD\r\n"
+                       "CLIENT REPLY ON\r\n"
+                       "WATCH r1\r\nCLIENT REPLY OFF\r\nINCR r1\r\n"
+                       "CLIENT REPLY ON\r\nGET r1\r\nUNWATCH\r\n"
+                       "DEL r1\r\n" END,
+                       END_REPLY);
+}
+
+/* RESET: out of MULTI, WATCH, SELECT, CLIENT REPLY OFF, pub/sub and
+ * MONITOR, the name cleared, +RESET; then an ordinary connection again. */
+Test(as_redis, reset_drops_every_connection_state)
+{
+    tcd_proc *t = start_daemon(NULL);
+    expect_redis_bytes(t,
+                       "SET rk 0\r\nCLIENT SETNAME n1\r\nMULTI\r\n"
+                       "INCR rk\r\nRESET\r\nCLIENT GETNAME\r\nEXEC\r\n"
+                       "GET rk\r\nSELECT 3\r\nSET in3 x\r\nRESET\r\n"
+                       "GET in3\r\nWATCH rk\r\nRESET\r\nMULTI\r\n"
+                       "EXEC\r\nCLIENT REPLY OFF\r\nRESET\r\n"
+                       "SUBSCRIBE ch\r\nRESET\r\nGET rk\r\n"
+                       "PSUBSCRIBE p*\r\nPING\r\nRESET\r\n"
+                       "MONITOR\r\nRESET\r\nINCR rk\r\n"
+                       "RESET extra\r\nDEL rk\r\n" END,
+                       END_REPLY);
+}
+
+/* A RESET leaves no connection of its own behind: the client reads L1
+ * again, and a later WATCH pins it anew. */
+Test(as_redis, reset_unpins_the_client)
+{
+    tcd_proc *t = start_daemon(NULL);
+    redisContext *c = connect_to(t);
+    expect_status(c, "OK", "SELECT 5");
+    cr_assert_eq(info_field(t, "tiercached_pinned"), 1);
+    expect_status(c, "RESET", "RESET");
+    for (int i = 0; i < DEADLINE_MS / 10 &&
+                    info_field(t, "tiercached_pinned") != 0; i++)
+        tcr_sleep_ms(10);
+    cr_assert_eq(info_field(t, "tiercached_pinned"), 0);
+    expect_status(c, "OK", "SET after-reset v");
+    expect_status(c, "v", "GET after-reset");
+    expect_status(c, "v", "GET after-reset");
+    cr_assert_gt(info_field(t, "l1_hits"), 0, "a RESET client reads L1");
+    expect_status(c, "OK", "WATCH after-reset");
+    cr_assert_eq(info_field(t, "tiercached_pinned"), 1);
+    redisFree(c);
+}
+
+/* RESET deauthenticates, as in Redis with a password. */
+Test(as_redis, reset_needs_auth_again)
+{
+    tcd_proc *t = start_daemon("--requirepass", "pw", NULL);
+    redisContext *c = connect_to(t);
+    expect_status(c, "OK", "AUTH pw");
+    expect_status(c, "OK", "SET k v");
+    expect_status(c, "RESET", "RESET");
+    expect_status(c, "NOAUTH Authentication required.", "GET k");
+    expect_status(c, "OK", "AUTH pw");
+    expect_status(c, "v", "GET k");
+    redisFree(c);
+}
+
+/* In pub/sub mode (RESP2), MULTI, EXEC, DISCARD and WATCH get Redis's own
+ * refusal; once unsubscribed from everything, MULTI works again. */
+Test(as_redis, transactions_in_pubsub_mode)
+{
+    tcd_proc *t = start_daemon(NULL);
+    expect_redis_bytes(t,
+                       "SUBSCRIBE a\r\nMULTI\r\nSET x 1\r\nEXEC\r\n"
+                       "DISCARD\r\nWATCH x\r\nUNWATCH\r\n"
+                       "UNSUBSCRIBE\r\nMULTI\r\nINCR tx\r\nEXEC\r\n"
+                       "DEL tx\r\n" END,
+                       END_REPLY);
+}
+
+/* CLIENT TRACKING / CACHING run on the client's own connection: the same
+ * replies as Redis, and the state lives until RESET. */
+Test(as_redis, client_tracking_and_caching)
+{
+    tcd_proc *t = start_daemon(NULL);
+    expect_redis_bytes(t,
+                       "CLIENT TRACKING on OPTIN\r\nCLIENT CACHING yes\r\n"
+                       "GET tr\r\nCLIENT CACHING no\r\n"
+                       "CLIENT TRACKING off\r\nCLIENT CACHING yes\r\n"
+                       "CLIENT TRACKING on BCAST PREFIX a\r\n"
+                       "CLIENT TRACKING bogus\r\nRESET\r\n"
+                       "CLIENT CACHING yes\r\n" END,
+                       END_REPLY);
+}

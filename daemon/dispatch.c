@@ -296,6 +296,8 @@ void tcd_dispatch_input(tcd_client *cl)
         const char *err = NULL;
         int rc;
         if (tcd_client_backpressured(cl)) {
+            if (cl->reading) /* paused for what it holds: counted once */
+                TCD_COUNT(srv, output_pauses, 1);
             tcd_client_set_reading(cl, 0);
             break;
         }

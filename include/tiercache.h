@@ -675,7 +675,9 @@ TC_EXTERN size_t tc_async_pending(const tc_async *a);
 TC_EXTERN tc_result tc_async_get(tc_async *a, unsigned lane, const void *key,
                                  size_t klen, tc_async_get_fn cb,
                                  void *userdata);
-/** tc_set_ex() (key and value copied); strict writes refused. */
+/** tc_set_ex() (key and value copied); strict writes refused. The SETs
+ *  without NX/XX submitted on a lane within one loop iteration are sent
+ *  as one MULTI/EXEC with one invalidation message naming every key. */
 TC_EXTERN tc_result tc_async_set(tc_async *a, unsigned lane, const void *key,
                                  size_t klen, const void *val, size_t vlen,
                                  const tc_set_opts *o, tc_async_fn cb,

@@ -11,6 +11,11 @@
  *   set      tc__set_begin / tc__set_finish around the same MULTI (SET,
  *            stamp, PUBLISH, EXEC): the invalidation is published in the
  *            write's transaction; L1 is filled only if nothing raced.
+ *            The plain SETs a lane gets within one loop iteration share
+ *            one such MULTI (group commit, up to BATCH_MAX): their SETs
+ *            and stamps, one PUBLISH naming every key, EXEC; each SET's
+ *            replies are its own slice of EXEC's. Anything else submitted
+ *            on the lane sends the group first, so order holds.
  *   command  tc__prepare, then a read as it is, or tc__write_begin /
  *            tc__write_finish around the same MULTI as tc__run_write.
  * Strict writes (they wait for acknowledgements), blocking commands,
@@ -38,6 +43,9 @@
 
 /* A lane that failed is not reconnected before this (ms). */
 #define RETRY_MS 200
+/* Plain SETs of one lane within one loop iteration share a transaction
+ * (group commit), at most this many. */
+#define BATCH_MAX 64
 
 enum { OP_GET, OP_SET, OP_READ, OP_WRITE };
 
@@ -63,6 +71,7 @@ typedef struct op {
     tc__written w;
     tc__write_op wop;
     size_t ncmd;             /* commands of the transaction (EXEC's check) */
+    unsigned batch_n;        /* first op of a group commit: its size */
 } op;
 
 struct lane {
@@ -70,6 +79,8 @@ struct lane {
     tc__aconn *ac;           /* NULL: not connected */
     uint64_t retry_at;       /* tc__now_ns(): no connect before */
     op *head, *tail;         /* sent, awaiting their last reply */
+    op *bhead, *btail;       /* SETs waiting for the group commit */
+    unsigned bn;
 };
 
 struct tc_async {
@@ -78,6 +89,7 @@ struct tc_async {
     unsigned nlanes;
     lane *lanes;
     ev_timer tick;           /* the command timeout */
+    ev_prepare flush;        /* send the group commits, once per iteration */
     size_t pending;
 };
 
@@ -161,11 +173,18 @@ static void lane_fail(lane *l, tc_result r, const char *why)
     l->ac = NULL;
     l->retry_at = tc__now_ns() + (uint64_t)RETRY_MS * 1000000u;
     tc__aconn_free(ac); /* safe from its own callbacks */
-    while (o) {
-        op *next = o->next;
-        tc__fail(r, "%s", why);
-        op_complete(a, o, r, NULL);
-        o = next;
+    for (int pass = 0; pass < 2; pass++) {
+        while (o) {
+            op *next = o->next;
+            tc__fail(r, "%s", why);
+            op_complete(a, o, r, NULL);
+            o = next;
+        }
+        /* Then the SETs not sent yet (submitted after those): nothing of
+         * them reached Redis. */
+        o = l->bhead;
+        l->bhead = l->btail = NULL;
+        l->bn = 0;
     }
 }
 
@@ -273,6 +292,149 @@ static void on_last(tc__aconn *ac, redisReply *r, void *priv)
     op_complete(o->l->a, o, TC_OK, r);
 }
 
+/* The EXEC of a group commit: each SET gets its own slice of it. */
+static void on_batch(tc__aconn *ac, redisReply *r, void *priv)
+{
+    op *first = priv, *o, *list = NULL, **tail = &list;
+    lane *l = first->l;
+    tc_async *a = l->a;
+    size_t want = 1, at = 0; /* the PUBLISH's reply, last */
+    unsigned n = first->batch_n;
+    for (unsigned i = 0; i < n; i++) {
+        o = l->head; /* replies come in order: these are the oldest */
+        lane_pop(l, o);
+        o->next = NULL;
+        want += o->set->ncmd;
+        *tail = o;
+        tail = &o->next;
+    }
+    if (r->type != REDIS_REPLY_ARRAY || r->elements != want) {
+        char why[200];
+        snprintf(why, sizeof(why), "EXEC: %.*s",
+                 r->type == REDIS_REPLY_ERROR ? (int)(r->len > 150 ? 150 : r->len)
+                                              : 20,
+                 r->type == REDIS_REPLY_ERROR ? r->str : "transaction aborted");
+        for (o = list; o;) {
+            op *next = o->next;
+            op_complete(a, o, tc__fail(TC_PROTOCOL, "%s", why), NULL);
+            o = next;
+        }
+        return;
+    }
+    tc__aconn_keep_reply(ac);
+    for (o = list; o;) {
+        op *next = o->next;
+        size_t k = o->set->ncmd;
+        redisReply *part = calloc(1, sizeof(*part));
+        if (part && !(part->element = calloc(k, sizeof(*part->element)))) {
+            free(part);
+            part = NULL;
+        }
+        if (part) {
+            part->type = REDIS_REPLY_ARRAY;
+            part->elements = k;
+            for (size_t i = 0; i < k; i++, at++) {
+                part->element[i] = r->element[at];
+                r->element[at] = NULL;
+            }
+            op_complete(a, o, TC_OK, part);
+        } else {
+            at += k;
+            op_complete(a, o, tc__fail(TC_NO_MEMORY, "out of memory"), NULL);
+        }
+        o = next;
+    }
+    freeReplyObject(r);
+}
+
+static void enqueue_sent(lane *l, op *o, uint64_t now)
+{
+    o->l = l;
+    o->sent_ns = now;
+    o->next = NULL;
+    if (l->tail)
+        l->tail->next = o;
+    else
+        l->head = o;
+    l->tail = o;
+}
+
+/* Send the lane's waiting SETs as one MULTI: their SETs and stamps, one
+ * PUBLISH naming every key, EXEC. */
+static void flush_batch(lane *l)
+{
+    tc_async *a = l->a;
+    tc_cache *c = a->c;
+    op *o = l->bhead, *first = o;
+    unsigned n = l->bn, i = 0;
+    size_t nw = 0;
+    const void **keys = NULL;
+    size_t *klens = NULL;
+    tc__cmd *writes = NULL;
+    tc__txn bt;
+    tc__txn_cmds tx;
+    uint64_t now = tc__now_ns();
+    if (!n)
+        return;
+    l->bhead = l->btail = NULL;
+    l->bn = 0;
+    /* In the lane's order from now on: a failure below fails them all. */
+    for (op *p = o; p;) {
+        op *next = p->next;
+        p->ncmd = p->set->ncmd + 2;
+        enqueue_sent(l, p, now);
+        nw += p->set->ncmd;
+        p = next;
+    }
+    first->batch_n = n;
+    keys = malloc(n * sizeof(*keys));
+    klens = malloc(n * sizeof(*klens));
+    writes = malloc(nw * sizeof(*writes));
+    if (!keys || !klens || !writes) {
+        free(keys), free(klens), free(writes);
+        lane_fail(l, TC_NO_MEMORY, "out of memory");
+        return;
+    }
+    nw = 0;
+    for (op *p = first; p && i < n; p = p->next, i++) {
+        keys[i] = p->set->key, klens[i] = p->set->klen;
+        for (size_t j = 0; j < p->set->ncmd; j++)
+            writes[nw++] = p->set->cmds[j];
+    }
+    if (tc__txn_begin(c, &bt, n == 1 ? TC__MSG_KEY : TC__MSG_KEYS, n, keys,
+                      klens, 0) != TC_OK ||
+        tc__txn_build(c, &bt, nw, writes, 0, &tx) != TC_OK) {
+        tc__txn_end(c, &bt, NULL, 0);
+        free(keys), free(klens), free(writes);
+        lane_fail(l, TC_NO_MEMORY, "out of memory");
+        return;
+    }
+    for (size_t k = 0; k < tx.n; k++) {
+        int last = k + 1 == tx.n;
+        if (tc__aconn_command_argv(l->ac, last ? on_batch : NULL,
+                                   last ? first : NULL, tx.cmds[k].argc,
+                                   tx.cmds[k].argv, tx.cmds[k].argvlen) != 0) {
+            tc__txn_cmds_free(&tx);
+            tc__txn_end(c, &bt, NULL, 0);
+            free(keys), free(klens), free(writes);
+            lane_fail(l, TC_NO_MEMORY, "out of memory");
+            return;
+        }
+    }
+    tc__txn_cmds_free(&tx);
+    tc__txn_end(c, &bt, NULL, 0); /* not strict: frees the message */
+    free(keys), free(klens), free(writes);
+}
+
+static void on_prepare(struct ev_loop *loop, ev_prepare *w, int revents)
+{
+    tc_async *a = w->data;
+    (void)loop, (void)revents;
+    for (unsigned i = 0; i < a->nlanes; i++)
+        if (a->lanes[i].bn)
+            flush_batch(&a->lanes[i]);
+}
+
 /* ---- submission ------------------------------------------------------------ */
 
 static lane *pick(tc_async *a, unsigned lane_no)
@@ -333,6 +495,7 @@ tc_result tc_async_get(tc_async *a, unsigned lane_no, const void *key,
     if ((r = tc__check_key(c, key, klen)) != TC_OK)
         return r;
     l = pick(a, lane_no);
+    flush_batch(l); /* what came before goes first */
     if (!lane_conn(l))
         return TC_L2_UNAVAILABLE;
     if (!(o = op_new(OP_GET, userdata)))
@@ -404,6 +567,25 @@ tc_result tc_async_set(tc_async *a, unsigned lane_no, const void *key,
                            NULL, o->set)) != TC_OK) {
         op_free(o);
         return r;
+    }
+    if (!o->set->cond && c->bus) {
+        /* Sent with the lane's other SETs when the loop iteration ends. */
+        o->l = l;
+        if (l->btail)
+            l->btail->next = o;
+        else
+            l->bhead = o;
+        l->btail = o;
+        a->pending++;
+        if (++l->bn >= BATCH_MAX)
+            flush_batch(l);
+        return TC_OK;
+    }
+    flush_batch(l);
+    if (!l->ac) { /* the flush failed the lane */
+        tc__set_finish(c, o->set, TC_L2_UNAVAILABLE, NULL);
+        op_free(o);
+        return tc__fail(TC_L2_UNAVAILABLE, "Redis connection lost");
     }
     if ((r = tc__txn_build(c, &o->set->t, o->set->ncmd, o->set->cmds,
                            o->set->cond, &tx)) != TC_OK) {
@@ -500,6 +682,7 @@ tc_result tc_async_command(tc_async *a, unsigned lane_no, int argc,
                                          "tc_command()");
     }
     l = pick(a, lane_no);
+    flush_batch(l); /* what came before goes first */
     if (!lane_conn(l)) {
         op_free(o);
         return TC_L2_UNAVAILABLE;
@@ -564,6 +747,10 @@ tc_result tc_async_open(tc_cache *c, void *ev_loop, unsigned lanes,
     a->nlanes = lanes;
     for (unsigned i = 0; i < lanes; i++)
         a->lanes[i].a = a;
+    ev_prepare_init(&a->flush, on_prepare);
+    a->flush.data = a;
+    ev_prepare_start(a->loop, &a->flush);
+    ev_unref(a->loop);
     if (c->cfg.command_timeout_ms) {
         double iv = c->cfg.command_timeout_ms / 4000.0;
         iv = iv < 0.01 ? 0.01 : iv;
@@ -586,13 +773,15 @@ void tc_async_close(tc_async *a)
     if (!a)
         return;
     for (unsigned i = 0; i < a->nlanes; i++)
-        if (a->lanes[i].ac || a->lanes[i].head)
+        if (a->lanes[i].ac || a->lanes[i].head || a->lanes[i].bhead)
             lane_fail(&a->lanes[i], TC_L2_UNAVAILABLE,
                       "closed before Redis answered");
     if (ev_is_active(&a->tick)) {
         ev_ref(a->loop);
         ev_timer_stop(a->loop, &a->tick);
     }
+    ev_ref(a->loop);
+    ev_prepare_stop(a->loop, &a->flush);
     free(a->lanes);
     free(a);
 }

@@ -68,6 +68,14 @@ static int applied_at_least(void *p)
     return st.inval_applied >= a->applied;
 }
 
+static int received_at_least(void *p)
+{
+    count_arg *a = p;
+    tc_stats st;
+    tc_cache_stats(a->c, &st);
+    return st.inval_received >= a->applied;
+}
+
 /* In the window between b's L2 reply and its L1 fill, a writes "new" and
  * b applies the invalidation (on its bus thread). */
 typedef struct window {
@@ -161,6 +169,67 @@ Test(async, pipelined_writes_invalidate_other_instances)
     s = get_str(b, "n", NULL);
     cr_assert_str_eq(s, "2");
     free(s);
+    tc_async_close(as);
+    ev_loop_destroy(loop);
+    tc_cache_destroy(a);
+    tc_cache_destroy(b);
+}
+
+/* SETs submitted in one loop iteration go as one transaction (group
+ * commit) with one message naming every key: every other instance drops
+ * every key, and each SET gets its own answer. */
+Test(async, grouped_sets_each_answered_and_each_invalidated)
+{
+    enum { N = 12 };
+    tc_options o = test_opts(&srv);
+    tc_cache *a = must_create(&o), *b = must_create(&o);
+    struct ev_loop *loop = ev_loop_new(0);
+    tc_async *as = NULL;
+    got g[N];
+    char key[N][8], val[N][8];
+    tc_stats st0, st;
+    count_arg cond;
+    memset(g, 0, sizeof(g));
+    tc_cache_stats(b, &st0);
+    for (int i = 0; i < N; i++) {
+        snprintf(key[i], sizeof(key[i]), "g%d", i);
+        snprintf(val[i], sizeof(val[i]), "old%d", i);
+        cr_assert_eq(set_str(a, key[i], val[i], 0), TC_OK);
+    }
+    /* Those N messages are in before counting. */
+    cond = (count_arg){b, st0.inval_received + N};
+    AWAIT(received_at_least, &cond, "b did not receive the first SETs");
+    for (int i = 0; i < N; i++)
+        warm(b, key[i], val[i]);
+    cr_assert_eq(tc_async_open(a, loop, 1, &as), TC_OK);
+    tc_cache_stats(b, &st0);
+    for (int i = 0; i < N; i++) {
+        snprintf(val[i], sizeof(val[i]), "new%d", i);
+        cr_assert_eq(tc_async_set(as, 0, key[i], strlen(key[i]), val[i],
+                                  strlen(val[i]), NULL, on_reply, &g[i]),
+                     TC_OK);
+    }
+    RUN_UNTIL_ANSWERED(loop, &g[N - 1]);
+    cond = (count_arg){b, st0.inval_applied + 1};
+    AWAIT(applied_at_least, &cond, "b applied nothing");
+    for (int i = 0; i < N; i++) {
+        holds_arg h = {b, key[i], NULL};
+        char *s, old[8];
+        cr_assert_eq(g[i].calls, 1, "SET %d answered %d times", i,
+                     g[i].calls);
+        cr_assert_eq(g[i].r, TC_OK);
+        snprintf(old, sizeof(old), "old%d", i);
+        h.val = old;
+        AWAIT(l1_drops, &h, "b kept %s=%s", key[i], old);
+        s = get_str(b, key[i], NULL);
+        cr_assert_str_eq(s, val[i]);
+        free(s);
+    }
+    /* One transaction, one message. */
+    tc_cache_stats(b, &st);
+    cr_assert_eq(st.inval_received - st0.inval_received, 1,
+                 "%llu messages for one group of SETs",
+                 (unsigned long long)(st.inval_received - st0.inval_received));
     tc_async_close(as);
     ev_loop_destroy(loop);
     tc_cache_destroy(a);

@@ -15,7 +15,8 @@
  *            one such MULTI (group commit, up to BATCH_MAX): their SETs
  *            and stamps, one PUBLISH naming every key, EXEC; each SET's
  *            replies are its own slice of EXEC's. Anything else submitted
- *            on the lane sends the group first, so order holds.
+ *            on the lane sends the group first, so order holds; a timer
+ *            due at once sends it in the next iteration otherwise.
  *   command  tc__prepare, then a read as it is, or tc__write_begin /
  *            tc__write_finish around the same MULTI as tc__run_write.
  * Strict writes (they wait for acknowledgements), blocking commands,
@@ -89,7 +90,9 @@ struct tc_async {
     unsigned nlanes;
     lane *lanes;
     ev_timer tick;           /* the command timeout */
-    ev_prepare flush;        /* send the group commits, once per iteration */
+    ev_timer flush;          /* due at once while a group commit waits:
+                                sends it in the next loop iteration, so
+                                the loop never blocks with SETs unsent */
     size_t pending;
 };
 
@@ -426,7 +429,7 @@ static void flush_batch(lane *l)
     free(keys), free(klens), free(writes);
 }
 
-static void on_prepare(struct ev_loop *loop, ev_prepare *w, int revents)
+static void on_flush(struct ev_loop *loop, ev_timer *w, int revents)
 {
     tc_async *a = w->data;
     (void)loop, (void)revents;
@@ -579,6 +582,8 @@ tc_result tc_async_set(tc_async *a, unsigned lane_no, const void *key,
         a->pending++;
         if (++l->bn >= BATCH_MAX)
             flush_batch(l);
+        else if (!ev_is_active(&a->flush))
+            ev_timer_start(a->loop, &a->flush);
         return TC_OK;
     }
     flush_batch(l);
@@ -747,10 +752,8 @@ tc_result tc_async_open(tc_cache *c, void *ev_loop, unsigned lanes,
     a->nlanes = lanes;
     for (unsigned i = 0; i < lanes; i++)
         a->lanes[i].a = a;
-    ev_prepare_init(&a->flush, on_prepare);
+    ev_timer_init(&a->flush, on_flush, 0., 0.);
     a->flush.data = a;
-    ev_prepare_start(a->loop, &a->flush);
-    ev_unref(a->loop);
     if (c->cfg.command_timeout_ms) {
         double iv = c->cfg.command_timeout_ms / 4000.0;
         iv = iv < 0.01 ? 0.01 : iv;
@@ -780,8 +783,7 @@ void tc_async_close(tc_async *a)
         ev_ref(a->loop);
         ev_timer_stop(a->loop, &a->tick);
     }
-    ev_ref(a->loop);
-    ev_prepare_stop(a->loop, &a->flush);
+    ev_timer_stop(a->loop, &a->flush);
     free(a->lanes);
     free(a);
 }

@@ -545,6 +545,7 @@ tc_result tc_async_set(tc_async *a, unsigned lane_no, const void *key,
     lane *l;
     op *o;
     tc_result r;
+    int grouped;
     if (!a || !cb || (!val && vlen))
         return tc__fail(TC_BAD_ARGUMENT, "NULL argument");
     c = a->c;
@@ -566,12 +567,13 @@ tc_result tc_async_set(tc_async *a, unsigned lane_no, const void *key,
     memcpy(o->key, key, klen);
     if (vlen)
         memcpy(o->key + klen, val, vlen);
+    grouped = c->bus && !(opts && (opts->flags & (TC_SET_NX | TC_SET_XX)));
     if ((r = tc__set_begin(c, o->key, klen, o->key + klen, vlen, opts, NULL,
-                           NULL, o->set)) != TC_OK) {
+                           NULL, grouped, o->set)) != TC_OK) {
         op_free(o);
         return r;
     }
-    if (!o->set->cond && c->bus) {
+    if (grouped) {
         /* Sent with the lane's other SETs when the loop iteration ends. */
         o->l = l;
         if (l->btail)

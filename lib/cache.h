@@ -259,7 +259,9 @@ tc_result tc__set(tc_cache *c, const void *key, size_t klen, const void *val,
  *  tc__txn_exec(c, &op->t, op->ncmd, op->cmds, op->cond, &exec) or sends
  *  the same commands itself, then always calls finish with the outcome
  *  (`exec` taken), which fills or invalidates L1 and returns tc_set_ex()'s
- *  result. `key` and `val` are borrowed until finish; `op` must not move
+ *  result. With `no_message` (not for NX/XX or strict writes) no
+ *  invalidation message is encoded: the caller publishes one naming this
+ *  key in the same transaction (async.c's group commit). `key` and `val` are borrowed until finish; `op` must not move
  *  between the two (its commands point into it). */
 typedef struct tc__set_op {
     tc__txn t;
@@ -278,7 +280,7 @@ typedef struct tc__set_op {
 tc_result tc__set_begin(tc_cache *c, const void *key, size_t klen,
                         const void *val, size_t vlen, const tc_set_opts *o,
                         const tc__set_cmd_fn set_cmd, void *set_ud,
-                        tc__set_op *op);
+                        int no_message, tc__set_op *op);
 tc_result tc__set_finish(tc_cache *c, tc__set_op *op, tc_result r,
                          redisReply *exec);
 /** tc_mdel() with one more command in the same transaction (its reply is

@@ -28,7 +28,7 @@ static const char cond_set_script[] =
 tc_result tc__set_begin(tc_cache *c, const void *key, size_t klen,
                         const void *val, size_t vlen, const tc_set_opts *o,
                         const tc__set_cmd_fn set_cmd, void *set_ud,
-                        tc__set_op *op)
+                        int no_message, tc__set_op *op)
 {
     static const tc_set_opts defaults;
     tc_result r;
@@ -71,8 +71,11 @@ tc_result tc__set_begin(tc_cache *c, const void *key, size_t klen,
         free(op->zbuf);
         return r;
     }
-    if ((r = tc__txn_begin(c, &op->t, TC__MSG_KEY, 1, keys, &klen,
-                           tc__write_is_strict(c, o->flags))) != TC_OK) {
+    if (no_message && !op->cond && !tc__write_is_strict(c, o->flags)) {
+        memset(&op->t, 0, sizeof(op->t)); /* the caller publishes */
+    } else if ((r = tc__txn_begin(c, &op->t, TC__MSG_KEY, 1, keys, &klen,
+                                  tc__write_is_strict(c, o->flags))) !=
+               TC_OK) {
         tc__pkey_free(&op->k);
         free(op->zbuf);
         return r;
@@ -171,7 +174,7 @@ tc_result tc__set(tc_cache *c, const void *key, size_t klen, const void *val,
     tc__set_op op;
     redisReply *exec = NULL;
     tc_result r = tc__set_begin(c, key, klen, val, vlen, o, set_cmd, set_ud,
-                                &op);
+                                0, &op);
     if (r != TC_OK)
         return r;
     r = tc__txn_exec(c, &op.t, op.ncmd, op.cmds, op.cond, &exec);

@@ -43,6 +43,13 @@ void tcd_client_close(tcd_client *cl, const char *why)
         tcd_pin_release(cl->pin);
         cl->pin = NULL;
     }
+    if (cl->touched) { /* replies to flush: there are none now */
+        tcd_client **pp = &srv->touched;
+        while (*pp != cl)
+            pp = &(*pp)->touched_next;
+        *pp = cl->touched_next;
+        cl->touched = 0;
+    }
     close(cl->fd);
     cl->fd = -1;
     cl->dead = 1;
@@ -55,7 +62,7 @@ void tcd_client_close(tcd_client *cl, const char *why)
     cl->prev = cl->next = NULL;
     atomic_fetch_sub_explicit(&srv->counters.connected, 1,
                               memory_order_relaxed);
-    if (cl->inflight == 0)
+    if (cl->inflight == 0 && cl->ainflight == 0)
         tcd_client_free(cl); /* else the last returning job frees it */
 }
 

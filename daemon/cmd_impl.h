@@ -34,6 +34,9 @@ int tcd_cmd_get_loop(tcd_client *cl, tcd_req *r, tcd_buf *out);
 void tcd_cmd_get_work(tcd_server *srv, tcd_req *r, tcd_buf *out);
 int tcd_cmd_mget_loop(tcd_client *cl, tcd_req *r, tcd_buf *out);
 void tcd_cmd_mget_work(tcd_server *srv, tcd_req *r, tcd_buf *out);
+/** Parse SET's options into `o`: 0, or -1 after writing the error to
+ *  `out` (when not NULL). Options tc_set_ex() does not take are errors. */
+int tcd_set_parse(const tcd_req *r, tc_set_opts *o, tcd_buf *out);
 int tcd_cmd_set_loop(tcd_client *cl, tcd_req *r, tcd_buf *out);
 void tcd_cmd_set_work(tcd_server *srv, tcd_req *r, tcd_buf *out);
 

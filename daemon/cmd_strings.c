@@ -113,8 +113,7 @@ void tcd_cmd_mget_work(tcd_server *srv, tcd_req *r, tcd_buf *out)
 }
 /* ---- SET ----------------------------------------------------------------- */
 
-/* Parse SET's options into `o`; on a syntax problem write the error. */
-static int parse_set(const tcd_req *r, tc_set_opts *o, tcd_buf *out)
+int tcd_set_parse(const tcd_req *r, tc_set_opts *o, tcd_buf *out)
 {
     int have_expire = 0;
     memset(o, 0, sizeof(*o));
@@ -174,7 +173,7 @@ void tcd_cmd_set_work(tcd_server *srv, tcd_req *r, tcd_buf *out)
     tc_result rc;
     /* Options tc_set_ex() does not take (GET, KEEPTTL, EXAT, PXAT) and
      * syntax errors go to Redis as they are: its reply, its error text. */
-    if (parse_set(r, &o, NULL) != 0) {
+    if (tcd_set_parse(r, &o, NULL) != 0) {
         tcd_cmd_forward_work(srv, r, out);
         return;
     }

@@ -10,6 +10,7 @@
 #include "cmd_impl.h"
 #include "log.h"
 #include "pin.h"
+#include "pipeline.h"
 #include "workers.h"
 
 static tcd_job *new_slot(tcd_client *cl)
@@ -216,11 +217,13 @@ static void dispatch(tcd_client *cl, tcd_req *req)
     } else if (!tcd_cmd_check_arity(cmd, req, out) ||
                !tcd_cmd_check_keys(cmd, req, srv->cfg->max_keys, out)) {
         TCD_COUNT(srv, commands_rejected, 1);
-    } else if (cmd->loop && ((cmd->flags & TCD_CMD_TXN) ||
-                             !(cmd->work && (cl->inflight || cl->wait_head)))) {
-        /* With an earlier command of this client still at a worker, anything
-         * that touches the cache waits its turn: a GET after a SET in the
-         * same pipeline must see the SET. */
+    } else if (cmd->loop &&
+               ((cmd->flags & TCD_CMD_TXN) ||
+                !(cmd->work &&
+                  (cl->inflight || cl->ainflight || cl->wait_head)))) {
+        /* With an earlier command of this client still at a worker or in
+         * the pipeline, anything that touches the cache waits its turn: a
+         * GET after a SET in the same pipeline must see the SET. */
         rc = cmd->loop(cl, req, out);
     } else {
         rc = TCD_DEFER;
@@ -307,6 +310,8 @@ void tcd_dispatch_input(tcd_client *cl)
         const char *err = NULL;
         int rc;
         if (tcd_client_backpressured(cl)) {
+            if (cl->reading) /* paused for what it holds: counted once */
+                TCD_COUNT(srv, output_pauses, 1);
             tcd_client_set_reading(cl, 0);
             break;
         }
@@ -374,36 +379,93 @@ static void refuse_waiting(tcd_client *cl)
     cl->wait_tail = NULL;
 }
 
+static void pop_waiting(tcd_client *cl)
+{
+    cl->wait_head = cl->wait_head->qnext;
+    if (!cl->wait_head)
+        cl->wait_tail = NULL;
+}
+
 void tcd_dispatch_next(tcd_client *cl)
 {
     tcd_server *srv = cl->srv;
-    tcd_job *n = cl->wait_head;
-    if (!n || cl->inflight || cl->dead)
-        return;
-    if (srv->workers_gone) {
-        refuse_waiting(cl);
-        return;
-    }
-    if (tcd_client_reply_bytes(cl) > srv->cfg->max_output) {
-        if (!cl->held_back) {
-            cl->held_back = 1;
-            TCD_COUNT(srv, output_pauses, 1);
+    tcd_job *n;
+    while ((n = cl->wait_head) && !cl->inflight && !cl->dead) {
+        if (srv->workers_gone) { /* shutting down: pipeline closed too */
+            refuse_waiting(cl);
+            return;
         }
+        if (tcd_client_reply_bytes(cl) > srv->cfg->max_output) {
+            if (!cl->held_back) {
+                cl->held_back = 1;
+                TCD_COUNT(srv, output_pauses, 1);
+            }
+            return;
+        }
+        cl->held_back = 0;
+        /* Pipelined: sent now, more may follow. */
+        if (!cl->pin && !tcd_pipeline_room(cl))
+            return; /* the next reply makes room */
+        if (!cl->pin) {
+            int how = tcd_pipeline_try(cl, n);
+            if (how != TCD_PIPELINE_NO) {
+                pop_waiting(cl);
+                n->qnext = NULL;
+                if (how == TCD_PIPELINE_SENT) {
+                    cl->ainflight++;
+                } else {
+                    tcd_client_uncharge(cl, n); /* its request ... */
+                    n->done = 1;
+                    tcd_client_charge(cl, n);   /* ... is now its reply */
+                    tcd_dispatch_touch(cl);
+                }
+                continue;
+            }
+        }
+        /* A worker job waits for the client's pipelined requests: its
+         * blocking call uses another Redis connection. */
+        if (cl->ainflight)
+            return;
+        if (cl->was_pinned && !cl->pin) { /* shutting down */
+            refuse_waiting(cl);
+            return;
+        }
+        pop_waiting(cl);
+        cl->inflight = 1;
+        if (cl->pin && tcd_pin_runs(n))
+            tcd_pin_submit(cl->pin, n);
+        else
+            tcd_workers_submit(srv->workers, n);
         return;
     }
-    if (cl->was_pinned && !cl->pin) { /* shutting down */
-        refuse_waiting(cl);
+}
+
+void tcd_dispatch_touch(tcd_client *cl)
+{
+    tcd_server *srv = cl->srv;
+    if (cl->touched || cl->dead)
         return;
+    cl->touched = 1;
+    cl->touched_next = srv->touched;
+    srv->touched = cl;
+}
+
+void tcd_dispatch_flush_touched(tcd_server *srv)
+{
+    while (srv->touched) {
+        tcd_client *cl = srv->touched;
+        srv->touched = cl->touched_next;
+        cl->touched = 0;
+        tcd_client_flush(cl);
+        tcd_client_write(cl);
     }
-    cl->held_back = 0;
-    cl->wait_head = n->qnext;
-    if (!cl->wait_head)
-        cl->wait_tail = NULL;
-    cl->inflight = 1;
-    if (cl->pin && tcd_pin_runs(n))
-        tcd_pin_submit(cl->pin, n);
-    else
-        tcd_workers_submit(srv->workers, n);
+}
+
+void tcd_dispatch_prepare(struct ev_loop *loop, ev_prepare *w, int revents)
+{
+    (void)loop;
+    (void)revents;
+    tcd_dispatch_flush_touched(w->data);
 }
 
 void tcd_dispatch_done(struct ev_loop *loop, ev_async *w, int revents)
@@ -416,11 +478,8 @@ void tcd_dispatch_done(struct ev_loop *loop, ev_async *w, int revents)
         tcd_job *next = j->qnext;
         tcd_client *cl = j->client;
         if (j->pin) { /* a message Redis pushed to a pinned client */
-            if ((cl = tcd_pin_deliver(srv, j)) && !cl->touched) {
-                cl->touched = 1;
-                cl->touched_next = srv->touched;
-                srv->touched = cl;
-            }
+            if ((cl = tcd_pin_deliver(srv, j)))
+                tcd_dispatch_touch(cl);
             j = next;
             continue;
         }
@@ -432,20 +491,12 @@ void tcd_dispatch_done(struct ev_loop *loop, ev_async *w, int revents)
             tcd_pin_noted(cl, j);   /* RESET, MULTI in pub/sub mode */
         tcd_dispatch_next(cl);      /* this client's next command */
         if (cl->dead) {
-            if (cl->inflight == 0)
+            if (cl->inflight == 0 && cl->ainflight == 0)
                 tcd_client_free(cl);
-        } else if (!cl->touched) {
-            cl->touched = 1;
-            cl->touched_next = srv->touched;
-            srv->touched = cl;
+        } else {
+            tcd_dispatch_touch(cl);
         }
         j = next;
     }
-    while (srv->touched) {
-        tcd_client *cl = srv->touched;
-        srv->touched = cl->touched_next;
-        cl->touched = 0;
-        tcd_client_flush(cl);
-        tcd_client_write(cl);
-    }
+    tcd_dispatch_flush_touched(srv);
 }

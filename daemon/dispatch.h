@@ -21,10 +21,19 @@ void tcd_dispatch_protocol_error(tcd_client *cl, const char *err);
 /** ev_async callback: collect jobs the workers finished, hand each client
  *  its next job, and send the replies that are now in order. */
 void tcd_dispatch_done(struct ev_loop *loop, ev_async *w, int revents);
-/** Submit the client's next waiting job, unless one is at a worker or its
- *  unsent replies are over --max-output (then it waits until they drain:
- *  tcd_client_write calls this again). */
+/** Submit the client's waiting jobs in order: pipelined ones (pipeline.h)
+ *  at once, then a worker job once none of the client's is pipelined, and
+ *  nothing while one is at a worker or its unsent replies are over
+ *  --max-output (then it waits until they drain: tcd_client_write calls
+ *  this again). */
 void tcd_dispatch_next(tcd_client *cl);
+/** Put the client on the list of those with replies to send. */
+void tcd_dispatch_touch(tcd_client *cl);
+/** Send the touched clients' finished replies. */
+void tcd_dispatch_flush_touched(tcd_server *srv);
+/** ev_prepare callback (data: the server): tcd_dispatch_flush_touched
+ *  once per loop iteration, after the pipeline's replies were read. */
+void tcd_dispatch_prepare(struct ev_loop *loop, ev_prepare *w, int revents);
 /** The worker pool's job runner. Runs on a worker thread. */
 void tcd_dispatch_run(tcd_job *job);
 

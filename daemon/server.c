@@ -9,6 +9,7 @@
 #include "dispatch.h"
 #include "listen.h"
 #include "pin.h"
+#include "pipeline.h"
 #include "log.h"
 #include "workers.h"
 
@@ -70,6 +71,11 @@ int tcd_server_init(tcd_server *srv, struct ev_loop *loop,
                                       &srv->done_async);
     if (!srv->workers)
         goto fail;
+    tcd_pipeline_open(srv);
+    ev_prepare_init(&srv->flush_prep, tcd_dispatch_prepare);
+    srv->flush_prep.data = srv;
+    ev_prepare_start(loop, &srv->flush_prep);
+    ev_unref(loop); /* housekeeping does not keep the loop alive */
     if (tcd_listen_start(srv) != 0)
         goto fail;
     {
@@ -109,6 +115,18 @@ void tcd_server_shutdown(tcd_server *srv)
     }
     ev_signal_stop(loop, &srv->sigterm);
     ev_signal_stop(loop, &srv->sigint);
+    /* Pipelined commands are answered (or failed by the library's
+     * timeout) first; nothing new is read meanwhile. Worker jobs waiting
+     * behind them are submitted as they come back. */
+    for (tcd_client *cl = srv->clients; cl; cl = cl->next) {
+        cl->closing = 1;
+        tcd_client_set_reading(cl, 0);
+    }
+    tcd_pipeline_close(srv);
+    if (ev_is_active(&srv->flush_prep)) {
+        ev_ref(loop);
+        ev_prepare_stop(loop, &srv->flush_prep);
+    }
     /* Commands already at the workers (writes among them) run to
      * completion; those of the same clients still waiting behind them are
      * answered with an error (tcd_dispatch_next), never dropped. */

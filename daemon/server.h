@@ -51,6 +51,8 @@ typedef struct tcd_job {
                                `held` for this slot (request or reply) */
     struct tcd_pin *pin;    /* a message Redis pushed to a pinned client
                                (pin.h), on its way to the loop; else NULL */
+    int pipelined_write;    /* loop only: pipelined (pipeline.h), and may
+                               write (anything but GET) */
     const char *unwatch_reply; /* a pinned client's DISCARD, or an EXEC
                                answered without running: UNWATCH on its
                                connection (as Redis's own would), then
@@ -68,7 +70,9 @@ typedef struct tcd_counters {
     atomic_ullong connected;
     atomic_ullong commands;
     atomic_ullong commands_in_loop;   /* answered at once (incl. L1 hits) */
-    atomic_ullong commands_deferred;  /* sent to a worker */
+    atomic_ullong commands_deferred;  /* not answered at once */
+    atomic_ullong commands_pipelined; /* ... sent to Redis from the loop
+                                         (pipeline.h), not to a worker */
     atomic_ullong protocol_errors;
     atomic_ullong read_timeouts;
     atomic_ullong commands_rejected;  /* unknown, NOAUTH, arity */
@@ -99,6 +103,11 @@ struct tcd_client {
     tcd_job *head, *tail;    /* replies not yet in `out`, in order */
     unsigned inflight;       /* jobs at workers: 0 or 1, so that one
                                 client's commands run in its order */
+    unsigned ainflight;      /* jobs pipelined to Redis (pipeline.h),
+                                never while one is at a worker */
+    unsigned awrites;        /* ... of which may write */
+    size_t reply_est;        /* expected bytes of a pipelined reply:
+                                max(last, previous / 2); 0 = none yet */
     tcd_job *wait_head, *wait_tail; /* deferred, not yet submitted (qnext) */
     unsigned queued;         /* slots in head..tail */
     size_t held;             /* bytes of the slots in head..tail: requests
@@ -108,7 +117,8 @@ struct tcd_client {
     int held_back;           /* next job held: replies over --max-output */
     int reading;             /* rio started */
     int closing;             /* read no more; close once `out` is sent */
-    int dead;                /* fd closed; freed when inflight == 0 */
+    int dead;                /* fd closed; freed when inflight and
+                                ainflight are 0 */
     int touched;             /* on the server's touched list */
     tcd_client *touched_next;
     char *name;              /* CLIENT SETNAME, or NULL */
@@ -143,6 +153,8 @@ struct tcd_server {
     ev_timer sweep;         /* stalled partial requests */
     ev_signal sigterm, sigint;
     ev_async done_async;    /* workers -> loop */
+    tc_async *async;        /* pipelined forwarding (pipeline.h), or NULL */
+    ev_prepare flush_prep;  /* send what pipelined replies completed */
     tcd_client *clients;
     tcd_client *touched;
     uint64_t next_client_id;

@@ -106,7 +106,8 @@ int tcd_stats_healthy(tcd_server *srv, tc_health *h)
     X(connected, gauge, "connected clients")                                \
     X(commands, counter, "commands processed")                              \
     X(commands_in_loop, counter, "commands answered on the event loop")     \
-    X(commands_deferred, counter, "commands run on a worker thread")        \
+    X(commands_deferred, counter, "commands not answered at once")          \
+    X(commands_pipelined, counter, "deferred commands pipelined to Redis")  \
     X(protocol_errors, counter, "connections closed for protocol errors")   \
     X(read_timeouts, counter, "connections closed stalled mid-request")     \
     X(commands_rejected, counter, "unknown, unauthenticated, bad arity")   \

@@ -622,6 +622,85 @@ TC_EXTERN int tc_command_is_blocking(tc_cache *c, int argc,
                                      const size_t *argvlen);
 
 /* ------------------------------------------------------------------------ */
+/* Asynchronous, pipelined calls on an event loop                            */
+/* ------------------------------------------------------------------------ */
+
+/**
+ * Reads and writes sent without waiting, over pipelined Redis connections
+ * driven by the caller's libev loop, with the guarantees of their blocking
+ * twins: tc_async_get() fills L1 only if no invalidation of the key was
+ * applied since the read was sent; tc_async_set() and tc_async_command()
+ * publish a write's invalidation in the write's own MULTI/EXEC. Requests
+ * on one `lane` (any number; taken modulo the lanes opened) share one
+ * connection: Redis runs them, and their callbacks run, in the order they
+ * were submitted. What must wait (strict writes, blocking commands,
+ * commands Redis's COMMAND did not list, connection-state commands) is
+ * refused: run it with the blocking call.
+ *
+ * A submission returns TC_OK and its callback runs exactly once, later,
+ * on the loop's thread (never within the submitting call); or it fails
+ * and nothing was sent (the callback never runs): TC_BAD_ARGUMENT (use the
+ * blocking call), TC_L2_UNAVAILABLE (no connection now; reconnects are
+ * tried at most every 200 ms and never while the L2 breaker is open),
+ * TC_TOO_LARGE, TC_NO_MEMORY. A connection that fails, or leaves its
+ * oldest request unanswered past the command timeout, answers every
+ * request on it with TC_L2_UNAVAILABLE or TC_TIMEOUT, in order (a write
+ * may or may not have happened; L1 then holds no copy of its keys).
+ * tc_errmsg() holds the detail during a failing callback.
+ *
+ * A (re)connect blocks the submitting call up to the connect timeout.
+ * Not with sentinels (tc_async_open() refuses).
+ *
+ * Thread safety: a tc_async, its calls and its callbacks belong to the
+ * loop's thread. The cache must outlive it.
+ */
+typedef struct tc_async tc_async;
+
+/** A write's or command's outcome. r as the blocking call's; `reply`
+ *  (caller's, tc_reply_free(); NULL unless r is TC_OK) is Redis's reply to
+ *  the command (tc_async_command), NULL for tc_async_set. */
+typedef void (*tc_async_fn)(void *userdata, tc_result r, tc_reply *reply);
+/** A read's outcome: r and `v` (caller's reference) as tc_get()'s. When
+ *  Redis answered the GET with an error (WRONGTYPE), r is TC_PROTOCOL and
+ *  `error` (borrowed for the call) is that reply; else NULL. */
+typedef void (*tc_async_get_fn)(void *userdata, tc_result r, tc_value *v,
+                                const tc_reply *error);
+
+/** Open `lanes` lanes on `ev_loop` (a libev `struct ev_loop *`, borrowed;
+ *  it must outlive the handle). Connections are made on first use. *out
+ *  is the caller's, freed with tc_async_close(). */
+TC_EXTERN tc_result tc_async_open(tc_cache *c, void *ev_loop, unsigned lanes,
+                                  tc_async **out);
+/** Answer every request still in flight with TC_L2_UNAVAILABLE (their
+ *  callbacks run now), close the connections and free. Not from within
+ *  one of its callbacks. NULL is a no-op. */
+TC_EXTERN void tc_async_close(tc_async *a);
+/** Requests submitted whose callbacks have not run yet. */
+TC_EXTERN size_t tc_async_pending(const tc_async *a);
+/** tc_get() without its L1 lookup (the caller has looked): GET and PTTL
+ *  from Redis, L1 filled as tc_get() fills it. `key` is copied. */
+TC_EXTERN tc_result tc_async_get(tc_async *a, unsigned lane, const void *key,
+                                 size_t klen, tc_async_get_fn cb,
+                                 void *userdata);
+/** tc_set_ex() (key and value copied); strict writes refused. The SETs
+ *  without NX/XX submitted on a lane within one loop iteration are sent
+ *  as one MULTI/EXEC with one invalidation message naming every key. */
+TC_EXTERN tc_result tc_async_set(tc_async *a, unsigned lane, const void *key,
+                                 size_t klen, const void *val, size_t vlen,
+                                 const tc_set_opts *o, tc_async_fn cb,
+                                 void *userdata);
+/** tc_command() (arguments copied); see above for what is refused, and
+ *  also COMMAND, XINFO, FUNCTION, MODULE, MEMORY, CLUSTER, LATENCY and
+ *  SLOWLOG, whose replies may nest deeper than the reply reader takes
+ *  (which would fail the connection and every request on it). The
+ *  command table must have been read already (by any tc_command*() or
+ *  tc_command_check() call), since reading it blocks. */
+TC_EXTERN tc_result tc_async_command(tc_async *a, unsigned lane, int argc,
+                                     const char *const *argv,
+                                     const size_t *argvlen, tc_async_fn cb,
+                                     void *userdata);
+
+/* ------------------------------------------------------------------------ */
 /* Sessions: a Redis connection of the caller's own                          */
 /* ------------------------------------------------------------------------ */
 

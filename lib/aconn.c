@@ -24,6 +24,7 @@ struct tc__aconn {
     int in_callback;        /* depth of our own callbacks on the stack */
     int dead;               /* freed or failed: no more callbacks */
     int free_requested;     /* tc__aconn_free() called within a callback */
+    int kept;               /* the reply being delivered was kept */
 };
 
 static int push_shaped(const redisReply *r)
@@ -82,6 +83,7 @@ static void fail(tc__aconn *a)
     a->in_callback--;
 }
 
+/* Hand out one reply; then free it unless its callback kept it. */
 static void deliver(tc__aconn *a, redisReply *r)
 {
     tc__aconn_reply_fn cb = NULL;
@@ -96,11 +98,20 @@ static void deliver(tc__aconn *a, redisReply *r)
         cb = a->ev.on_push;
         priv = a->ev.data;
     }
+    a->kept = 0;
     if (cb) {
         a->in_callback++;
         cb(a, r, priv);
         a->in_callback--;
     }
+    if (!a->kept)
+        freeReplyObject(r);
+    a->kept = 0;
+}
+
+void tc__aconn_keep_reply(tc__aconn *a)
+{
+    a->kept = 1;
 }
 
 /* Write what is queued, read what has come, hand out complete replies. */
@@ -121,7 +132,6 @@ static void service(tc__aconn *a)
         redisReply *r;
         while (!a->dead && tc__conn_next_reply(a->conn, &r) == 1) {
             deliver(a, r);
-            freeReplyObject(r);
         }
         fail(a);
         return;
@@ -141,7 +151,6 @@ static void service(tc__aconn *a)
             break;
         }
         deliver(a, r);
-        freeReplyObject(r);
     }
 }
 

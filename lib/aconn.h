@@ -63,6 +63,9 @@ int tc__aconn_commandf(tc__aconn *a, tc__aconn_reply_fn cb, void *priv,
 int tc__aconn_command_argv(tc__aconn *a, tc__aconn_reply_fn cb, void *priv,
                            int argc, const char **argv,
                            const size_t *argvlen);
+/** Within a reply callback: the reply is the callback's from now on (free
+ *  it with freeReplyObject()), not freed when the callback returns. */
+void tc__aconn_keep_reply(tc__aconn *a);
 /** Queue a subscribing command (SUBSCRIBE...): its replies, and every
  *  message after it, go to the push handler. */
 int tc__aconn_subscribef(tc__aconn *a, const char *fmt, ...);

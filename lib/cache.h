@@ -178,6 +178,14 @@ typedef struct tc__l2_read {
 tc_result tc__read_l2(tc_cache *c, uint64_t h, const void *key, size_t klen,
                       uint64_t gen, tc__l2_read *rd, tc_value **out);
 
+/** Interpret the GET and PTTL replies (borrowed) of a read sent at `t0`
+ *  (tc__now_ns()) and fill L1 unless generation `gen` moved since: TC_OK
+ *  with a new reference in *out, TC_NOT_FOUND, or the failure. The shared
+ *  half of every L2 read (tc__read_l2, tc_mget, async.c). */
+tc_result tc__take_l2_value(tc_cache *c, uint64_t h, const void *key,
+                            size_t klen, uint64_t gen, uint64_t t0,
+                            redisReply *val, redisReply *ttl, tc_value **out);
+
 /* publish.c */
 /** One atomic write: register a strict waiter if `strict`, encode the
  *  invalidation. Then tc__txn_exec(), then always tc__txn_end(). */
@@ -205,6 +213,25 @@ tc_result tc__txn_exec(tc_cache *c, tc__txn *t, size_t n, const tc__cmd *writes,
 tc_result tc__txn_exec_on(tc_cache *c, tc__conn *conn, tc__txn *t, size_t n,
                           const tc__cmd *writes, int inline_publish,
                           redisReply **exec);
+/** The commands of one atomic write, as tc__txn_exec_on() sends them:
+ *  MULTI, the writes, PUBLISH, the strict count, EXEC. Borrows `t`, the
+ *  writes and the configuration; `cmds` is owned (tc__txn_cmds_free()). */
+typedef struct tc__txn_cmds {
+    tc__cmd *cmds;
+    size_t n;
+    const char *multi[1], *execv[1], *pub[3], *count[7];
+    size_t publ[3], countl[7];
+    char lease[16];
+} tc__txn_cmds;
+tc_result tc__txn_build(tc_cache *c, tc__txn *t, size_t n,
+                        const tc__cmd *writes, int inline_publish,
+                        tc__txn_cmds *out);
+void tc__txn_cmds_free(tc__txn_cmds *tc);
+/** Judge the EXEC reply `e` (taken) of `ncmd` commands built by
+ *  tc__txn_build(): TC_OK and *exec (caller frees), or TC_PROTOCOL
+ *  "EXEC: <Redis's error>" / "EXEC: transaction aborted". */
+tc_result tc__txn_take_exec(tc_cache *c, size_t ncmd, int inline_publish,
+                            redisReply *e, redisReply **exec);
 /** Wait for the acknowledgements when `published` (strict), else just
  *  unregister; frees the message. */
 void tc__txn_end(tc_cache *c, tc__txn *t, const redisReply *exec,
@@ -226,6 +253,36 @@ typedef tc_result (*tc__set_cmd_fn)(void *ud, const tc__pkey *k,
 tc_result tc__set(tc_cache *c, const void *key, size_t klen, const void *val,
                   size_t vlen, const tc_set_opts *o, tc__set_cmd_fn set_cmd,
                   void *set_ud);
+/** One tc__set() in two halves, so that the write can also be sent
+ *  without waiting (async.c): begin checks, builds the commands, registers
+ *  the transaction and drops this instance's copy; the caller runs
+ *  tc__txn_exec(c, &op->t, op->ncmd, op->cmds, op->cond, &exec) or sends
+ *  the same commands itself, then always calls finish with the outcome
+ *  (`exec` taken), which fills or invalidates L1 and returns tc_set_ex()'s
+ *  result. With `no_message` (not for NX/XX or strict writes) no
+ *  invalidation message is encoded: the caller publishes one naming this
+ *  key in the same transaction (async.c's group commit). `key` and `val` are borrowed until finish; `op` must not move
+ *  between the two (its commands point into it). */
+typedef struct tc__set_op {
+    tc__txn t;
+    tc__pkey k;
+    uint64_t h, gen, t0, l1_ttl;
+    int cond;
+    const void *key, *val;
+    size_t klen, vlen;
+    const char *argv[12];
+    size_t argl[12];
+    tc__cmd cmds[2];
+    size_t ncmd;
+    char px[24], field[8], stamp[TC__STAMP_MAX];
+    void *set_mem, *zbuf;
+} tc__set_op;
+tc_result tc__set_begin(tc_cache *c, const void *key, size_t klen,
+                        const void *val, size_t vlen, const tc_set_opts *o,
+                        const tc__set_cmd_fn set_cmd, void *set_ud,
+                        int no_message, tc__set_op *op);
+tc_result tc__set_finish(tc_cache *c, tc__set_op *op, tc_result r,
+                         redisReply *exec);
 /** tc_mdel() with one more command in the same transaction (its reply is
  *  the EXEC reply's third element). */
 tc_result tc__mdel(tc_cache *c, size_t n, const void *const *keys,

@@ -191,40 +191,41 @@ static redisReply *error_reply(const char *text)
     return e;
 }
 
-/* MULTI, the `n` commands, their stamps and invalidation, EXEC. On TC_OK
- * *exec is the EXEC reply cut to the `n` commands' replies, or the error
- * Redis answered EXEC with (EXECABORT). */
-tc_result tc__run_write(tc_cache *c, tc__conn *conn, size_t n,
-                        const tc__prepared *ps, const tc__written *w,
-                        redisReply **exec)
+tc_result tc__write_begin(tc_cache *c, size_t n, const tc__prepared *ps,
+                         const tc__written *w, tc__write_op *op)
 {
-    tc__cmd *cmds = malloc((n + 1) * sizeof(*cmds));
-    tc__txn t;
     tc_result r;
-    size_t ncmd = 0;
-    *exec = NULL;
-    if (!cmds)
+    memset(op, 0, sizeof(*op));
+    if (!(op->cmds = malloc((n + 1) * sizeof(*op->cmds))))
         return tc__fail(TC_NO_MEMORY, "out of memory");
     for (size_t i = 0; i < n; i++)
-        cmds[ncmd++] = (tc__cmd){ps[i].argc, ps[i].argv, ps[i].argvlen};
+        op->cmds[op->ncmd++] = (tc__cmd){ps[i].argc, ps[i].argv, ps[i].argvlen};
     if (w->all || w->n)
-        cmds[ncmd++] =
+        op->cmds[op->ncmd++] =
             (tc__cmd){w->all ? 4 : (int)(2 + 2 * w->n), w->hset, w->hsetl};
-    r = w->all ? tc__txn_begin(c, &t, TC__MSG_ALL, 0, NULL, NULL,
+    r = w->all ? tc__txn_begin(c, &op->t, TC__MSG_ALL, 0, NULL, NULL,
                                tc__write_is_strict(c, 0))
-               : tc__txn_begin(c, &t, w->n == 1 ? TC__MSG_KEY : TC__MSG_KEYS,
-                               w->n, w->keys, w->lens,
-                               tc__write_is_strict(c, 0));
+               : tc__txn_begin(c, &op->t,
+                               w->n == 1 ? TC__MSG_KEY : TC__MSG_KEYS, w->n,
+                               w->keys, w->lens, tc__write_is_strict(c, 0));
     if (r != TC_OK) {
-        free(cmds);
+        free(op->cmds);
+        op->cmds = NULL;
         return r;
     }
     drop_local(c, w);
-    r = tc__txn_exec_on(c, conn, &t, ncmd, cmds, 0, exec);
-    tc__txn_end(c, &t, *exec, r == TC_OK);
+    return TC_OK;
+}
+
+tc_result tc__write_finish(tc_cache *c, int own_conn, size_t n,
+                           const tc__written *w, tc__write_op *op,
+                           tc_result r, redisReply **exec)
+{
+    tc__txn_end(c, &op->t, *exec, r == TC_OK);
     drop_local(c, w); /* fills that raced with the write */
-    free(cmds);
-    if (r == TC_PROTOCOL && conn &&
+    free(op->cmds);
+    op->cmds = NULL;
+    if (r == TC_PROTOCOL && own_conn &&
         !strcmp(tc_errmsg(), "EXEC: transaction aborted")) {
         /* The caller's WATCH aborted it: nothing ran, nothing was
          * published; the answer is EXEC's nil. */
@@ -245,6 +246,22 @@ tc_result tc__run_write(tc_cache *c, tc__conn *conn, size_t n,
         r = TC_OK;
     }
     return r;
+}
+
+/* MULTI, the `n` commands, their stamps and invalidation, EXEC. On TC_OK
+ * *exec is the EXEC reply cut to the `n` commands' replies, or the error
+ * Redis answered EXEC with (EXECABORT). */
+tc_result tc__run_write(tc_cache *c, tc__conn *conn, size_t n,
+                        const tc__prepared *ps, const tc__written *w,
+                        redisReply **exec)
+{
+    tc__write_op op;
+    tc_result r;
+    *exec = NULL;
+    if ((r = tc__write_begin(c, n, ps, w, &op)) != TC_OK)
+        return r;
+    r = tc__txn_exec_on(c, conn, &op.t, op.ncmd, op.cmds, 0, exec);
+    return tc__write_finish(c, conn != NULL, n, w, &op, r, exec);
 }
 
 /* A command that may block for data: on a connection of its own, with no

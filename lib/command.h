@@ -53,6 +53,24 @@ tc_result tc__collect(tc_cache *c, size_t n, const tc__prepared *ps,
                       const char *const *const *argvs,
                       const size_t *const *argvlens, tc__written *w);
 void tc__written_free(tc__written *w);
+/** tc__run_write() in two halves (async.c sends the commands itself):
+ *  begin registers the transaction and drops this instance's copies of
+ *  the written keys; the caller runs MULTI, op->cmds (the `n` commands
+ *  and the stamps), PUBLISH, EXEC (tc__txn_build(), tc__txn_take_exec()),
+ *  then always calls finish with the outcome and the EXEC reply (*exec,
+ *  NULL unless TC_OK), which ends the transaction, drops copies filled in
+ *  the meantime and answers as tc__run_write(). `ps` and `w` are
+ *  borrowed until finish. */
+typedef struct tc__write_op {
+    tc__txn t;
+    tc__cmd *cmds; /* owned */
+    size_t ncmd;
+} tc__write_op;
+tc_result tc__write_begin(tc_cache *c, size_t n, const tc__prepared *ps,
+                          const tc__written *w, tc__write_op *op);
+tc_result tc__write_finish(tc_cache *c, int own_conn, size_t n,
+                           const tc__written *w, tc__write_op *op,
+                           tc_result r, redisReply **exec);
 /** MULTI, the `n` commands, their stamps and invalidation, EXEC, on
  *  `conn` (the caller's own; NULL: the pool). On TC_OK *exec is the EXEC
  *  reply cut to the `n` replies, Redis's error (EXECABORT), or NULL when

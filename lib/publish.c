@@ -5,6 +5,7 @@
  * instances that may be serving L1 (count script, lease.c), and then waits
  * for their acknowledgements or for its lease.
  */
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -72,65 +73,94 @@ tc_result tc__txn_exec(tc_cache *c, tc__txn *t, size_t n, const tc__cmd *writes,
     return tc__txn_exec_on(c, NULL, t, n, writes, inline_publish, exec);
 }
 
-tc_result tc__txn_exec_on(tc_cache *c, tc__conn *conn, tc__txn *t, size_t n,
-                          const tc__cmd *writes, int inline_publish,
-                          redisReply **exec)
+tc_result tc__txn_build(tc_cache *c, tc__txn *t, size_t n,
+                        const tc__cmd *writes, int inline_publish,
+                        tc__txn_cmds *out)
 {
     size_t ncmd = 0;
     tc__cmd *cmds = malloc((n + 4) * sizeof(*cmds));
-    redisReply **rep = malloc((n + 4) * sizeof(*rep));
-    const char *multi[1] = {"MULTI"}, *execv[1] = {"EXEC"};
-    const char *pub[3], *count[7];
-    size_t publ[3], countl[7];
-    char lease[16];
-    tc_result r;
-
-    *exec = NULL;
-    if (!cmds || !rep) {
-        free(cmds);
-        free(rep);
+    memset(out, 0, sizeof(*out));
+    if (!cmds)
         return tc__fail(TC_NO_MEMORY, "out of memory");
-    }
-    cmds[ncmd++] = (tc__cmd){1, multi, NULL};
+    out->multi[0] = "MULTI";
+    out->execv[0] = "EXEC";
+    cmds[ncmd++] = (tc__cmd){1, out->multi, NULL};
     for (size_t i = 0; i < n; i++)
         cmds[ncmd++] = writes[i];
     if (t->msg && !inline_publish) {
-        pub[0] = "PUBLISH", publ[0] = 7;
-        pub[1] = c->cfg.channel, publ[1] = strlen(c->cfg.channel);
-        pub[2] = t->msg, publ[2] = t->msglen;
-        cmds[ncmd++] = (tc__cmd){3, pub, publ};
+        out->pub[0] = "PUBLISH", out->publ[0] = 7;
+        out->pub[1] = c->cfg.channel, out->publ[1] = strlen(c->cfg.channel);
+        out->pub[2] = t->msg, out->publ[2] = t->msglen;
+        cmds[ncmd++] = (tc__cmd){3, out->pub, out->publ};
     }
     if (t->strict) {
+        const char **count = out->count;
+        size_t *countl = out->countl;
         count[0] = "EVAL", countl[0] = 4;
         count[1] = tc__bus_count_script(), countl[1] = strlen(count[1]);
         count[2] = "3", countl[2] = 1;
         count[3] = tc__bus_members_key(c->bus), countl[3] = strlen(count[3]);
         count[4] = tc__bus_clock_key(c->bus), countl[4] = strlen(count[4]);
         count[5] = tc__bus_epoch_key(c->bus), countl[5] = strlen(count[5]);
-        countl[6] = (size_t)snprintf(lease, sizeof(lease), "%u",
+        countl[6] = (size_t)snprintf(out->lease, sizeof(out->lease), "%u",
                                      c->cfg.lease_ms);
-        count[6] = lease;
+        count[6] = out->lease;
         cmds[ncmd++] = (tc__cmd){7, count, countl};
     }
-    cmds[ncmd++] = (tc__cmd){1, execv, NULL};
-    r = conn ? run_on(conn, ncmd, cmds, rep)
-             : tc__l2_run(c->l2, ncmd, cmds, rep, 0);
-    if (r == TC_OK) {
-        redisReply *e = rep[ncmd - 1];
-        for (size_t i = 0; i + 1 < ncmd; i++)
-            freeReplyObject(rep[i]);
-        if (e->type != REDIS_REPLY_ARRAY || e->elements != ncmd - 2) {
-            r = e->type == REDIS_REPLY_ERROR
-                    ? tc__fail(TC_PROTOCOL, "EXEC: %.*s", (int)e->len, e->str)
-                    : tc__fail(TC_PROTOCOL, "EXEC: transaction aborted");
-            freeReplyObject(e);
-        } else {
-            *exec = e;
-            if (c->bus && !inline_publish)
-                tc__bus_count_published(c->bus);
-        }
+    cmds[ncmd++] = (tc__cmd){1, out->execv, NULL};
+    out->cmds = cmds;
+    out->n = ncmd;
+    return TC_OK;
+}
+
+void tc__txn_cmds_free(tc__txn_cmds *tc)
+{
+    free(tc->cmds);
+    tc->cmds = NULL;
+    tc->n = 0;
+}
+
+tc_result tc__txn_take_exec(tc_cache *c, size_t ncmd, int inline_publish,
+                            redisReply *e, redisReply **exec)
+{
+    *exec = NULL;
+    if (e->type != REDIS_REPLY_ARRAY || e->elements != ncmd - 2) {
+        tc_result r =
+            e->type == REDIS_REPLY_ERROR
+                ? tc__fail(TC_PROTOCOL, "EXEC: %.*s", (int)e->len, e->str)
+                : tc__fail(TC_PROTOCOL, "EXEC: transaction aborted");
+        freeReplyObject(e);
+        return r;
     }
-    free(cmds);
+    *exec = e;
+    if (c->bus && !inline_publish)
+        tc__bus_count_published(c->bus);
+    return TC_OK;
+}
+
+tc_result tc__txn_exec_on(tc_cache *c, tc__conn *conn, tc__txn *t, size_t n,
+                          const tc__cmd *writes, int inline_publish,
+                          redisReply **exec)
+{
+    tc__txn_cmds tc;
+    redisReply **rep;
+    tc_result r;
+
+    *exec = NULL;
+    if ((r = tc__txn_build(c, t, n, writes, inline_publish, &tc)) != TC_OK)
+        return r;
+    if (!(rep = malloc(tc.n * sizeof(*rep)))) {
+        tc__txn_cmds_free(&tc);
+        return tc__fail(TC_NO_MEMORY, "out of memory");
+    }
+    r = conn ? run_on(conn, tc.n, tc.cmds, rep)
+             : tc__l2_run(c->l2, tc.n, tc.cmds, rep, 0);
+    if (r == TC_OK) {
+        for (size_t i = 0; i + 1 < tc.n; i++)
+            freeReplyObject(rep[i]);
+        r = tc__txn_take_exec(c, tc.n, inline_publish, rep[tc.n - 1], exec);
+    }
+    tc__txn_cmds_free(&tc);
     free(rep);
     return r;
 }

@@ -13,7 +13,7 @@
 
 /* Interpret a GET + PTTL reply pair and fill L1 (guarded by `gen`); `t0`
  * is when the request was sent: the PTTL counts from no earlier. */
-static tc_result take_l2_value(tc_cache *c, uint64_t h, const void *key,
+tc_result tc__take_l2_value(tc_cache *c, uint64_t h, const void *key,
                                size_t klen, uint64_t gen, uint64_t t0,
                                redisReply *val, redisReply *ttl,
                                tc_value **out)
@@ -105,7 +105,7 @@ tc_result tc__read_l2(tc_cache *c, uint64_t h, const void *key, size_t klen,
                 rep[4]->type == REDIS_REPLY_INTEGER ? rep[4]->integer : -2;
         }
     }
-    r = take_l2_value(c, h, key, klen, gen, t0, rep[1], rep[2], out);
+    r = tc__take_l2_value(c, h, key, klen, gen, t0, rep[1], rep[2], out);
     for (size_t i = first; i < n; i++)
         freeReplyObject(rep[i]);
     return r;
@@ -218,7 +218,7 @@ static tc_result mget_l2(tc_cache *c, const void *const *keys,
             res[i] = r;
             continue;
         }
-        res[i] = take_l2_value(c, hs[i], keys[i], klens[i], gens[m], t0,
+        res[i] = tc__take_l2_value(c, hs[i], keys[i], klens[i], gens[m], t0,
                                rep[2 * m], rep[2 * m + 1], &out[i]);
         freeReplyObject(rep[2 * m]);
         freeReplyObject(rep[2 * m + 1]);

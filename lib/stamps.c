@@ -28,17 +28,44 @@ static const char store_script[] =
     "if redis.call(unpack(a)) then return 1 end "
     "return 0";
 
+/* Decimal digits of `v` at `out` (room for 20); their count. Every write
+ * formats two of these: snprintf cost more than the rest of the stamp. */
+static size_t put_u64(char *out, uint64_t v)
+{
+    char tmp[20];
+    size_t n = 0;
+    do {
+        tmp[n++] = (char)('0' + v % 10);
+        v /= 10;
+    } while (v);
+    for (size_t i = 0; i < n; i++)
+        out[i] = tmp[n - 1 - i];
+    return n;
+}
+
 size_t tc__stamp_field(uint64_t h, char *buf)
 {
-    /* Bits 40.. of the hash: independent of the L1 shard and slot bits. */
-    return (size_t)snprintf(buf, 8, "b%u",
-                            (unsigned)((h >> 40) % TC__STAMP_BUCKETS));
+    /* Bits 40.. of the hash: independent of the L1 shard and slot bits.
+     * "b<n>", n < TC__STAMP_BUCKETS (4 digits): fits the 8 bytes. */
+    size_t n = 1;
+    buf[0] = 'b';
+    n += put_u64(buf + 1, (h >> 40) % TC__STAMP_BUCKETS);
+    buf[n] = '\0';
+    return n;
 }
 
 size_t tc__stamp_new(tc_cache *c, char *buf)
 {
-    unsigned long long n = atomic_fetch_add(&c->stamp_seq, 1) + 1;
-    return (size_t)snprintf(buf, TC__STAMP_MAX, "%s:%llu", c->id, n);
+    unsigned long long s = atomic_fetch_add(&c->stamp_seq, 1) + 1;
+    size_t n = strlen(c->id);
+    /* "<id>:<counter>": the id is at most TC__ORIGIN_MAX (< 40) bytes. */
+    if (n + 1 + 20 + 1 > TC__STAMP_MAX)
+        return (size_t)snprintf(buf, TC__STAMP_MAX, "%s:%llu", c->id, s);
+    memcpy(buf, c->id, n);
+    buf[n++] = ':';
+    n += put_u64(buf + n, s);
+    buf[n] = '\0';
+    return n;
 }
 
 static int take_one(const redisReply *r, char *out)

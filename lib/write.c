@@ -25,29 +25,23 @@ static const char cond_set_script[] =
     "if ARGV[4] ~= '' then redis.call('PUBLISH', ARGV[4], ARGV[5]) end "
     "return 1";
 
-tc_result tc__set(tc_cache *c, const void *key, size_t klen, const void *val,
-                  size_t vlen, const tc_set_opts *o, const tc__set_cmd_fn set_cmd,
-                  void *set_ud)
+tc_result tc__set_begin(tc_cache *c, const void *key, size_t klen,
+                        const void *val, size_t vlen, const tc_set_opts *o,
+                        const tc__set_cmd_fn set_cmd, void *set_ud,
+                        int no_message, tc__set_op *op)
 {
     static const tc_set_opts defaults;
     tc_result r;
-    uint64_t h, gen, l2_ttl, l1_ttl, t0;
-    tc__pkey k;
-    tc__txn t;
-    char px[24] = "", field[8], stamp[TC__STAMP_MAX];
+    uint64_t l2_ttl;
     size_t flen, slen, pxlen = 0;
-    const char *argv[12];
-    size_t argl[12];
-    int argc = 0, cond, stored = 0;
-    tc__cmd cmds[2];
-    size_t ncmd = 0;
-    redisReply *exec = NULL;
+    const char **argv = op->argv;
+    size_t *argl = op->argl;
+    int argc = 0;
     const void *keys[1] = {key};
-    void *set_mem = NULL;
     const void *sv;  /* the value as stored in L2 (compress.c) */
     size_t svlen;
-    void *zbuf = NULL;
 
+    memset(op, 0, sizeof(*op));
     if (!o)
         o = &defaults;
     if ((r = tc__check_key(c, key, klen)) != TC_OK ||
@@ -57,108 +51,134 @@ tc_result tc__set(tc_cache *c, const void *key, size_t klen, const void *val,
         return tc__fail(TC_BAD_ARGUMENT, "NX and XX together");
     if (!c->cfg.enabled)
         return tc__fail(TC_DISABLED, "caching is disabled");
-    cond = (o->flags & (TC_SET_NX | TC_SET_XX)) != 0;
-    if (cond && set_cmd)
+    op->key = key, op->klen = klen, op->val = val, op->vlen = vlen;
+    op->cond = (o->flags & (TC_SET_NX | TC_SET_XX)) != 0;
+    if (op->cond && set_cmd)
         return tc__fail(TC_BAD_ARGUMENT, "tags with NX or XX");
     l2_ttl = o->l2_ttl_ms ? o->l2_ttl_ms : c->cfg.default_ttl_ms;
-    l1_ttl = o->l1_ttl_ms ? o->l1_ttl_ms : c->cfg.l1_ttl_ms;
-    if (l2_ttl != TC_TTL_NONE && l1_ttl > l2_ttl)
-        l1_ttl = l2_ttl;
+    op->l1_ttl = o->l1_ttl_ms ? o->l1_ttl_ms : c->cfg.l1_ttl_ms;
+    if (l2_ttl != TC_TTL_NONE && op->l1_ttl > l2_ttl)
+        op->l1_ttl = l2_ttl;
     if (l2_ttl != TC_TTL_NONE)
-        pxlen = (size_t)snprintf(px, sizeof(px), "%llu",
+        pxlen = (size_t)snprintf(op->px, sizeof(op->px), "%llu",
                                  (unsigned long long)l2_ttl);
-    h = tc__hash(key, klen);
-    flen = tc__stamp_field(h, field);
-    slen = tc__stamp_new(c, stamp);
-    if ((r = tc__z_encode(c, val, vlen, &sv, &svlen, &zbuf)) != TC_OK)
+    op->h = tc__hash(key, klen);
+    flen = tc__stamp_field(op->h, op->field);
+    slen = tc__stamp_new(c, op->stamp);
+    if ((r = tc__z_encode(c, val, vlen, &sv, &svlen, &op->zbuf)) != TC_OK)
         return r;
-    if ((r = tc__pkey_make(c, key, klen, &k)) != TC_OK) {
-        free(zbuf);
-        return r;
-    }
-    if ((r = tc__txn_begin(c, &t, TC__MSG_KEY, 1, keys, &klen,
-                           tc__write_is_strict(c, o->flags))) != TC_OK) {
-        tc__pkey_free(&k);
-        free(zbuf);
+    if ((r = tc__pkey_make(c, key, klen, &op->k)) != TC_OK) {
+        free(op->zbuf);
         return r;
     }
-    if (cond) {
+    if (no_message && !op->cond && !tc__write_is_strict(c, o->flags)) {
+        memset(&op->t, 0, sizeof(op->t)); /* the caller publishes */
+    } else if ((r = tc__txn_begin(c, &op->t, TC__MSG_KEY, 1, keys, &klen,
+                                  tc__write_is_strict(c, o->flags))) !=
+               TC_OK) {
+        tc__pkey_free(&op->k);
+        free(op->zbuf);
+        return r;
+    }
+    if (op->cond) {
         argv[argc] = "EVAL", argl[argc++] = 4;
         argv[argc] = cond_set_script, argl[argc++] = sizeof(cond_set_script) - 1;
         argv[argc] = "2", argl[argc++] = 1;
-        argv[argc] = k.p, argl[argc++] = k.len;
+        argv[argc] = op->k.p, argl[argc++] = op->k.len;
         argv[argc] = c->stamps_key, argl[argc++] = strlen(c->stamps_key);
         argv[argc] = sv ? sv : "", argl[argc++] = svlen;
-        argv[argc] = px, argl[argc++] = pxlen;
+        argv[argc] = op->px, argl[argc++] = pxlen;
         argv[argc] = o->flags & TC_SET_NX ? "NX" : "XX", argl[argc++] = 2;
-        argv[argc] = t.msg ? c->cfg.channel : "";
-        argl[argc++] = t.msg ? strlen(c->cfg.channel) : 0;
-        argv[argc] = t.msg ? t.msg : "", argl[argc++] = t.msglen;
-        argv[argc] = field, argl[argc++] = flen;
-        argv[argc] = stamp, argl[argc++] = slen;
-        cmds[ncmd++] = (tc__cmd){argc, argv, argl};
+        argv[argc] = op->t.msg ? c->cfg.channel : "";
+        argl[argc++] = op->t.msg ? strlen(c->cfg.channel) : 0;
+        argv[argc] = op->t.msg ? op->t.msg : "", argl[argc++] = op->t.msglen;
+        argv[argc] = op->field, argl[argc++] = flen;
+        argv[argc] = op->stamp, argl[argc++] = slen;
+        op->cmds[op->ncmd++] = (tc__cmd){argc, argv, argl};
     } else if (set_cmd) {
-        if ((r = set_cmd(set_ud, &k, sv ? sv : "", svlen, px, pxlen,
-                         &cmds[ncmd++], &set_mem)) != TC_OK) {
-            tc__txn_end(c, &t, NULL, 0);
-            tc__pkey_free(&k);
-            free(zbuf);
+        if ((r = set_cmd(set_ud, &op->k, sv ? sv : "", svlen, op->px, pxlen,
+                         &op->cmds[op->ncmd++], &op->set_mem)) != TC_OK) {
+            tc__txn_end(c, &op->t, NULL, 0);
+            tc__pkey_free(&op->k);
+            free(op->zbuf);
             return r;
         }
     } else {
         argv[argc] = "SET", argl[argc++] = 3;
-        argv[argc] = k.p, argl[argc++] = k.len;
+        argv[argc] = op->k.p, argl[argc++] = op->k.len;
         argv[argc] = sv ? sv : "", argl[argc++] = svlen;
         if (pxlen) {
             argv[argc] = "PX", argl[argc++] = 2;
-            argv[argc] = px, argl[argc++] = pxlen;
+            argv[argc] = op->px, argl[argc++] = pxlen;
         }
-        cmds[ncmd++] = (tc__cmd){argc, argv, argl};
+        op->cmds[op->ncmd++] = (tc__cmd){argc, argv, argl};
     }
-    if (!cond) {
+    if (!op->cond) {
         argv[argc] = "HSET", argl[argc] = 4;
         argv[argc + 1] = c->stamps_key, argl[argc + 1] = strlen(c->stamps_key);
-        argv[argc + 2] = field, argl[argc + 2] = flen;
-        argv[argc + 3] = stamp, argl[argc + 3] = slen;
-        cmds[ncmd++] = (tc__cmd){4, argv + argc, argl + argc};
+        argv[argc + 2] = op->field, argl[argc + 2] = flen;
+        argv[argc + 3] = op->stamp, argl[argc + 3] = slen;
+        op->cmds[op->ncmd++] = (tc__cmd){4, argv + argc, argl + argc};
     }
 
     /* Drop our own copy first; the returned generation guards the fill. */
-    gen = tc__l1_invalidate_key(c->l1, h, key, klen);
-    t0 = tc__now_ns(); /* the L2 TTL starts no earlier */
-    r = tc__txn_exec(c, &t, ncmd, cmds, cond, &exec);
-    tc__pkey_free(&k);
-    free(set_mem);
-    free(zbuf);
+    op->gen = tc__l1_invalidate_key(c->l1, op->h, key, klen);
+    op->t0 = tc__now_ns(); /* the L2 TTL starts no earlier */
+    return TC_OK;
+}
+
+tc_result tc__set_finish(tc_cache *c, tc__set_op *op, tc_result r,
+                         redisReply *exec)
+{
+    int stored = 0;
+    tc__pkey_free(&op->k);
+    free(op->set_mem);
+    free(op->zbuf);
+    op->set_mem = op->zbuf = NULL;
     if (r == TC_OK) {
         const redisReply *sr = exec->element[0];
         if (sr->type == REDIS_REPLY_ERROR)
             r = tc__fail(TC_PROTOCOL, "SET: %.*s", (int)sr->len, sr->str);
-        else if (cond ? sr->type == REDIS_REPLY_INTEGER && sr->integer == 0
-                      : sr->type == REDIS_REPLY_NIL)
+        else if (op->cond ? sr->type == REDIS_REPLY_INTEGER && sr->integer == 0
+                          : sr->type == REDIS_REPLY_NIL)
             r = tc__fail(TC_NOT_STORED, "NX/XX condition not met");
         else
             stored = 1;
-        if (stored && cond && c->bus)
+        if (stored && op->cond && c->bus)
             tc__bus_count_published(c->bus);
     }
     /* Strict: wait only when something was published. */
-    tc__txn_end(c, &t, exec, r == TC_OK && stored);
+    tc__txn_end(c, &op->t, exec, r == TC_OK && stored);
     if (exec)
         freeReplyObject(exec);
     if (r == TC_OK) {
         /* Another write or invalidation of this key while ours was in flight
          * leaves the order in L2 unknown here: keep no copy then. Nor when
          * the value did not fit: a reader may have filled the old one. */
-        if (tc__l1_fill_ttl(c, h, key, klen, val, vlen, t0, l1_ttl, gen,
-                            TC__FILL_BUMP, NULL) != TC__FILL_INSERTED)
-            tc__l1_invalidate_key(c->l1, h, key, klen);
+        if (tc__l1_fill_ttl(c, op->h, op->key, op->klen, op->val, op->vlen,
+                            op->t0, op->l1_ttl, op->gen, TC__FILL_BUMP,
+                            NULL) != TC__FILL_INSERTED)
+            tc__l1_invalidate_key(c->l1, op->h, op->key, op->klen);
     } else if (r != TC_NOT_STORED) {
         /* The write may or may not have happened: hold no copy, and make
          * in-flight fills of the old value fail. */
-        tc__l1_invalidate_key(c->l1, h, key, klen);
+        tc__l1_invalidate_key(c->l1, op->h, op->key, op->klen);
     }
     return r;
+}
+
+tc_result tc__set(tc_cache *c, const void *key, size_t klen, const void *val,
+                  size_t vlen, const tc_set_opts *o, const tc__set_cmd_fn set_cmd,
+                  void *set_ud)
+{
+    tc__set_op op;
+    redisReply *exec = NULL;
+    tc_result r = tc__set_begin(c, key, klen, val, vlen, o, set_cmd, set_ud,
+                                0, &op);
+    if (r != TC_OK)
+        return r;
+    r = tc__txn_exec(c, &op.t, op.ncmd, op.cmds, op.cond, &exec);
+    return tc__set_finish(c, &op, r, exec);
 }
 
 tc_result tc_set_ex(tc_cache *c, const void *key, size_t klen, const void *val,

@@ -1,0 +1,791 @@
+/*
+ * Asynchronous, pipelined reads and writes on the caller's libev loop
+ * (tc_async_*, tiercache.h): the same read and write paths as tc_get,
+ * tc_set_ex and tc_command (read.c, write.c, command.c, publish.c), with
+ * the round trip sent on an aconn (aconn.h) instead of waited for.
+ *
+ * What each request keeps from its blocking twin:
+ *   get      GET + PTTL; the L1 generation is read before sending, and the
+ *            fill (tc__take_l2_value) is refused if any invalidation of the
+ *            key was applied since.
+ *   set      tc__set_begin / tc__set_finish around the same MULTI (SET,
+ *            stamp, PUBLISH, EXEC): the invalidation is published in the
+ *            write's transaction; L1 is filled only if nothing raced.
+ *            The plain SETs a lane gets within one loop iteration share
+ *            one such MULTI (group commit, up to BATCH_MAX): their SETs
+ *            and stamps, one PUBLISH naming every key, EXEC; each SET's
+ *            replies are its own slice of EXEC's. Anything else submitted
+ *            on the lane sends the group first, so order holds; a timer
+ *            due at once sends it in the next iteration otherwise.
+ *   command  tc__prepare, then a read as it is, or tc__write_begin /
+ *            tc__write_finish around the same MULTI as tc__run_write.
+ * Strict writes (they wait for acknowledgements), blocking commands,
+ * commands COMMAND did not list, connection-state commands, and caches
+ * behind sentinels are refused at submission: the caller runs them with
+ * the blocking call.
+ *
+ * Requests of one lane go over one connection, so Redis runs them in
+ * submission order, and their callbacks run in that order. A connection
+ * that fails (or leaves its oldest request unanswered past the command
+ * timeout) answers every request still on it with the failure, in order,
+ * and is replaced on a later submission.
+ *
+ * Threads: everything on the loop's thread (the aconn's rule).
+ */
+#include <ev.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "aconn.h"
+#include "cache.h"
+#include "command.h"
+#include "handshake.h"
+
+/* A lane that failed is not reconnected before this (ms). */
+#define RETRY_MS 200
+/* Plain SETs of one lane within one loop iteration share a transaction
+ * (group commit), at most this many. */
+#define BATCH_MAX 64
+
+enum { OP_GET, OP_SET, OP_READ, OP_WRITE };
+
+typedef struct lane lane;
+
+typedef struct op {
+    struct op *next;
+    lane *l;
+    int kind;
+    uint64_t sent_ns;
+    void *ud;
+    tc_async_fn cb;          /* SET, READ, WRITE */
+    tc_async_get_fn gcb;     /* GET */
+    /* GET */
+    uint64_t h, gen;
+    redisReply *val;         /* the GET reply, kept until PTTL's */
+    char *key;               /* owned copy (GET: the key; SET: key+value) */
+    size_t klen;
+    /* SET */
+    tc__set_op *set;         /* owned */
+    /* READ, WRITE */
+    tc__prepared p;
+    tc__written w;
+    tc__write_op wop;
+    size_t ncmd;             /* commands of the transaction (EXEC's check) */
+    unsigned batch_n;        /* first op of a group commit: its size */
+} op;
+
+struct lane {
+    tc_async *a;
+    tc__aconn *ac;           /* NULL: not connected */
+    uint64_t retry_at;       /* tc__now_ns(): no connect before */
+    op *head, *tail;         /* sent, awaiting their last reply */
+    op *bhead, *btail;       /* SETs waiting for the group commit */
+    unsigned bn;
+};
+
+struct tc_async {
+    tc_cache *c;
+    struct ev_loop *loop;
+    unsigned nlanes;
+    lane *lanes;
+    ev_timer tick;           /* the command timeout */
+    ev_timer flush;          /* due at once while a group commit waits:
+                                sends it in the next loop iteration, so
+                                the loop never blocks with SETs unsent */
+    size_t pending;
+};
+
+static void op_free(op *o)
+{
+    if (o->val)
+        freeReplyObject(o->val);
+    if (o->kind == OP_READ || o->kind == OP_WRITE) {
+        tc__written_free(&o->w);
+        tc__prepared_free(&o->p);
+    }
+    free(o->set);
+    free(o->key);
+    free(o);
+}
+
+/* Finish `o` with `r` (and, on TC_OK, the reply `e`, taken): its callback
+ * runs; the op is freed. */
+static void op_complete(tc_async *a, op *o, tc_result r, redisReply *e)
+{
+    tc_cache *c = a->c;
+    a->pending--;
+    switch (o->kind) {
+    case OP_GET: {
+        tc_value *v = NULL;
+        redisReply *err = NULL;
+        if (r == TC_OK && o->val->type == REDIS_REPLY_ERROR) {
+            err = o->val;
+            r = tc__fail(TC_PROTOCOL, "GET: %.*s", (int)err->len, err->str);
+        } else if (r == TC_OK) {
+            r = tc__take_l2_value(c, o->h, o->key, o->klen, o->gen,
+                                  o->sent_ns, o->val, e, &v);
+        } else {
+            /* As a failed tc_get: no fill, nothing to undo. */
+        }
+        if (e)
+            freeReplyObject(e);
+        o->gcb(o->ud, r, v, (const tc_reply *)(void *)err);
+        break;
+    }
+    case OP_SET: {
+        redisReply *exec = NULL;
+        if (r == TC_OK)
+            r = tc__txn_take_exec(c, o->ncmd, o->set->cond, e, &exec);
+        r = tc__set_finish(c, o->set, r, exec);
+        o->cb(o->ud, r, NULL);
+        break;
+    }
+    case OP_READ:
+        o->cb(o->ud, r, (tc_reply *)(void *)e);
+        break;
+    case OP_WRITE: {
+        redisReply *exec = NULL, *rep;
+        if (r == TC_OK)
+            r = tc__txn_take_exec(c, o->ncmd, 0, e, &exec);
+        r = tc__write_finish(c, 0, 1, &o->w, &o->wop, r, &exec);
+        if (r == TC_OK && exec && exec->type == REDIS_REPLY_ARRAY) {
+            rep = exec->element[0];
+            exec->element[0] = NULL;
+            freeReplyObject(exec);
+        } else {
+            rep = r == TC_OK ? exec : NULL;
+            if (r != TC_OK && exec)
+                freeReplyObject(exec);
+        }
+        o->cb(o->ud, r, (tc_reply *)(void *)rep);
+        break;
+    }
+    }
+    op_free(o);
+}
+
+/* Drop the lane's connection; every request on it fails with `r`, in
+ * order. Its callbacks may submit again: they find the lane closed. */
+static void lane_fail(lane *l, tc_result r, const char *why)
+{
+    tc_async *a = l->a;
+    op *o = l->head;
+    tc__aconn *ac = l->ac;
+    l->head = l->tail = NULL;
+    l->ac = NULL;
+    l->retry_at = tc__now_ns() + (uint64_t)RETRY_MS * 1000000u;
+    tc__aconn_free(ac); /* safe from its own callbacks */
+    for (int pass = 0; pass < 2; pass++) {
+        while (o) {
+            op *next = o->next;
+            tc__fail(r, "%s", why);
+            op_complete(a, o, r, NULL);
+            o = next;
+        }
+        /* Then the SETs not sent yet (submitted after those): nothing of
+         * them reached Redis. */
+        o = l->bhead;
+        l->bhead = l->btail = NULL;
+        l->bn = 0;
+    }
+}
+
+static void on_error(tc__aconn *ac, const char *why, void *data)
+{
+    lane *l = data;
+    char msg[300];
+    (void)ac;
+    snprintf(msg, sizeof(msg), "Redis connection lost: %s", why);
+    lane_fail(l, TC_L2_UNAVAILABLE, msg);
+}
+
+static void on_setup(tc__aconn *ac, redisReply *r, void *priv)
+{
+    lane *l = priv;
+    char msg[300];
+    if (ac != l->ac || r->type != REDIS_REPLY_ERROR)
+        return;
+    snprintf(msg, sizeof(msg), "connection set-up: %.*s",
+             (int)(r->len > 200 ? 200 : r->len), r->str);
+    lane_fail(l, strncmp(r->str, "NOAUTH", 6) && strncmp(r->str, "WRONGPASS", 9)
+                     ? TC_PROTOCOL
+                     : TC_AUTH,
+              msg);
+}
+
+/* The lane's connection, made when missing (blocking up to the connect
+ * timeout; not retried within RETRY_MS of a failure, nor while the L2
+ * pool's breaker is open). */
+static tc__aconn *lane_conn(lane *l)
+{
+    tc_async *a = l->a;
+    tc_cache *c = a->c;
+    tc__conn_opts o;
+    tc__setup_cmds setup;
+    tc__aconn_events ev = {on_error, NULL, l};
+    if (l->ac)
+        return l->ac;
+    if (tc__now_ns() < l->retry_at) {
+        tc__fail(TC_L2_UNAVAILABLE, "Redis unavailable (reconnecting)");
+        return NULL;
+    }
+    if (tc__l2_breaker_open(c->l2)) {
+        tc__fail(TC_L2_UNAVAILABLE, "Redis unavailable (circuit breaker open)");
+        return NULL;
+    }
+    tc__conn_opts_of(&c->cfg, &o);
+    if (tc__aconn_open(a->loop, &o, &ev, &l->ac) != TC_OK) {
+        l->ac = NULL;
+        l->retry_at = tc__now_ns() + (uint64_t)RETRY_MS * 1000000u;
+        return NULL;
+    }
+    tc__setup_cmds_make(&c->cfg, &setup);
+    for (int i = 0; i < setup.n; i++)
+        if (tc__aconn_command_argv(l->ac, on_setup, l, setup.cmd[i].argc,
+                                   setup.cmd[i].argv,
+                                   setup.cmd[i].argvlen) != 0) {
+            tc__aconn_free(l->ac);
+            l->ac = NULL;
+            tc__fail(TC_NO_MEMORY, "out of memory");
+            return NULL;
+        }
+    return l->ac;
+}
+
+static void on_tick(struct ev_loop *loop, ev_timer *w, int revents)
+{
+    tc_async *a = w->data;
+    uint64_t now = tc__now_ns(),
+             limit = (uint64_t)a->c->cfg.command_timeout_ms * 1000000u;
+    (void)loop, (void)revents;
+    for (unsigned i = 0; i < a->nlanes; i++) {
+        lane *l = &a->lanes[i];
+        if (l->head && now - l->head->sent_ns > limit) {
+            char msg[100];
+            snprintf(msg, sizeof(msg), "Redis did not answer within %u ms",
+                     a->c->cfg.command_timeout_ms);
+            lane_fail(l, TC_TIMEOUT, msg);
+        }
+    }
+}
+
+/* ---- replies ------------------------------------------------------------- */
+
+static void lane_pop(lane *l, op *o)
+{
+    /* Replies come in order: the op answered is the oldest. */
+    l->head = o->next;
+    if (!l->head)
+        l->tail = NULL;
+}
+
+static void on_get_value(tc__aconn *ac, redisReply *r, void *priv)
+{
+    op *o = priv;
+    o->val = r;
+    tc__aconn_keep_reply(ac);
+}
+
+static void on_last(tc__aconn *ac, redisReply *r, void *priv)
+{
+    op *o = priv;
+    lane_pop(o->l, o);
+    tc__aconn_keep_reply(ac);
+    op_complete(o->l->a, o, TC_OK, r);
+}
+
+/* The EXEC of a group commit: each SET gets its own slice of it. */
+static void on_batch(tc__aconn *ac, redisReply *r, void *priv)
+{
+    op *first = priv, *o, *list = NULL, **tail = &list;
+    lane *l = first->l;
+    tc_async *a = l->a;
+    size_t want = 1, at = 0; /* the PUBLISH's reply, last */
+    unsigned n = first->batch_n;
+    for (unsigned i = 0; i < n; i++) {
+        o = l->head; /* replies come in order: these are the oldest */
+        lane_pop(l, o);
+        o->next = NULL;
+        want += o->set->ncmd;
+        *tail = o;
+        tail = &o->next;
+    }
+    if (r->type != REDIS_REPLY_ARRAY || r->elements != want) {
+        char why[200];
+        snprintf(why, sizeof(why), "EXEC: %.*s",
+                 r->type == REDIS_REPLY_ERROR ? (int)(r->len > 150 ? 150 : r->len)
+                                              : 20,
+                 r->type == REDIS_REPLY_ERROR ? r->str : "transaction aborted");
+        for (o = list; o;) {
+            op *next = o->next;
+            op_complete(a, o, tc__fail(TC_PROTOCOL, "%s", why), NULL);
+            o = next;
+        }
+        return;
+    }
+    tc__aconn_keep_reply(ac);
+    for (o = list; o;) {
+        op *next = o->next;
+        size_t k = o->set->ncmd;
+        redisReply *part = calloc(1, sizeof(*part));
+        if (part && !(part->element = calloc(k, sizeof(*part->element)))) {
+            free(part);
+            part = NULL;
+        }
+        if (part) {
+            part->type = REDIS_REPLY_ARRAY;
+            part->elements = k;
+            for (size_t i = 0; i < k; i++, at++) {
+                part->element[i] = r->element[at];
+                r->element[at] = NULL;
+            }
+            op_complete(a, o, TC_OK, part);
+        } else {
+            at += k;
+            op_complete(a, o, tc__fail(TC_NO_MEMORY, "out of memory"), NULL);
+        }
+        o = next;
+    }
+    freeReplyObject(r);
+}
+
+static void enqueue_sent(lane *l, op *o, uint64_t now)
+{
+    o->l = l;
+    o->sent_ns = now;
+    o->next = NULL;
+    if (l->tail)
+        l->tail->next = o;
+    else
+        l->head = o;
+    l->tail = o;
+}
+
+/* Send the lane's waiting SETs as one MULTI: their SETs and stamps, one
+ * PUBLISH naming every key, EXEC. */
+static void flush_batch(lane *l)
+{
+    tc_async *a = l->a;
+    tc_cache *c = a->c;
+    op *o = l->bhead, *first = o;
+    unsigned n = l->bn, i = 0;
+    size_t nw = 0;
+    const void **keys = NULL;
+    size_t *klens = NULL;
+    tc__cmd *writes = NULL;
+    tc__txn bt;
+    tc__txn_cmds tx;
+    uint64_t now = tc__now_ns();
+    if (!n)
+        return;
+    l->bhead = l->btail = NULL;
+    l->bn = 0;
+    /* In the lane's order from now on: a failure below fails them all. */
+    for (op *p = o; p;) {
+        op *next = p->next;
+        p->ncmd = p->set->ncmd + 2;
+        enqueue_sent(l, p, now);
+        nw += p->set->ncmd;
+        p = next;
+    }
+    first->batch_n = n;
+    keys = malloc(n * sizeof(*keys));
+    klens = malloc(n * sizeof(*klens));
+    writes = malloc(nw * sizeof(*writes));
+    if (!keys || !klens || !writes) {
+        free(keys), free(klens), free(writes);
+        lane_fail(l, TC_NO_MEMORY, "out of memory");
+        return;
+    }
+    nw = 0;
+    for (op *p = first; p && i < n; p = p->next, i++) {
+        keys[i] = p->set->key, klens[i] = p->set->klen;
+        for (size_t j = 0; j < p->set->ncmd; j++)
+            writes[nw++] = p->set->cmds[j];
+    }
+    if (tc__txn_begin(c, &bt, n == 1 ? TC__MSG_KEY : TC__MSG_KEYS, n, keys,
+                      klens, 0) != TC_OK ||
+        tc__txn_build(c, &bt, nw, writes, 0, &tx) != TC_OK) {
+        tc__txn_end(c, &bt, NULL, 0);
+        free(keys), free(klens), free(writes);
+        lane_fail(l, TC_NO_MEMORY, "out of memory");
+        return;
+    }
+    for (size_t k = 0; k < tx.n; k++) {
+        int last = k + 1 == tx.n;
+        if (tc__aconn_command_argv(l->ac, last ? on_batch : NULL,
+                                   last ? first : NULL, tx.cmds[k].argc,
+                                   tx.cmds[k].argv, tx.cmds[k].argvlen) != 0) {
+            tc__txn_cmds_free(&tx);
+            tc__txn_end(c, &bt, NULL, 0);
+            free(keys), free(klens), free(writes);
+            lane_fail(l, TC_NO_MEMORY, "out of memory");
+            return;
+        }
+    }
+    tc__txn_cmds_free(&tx);
+    tc__txn_end(c, &bt, NULL, 0); /* not strict: frees the message */
+    free(keys), free(klens), free(writes);
+}
+
+static void on_flush(struct ev_loop *loop, ev_timer *w, int revents)
+{
+    tc_async *a = w->data;
+    (void)loop, (void)revents;
+    for (unsigned i = 0; i < a->nlanes; i++)
+        if (a->lanes[i].bn)
+            flush_batch(&a->lanes[i]);
+}
+
+/* ---- submission ------------------------------------------------------------ */
+
+static lane *pick(tc_async *a, unsigned lane_no)
+{
+    return &a->lanes[lane_no % a->nlanes];
+}
+
+/* Send `n` commands for `o`; the last one's reply completes it. On failure
+ * the connection is dropped (its requests fail) and -1 returned: the
+ * caller still owns `o`. */
+static int send_op(lane *l, op *o, size_t n, const tc__cmd *cmds,
+                   tc__aconn_reply_fn first)
+{
+    tc_async *a = l->a;
+    for (size_t i = 0; i < n; i++) {
+        tc__aconn_reply_fn cb = i + 1 == n ? on_last : i == 0 ? first : NULL;
+        if (tc__aconn_command_argv(l->ac, cb, cb ? o : NULL, cmds[i].argc,
+                                   cmds[i].argv, cmds[i].argvlen) != 0) {
+            if (i > 0) /* half a request is on the wire */
+                lane_fail(l, TC_NO_MEMORY, "out of memory");
+            return -1;
+        }
+    }
+    o->l = l;
+    o->sent_ns = tc__now_ns();
+    if (l->tail)
+        l->tail->next = o;
+    else
+        l->head = o;
+    l->tail = o;
+    a->pending++;
+    return 0;
+}
+
+static op *op_new(int kind, void *ud)
+{
+    op *o = calloc(1, sizeof(*o));
+    if (!o) {
+        tc__fail(TC_NO_MEMORY, "out of memory");
+        return NULL;
+    }
+    o->kind = kind;
+    o->ud = ud;
+    return o;
+}
+
+tc_result tc_async_get(tc_async *a, unsigned lane_no, const void *key,
+                       size_t klen, tc_async_get_fn cb, void *userdata)
+{
+    tc_cache *c;
+    lane *l;
+    op *o;
+    tc__pkey k;
+    tc_result r;
+    if (!a || !cb)
+        return tc__fail(TC_BAD_ARGUMENT, "NULL argument");
+    c = a->c;
+    if ((r = tc__check_key(c, key, klen)) != TC_OK)
+        return r;
+    l = pick(a, lane_no);
+    flush_batch(l); /* what came before goes first */
+    if (!lane_conn(l))
+        return TC_L2_UNAVAILABLE;
+    if (!(o = op_new(OP_GET, userdata)))
+        return TC_NO_MEMORY;
+    o->gcb = cb;
+    if (!(o->key = malloc(klen))) {
+        free(o);
+        return tc__fail(TC_NO_MEMORY, "out of memory");
+    }
+    memcpy(o->key, key, klen);
+    o->klen = klen;
+    o->h = tc__hash(key, klen);
+    if ((r = tc__pkey_make(c, key, klen, &k)) != TC_OK) {
+        op_free(o);
+        return r;
+    }
+    /* As tc_get: a miss counted, the generation read before asking. L1 is
+     * not answered from: the caller's own earlier writes may still be on
+     * their way, and another reader may have filled the old value. */
+    tc_value_release(tc__l1_lookup_peek(c, o->h, key, klen,
+                                        TC__L1_COUNT_MISS));
+    o->gen = tc__l1_gen(c->l1, o->h);
+    {
+        const char *a1[2] = {"GET", k.p}, *a2[2] = {"PTTL", k.p};
+        size_t l1[2] = {3, k.len}, l2[2] = {4, k.len};
+        tc__cmd cmds[2] = {{2, a1, l1}, {2, a2, l2}};
+        int rc = send_op(l, o, 2, cmds, on_get_value);
+        tc__pkey_free(&k);
+        if (rc != 0) {
+            op_free(o);
+            return tc__fail(TC_NO_MEMORY, "out of memory");
+        }
+    }
+    return TC_OK;
+}
+
+tc_result tc_async_set(tc_async *a, unsigned lane_no, const void *key,
+                       size_t klen, const void *val, size_t vlen,
+                       const tc_set_opts *opts, tc_async_fn cb,
+                       void *userdata)
+{
+    tc_cache *c;
+    tc__txn_cmds tx;
+    lane *l;
+    op *o;
+    tc_result r;
+    int grouped;
+    if (!a || !cb || (!val && vlen))
+        return tc__fail(TC_BAD_ARGUMENT, "NULL argument");
+    c = a->c;
+    if (tc__write_is_strict(c, opts ? opts->flags : 0))
+        return tc__fail(TC_BAD_ARGUMENT, "a strict write waits: use "
+                                         "tc_set_ex()");
+    l = pick(a, lane_no);
+    if (!lane_conn(l))
+        return TC_L2_UNAVAILABLE;
+    if (!(o = op_new(OP_SET, userdata)))
+        return TC_NO_MEMORY;
+    o->cb = cb;
+    o->set = malloc(sizeof(*o->set));
+    o->key = malloc(klen + vlen + 1);
+    if (!o->set || !o->key) {
+        op_free(o);
+        return tc__fail(TC_NO_MEMORY, "out of memory");
+    }
+    memcpy(o->key, key, klen);
+    if (vlen)
+        memcpy(o->key + klen, val, vlen);
+    grouped = c->bus && !(opts && (opts->flags & (TC_SET_NX | TC_SET_XX)));
+    if ((r = tc__set_begin(c, o->key, klen, o->key + klen, vlen, opts, NULL,
+                           NULL, grouped, o->set)) != TC_OK) {
+        op_free(o);
+        return r;
+    }
+    if (grouped) {
+        /* Sent with the lane's other SETs when the loop iteration ends. */
+        o->l = l;
+        if (l->btail)
+            l->btail->next = o;
+        else
+            l->bhead = o;
+        l->btail = o;
+        a->pending++;
+        if (++l->bn >= BATCH_MAX)
+            flush_batch(l);
+        else if (!ev_is_active(&a->flush))
+            ev_timer_start(a->loop, &a->flush);
+        return TC_OK;
+    }
+    flush_batch(l);
+    if (!l->ac) { /* the flush failed the lane */
+        tc__set_finish(c, o->set, TC_L2_UNAVAILABLE, NULL);
+        op_free(o);
+        return tc__fail(TC_L2_UNAVAILABLE, "Redis connection lost");
+    }
+    if ((r = tc__txn_build(c, &o->set->t, o->set->ncmd, o->set->cmds,
+                           o->set->cond, &tx)) != TC_OK) {
+        /* Nothing was sent: as a failed write (L1 holds no copy). */
+        tc__set_finish(c, o->set, r, NULL);
+        op_free(o);
+        return r;
+    }
+    o->ncmd = tx.n;
+    if (send_op(l, o, tx.n, tx.cmds, NULL) != 0) {
+        tc__txn_cmds_free(&tx);
+        tc__set_finish(c, o->set, TC_NO_MEMORY, NULL);
+        op_free(o);
+        return tc__fail(TC_NO_MEMORY, "out of memory");
+    }
+    tc__txn_cmds_free(&tx); /* the commands are in the connection's buffer */
+    return TC_OK;
+}
+
+/* Commands whose replies may nest deeper than hiredis 0.14 reads (7
+ * levels: COMMAND DOCS, XINFO STREAM FULL ...). The sync path fails only
+ * that call; on a lane the connection, and every request on it, would. */
+static int deep_reply(const char *name, size_t len)
+{
+    static const char *const deep[] = {"command", "xinfo", "function",
+                                       "module", "memory", "cluster",
+                                       "latency", "slowlog"};
+    for (size_t i = 0; i < sizeof(deep) / sizeof(deep[0]); i++)
+        if (strlen(deep[i]) == len && !strncasecmp(name, deep[i], len))
+            return 1;
+    return 0;
+}
+
+tc_result tc_async_command(tc_async *a, unsigned lane_no, int argc,
+                           const char *const *argv, const size_t *argvlen,
+                           tc_async_fn cb, void *userdata)
+{
+    tc_cache *c;
+    const tc__cmdtab *t;
+    lane *l;
+    op *o;
+    tc_result r;
+    if (!a || !cb)
+        return tc__fail(TC_BAD_ARGUMENT, "NULL argument");
+    c = a->c;
+    if (!c->cfg.enabled)
+        return tc__fail(TC_DISABLED, "caching is disabled");
+    /* The table is read at the first blocking call (tiercached: at
+     * start), never here on the loop. */
+    if (!(t = atomic_load(&c->cmdtab)))
+        return tc__fail(TC_BAD_ARGUMENT, "command table not read yet: use "
+                                         "tc_command()");
+    if (argc < 1 || !argv || !argvlen || !argv[0])
+        return tc__fail(TC_BAD_ARGUMENT, "empty command");
+    if (deep_reply(argv[0], argvlen[0]))
+        return tc__fail(TC_BAD_ARGUMENT, "a reply hiredis may not read: "
+                                         "use tc_command()");
+    if (!(o = op_new(OP_READ, userdata)))
+        return TC_NO_MEMORY;
+    o->cb = cb;
+    /* The written keys are used again when Redis answers: copy them all. */
+    {
+        size_t bytes = (size_t)argc * (sizeof(char *) + sizeof(size_t));
+        char *at;
+        const char **cv;
+        size_t *cl;
+        for (int i = 0; i < argc; i++)
+            bytes += argvlen[i] + 1;
+        if (!(o->key = malloc(bytes))) {
+            free(o);
+            return tc__fail(TC_NO_MEMORY, "out of memory");
+        }
+        cv = (const char **)(void *)o->key;
+        cl = (size_t *)(void *)(o->key + (size_t)argc * sizeof(char *));
+        at = (char *)(cl + argc);
+        for (int i = 0; i < argc; i++) {
+            if (argvlen[i])
+                memcpy(at, argv[i], argvlen[i]);
+            at[argvlen[i]] = '\0';
+            cv[i] = at, cl[i] = argvlen[i];
+            at += argvlen[i] + 1;
+        }
+        argv = cv;
+        argvlen = cl;
+    }
+    if ((r = tc__prepare(c, t, argc, argv, argvlen, 0, &o->p)) != TC_OK) {
+        op_free(o);
+        return r;
+    }
+    if (!o->p.keys.known || o->p.keys.cls == TC__CLASS_BLOCKING ||
+        (o->p.keys.effect != TC__EFFECT_READ && tc__write_is_strict(c, 0))) {
+        op_free(o);
+        return tc__fail(TC_BAD_ARGUMENT, "this command waits: use "
+                                         "tc_command()");
+    }
+    l = pick(a, lane_no);
+    flush_batch(l); /* what came before goes first */
+    if (!lane_conn(l)) {
+        op_free(o);
+        return TC_L2_UNAVAILABLE;
+    }
+    if (o->p.keys.effect == TC__EFFECT_READ) {
+        tc__cmd cmd = {o->p.argc, o->p.argv, o->p.argvlen};
+        if (send_op(l, o, 1, &cmd, NULL) != 0) {
+            op_free(o);
+            return tc__fail(TC_NO_MEMORY, "out of memory");
+        }
+        return TC_OK;
+    }
+    {
+        tc__txn_cmds tx;
+        o->kind = OP_WRITE;
+        if ((r = tc__collect(c, 1, &o->p, &argv, &argvlen, &o->w)) != TC_OK) {
+            memset(&o->w, 0, sizeof(o->w));
+            op_free(o);
+            return r;
+        }
+        if ((r = tc__write_begin(c, 1, &o->p, &o->w, &o->wop)) != TC_OK) {
+            op_free(o);
+            return r;
+        }
+        if ((r = tc__txn_build(c, &o->wop.t, o->wop.ncmd, o->wop.cmds, 0,
+                               &tx)) != TC_OK ||
+            (o->ncmd = tx.n, send_op(l, o, tx.n, tx.cmds, NULL)) != 0) {
+            redisReply *none = NULL;
+            if (r == TC_OK) {
+                tc__txn_cmds_free(&tx);
+                r = TC_NO_MEMORY;
+            }
+            tc__write_finish(c, 0, 1, &o->w, &o->wop, r, &none);
+            op_free(o);
+            return tc__fail(r, "out of memory");
+        }
+        tc__txn_cmds_free(&tx);
+    }
+    return TC_OK;
+}
+
+/* ---- lifetime ------------------------------------------------------------ */
+
+tc_result tc_async_open(tc_cache *c, void *ev_loop, unsigned lanes,
+                        tc_async **out)
+{
+    tc_async *a;
+    if (!c || !ev_loop || !out || !lanes)
+        return tc__fail(TC_BAD_ARGUMENT, "NULL or zero argument");
+    *out = NULL;
+    if (!c->cfg.enabled)
+        return tc__fail(TC_DISABLED, "caching is disabled");
+    if (c->cfg.sentinel)
+        return tc__fail(TC_BAD_ARGUMENT, "not behind sentinels");
+    if (!(a = calloc(1, sizeof(*a))) ||
+        !(a->lanes = calloc(lanes, sizeof(*a->lanes)))) {
+        free(a);
+        return tc__fail(TC_NO_MEMORY, "out of memory");
+    }
+    a->c = c;
+    a->loop = ev_loop;
+    a->nlanes = lanes;
+    for (unsigned i = 0; i < lanes; i++)
+        a->lanes[i].a = a;
+    ev_timer_init(&a->flush, on_flush, 0., 0.);
+    a->flush.data = a;
+    if (c->cfg.command_timeout_ms) {
+        double iv = c->cfg.command_timeout_ms / 4000.0;
+        iv = iv < 0.01 ? 0.01 : iv;
+        ev_timer_init(&a->tick, on_tick, iv, iv);
+        a->tick.data = a;
+        ev_timer_start(a->loop, &a->tick);
+        ev_unref(a->loop); /* housekeeping does not keep the loop alive */
+    }
+    *out = a;
+    return TC_OK;
+}
+
+size_t tc_async_pending(const tc_async *a)
+{
+    return a ? a->pending : 0;
+}
+
+void tc_async_close(tc_async *a)
+{
+    if (!a)
+        return;
+    for (unsigned i = 0; i < a->nlanes; i++)
+        if (a->lanes[i].ac || a->lanes[i].head || a->lanes[i].bhead)
+            lane_fail(&a->lanes[i], TC_L2_UNAVAILABLE,
+                      "closed before Redis answered");
+    if (ev_is_active(&a->tick)) {
+        ev_ref(a->loop);
+        ev_timer_stop(a->loop, &a->tick);
+    }
+    ev_timer_stop(a->loop, &a->flush);
+    free(a->lanes);
+    free(a);
+}

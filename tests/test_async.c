@@ -1,0 +1,264 @@
+/*
+ * tc_async_* (issue 9's pipelined forwarding): the guarantees of the
+ * blocking calls hold when the round trip is pipelined on a libev loop.
+ * The fill race is made deterministic with the fill hook (testhooks.c).
+ */
+#include "crit.h" /* Criterion, or the TSan build's shim */
+#include <ev.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cache.h"
+#include "common.h"
+
+REDIS_SUITE(async);
+
+typedef struct got {
+    int calls;
+    tc_result r;
+    char val[64];
+    tc_reply *reply;
+} got;
+
+static void on_get(void *ud, tc_result r, tc_value *v, const tc_reply *err)
+{
+    got *g = ud;
+    (void)err;
+    g->calls++;
+    g->r = r;
+    if (v) {
+        snprintf(g->val, sizeof(g->val), "%.*s", (int)tc_value_len(v),
+                 (const char *)tc_value_data(v));
+        tc_value_release(v);
+    }
+}
+
+static void on_reply(void *ud, tc_result r, tc_reply *rep)
+{
+    got *g = ud;
+    g->calls++;
+    g->r = r;
+    g->reply = rep;
+}
+
+/* Run the loop until `g` was answered (AWAIT's deadline). */
+static int answered(void *p)
+{
+    void **a = p;
+    ev_run(a[0], EVRUN_NOWAIT);
+    return ((got *)a[1])->calls > 0;
+}
+
+#define RUN_UNTIL_ANSWERED(loop, g)                                         \
+    do {                                                                    \
+        void *arg_[2] = {(loop), (g)};                                      \
+        AWAIT(answered, arg_, "no answer");                                 \
+    } while (0)
+
+typedef struct count_arg {
+    tc_cache *c;
+    uint64_t applied;
+} count_arg;
+
+static int applied_at_least(void *p)
+{
+    count_arg *a = p;
+    tc_stats st;
+    tc_cache_stats(a->c, &st);
+    return st.inval_applied >= a->applied;
+}
+
+static int received_at_least(void *p)
+{
+    count_arg *a = p;
+    tc_stats st;
+    tc_cache_stats(a->c, &st);
+    return st.inval_received >= a->applied;
+}
+
+/* In the window between b's L2 reply and its L1 fill, a writes "new" and
+ * b applies the invalidation (on its bus thread). */
+typedef struct window {
+    tc_cache *a, *b;
+    int hit;
+} window;
+
+static void write_in_window(void *arg, const void *key, size_t klen)
+{
+    window *w = arg;
+    tc_stats st;
+    count_arg cond;
+    if (klen != 1 || memcmp(key, "k", 1) != 0 || w->hit++)
+        return;
+    tc_cache_stats(w->b, &st);
+    cr_assert_eq(set_str(w->a, "k", "new", 0), TC_OK);
+    cond = (count_arg){w->b, st.inval_applied + 1};
+    AWAIT(applied_at_least, &cond, "b never applied the invalidation");
+}
+
+Test(async, fill_racing_an_invalidation_is_not_kept)
+{
+    tc_options o = test_opts(&srv);
+    tc_cache *a = must_create(&o), *b = must_create(&o);
+    struct ev_loop *loop = ev_loop_new(0);
+    tc_async *as = NULL;
+    window w = {a, b, 0};
+    got g = {0};
+    tc_stats st0, st;
+    char *s;
+    cr_assert_eq(set_str(a, "k", "old", 0), TC_OK);
+    cr_assert_eq(tc_async_open(b, loop, 2, &as), TC_OK);
+    tc__cache_set_fill_hook(b, write_in_window, &w);
+    tc_cache_stats(b, &st0);
+    cr_assert_eq(tc_async_get(as, 0, "k", 1, on_get, &g), TC_OK);
+    RUN_UNTIL_ANSWERED(loop, &g);
+    cr_assert_eq(g.calls, 1);
+    /* The read began before the write: "old" is a fair answer to it ... */
+    cr_assert_eq(g.r, TC_OK);
+    cr_assert_str_eq(g.val, "old");
+    /* ... but it must not have entered L1 after the invalidation. */
+    cr_assert(!l1_holds(b, "k", "old"), "stale fill entered L1");
+    tc_cache_stats(b, &st);
+    cr_assert_geq(st.fills_skipped, st0.fills_skipped + 1);
+    tc__cache_set_fill_hook(b, NULL, NULL);
+    s = get_str(b, "k", NULL);
+    cr_assert_str_eq(s, "new");
+    free(s);
+    tc_async_close(as);
+    ev_loop_destroy(loop);
+    tc_cache_destroy(a);
+    tc_cache_destroy(b);
+}
+
+/* A pipelined write (tc_async_set, tc_async_command) invalidates the
+ * other instance's copy, and its own fill follows the write. */
+Test(async, pipelined_writes_invalidate_other_instances)
+{
+    tc_options o = test_opts(&srv);
+    tc_cache *a = must_create(&o), *b = must_create(&o);
+    struct ev_loop *loop = ev_loop_new(0);
+    tc_async *as = NULL;
+    got g = {0};
+    holds_arg h = {b, "k", "v1"};
+    const char *incr[2] = {"INCR", "n"};
+    size_t incrl[2] = {4, 1};
+    char *s;
+    cr_assert_eq(tc_command_check(a, 2, incr, incrl), TC_OK); /* the table */
+    cr_assert_eq(set_str(a, "k", "v1", 0), TC_OK);
+    cr_assert_eq(set_str(a, "n", "1", 0), TC_OK);
+    warm(b, "k", "v1");
+    warm(b, "n", "1");
+    cr_assert_eq(tc_async_open(a, loop, 1, &as), TC_OK);
+
+    cr_assert_eq(tc_async_set(as, 7, "k", 1, "v2", 2, NULL, on_reply, &g),
+                 TC_OK);
+    RUN_UNTIL_ANSWERED(loop, &g);
+    cr_assert_eq(g.r, TC_OK);
+    cr_assert(l1_holds(a, "k", "v2"), "the writer keeps what it wrote");
+    AWAIT(l1_drops, &h, "b kept k=v1 after a pipelined SET");
+
+    memset(&g, 0, sizeof(g));
+    cr_assert_eq(tc_async_command(as, 7, 2, incr, incrl, on_reply, &g), TC_OK);
+    RUN_UNTIL_ANSWERED(loop, &g);
+    cr_assert_eq(g.r, TC_OK);
+    cr_assert_eq(tc_reply_type(g.reply), TC_REPLY_INTEGER);
+    cr_assert_eq(tc_reply_integer(g.reply), 2);
+    tc_reply_free(g.reply);
+    h = (holds_arg){b, "n", "1"};
+    AWAIT(l1_drops, &h, "b kept n=1 after a pipelined INCR");
+    s = get_str(b, "n", NULL);
+    cr_assert_str_eq(s, "2");
+    free(s);
+    tc_async_close(as);
+    ev_loop_destroy(loop);
+    tc_cache_destroy(a);
+    tc_cache_destroy(b);
+}
+
+/* SETs submitted in one loop iteration go as one transaction (group
+ * commit) with one message naming every key: every other instance drops
+ * every key, and each SET gets its own answer. */
+Test(async, grouped_sets_each_answered_and_each_invalidated)
+{
+    enum { N = 12 };
+    tc_options o = test_opts(&srv);
+    tc_cache *a = must_create(&o), *b = must_create(&o);
+    struct ev_loop *loop = ev_loop_new(0);
+    tc_async *as = NULL;
+    got g[N];
+    char key[N][8], val[N][8];
+    tc_stats st0, st;
+    count_arg cond;
+    memset(g, 0, sizeof(g));
+    tc_cache_stats(b, &st0);
+    for (int i = 0; i < N; i++) {
+        snprintf(key[i], sizeof(key[i]), "g%d", i);
+        snprintf(val[i], sizeof(val[i]), "old%d", i);
+        cr_assert_eq(set_str(a, key[i], val[i], 0), TC_OK);
+    }
+    /* Those N messages are in before counting. */
+    cond = (count_arg){b, st0.inval_received + N};
+    AWAIT(received_at_least, &cond, "b did not receive the first SETs");
+    for (int i = 0; i < N; i++)
+        warm(b, key[i], val[i]);
+    cr_assert_eq(tc_async_open(a, loop, 1, &as), TC_OK);
+    tc_cache_stats(b, &st0);
+    for (int i = 0; i < N; i++) {
+        snprintf(val[i], sizeof(val[i]), "new%d", i);
+        cr_assert_eq(tc_async_set(as, 0, key[i], strlen(key[i]), val[i],
+                                  strlen(val[i]), NULL, on_reply, &g[i]),
+                     TC_OK);
+    }
+    RUN_UNTIL_ANSWERED(loop, &g[N - 1]);
+    cond = (count_arg){b, st0.inval_applied + 1};
+    AWAIT(applied_at_least, &cond, "b applied nothing");
+    for (int i = 0; i < N; i++) {
+        holds_arg h = {b, key[i], NULL};
+        char *s, old[8];
+        cr_assert_eq(g[i].calls, 1, "SET %d answered %d times", i,
+                     g[i].calls);
+        cr_assert_eq(g[i].r, TC_OK);
+        snprintf(old, sizeof(old), "old%d", i);
+        h.val = old;
+        AWAIT(l1_drops, &h, "b kept %s=%s", key[i], old);
+        s = get_str(b, key[i], NULL);
+        cr_assert_str_eq(s, val[i]);
+        free(s);
+    }
+    /* One transaction, one message. */
+    tc_cache_stats(b, &st);
+    cr_assert_eq(st.inval_received - st0.inval_received, 1,
+                 "%llu messages for one group of SETs",
+                 (unsigned long long)(st.inval_received - st0.inval_received));
+    tc_async_close(as);
+    ev_loop_destroy(loop);
+    tc_cache_destroy(a);
+    tc_cache_destroy(b);
+}
+
+/* What must wait is refused at submission, and nothing is sent. */
+Test(async, strict_and_blocking_are_refused)
+{
+    tc_options o = test_opts(&srv);
+    tc_cache *c;
+    struct ev_loop *loop = ev_loop_new(0);
+    tc_async *as = NULL;
+    got g = {0};
+    const char *blpop[3] = {"BLPOP", "l", "1"};
+    size_t blpopl[3] = {5, 1, 1};
+    tc_set_opts so = {0, 0, TC_SET_STRICT};
+    o.coherence = TC_COHERENCE_ASYNC;
+    c = must_create(&o);
+    cr_assert_eq(tc_command_check(c, 3, blpop, blpopl), TC_OK);
+    cr_assert_eq(tc_async_open(c, loop, 1, &as), TC_OK);
+    cr_assert_eq(tc_async_command(as, 0, 3, blpop, blpopl, on_reply, &g),
+                 TC_BAD_ARGUMENT);
+    cr_assert_eq(tc_async_set(as, 0, "k", 1, "v", 1, &so, on_reply, &g),
+                 TC_BAD_ARGUMENT);
+    cr_assert_eq(tc_async_pending(as), 0);
+    ev_run(loop, EVRUN_NOWAIT);
+    cr_assert_eq(g.calls, 0);
+    tc_async_close(as);
+    ev_loop_destroy(loop);
+    tc_cache_destroy(c);
+}

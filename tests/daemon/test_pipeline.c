@@ -32,21 +32,6 @@
 
 TestSuite(pipeline, .init = setup, .fini = teardown, .timeout = 120);
 
-static long long info_field(tcd_proc *t, const char *field)
-{
-    redisContext *c = connect_to(t);
-    redisReply *r;
-    const char *p;
-    long long v;
-    cr_assert_not_null(c);
-    r = cmd(c, "INFO tiercached");
-    p = r->type == REDIS_REPLY_STRING ? strstr(r->str, field) : NULL;
-    v = p ? atoll(p + strlen(field) + 1) : -1;
-    freeReplyObject(r);
-    redisFree(c);
-    return v;
-}
-
 typedef struct pipelined_at_least {
     tcd_proc *t;
     long long want;

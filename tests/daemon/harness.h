@@ -292,20 +292,36 @@ static inline void expect_nil(redisContext *c, const char *fmt, ...)
     freeReplyObject(r);
 }
 
-/* A field of `INFO tiercache tiercached` of daemon `t`, or -1. */
-static inline long long info_field(tcd_proc *t, const char *field)
+/* A field of `INFO <sections>` of daemon `t`, or -1. */
+static inline long long info_field_in(tcd_proc *t, const char *sections,
+                                      const char *field)
 {
     redisContext *c = connect_to(t);
     redisReply *r;
     const char *p;
     long long v;
+    const char *argv[4] = {"INFO"};
+    char buf[64];
+    int argc = 1;
     cr_assert_not_null(c);
-    r = cmd(c, "INFO tiercache tiercached");
-    p = strstr(r->str, field);
+    snprintf(buf, sizeof(buf), "%s", sections); /* words: one argument each */
+    for (char *w = strtok(buf, " "); w && argc < 4; w = strtok(NULL, " "))
+        argv[argc++] = w;
+    r = redisCommandArgv(c, argc, argv, NULL);
+    cr_assert_not_null(r, "no reply to INFO %s: %s", sections, c->errstr);
+    p = r->type == REDIS_REPLY_STRING ? strstr(r->str, field) : NULL;
     v = p ? atoll(p + strlen(field) + 1) : -1;
     freeReplyObject(r);
     redisFree(c);
     return v;
+}
+
+/* A field of `INFO tiercache tiercached` of daemon `t`, or -1. The
+ * tiercache section probes Redis's health (a PING at most once a second):
+ * with Redis hung, ask for "tiercached" alone (info_field_in). */
+static inline long long info_field(tcd_proc *t, const char *field)
+{
+    return info_field_in(t, "tiercache tiercached", field);
 }
 
 static inline long rss_kb(pid_t pid)

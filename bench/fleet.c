@@ -6,15 +6,18 @@
  *   100, 500; a thread drains them all with epoll), a publisher pipelines
  *   invalidation messages of the library's format; Redis CPU (INFO cpu,
  *   user + sys) per published message.
- *   idle: N real, idle tc_cache instances in this process (N = 1, 10,
- *   100); Redis commands per second (script-internal ones included, as
- *   Redis counts them) and Redis CPU per second, per instance.
+ *   idle / busy: N real tc_cache instances in this process (N = 1, 10,
+ *   100) at default settings, idle (measured once idle_after_ms has
+ *   passed without a read: the heartbeat has stopped) or kept reading L1
+ *   (a peek each every 10 ms: the lease heartbeat runs); Redis commands
+ *   per second (script-internal ones included, as Redis counts them) and
+ *   Redis CPU per second, per instance.
  *   From the per-write slope: the largest fleet one Redis core carries at
  *   10,000 writes per second.
  *
  * JSON: fleet_write_cpu_us_{1,10,100,500}, fleet_write_cpu_us_per_sub,
- * fleet_max_instances_10k_writes, fleet_idle_cmds_per_s_per_instance_{1,
- * 10,100}, fleet_idle_cpu_us_per_s_per_instance_{1,10,100}.
+ * fleet_max_instances_10k_writes, fleet_{idle,busy}_cmds_per_s_per_instance_
+ * {1,10,100}, fleet_{idle,busy}_cpu_us_per_s_per_instance_{1,10,100}.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -142,27 +145,63 @@ out:
     return cost;
 }
 
-/* Idle instances: Redis commands and CPU per second, per instance. */
-static int idle_cost(const bench_cfg *cfg, redisContext *rc, int n,
+/* Keeps instances reading L1 (one peek each every 10 ms) for the busy
+ * rows: what an instance costs while its lease is in use. */
+typedef struct reader {
+    tc_cache **c;
+    int n;
+    atomic_int stop;
+} reader;
+
+static void *reader_main(void *arg)
+{
+    reader *r = arg;
+    while (!atomic_load(&r->stop)) {
+        for (int i = 0; i < r->n; i++) {
+            tc_value *v = NULL;
+            tc_peek(r->c[i], "fleet:k", 7, &v);
+            tc_value_release(v);
+        }
+        bench_sleep_us(10000);
+    }
+    return NULL;
+}
+
+/* Instances: Redis commands and CPU per second, per instance. Idle: after
+ * the default idle_after_ms (5 s; 0.5 s with --quick) without a read, so
+ * the bus has stopped its heartbeat. Busy: read all along. */
+static int idle_cost(const bench_cfg *cfg, redisContext *rc, int n, int busy,
                      double *cmds_per_s, double *cpu_us_per_s)
 {
     tc_cache **c = calloc((size_t)n, sizeof(*c));
     tc_options o;
+    reader rd = {c, n, 0};
+    pthread_t th;
     double cpu0, cpu1, n0, n1;
     uint64_t t0, t1;
-    int made = 0, rcode = -1;
+    int made = 0, rcode = -1, started = 0;
     if (!c)
         return -1;
     bench_cache_options(cfg, &o);
     o.pool_size = 1;
     o.channel = channel;
+    if (cfg->quick)
+        o.idle_after_ms = 500;
     for (; made < n; made++)
         if (!(c[made] = bench_cache_create(&o)))
             goto out;
+    if (busy) {
+        if (pthread_create(&th, NULL, reader_main, &rd) != 0)
+            goto out;
+        started = 1;
+    } else {
+        /* Past idle_after_ms, a tick (lease / 4) and the last heartbeat. */
+        bench_sleep_us(((cfg->quick ? 500 : 5000) + 1000) * 1000);
+    }
     if (redis_usage(rc, &cpu0, &n0) != 0)
         goto out;
     t0 = bench_now_ns();
-    bench_sleep_us(cfg->quick ? 1000000 : 3000000);
+    bench_sleep_us(cfg->quick ? 1000000 : (busy ? 3000000 : 6000000));
     if (redis_usage(rc, &cpu1, &n1) != 0)
         goto out;
     t1 = bench_now_ns();
@@ -174,6 +213,10 @@ static int idle_cost(const bench_cfg *cfg, redisContext *rc, int n,
     }
     rcode = 0;
 out:
+    if (started) {
+        atomic_store(&rd.stop, 1);
+        pthread_join(th, NULL);
+    }
     for (int i = 0; i < made; i++)
         tc_cache_destroy(c[i]);
     free(c);
@@ -218,24 +261,29 @@ void bench_fleet(const bench_cfg *cfg)
                n, slope);
         res_num("fleet_max_instances_10k_writes", n);
     }
-    printf("  %-34s %14s %14s\n", "idle instances", "cmds/s each",
-           "CPU us/s each");
-    for (int i = 0; i < 3; i++) {
-        double cmds, cpu;
-        if (cfg->quick && idle[i] > 10)
-            break;
-        if (idle_cost(cfg, rc, idle[i], &cmds, &cpu) != 0) {
-            fprintf(stderr, "tc-bench: fleet idle cost failed\n");
-            bench_fail();
-            break;
+    printf("  %-34s %14s %14s\n", "instances (default settings)",
+           "cmds/s each", "CPU us/s each");
+    for (int busy = 0; busy < 2; busy++)
+        for (int i = 0; i < 3; i++) {
+            double cmds, cpu;
+            char label[32];
+            if (cfg->quick && idle[i] > 10)
+                break;
+            if (idle_cost(cfg, rc, idle[i], busy, &cmds, &cpu) != 0) {
+                fprintf(stderr, "tc-bench: fleet idle cost failed\n");
+                bench_fail();
+                break;
+            }
+            snprintf(label, sizeof(label), "%d %s", idle[i],
+                     busy ? "reading" : "idle");
+            printf("  %-34s %14.1f %14.1f\n", label, cmds, cpu);
+            snprintf(key, sizeof(key), "fleet_%s_cmds_per_s_per_instance_%d",
+                     busy ? "busy" : "idle", idle[i]);
+            res_num(key, cmds);
+            snprintf(key, sizeof(key),
+                     "fleet_%s_cpu_us_per_s_per_instance_%d",
+                     busy ? "busy" : "idle", idle[i]);
+            res_num(key, cpu);
         }
-        printf("  %-34d %14.1f %14.1f\n", idle[i], cmds, cpu);
-        snprintf(key, sizeof(key), "fleet_idle_cmds_per_s_per_instance_%d",
-                 idle[i]);
-        res_num(key, cmds);
-        snprintf(key, sizeof(key),
-                 "fleet_idle_cpu_us_per_s_per_instance_%d", idle[i]);
-        res_num(key, cpu);
-    }
     redisFree(rc);
 }

@@ -81,16 +81,35 @@ static void *drain_main(void *arg)
     return NULL;
 }
 
+/* A message of the library's format naming `nkeys` keys ("key" for one,
+ * "keys" with <len>:<bytes> bodies for more), number `i`. */
+static void make_msg(char *msg, size_t cap, int i, int nkeys)
+{
+    size_t n;
+    if (nkeys == 1) {
+        snprintf(msg, cap, "v1 key @fleetbench0000:%d:1700000000000000 "
+                           "user:%d", i, i);
+        return;
+    }
+    n = (size_t)snprintf(msg, cap,
+                         "v1 keys @fleetbench0000:%d:1700000000000000 ", i);
+    for (int k = 0; k < nkeys && n < cap; k++) {
+        char key[32];
+        int kl = snprintf(key, sizeof(key), "user:%d", i * nkeys + k);
+        n += (size_t)snprintf(msg + n, cap - n, "%d:%s", kl, key);
+    }
+}
+
 /* Redis CPU per published message with `nsubs` subscribers, in us. */
 static double write_cost(const bench_cfg *cfg, redisContext *rc, int nsubs,
-                         int msgs)
+                         int msgs, int nkeys)
 {
     redisContext **subs = calloc((size_t)nsubs, sizeof(*subs));
     drain d = {.ep = epoll_create1(0)};
     pthread_t th;
     double cpu0, cpu1, n0, n1, cost = -1;
     int made = 0, started = 0;
-    char msg[96];
+    char msg[2048];
     if (!subs || d.ep < 0)
         goto out;
     for (; made < nsubs; made++) {
@@ -116,9 +135,7 @@ static double write_cost(const bench_cfg *cfg, redisContext *rc, int nsubs,
         goto out;
     for (int b = 0; b < msgs; b += 100) {
         for (int j = 0; j < 100; j++) {
-            snprintf(msg, sizeof(msg),
-                     "v1 key @fleetbench0000:%d:1700000000000000 user:%d",
-                     b + j, b + j);
+            make_msg(msg, sizeof(msg), b + j, nkeys);
             redisAppendCommand(rc, "PUBLISH %s %s", channel, msg);
         }
         for (int j = 0; j < 100; j++) {
@@ -239,7 +256,8 @@ void bench_fleet(const bench_cfg *cfg)
     }
     printf("  %-34s %14s\n", "subscribers (instances)", "Redis CPU/write");
     for (int i = 0; i < 4; i++) {
-        w[i] = write_cost(cfg, rc, subs[i], subs[i] >= 100 ? msgs / 4 : msgs);
+        w[i] = write_cost(cfg, rc, subs[i], subs[i] >= 100 ? msgs / 4 : msgs,
+                          1);
         if (w[i] < 0) {
             fprintf(stderr, "tc-bench: fleet write cost with %d subscribers "
                             "failed\n", subs[i]);
@@ -260,6 +278,33 @@ void bench_fleet(const bench_cfg *cfg)
                "%.0f instances (%.2f us per write per subscriber)\n",
                n, slope);
         res_num("fleet_max_instances_10k_writes", n);
+    }
+    /* What coalescing could buy: the same at 1 and 100 subscribers with
+     * K keys per message; a fleet writing 10,000 keys/s in messages of K
+     * keys publishes 10,000 / K messages/s. */
+    printf("  %-34s %14s %14s %14s\n", "keys per message (coalescing)",
+           "us/msg, 1 sub", "us/msg, 100", "fleet at 10k");
+    for (int i = 0; i < 4; i++) {
+        static const int kk[] = {1, 4, 16, 64};
+        int m = cfg->quick ? 500 : 5000;
+        double c1 = write_cost(cfg, rc, 1, m, kk[i]);
+        double c100 = write_cost(cfg, rc, 100, m, kk[i]);
+        double sl = (c100 - c1) / 99, fleet = 0;
+        char label[32];
+        if (c1 < 0 || c100 < 0) {
+            bench_fail();
+            break;
+        }
+        if (sl > 0)
+            fleet = (1e6 * kk[i] / 10000 - (c1 - sl)) / sl;
+        snprintf(label, sizeof(label), "%d", kk[i]);
+        printf("  %-34s %11.1f us %11.1f us %14.0f\n", label, c1, c100, fleet);
+        snprintf(key, sizeof(key), "fleet_keys%d_cpu_us_1", kk[i]);
+        res_num(key, c1);
+        snprintf(key, sizeof(key), "fleet_keys%d_cpu_us_100", kk[i]);
+        res_num(key, c100);
+        snprintf(key, sizeof(key), "fleet_keys%d_max_instances_10k", kk[i]);
+        res_num(key, fleet);
     }
     printf("  %-34s %14s %14s\n", "instances (default settings)",
            "cmds/s each", "CPU us/s each");

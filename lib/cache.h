@@ -128,7 +128,8 @@ static inline tc_value *tc__l1_lookup(tc_cache *c, uint64_t h,
 {
     int lapsed = 0;
     tc_value *v = tc__l1_get_until(
-        c->l1, h, key, klen, c->bus ? tc__bus_l1_read_until(c->bus) : UINT64_MAX,
+        c->l1, h, key, klen,
+        c->bus ? tc__bus_l1_read_until(c->bus) : UINT64_MAX,
         TC__L1_COUNT_HIT | TC__L1_COUNT_MISS, &lapsed);
     if (lapsed)
         atomic_fetch_add_explicit(&c->l1_bypassed, 1, memory_order_relaxed);
@@ -143,7 +144,8 @@ static inline tc_value *tc__l1_lookup_peek(tc_cache *c, uint64_t h,
 {
     int lapsed = 0;
     return tc__l1_get_until(
-        c->l1, h, key, klen, c->bus ? tc__bus_l1_read_until(c->bus) : UINT64_MAX,
+        c->l1, h, key, klen,
+        c->bus ? tc__bus_l1_read_until(c->bus) : UINT64_MAX,
         counting, &lapsed);
 }
 

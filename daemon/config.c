@@ -104,6 +104,8 @@ static const opt opts[] = {
      "invalidation channel (default __tiercache:invalidate)"},
     {"lease-ms", NULL, K_UINT, F(opts.lease_ms), "MS",
      "L1 is served only this long after the bus was last seen alive"},
+    {"idle-after-ms", NULL, K_UINT, F(opts.idle_after_ms), "MS",
+     "stop the lease heartbeat after this long without an L1 read"},
     {"check", NULL, K_FLAG, F(check), NULL,
      "validate the configuration, PING L2, print the result and exit"},
     {"help", NULL, K_FLAG, F(help), NULL, "show this help"},

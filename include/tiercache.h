@@ -104,6 +104,8 @@ enum { TC_DEFAULT = 0, TC_YES = 1, TC_NO = 2 };
 #define TC_TTL_MAX_MS 315360000000ULL
 /** Largest timeout, backoff or lease in options: one hour, in ms. */
 #define TC_TIMEOUT_MAX_MS 3600000U
+/** tc_options.idle_after_ms: never go idle (heartbeat all the time). */
+#define TC_IDLE_NEVER 0xffffffffU
 
 /**
  * Options for tc_cache_create(). Zero-initialise, then set what you need:
@@ -225,7 +227,14 @@ typedef struct tc_options {
      * TC_COMPRESS_MIN_BYTES, else off. At most 512 MiB. L1 keeps values
      * decompressed; tc_command() passes values as Redis holds them. */
     size_t compress_min_bytes;
-    uint64_t reserved_[1];     /* must be zero; room for later fields */
+    /* Idle bus (one half of the last reserved word): an instance that has
+     * not read L1 for this long stops its lease heartbeat and leaves the
+     * strict-mode members set (README, "Idle instances"); its next read
+     * goes to L2 and wakes the bus, and L1 serves again one round trip
+     * later. Default 5000 (env TC_IDLE_AFTER_MS); TC_IDLE_NEVER keeps the
+     * heartbeat running. */
+    uint32_t idle_after_ms;
+    uint32_t reserved_[1];     /* must be zero; room for later fields */
 } tc_options;
 
 /**
@@ -918,7 +927,9 @@ TC_EXTERN void tc_cache_stats(tc_cache *c, tc_stats *out);
 typedef struct tc_health {
     int l2_up;              /* 1 when PING succeeded */
     int breaker_open;       /* 1 while calls fail fast */
-    int bus_up;             /* 1 when the bus proved itself within the lease */
+    int bus_up;             /* 1 when the bus proved itself within the lease,
+                               or is idle (idle_after_ms) with its last
+                               keepalive answered */
     uint64_t l2_latency_us; /* PING round trip, when l2_up */
 } tc_health;
 

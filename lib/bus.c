@@ -265,7 +265,9 @@ static void on_wake(struct ev_loop *loop, ev_async *w, int revents)
         ev_timer_stop(loop, &bus->tick);
         ev_timer_stop(loop, &bus->retry);
         ev_break(loop, EVBREAK_ALL);
+        return;
     }
+    tc__lease_wake(bus);
 }
 
 static void *bus_main(void *arg)
@@ -307,6 +309,7 @@ tc_result tc__bus_create(const tc__config *cfg, tc__l1 *l1, const char *id,
         join("__tiercache:", tc__channel_stem(cfg->channel), ":epoch");
     bus->ch_ack = join(cfg->channel, ":ack:", id);
     bus->ch_pong = join(cfg->channel, ":pong:", id);
+    bus->last_read_ns = tc__now_ns(); /* not idle before idle_after_ms */
     tc__backoff_init(&bus->backoff, cfg->reconnect_min_ms,
                      cfg->reconnect_max_ms);
     pthread_mutex_init(&bus->qmu, NULL);

@@ -40,6 +40,14 @@ int tc__bus_l1_ok(tc__bus *bus, uint64_t now_ns);
 /** The deadline tc__bus_l1_ok() compares with: L1 may be served while
  *  tc__now_ns() is before it (0: not now). One atomic load. */
 uint64_t tc__bus_l1_ok_until(tc__bus *bus);
+/** 1 when the bus is up at `now_ns`: L1 servable, or idle (lease.c) with
+ *  its last keepalive answered. For health; not a read. Any thread. */
+int tc__bus_up(tc__bus *bus, uint64_t now_ns);
+/** tc__bus_l1_ok_until() for a read that wants L1: also tells the bus an
+ *  L1 read happened (keeps the heartbeat going, or wakes an idle bus so L1
+ *  serves again soon). One relaxed atomic load besides, and a store at
+ *  most once per lease/4. Any thread. */
+uint64_t tc__bus_l1_read_until(tc__bus *bus);
 
 /* Strict writes: register before publishing, then wait. */
 typedef struct tc__strict_wait tc__strict_wait;

@@ -24,6 +24,11 @@
 #include "msg.h"
 
 #define TC__LEASE_RING 64
+/* bus->reading: no L1 read since the bus thread's last tick; one since;
+ * idle (the first reader to see it wakes the bus thread). */
+#define TC__READ_NONE 0
+#define TC__READ_SEEN 1
+#define TC__READ_IDLE 2
 #define TC__TRACKING_CHANNEL "__redis__:invalidate"
 
 typedef struct tc__strict_registry {
@@ -54,6 +59,12 @@ struct tc__bus {
     tc__backoff backoff;
     uint64_t sgen;           /* sentinel generation the connections were
                                 made in (sentinel.h) */
+    int idle;                /* lease.c: heartbeat stopped, out of the
+                                count (see "Idle" there) */
+    int epoch_checked;       /* the heartbeat checked the master epoch on
+                                this connection */
+    uint64_t last_read_ns;   /* last tick that saw an L1 read */
+    uint64_t next_keepalive_ns; /* idle: when the next keepalive is due */
 
     pthread_t thread;
     int started;
@@ -62,6 +73,11 @@ struct tc__bus {
     pthread_mutex_t qmu;
     int stop_requested;               /* qmu */
     atomic_uint_fast64_t l1_ok_until; /* tc__now_ns(); 0 = not servable */
+    atomic_int reading;   /* TC__READ_*: readers note reads here; next to
+                             l1_ok_until, which every reader loads too */
+    atomic_int idle_up;   /* idle and the last keepalive came back
+                             (health: the bus is up though L1 is not
+                             served) */
     atomic_uint_fast64_t seq;         /* last strict seq handed out */
     atomic_uint_fast64_t generation;  /* times the bus (re)proved itself */
     atomic_uint_fast64_t published, received, applied, malformed, own_skipped,
@@ -90,6 +106,8 @@ void tc__lease_tick(tc__bus *bus);
 void tc__lease_on_pong(tc__bus *bus, const char *buf, size_t len);
 /** Forget the lease (connections gone): L1 stops being served at once. */
 void tc__lease_drop(tc__bus *bus);
+/** A reader found the bus idle (ev_async wake-up): heartbeat again. */
+void tc__lease_wake(tc__bus *bus);
 
 /* apply.c */
 /** An invalidation message arrived on the channel. */

@@ -113,10 +113,11 @@ static inline tc_result tc__check_key(const tc_cache *c, const void *key,
 tc_result tc__check_value(const tc_cache *c, const void *val, size_t vlen);
 
 /** May L1 answer reads at `now`? Without a bus, always; with one, only
- *  while it has proved itself alive within the lease. */
+ *  while it has proved itself alive within the lease. Counts as an L1
+ *  read for the idle bus (lease.c). */
 static inline int tc__l1_servable(tc_cache *c, uint64_t now)
 {
-    return !c->bus || tc__bus_l1_ok(c->bus, now);
+    return !c->bus || now < tc__bus_l1_read_until(c->bus);
 }
 
 /** L1 lookup when L1 may be served now; counts reads that had to bypass
@@ -127,7 +128,8 @@ static inline tc_value *tc__l1_lookup(tc_cache *c, uint64_t h,
 {
     int lapsed = 0;
     tc_value *v = tc__l1_get_until(
-        c->l1, h, key, klen, c->bus ? tc__bus_l1_ok_until(c->bus) : UINT64_MAX,
+        c->l1, h, key, klen,
+        c->bus ? tc__bus_l1_read_until(c->bus) : UINT64_MAX,
         TC__L1_COUNT_HIT | TC__L1_COUNT_MISS, &lapsed);
     if (lapsed)
         atomic_fetch_add_explicit(&c->l1_bypassed, 1, memory_order_relaxed);
@@ -142,7 +144,8 @@ static inline tc_value *tc__l1_lookup_peek(tc_cache *c, uint64_t h,
 {
     int lapsed = 0;
     return tc__l1_get_until(
-        c->l1, h, key, klen, c->bus ? tc__bus_l1_ok_until(c->bus) : UINT64_MAX,
+        c->l1, h, key, klen,
+        c->bus ? tc__bus_l1_read_until(c->bus) : UINT64_MAX,
         counting, &lapsed);
 }
 
@@ -219,8 +222,8 @@ tc_result tc__txn_exec_on(tc_cache *c, tc__conn *conn, tc__txn *t, size_t n,
 typedef struct tc__txn_cmds {
     tc__cmd *cmds;
     size_t n;
-    const char *multi[1], *execv[1], *pub[3], *count[7];
-    size_t publ[3], countl[7];
+    const char *multi[1], *execv[1], *pub[3], *count[8];
+    size_t publ[3], countl[8];
     char lease[16];
 } tc__txn_cmds;
 tc_result tc__txn_build(tc_cache *c, tc__txn *t, size_t n,

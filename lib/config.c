@@ -754,6 +754,8 @@ static const num_field num_fields[] = {
     NUM(lease_ms, lease_ms, 100, TC_TIMEOUT_MAX_MS, 0, " (one hour)", NULL,
         0),
     NUM(clock_margin_pct, clock_margin_pct, 5, 49, 0, "", NULL, 0),
+    NUM(idle_after_ms, idle_after_ms, 5000, TC_IDLE_NEVER, 0,
+        " (TC_IDLE_NEVER: never idle)", "TC_IDLE_AFTER_MS", 1),
     NUM(compress_min_bytes, compress_min, 0, 512u << 20, 0, " (512 MiB)",
         "TC_COMPRESS_MIN_BYTES", 1),
 };

@@ -31,6 +31,7 @@ typedef struct tc__config {
     int enabled;
     tc_coherence coherence;
     uint32_t lease_ms, clock_margin_pct;
+    uint32_t idle_after_ms; /* TC_IDLE_NEVER: never idle (lease.c) */
     int tracking;
     tc__logger log;
     /* TLS (issue 10): rediss://, tc_options.tls*, REDIS_TLS*. */

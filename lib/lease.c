@@ -35,8 +35,36 @@
  * first heartbeat looks the same, so strict writes in a channel's first
  * lease wait it out too.
  * Remaining assumptions: instances' clocks run at rates within
- * clock_margin_pct of each other and of the server's, and every instance on
- * a channel uses the same lease_ms.
+ * clock_margin_pct of each other and of the server's, every instance on
+ * a channel uses the same lease_ms, and commands a dropped connection
+ * sent never run after those of the connection that replaced it.
+ *
+ * Idle. The lease matters only while L1 is read. Readers note that they
+ * read (bus->reading, one relaxed load per read, a store at most once per
+ * tick); a bus that saw no read for idle_after_ms goes idle: it makes L1
+ * unservable itself (so nothing depends on the lease lapsing in time),
+ * ignores heartbeat tokens still in flight, and sends the keepalive script
+ * at once, which sets its member score to -now: counted by no writer
+ * (every count and re-score looks only at scores a writer at the last
+ * script time could have counted), still present so that the set exists
+ * while every instance is idle and so that an idle strict writer finds
+ * itself in it. The subscription stays: invalidations are
+ * still applied (and strict messages acknowledged), so L1 stays coherent
+ * as long as the connection does. Every max(2 s, lease) a keepalive (the
+ * same script without "leave") keeps the keys alive and sends a token on
+ * the heartbeat channel that extends nothing but is awaited like a
+ * heartbeat's, so a hung or dead connection is still found and replaced
+ * (the replacement flushes L1 as any reconnect does). The first read that
+ * finds the bus idle goes to L2 (L1 is not servable) and wakes the bus
+ * thread, which heartbeats at once; L1 serves again when that token comes
+ * back, which proves, as any heartbeat does, that every invalidation
+ * published before it was applied and that strict writers count us from
+ * then on (a writer whose count ran before our heartbeat published before
+ * it, on the same subscription).
+ * The epoch (INFO replication) is checked by the first heartbeat on each
+ * new connection, and by every heartbeat with Sentinel: a master's
+ * replication id can change under a connection only through a failover,
+ * which breaks (or demotes: READONLY) every connection to it.
  *
  * Bus thread only, except l1_ok_until (atomic, read by every reader).
  */
@@ -70,12 +98,20 @@
     "local rid = type(info) == 'string' and "                              \
     "string.match(info, 'master_replid:(%w+)') or '' "
 
+/* The members a writer could count at the last script time `last`
+ * (count: score >= time - lease): a member scored below that had lapsed
+ * before any clock step that came after, and idle members (score 0) serve
+ * nothing. */
+#define TC__LIVE_AT_LAST                                                    \
+    "redis.call('ZRANGEBYSCORE', KEYS[1], last - lease, '+inf') "
+
 /* KEYS: members, clock, epoch. ARGV: id, lease ms, heartbeat channel,
- * token. The epoch key holds "<replid> <since ms>": a replid that differs
- * from the server's means this dataset came from a master that failed
- * over; the members set is then a replica's copy that may lack instances
- * still serving L1 from the old master's proofs, so members are re-scored
- * and `since` (now) fences strict writers for one lease (count script). */
+ * token, "1" to check the epoch. The epoch key holds "<replid> <since
+ * ms>": a replid that differs from the server's means this dataset came
+ * from a master that failed over; the members set is then a replica's copy
+ * that may lack instances still serving L1 from the old master's proofs,
+ * so members are re-scored and `since` (now) fences strict writers for one
+ * lease (count script). */
 static const char heartbeat_script[] =
     "local t = redis.call('TIME') "
     "local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000) "
@@ -84,34 +120,71 @@ static const char heartbeat_script[] =
     "if not v or redis.call('EXISTS', KEYS[1]) == 0 then "
     "  rebuilt = now "
     "end "
+    "local moved = false "
+    "if ARGV[5] == '1' then "
     REPLID_LUA
-    "local ep = redis.call('GET', KEYS[3]) "
-    "local moved = ep and string.match(ep, '^(%w*)') ~= rid "
-    "if moved or not ep then "
-    "  redis.call('SET', KEYS[3], rid .. ' ' .. (moved and now or 0)) "
+    "  local ep = redis.call('GET', KEYS[3]) "
+    "  moved = ep and string.match(ep, '^(%w*)') ~= rid "
+    "  if moved or not ep then "
+    "    redis.call('SET', KEYS[3], rid .. ' ' .. (moved and now or 0)) "
+    "  end "
     "end "
     "redis.call('PEXPIRE', KEYS[3], 10 * lease + 60000) "
-    "if moved or (last > 0 and (now < last or now - last > lease)) then "
-    "  for _, id in ipairs(redis.call('ZRANGE', KEYS[1], 0, -1)) do "
-    "    redis.call('ZADD', KEYS[1], now + lease, id) "
-    "  end "
+    "local ids = nil "
+    "if moved then "
+    "  ids = redis.call('ZRANGE', KEYS[1], 0, -1) "
+    "elseif last > 0 and (now < last or now - last > lease) then "
+    "  ids = " TC__LIVE_AT_LAST
+    "end "
+    "for _, id in ipairs(ids or {}) do "
+    "  redis.call('ZADD', KEYS[1], now + lease, id) "
     "end "
     "redis.call('SET', KEYS[2], now .. ' ' .. (rebuilt or 0), "
     "           'PX', 10 * lease + 60000) "
-    "redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now - lease - 1) "
+    "redis.call('ZREMRANGEBYSCORE', KEYS[1], '(' .. (60000 + 10 * lease - now), "
+    "           now - lease - 1) "
     "redis.call('ZADD', KEYS[1], now + lease, ARGV[1]) "
     "redis.call('PEXPIRE', KEYS[1], 10 * lease + 60000) "
     "redis.call('PUBLISH', ARGV[3], ARGV[4]) "
     "return 1";
 
-/* KEYS: members, clock, epoch. ARGV: lease ms. Read-only: the ids that
- * may be serving L1 (all of them when the server's clock seems to have
- * stepped), or 0 when that cannot be known, and the writer then waits out
+/* KEYS: members, clock, epoch. ARGV: id, lease ms, heartbeat channel,
+ * token. An idle instance's keepalive: scores it -now (no writer counts
+ * a negative score; a writer finds itself in the set by it, publish.c;
+ * heartbeats prune it once it is older than the keys' expiry). It extends
+ * no lease and leaves `last` alone (the step check needs heartbeat
+ * times), but keeps the keys from expiring and records a lost set exactly
+ * as a heartbeat would, since it recreates the set. */
+static const char keepalive_script[] =
+    "local t = redis.call('TIME') "
+    "local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000) "
+    "local lease = tonumber(ARGV[2]) "
+    TC__CLOCK_PARSE
+    "if not v or redis.call('EXISTS', KEYS[1]) == 0 then "
+    "  redis.call('SET', KEYS[2], last .. ' ' .. now, "
+    "             'PX', 10 * lease + 60000) "
+    "else "
+    "  redis.call('PEXPIRE', KEYS[2], 10 * lease + 60000) "
+    "end "
+    "redis.call('ZADD', KEYS[1], -now, ARGV[1]) "
+    "redis.call('PEXPIRE', KEYS[1], 10 * lease + 60000) "
+    "redis.call('PEXPIRE', KEYS[3], 10 * lease + 60000) "
+    "redis.call('PUBLISH', ARGV[3], ARGV[4]) "
+    "return 1";
+
+/* KEYS: members, clock, epoch. ARGV: lease ms, the writer's id
+ * (optional). Read-only: the ids that
+ * may be serving L1 (when the server's clock seems to have stepped: all
+ * those a writer could have counted at the last script time), or 0 when
+ * that cannot be known, and the writer then waits out
  * its lease, which is always safe (publish.c):
  *   - while the epoch fences: within a lease of the first heartbeat after a
  *     failover (or before it), when instances absent from this copy of the
  *     set may still serve L1 from the old master's proofs (all sent before
  *     the old master's end, which preceded the promotion);
+ *   - when the writer itself is not in the set (heartbeat or keepalive):
+ *     the set was lost (FLUSHDB, FLUSHALL, this very write among them, an
+ *     eviction) and not yet rebuilt by our own next script;
  *   - when the set is missing, or was rebuilt less than a lease ago, so an
  *     instance whose last heartbeat ran before the loss may still hold a
  *     lease and not be listed yet. */
@@ -126,11 +199,12 @@ static const char count_script[] =
     "  if old ~= rid or now < tonumber(since) + lease then return 0 end "
     "end "
     TC__CLOCK_PARSE
-    "if not v or redis.call('EXISTS', KEYS[1]) == 0 then "
+    "if not v or redis.call('EXISTS', KEYS[1]) == 0 or "
+    "   (ARGV[2] and not redis.call('ZSCORE', KEYS[1], ARGV[2])) then "
     "  return 0 "
     "end "
     "if last > 0 and (now < last or now - last > lease) then "
-    "  return redis.call('ZRANGE', KEYS[1], 0, -1) "
+    "  return " TC__LIVE_AT_LAST
     "end "
     "if rebuilt and (now < rebuilt or now - rebuilt <= lease) then "
     "  return 0 "
@@ -157,6 +231,7 @@ static void publish_deadline(tc__bus *bus, uint64_t until)
     if (atomic_load(&bus->l1_ok_until) == 0 && until > tc__now_ns())
         atomic_fetch_add(&bus->generation, 1);
     atomic_store_explicit(&bus->l1_ok_until, until, memory_order_release);
+    atomic_store(&bus->idle_up, 0);
 }
 
 static void on_heartbeat_reply(tc__aconn *ac, redisReply *r, void *priv)
@@ -173,20 +248,60 @@ static void on_heartbeat_reply(tc__aconn *ac, redisReply *r, void *priv)
     }
 }
 
-static void send_heartbeat(tc__bus *bus)
+/* Heartbeats and keepalives share the token sequence and the ring, so a
+ * hung connection is found the same way whichever was sent. `epoch`: the
+ * heartbeat checks the master epoch. */
+static int send_token(tc__bus *bus, int keepalive, int epoch)
 {
     char lease[16], token[24];
     uint64_t n = bus->hb_next;
+    int r;
     if (!bus->cmd || n - bus->hb_oldest >= TC__LEASE_RING)
-        return;
+        return -1;
     snprintf(lease, sizeof(lease), "%u", bus->cfg->lease_ms);
     snprintf(token, sizeof(token), "%llu", (unsigned long long)n);
     bus->hb_sent[n % TC__LEASE_RING] = tc__now_ns();
-    if (tc__aconn_commandf(bus->cmd, on_heartbeat_reply, bus,
-                           "EVAL %s 3 %s %s %s %s %s %s %s", heartbeat_script,
-                           bus->members_key, bus->clock_key, bus->epoch_key,
-                           bus->id, lease, bus->ch_pong, token) == 0)
-        bus->hb_next = n + 1;
+    if (keepalive)
+        r = tc__aconn_commandf(bus->cmd, on_heartbeat_reply, bus,
+                               "EVAL %s 3 %s %s %s %s %s %s %s",
+                               keepalive_script, bus->members_key,
+                               bus->clock_key, bus->epoch_key, bus->id, lease,
+                               bus->ch_pong, token);
+    else
+        r = tc__aconn_commandf(bus->cmd, on_heartbeat_reply, bus,
+                               "EVAL %s 3 %s %s %s %s %s %s %s %s",
+                               heartbeat_script, bus->members_key,
+                               bus->clock_key, bus->epoch_key, bus->id, lease,
+                               bus->ch_pong, token, epoch ? "1" : "0");
+    if (r != 0)
+        return -1;
+    bus->hb_next = n + 1;
+    return 0;
+}
+
+static void send_heartbeat(tc__bus *bus)
+{
+    int epoch = bus->cfg->sentinel || !bus->epoch_checked;
+    if (send_token(bus, 0, epoch) == 0 && epoch)
+        bus->epoch_checked = 1;
+}
+
+/* Idle: every max(2 s, lease). */
+static uint64_t keepalive_ns(const tc__bus *bus)
+{
+    uint64_t ms = bus->cfg->lease_ms > 2000 ? bus->cfg->lease_ms : 2000;
+    return tc__ms_to_ns(ms);
+}
+
+static void send_keepalive(tc__bus *bus)
+{
+    bus->next_keepalive_ns = tc__now_ns() + keepalive_ns(bus);
+    (void)send_token(bus, 1, 0);
+}
+
+static int proving(const tc__bus *bus)
+{
+    return bus->sub && bus->subscribed && bus->tracking_ready;
 }
 
 void tc__lease_on_pong(tc__bus *bus, const char *buf, size_t len)
@@ -196,7 +311,13 @@ void tc__lease_on_pong(tc__bus *bus, const char *buf, size_t len)
         n >= bus->hb_next)
         return; /* from a connection we dropped, or not ours */
     bus->hb_oldest = n + 1;
-    publish_deadline(bus, bus->hb_sent[n % TC__LEASE_RING] + lease_ns(bus));
+    /* While idle every token in the window is a keepalive's (going idle
+     * and waking both skip what was in flight). */
+    if (!bus->idle)
+        publish_deadline(bus,
+                         bus->hb_sent[n % TC__LEASE_RING] + lease_ns(bus));
+    else
+        atomic_store(&bus->idle_up, 1);
 }
 
 void tc__lease_ready(tc__bus *bus)
@@ -215,34 +336,110 @@ void tc__lease_ready(tc__bus *bus)
             "bus subscribed: L1 flushed, serving after the first heartbeat");
     tc__backoff_reset(&bus->backoff);
     bus->hb_oldest = bus->hb_next;
-    send_heartbeat(bus);
+    bus->epoch_checked = 0;
+    if (bus->idle)
+        send_keepalive(bus);
+    else
+        send_heartbeat(bus);
 }
 
 void tc__lease_drop(tc__bus *bus)
 {
     atomic_store_explicit(&bus->l1_ok_until, 0, memory_order_release);
+    atomic_store(&bus->idle_up, 0);
     bus->hb_oldest = bus->hb_next;
+}
+
+/* No L1 read for idle_after_ms (see "Idle" above). L1 stops being served
+ * before the leave is sent, so no writer that stops counting us can race a
+ * read served on the old proof. 1, not 0: still "up" for the generation
+ * (publish_deadline), the subscription never broke. */
+static void go_idle(tc__bus *bus)
+{
+    bus->idle = 1;
+    if (atomic_load(&bus->l1_ok_until) != 0)
+        atomic_store_explicit(&bus->l1_ok_until, 1, memory_order_release);
+    bus->hb_oldest = bus->hb_next;
+    if (proving(bus))
+        send_keepalive(bus);
+    else
+        bus->next_keepalive_ns = tc__now_ns() + keepalive_ns(bus);
+}
+
+void tc__lease_wake(tc__bus *bus)
+{
+    if (!bus->idle ||
+        atomic_load(&bus->reading) == TC__READ_IDLE) /* not a reader's */
+        return;
+    bus->idle = 0;
+    bus->last_read_ns = tc__now_ns();
+    bus->hb_oldest = bus->hb_next; /* keepalive tokens prove no lease */
+    if (proving(bus))
+        send_heartbeat(bus);
+}
+
+/* Has an L1 read been noted since the last tick? Goes idle after
+ * idle_after_ms without one. */
+static void track_reads(tc__bus *bus, uint64_t now)
+{
+    int none = TC__READ_NONE;
+    if (bus->idle)
+        return;
+    if (atomic_exchange(&bus->reading, TC__READ_NONE) != TC__READ_NONE) {
+        bus->last_read_ns = now;
+        return;
+    }
+    if (bus->cfg->idle_after_ms == TC_IDLE_NEVER ||
+        now - bus->last_read_ns < tc__ms_to_ns(bus->cfg->idle_after_ms))
+        return;
+    if (atomic_compare_exchange_strong(&bus->reading, &none, TC__READ_IDLE))
+        go_idle(bus);
+    else
+        bus->last_read_ns = now; /* a read came in meanwhile */
 }
 
 void tc__lease_tick(tc__bus *bus)
 {
-    if (!bus->sub || !bus->subscribed || !bus->tracking_ready)
+    uint64_t now;
+    track_reads(bus, tc__now_ns());
+    if (!proving(bus))
         return;
+    now = tc__now_ns(); /* not before a token track_reads() sent */
     if (bus->hb_oldest != bus->hb_next) {
         uint64_t oldest = bus->hb_sent[bus->hb_oldest % TC__LEASE_RING];
         uint64_t limit = 2 * tc__ms_to_ns((uint64_t)bus->cfg->lease_ms +
                                           bus->cfg->command_timeout_ms);
-        if (tc__now_ns() - oldest > limit) {
+        if (now - oldest > limit) {
             tc__bus_reset(bus, "bus connection hung (no heartbeat back)");
             return;
         }
     }
-    send_heartbeat(bus);
+    if (!bus->idle)
+        send_heartbeat(bus);
+    else if (now >= bus->next_keepalive_ns)
+        send_keepalive(bus);
+}
+
+uint64_t tc__bus_l1_read_until(tc__bus *bus)
+{
+    /* The first reader after a tick marks the read; the first after the
+     * bus went idle also wakes it (once: the exchange). */
+    if (atomic_load_explicit(&bus->reading, memory_order_relaxed) !=
+            TC__READ_SEEN &&
+        atomic_exchange_explicit(&bus->reading, TC__READ_SEEN,
+                                 memory_order_relaxed) == TC__READ_IDLE)
+        ev_async_send(bus->loop, &bus->wake);
+    return atomic_load_explicit(&bus->l1_ok_until, memory_order_acquire);
 }
 
 uint64_t tc__bus_l1_ok_until(tc__bus *bus)
 {
     return atomic_load_explicit(&bus->l1_ok_until, memory_order_acquire);
+}
+
+int tc__bus_up(tc__bus *bus, uint64_t now_ns)
+{
+    return tc__bus_l1_ok(bus, now_ns) || atomic_load(&bus->idle_up);
 }
 
 int tc__bus_l1_ok(tc__bus *bus, uint64_t now_ns)

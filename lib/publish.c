@@ -105,7 +105,8 @@ tc_result tc__txn_build(tc_cache *c, tc__txn *t, size_t n,
         countl[6] = (size_t)snprintf(out->lease, sizeof(out->lease), "%u",
                                      c->cfg.lease_ms);
         count[6] = out->lease;
-        cmds[ncmd++] = (tc__cmd){7, count, countl};
+        count[7] = c->id, countl[7] = strlen(c->id);
+        cmds[ncmd++] = (tc__cmd){8, count, countl};
     }
     cmds[ncmd++] = (tc__cmd){1, out->execv, NULL};
     out->cmds = cmds;
@@ -165,19 +166,6 @@ tc_result tc__txn_exec_on(tc_cache *c, tc__conn *conn, tc__txn *t, size_t n,
     return r;
 }
 
-/* Is `id` among the strings of the array `ids`? */
-static int lists_id(const redisReply *ids, const char *id)
-{
-    size_t len = strlen(id);
-    for (size_t i = 0; i < ids->elements; i++) {
-        const redisReply *m = ids->element[i];
-        if (m->type == REDIS_REPLY_STRING && m->len == len &&
-            !memcmp(m->str, id, len))
-            return 1;
-    }
-    return 0;
-}
-
 void tc__txn_end(tc_cache *c, tc__txn *t, const redisReply *exec,
                  int published)
 {
@@ -191,13 +179,10 @@ void tc__txn_end(tc_cache *c, tc__txn *t, const redisReply *exec,
              * acknowledge has stopped serving L1 by itself (its last proof
              * of liveness predates the publication, and its lease is
              * shorter than ours). */
+            /* Without ourselves in the set, it was lost and is rebuilt
+             * only by the next heartbeats: the count script then answers
+             * 0 (an idle writer is in the set without being listed). */
             members = ids->type == REDIS_REPLY_ARRAY ? ids : NULL;
-            /* Without ourselves in it, the members set was lost (FLUSHDB,
-             * FLUSHALL, this very write among them, or an eviction) and is
-             * rebuilt only by the next heartbeats: an empty list would let
-             * us return while others still serve the old value. */
-            if (members && !lists_id(members, c->id))
-                members = NULL;
             deadline = tc__deadline_ms(c->cfg.lease_ms);
         }
         tc__bus_strict_wait(c->bus, t->w, members, deadline);

@@ -22,6 +22,9 @@ struct tc__sentinel {
     char *master;          /* the monitored master's name */
     char *user, *pass;     /* AUTH to the sentinels, or NULL; never logged */
     uint32_t connect_timeout_ms, command_timeout_ms;
+    const struct tc__tls *tls; /* borrowed from the configuration, which
+                                  outlives us; NULL: plain TCP */
+    char *server_name;         /* owned or NULL: verify this, not the host */
     tc__logger log;
 
     pthread_mutex_t mu;
@@ -46,6 +49,7 @@ void tc__sentinel_free(tc__sentinel *s)
     free(s->hosts);
     free(s->ports);
     free(s->master);
+    free(s->server_name);
     free(s->user);
     if (s->pass) {
         volatile char *p = s->pass;
@@ -76,8 +80,10 @@ tc_result tc__sentinel_create(const tc__config *cfg, tc__sentinel **out)
         s->master = strdup(cfg->master_name);
         s->user = dup_or_null(cfg->sentinel_username);
         s->pass = dup_or_null(cfg->sentinel_password);
+        s->server_name = dup_or_null(cfg->tls ? cfg->tls_server_name : NULL);
         oom = !s->master || (cfg->sentinel_username && !s->user) ||
-              (cfg->sentinel_password && !s->pass);
+              (cfg->sentinel_password && !s->pass) ||
+              (cfg->tls && cfg->tls_server_name && !s->server_name);
     }
     if (oom) {
         tc__sentinel_free(s);
@@ -85,6 +91,11 @@ tc_result tc__sentinel_create(const tc__config *cfg, tc__sentinel **out)
     }
     s->connect_timeout_ms = cfg->connect_timeout_ms;
     s->command_timeout_ms = cfg->command_timeout_ms;
+    /* With TLS on, the sentinels are reached over TLS too, with the same
+     * CA, client certificate and server name as the master (a deployment
+     * that encrypts Redis encrypts its sentinels: redis-sentinel's own
+     * tls-port and tls-replication). */
+    s->tls = cfg->tls ? cfg->tls_ctx : NULL;
     s->log = cfg->log;
     *out = s;
     return TC_OK;
@@ -151,6 +162,8 @@ static int ask(tc__sentinel *s, unsigned i, char *host, size_t hostlen,
     o.port = s->ports[i];
     o.connect_timeout_ms = s->connect_timeout_ms;
     o.command_timeout_ms = s->command_timeout_ms;
+    o.tls = s->tls;
+    o.server_name = s->server_name;
     *cls = TC_L2_UNAVAILABLE;
     if ((rc = tc__conn_open(&o, &c)) != TC_OK) {
         *cls = rc;

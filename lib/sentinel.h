@@ -35,7 +35,9 @@
 
 typedef struct tc__sentinel tc__sentinel;
 
-/** Build from cfg's sentinel fields (copied). TC_NO_MEMORY on failure.
+/** Build from cfg's sentinel fields (copied; with cfg->tls, the sentinels
+ *  are reached over TLS with cfg->tls_ctx, borrowed: the configuration
+ *  outlives the object). TC_NO_MEMORY on failure.
  *  *out is the configuration's, freed with tc__sentinel_free(). */
 tc_result tc__sentinel_create(const tc__config *cfg, tc__sentinel **out);
 /** NULL is a no-op. */

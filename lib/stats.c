@@ -47,7 +47,7 @@ tc_result tc_cache_health(tc_cache *c, tc_health *out)
     if (!c->cfg.enabled)
         return tc__fail(TC_DISABLED, "caching is disabled");
     out->breaker_open = tc__l2_breaker_open(c->l2);
-    out->bus_up = c->bus && tc__bus_l1_ok(c->bus, tc__now_ns());
+    out->bus_up = c->bus && tc__bus_up(c->bus, tc__now_ns());
     t0 = tc__now_ns();
     r = tc__l2_run(c->l2, 1, &cmd, &rep,
                    TC__L2_IGNORE_BREAKER | TC__L2_IDEMPOTENT);

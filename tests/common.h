@@ -174,4 +174,36 @@ static inline int members_trusted(void *p)
     return ok;
 }
 
+/* Argument of member_idle(). */
+typedef struct idle_arg {
+    const tcr_server *srv;
+    const tc_cache *c;
+} idle_arg;
+
+/* A predicate for tcr_wait(): c's bus went idle (lease.c): its entry in
+ * the default channel's members set is an idle one (negative score). */
+static inline int member_idle(void *p)
+{
+    const idle_arg *a = p;
+    char *s = tcr_cmd(a->srv, NULL, "ZSCORE", "__tiercache:invalidate:members",
+                      tc_cache_instance_id(a->c), NULL);
+    int idle = s && s[0] == '-';
+    free(s);
+    return idle;
+}
+
+/* Calls of `cmd` (lower case, e.g. "eval") since the last CONFIG
+ * RESETSTAT, from INFO commandstats; 0 when none. */
+static inline long long command_calls(const tcr_server *srv, const char *cmd)
+{
+    char *s = tcr_cmd(srv, NULL, "INFO", "commandstats", NULL), *p;
+    char pat[64];
+    long long n = 0;
+    snprintf(pat, sizeof(pat), "cmdstat_%s:calls=", cmd);
+    if (s && (p = strstr(s, pat)))
+        n = atoll(p + strlen(pat));
+    free(s);
+    return n;
+}
+
 #endif

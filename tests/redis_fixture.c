@@ -54,7 +54,7 @@ static int write_conf(const tcr_server *s)
                 "port 0\ntls-port %d\ntls-cert-file %s/server.crt\n"
                 "tls-key-file %s/server.key\ntls-ca-cert-file %s\n"
                 "tls-auth-clients no\n",
-                s->port, s->dir, s->dir, s->ca_file);
+                s->port, s->cert_dir, s->cert_dir, s->ca_file);
     else
         fprintf(f, "port %d\n", s->port);
     if (s->sentinel) { /* no dataset: no save, dir and log only */
@@ -165,37 +165,49 @@ static int make_certs(tcr_server *s)
     return 0;
 }
 
-static int start(tcr_server *s, const char *conf_extra, int tls);
+/* Start a server (a sentinel when `sentinel`); TLS-only when `tls`, with
+ * certificates of its own, or those of `certs` when not NULL. */
+static int start(tcr_server *s, const char *conf_extra, int tls, int sentinel,
+                 const tcr_server *certs);
 
 int tcr_start(tcr_server *s, const char *conf_extra)
 {
-    return start(s, conf_extra, 0);
+    return start(s, conf_extra, 0, 0, NULL);
 }
 
 int tcr_start_sentinel(tcr_server *s, const char *conf_extra)
 {
-    /* start() with tls = 2: the sentinel flag survives its memset. */
-    return start(s, conf_extra, 2);
+    return start(s, conf_extra, 0, 1, NULL);
 }
 
 int tcr_start_tls(tcr_server *s, const char *conf_extra)
 {
-    return start(s, conf_extra, 1);
+    return start(s, conf_extra, 1, 0, NULL);
 }
 
-static int start(tcr_server *s, const char *conf_extra, int tls)
+static int start(tcr_server *s, const char *conf_extra, int tls, int sentinel,
+                 const tcr_server *certs)
 {
     char tmpl[] = "/tmp/tcr.XXXXXX";
     memset(s, 0, sizeof(*s));
     if (!mkdtemp(tmpl))
         return -1;
     snprintf(s->dir, sizeof(s->dir), "%s", tmpl);
+    snprintf(s->cert_dir, sizeof(s->cert_dir), "%s", tmpl);
     snprintf(s->sock, sizeof(s->sock), "%s/redis.sock", s->dir);
     snprintf(s->conf_extra, sizeof(s->conf_extra), "%s",
              conf_extra ? conf_extra : "");
-    s->sentinel = tls == 2;
-    s->tls = tls = tls == 1;
-    if (tls && make_certs(s) != 0) {
+    s->sentinel = sentinel;
+    s->tls = tls;
+    if (tls && certs) {
+        snprintf(s->cert_dir, sizeof(s->cert_dir), "%s", certs->cert_dir);
+        memcpy(s->ca_file, certs->ca_file, sizeof(s->ca_file));
+        memcpy(s->ca_dir, certs->ca_dir, sizeof(s->ca_dir));
+        memcpy(s->other_ca_file, certs->other_ca_file,
+               sizeof(s->other_ca_file));
+        memcpy(s->client_cert, certs->client_cert, sizeof(s->client_cert));
+        memcpy(s->client_key, certs->client_key, sizeof(s->client_key));
+    } else if (tls && make_certs(s) != 0) {
         tcr_stop(s);
         return -1;
     }
@@ -475,24 +487,28 @@ static int topology_ready(void *p)
     return ok;
 }
 
-int tcr_sentinels_start(tcr_sentinels *t, const char *name, int timeout_ms)
+static int sentinels_start(tcr_sentinels *t, const char *name,
+                           int timeout_ms, int tls)
 {
-    char conf[512];
+    char conf[600];
+    const char *tls_repl = tls ? "tls-replication yes\n" : "";
     memset(t, 0, sizeof(*t));
     snprintf(t->name, sizeof(t->name), "%s", name);
-    if (tcr_start(&t->master, NULL) != 0)
+    if (start(&t->master, NULL, tls, 0, NULL) != 0)
         goto fail;
-    snprintf(conf, sizeof(conf), "replicaof 127.0.0.1 %d\n", t->master.port);
-    if (tcr_start(&t->replica, conf) != 0)
+    snprintf(conf, sizeof(conf), "replicaof 127.0.0.1 %d\n%s",
+             t->master.port, tls_repl);
+    if (start(&t->replica, conf, tls, 0, tls ? &t->master : NULL) != 0)
         goto fail;
     snprintf(conf, sizeof(conf),
              "sentinel monitor %s 127.0.0.1 %d 2\n"
              "sentinel down-after-milliseconds %s 1000\n"
              "sentinel failover-timeout %s 5000\n"
-             "sentinel parallel-syncs %s 1\n",
-             name, t->master.port, name, name, name);
+             "sentinel parallel-syncs %s 1\n%s",
+             name, t->master.port, name, name, name, tls_repl);
     for (int i = 0; i < 3; i++)
-        if (tcr_start_sentinel(&t->sentinel[i], conf) != 0)
+        if (start(&t->sentinel[i], conf, tls, 1, tls ? &t->master : NULL) !=
+            0)
             goto fail;
     snprintf(t->url, sizeof(t->url),
              "redis-sentinel://127.0.0.1:%d,127.0.0.1:%d,127.0.0.1:%d/%s",
@@ -508,6 +524,17 @@ int tcr_sentinels_start(tcr_sentinels *t, const char *name, int timeout_ms)
 fail:
     tcr_sentinels_stop(t);
     return -1;
+}
+
+int tcr_sentinels_start(tcr_sentinels *t, const char *name, int timeout_ms)
+{
+    return sentinels_start(t, name, timeout_ms, 0);
+}
+
+int tcr_sentinels_start_tls(tcr_sentinels *t, const char *name,
+                            int timeout_ms)
+{
+    return sentinels_start(t, name, timeout_ms, 1);
 }
 
 void tcr_sentinels_stop(tcr_sentinels *t)

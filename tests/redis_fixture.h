@@ -25,6 +25,8 @@ typedef struct tcr_server {
     char other_ca_file[320]; /* an unrelated CA (a "wrong CA") */
     char client_cert[320];   /* client certificate signed by ca_file */
     char client_key[320];
+    char cert_dir[256];      /* where server.crt/key are: dir, or the dir
+                                of the server whose CA this one shares */
     int sentinel;            /* 1: a redis-sentinel process (tcr_sentinels) */
 } tcr_server;
 
@@ -55,6 +57,11 @@ typedef struct tcr_sentinels {
     char url[600]; /* redis-sentinel://127.0.0.1:p1,127.0.0.1:p2,.../name */
 } tcr_sentinels;
 
+/** tcr_sentinels_start() with every server and sentinel TLS-only (one
+ *  CA, the master's: t->master.ca_file) and tls-replication on, so the
+ *  replica and the sentinels talk TLS too. */
+int tcr_sentinels_start_tls(tcr_sentinels *t, const char *name,
+                            int timeout_ms);
 /** Start it all and wait (up to `timeout_ms`) until the replica is in sync
  *  and every sentinel knows the replica and the other two sentinels (what
  *  a failover needs). 0 on success, -1 after stopping what started. */

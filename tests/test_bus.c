@@ -532,3 +532,97 @@ Test(bus, strict_write_returns_after_every_instance_applied)
     cr_assert_eq(st.strict_lease_expiries, 0);
     tc_cache_destroy(a);
 }
+
+/* ------------------------------------------------------------------ */
+/* Idle instances (lease.c, "Idle")                                    */
+/* ------------------------------------------------------------------ */
+
+static long long resets_before;
+
+static int bus_was_reset(void *p)
+{
+    return (long long)tc__cache_bus_resets(p) > resets_before;
+}
+
+static int subscribed_again(void *p)
+{
+    char *s = tcr_cmd(p, NULL, "CLIENT", "LIST", "TYPE", "pubsub", NULL);
+    int yes = s && strstr(s, "id=") != NULL;
+    free(s);
+    return yes;
+}
+
+/* Health reports an idle bus as up: idle is not down. */
+static int health_bus_up(void *p)
+{
+    tc_health h;
+    return tc_cache_health(p, &h) == TC_OK && h.bus_up;
+}
+
+static int heartbeats_resumed(void *p)
+{
+    /* Each heartbeat is one EVAL; the keepalive every 2 s cannot make 3
+     * within the awaited time on its own without the heartbeat. */
+    return command_calls(p, "eval") >= 3;
+}
+
+/* An instance that reads nothing stops its lease heartbeat (the cost of an
+ * idle fleet is the keepalive), and the first read heartbeats again. */
+Test(bus, an_idle_instance_stops_heartbeating)
+{
+    tc_options o = test_opts(&srv);
+    tc_cache *b;
+    idle_arg ia;
+    char *raw;
+    long long evals;
+    o.idle_after_ms = 300;
+    b = must_create(&o);
+    ia = (idle_arg){&srv, b};
+    AWAIT(member_idle, &ia, "the instance never went idle");
+    raw = tcr_cmd(&srv, NULL, "CONFIG", "RESETSTAT", NULL);
+    free(raw);
+    /* Absence cannot be awaited: count over one second (40 heartbeats at
+     * lease_ms 100 when not idle; a keepalive every 2 s when idle). */
+    tcr_sleep_until_ms(tcr_now_ms() + 1000);
+    evals = command_calls(&srv, "eval");
+    cr_assert_leq(evals, 1, "%lld EVALs in 1 s from an idle instance", evals);
+    AWAIT(health_bus_up, b, "health reported an idle bus as down");
+    cr_assert(member_idle(&ia), "health counted as an L1 read");
+    /* A read (servable() counts as one) wakes it: L1 serves again, and
+     * heartbeats resume. */
+    AWAIT(servable, b, "the idle instance never served L1 again");
+    cr_assert(!member_idle(&ia));
+    raw = tcr_cmd(&srv, NULL, "CONFIG", "RESETSTAT", NULL);
+    free(raw);
+    AWAIT(heartbeats_resumed, &srv, "heartbeats did not resume");
+    tc_cache_destroy(b);
+}
+
+/* An idle instance's connections still answer for themselves: a hung
+ * server, or a killed connection, is noticed and the bus reconnects (and
+ * flushes L1) without any read. */
+Test(bus, an_idle_instance_notices_a_hung_or_killed_connection)
+{
+    tc_options o = test_opts(&srv);
+    tc_cache *b;
+    idle_arg ia;
+    char *raw;
+    o.idle_after_ms = 300;
+    b = must_create(&o);
+    ia = (idle_arg){&srv, b};
+    AWAIT(member_idle, &ia, "the instance never went idle");
+    resets_before = (long long)tc__cache_bus_resets(b);
+    tcr_pause(&srv);
+    AWAIT(tcr_stopped, &srv, "redis-server never stopped");
+    AWAIT(bus_was_reset, b, "an idle bus never noticed a hung server");
+    tcr_resume(&srv);
+    AWAIT(subscribed_again, &srv, "the idle bus never resubscribed");
+
+    resets_before = (long long)tc__cache_bus_resets(b);
+    raw = tcr_cmd(&srv, NULL, "CLIENT", "KILL", "TYPE", "pubsub", NULL);
+    cr_assert(raw && atoi(raw) >= 1, "killed %s pubsub clients", raw);
+    free(raw);
+    AWAIT(bus_was_reset, b, "an idle bus never noticed a killed connection");
+    AWAIT(servable, b, "bus never proved itself again");
+    tc_cache_destroy(b);
+}

@@ -810,3 +810,75 @@ Test(guarantees, a_lost_members_set_is_not_trusted_until_old_leases_pass)
     tc_cache_destroy(reader);
     tc_cache_destroy(writer);
 }
+
+/* ------------------------------------------------------------------ */
+/* An idle instance serves nothing it has not re-proved                 */
+/* ------------------------------------------------------------------ */
+
+/* The reader goes idle (no L1 read for idle_after_ms: lease.c, "Idle"),
+ * then a write arrives that its bus thread is held from applying: no read
+ * may be served the old value from L1 (the first one wakes the bus, which
+ * cannot answer while held), and once released and re-proved it serves the
+ * new one. Strict: the writer does not wait for the idle reader (it left
+ * the count), which is what makes waking safe only through a heartbeat. */
+static void idle_reader_serves_nothing_stale(int strict)
+{
+    tc_options o = g_opts(&srv);
+    members_arg ma = {&srv, NULL, 100};
+    tc__bus_hook hook;
+    bus_hold hold = {PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, 0,
+                     0};
+    tc_cache *reader, *writer;
+    idle_arg ia;
+    tc_stats st;
+    char *s;
+    o.coherence = strict ? TC_COHERENCE_STRICT : TC_COHERENCE_ASYNC;
+    o.idle_after_ms = 300;
+    reader = must_create(&o);
+    writer = must_create(&o);
+    if (strict)
+        AWAIT(members_trusted, &ma, "the members set was never trusted");
+    cr_assert_eq(set_str(writer, "k", "v1", 0), TC_OK, "%s", tc_errmsg());
+    warm(reader, "k", "v1");
+    ia = (idle_arg){&srv, reader};
+    AWAIT(member_idle, &ia, "the reader never went idle");
+    tc_cache_stats(writer, &st);
+    {
+        uint64_t expiries = st.strict_lease_expiries;
+        hook.fn = hold_bus;
+        hook.arg = &hold;
+        tc__cache_set_bus_hook(reader, &hook);
+        cr_assert_eq(set_str(writer, "k", "v2", 0), TC_OK, "%s",
+                     tc_errmsg());
+        tc_cache_stats(writer, &st);
+        cr_assert_eq(st.strict_lease_expiries, expiries,
+                     "the strict write waited for an idle instance");
+    }
+    AWAIT(bus_held, &hold, "the reader's bus thread never got a message");
+    cr_assert(!l1_serves(reader, "k", "v1"),
+              "an idle reader served v1 from L1 after a write of v2");
+    s = get_str(reader, "k", NULL);
+    cr_assert_str_eq(s, "v2");
+    free(s);
+
+    pthread_mutex_lock(&hold.mu);
+    hold.released = 1;
+    pthread_cond_broadcast(&hold.cv);
+    pthread_mutex_unlock(&hold.mu);
+    tc__cache_set_bus_hook(reader, NULL);
+    AWAIT(servable, reader, "the reader never served L1 again");
+    cr_assert(!l1_serves(reader, "k", "v1"), "v1 served after waking");
+    warm(reader, "k", "v2");
+    tc_cache_destroy(reader);
+    tc_cache_destroy(writer);
+}
+
+Test(guarantees, an_idle_async_reader_serves_nothing_stale)
+{
+    idle_reader_serves_nothing_stale(0);
+}
+
+Test(guarantees, an_idle_strict_reader_is_not_waited_for_nor_stale)
+{
+    idle_reader_serves_nothing_stale(1);
+}

@@ -202,12 +202,54 @@ Test(sentinel, all_sentinels_down_is_a_clear_outage)
     tc_cache_destroy(c);
 }
 
-/* ---- Failover -------------------------------------------------------- */
+/* ---- Sentinels over TLS ---------------------------------------------- */
 
 static int servable(void *c)
 {
     return tc__cache_l1_servable(c);
 }
+
+/* A TLS-only deployment (every server and sentinel with port 0 and a
+ * tls-port, tls-replication on): with `tls` on, the sentinels are asked
+ * over TLS with the same CA, and the master they name is reached over TLS
+ * by the pool and the bus (L1 serves). The wrong CA is refused with a
+ * clear error naming the sentinels. Before: the sentinels were asked in
+ * plain TCP, which a TLS-only sentinel never answers. */
+Test(sentinel, sentinels_over_tls)
+{
+    tcr_sentinels t;
+    tc_options o;
+    tc_cache *c;
+    tc_result r;
+    char *s;
+    cr_assert_eq(tcr_sentinels_start_tls(&t, "tlsmaster", 60000), 0,
+                 "TLS sentinel topology did not start");
+    o = sentinel_opts(t.url);
+    o.tls = TC_YES;
+    o.tls_ca_file = t.master.ca_file;
+    c = must_create(&o);
+    cr_assert_eq(set_str(c, "k", "v1", 0), TC_OK, "%s", tc_errmsg());
+    s = tcr_cmd(&t.master, NULL, "GET", "k", NULL);
+    cr_assert(s && strcmp(s, "v1") == 0, "the write is not on the master");
+    free(s);
+    AWAIT(servable, c, "the bus never came up over TLS");
+    warm(c, "k", "v1");
+    tc_cache_destroy(c);
+
+    /* Every sentinel answered the handshake with a certificate we cannot
+     * verify: a definite refusal at create, naming them. */
+    o.tls_ca_file = t.master.other_ca_file;
+    c = NULL;
+    r = tc_cache_create(&o, &c);
+    cr_assert_neq(r, TC_OK, "created through sentinels of an unknown CA");
+    cr_assert_null(c);
+    cr_assert(strstr(tc_errmsg(), "sentinels") &&
+                  strstr(tc_errmsg(), "certificate verification failed"),
+              "unclear error: %s", tc_errmsg());
+    tcr_sentinels_stop(&t);
+}
+
+/* ---- Failover -------------------------------------------------------- */
 
 static int replica_promoted(void *p)
 {

@@ -37,7 +37,7 @@ static void refresh_run(void *p, int cancelled)
     tc_load_ttl ttl = {j->ttl_ms, j->neg_ttl_ms};
     tc_value *v = NULL;
 
-    if (cancelled || tc__stamps_read(c, j->h, &st) != TC_OK)
+    if (cancelled || tc__stamps_read(c, j->h, j->key, j->klen, &st) != TC_OK)
         goto out;
     if (tc__run_loader(c, &j->ld, j->key, j->klen, &val, &vlen, &ttl) !=
             TC_OK ||

@@ -11,6 +11,7 @@
 #include "cache.h"
 #include "compress.h"
 #include "stamps.h"
+#include "slot.h"
 
 /* A conditional set (NX/XX) publishes only when it stored: one script, so
  * the condition, the write, the stamp and the message are one step.
@@ -32,7 +33,7 @@ tc_result tc__set(tc_cache *c, const void *key, size_t klen, const void *val,
     static const tc_set_opts defaults;
     tc_result r;
     uint64_t h, gen, l2_ttl, l1_ttl, t0;
-    tc__pkey k;
+    tc__pkey k, sk;
     tc__txn t;
     char px[24] = "", field[8], stamp[TC__STAMP_MAX];
     size_t flen, slen, pxlen = 0;
@@ -76,9 +77,16 @@ tc_result tc__set(tc_cache *c, const void *key, size_t klen, const void *val,
         free(zbuf);
         return r;
     }
+    /* On a cluster the stamps hash of the key's slot (stamps.h). */
+    if ((r = tc__stamps_key(c, k.p, k.len, &sk)) != TC_OK) {
+        tc__pkey_free(&k);
+        free(zbuf);
+        return r;
+    }
     if ((r = tc__txn_begin(c, &t, TC__MSG_KEY, 1, keys, &klen,
                            tc__write_is_strict(c, o->flags))) != TC_OK) {
         tc__pkey_free(&k);
+        tc__pkey_free(&sk);
         free(zbuf);
         return r;
     }
@@ -87,7 +95,7 @@ tc_result tc__set(tc_cache *c, const void *key, size_t klen, const void *val,
         argv[argc] = cond_set_script, argl[argc++] = sizeof(cond_set_script) - 1;
         argv[argc] = "2", argl[argc++] = 1;
         argv[argc] = k.p, argl[argc++] = k.len;
-        argv[argc] = c->stamps_key, argl[argc++] = strlen(c->stamps_key);
+        argv[argc] = sk.p, argl[argc++] = sk.len;
         argv[argc] = sv ? sv : "", argl[argc++] = svlen;
         argv[argc] = px, argl[argc++] = pxlen;
         argv[argc] = o->flags & TC_SET_NX ? "NX" : "XX", argl[argc++] = 2;
@@ -102,6 +110,7 @@ tc_result tc__set(tc_cache *c, const void *key, size_t klen, const void *val,
                          &cmds[ncmd++], &set_mem)) != TC_OK) {
             tc__txn_end(c, &t, NULL, 0);
             tc__pkey_free(&k);
+            tc__pkey_free(&sk);
             free(zbuf);
             return r;
         }
@@ -117,7 +126,7 @@ tc_result tc__set(tc_cache *c, const void *key, size_t klen, const void *val,
     }
     if (!cond) {
         argv[argc] = "HSET", argl[argc] = 4;
-        argv[argc + 1] = c->stamps_key, argl[argc + 1] = strlen(c->stamps_key);
+        argv[argc + 1] = sk.p, argl[argc + 1] = sk.len;
         argv[argc + 2] = field, argl[argc + 2] = flen;
         argv[argc + 3] = stamp, argl[argc + 3] = slen;
         cmds[ncmd++] = (tc__cmd){4, argv + argc, argl + argc};
@@ -128,6 +137,7 @@ tc_result tc__set(tc_cache *c, const void *key, size_t klen, const void *val,
     t0 = tc__now_ns(); /* the L2 TTL starts no earlier */
     r = tc__txn_exec(c, &t, ncmd, cmds, cond, &exec);
     tc__pkey_free(&k);
+    tc__pkey_free(&sk);
     free(set_mem);
     free(zbuf);
     if (r == TC_OK) {
@@ -180,12 +190,83 @@ tc_result tc_mdel(tc_cache *c, size_t n, const void *const *keys,
     return tc__mdel(c, n, keys, klens, NULL, deleted);
 }
 
+/* Redis Cluster: one tc__mdel() per slot of the keys (each its own MULTI
+ * on its master, with its own invalidation). Every slot is tried; the
+ * first failure is returned. *deleted sums the slots that answered. */
+static tc_result mdel_by_slot(tc_cache *c, size_t n, const void *const *keys,
+                              const size_t *klens, uint64_t *deleted)
+{
+    unsigned *slot = malloc(n * sizeof(*slot));
+    unsigned char *done = calloc(n, 1);
+    const void **sub = malloc(n * sizeof(*sub));
+    size_t *subl = malloc(n * sizeof(*subl));
+    tc_result r = TC_OK;
+    uint64_t total = 0;
+    if (!slot || !done || !sub || !subl) {
+        r = tc__fail(TC_NO_MEMORY, "out of memory");
+        goto out;
+    }
+    for (size_t i = 0; i < n; i++) {
+        tc__pkey k;
+        if ((r = tc__pkey_make(c, keys[i], klens[i], &k)) != TC_OK)
+            goto out;
+        slot[i] = tc__slot_of(k.p, k.len);
+        tc__pkey_free(&k);
+    }
+    for (size_t i = 0; i < n; i++) {
+        size_t m = 0;
+        uint64_t d = 0;
+        tc_result ri;
+        if (done[i])
+            continue;
+        for (size_t j = i; j < n; j++)
+            if (!done[j] && slot[j] == slot[i]) {
+                sub[m] = keys[j], subl[m++] = klens[j];
+                done[j] = 1;
+            }
+        ri = tc__mdel(c, m, sub, subl, NULL, &d);
+        if (ri == TC_OK)
+            total += d;
+        else if (r == TC_OK)
+            r = ri;
+    }
+    if (deleted)
+        *deleted = total;
+out:
+    free(slot);
+    free(done);
+    free(sub);
+    free(subl);
+    return r;
+}
+
+/* 1 when the keys of an mdel span more than one cluster slot. */
+static int spans_slots(const tc_cache *c, size_t n, const void *const *keys,
+                       const size_t *klens)
+{
+    int first = -1;
+    if (!c->cfg.cluster || n < 2)
+        return 0;
+    for (size_t i = 0; i < n; i++) {
+        tc__pkey k;
+        int s;
+        if (tc__pkey_make(c, keys[i], klens[i], &k) != TC_OK)
+            return 1; /* mdel_by_slot reports it */
+        s = (int)tc__slot_of(k.p, k.len);
+        tc__pkey_free(&k);
+        if (first >= 0 && s != first)
+            return 1;
+        first = s;
+    }
+    return 0;
+}
+
 tc_result tc__mdel(tc_cache *c, size_t n, const void *const *keys,
                    const size_t *klens, const tc__cmd *extra,
                    uint64_t *deleted)
 {
     tc_result r;
-    tc__pkey *pk;
+    tc__pkey *pk, sk = {NULL, 0, ""};
     const char **argv, **sargv;
     size_t *argl, *sargl, made = 0;
     char (*fields)[8] = NULL, stamp[TC__STAMP_MAX];
@@ -201,6 +282,12 @@ tc_result tc__mdel(tc_cache *c, size_t n, const void *const *keys,
             return r;
     if (!c->cfg.enabled)
         return tc__fail(TC_DISABLED, "caching is disabled");
+    if (spans_slots(c, n, keys, klens)) {
+        if (extra)
+            return tc__fail(TC_BAD_ARGUMENT,
+                            "Redis Cluster: keys of different slots");
+        return mdel_by_slot(c, n, keys, klens, deleted);
+    }
     pk = malloc(n * sizeof(*pk));
     argv = malloc((n + 1) * sizeof(*argv));
     argl = malloc((n + 1) * sizeof(*argl));
@@ -214,11 +301,17 @@ tc_result tc__mdel(tc_cache *c, size_t n, const void *const *keys,
     slen = tc__stamp_new(c, stamp);
     argv[0] = "DEL", argl[0] = 3;
     sargv[0] = "HSET", sargl[0] = 4;
-    sargv[1] = c->stamps_key, sargl[1] = strlen(c->stamps_key);
     for (; made < n; made++) {
         uint64_t h = tc__hash(keys[made], klens[made]);
         if ((r = tc__pkey_make(c, keys[made], klens[made], &pk[made])) != TC_OK)
             goto out;
+        /* All keys share one slot here: its stamps hash (stamps.h). */
+        if (!made && (r = tc__stamps_key(c, pk[0].p, pk[0].len, &sk)) !=
+                         TC_OK) {
+            tc__pkey_free(&pk[made]);
+            goto out;
+        }
+        sargv[1] = sk.p, sargl[1] = sk.len;
         argv[made + 1] = pk[made].p, argl[made + 1] = pk[made].len;
         sargv[2 * made + 2] = fields[made];
         sargl[2 * made + 2] = tc__stamp_field(h, fields[made]);
@@ -246,6 +339,8 @@ tc_result tc__mdel(tc_cache *c, size_t n, const void *const *keys,
 out:
     for (size_t i = 0; i < made; i++)
         tc__pkey_free(&pk[i]);
+    if (sk.p)
+        tc__pkey_free(&sk);
     free(pk);
     free(argv);
     free(argl);

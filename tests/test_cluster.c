@@ -1,0 +1,598 @@
+/* Redis Cluster (issue 10): a redis-cluster:// URL routes the library's L2
+ * commands by slot, follows MOVED and ASK through resharding and slot
+ * migrations, splits multi-key calls by slot, carries invalidations
+ * between instances subscribed on different nodes, and recovers from a
+ * master killed with kill -9 without a new handle and without a stale L1.
+ * A real local cluster of three masters and three replicas per test
+ * (cluster_fixture.h). */
+#include <fcntl.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "common.h"
+#include "cluster_fixture.h"
+
+static tcr_cluster cl;
+
+static void cl_setup(void)
+{
+    cr_assert_eq(tcr_cluster_start(&cl, 60000), 0, "cluster did not start");
+}
+
+static void cl_teardown(void)
+{
+    tcr_cluster_stop(&cl);
+}
+
+TestSuite(cluster, .init = cl_setup, .fini = cl_teardown);
+
+static tc_options cl_opts(tc_coherence coherence)
+{
+    tc_options o;
+    memset(&o, 0, sizeof(o));
+    o.url = cl.url;
+    o.ignore_env = TC_YES;
+    o.coherence = coherence;
+    o.connect_timeout_ms = 500;
+    o.command_timeout_ms = 500;
+    o.reconnect_min_ms = 20;
+    o.reconnect_max_ms = 200;
+    return o;
+}
+
+static int is_outage(tc_result r)
+{
+    return r == TC_L2_UNAVAILABLE || r == TC_TIMEOUT;
+}
+
+/* GET through `redis-cli -c` (which follows MOVED itself) on node `s`. */
+static char *cli_get(const tcr_server *s, const char *key)
+{
+    char cmd[512], buf[256];
+    FILE *f;
+    size_t n;
+    snprintf(cmd, sizeof(cmd), "redis-cli -c -p %d GET '%s'", s->port, key);
+    if (!(f = popen(cmd, "r")))
+        return NULL;
+    n = fread(buf, 1, sizeof(buf) - 1, f);
+    pclose(f);
+    buf[n] = '\0';
+    while (n && (buf[n - 1] == '\n' || buf[n - 1] == '\r'))
+        buf[--n] = '\0';
+    return strdup(buf);
+}
+
+/* ---- Routing ------------------------------------------------------------ */
+
+Test(cluster, keys_on_every_master_match_redis_cli)
+{
+    tc_options o = cl_opts(TC_COHERENCE_NONE);
+    tc_cache *w = must_create(&o), *r = must_create(&o);
+    int on[TCR_CLUSTER_NODES] = {0};
+    for (int i = 0; i < 30; i++) {
+        char k[32], v[32], *got;
+        tcr_server *m;
+        snprintf(k, sizeof(k), "route:%d", i);
+        snprintf(v, sizeof(v), "value-%d", i);
+        cr_assert_eq(set_str(w, k, v, 0), TC_OK, "%s", tc_errmsg());
+        m = tcr_cluster_master_of(&cl, k);
+        cr_assert_not_null(m);
+        on[m - cl.node]++;
+        /* On the slot's master itself, and as redis-cli -c sees it from
+         * another node. */
+        got = tcr_cmd(m, NULL, "GET", k, NULL);
+        cr_assert(got && !strcmp(got, v), "%s not on its master", k);
+        free(got);
+        got = cli_get(&cl.node[(m - cl.node + 1) % TCR_CLUSTER_NODES], k);
+        cr_assert(got && !strcmp(got, v), "redis-cli -c: %s", got);
+        free(got);
+        got = get_str(r, k, NULL); /* another instance: from L2 */
+        cr_assert(got && !strcmp(got, v));
+        free(got);
+    }
+    {
+        int masters = 0;
+        for (int i = 0; i < TCR_CLUSTER_NODES; i++)
+            masters += on[i] > 0;
+        cr_assert_eq(masters, 3, "30 keys did not reach all three masters");
+    }
+    tc_cache_destroy(w);
+    tc_cache_destroy(r);
+}
+
+Test(cluster, hash_tags_keep_keys_and_their_stamps_on_one_slot)
+{
+    tc_options o = cl_opts(TC_COHERENCE_NONE);
+    tc_cache *c = must_create(&o);
+    const char *ks[2] = {"{user42}:name", "{user42}:mail"};
+    const void *keys[2] = {ks[0], ks[1]};
+    size_t kl[2] = {strlen(ks[0]), strlen(ks[1])};
+    int slot = tcr_cluster_keyslot(&cl, "user42");
+    tcr_server *m = tcr_cluster_master_of(&cl, ks[0]);
+    uint64_t deleted = 0;
+    char *found, *p;
+    cr_assert_eq(tcr_cluster_keyslot(&cl, ks[1]), slot);
+    cr_assert_eq(set_str(c, ks[0], "a", 0), TC_OK, "%s", tc_errmsg());
+    cr_assert_eq(set_str(c, ks[1], "b", 0), TC_OK, "%s", tc_errmsg());
+    /* The write's stamps hash is on the key's master, in the key's slot. */
+    found = tcr_cmd(m, NULL, "KEYS", "__tiercache:*stamps*", NULL);
+    cr_assert(found && *found, "no stamps hash on the key's master");
+    for (p = strtok(found, "\n"); p; p = strtok(NULL, "\n"))
+        cr_assert_eq(tcr_cluster_keyslot(&cl, p), slot, "%s: other slot", p);
+    free(found);
+    /* One slot: one MULTI deletes both. */
+    cr_assert_eq(tc_mdel(c, 2, keys, kl, &deleted), TC_OK, "%s", tc_errmsg());
+    cr_assert_eq(deleted, 2);
+    found = tcr_cmd(m, NULL, "EXISTS", ks[0], ks[1], NULL);
+    cr_assert_str_eq(found, "0");
+    free(found);
+    tc_cache_destroy(c);
+}
+
+Test(cluster, mget_and_mdel_across_slots)
+{
+    tc_options o = cl_opts(TC_COHERENCE_NONE);
+    tc_cache *c = must_create(&o), *r = must_create(&o);
+    enum { N = 24 };
+    char names[N][16];
+    const void *keys[N];
+    size_t kl[N];
+    tc_value *out[N];
+    tc_result res[N];
+    uint64_t deleted = 0;
+    for (int i = 0; i < N; i++) {
+        snprintf(names[i], sizeof(names[i]), "m:%d", i);
+        keys[i] = names[i], kl[i] = strlen(names[i]);
+        if (i < N - 2) /* two absent keys */
+            cr_assert_eq(set_str(c, names[i], names[i], 0), TC_OK, "%s",
+                         tc_errmsg());
+    }
+    cr_assert_eq(tc_mget(r, N, keys, kl, out, res), TC_OK, "%s", tc_errmsg());
+    for (int i = 0; i < N; i++) {
+        if (i < N - 2) {
+            cr_assert_eq(res[i], TC_OK);
+            cr_assert_eq(tc_value_len(out[i]), kl[i]);
+            cr_assert(!memcmp(tc_value_data(out[i]), names[i], kl[i]));
+            tc_value_release(out[i]);
+        } else {
+            cr_assert_eq(res[i], TC_NOT_FOUND);
+        }
+    }
+    cr_assert_eq(tc_mdel(c, N, keys, kl, &deleted), TC_OK, "%s", tc_errmsg());
+    cr_assert_eq(deleted, N - 2);
+    for (int i = 0; i < N; i++) {
+        tcr_server *m = tcr_cluster_master_of(&cl, names[i]);
+        char *e = tcr_cmd(m, NULL, "EXISTS", names[i], NULL);
+        cr_assert_str_eq(e, "0", "%s still on its master", names[i]);
+        free(e);
+    }
+    tc_cache_destroy(c);
+    tc_cache_destroy(r);
+}
+
+Test(cluster, prefix_invalidation_scans_every_master)
+{
+    tc_options o = cl_opts(TC_COHERENCE_NONE);
+    tc_cache *c = must_create(&o);
+    for (int i = 0; i < 30; i++) {
+        char k[32];
+        snprintf(k, sizeof(k), "pfx:%d", i);
+        cr_assert_eq(set_str(c, k, "v", 0), TC_OK, "%s", tc_errmsg());
+    }
+    cr_assert_eq(set_str(c, "other", "v", 0), TC_OK);
+    cr_assert_eq(tc_invalidate_prefix(c, "pfx:", 4), TC_OK, "%s", tc_errmsg());
+    for (int i = 0; i < TCR_CLUSTER_NODES; i++) {
+        char *n = tcr_cmd(&cl.node[i], NULL, "KEYS", "pfx:*", NULL);
+        cr_assert(n && !*n, "node %d still holds %s", i, n);
+        free(n);
+    }
+    {
+        char *v = get_str(c, "other", NULL);
+        cr_assert(v && !strcmp(v, "v"));
+        free(v);
+    }
+    tc_cache_destroy(c);
+}
+
+/* ---- Redirections ------------------------------------------------------- */
+
+/* Run redis-cli with argv (NULL-terminated); its exit status. */
+static int run_cli(const char *const *argv)
+{
+    pid_t pid = fork();
+    int st;
+    if (pid == 0) {
+        int fd = open("/dev/null", O_WRONLY);
+        if (fd >= 0) {
+            dup2(fd, 1);
+            dup2(fd, 2);
+        }
+        execvp("redis-cli", (char *const *)argv);
+        _exit(127);
+    }
+    while (waitpid(pid, &st, 0) < 0) {
+    }
+    return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+}
+
+typedef struct reshard {
+    pthread_t th;
+    char from[41], to[41], addr[32];
+    int status;
+    atomic_int done;
+} reshard;
+
+static void *reshard_main(void *p)
+{
+    reshard *rs = p;
+    const char *argv[] = {"redis-cli", "--cluster", "reshard", rs->addr,
+                          "--cluster-from", rs->from, "--cluster-to", rs->to,
+                          "--cluster-slots", "2000", "--cluster-yes",
+                          "--cluster-pipeline", "5", NULL};
+    rs->status = run_cli(argv);
+    atomic_store(&rs->done, 1);
+    return NULL;
+}
+
+Test(cluster, reads_and_writes_work_through_a_reshard)
+{
+    tc_options o = cl_opts(TC_COHERENCE_NONE);
+    tc_cache *c = must_create(&o);
+    tcr_server *a = tcr_cluster_master_of(&cl, "rs:0"), *b = NULL;
+    reshard rs;
+    int rounds = 0, moved_keys = 0;
+    memset(&rs, 0, sizeof(rs));
+    for (int i = 0; i < TCR_CLUSTER_NODES && !b; i++) {
+        char *info = tcr_cmd(&cl.node[i], NULL, "INFO", "replication", NULL);
+        if (&cl.node[i] != a && info && strstr(info, "role:master"))
+            b = &cl.node[i];
+        free(info);
+    }
+    cr_assert_not_null(b);
+    /* Keys on a, many of which move to b. */
+    for (int i = 0; i < 200; i++) {
+        char k[32];
+        snprintf(k, sizeof(k), "rs:%d", i);
+        cr_assert_eq(set_str(c, k, "0", 0), TC_OK, "%s", tc_errmsg());
+    }
+    cr_assert_eq(tcr_cluster_id(a, rs.from), 0);
+    cr_assert_eq(tcr_cluster_id(b, rs.to), 0);
+    snprintf(rs.addr, sizeof(rs.addr), "127.0.0.1:%d", a->port);
+    cr_assert_eq(pthread_create(&rs.th, NULL, reshard_main, &rs), 0);
+    /* While slots move (and once more after): every write and read
+     * succeeds and reads back what was written. */
+    do {
+        int last = atomic_load(&rs.done);
+        for (int i = 0; i < 200; i++) {
+            char k[32], v[32], *got;
+            tc_result r;
+            snprintf(k, sizeof(k), "rs:%d", i);
+            snprintf(v, sizeof(v), "%d", rounds + 1);
+            r = set_str(c, k, v, 0);
+            cr_assert_eq(r, TC_OK, "set %s in round %d: %s (%s)", k, rounds,
+                         tc_strerror(r), tc_errmsg());
+            got = get_str(c, k, &r);
+            cr_assert(got && !strcmp(got, v), "get %s: %s (%s)", k,
+                      tc_strerror(r), tc_errmsg());
+            free(got);
+        }
+        rounds++;
+        if (last)
+            break;
+    } while (1);
+    pthread_join(rs.th, NULL);
+    cr_assert_eq(rs.status, 0, "redis-cli --cluster reshard failed");
+    for (int i = 0; i < 200; i++) {
+        char k[32];
+        snprintf(k, sizeof(k), "rs:%d", i);
+        moved_keys += tcr_cluster_master_of(&cl, k) == b;
+    }
+    cr_assert_gt(moved_keys, 0, "the reshard moved none of the keys");
+    cr_log_info("reshard: %d rounds of 200 writes and reads, %d keys moved",
+                rounds, moved_keys);
+    tc_cache_destroy(c);
+}
+
+/* MIGRATE `key` from `a` to `b` (same slot, KEYS form). */
+static void migrate(tcr_server *a, tcr_server *b, const char *key)
+{
+    char port[16], *r;
+    snprintf(port, sizeof(port), "%d", b->port);
+    r = tcr_cmd(a, NULL, "MIGRATE", "127.0.0.1", port, "", "0", "5000",
+                "KEYS", key, NULL);
+    cr_assert(r && !strcmp(r, "OK"), "MIGRATE %s: %s", key, r);
+    free(r);
+}
+
+Test(cluster, ask_during_a_slot_migration_then_moved)
+{
+    tc_options o = cl_opts(TC_COHERENCE_NONE);
+    tc_cache *w = must_create(&o), *r2;
+    const char *k = "{mig}:a", *k2 = "{mig}:b";
+    tcr_server *a = tcr_cluster_master_of(&cl, k), *b = NULL;
+    char slot[16], ida[41], idb[41], *got, *keys, *p;
+    int s = tcr_cluster_keyslot(&cl, k);
+    for (int i = 0; i < TCR_CLUSTER_NODES && !b; i++) {
+        char *info = tcr_cmd(&cl.node[i], NULL, "INFO", "replication", NULL);
+        if (&cl.node[i] != a && info && strstr(info, "role:master"))
+            b = &cl.node[i];
+        free(info);
+    }
+    cr_assert_not_null(b);
+    snprintf(slot, sizeof(slot), "%d", s);
+    cr_assert_eq(set_str(w, k, "old-a", 0), TC_OK, "%s", tc_errmsg());
+    cr_assert_eq(set_str(w, k2, "old-b", 0), TC_OK, "%s", tc_errmsg());
+    cr_assert_eq(tcr_cluster_id(a, ida), 0);
+    cr_assert_eq(tcr_cluster_id(b, idb), 0);
+    free(tcr_cmd(b, NULL, "CLUSTER", "SETSLOT", slot, "IMPORTING", ida, NULL));
+    free(tcr_cmd(a, NULL, "CLUSTER", "SETSLOT", slot, "MIGRATING", idb, NULL));
+    /* Move k and the slot's stamps hash (what a write of k touches); k2
+     * stays on a. */
+    migrate(a, b, k);
+    keys = tcr_cmd(a, NULL, "CLUSTER", "GETKEYSINSLOT", slot, "100", NULL);
+    for (p = strtok(keys, "\n"); p; p = strtok(NULL, "\n"))
+        if (strstr(p, "stamps"))
+            migrate(a, b, p);
+    free(keys);
+
+    /* A new instance reads k through ASK, and k2 still from a. */
+    r2 = must_create(&o);
+    got = get_str(r2, k, NULL);
+    cr_assert(got && !strcmp(got, "old-a"), "k through ASK: %s", got);
+    free(got);
+    got = get_str(r2, k2, NULL);
+    cr_assert(got && !strcmp(got, "old-b"));
+    free(got);
+    /* A write of k: ASKING + the MULTI on b. */
+    cr_assert_eq(set_str(w, k, "new-a", 0), TC_OK, "%s", tc_errmsg());
+    got = tcr_cmd(b, NULL, "ASKING", NULL);
+    free(got);
+    /* Finish: b owns the slot; everyone learns it by MOVED. */
+    migrate(a, b, k2);
+    free(tcr_cmd(b, NULL, "CLUSTER", "SETSLOT", slot, "NODE", idb, NULL));
+    free(tcr_cmd(a, NULL, "CLUSTER", "SETSLOT", slot, "NODE", idb, NULL));
+    for (int i = 0; i < TCR_CLUSTER_NODES; i++)
+        free(tcr_cmd(&cl.node[i], NULL, "CLUSTER", "SETSLOT", slot, "NODE",
+                     idb, NULL));
+    got = tcr_cmd(b, NULL, "GET", k, NULL);
+    cr_assert(got && !strcmp(got, "new-a"), "k on b: %s", got);
+    free(got);
+    cr_assert_eq(set_str(w, k2, "new-b", 0), TC_OK, "%s", tc_errmsg());
+    got = tcr_cmd(b, NULL, "GET", k2, NULL);
+    cr_assert(got && !strcmp(got, "new-b"), "k2 on b: %s", got);
+    free(got);
+    tc_cache_destroy(r2); /* its L1 holds old-a: no bus in this test */
+    r2 = must_create(&o);
+    got = get_str(r2, k, NULL);
+    cr_assert(got && !strcmp(got, "new-a"));
+    free(got);
+    tc_cache_destroy(w);
+    tc_cache_destroy(r2);
+}
+
+/* ---- The bus ------------------------------------------------------------ */
+
+/* The node a bus subscribes on, from its log line. */
+typedef struct bus_log {
+    pthread_mutex_t mu;
+    int sub_port;
+} bus_log;
+
+static void on_log(void *ud, tc_log_level lvl, const char *msg)
+{
+    bus_log *bl = ud;
+    const char *p = strstr(msg, "bus: subscribing on ");
+    (void)lvl;
+    if (p && (p = strchr(p + 20, ':'))) {
+        pthread_mutex_lock(&bl->mu);
+        bl->sub_port = atoi(p + 1);
+        pthread_mutex_unlock(&bl->mu);
+    }
+}
+
+static int sub_port(bus_log *bl)
+{
+    int p;
+    pthread_mutex_lock(&bl->mu);
+    p = bl->sub_port;
+    pthread_mutex_unlock(&bl->mu);
+    return p;
+}
+
+typedef struct reads_as {
+    tc_cache *c;
+    const char *key, *want;
+} reads_as;
+
+static int reads(void *p)
+{
+    reads_as *ra = p;
+    char *v = get_str(ra->c, ra->key, NULL);
+    int ok = v && !strcmp(v, ra->want);
+    free(v);
+    return ok;
+}
+
+static int received_one(void *p)
+{
+    tc_stats st;
+    tc_cache_stats(p, &st);
+    return st.inval_received > 0;
+}
+
+static int bus_up(void *p)
+{
+    return tc__l1_servable(p, tc__now_ns());
+}
+
+Test(cluster, invalidation_reaches_an_instance_subscribed_on_another_node)
+{
+    bus_log bl = {PTHREAD_MUTEX_INITIALIZER, 0};
+    tc_options o = cl_opts(TC_COHERENCE_ASYNC), ob;
+    tc_cache *w = must_create(&o), *b;
+    tcr_server *sub, *km = NULL;
+    char key[32], *v;
+    tc_stats st;
+    ob = o;
+    ob.log = on_log;
+    ob.log_userdata = &bl;
+    b = must_create(&ob);
+    AWAIT(bus_up, b, "reader's bus never came up");
+    sub = tcr_cluster_node(&cl, sub_port(&bl));
+    cr_assert_not_null(sub, "no 'subscribing on' log line");
+    /* A key whose master is not the reader's subscription node. */
+    for (int i = 0; i < TCR_CLUSTER_NODES && !km; i++)
+        if (&cl.node[i] != sub) {
+            char *info = tcr_cmd(&cl.node[i], NULL, "INFO", "replication",
+                                 NULL);
+            if (info && strstr(info, "role:master"))
+                km = &cl.node[i];
+            free(info);
+        }
+    cr_assert_not_null(km);
+    cr_assert_eq(tcr_cluster_key_on(&cl, km, "inv:", key, sizeof(key)), 0);
+    cr_assert_eq(set_str(w, key, "v1", 0), TC_OK, "%s", tc_errmsg());
+    /* The reader's copy must come after v1's own invalidation, which would
+     * drop it. */
+    AWAIT(received_one, b, "v1's invalidation never reached the reader");
+    v = get_str(b, key, NULL);
+    cr_assert(v && !strcmp(v, "v1"));
+    free(v);
+    tc_cache_stats(b, &st);
+    cr_assert_gt(st.l1_entries, 0, "the reader holds no L1 copy (bypassed %llu, flushes %llu, reconnects %llu, skipped %llu)", (unsigned long long)st.l1_bypassed, (unsigned long long)st.bus_flushes, (unsigned long long)st.bus_reconnects, (unsigned long long)st.fills_skipped);
+    cr_assert_eq(set_str(w, key, "v2", 0), TC_OK, "%s", tc_errmsg());
+    {
+        reads_as ra = {b, key, "v2"};
+        AWAIT(reads, &ra, "reader on port %d still serves v1 (key on %d)",
+              sub->port, km->port);
+    }
+    tc_cache_stats(b, &st);
+    cr_assert_gt(st.inval_applied, 0, "v2 came without an invalidation");
+    tc_cache_destroy(w);
+    tc_cache_destroy(b);
+}
+
+/* ---- Failover ----------------------------------------------------------- */
+
+typedef struct promoted {
+    tcr_cluster *t;
+    tcr_server *replica;
+} promoted;
+
+static int replica_promoted(void *p)
+{
+    promoted *pr = p;
+    char *info = tcr_cmd(pr->replica, NULL, "INFO", "replication", NULL);
+    int ok = info && strstr(info, "role:master");
+    free(info);
+    return ok && tcr_cluster_ok(pr->t);
+}
+
+Test(cluster, master_killed_replica_promoted_no_new_handle_no_stale_l1)
+{
+    bus_log bl = {PTHREAD_MUTEX_INITIALIZER, 0};
+    tc_options o = cl_opts(TC_COHERENCE_ASYNC), ox;
+    tc_cache *y = must_create(&o), *x;
+    tcr_server *m, *rep;
+    char key[32], other[32], *v;
+    promoted pr;
+    int ok_after = 0, outages = 0;
+    ox = o;
+    ox.log = on_log;
+    ox.log_userdata = &bl;
+    x = must_create(&ox);
+    AWAIT(bus_up, x, "x's bus never came up");
+    /* Kill the master x subscribes on, with a key of it in x's L1. */
+    m = tcr_cluster_node(&cl, sub_port(&bl));
+    cr_assert_not_null(m);
+    rep = tcr_cluster_replica_of(&cl, m);
+    cr_assert_not_null(rep, "the master has no replica");
+    cr_assert_eq(tcr_cluster_key_on(&cl, m, "fo:", key, sizeof(key)), 0);
+    {
+        tcr_server *om = NULL;
+        for (int i = 0; i < TCR_CLUSTER_NODES && !om; i++) {
+            char *info = tcr_cmd(&cl.node[i], NULL, "INFO", "replication",
+                                 NULL);
+            if (&cl.node[i] != m && info && strstr(info, "role:master"))
+                om = &cl.node[i];
+            free(info);
+        }
+        cr_assert_eq(tcr_cluster_key_on(&cl, om, "fo-other:", other,
+                                        sizeof(other)), 0);
+    }
+    cr_assert_eq(set_str(y, key, "v1", 0), TC_OK, "%s", tc_errmsg());
+    cr_assert_eq(set_str(y, other, "o1", 0), TC_OK, "%s", tc_errmsg());
+    cr_assert(tcr_cluster_replica_caught_up(m, rep, AWAIT_MS));
+    v = get_str(x, key, NULL);
+    cr_assert(v && !strcmp(v, "v1"));
+    free(v);
+
+    tcr_kill(m);
+    pr.t = &cl, pr.replica = rep;
+    /* Until the replica is promoted: every call fails fast or succeeds,
+     * and x never serves v1 once y's write of v2 returned TC_OK. */
+    {
+        int wrote = 0;
+        double until = tcr_now_ms() + AWAIT_MS;
+        while (tcr_now_ms() < until) {
+            tc_result r;
+            int done = replica_promoted(&pr);
+            if (!wrote) {
+                r = set_str(y, key, "v2", 0);
+                cr_assert(r == TC_OK || is_outage(r), "set: %s (%s)",
+                          tc_strerror(r), tc_errmsg());
+                wrote = r == TC_OK;
+                outages += r != TC_OK;
+            }
+            v = get_str(x, key, &r);
+            cr_assert(r == TC_OK || is_outage(r), "get: %s (%s)",
+                      tc_strerror(r), tc_errmsg());
+            if (wrote)
+                cr_assert(!v || strcmp(v, "v1"),
+                          "x served v1 after y's write of v2 returned");
+            ok_after += wrote && v && !strcmp(v, "v2");
+            free(v);
+            /* Keys of the other masters keep working meanwhile. */
+            v = get_str(y, other, &r);
+            cr_assert(r == TC_OK || is_outage(r));
+            free(v);
+            if (done && wrote && ok_after >= 20)
+                break;
+            tcr_sleep_ms(5); /* pacing, not synchronisation */
+        }
+    }
+    cr_assert_gt(ok_after, 0, "x never read v2 after the failover");
+    cr_log_info("failover: %d failed writes before the promotion, %d good "
+                "reads of v2 after",
+                outages, ok_after);
+    /* Both handles recovered: writes and reads on the new master. */
+    cr_assert_eq(set_str(y, key, "v3", 0), TC_OK, "%s", tc_errmsg());
+    {
+        reads_as ra = {x, key, "v3"};
+        AWAIT(reads, &ra, "x never saw v3");
+    }
+    v = tcr_cmd(rep, NULL, "GET", key, NULL);
+    cr_assert(v && !strcmp(v, "v3"), "v3 not on the promoted replica");
+    free(v);
+    tc_cache_destroy(x);
+    tc_cache_destroy(y);
+}
+
+/* ---- Options ------------------------------------------------------------ */
+
+Test(cluster, strict_mode_and_tracking_are_refused_with_a_clear_error)
+{
+    tc_options o = cl_opts(TC_COHERENCE_STRICT);
+    tc_cache *c = NULL;
+    cr_assert_eq(tc_cache_create(&o, &c), TC_BAD_ARGUMENT);
+    cr_assert(strstr(tc_errmsg(), "strict"), "%s", tc_errmsg());
+    o = cl_opts(TC_COHERENCE_ASYNC);
+    o.tracking = TC_YES;
+    o.key_prefix = "app:";
+    cr_assert_eq(tc_cache_create(&o, &c), TC_BAD_ARGUMENT);
+    cr_assert(strstr(tc_errmsg(), "tracking"), "%s", tc_errmsg());
+}

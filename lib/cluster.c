@@ -77,9 +77,9 @@ static unsigned node_index(tc__cluster *cl, const char *host, int port)
 static int take_slots(tc__cluster *cl, const redisReply *r,
                       const tc__node_addr *asked)
 {
-    uint16_t map[TC__SLOTS];
+    uint16_t *map; /* on the heap: callers' threads may have small stacks */
     size_t covered = 0;
-    if (r->type != REDIS_REPLY_ARRAY)
+    if (r->type != REDIS_REPLY_ARRAY || !(map = malloc(TC__SLOTS * 2)))
         return -1;
     for (unsigned s = 0; s < TC__SLOTS; s++)
         map[s] = NO_NODE;
@@ -110,9 +110,10 @@ static int take_slots(tc__cluster *cl, const redisReply *r,
         covered += (size_t)(b - a + 1);
     }
     if (covered)
-        memcpy(cl->slot_node, map, sizeof(map));
+        memcpy(cl->slot_node, map, sizeof(cl->slot_node));
     cl->filled |= covered > 0;
     pthread_mutex_unlock(&cl->mu);
+    free(map);
     return covered ? 0 : -1;
 }
 
@@ -148,7 +149,7 @@ static int ask_node(tc__cluster *cl, const tc__config *cfg,
 tc_result tc__cluster_refresh(tc__cluster *cl, const tc__config *cfg,
                               int force)
 {
-    tc__node_addr try[TC__CLUSTER_MAX_NODES + TC__CLUSTER_MAX_SEEDS];
+    tc__node_addr *try;
     unsigned n = 0;
     uint64_t asked_at = tc__now_ns();
     tc_result why = TC_L2_UNAVAILABLE, first = TC_OK;
@@ -163,6 +164,13 @@ tc_result tc__cluster_refresh(tc__cluster *cl, const tc__config *cfg,
         pthread_mutex_unlock(&cl->mu);
         pthread_mutex_unlock(&cl->refresh_mu);
         return TC_OK;
+    }
+    try = malloc((TC__CLUSTER_MAX_NODES + TC__CLUSTER_MAX_SEEDS) *
+                 sizeof(*try));
+    if (!try) {
+        pthread_mutex_unlock(&cl->mu);
+        pthread_mutex_unlock(&cl->refresh_mu);
+        return tc__fail(TC_NO_MEMORY, "out of memory");
     }
     /* Masters that serve slots now first, then the seeds. */
     for (unsigned i = 0; i < cl->nnodes; i++) {
@@ -181,6 +189,7 @@ tc_result tc__cluster_refresh(tc__cluster *cl, const tc__config *cfg,
             cl->refreshed_ns = tc__now_ns();
             pthread_mutex_unlock(&cl->mu);
             pthread_mutex_unlock(&cl->refresh_mu);
+            free(try);
             return TC_OK;
         }
         if (first == TC_OK || why == TC_AUTH)
@@ -192,6 +201,7 @@ tc_result tc__cluster_refresh(tc__cluster *cl, const tc__config *cfg,
                                    i ? ", " : "", try[i].host, try[i].port);
     }
     pthread_mutex_unlock(&cl->refresh_mu);
+    free(try);
     return tc__fail(first == TC_OK ? TC_L2_UNAVAILABLE : first,
                     "Redis Cluster: no node answered CLUSTER SLOTS (tried %s; "
                     "first error: %s)",
@@ -260,7 +270,7 @@ tc_result tc__cluster_bus_nodes(tc__cluster *cl, const tc__config *cfg,
                                 const char *state_key, const char *id,
                                 tc__node_addr *sub, tc__node_addr *cmd)
 {
-    tc__node_addr m[TC__CLUSTER_MAX_NODES];
+    tc__node_addr *m;
     size_t n;
     tc_result r = tc__cluster_refresh(cl, cfg, 0);
     if (r != TC_OK)
@@ -269,8 +279,11 @@ tc_result tc__cluster_bus_nodes(tc__cluster *cl, const tc__config *cfg,
                                                    strlen(state_key)),
                               cmd)) != TC_OK)
         return r;
+    if (!(m = malloc(TC__CLUSTER_MAX_NODES * sizeof(*m))))
+        return tc__fail(TC_NO_MEMORY, "out of memory");
     n = tc__cluster_masters(cl, cfg, m, TC__CLUSTER_MAX_NODES);
     *sub = n ? m[tc__slot_of(id, strlen(id)) % n] : *cmd;
+    free(m);
     return TC_OK;
 }
 

@@ -124,18 +124,21 @@ static tc_result scan_unlink_on(tc_cache *c, const tc__node_addr *node,
  * SCAN may be). */
 static tc_result scan_unlink(tc_cache *c, const char *match, size_t mlen)
 {
-    tc__node_addr m[TC__CLUSTER_MAX_NODES];
+    tc__node_addr *m;
     size_t n;
     tc_result r = TC_OK;
     if (!c->cfg.cluster)
         return scan_unlink_on(c, NULL, match, mlen);
+    if (!(m = malloc(TC__CLUSTER_MAX_NODES * sizeof(*m))))
+        return tc__fail(TC_NO_MEMORY, "out of memory");
     n = tc__cluster_masters(c->cfg.cluster, &c->cfg, m,
                             TC__CLUSTER_MAX_NODES);
     if (!n)
-        return tc__fail(TC_L2_UNAVAILABLE,
-                        "Redis Cluster: no master known to scan");
+        r = tc__fail(TC_L2_UNAVAILABLE,
+                     "Redis Cluster: no master known to scan");
     for (size_t i = 0; i < n && r == TC_OK; i++)
         r = scan_unlink_on(c, &m[i], match, mlen);
+    free(m);
     return r;
 }
 

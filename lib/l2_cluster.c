@@ -310,11 +310,14 @@ static tc_result run_split(tc__l2c *x, size_t n, const tc__cmd *cmds,
     tc_result r = TC_OK;
 
     if (!addr || !done || !idx || !sub || !subr) {
+        free(addr);
+        addr = NULL; /* nothing in replies to free */
         r = tc__fail(TC_NO_MEMORY, "out of memory");
         goto out;
     }
-    for (size_t i = 0; i < n; i++) {
+    for (size_t i = 0; i < n; i++)
         replies[i] = NULL;
+    for (size_t i = 0; i < n; i++) {
         if ((r = addr_of(x, slots[i], &addr[i])) != TC_OK) {
             r = failed(x, r);
             goto out;

@@ -259,6 +259,16 @@ static void on_retry(struct ev_loop *loop, ev_timer *w, int revents)
         bus_connect(bus);
 }
 
+/* Redis Cluster: a failed node or a failover drops L1 (cluster.h). */
+static void on_cluster_info(tc__aconn *ac, redisReply *r, void *priv)
+{
+    tc__bus *bus = priv;
+    if (r && ac == bus->cmd && r->type == REDIS_REPLY_STRING &&
+        tc__cluster_watch(bus->cfg->cluster, r->str, r->len))
+        tc__bus_reset(bus, "Redis Cluster: a node failed or the topology "
+                           "changed: L1 dropped");
+}
+
 static void on_tick(struct ev_loop *loop, ev_timer *w, int revents)
 {
     tc__bus *bus = w->data;
@@ -271,6 +281,10 @@ static void on_tick(struct ev_loop *loop, ev_timer *w, int revents)
         tc__bus_reset(bus, "Redis master changed");
         return;
     }
+    if (bus->cfg->cluster && bus->cmd &&
+        tc__cluster_watch_due(bus->cfg->cluster, tc__now_ns(),
+                              tc__ms_to_ns(bus->cfg->lease_ms) / 2))
+        tc__aconn_commandf(bus->cmd, on_cluster_info, bus, "CLUSTER INFO");
     tc__lease_tick(bus);
 }
 

@@ -28,6 +28,10 @@ struct tc__cluster {
     uint64_t refreshed_ns;         /* end of the last refresh */
 
     pthread_mutex_t refresh_mu; /* one refresh at a time */
+
+    /* The bus's watch (mu). */
+    uint64_t watch_sent_ns, watch_epoch;
+    int watch_degraded;
 };
 
 tc_result tc__cluster_create(const tc__config *cfg, tc__cluster **out)
@@ -285,6 +289,53 @@ tc_result tc__cluster_bus_nodes(tc__cluster *cl, const tc__config *cfg,
     *sub = n ? m[tc__slot_of(id, strlen(id)) % n] : *cmd;
     free(m);
     return TC_OK;
+}
+
+int tc__cluster_watch_due(tc__cluster *cl, uint64_t now_ns, uint64_t every_ns)
+{
+    int due;
+    pthread_mutex_lock(&cl->mu);
+    due = !cl->watch_sent_ns || now_ns - cl->watch_sent_ns >= every_ns;
+    if (due)
+        cl->watch_sent_ns = now_ns;
+    pthread_mutex_unlock(&cl->mu);
+    return due;
+}
+
+/* The number after "<name>:" in a CLUSTER INFO text, or 0. */
+static uint64_t info_u64(const char *info, size_t len, const char *name)
+{
+    size_t n = strlen(name);
+    for (const char *p = info; p && p + n < info + len;) {
+        const char *nl = memchr(p, '\n', (size_t)(info + len - p));
+        if (!strncmp(p, name, n) && p[n] == ':') {
+            uint64_t v = 0;
+            for (const char *d = p + n + 1; d < info + len && *d >= '0' &&
+                                            *d <= '9';
+                 d++)
+                v = v * 10 + (uint64_t)(*d - '0');
+            return v;
+        }
+        p = nl ? nl + 1 : NULL;
+    }
+    return 0;
+}
+
+int tc__cluster_watch(tc__cluster *cl, const char *info, size_t len)
+{
+    uint64_t epoch = info_u64(info, len, "cluster_current_epoch");
+    int degraded = info_u64(info, len, "cluster_slots_pfail") +
+                       info_u64(info, len, "cluster_slots_fail") >
+                   0;
+    int drop;
+    pthread_mutex_lock(&cl->mu);
+    drop = (cl->watch_epoch && epoch > cl->watch_epoch) ||
+           (degraded && !cl->watch_degraded);
+    if (epoch > cl->watch_epoch)
+        cl->watch_epoch = epoch;
+    cl->watch_degraded = degraded;
+    pthread_mutex_unlock(&cl->mu);
+    return drop;
 }
 
 tc_result tc__cluster_refuse(const tc__config *cfg, const char *what)

@@ -76,6 +76,22 @@ tc_result tc__cluster_bus_nodes(tc__cluster *cl, const tc__config *cfg,
                                 const char *state_key, const char *id,
                                 tc__node_addr *sub, tc__node_addr *cmd);
 
+/**
+ * The bus's watch for failed nodes (bus.c): a classic PUBLISH reaches the
+ * subscribers of other nodes over the cluster bus, so a master that dies
+ * right after a write may take its invalidation with it while the
+ * subscriptions of instances on other nodes stay up. The bus sends
+ * CLUSTER INFO on its heartbeat connection when this says it is due
+ * (every lease_ms / 2) and hands the reply here: 1 means drop L1 (reset
+ * the bus) because a node is suspected or marked failed (slots in PFAIL
+ * or FAIL, from none before) or a failover or slot move happened
+ * (cluster_current_epoch grew). So L1 is not served past about
+ * cluster-node-timeout + lease_ms / 2 after a master's death.
+ */
+int tc__cluster_watch_due(tc__cluster *cl, uint64_t now_ns,
+                          uint64_t every_ns);
+int tc__cluster_watch(tc__cluster *cl, const char *info, size_t len);
+
 /** TC_OK when `cfg` is not a cluster; else TC_BAD_ARGUMENT saying that
  *  `what` is not supported on Redis Cluster yet (README, "Redis Cluster"),
  *  also logged as a warning. */

@@ -394,7 +394,7 @@ Test(cluster, ask_during_a_slot_migration_then_moved)
 /* The node a bus subscribes on, from its log line. */
 typedef struct bus_log {
     pthread_mutex_t mu;
-    int sub_port;
+    int sub_port, cmd_port;
 } bus_log;
 
 static void on_log(void *ud, tc_log_level lvl, const char *msg)
@@ -403,8 +403,11 @@ static void on_log(void *ud, tc_log_level lvl, const char *msg)
     const char *p = strstr(msg, "bus: subscribing on ");
     (void)lvl;
     if (p && (p = strchr(p + 20, ':'))) {
+        const char *h = strstr(p, "heartbeats on ");
         pthread_mutex_lock(&bl->mu);
         bl->sub_port = atoi(p + 1);
+        if (h && (h = strchr(h + 14, ':')))
+            bl->cmd_port = atoi(h + 1);
         pthread_mutex_unlock(&bl->mu);
     }
 }
@@ -446,7 +449,7 @@ static int bus_up(void *p)
 
 Test(cluster, invalidation_reaches_an_instance_subscribed_on_another_node)
 {
-    bus_log bl = {PTHREAD_MUTEX_INITIALIZER, 0};
+    bus_log bl = {PTHREAD_MUTEX_INITIALIZER, 0, 0};
     tc_options o = cl_opts(TC_COHERENCE_ASYNC), ob;
     tc_cache *w = must_create(&o), *b;
     tcr_server *sub, *km = NULL;
@@ -509,7 +512,7 @@ static int replica_promoted(void *p)
 
 Test(cluster, master_killed_replica_promoted_no_new_handle_no_stale_l1)
 {
-    bus_log bl = {PTHREAD_MUTEX_INITIALIZER, 0};
+    bus_log bl = {PTHREAD_MUTEX_INITIALIZER, 0, 0};
     tc_options o = cl_opts(TC_COHERENCE_ASYNC), ox;
     tc_cache *y = must_create(&o), *x;
     tcr_server *m, *rep, *om = NULL;
@@ -613,6 +616,59 @@ Test(cluster, master_killed_replica_promoted_no_new_handle_no_stale_l1)
     free(v);
     tc_cache_destroy(x);
     tc_cache_destroy(y);
+}
+
+static int flushed_since(void *p)
+{
+    tc_stats st;
+    uint64_t *before = p;
+    tc_cache_stats((tc_cache *)(uintptr_t)before[1], &st);
+    return st.bus_flushes > before[0];
+}
+
+/* A master that is neither x's subscription node nor its heartbeat node
+ * dies: x's connections stay up, yet an invalidation that master
+ * published just before may never have crossed the cluster bus. x must
+ * stop serving L1 (its bus resets on the node failure, cluster.h). With
+ * cluster-require-full-coverage no, so that the other nodes keep
+ * answering (with Redis's default they answer CLUSTERDOWN, which resets
+ * the bus through its refused heartbeat anyway). */
+Test(cluster, a_master_dying_elsewhere_drops_l1)
+{
+    bus_log bl = {PTHREAD_MUTEX_INITIALIZER, 0, 0};
+    tc_options o = cl_opts(TC_COHERENCE_ASYNC);
+    tc_cache *x;
+    tcr_server *m = NULL;
+    tc_stats st;
+    uint64_t before[2];
+    o.log = on_log;
+    o.log_userdata = &bl;
+    x = must_create(&o);
+    AWAIT(bus_up, x, "x's bus never came up");
+    pthread_mutex_lock(&bl.mu);
+    for (int i = 0; i < TCR_CLUSTER_NODES && !m; i++) {
+        char *info;
+        if (cl.node[i].port == bl.sub_port || cl.node[i].port == bl.cmd_port)
+            continue;
+        info = tcr_cmd(&cl.node[i], NULL, "INFO", "replication", NULL);
+        if (info && strstr(info, "role:master"))
+            m = &cl.node[i];
+        free(info);
+    }
+    pthread_mutex_unlock(&bl.mu);
+    cr_assert_not_null(m, "no master apart from x's bus nodes");
+    for (int i = 0; i < TCR_CLUSTER_NODES; i++)
+        free(tcr_cmd(&cl.node[i], NULL, "CONFIG", "SET",
+                     "cluster-require-full-coverage", "no", NULL));
+    tc_cache_stats(x, &st);
+    before[0] = st.bus_flushes;
+    before[1] = (uint64_t)(uintptr_t)x;
+    tcr_kill(m);
+    AWAIT(flushed_since, before,
+          "x kept serving L1 after a master died (its bus never reset)");
+    /* And it comes back by itself once a replica took over. */
+    AWAIT(bus_up, x, "x's bus never came back");
+    tc_cache_destroy(x);
 }
 
 /* ---- Options ------------------------------------------------------------ */

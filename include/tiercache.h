@@ -658,7 +658,7 @@ TC_EXTERN int tc_command_is_blocking(tc_cache *c, int argc,
  * tc_errmsg() holds the detail during a failing callback.
  *
  * A (re)connect blocks the submitting call up to the connect timeout.
- * Not with sentinels (tc_async_open() refuses).
+ * Not with sentinels nor on Redis Cluster (tc_async_open() refuses).
  *
  * Thread safety: a tc_async, its calls and its callbacks belong to the
  * loop's thread. The cache must outlive it.

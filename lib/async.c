@@ -39,6 +39,7 @@
 
 #include "aconn.h"
 #include "cache.h"
+#include "cluster.h"
 #include "command.h"
 #include "handshake.h"
 
@@ -744,6 +745,8 @@ tc_result tc_async_open(tc_cache *c, void *ev_loop, unsigned lanes,
         return tc__fail(TC_DISABLED, "caching is disabled");
     if (c->cfg.sentinel)
         return tc__fail(TC_BAD_ARGUMENT, "not behind sentinels");
+    if (c->cfg.cluster) /* lanes are one connection, not routed by slot */
+        return tc__cluster_refuse(&c->cfg, "tc_async");
     if (!(a = calloc(1, sizeof(*a))) ||
         !(a->lanes = calloc(lanes, sizeof(*a->lanes)))) {
         free(a);

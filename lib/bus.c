@@ -12,6 +12,7 @@
 #include "error.h"
 #include "handshake.h"
 #include "sentinel.h"
+#include "cluster.h"
 #include "signals.h"
 
 int tc__reply_is(const redisReply *r, const char *s)
@@ -182,8 +183,29 @@ static void bus_connect(tc__bus *bus)
         }
         host = mhost;
     }
-    bus->sub = open_conn(bus, host, port);
-    bus->cmd = bus->sub ? open_conn(bus, host, port) : NULL;
+    if (cfg->cluster) {
+        /* Heartbeats where the state keys' slot lives, the subscription
+         * on a master of our own (cluster.h); a failed node resets the
+         * bus, and the next connect learns the topology again. */
+        tc__node_addr sa, ca;
+        tc_result r = tc__cluster_bus_nodes(cfg->cluster, cfg,
+                                            bus->members_key, bus->id, &sa,
+                                            &ca);
+        if (r != TC_OK) {
+            char why[300];
+            snprintf(why, sizeof(why), "bus: %s", tc_errmsg());
+            tc__bus_reset(bus, why);
+            return;
+        }
+        tc__log(&cfg->log, TC_LOG_INFO,
+                "bus: subscribing on %s:%d, heartbeats on %s:%d", sa.host,
+                sa.port, ca.host, ca.port);
+        bus->sub = open_conn(bus, sa.host, sa.port);
+        bus->cmd = bus->sub ? open_conn(bus, ca.host, ca.port) : NULL;
+    } else {
+        bus->sub = open_conn(bus, host, port);
+        bus->cmd = bus->sub ? open_conn(bus, host, port) : NULL;
+    }
     if (!bus->sub || !bus->cmd) {
         char why[320];
         snprintf(why, sizeof(why), "bus connect failed: %s", tc_errmsg());
@@ -237,6 +259,16 @@ static void on_retry(struct ev_loop *loop, ev_timer *w, int revents)
         bus_connect(bus);
 }
 
+/* Redis Cluster: a failed node or a failover drops L1 (cluster.h). */
+static void on_cluster_info(tc__aconn *ac, redisReply *r, void *priv)
+{
+    tc__bus *bus = priv;
+    if (r && ac == bus->cmd && r->type == REDIS_REPLY_STRING &&
+        tc__cluster_watch(bus->cfg->cluster, r->str, r->len))
+        tc__bus_reset(bus, "Redis Cluster: a node failed or the topology "
+                           "changed: L1 dropped");
+}
+
 static void on_tick(struct ev_loop *loop, ev_timer *w, int revents)
 {
     tc__bus *bus = w->data;
@@ -249,6 +281,10 @@ static void on_tick(struct ev_loop *loop, ev_timer *w, int revents)
         tc__bus_reset(bus, "Redis master changed");
         return;
     }
+    if (bus->cfg->cluster && bus->cmd &&
+        tc__cluster_watch_due(bus->cfg->cluster, tc__now_ns(),
+                              tc__ms_to_ns(bus->cfg->lease_ms) / 2))
+        tc__aconn_commandf(bus->cmd, on_cluster_info, bus, "CLUSTER INFO");
     tc__lease_tick(bus);
 }
 
@@ -301,12 +337,20 @@ tc_result tc__bus_create(const tc__config *cfg, tc__l1 *l1, const char *id,
     bus->cfg = cfg;
     bus->l1 = l1;
     snprintf(bus->id, sizeof(bus->id), "%s", id);
+    /* On Redis Cluster the stem is a hash tag: the heartbeat's keys share
+     * one slot (config.c refuses a channel holding braces there). */
     bus->members_key =
-        join("__tiercache:", tc__channel_stem(cfg->channel), ":members");
+        join(cfg->cluster ? "__tiercache:{" : "__tiercache:",
+             tc__channel_stem(cfg->channel),
+             cfg->cluster ? "}:members" : ":members");
     bus->clock_key =
-        join("__tiercache:", tc__channel_stem(cfg->channel), ":clock");
+        join(cfg->cluster ? "__tiercache:{" : "__tiercache:",
+             tc__channel_stem(cfg->channel),
+             cfg->cluster ? "}:clock" : ":clock");
     bus->epoch_key =
-        join("__tiercache:", tc__channel_stem(cfg->channel), ":epoch");
+        join(cfg->cluster ? "__tiercache:{" : "__tiercache:",
+             tc__channel_stem(cfg->channel),
+             cfg->cluster ? "}:epoch" : ":epoch");
     bus->ch_ack = join(cfg->channel, ":ack:", id);
     bus->ch_pong = join(cfg->channel, ":pong:", id);
     bus->last_read_ns = tc__now_ns(); /* not idle before idle_after_ms */

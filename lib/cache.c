@@ -11,6 +11,7 @@
 #include "cache.h"
 #include "command.h"
 #include "ratelocal.h"
+#include "slot.h"
 
 tc_result tc__pkey_make(const tc_cache *c, const void *key, size_t klen,
                         tc__pkey *k)
@@ -22,6 +23,26 @@ tc_result tc__pkey_make(const tc_cache *c, const void *key, size_t klen,
     memcpy(k->p, c->cfg.prefix, c->cfg.prefix_len);
     memcpy(k->p + c->cfg.prefix_len, key, klen);
     k->len = n;
+    return TC_OK;
+}
+
+tc_result tc__own_key(const tc_cache *c, const char *base, size_t blen,
+                      const char *pk, size_t pklen, int with_pk, tc__pkey *out)
+{
+    char tag[TC__SLOT_TAG_MAX + 2] = "";
+    size_t tl = 0, n;
+    if (c->cfg.cluster)
+        tl = (size_t)snprintf(tag, sizeof(tag), "{%s}",
+                              tc__slot_tag(tc__slot_of(pk, pklen)));
+    n = blen + tl + (with_pk ? pklen : 0);
+    out->p = n <= sizeof(out->small) ? out->small : malloc(n + 1);
+    if (!out->p)
+        return tc__fail(TC_NO_MEMORY, "out of memory");
+    memcpy(out->p, base, blen);
+    memcpy(out->p + blen, tag, tl);
+    if (with_pk)
+        memcpy(out->p + blen + tl, pk, pklen);
+    out->len = n;
     return TC_OK;
 }
 

@@ -97,6 +97,12 @@ typedef struct tc__pkey {
 tc_result tc__pkey_make(const tc_cache *c, const void *key, size_t klen,
                         tc__pkey *k);
 void tc__pkey_free(tc__pkey *k);
+/** A key of tiercache's own that goes with the prefixed key `pk`: `base`,
+ *  then on Redis Cluster "{<tag>}" naming pk's slot (slot.h), then pk when
+ *  `with_pk`; so one MULTI or script may carry both on a cluster. Not
+ *  NUL-terminated. Into *out (free with tc__pkey_free()). */
+tc_result tc__own_key(const tc_cache *c, const char *base, size_t blen,
+                      const char *pk, size_t pklen, int with_pk, tc__pkey *out);
 
 /** The failure tc__check_key() found, with its detail. */
 tc_result tc__key_error(const tc_cache *c, const void *key, size_t klen);
@@ -268,7 +274,7 @@ tc_result tc__set(tc_cache *c, const void *key, size_t klen, const void *val,
  *  between the two (its commands point into it). */
 typedef struct tc__set_op {
     tc__txn t;
-    tc__pkey k;
+    tc__pkey k, sk; /* the key; its stamps hash (stamps.h) */
     uint64_t h, gen, t0, l1_ttl;
     int cond;
     const void *key, *val;

@@ -23,6 +23,7 @@
 #include "cmdspec.h"
 #include "command.h"
 #include "stamps.h"
+#include "cluster.h"
 
 /* ---- the command table --------------------------------------------------- */
 
@@ -290,6 +291,9 @@ tc_result tc__command_start(tc_cache *c, const tc__cmdtab **t)
         return tc__fail(TC_BAD_ARGUMENT, "NULL cache");
     if (!c->cfg.enabled)
         return tc__fail(TC_DISABLED, "caching is disabled");
+    /* Forwarded commands and sessions are not routed by slot yet. */
+    if (c->cfg.cluster)
+        return tc__cluster_refuse(&c->cfg, "tc_command/tc_session");
     if (!(*t = tc__command_table(c)))
         return tc_errmsg()[0] ? TC_L2_UNAVAILABLE : TC_PROTOCOL;
     return TC_OK;

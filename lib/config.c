@@ -13,6 +13,7 @@
 #include "error.h"
 #include "parse.h"
 #include "sentinel.h"
+#include "cluster.h"
 #include "tls.h"
 
 /* Parts of a URL; strings point into `buf`, owned by the struct. */
@@ -28,6 +29,10 @@ typedef struct url_parts {
     const char *sentinel_host[TC__MAX_SENTINELS];
     int sentinel_port[TC__MAX_SENTINELS]; /* 0 = not given */
     const char *master, *sentinel_username, *sentinel_password;
+    /* redis-cluster:// (issue 10): the seed nodes. */
+    unsigned ncluster;
+    const char *cluster_host[TC__CLUSTER_MAX_SEEDS];
+    int cluster_port[TC__CLUSTER_MAX_SEEDS]; /* 0 = not given */
 } url_parts;
 
 static int hexval(int c)
@@ -246,6 +251,46 @@ static tc_result parse_sentinel_url(url_parts *u, const char *p,
     return TC_OK;
 }
 
+/* redis-cluster://[user:pass@]h1[:p1][,h2[:p2]...][/][?query] (rediss-
+ * for TLS) from `p` (after the scheme) to `e`: the seed nodes. */
+static tc_result parse_cluster_url(url_parts *u, const char *p, const char *e,
+                                   char **w)
+{
+    const char *q = memchr(p, '?', (size_t)(e - p)), *at = NULL, *end;
+    tc_result r;
+    if (q) {
+        if ((r = parse_query(u, q + 1, e, 0, w)) != TC_OK)
+            return r;
+        e = q;
+    }
+    end = memchr(p, '/', (size_t)(e - p));
+    if (end && end + 1 < e)
+        return bad_url(u, "redis-cluster:// has no database (a cluster "
+                          "only has db 0)");
+    if (!end)
+        end = e;
+    for (const char *s = p; s < end; s++)
+        if (*s == '@')
+            at = s;
+    if (at) {
+        if ((r = parse_userinfo(u, p, at, w)) != TC_OK)
+            return r;
+        p = at + 1;
+    }
+    while (p <= end) {
+        const char *comma = memchr(p, ',', (size_t)(end - p));
+        const char *hend = comma ? comma : end;
+        if (u->ncluster == TC__CLUSTER_MAX_SEEDS)
+            return bad_url(u, "too many cluster seed nodes (at most 16)");
+        if ((r = parse_host(u, p, hend, w, &u->cluster_host[u->ncluster],
+                            &u->cluster_port[u->ncluster])) != TC_OK)
+            return r;
+        u->ncluster++;
+        p = hend + 1;
+    }
+    return TC_OK;
+}
+
 static tc_result parse_url(const char *url, url_parts *u)
 {
     size_t n = strlen(url);
@@ -262,6 +307,12 @@ static tc_result parse_url(const char *url, url_parts *u)
 
     if (strncasecmp(url, "redis-sentinel://", 17) == 0)
         return parse_sentinel_url(u, url + 17, e, &w);
+    if (strncasecmp(url, "redis-cluster://", 16) == 0)
+        return parse_cluster_url(u, url + 16, e, &w);
+    if (strncasecmp(url, "rediss-cluster://", 17) == 0) {
+        u->tls = 1;
+        return parse_cluster_url(u, url + 17, e, &w);
+    }
     if (strncasecmp(url, "redis://", 8) == 0 ||
         strncasecmp(url, "rediss://", 9) == 0) {
         u->tls = url[5] == 's' || url[5] == 'S';
@@ -317,8 +368,8 @@ static tc_result parse_url(const char *url, url_parts *u)
         u->unix_path = w;
         return TC_OK;
     }
-    return bad_url(u, "scheme must be redis://, rediss://, unix:// or "
-                      "redis-sentinel://");
+    return bad_url(u, "scheme must be redis://, rediss://, unix://, "
+                      "redis-sentinel:// or redis-cluster://");
 }
 
 tc_result tc_options_parse_url(tc_options *opts, const char *url,
@@ -335,8 +386,9 @@ tc_result tc_options_parse_url(tc_options *opts, const char *url,
         return tc__fail(TC_BAD_ARGUMENT, "NULL argument");
     if ((r = parse_url(url, &u)) != TC_OK)
         return r;
-    if (u.nsentinels) {
-        /* tc_options has no fields for sentinels: keep the URL itself
+    if (u.nsentinels || u.ncluster) {
+        /* tc_options has no fields for sentinels or cluster seeds: keep
+         * the URL itself
          * (copied into storage) for tc_cache_create() to read. */
         size_t len = strlen(url) + 1;
         free(u.buf);
@@ -438,6 +490,11 @@ void tc__config_free(tc__config *c)
     free(c->tls_server_name);
     tc__tls_free(c->tls_ctx);
     tc__sentinel_free(c->sentinel);
+    tc__cluster_free(c->cluster);
+    for (unsigned i = 0; i < c->ncluster_seeds; i++)
+        free(c->cluster_hosts ? c->cluster_hosts[i] : NULL);
+    free(c->cluster_hosts);
+    free(c->cluster_ports);
     for (unsigned i = 0; i < c->nsentinels; i++)
         free(c->sentinel_hosts ? c->sentinel_hosts[i] : NULL);
     free(c->sentinel_hosts);
@@ -520,11 +577,35 @@ static tc_result take_sentinels(tc__config *c, const url_parts *u)
     return r;
 }
 
+/* The seeds of a redis-cluster:// URL into c (where-fields still unset);
+ * host:port is the first seed, for messages and plain connections. */
+static tc_result take_cluster(tc__config *c, const url_parts *u)
+{
+    tc_result r = TC_OK;
+    c->cluster_hosts = calloc(u->ncluster, sizeof(*c->cluster_hosts));
+    c->cluster_ports = calloc(u->ncluster, sizeof(*c->cluster_ports));
+    if (!c->cluster_hosts || !c->cluster_ports)
+        return tc__fail(TC_NO_MEMORY, "out of memory resolving options");
+    c->ncluster_seeds = u->ncluster;
+    for (unsigned i = 0; i < u->ncluster && r == TC_OK; i++) {
+        r = set_str(&c->cluster_hosts[i], u->cluster_host[i]);
+        c->cluster_ports[i] = u->cluster_port[i] ? u->cluster_port[i] : 6379;
+    }
+    if (r == TC_OK)
+        r = set_str(&c->host, c->cluster_hosts[0]);
+    c->port = c->cluster_ports[0];
+    c->tls = u->tls;
+    return r;
+}
+
 static tc_result take_url(tc__config *c, const url_parts *u, resolving *st)
 {
     tc_result r = TC_OK;
     if (!st->have_where && u->nsentinels) {
         r = take_sentinels(c, u);
+        st->have_where = 1;
+    } else if (!st->have_where && u->ncluster) {
+        r = take_cluster(c, u);
         st->have_where = 1;
     } else if (!st->have_where && u->unix_path) {
         r = set_str(&c->unix_path, u->unix_path);
@@ -980,6 +1061,37 @@ static tc_result sentinel_settings(const tc_options *o, tc__config *c,
     return tc__sentinel_create(c, &c->sentinel);
 }
 
+/* --- Redis Cluster (issue 10) ----------------------------------------- */
+
+/* What a cluster cannot do yet (README, "Redis Cluster"), refused at
+ * create with a clear error and a log line; then the topology object
+ * that every connection asks (cluster.h). */
+static tc_result cluster_settings(const tc_options *o, tc__config *c,
+                                  resolving *st)
+{
+    const char *no = NULL;
+    (void)o, (void)st;
+    if (!c->ncluster_seeds)
+        return TC_OK;
+    if (c->coherence == TC_COHERENCE_STRICT)
+        no = "strict coherence is not supported on Redis Cluster yet (its "
+             "member count cannot share a MULTI with a key of another "
+             "slot): use async or none";
+    else if (c->tracking)
+        no = "tracking is not supported on Redis Cluster yet (it needs a "
+             "redirect connection per node)";
+    else if (c->db > 0)
+        no = "Redis Cluster has only database 0";
+    else if (strpbrk(c->channel, "{}"))
+        no = "on Redis Cluster the channel (and key_prefix) must not hold "
+             "'{' or '}': tiercache's own keys put a hash tag after it";
+    if (no) {
+        tc__log(&c->log, TC_LOG_ERROR, "%s", no);
+        return tc__fail(TC_BAD_ARGUMENT, "%s", no);
+    }
+    return tc__cluster_create(c, &c->cluster);
+}
+
 tc_result tc__config_resolve(const tc_options *o, tc__config *c)
 {
     typedef tc_result (*step)(const tc_options *, tc__config *, resolving *);
@@ -998,6 +1110,7 @@ tc_result tc__config_resolve(const tc_options *o, tc__config *c)
         cross_checks,
         tls_settings,     /* TLS on/off, files, context (issue 10) */
         sentinel_settings, /* redis-sentinel:// discovery (issue 10) */
+        cluster_settings, /* redis-cluster:// topology (issue 10) */
     };
     static const tc_options none;
     resolving st = {0, 0, NULL, 0};
@@ -1022,6 +1135,8 @@ void tc__config_where(const tc__config *c, char *buf, size_t len)
         snprintf(buf, len, "unix:%s", c->unix_path);
     else if (c->master_name)
         snprintf(buf, len, "sentinel master %s", c->master_name);
+    else if (c->cluster)
+        snprintf(buf, len, "cluster seed %s:%d", c->host, c->port);
     else
         snprintf(buf, len, "%s:%d", c->host, c->port);
 }

@@ -54,6 +54,14 @@ typedef struct tc__config {
     char *sentinel_password;     /* owned or NULL; never logged */
     struct tc__sentinel *sentinel; /* owned, thread-safe; built iff
                                       nsentinels */
+    /* Redis Cluster (issue 10): a redis-cluster:// URL. host/port are the
+     * first seed; every pool connection goes to the master of its
+     * command's slot (cluster.h, l2_cluster.c). */
+    unsigned ncluster_seeds;      /* 0: not a cluster */
+    char **cluster_hosts;         /* owned array of owned names */
+    int *cluster_ports;           /* owned array */
+    struct tc__cluster *cluster;  /* owned, thread-safe; built iff
+                                     ncluster_seeds */
 } tc__config;
 
 /** Resolve options (may be NULL), their URL and the environment. On failure

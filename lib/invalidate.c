@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "cache.h"
+#include "cluster.h"
 #include "stamps.h"
 
 /* Escape glob metacharacters of [s, s+n) into `out` (2n bytes). */
@@ -23,6 +24,36 @@ static size_t glob_escape(const char *s, size_t n, char *out)
     return o;
 }
 
+/* Redis Cluster: one UNLINK per key (a batch spans slots), pipelined by
+ * node. */
+static tc_result unlink_each(tc_cache *c, const redisReply *keys)
+{
+    size_t n = keys->elements;
+    const char **ua = malloc(2 * n * sizeof(*ua));
+    size_t *ul = malloc(2 * n * sizeof(*ul));
+    tc__cmd *cmds = malloc(n * sizeof(*cmds));
+    redisReply **rep = malloc(n * sizeof(*rep));
+    tc_result r = TC_NO_MEMORY;
+    if (ua && ul && cmds && rep) {
+        for (size_t i = 0; i < n; i++) {
+            ua[2 * i] = "UNLINK", ul[2 * i] = 6;
+            ua[2 * i + 1] = keys->element[i]->str;
+            ul[2 * i + 1] = keys->element[i]->len;
+            cmds[i] = (tc__cmd){2, ua + 2 * i, ul + 2 * i};
+        }
+        if ((r = tc__l2_run(c->l2, n, cmds, rep, 0)) == TC_OK)
+            for (size_t i = 0; i < n; i++)
+                freeReplyObject(rep[i]);
+    } else {
+        r = tc__fail(TC_NO_MEMORY, "out of memory");
+    }
+    free(ua);
+    free(ul);
+    free(cmds);
+    free(rep);
+    return r;
+}
+
 /* UNLINK the keys of one SCAN batch. */
 static tc_result unlink_batch(tc_cache *c, const redisReply *keys)
 {
@@ -33,6 +64,8 @@ static tc_result unlink_batch(tc_cache *c, const redisReply *keys)
     tc_result r;
     if (!keys->elements)
         return TC_OK;
+    if (c->cfg.cluster)
+        return unlink_each(c, keys);
     ua = malloc((keys->elements + 1) * sizeof(*ua));
     ul = malloc((keys->elements + 1) * sizeof(*ul));
     if (!ua || !ul) {
@@ -52,8 +85,10 @@ static tc_result unlink_batch(tc_cache *c, const redisReply *keys)
     return r;
 }
 
-/* SCAN the keyspace for `match` and UNLINK what it finds, batch by batch. */
-static tc_result scan_unlink(tc_cache *c, const char *match, size_t mlen)
+/* SCAN the keyspace for `match` and UNLINK what it finds, batch by batch;
+ * on a cluster, the keyspace of master `node` (NULL: not a cluster). */
+static tc_result scan_unlink_on(tc_cache *c, const tc__node_addr *node,
+                                const char *match, size_t mlen)
 {
     char cursor[32] = "0";
     tc_result r;
@@ -62,7 +97,10 @@ static tc_result scan_unlink(tc_cache *c, const char *match, size_t mlen)
         const char *a[6] = {"SCAN", cursor, "MATCH", match, "COUNT", "1000"};
         size_t l[6] = {4, strlen(cursor), 5, mlen, 5, 4};
         tc__cmd cmd = {6, a, l};
-        if ((r = tc__l2_run(c->l2, 1, &cmd, &rep, TC__L2_IDEMPOTENT)) != TC_OK)
+        r = node ? tc__l2_run_at(c->l2, node, 1, &cmd, &rep,
+                                 TC__L2_IDEMPOTENT)
+                 : tc__l2_run(c->l2, 1, &cmd, &rep, TC__L2_IDEMPOTENT);
+        if (r != TC_OK)
             return r;
         if (rep->type != REDIS_REPLY_ARRAY || rep->elements != 2 ||
             rep->element[0]->type != REDIS_REPLY_STRING ||
@@ -79,6 +117,29 @@ static tc_result scan_unlink(tc_cache *c, const char *match, size_t mlen)
             return r;
     } while (strcmp(cursor, "0") != 0);
     return TC_OK;
+}
+
+/* Every master's keyspace on a cluster (the topology as it is now: a
+ * master that joins during the scan is missed, as keys written during a
+ * SCAN may be). */
+static tc_result scan_unlink(tc_cache *c, const char *match, size_t mlen)
+{
+    tc__node_addr *m;
+    size_t n;
+    tc_result r = TC_OK;
+    if (!c->cfg.cluster)
+        return scan_unlink_on(c, NULL, match, mlen);
+    if (!(m = malloc(TC__CLUSTER_MAX_NODES * sizeof(*m))))
+        return tc__fail(TC_NO_MEMORY, "out of memory");
+    n = tc__cluster_masters(c->cfg.cluster, &c->cfg, m,
+                            TC__CLUSTER_MAX_NODES);
+    if (!n)
+        r = tc__fail(TC_L2_UNAVAILABLE,
+                     "Redis Cluster: no master known to scan");
+    for (size_t i = 0; i < n && r == TC_OK; i++)
+        r = scan_unlink_on(c, &m[i], match, mlen);
+    free(m);
+    return r;
 }
 
 static void drop_l1(tc_cache *c, tc__msg_kind kind, const char *arg,

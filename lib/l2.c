@@ -15,6 +15,7 @@
 #include "sentinel.h"
 #include "signals.h"
 #include "l2.h"
+#include "l2_cluster.h"
 
 typedef struct slot {
     pthread_mutex_t mu;
@@ -42,6 +43,9 @@ struct tc__l2 {
     pthread_mutex_t mu;
     pthread_cond_t cv;
     int stopping; /* mu */
+
+    tc__l2c *cluster; /* Redis Cluster: a pool per node (l2_cluster.h);
+                         then nothing above but cfg is used */
 };
 
 /* Run one command during connection setup; 0 when the reply is not an
@@ -306,6 +310,8 @@ tc_result tc__l2_run(tc__l2 *l2, size_t n, const tc__cmd *cmds,
     int reused = 0;
     int ignore = flags & TC__L2_IGNORE_BREAKER;
 
+    if (l2->cluster)
+        return tc__l2c_run(l2->cluster, n, cmds, replies, flags);
     if (!ignore && atomic_load_explicit(&l2->breaker_open, memory_order_acquire))
         return tc__fail(TC_L2_UNAVAILABLE,
                         "Redis unavailable (circuit breaker open)");
@@ -331,13 +337,27 @@ tc_result tc__l2_run(tc__l2 *l2, size_t n, const tc__cmd *cmds,
     return r;
 }
 
+tc_result tc__l2_run_at(tc__l2 *l2, const struct tc__node_addr *a, size_t n,
+                        const tc__cmd *cmds, redisReply **replies, int flags)
+{
+    if (!l2->cluster)
+        return tc__fail(TC_BAD_ARGUMENT, "not a Redis Cluster");
+    return tc__l2c_run_at(l2->cluster, a, n, cmds, replies, flags);
+}
+
 int tc__l2_breaker_open(const tc__l2 *l2)
 {
+    if (l2->cluster)
+        return tc__l2c_breaker_open(l2->cluster);
     return atomic_load_explicit(&l2->breaker_open, memory_order_acquire);
 }
 
 void tc__l2_stats(const tc__l2 *l2, tc_stats *out)
 {
+    if (l2->cluster) {
+        tc__l2c_stats(l2->cluster, out);
+        return;
+    }
     out->l2_errors += atomic_load(&l2->errors);
     out->l2_timeouts += atomic_load(&l2->timeouts);
     out->l2_reconnects += atomic_load(&l2->reconnects);
@@ -399,6 +419,14 @@ tc_result tc__l2_create(const tc__config *cfg, tc__l2 **out)
     if (!l2)
         return tc__fail(TC_NO_MEMORY, "out of memory");
     l2->cfg = cfg;
+    if (cfg->cluster) {
+        if ((r = tc__l2c_create(cfg, &l2->cluster)) != TC_OK) {
+            free(l2);
+            return r;
+        }
+        *out = l2;
+        return TC_OK;
+    }
     l2->nslots = cfg->pool_size;
     if (posix_memalign((void **)&l2->slots, 64, sizeof(slot) * l2->nslots)) {
         free(l2);
@@ -435,6 +463,11 @@ void tc__l2_destroy(tc__l2 *l2)
 {
     if (!l2)
         return;
+    if (l2->cluster) {
+        tc__l2c_destroy(l2->cluster);
+        free(l2);
+        return;
+    }
     if (l2->thread_started) {
         pthread_mutex_lock(&l2->mu);
         l2->stopping = 1;

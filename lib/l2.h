@@ -48,7 +48,14 @@ enum {
 tc_result tc__l2_run(tc__l2 *l2, size_t n, const tc__cmd *cmds,
                      redisReply **replies, int flags);
 
-/** 1 while the breaker is open (calls fail fast). */
+/** Redis Cluster (cfg->cluster): tc__l2_run() on the node `a` only, no
+ *  routing (SCAN on each master). TC_BAD_ARGUMENT when not a cluster. */
+struct tc__node_addr;
+tc_result tc__l2_run_at(tc__l2 *l2, const struct tc__node_addr *a, size_t n,
+                        const tc__cmd *cmds, redisReply **replies, int flags);
+
+/** 1 while the breaker is open (calls fail fast); on a cluster, while
+ *  every node's is. */
 int tc__l2_breaker_open(const tc__l2 *l2);
 
 /** Add counters to `out` (l2_errors, l2_timeouts, l2_reconnects,

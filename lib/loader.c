@@ -330,7 +330,7 @@ static tc_value *fail_safe(tc_cache *c, uint64_t h, const void *key,
     if (!ki.value || ki.gen != tc__l1_gen(c->l1, h) ||
         tc__now_ns() - ki.known_ns > tc__ms_to_ns(o->stale_ms))
         goto no;
-    if (tc__stamps_read(c, h, &now) == TC_OK &&
+    if (tc__stamps_read(c, h, key, klen, &now) == TC_OK &&
         !tc__stamps_same(&ki.stamps, &now)) {
         tc__known_drop(c->known, h, key, klen); /* a write is known */
         goto no;

@@ -8,14 +8,9 @@
 tc_result tc__neg_key(const tc_cache *c, const char *pk, size_t pklen,
                       tc__pkey *out)
 {
-    size_t n = c->neg_prefix_len + pklen;
-    out->p = n <= sizeof(out->small) ? out->small : malloc(n);
-    if (!out->p)
-        return tc__fail(TC_NO_MEMORY, "out of memory");
-    memcpy(out->p, c->neg_prefix, c->neg_prefix_len);
-    memcpy(out->p + c->neg_prefix_len, pk, pklen);
-    out->len = n;
-    return TC_OK;
+    /* On a cluster: in pk's slot, for the store script (stamps.c). */
+    return tc__own_key(c, c->neg_prefix, c->neg_prefix_len, pk, pklen, 1,
+                       out);
 }
 
 int tc__neg_valid(const redisReply *marker, const tc__stamps *now)

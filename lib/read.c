@@ -54,7 +54,7 @@ tc_result tc__take_l2_value(tc_cache *c, uint64_t h, const void *key,
 tc_result tc__read_l2(tc_cache *c, uint64_t h, const void *key, size_t klen,
                       uint64_t gen, tc__l2_read *rd, tc_value **out)
 {
-    tc__pkey k, nk;
+    tc__pkey k, nk, sk;
     redisReply *rep[5];
     tc_result r;
     char field[8];
@@ -63,19 +63,24 @@ tc_result tc__read_l2(tc_cache *c, uint64_t h, const void *key, size_t klen,
     uint64_t t0 = tc__now_ns();
     if ((r = tc__pkey_make(c, key, klen, &k)) != TC_OK)
         return r;
+    if ((r = tc__stamps_key(c, k.p, k.len, &sk)) != TC_OK) {
+        tc__pkey_free(&k);
+        return r;
+    }
     if (neg && (r = tc__neg_key(c, k.p, k.len, &nk)) != TC_OK) {
         tc__pkey_free(&k);
+        tc__pkey_free(&sk);
         return r;
     }
     {
         /* The stamps first: a write between them and the GET can only make
          * the stamps older than the value (a refused store, a fail-safe copy
          * dropped for nothing), never newer. */
-        const char *a3[4] = {"HMGET", c->stamps_key, field, "all"};
+        const char *a3[4] = {"HMGET", sk.p, field, "all"};
         const char *a1[2] = {"GET", k.p}, *a2[2] = {"PTTL", k.p};
         const char *a4[2] = {"GET", neg ? nk.p : ""};
         const char *a5[2] = {"PTTL", neg ? nk.p : ""};
-        size_t l3[4] = {5, strlen(c->stamps_key), flen, 3};
+        size_t l3[4] = {5, sk.len, flen, 3};
         size_t l1[2] = {3, k.len}, l2[2] = {4, k.len};
         size_t l4[2] = {3, neg ? nk.len : 0}, l5[2] = {4, neg ? nk.len : 0};
         tc__cmd cmds[5] = {{4, a3, l3}, {2, a1, l1}, {2, a2, l2},
@@ -86,6 +91,7 @@ tc_result tc__read_l2(tc_cache *c, uint64_t h, const void *key, size_t klen,
                        TC__L2_IDEMPOTENT);
     }
     tc__pkey_free(&k);
+    tc__pkey_free(&sk);
     if (neg)
         tc__pkey_free(&nk);
     if (r != TC_OK)

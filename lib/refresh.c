@@ -109,7 +109,7 @@ static void refresh_run(void *p, int cancelled)
         locked = 1;
         if (!still_due(j, gen, &st))
             goto out;
-    } else if (tc__stamps_read(c, j->h, &st) != TC_OK)
+    } else if (tc__stamps_read(c, j->h, j->key, j->klen, &st) != TC_OK)
         goto out;
     if (tc__run_loader(c, &j->ld, j->key, j->klen, &val, &vlen, &ttl) !=
             TC_OK ||

@@ -6,6 +6,7 @@
 #include "cache.h"
 #include "compress.h"
 #include "stamps.h"
+#include "slot.h"
 
 /* KEYS: key, stamps, negative marker. ARGV: value, px ('' = none), field,
  * key stamp ('' = absent), all stamp ('' = absent), mode: "nx" stores the
@@ -103,7 +104,7 @@ int tc__stamps_store_mode(tc_cache *c, const char *pk, size_t pklen,
     char px[24] = "";
     size_t pxlen = 0;
     redisReply *rep;
-    tc__pkey nk;
+    tc__pkey nk, sk;
     int stored;
     void *zbuf;
     tc_result r;
@@ -118,12 +119,17 @@ int tc__stamps_store_mode(tc_cache *c, const char *pk, size_t pklen,
         free(zbuf);
         return -1;
     }
+    if (tc__stamps_key(c, pk, pklen, &sk) != TC_OK) {
+        tc__pkey_free(&nk);
+        free(zbuf);
+        return -1;
+    }
     {
-        const char *a[12] = {"EVAL", store_script, "3", pk, c->stamps_key,
+        const char *a[12] = {"EVAL", store_script, "3", pk, sk.p,
                              nk.p, val, px, s->field, s->key, s->all,
                              modes[mode]};
         size_t l[12] = {4, sizeof(store_script) - 1, 1, pklen,
-                        strlen(c->stamps_key), nk.len, vlen, pxlen,
+                        sk.len, nk.len, vlen, pxlen,
                         s->field_len, strlen(s->key), strlen(s->all),
                         strlen(modes[mode])};
         tc__cmd cmd = {12, a, l};
@@ -131,6 +137,7 @@ int tc__stamps_store_mode(tc_cache *c, const char *pk, size_t pklen,
         free(zbuf);
     }
     tc__pkey_free(&nk);
+    tc__pkey_free(&sk);
     if (r != TC_OK)
         return -1;
     stored = rep->type == REDIS_REPLY_INTEGER && rep->integer == 1;
@@ -141,18 +148,27 @@ int tc__stamps_store_mode(tc_cache *c, const char *pk, size_t pklen,
     return stored;
 }
 
-int tc__stamps_read(tc_cache *c, uint64_t h, tc__stamps *out)
+int tc__stamps_read(tc_cache *c, uint64_t h, const void *key, size_t klen,
+                    tc__stamps *out)
 {
     redisReply *rep;
     tc_result r;
+    tc__pkey k, sk;
     out->field_len = tc__stamp_field(h, out->field);
     out->ok = 0;
+    if ((r = tc__pkey_make(c, key, klen, &k)) != TC_OK)
+        return r;
+    r = tc__stamps_key(c, k.p, k.len, &sk);
+    tc__pkey_free(&k);
+    if (r != TC_OK)
+        return r;
     {
-        const char *a[4] = {"HMGET", c->stamps_key, out->field, "all"};
-        size_t l[4] = {5, strlen(c->stamps_key), out->field_len, 3};
+        const char *a[4] = {"HMGET", sk.p, out->field, "all"};
+        size_t l[4] = {5, sk.len, out->field_len, 3};
         tc__cmd cmd = {4, a, l};
         r = tc__l2_run(c->l2, 1, &cmd, &rep, TC__L2_IDEMPOTENT);
     }
+    tc__pkey_free(&sk);
     if (r != TC_OK)
         return r;
     tc__stamps_take(rep, out);
@@ -166,6 +182,57 @@ int tc__stamps_same(const tc__stamps *a, const tc__stamps *b)
            strcmp(a->key, b->key) == 0 && strcmp(a->all, b->all) == 0;
 }
 
+int tc__stamps_key(const tc_cache *c, const char *pk, size_t pklen,
+                         tc__pkey *out)
+{
+    return tc__own_key(c, c->stamps_key, strlen(c->stamps_key), pk, pklen, 0,
+                       out);
+}
+
+/* On a cluster the global stamp is a field of every slot's hash: replace
+ * it in all TC__SLOTS of them, pipelined by node (l2_cluster.c), one
+ * round trip per master. */
+static int bump_all_slots(tc_cache *c, const char *stamp, size_t slen)
+{
+    size_t base = strlen(c->stamps_key), kl = base + TC__SLOT_TAG_MAX + 2;
+    char *keys = malloc((size_t)TC__SLOTS * kl);
+    const char **argv = malloc((size_t)TC__SLOTS * 4 * sizeof(*argv));
+    size_t *argl = malloc((size_t)TC__SLOTS * 4 * sizeof(*argl));
+    tc__cmd *cmds = malloc((size_t)TC__SLOTS * sizeof(*cmds));
+    redisReply **rep = calloc(TC__SLOTS, sizeof(*rep));
+    tc_result r = TC_OK;
+    if (!keys || !argv || !argl || !cmds || !rep) {
+        r = tc__fail(TC_NO_MEMORY, "out of memory");
+        goto out;
+    }
+    for (unsigned s = 0; s < TC__SLOTS; s++) {
+        char *k = keys + s * kl;
+        const char **a = argv + 4 * s;
+        size_t *l = argl + 4 * s;
+        a[0] = "HSET", l[0] = 4;
+        a[1] = k, l[1] = (size_t)snprintf(k, kl, "%s{%s}", c->stamps_key,
+                                         tc__slot_tag(s));
+        a[2] = "all", l[2] = 3;
+        a[3] = stamp, l[3] = slen;
+        cmds[s] = (tc__cmd){4, a, l};
+    }
+    if ((r = tc__l2_run(c->l2, TC__SLOTS, cmds, rep, 0)) != TC_OK)
+        goto out;
+    for (unsigned s = 0; s < TC__SLOTS; s++) {
+        if (r == TC_OK && rep[s]->type == REDIS_REPLY_ERROR)
+            r = tc__fail(TC_PROTOCOL, "HSET stamps: %.*s", (int)rep[s]->len,
+                         rep[s]->str);
+        freeReplyObject(rep[s]);
+    }
+out:
+    free(keys);
+    free(argv);
+    free(argl);
+    free(cmds);
+    free(rep);
+    return r;
+}
+
 int tc__stamps_bump_all(tc_cache *c)
 {
     char stamp[TC__STAMP_MAX];
@@ -174,7 +241,10 @@ int tc__stamps_bump_all(tc_cache *c)
     const char *a[4] = {"HSET", c->stamps_key, "all", stamp};
     size_t l[4] = {4, strlen(c->stamps_key), 3, slen};
     tc__cmd cmd = {4, a, l};
-    tc_result r = tc__l2_run(c->l2, 1, &cmd, &rep, 0);
+    tc_result r;
+    if (c->cfg.cluster)
+        return bump_all_slots(c, stamp, slen);
+    r = tc__l2_run(c->l2, 1, &cmd, &rep, 0);
     if (r != TC_OK)
         return r;
     if (rep->type == REDIS_REPLY_ERROR)

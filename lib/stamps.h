@@ -12,7 +12,8 @@
  * L2 afterwards: either its store ran before the delete (which then deletes
  * it) or the stamp moved and the store is refused.
  *
- * Stamps live in one hash, "__tiercache:<channel>:stamps": field "b<n>" for
+ * Stamps live in one hash (on Redis Cluster one per slot, see
+ * tc__stamps_key()), "__tiercache:<channel>:stamps": field "b<n>" for
  * key bucket n (of TC__STAMP_BUCKETS; keys sharing a bucket only cause a
  * skipped L2 store, never a wrong one) and field "all". A stamp is
  * "<instance id>:<counter>", unique across instances and time, so no
@@ -64,9 +65,18 @@ enum { TC__STORE_NX = 0, TC__STORE_OVER = 1, TC__STORE_NEG = 2 };
 int tc__stamps_store_mode(struct tc_cache *c, const char *pk, size_t pklen,
                           const void *val, size_t vlen, uint64_t l2_ttl_ms,
                           const tc__stamps *s, int mode);
-/** Read the stamps of the key with hash `h` (one HMGET): TC_OK or the L2
- *  failure. */
-int tc__stamps_read(struct tc_cache *c, uint64_t h, tc__stamps *out);
+/** Read the stamps of the key `key` (the caller's, unprefixed) with hash
+ *  `h` (one HMGET): TC_OK or the L2 failure. */
+int tc__stamps_read(struct tc_cache *c, uint64_t h, const void *key,
+                    size_t klen, tc__stamps *out);
+struct tc__pkey;
+/** The stamps hash of the prefixed key `pk`: "__tiercache:<stem>:stamps",
+ *  on Redis Cluster followed by "{<tag>}" naming pk's slot (slot.h): one
+ *  hash per slot, so that a write's MULTI and the store script name keys
+ *  of one slot, and "all" is a field of every slot's hash. Into *out, free
+ *  with tc__pkey_free(). */
+int tc__stamps_key(const struct tc_cache *c, const char *pk, size_t pklen,
+                   struct tc__pkey *out);
 /** 1 when two stamp readings of one key are usable and equal. */
 int tc__stamps_same(const tc__stamps *a, const tc__stamps *b);
 /** Replace the global stamp: before a prefix or pattern invalidation

@@ -31,6 +31,7 @@
 #include <string.h>
 
 #include "cache.h"
+#include "cluster.h"
 
 enum { TAG_BATCH = 1000, TAGS_MAX = 64 };
 
@@ -154,6 +155,9 @@ tc_result tc_set_tagged(tc_cache *c, const void *key, size_t klen,
     tc_result r;
     if (!c)
         return tc__fail(TC_BAD_ARGUMENT, "NULL cache");
+    /* Tag sets hold keys of every slot. */
+    if ((r = tc__cluster_refuse(&c->cfg, "tags")) != TC_OK)
+        return r;
     if ((r = check_tags(c, ntags, tags)) != TC_OK)
         return r;
     return tc__set(c, key, klen, val, vlen, o, tagged_set_cmd, &tg);
@@ -260,6 +264,8 @@ tc_result tc_invalidate_tags(tc_cache *c, size_t ntags,
     tc_result r;
     if (!c)
         return tc__fail(TC_BAD_ARGUMENT, "NULL cache");
+    if ((r = tc__cluster_refuse(&c->cfg, "tags")) != TC_OK)
+        return r;
     if ((r = check_tags(c, ntags, tags)) != TC_OK)
         return r;
     if (!c->cfg.enabled)

@@ -12,6 +12,7 @@
 #include "cache.h"
 #include "compress.h"
 #include "stamps.h"
+#include "cluster.h"
 
 #define DEFAULT_BATCH 500
 #define MAX_BATCH 100000
@@ -117,6 +118,8 @@ static tc_result begin(tc_cache *c, uint64_t ttl_ms, size_t *batch, char *px,
     uint64_t ttl;
     if (!c)
         return tc__fail(TC_BAD_ARGUMENT, "NULL cache");
+    if (c->cfg.cluster) /* its batches are one MULTI over many slots */
+        return tc__cluster_refuse(&c->cfg, "tc_set_many/tc_warm");
     if (*batch == 0)
         *batch = DEFAULT_BATCH;
     if (*batch > MAX_BATCH)

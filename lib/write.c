@@ -11,6 +11,7 @@
 #include "cache.h"
 #include "compress.h"
 #include "stamps.h"
+#include "slot.h"
 
 /* A conditional set (NX/XX) publishes only when it stored: one script, so
  * the condition, the write, the stamp and the message are one step.
@@ -71,12 +72,19 @@ tc_result tc__set_begin(tc_cache *c, const void *key, size_t klen,
         free(op->zbuf);
         return r;
     }
+    /* On a cluster the stamps hash of the key's slot (stamps.h). */
+    if ((r = tc__stamps_key(c, op->k.p, op->k.len, &op->sk)) != TC_OK) {
+        tc__pkey_free(&op->k);
+        free(op->zbuf);
+        return r;
+    }
     if (no_message && !op->cond && !tc__write_is_strict(c, o->flags)) {
         memset(&op->t, 0, sizeof(op->t)); /* the caller publishes */
     } else if ((r = tc__txn_begin(c, &op->t, TC__MSG_KEY, 1, keys, &klen,
                                   tc__write_is_strict(c, o->flags))) !=
                TC_OK) {
         tc__pkey_free(&op->k);
+        tc__pkey_free(&op->sk);
         free(op->zbuf);
         return r;
     }
@@ -85,7 +93,7 @@ tc_result tc__set_begin(tc_cache *c, const void *key, size_t klen,
         argv[argc] = cond_set_script, argl[argc++] = sizeof(cond_set_script) - 1;
         argv[argc] = "2", argl[argc++] = 1;
         argv[argc] = op->k.p, argl[argc++] = op->k.len;
-        argv[argc] = c->stamps_key, argl[argc++] = strlen(c->stamps_key);
+        argv[argc] = op->sk.p, argl[argc++] = op->sk.len;
         argv[argc] = sv ? sv : "", argl[argc++] = svlen;
         argv[argc] = op->px, argl[argc++] = pxlen;
         argv[argc] = o->flags & TC_SET_NX ? "NX" : "XX", argl[argc++] = 2;
@@ -100,6 +108,7 @@ tc_result tc__set_begin(tc_cache *c, const void *key, size_t klen,
                          &op->cmds[op->ncmd++], &op->set_mem)) != TC_OK) {
             tc__txn_end(c, &op->t, NULL, 0);
             tc__pkey_free(&op->k);
+            tc__pkey_free(&op->sk);
             free(op->zbuf);
             return r;
         }
@@ -115,7 +124,7 @@ tc_result tc__set_begin(tc_cache *c, const void *key, size_t klen,
     }
     if (!op->cond) {
         argv[argc] = "HSET", argl[argc] = 4;
-        argv[argc + 1] = c->stamps_key, argl[argc + 1] = strlen(c->stamps_key);
+        argv[argc + 1] = op->sk.p, argl[argc + 1] = op->sk.len;
         argv[argc + 2] = op->field, argl[argc + 2] = flen;
         argv[argc + 3] = op->stamp, argl[argc + 3] = slen;
         op->cmds[op->ncmd++] = (tc__cmd){4, argv + argc, argl + argc};
@@ -132,6 +141,7 @@ tc_result tc__set_finish(tc_cache *c, tc__set_op *op, tc_result r,
 {
     int stored = 0;
     tc__pkey_free(&op->k);
+    tc__pkey_free(&op->sk);
     free(op->set_mem);
     free(op->zbuf);
     op->set_mem = op->zbuf = NULL;
@@ -200,12 +210,83 @@ tc_result tc_mdel(tc_cache *c, size_t n, const void *const *keys,
     return tc__mdel(c, n, keys, klens, NULL, deleted);
 }
 
+/* Redis Cluster: one tc__mdel() per slot of the keys (each its own MULTI
+ * on its master, with its own invalidation). Every slot is tried; the
+ * first failure is returned. *deleted sums the slots that answered. */
+static tc_result mdel_by_slot(tc_cache *c, size_t n, const void *const *keys,
+                              const size_t *klens, uint64_t *deleted)
+{
+    unsigned *slot = malloc(n * sizeof(*slot));
+    unsigned char *done = calloc(n, 1);
+    const void **sub = malloc(n * sizeof(*sub));
+    size_t *subl = malloc(n * sizeof(*subl));
+    tc_result r = TC_OK;
+    uint64_t total = 0;
+    if (!slot || !done || !sub || !subl) {
+        r = tc__fail(TC_NO_MEMORY, "out of memory");
+        goto out;
+    }
+    for (size_t i = 0; i < n; i++) {
+        tc__pkey k;
+        if ((r = tc__pkey_make(c, keys[i], klens[i], &k)) != TC_OK)
+            goto out;
+        slot[i] = tc__slot_of(k.p, k.len);
+        tc__pkey_free(&k);
+    }
+    for (size_t i = 0; i < n; i++) {
+        size_t m = 0;
+        uint64_t d = 0;
+        tc_result ri;
+        if (done[i])
+            continue;
+        for (size_t j = i; j < n; j++)
+            if (!done[j] && slot[j] == slot[i]) {
+                sub[m] = keys[j], subl[m++] = klens[j];
+                done[j] = 1;
+            }
+        ri = tc__mdel(c, m, sub, subl, NULL, &d);
+        if (ri == TC_OK)
+            total += d;
+        else if (r == TC_OK)
+            r = ri;
+    }
+    if (deleted)
+        *deleted = total;
+out:
+    free(slot);
+    free(done);
+    free(sub);
+    free(subl);
+    return r;
+}
+
+/* 1 when the keys of an mdel span more than one cluster slot. */
+static int spans_slots(const tc_cache *c, size_t n, const void *const *keys,
+                       const size_t *klens)
+{
+    int first = -1;
+    if (!c->cfg.cluster || n < 2)
+        return 0;
+    for (size_t i = 0; i < n; i++) {
+        tc__pkey k;
+        int s;
+        if (tc__pkey_make(c, keys[i], klens[i], &k) != TC_OK)
+            return 1; /* mdel_by_slot reports it */
+        s = (int)tc__slot_of(k.p, k.len);
+        tc__pkey_free(&k);
+        if (first >= 0 && s != first)
+            return 1;
+        first = s;
+    }
+    return 0;
+}
+
 tc_result tc__mdel(tc_cache *c, size_t n, const void *const *keys,
                    const size_t *klens, const tc__cmd *extra,
                    uint64_t *deleted)
 {
     tc_result r;
-    tc__pkey *pk;
+    tc__pkey *pk, sk = {NULL, 0, ""};
     const char **argv, **sargv;
     size_t *argl, *sargl, made = 0;
     char (*fields)[8] = NULL, stamp[TC__STAMP_MAX];
@@ -221,6 +302,12 @@ tc_result tc__mdel(tc_cache *c, size_t n, const void *const *keys,
             return r;
     if (!c->cfg.enabled)
         return tc__fail(TC_DISABLED, "caching is disabled");
+    if (spans_slots(c, n, keys, klens)) {
+        if (extra)
+            return tc__fail(TC_BAD_ARGUMENT,
+                            "Redis Cluster: keys of different slots");
+        return mdel_by_slot(c, n, keys, klens, deleted);
+    }
     pk = malloc(n * sizeof(*pk));
     argv = malloc((n + 1) * sizeof(*argv));
     argl = malloc((n + 1) * sizeof(*argl));
@@ -234,11 +321,17 @@ tc_result tc__mdel(tc_cache *c, size_t n, const void *const *keys,
     slen = tc__stamp_new(c, stamp);
     argv[0] = "DEL", argl[0] = 3;
     sargv[0] = "HSET", sargl[0] = 4;
-    sargv[1] = c->stamps_key, sargl[1] = strlen(c->stamps_key);
     for (; made < n; made++) {
         uint64_t h = tc__hash(keys[made], klens[made]);
         if ((r = tc__pkey_make(c, keys[made], klens[made], &pk[made])) != TC_OK)
             goto out;
+        /* All keys share one slot here: its stamps hash (stamps.h). */
+        if (!made && (r = tc__stamps_key(c, pk[0].p, pk[0].len, &sk)) !=
+                         TC_OK) {
+            tc__pkey_free(&pk[made]);
+            goto out;
+        }
+        sargv[1] = sk.p, sargl[1] = sk.len;
         argv[made + 1] = pk[made].p, argl[made + 1] = pk[made].len;
         sargv[2 * made + 2] = fields[made];
         sargl[2 * made + 2] = tc__stamp_field(h, fields[made]);
@@ -266,6 +359,8 @@ tc_result tc__mdel(tc_cache *c, size_t n, const void *const *keys,
 out:
     for (size_t i = 0; i < made; i++)
         tc__pkey_free(&pk[i]);
+    if (sk.p)
+        tc__pkey_free(&sk);
     free(pk);
     free(argv);
     free(argl);

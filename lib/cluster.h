@@ -1,0 +1,105 @@
+/*
+ * Redis Cluster topology (issue 10): which master serves which slot.
+ *
+ * Built from a redis-cluster:// URL's seed nodes; filled by CLUSTER SLOTS
+ * asked of the known masters, then the seeds, in turn; patched by the
+ * MOVED redirections the pool meets (l2_cluster.c) and refreshed in full
+ * when a node fails or answers CLUSTERDOWN. The bus asks here where to
+ * connect (bus.c). Only masters are kept: tiercache reads and writes on
+ * masters only (a replica's copy may lag the invalidations).
+ *
+ * Thread safety: every function may be called from any thread at once;
+ * the map is under the object's mutex, a refresh runs under a second
+ * mutex (one at a time; callers that arrive during one wait for it and
+ * then use its result). A refresh blocks for at most (connect + command
+ * timeout) per node asked.
+ */
+#ifndef TC_CLUSTER_H
+#define TC_CLUSTER_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "config.h"
+
+#define TC__CLUSTER_MAX_SEEDS 16
+#define TC__CLUSTER_MAX_NODES 128
+#define TC__CLUSTER_HOST_MAX 256
+
+typedef struct tc__cluster tc__cluster;
+
+/** A node's address. */
+typedef struct tc__node_addr {
+    char host[TC__CLUSTER_HOST_MAX];
+    int port;
+} tc__node_addr;
+
+/** From cfg's cluster seeds (copied). No I/O. TC_NO_MEMORY on failure;
+ *  *out is the configuration's, freed with tc__cluster_free(). */
+tc_result tc__cluster_create(const tc__config *cfg, tc__cluster **out);
+/** NULL is a no-op. */
+void tc__cluster_free(tc__cluster *cl);
+
+/**
+ * Ask CLUSTER SLOTS of the known masters, then of the seeds, until one
+ * answers, and replace the map with its answer. `cfg` (borrowed for the
+ * call) gives credentials, TLS and timeouts. Skipped (TC_OK) when a
+ * refresh finished less than 20 ms ago or while the caller waited for
+ * one, unless `force`. Failures (TC_L2_UNAVAILABLE, TC_TIMEOUT, TC_AUTH,
+ * TC_PROTOCOL) with detail in tc_errmsg() naming the nodes tried.
+ */
+tc_result tc__cluster_refresh(tc__cluster *cl, const tc__config *cfg,
+                              int force);
+
+/** The master serving `slot`, into *out: TC_OK, or TC_L2_UNAVAILABLE when
+ *  no master is known to serve it (a refresh first when the map was never
+ *  filled). */
+tc_result tc__cluster_addr(tc__cluster *cl, const tc__config *cfg,
+                           unsigned slot, tc__node_addr *out);
+
+/** A MOVED redirection: `slot` is served by host:port now. */
+void tc__cluster_moved(tc__cluster *cl, unsigned slot, const char *host,
+                       int port);
+
+/** Up to `max` distinct masters of the map, into `out`; their number
+ *  (a refresh first when the map was never filled). */
+size_t tc__cluster_masters(tc__cluster *cl, const tc__config *cfg,
+                           tc__node_addr *out, size_t max);
+
+/** Where the bus of instance `id` connects: `cmd` (heartbeats) to the
+ *  master of `state_key`'s slot, where its state keys live; `sub` to a
+ *  master chosen by `id`, so that a fleet's subscribers spread over the
+ *  masters (a classic PUBLISH reaches the subscribers of every node). A
+ *  refresh first (unless one ran in the last 20 ms). TC_OK or the
+ *  refresh's failure. */
+tc_result tc__cluster_bus_nodes(tc__cluster *cl, const tc__config *cfg,
+                                const char *state_key, const char *id,
+                                tc__node_addr *sub, tc__node_addr *cmd);
+
+/**
+ * The bus's watch for failed nodes (bus.c): a classic PUBLISH reaches the
+ * subscribers of other nodes over the cluster bus, so a master that dies
+ * right after a write may take its invalidation with it while the
+ * subscriptions of instances on other nodes stay up. The bus sends
+ * CLUSTER INFO on its heartbeat connection when this says it is due
+ * (every lease_ms / 2) and hands the reply here: 1 means drop L1 (reset
+ * the bus) because a node is suspected or marked failed (slots in PFAIL
+ * or FAIL, from none before) or a failover or slot move happened
+ * (cluster_current_epoch grew). So L1 is not served past about
+ * cluster-node-timeout + lease_ms / 2 after a master's death.
+ */
+int tc__cluster_watch_due(tc__cluster *cl, uint64_t now_ns,
+                          uint64_t every_ns);
+int tc__cluster_watch(tc__cluster *cl, const char *info, size_t len);
+
+/** TC_OK when `cfg` is not a cluster; else TC_BAD_ARGUMENT saying that
+ *  `what` is not supported on Redis Cluster yet (README, "Redis Cluster"),
+ *  also logged as a warning. */
+tc_result tc__cluster_refuse(const tc__config *cfg, const char *what);
+
+/** Parse "MOVED <slot> <host>:<port>" or "ASK ..." (error reply text):
+ *  1 and the parts, else 0. `*ask` tells which. */
+int tc__cluster_parse_redirect(const char *s, size_t len, int *ask,
+                               unsigned *slot, tc__node_addr *to);
+
+#endif

@@ -33,6 +33,8 @@ typedef struct tcc_shared {
     atomic_int bus_up[TCC_MAX_PROCS];    /* tc_cache_health().bus_up, polled */
     atomic_llong ops[TCC_MAX_PROCS];     /* operations done, per instance */
     atomic_int quiet[TCC_MAX_PROCS];     /* checker: 1 = pause operations */
+    atomic_int sub_port[TCC_MAX_PROCS];  /* on a cluster, the port of the node
+                                            the bus last subscribed on */
 } tcc_shared;
 
 #endif

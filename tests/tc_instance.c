@@ -26,7 +26,9 @@
  * The run ends when the checker sets shm->stop, or after `ms` at the latest;
  * while it sets shm->quiet[id], the instance does nothing. A monitor thread
  * publishes tc_cache_health().bus_up in shm->bus_up[id] every 10 ms, so the
- * checker can wait for the bus instead of sleeping.
+ * checker can wait for the bus instead of sleeping; on a cluster, the
+ * library's log line naming the node the bus subscribes on sets
+ * shm->sub_port[id].
  * Log lines, per thread, written to `out` at the end:
  *   W <kind> <k> <version> <start_ns> <end_ns> <result>
  *   R <kind> <k> <version> <start_ns> <end_ns>           (found values only)
@@ -353,6 +355,22 @@ static void *monitor_main(void *arg)
     return NULL;
 }
 
+/* The library's log: only "bus: subscribing on <host>:<port>, ..." (a
+ * cluster bus) is noted, in shm->sub_port[id]. Any thread. */
+typedef struct lognote {
+    tcc_shared *sh;
+    int id;
+} lognote;
+
+static void on_log(void *ud, tc_log_level lvl, const char *msg)
+{
+    lognote *ln = ud;
+    const char *p = strstr(msg, "bus: subscribing on ");
+    (void)lvl;
+    if (p && (p = strchr(p + 20, ':')) != NULL)
+        atomic_store(&ln->sh->sub_port[ln->id], atoi(p + 1));
+}
+
 static int parse_args(int argc, char **argv, conf *cf)
 {
     memset(cf, 0, sizeof(*cf));
@@ -394,6 +412,7 @@ int main(int argc, char **argv)
     worker *ws;
     pthread_t th[16], mon;
     monitor m;
+    lognote ln;
     FILE *out;
     int fd, rc = 0;
 
@@ -427,6 +446,9 @@ int main(int argc, char **argv)
     o.command_timeout_ms = 500;
     o.reconnect_min_ms = 10;
     o.reconnect_max_ms = 100;
+    ln.sh = sh, ln.id = cf.id;
+    o.log = on_log;
+    o.log_userdata = &ln;
     if (tc_cache_create(&o, &c) != TC_OK) {
         fprintf(stderr, "instance %d: create: %s\n", cf.id, tc_errmsg());
         return 1;

@@ -14,7 +14,9 @@
  * Strict mode allows no read to be stale with respect to a library write.
  * Writes by a plain Redis client (tracking runs) and async mode allow stale
  * reads only within the lease: a read must not begin later than lease_ms
- * after the overwriting write returned.
+ * after the overwriting write returned. On a Redis Cluster whose master is
+ * killed, a read whose overwriting write returned before the kill may
+ * instead begin up to CLUSTER_FAILOVER_MS after the kill (below).
  *
  * Workloads: the original get/set walk, and every operation (tc_get,
  * tc_mget, tc_get_or_load with a loader reading a shared "database",
@@ -24,7 +26,10 @@
  * Faults: connections killed, an instance stopped, Redis down when the
  * instances are created (started later by the test), and instance 0's bus
  * refused by an ACL user without channel access (granted later), alone or
- * after Redis was down at create. These runs would catch issue 8's holes:
+ * after Redis was down at create; a Sentinel master killed -9; and a Redis
+ * Cluster of three masters and three replicas (tests/cluster_fixture.c),
+ * the keys on all three, calm or with a master killed -9 (issue 10).
+ * These runs would catch issue 8's holes:
  * 1 (L1 filled before the bus first proved itself is served after it: the
  * first-bus runs), 2 (a single-flight follower takes the value of a flight
  * older than a finished write) and 3 (the loader's SET NX stores a value
@@ -46,6 +51,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "cluster_fixture.h"
 #include "coherence_shm.h"
 #include "common.h"
 
@@ -64,13 +70,26 @@ typedef enum disturb {
     REDIS_DOWN_BUS_REFUSED, /* both: instance 0's pool recovers, its bus not */
     TLS_KILL_ALL, /* a TLS-only Redis (client certificates required); normal
                      connections killed as in KILL_ALL */
-    KILL_MASTER  /* Sentinel topology: kill -9 the master (issue 10) */
+    KILL_MASTER, /* Sentinel topology: kill -9 the master (issue 10) */
+    CLUSTER_CALM, /* a Redis Cluster of 3 masters and 3 replicas */
+    CLUSTER_KILL_MASTER /* the same; kill -9 a master, a replica promoted */
 } disturb;
 
 static const char *const disturb_name[] = {
     "calm", "kill-pubsub", "kill-normal", "sigstop", "redis-down-at-create",
     "bus-refused", "redis-down+bus-refused", "tls+kill-normal",
-    "sentinel-kill-master"};
+    "sentinel-kill-master", "cluster-calm", "cluster-kill-master"};
+
+/* On a cluster, a write's invalidation travels from the key's master to the
+ * other nodes over the cluster bus: a master killed right after a write may
+ * take it along (README, "Redis Cluster"). A bus learns of the death from
+ * CLUSTER INFO, polled every LEASE_MS / 2, once its node flags the master
+ * PFAIL: after cluster-node-timeout without data from it, and at most one
+ * more unanswered ping (sent within half a node timeout, by clusterCron's
+ * 100 ms ticks) later. So a stale read of a key whose overwriting write
+ * returned before the kill may begin up to this long after the kill. */
+#define CLUSTER_FAILOVER_MS                                                  \
+    (TCR_CLUSTER_NODE_TIMEOUT_MS * 3 / 2 + 200 + LEASE_MS / 2 + LEASE_MS)
 
 /* What one run does. */
 typedef struct spec {
@@ -114,12 +133,17 @@ typedef struct run {
     uint64_t strict_waits, lease_expiries, flushes, applied, bypassed,
         loader_calls, l1_hits, bus_reconnects;
     int stops_seen;
+    int masters;              /* cluster runs: masters holding the keys */
+    size_t stale_failover;    /* excused by CLUSTER_FAILOVER_MS */
+    uint64_t worst_failover_ns;
     uint64_t kill_ns;         /* KILL_MASTER: when (CLOCK_MONOTONIC) */
+    int cluster_kill;         /* CLUSTER_KILL_MASTER */
     size_t writes_after_kill; /* successful writes begun after it */
 } run;
 
 static tcr_server srv;
 static tcr_sentinels topo; /* KILL_MASTER runs; srv is then its master */
+static tcr_cluster cl;     /* cluster runs; srv is then stopped */
 
 /* An assertion for loops over every logged operation: Criterion's
  * --full-stats reports each cr_assert it passes, which costs seconds per
@@ -139,6 +163,7 @@ static void teardown(void)
 {
     tcr_stop(&srv);
     tcr_sentinels_stop(&topo);
+    tcr_cluster_stop(&cl);
 }
 
 TestSuite(coherence, .init = setup, .fini = teardown);
@@ -275,13 +300,29 @@ static void check_key(run *rn, int k, int *printed)
         late = r->start - over;
         rn->stale++;
         rn->stale_by[kind_index(r->kind)]++;
+        rn->stale_lib += lib;
+        if (rn->cluster_kill && late > (uint64_t)LEASE_MS * 1000000ULL &&
+            over < rn->kill_ns &&
+            r->start - rn->kill_ns <=
+                (uint64_t)CLUSTER_FAILOVER_MS * 1000000ULL) {
+            /* Its invalidation may have died with the master: counted,
+             * held to CLUSTER_FAILOVER_MS instead of the lease. */
+            rn->stale_failover++;
+            if (late > rn->worst_failover_ns)
+                rn->worst_failover_ns = late;
+            if ((*printed)++ < 10)
+                fprintf(stderr,
+                        "  STALE (failover) key %d: %c read began %.3f ms "
+                        "after the overwrite of v%lld returned, %.3f ms "
+                        "after the kill\n",
+                        k, r->kind, late / 1e6, r->ver,
+                        (r->start - rn->kill_ns) / 1e6);
+            continue;
+        }
         if (late > rn->worst_ns)
             rn->worst_ns = late;
-        if (lib) {
-            rn->stale_lib++;
-            if (r->start - min_lib[lo] > rn->worst_lib_ns)
-                rn->worst_lib_ns = r->start - min_lib[lo];
-        }
+        if (lib && r->start - min_lib[lo] > rn->worst_lib_ns)
+            rn->worst_lib_ns = r->start - min_lib[lo];
         if ((*printed)++ < 10)
             fprintf(stderr,
                     "  STALE key %d: %c read began %.3f ms after a %s write "
@@ -314,6 +355,7 @@ typedef struct waitarg {
     int n, nkeys;
     long long ops[MAX_PROCS];
     long long vers[TCC_MAX_KEYS];
+    uint64_t keymask; /* all_keys_rewritten: these keys only (0: all) */
 } waitarg;
 
 static int all_created(void *p)
@@ -329,6 +371,12 @@ static int all_bus_up(void *p)
         if (!atomic_load(&a->sh->bus_up[i]))
             return 0;
     return 1;
+}
+
+static int bus0_down(void *p)
+{
+    waitarg *a = p;
+    return !atomic_load(&a->sh->bus_up[0]);
 }
 
 static int others_bus_up(void *p) /* all but instance 0 */
@@ -350,12 +398,21 @@ static int all_progressed(void *p)
     return 1;
 }
 
-/* Every key got a new version since mark_versions(). */
+/* Instance 0 did at least 100 more operations than at a->ops. */
+static int first_progressed(void *p)
+{
+    waitarg *a = p;
+    return atomic_load(&a->sh->ops[0]) >= a->ops[0] + 100;
+}
+
+/* Every key (of a->keymask, when set) got a new version since
+ * mark_versions(). */
 static int all_keys_rewritten(void *p)
 {
     waitarg *a = p;
     for (int k = 0; k < a->nkeys; k++)
-        if (atomic_load(&a->sh->next_ver[k]) <= a->vers[k])
+        if ((!a->keymask || (a->keymask >> k & 1)) &&
+            atomic_load(&a->sh->next_ver[k]) <= a->vers[k])
             return 0;
     return 1;
 }
@@ -383,6 +440,20 @@ static int replica_is_master(void *p)
     return tcr_sentinels_agree(&topo, &topo.replica);
 }
 
+/* The killed master's replica serves its slots, and every live node
+ * agrees on who serves every slot. */
+typedef struct promoted {
+    tcr_server *replica;
+    const char *key; /* a key of the killed master's */
+} promoted;
+
+static int cluster_promoted(void *p)
+{
+    promoted *pr = p;
+    return tcr_cluster_ok(&cl) &&
+           tcr_cluster_master_of(&cl, pr->key) == pr->replica;
+}
+
 static char *cmd(const char *a0, const char *a1, const char *a2,
                  const char *a3, const char *a4, const char *a5,
                  const char *a6)
@@ -405,6 +476,10 @@ static void run_instances(run *rn, const spec *sp)
     int ms = run_ms(), fd;
     int down = sp->d == REDIS_DOWN || sp->d == REDIS_DOWN_BUS_REFUSED;
     int refused = sp->d == BUS_REFUSED || sp->d == REDIS_DOWN_BUS_REFUSED;
+    int cluster = sp->d == CLUSTER_CALM || sp->d == CLUSTER_KILL_MASTER;
+    const char *dir = srv.dir;
+    tcr_server *masters[TCR_CLUSTER_NODES + 1] = {NULL}, *victim = NULL;
+    char victim_key[32] = "";
     tcc_shared *sh;
     waitarg wa;
 
@@ -434,7 +509,15 @@ static void run_instances(run *rn, const spec *sp)
                      "sentinel topology did not start");
         srv = topo.master;
     }
-    snprintf(shm_path, sizeof(shm_path), "%s/shared", srv.dir);
+    if (cluster) { /* the logs and the shared file go in node 0's dir,
+                      which outlives node 0 until teardown */
+        tcr_stop(&srv);
+        cr_assert_eq(tcr_cluster_start(&cl, 60000), 0,
+                     "the cluster did not start");
+        dir = cl.node[0].dir;
+    }
+    rn->cluster_kill = sp->d == CLUSTER_KILL_MASTER;
+    snprintf(shm_path, sizeof(shm_path), "%s/shared", dir);
     fd = open(shm_path, O_RDWR | O_CREAT | O_TRUNC, 0600);
     cr_assert(fd >= 0 && ftruncate(fd, sizeof(tcc_shared)) == 0,
               "cannot create %s", shm_path);
@@ -449,16 +532,30 @@ static void run_instances(run *rn, const spec *sp)
     for (int k = 0; k < sp->keys; k++) { /* version 0 of every key */
         char key[32];
         key_name(sp, k, key, sizeof(key));
-        expect_reply(cmd("SET", key, "i:0", NULL, NULL, NULL, NULL), "OK",
-                     "SET");
+        if (cluster) { /* on the key's master; note which masters */
+            tcr_server *m = tcr_cluster_master_of(&cl, key);
+            int i = 0;
+            cr_assert_not_null(m, "no master serves %s", key);
+            while (masters[i] && masters[i] != m)
+                i++;
+            if (!masters[i])
+                masters[i] = m, rn->masters++;
+            expect_reply(tcr_cmd(m, NULL, "SET", key, "i:0", NULL), "OK",
+                         "SET");
+        } else
+            expect_reply(cmd("SET", key, "i:0", NULL, NULL, NULL, NULL),
+                         "OK", "SET");
     }
+    if (cluster)
+        cr_assert_eq(rn->masters, 3, "the keys live on %d masters, not 3",
+                     rn->masters);
     snprintf(user_url, sizeof(user_url), "redis://u:pw@127.0.0.1:%d", srv.port);
     if (down)
         tcr_kill(&srv);
 
     for (int i = 0; i < sp->nprocs; i++) {
         char a[16][64];
-        snprintf(out[i], sizeof(out[i]), "%s/inst%d.log", srv.dir, i);
+        snprintf(out[i], sizeof(out[i]), "%s/inst%d.log", dir, i);
         snprintf(a[0], 64, "mode=%s", sp->mode);
         snprintf(a[1], 64, "id=%d", i);
         snprintf(a[2], 64, "threads=%d", sp->threads);
@@ -481,6 +578,7 @@ static void run_instances(run *rn, const spec *sp)
             char url[620], shm[340], o[4 * 320 + 8], tls[3][340];
             snprintf(url, sizeof(url), "url=%s",
                      sp->d == KILL_MASTER  ? topo.url
+                     : cluster             ? cl.url
                      : refused && i == 0 ? user_url
                                          : srv.url);
             snprintf(shm, sizeof(shm), "shm_path=%s", shm_path);
@@ -554,6 +652,77 @@ static void run_instances(run *rn, const spec *sp)
                   "an instance made no progress after the failover");
         cr_assert(tcr_wait(all_bus_up, &wa, 60000),
                   "an instance's bus never came up on the new master");
+        break;
+    }
+    case CLUSTER_KILL_MASTER: {
+        /* As KILL_MASTER, on the master instance 0 subscribes on (every
+         * master holds keys). From the kill on, instance 0 stays quiet
+         * while the others write every key of the live masters (its
+         * subscription misses those invalidations), then they stop too,
+         * and instance 0 alone reads once its bus is back on the new
+         * topology: a copy its L1 kept across the lost subscription shows
+         * at its first read, instead of being refreshed by its own reads
+         * of L2 while its bus was down or dropped by a later write's
+         * invalidation. Then everyone runs on the new topology. */
+        struct timespec ts;
+        tcr_server *rep;
+        promoted pr;
+        cr_assert(tcr_wait(all_bus_up, &wa, WAIT_MS),
+                  "an instance's bus never came up");
+        victim = tcr_cluster_node(&cl, atomic_load(&sh->sub_port[0]));
+        cr_assert_not_null(victim, "instance 0 named no node it subscribes "
+                                   "on");
+        for (int k = 0; k < sp->keys && !victim_key[0]; k++) {
+            key_name(sp, k, victim_key, sizeof(victim_key));
+            if (tcr_cluster_master_of(&cl, victim_key) != victim)
+                victim_key[0] = '\0';
+        }
+        cr_assert(victim_key[0], "no key lives on instance 0's node");
+        rep = tcr_cluster_replica_of(&cl, victim);
+        cr_assert_not_null(rep, "instance 0 does not subscribe on a master "
+                                "with a replica");
+        pr = (promoted){rep, victim_key};
+        tcr_sleep_ms(ms / 4); /* instances run against the first masters */
+        expect_reply(tcr_cmd(victim, NULL, "CLIENT", "PAUSE", "60000",
+                             "WRITE", NULL),
+                     "OK", "CLIENT PAUSE");
+        cr_assert(tcr_cluster_replica_caught_up(victim, rep, WAIT_MS),
+                  "the replica did not catch up");
+        clock_gettime(CLOCK_MONOTONIC, &ts);
+        rn->kill_ns = (uint64_t)ts.tv_sec * 1000000000ULL +
+                      (uint64_t)ts.tv_nsec;
+        atomic_store(&sh->quiet[0], 1);
+        tcr_kill(victim);
+        cr_assert(tcr_wait(bus0_down, &wa, WAIT_MS),
+                  "instance 0's bus stayed up with its node dead");
+        for (int k = 0; k < sp->keys; k++) {
+            char key[32];
+            key_name(sp, k, key, sizeof(key));
+            if (tcr_cluster_master_of(&cl, key) != victim)
+                wa.keymask |= 1ULL << k;
+        }
+        mark_versions(&wa);
+        cr_assert(tcr_wait(all_keys_rewritten, &wa, WAIT_MS),
+                  "the others did not write the live masters' keys");
+        wa.keymask = 0;
+        for (int i = 1; i < sp->nprocs; i++)
+            atomic_store(&sh->quiet[i], 1);
+        cr_assert(tcr_wait(cluster_promoted, &pr, 60000),
+                  "the cluster never promoted the replica");
+        cr_assert(tcr_wait(all_bus_up, &wa, 60000),
+                  "an instance's bus never came up after the failover");
+        mark_progress(&wa);
+        atomic_store(&sh->quiet[0], 0);
+        cr_assert(tcr_wait(first_progressed, &wa, WAIT_MS),
+                  "instance 0 made no progress after the failover");
+        for (int i = 1; i < sp->nprocs; i++)
+            atomic_store(&sh->quiet[i], 0);
+        mark_progress(&wa);
+        tcr_sleep_ms(ms * 3 / 5);
+        cr_assert(tcr_wait(all_progressed, &wa, WAIT_MS),
+                  "an instance made no progress after the failover");
+        cr_assert(tcr_wait(all_bus_up, &wa, 60000),
+                  "an instance's bus never came up after the failover");
         break;
     }
     case REDIS_DOWN:
@@ -646,10 +815,19 @@ static void report(const spec *sp, const run *rn)
             (unsigned long long)rn->flushes, (unsigned long long)rn->applied,
             (unsigned long long)rn->bypassed, (unsigned long long)rn->l1_hits,
             (unsigned long long)rn->loader_calls);
-    if (sp->d == KILL_MASTER)
+    if (sp->d == KILL_MASTER || sp->d == CLUSTER_KILL_MASTER)
         fprintf(stderr, "CHECK %s mode=%s fault=%s: %zu writes succeeded "
                 "after the kill\n", sp->name, sp->mode, disturb_name[sp->d],
                 rn->writes_after_kill);
+    if (sp->d == CLUSTER_CALM || sp->d == CLUSTER_KILL_MASTER)
+        fprintf(stderr, "CHECK %s mode=%s fault=%s: keys on %d masters\n",
+                sp->name, sp->mode, disturb_name[sp->d], rn->masters);
+    if (sp->d == CLUSTER_KILL_MASTER)
+        fprintf(stderr, "CHECK %s mode=%s fault=%s: %zu stale reads held "
+                "to the failover bound instead (begun within %d ms of the "
+                "kill), worst %.3f ms\n", sp->name, sp->mode,
+                disturb_name[sp->d], rn->stale_failover,
+                CLUSTER_FAILOVER_MS, rn->worst_failover_ns / 1e6);
 }
 
 static void expect(const spec *sp)
@@ -670,7 +848,7 @@ static void expect(const spec *sp)
     }
     if (sp->d == STOP_ONE)
         cr_assert_eq(rn.stops_seen, 1, "the instance was never stopped");
-    if (sp->d == KILL_MASTER)
+    if (sp->d == KILL_MASTER || sp->d == CLUSTER_KILL_MASTER)
         cr_assert_gt(rn.writes_after_kill, 0,
                      "no write succeeded after the master was killed");
     if (strcmp(sp->mode, "strict") == 0) {
@@ -745,6 +923,21 @@ Test(coherence, strict_no_stale_reads_across_sentinel_failover)
 Test(coherence, async_within_bound_across_sentinel_failover)
 {
     get_set("get-set", "async", KILL_MASTER);
+}
+
+/* Redis Cluster (issue 10), async only (strict is refused on a cluster):
+ * the keys on all three masters, calm and with a master killed -9 and its
+ * replica promoted; the instances follow by themselves. Within the lease,
+ * but for reads whose invalidation may have died with the master (above
+ * CLUSTER_FAILOVER_MS). */
+Test(coherence, async_within_bound_on_cluster)
+{
+    get_set("get-set", "async", CLUSTER_CALM);
+}
+
+Test(coherence, async_within_bound_across_cluster_failover)
+{
+    get_set("get-set", "async", CLUSTER_KILL_MASTER);
 }
 
 Test(coherence, async_stale_reads_within_bound)

@@ -930,9 +930,20 @@ Test(coherence, async_within_bound_across_sentinel_failover)
  * replica promoted; the instances follow by themselves. Within the lease,
  * but for reads whose invalidation may have died with the master (above
  * CLUSTER_FAILOVER_MS). */
+/* The same walk as the failover run, for its counts: it would not catch a
+ * missed invalidation (each instance rewrites every key within
+ * milliseconds); the read-through run below does. */
 Test(coherence, async_within_bound_on_cluster)
 {
     get_set("get-set", "async", CLUSTER_CALM);
+}
+
+/* Writes in bursts, so that a missed invalidation is not hidden by the
+ * reader's own next write; no prefix invalidation (16384 stamp writes per
+ * call on a cluster). */
+Test(coherence, async_read_through_and_deletes_on_cluster)
+{
+    all_ops("read-through", "async", CLUSTER_CALM, "gmll", "ssdx", 0);
 }
 
 Test(coherence, async_within_bound_across_cluster_failover)

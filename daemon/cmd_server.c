@@ -9,8 +9,10 @@ void tcd_cmd_info_work(tcd_server *srv, tcd_req *r, tcd_buf *out)
 {
     tc_reply *rep = NULL;
     tc_result rc;
-    if (r->argc == 2 &&
-        (tcd_arg_is(r, 1, "tiercache") || tcd_arg_is(r, 1, "tiercached"))) {
+    int ours = r->argc >= 2;
+    for (int i = 1; i < r->argc && ours; i++)
+        ours = tcd_arg_is(r, i, "tiercache") || tcd_arg_is(r, i, "tiercached");
+    if (ours) {
         tcd_stats_info_redis(srv, r, "", 0, out); /* ours alone: no Redis */
         return;
     }

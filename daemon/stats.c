@@ -25,12 +25,17 @@ static void addf(tcd_buf *b, const char *fmt, ...)
 }
 
 /* INFO's view of L2 health: one PING a second at most, however often
- * INFO is asked (it was one round trip per INFO). Shared by the workers
- * that run INFO; health_mu protects the snapshot. */
+ * INFO is asked (it was one round trip per INFO), and by one worker at a
+ * time: while its PING is out (up to the command timeout when Redis
+ * hangs), other INFOs answer with the last snapshot and its age instead of
+ * queueing behind it; only the very first INFO waits for a first probe.
+ * Shared by the workers that run INFO; health_mu protects the snapshot. */
 static pthread_mutex_t health_mu = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t health_cv = PTHREAD_COND_INITIALIZER; /* probed */
 static tc_health health_last;  /* health_mu */
 static int health_ok;          /* health_mu */
 static long long health_at_ms; /* health_mu; 0 = never */
+static int health_probing;     /* health_mu; a worker's PING is out */
 
 static long long mono_ms(void)
 {
@@ -44,12 +49,23 @@ static int healthy_cached(tcd_server *srv, tc_health *h, long long *age_ms)
     long long now = mono_ms();
     int ok;
     pthread_mutex_lock(&health_mu);
-    if (health_at_ms == 0 || now - health_at_ms >= 1000) {
-        health_ok = tcd_stats_healthy(srv, &health_last);
+    if (!health_probing && (health_at_ms == 0 || now - health_at_ms >= 1000)) {
+        tc_health fresh;
+        health_probing = 1;
+        pthread_mutex_unlock(&health_mu);
+        ok = tcd_stats_healthy(srv, &fresh); /* no lock held: may block */
+        pthread_mutex_lock(&health_mu);
+        health_last = fresh;
+        health_ok = ok;
         health_at_ms = mono_ms();
+        health_probing = 0;
+        pthread_cond_broadcast(&health_cv);
     }
+    while (health_at_ms == 0) /* the first probe is still out */
+        pthread_cond_wait(&health_cv, &health_mu);
     *h = health_last;
     ok = health_ok;
+    now = mono_ms();
     *age_ms = now > health_at_ms ? now - health_at_ms : 0;
     pthread_mutex_unlock(&health_mu);
     return ok;

@@ -9,6 +9,7 @@
 #include <fcntl.h>
 #include <netinet/in.h>
 #include <pthread.h>
+#include <poll.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdatomic.h>
@@ -31,24 +32,6 @@
 #include "harness.h"
 
 TestSuite(daemon, .init = setup, .fini = teardown, .timeout = 120);
-
-/* ---- helpers on replies ------------------------------------------------- */
-
-static long long info_section_field(tcd_proc *t, const char *section,
-                                    const char *field)
-{
-    redisContext *c = connect_to(t);
-    redisReply *r;
-    const char *p;
-    long long v;
-    cr_assert_not_null(c);
-    r = cmd(c, "INFO %s", section);
-    p = r->type == REDIS_REPLY_STRING ? strstr(r->str, field) : NULL;
-    v = p ? atoll(p + strlen(field) + 1) : -1;
-    freeReplyObject(r);
-    redisFree(c);
-    return v;
-}
 
 /* ---- commands ----------------------------------------------------------- */
 
@@ -312,8 +295,8 @@ Test(daemon, oversized_argument_is_refused_and_skipped)
     /* Same connection, next command. */
     expect_status(c, "PONG", "PING");
     expect_nil(c, "GET huge");
-    cr_assert_eq(info_section_field(t, "tiercached", "tiercached_requests_too_big"), 1);
-    cr_assert_eq(info_section_field(t, "tiercached", "tiercached_protocol_errors"), 0);
+    cr_assert_eq(info_field_in(t, "tiercached", "tiercached_requests_too_big"), 1);
+    cr_assert_eq(info_field_in(t, "tiercached", "tiercached_protocol_errors"), 0);
     redisFree(c);
     free(v);
 }
@@ -690,7 +673,7 @@ static int paused_or_grown(void *arg)
 {
     grow_watch *g = arg;
     return rss_kb(g->t->pid) - g->base_kb > g->limit_kb ||
-           info_section_field(g->t, "tiercached", "tiercached_output_pauses") > 0;
+           info_field_in(g->t, "tiercached", "tiercached_output_pauses") > 0;
 }
 
 Test(daemon, client_that_never_reads_cannot_grow_memory)
@@ -823,7 +806,7 @@ static int deferred_reached(void *arg)
 {
     deferred_at_least *d = arg;
     d->infos++; /* INFO itself runs on a worker and is counted */
-    return info_section_field(d->t, "tiercached", "tiercached_commands_deferred") >=
+    return info_field_in(d->t, "tiercached", "tiercached_commands_deferred") >=
            d->want + d->infos;
 }
 
@@ -982,13 +965,13 @@ Test(daemon, hostile_exists_costs_one_round_trip_and_stalls_nobody)
         argv[i + 1] = keys[i];
     }
     /* One EXISTS of 1,000 absent keys: L2 round trips, not 1,000. */
-    rt0 = info_section_field(t, "tiercache", "l2_round_trips");
+    rt0 = info_field_in(t, "tiercache", "l2_round_trips");
     r = argv_cmd(c, 1001, argv);
     cr_assert_eq(r->type, REDIS_REPLY_INTEGER, "%s",
                  r->type == REDIS_REPLY_ERROR ? r->str : "");
     cr_assert_eq(r->integer, 0);
     freeReplyObject(r);
-    rt1 = info_section_field(t, "tiercache", "l2_round_trips");
+    rt1 = info_field_in(t, "tiercache", "l2_round_trips");
     cr_assert_leq(rt1 - rt0, 3, "%lld round trips for one EXISTS",
                   rt1 - rt0);
 
@@ -1186,17 +1169,80 @@ Test(daemon, info_does_not_cost_a_round_trip_each_time)
     long long r0, r1;
     redisReply *r;
     cr_assert_not_null(c);
-    r0 = info_section_field(t, "tiercache", "l2_round_trips");
+    r0 = info_field_in(t, "tiercache", "l2_round_trips");
     for (int i = 0; i < N; i++) {
         r = cmd(c, "INFO tiercache");
         cr_assert_not_null(strstr(r->str, "l2_up:1"), "%s", r->str);
         freeReplyObject(r);
     }
-    r1 = info_section_field(t, "tiercache", "l2_round_trips");
+    r1 = info_field_in(t, "tiercache", "l2_round_trips");
     /* One PING a second at most, not one per INFO. */
     cr_assert_lt(r1 - r0, 10, "%lld L2 round trips for %d INFOs", r1 - r0,
                  N);
     redisFree(c);
+}
+
+/* INFO's own sections never wait for a hung Redis, and INFOs that come
+ * while one worker's health PING is out answer with the last snapshot
+ * instead of queueing behind it (they used to: INFO of both sections went
+ * to Redis, and every INFO waited for the probe's lock). The daemon's
+ * command timeout is long, so that only Redis coming back unblocks a call
+ * that does wait for it. */
+Test(daemon, info_of_its_own_sections_never_waits_for_a_hung_redis)
+{
+    enum { N = 3 };
+    tcd_proc *t = start_daemon("--command-timeout-ms", "60000", "--workers",
+                               "4", NULL);
+    redisContext *cs[N];
+    double t0;
+    redisReply *r;
+    int answered = 0, done, rc;
+    /* A first probe, while Redis answers. */
+    cr_assert_neq(info_field_in(t, "tiercache", "l2_up"), -1);
+    t0 = tcr_now_ms();
+    tcr_pause(&redis);
+    cr_assert(tcr_wait(tcr_stopped, &redis, DEADLINE_MS));
+    /* The snapshot is at most a second old: once it is older, one of these
+     * INFOs probes (and waits for Redis); the others must not. */
+    tcr_sleep_until_ms(t0 + 1100);
+    for (int i = 0; i < N; i++) {
+        cs[i] = connect_to(t);
+        cr_assert_not_null(cs[i]);
+        redisAppendCommand(cs[i], i ? "INFO tiercache tiercached"
+                                    : "INFO tiercache");
+        done = 0;
+        do
+            rc = redisBufferWrite(cs[i], &done);
+        while (rc == REDIS_OK && !done);
+        cr_assert_eq(rc, REDIS_OK);
+    }
+    /* Redis stays hung until N - 1 of them have answered (whichever they
+     * are: one of them may be the probe, waiting for Redis). */
+    for (int got[N] = {0}; answered < N - 1;) {
+        struct pollfd pf[N];
+        for (int i = 0; i < N; i++)
+            pf[i] = (struct pollfd){got[i] ? -1 : cs[i]->fd, POLLIN, 0};
+        if (poll(pf, N, 20000) <= 0)
+            break; /* none within 20 s: fails below */
+        for (int i = 0; i < N; i++) {
+            void *rep = NULL;
+            if (!(pf[i].revents & POLLIN))
+                continue;
+            cr_assert_eq(redisGetReply(cs[i], &rep), REDIS_OK);
+            r = rep;
+            cr_assert_eq(r->type, REDIS_REPLY_STRING);
+            cr_assert_not_null(strstr(r->str, "health_age_ms:"));
+            got[i] = 1;
+            answered++;
+            freeReplyObject(r);
+        }
+    }
+    cr_assert(tcr_stopped(&redis), "Redis was resumed meanwhile");
+    tcr_resume(&redis);
+    cr_assert_geq(answered, N - 1, "%d of %d INFOs answered while Redis hung",
+                  answered, N);
+    for (int i = 0; i < N; i++)
+        redisFree(cs[i]);
 }
 
 /* ---- SET without a TTL, PING (issue 9) -------------------------------------- */

@@ -154,6 +154,28 @@ static void service(tc__aconn *a)
     }
 }
 
+void tc__aconn_flush(tc__aconn *a)
+{
+    int rc;
+    if (!a || a->dead || !tc__conn_has_output(a->conn))
+        return;
+    rc = tc__conn_flush_step(a->conn);
+    if (rc == TC__IO_ERROR) {
+        a->in_callback++;
+        fail(a);
+        a->in_callback--;
+        if (a->free_requested && !a->in_callback)
+            really_free(a);
+        return;
+    }
+    /* All sent: the writability watcher started by queue() goes (started
+     * and stopped within one iteration, libev changes nothing in the
+     * kernel). Partly sent: it stays, and service() sends the rest. TLS
+     * that wants to read first is handled there too. */
+    if (rc == 1)
+        ev_io_stop(a->loop, &a->wio);
+}
+
 static void on_io(struct ev_loop *loop, ev_io *w, int revents)
 {
     tc__aconn *a = w->data;

@@ -183,6 +183,11 @@ int tc__conn_read_step(tc__conn *c, int *want)
         }
         if (redisReaderFeed(c->reader, buf, (size_t)n) != REDIS_OK)
             return conn_fail(c, TC_NO_MEMORY, "out of memory reading a reply");
+        /* A short read drained a plain socket: the recv that would only
+         * say EAGAIN is skipped (the loop's level-triggered watcher reports
+         * what comes later). TLS may hold decrypted bytes: read on. */
+        if (!c->tls && (size_t)n < sizeof(buf))
+            return 1;
     }
 }
 

@@ -101,8 +101,10 @@ int tc__conn_fd(const tc__conn *c);
  *  TC__IO_WANT_WRITE (wait for that, call again) or TC__IO_ERROR. */
 int tc__conn_flush_step(tc__conn *c);
 /** Read what the socket has into the reply reader: 1 when it read until it
- *  would block (TC__IO_WANT_READ/WRITE is then the direction to wait for,
- *  stored in `*want`), or TC__IO_ERROR (includes the end of the stream). */
+ *  would block, or (plain sockets) got less than it asked for, which drains
+ *  the socket without a recv that only says EAGAIN (TC__IO_WANT_READ/WRITE
+ *  is then the direction to wait for, stored in `*want`), or TC__IO_ERROR
+ *  (includes the end of the stream). */
 int tc__conn_read_step(tc__conn *c, int *want);
 /** The next complete reply already read, without I/O: 1 and `*reply`
  *  (the caller's), 0 when none is complete yet, TC__IO_ERROR when the

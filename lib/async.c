@@ -762,13 +762,14 @@ static tc_result submit(tc_async *a, unsigned lane_no, size_t n,
         op_free(o);
         return tc__fail(TC_NO_MEMORY, "out of memory");
     }
-    for (; o->nps < n; o->nps++) {
+    while (o->nps < n) {
         tc__prepared *p = &o->ps[o->nps];
         if ((r = tc__prepare(c, t, argcs[o->nps], vs[o->nps], ls[o->nps], 0,
                              p)) != TC_OK) {
             op_free(o);
             return r;
         }
+        o->nps++; /* the op's to free from here */
         /* Inside MULTI nothing blocks, but it may still write keys
          * COMMAND could not name (the blocking call handles that). */
         if (!p->keys.known || (!multi && p->keys.cls == TC__CLASS_BLOCKING) ||

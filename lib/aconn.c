@@ -261,9 +261,15 @@ int tc__aconn_command_argv(tc__aconn *a, tc__aconn_reply_fn cb, void *priv,
                            int argc, const char **argv,
                            const size_t *argvlen)
 {
-    char *cmd = NULL;
-    int len = redisFormatCommandArgv(&cmd, argc, argv, argvlen);
-    return queue(a, 1, cb, priv, cmd, len);
+    /* Formatted straight into the connection's buffer (conn.c). */
+    if (a->dead || enqueue(a, cb, priv) != 0)
+        return -1;
+    if (tc__conn_append(a->conn, argc, argv, argvlen) != TC_OK) {
+        a->qlen--; /* take back the entry just added */
+        return -1;
+    }
+    ev_io_start(a->loop, &a->wio);
+    return 0;
 }
 
 int tc__aconn_subscribef(tc__aconn *a, const char *fmt, ...)

@@ -60,7 +60,8 @@ tc_result tc__conn_open(const tc__conn_opts *o, tc__conn **out);
 void tc__conn_free(tc__conn *c);
 
 /** Queue one command (argv borrowed for the call; argvlen NULL means
- *  strlen). No I/O. TC_NO_MEMORY on failure. */
+ *  strlen), formatted straight into the output buffer. No I/O.
+ *  TC_NO_MEMORY on failure. */
 tc_result tc__conn_append(tc__conn *c, int argc, const char **argv,
                           const size_t *argvlen);
 

@@ -203,7 +203,8 @@ int tc__conn_next_reply(tc__conn *c, redisReply **reply)
 
 /* ---- Blocking use ------------------------------------------------------ */
 
-tc_result tc__conn_append_raw(tc__conn *c, const char *cmd, size_t len)
+/* Room for `len` more bytes of output. */
+static tc_result out_reserve(tc__conn *c, size_t len)
 {
     if (c->out_len + len > c->out_cap) {
         size_t cap = c->out_cap ? c->out_cap : 256;
@@ -215,6 +216,14 @@ tc_result tc__conn_append_raw(tc__conn *c, const char *cmd, size_t len)
         c->out = nb;
         c->out_cap = cap;
     }
+    return TC_OK;
+}
+
+tc_result tc__conn_append_raw(tc__conn *c, const char *cmd, size_t len)
+{
+    tc_result r = out_reserve(c, len);
+    if (r != TC_OK)
+        return r;
     memcpy(c->out + c->out_len, cmd, len);
     c->out_len += len;
     return TC_OK;
@@ -251,6 +260,7 @@ tc_result tc__conn_append(tc__conn *c, int argc, const char **argv,
 {
     size_t need, nd = ndigits((size_t)argc), at;
     char *p;
+    tc_result r;
     if (argc < 0)
         return tc__fail(TC_BAD_ARGUMENT, "negative argument count");
     need = 1 + nd + 2;
@@ -258,16 +268,8 @@ tc_result tc__conn_append(tc__conn *c, int argc, const char **argv,
         size_t l = argvlen ? argvlen[i] : strlen(argv[i]);
         need += 1 + ndigits(l) + 2 + l + 2;
     }
-    if (c->out_len + need > c->out_cap) {
-        size_t cap = c->out_cap ? c->out_cap : 256;
-        char *nb;
-        while (cap < c->out_len + need)
-            cap *= 2;
-        if (!(nb = realloc(c->out, cap)))
-            return tc__fail(TC_NO_MEMORY, "out of memory queueing a command");
-        c->out = nb;
-        c->out_cap = cap;
-    }
+    if ((r = out_reserve(c, need)) != TC_OK)
+        return r;
     p = c->out;
     at = c->out_len;
     p[at++] = '*';

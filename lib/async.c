@@ -194,9 +194,14 @@ static void op_complete(tc_async *a, op *o, tc_result r, redisReply *e)
 static void lane_fail(lane *l, tc_result r, const char *why)
 {
     tc_async *a = l->a;
-    op *o = l->head;
+    op *o = l->head, *unsent = l->bhead;
     tc__aconn *ac = l->ac;
+    /* Both lists are taken before any callback runs: a callback that
+     * submits again must find the lane empty and closed, not flush a batch
+     * onto the connection freed here. */
     l->head = l->tail = NULL;
+    l->bhead = l->btail = NULL;
+    l->bn = 0;
     l->ac = NULL;
     l->retry_at = tc__now_ns() + (uint64_t)RETRY_MS * 1000000u;
     tc__aconn_free(ac); /* safe from its own callbacks */
@@ -209,9 +214,8 @@ static void lane_fail(lane *l, tc_result r, const char *why)
         }
         /* Then the SETs not sent yet (submitted after those): nothing of
          * them reached Redis. */
-        o = l->bhead;
-        l->bhead = l->btail = NULL;
-        l->bn = 0;
+        o = unsent;
+        unsent = NULL;
     }
 }
 
@@ -403,6 +407,10 @@ static void flush_batch(lane *l)
     uint64_t now = tc__now_ns();
     if (!n)
         return;
+    if (!l->ac) { /* (lane_fail takes the batch: not reached) */
+        lane_fail(l, TC_L2_UNAVAILABLE, "Redis connection lost");
+        return;
+    }
     a->dirty = 1;
     l->bhead = l->btail = NULL;
     l->bn = 0;

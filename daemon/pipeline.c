@@ -92,7 +92,26 @@ int tcd_pipeline_try(tcd_client *cl, tcd_job *j)
     const tcd_req *r = j->req;
     unsigned lane = (unsigned)cl->id;
     tc_result rc;
-    if (!a || cl->was_pinned || j->batch || j->unwatch_reply || !r)
+    if (!a || cl->was_pinned || j->unwatch_reply)
+        return TCD_PIPELINE_NO;
+    if (j->batch) {
+        /* EXEC of a transaction: on the lane, no worker hop. */
+        tcd_multi_args m;
+        if (tcd_multi_args_make(j->batch, j->nbatch, &m) != 0)
+            return TCD_PIPELINE_NO;
+        rc = tc_async_multi(a, lane, j->nbatch, m.argcs, m.argvs, m.lens,
+                            on_command, j);
+        tcd_multi_args_free(&m);
+        if (rc != TC_OK) {
+            tcd_debug("pipeline declined EXEC: %s", tc_errmsg());
+            return TCD_PIPELINE_NO;
+        }
+        TCD_COUNT(srv, commands_pipelined, 1);
+        j->pipelined_write = 1; /* it may write: later GETs wait for it */
+        cl->awrites++;
+        return TCD_PIPELINE_SENT;
+    }
+    if (!r)
         return TCD_PIPELINE_NO;
     if (j->cmd->work == tcd_cmd_get_work) {
         tc_value *v = NULL;

@@ -709,6 +709,17 @@ TC_EXTERN tc_result tc_async_command(tc_async *a, unsigned lane, int argc,
                                      const size_t *argvlen, tc_async_fn cb,
                                      void *userdata);
 
+/** tc_command_multi() (arguments copied): the `n` commands in one
+ *  MULTI/EXEC with one invalidation of every key written, published in
+ *  the same EXEC; `reply` is what Redis answered EXEC. Refused as
+ *  tc_async_command() refuses, except that blocking commands are taken
+ *  (nothing blocks inside MULTI); also a command COMMAND did not list. */
+TC_EXTERN tc_result tc_async_multi(tc_async *a, unsigned lane, size_t n,
+                                   const int *argcs,
+                                   const char *const *const *argvs,
+                                   const size_t *const *argvlens,
+                                   tc_async_fn cb, void *userdata);
+
 /* ------------------------------------------------------------------------ */
 /* Sessions: a Redis connection of the caller's own                          */
 /* ------------------------------------------------------------------------ */

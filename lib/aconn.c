@@ -154,6 +154,28 @@ static void service(tc__aconn *a)
     }
 }
 
+void tc__aconn_flush(tc__aconn *a)
+{
+    int rc;
+    if (!a || a->dead || !tc__conn_has_output(a->conn))
+        return;
+    rc = tc__conn_flush_step(a->conn);
+    if (rc == TC__IO_ERROR) {
+        a->in_callback++;
+        fail(a);
+        a->in_callback--;
+        if (a->free_requested && !a->in_callback)
+            really_free(a);
+        return;
+    }
+    /* All sent: the writability watcher started by queue() goes (started
+     * and stopped within one iteration, libev changes nothing in the
+     * kernel). Partly sent: it stays, and service() sends the rest. TLS
+     * that wants to read first is handled there too. */
+    if (rc == 1)
+        ev_io_stop(a->loop, &a->wio);
+}
+
 static void on_io(struct ev_loop *loop, ev_io *w, int revents)
 {
     tc__aconn *a = w->data;
@@ -239,9 +261,15 @@ int tc__aconn_command_argv(tc__aconn *a, tc__aconn_reply_fn cb, void *priv,
                            int argc, const char **argv,
                            const size_t *argvlen)
 {
-    char *cmd = NULL;
-    int len = redisFormatCommandArgv(&cmd, argc, argv, argvlen);
-    return queue(a, 1, cb, priv, cmd, len);
+    /* Formatted straight into the connection's buffer (conn.c). */
+    if (a->dead || enqueue(a, cb, priv) != 0)
+        return -1;
+    if (tc__conn_append(a->conn, argc, argv, argvlen) != TC_OK) {
+        a->qlen--; /* take back the entry just added */
+        return -1;
+    }
+    ev_io_start(a->loop, &a->wio);
+    return 0;
 }
 
 int tc__aconn_subscribef(tc__aconn *a, const char *fmt, ...)

@@ -63,6 +63,12 @@ int tc__aconn_commandf(tc__aconn *a, tc__aconn_reply_fn cb, void *priv,
 int tc__aconn_command_argv(tc__aconn *a, tc__aconn_reply_fn cb, void *priv,
                            int argc, const char **argv,
                            const size_t *argvlen);
+/** Send what is queued now, without waiting for the loop to report the
+ *  socket writable (a queued command otherwise goes out at the next loop
+ *  iteration's writability event); what does not fit waits for that event
+ *  as before. A failure is reported through on_error (at most once, as
+ *  always; the owner may free `a` there). */
+void tc__aconn_flush(tc__aconn *a);
 /** Within a reply callback: the reply is the callback's from now on (free
  *  it with freeReplyObject()), not freed when the callback returns. */
 void tc__aconn_keep_reply(tc__aconn *a);

@@ -15,14 +15,23 @@
  *            one such MULTI (group commit, up to BATCH_MAX): their SETs
  *            and stamps, one PUBLISH naming every key, EXEC; each SET's
  *            replies are its own slice of EXEC's. Anything else submitted
- *            on the lane sends the group first, so order holds; a timer
- *            due at once sends it in the next iteration otherwise.
+ *            on the lane sends the group first, so order holds; the
+ *            prepare watcher below sends it at the end of the iteration
+ *            otherwise (a timer due at once is the fallback).
  *   command  tc__prepare, then a read as it is, or tc__write_begin /
  *            tc__write_finish around the same MULTI as tc__run_write.
+ *   multi    as tc_command_multi: the commands in one MULTI with every
+ *            written key's stamps and invalidation (tc__write_begin /
+ *            finish), or a plain MULTI ... EXEC when none writes a key.
  * Strict writes (they wait for acknowledgements), blocking commands,
  * commands COMMAND did not list, connection-state commands, and caches
  * behind sentinels are refused at submission: the caller runs them with
  * the blocking call.
+ *
+ * Writes: what the loop's callbacks submit in one iteration is written
+ * by an ev_prepare watcher of the lowest priority just before the loop
+ * polls, one write per lane, with no wakeup for writability in between
+ * (the aconn's own writability watcher stays the fallback).
  *
  * Requests of one lane go over one connection, so Redis runs them in
  * submission order, and their callbacks run in that order. A connection
@@ -69,7 +78,9 @@ typedef struct op {
     /* SET */
     tc__set_op *set;         /* owned */
     /* READ, WRITE */
-    tc__prepared p;
+    tc__prepared *ps;        /* owned, nps of them */
+    size_t nps;
+    int multi;               /* a transaction: the answer is EXEC's */
     tc__written w;
     tc__write_op wop;
     size_t ncmd;             /* commands of the transaction (EXEC's check) */
@@ -91,9 +102,14 @@ struct tc_async {
     unsigned nlanes;
     lane *lanes;
     ev_timer tick;           /* the command timeout */
+    ev_prepare send;         /* last before the loop polls: sends the
+                                group commits and writes every lane's
+                                queued commands in this iteration */
     ev_timer flush;          /* due at once while a group commit waits:
-                                sends it in the next loop iteration, so
-                                the loop never blocks with SETs unsent */
+                                the fallback if one is made after `send`
+                                ran, so the loop never blocks with SETs
+                                unsent */
+    int dirty;               /* something was queued since `send` ran */
     size_t pending;
 };
 
@@ -103,7 +119,9 @@ static void op_free(op *o)
         freeReplyObject(o->val);
     if (o->kind == OP_READ || o->kind == OP_WRITE) {
         tc__written_free(&o->w);
-        tc__prepared_free(&o->p);
+        for (size_t i = 0; i < o->nps; i++)
+            tc__prepared_free(&o->ps[i]);
+        free(o->ps);
     }
     free(o->set);
     free(o->key);
@@ -149,8 +167,13 @@ static void op_complete(tc_async *a, op *o, tc_result r, redisReply *e)
         redisReply *exec = NULL, *rep;
         if (r == TC_OK)
             r = tc__txn_take_exec(c, o->ncmd, 0, e, &exec);
-        r = tc__write_finish(c, 0, 1, &o->w, &o->wop, r, &exec);
-        if (r == TC_OK && exec && exec->type == REDIS_REPLY_ARRAY) {
+        r = tc__write_finish(c, 0, o->nps, &o->w, &o->wop, r, &exec);
+        if (o->multi) {
+            /* EXEC's answer, cut to the caller's commands */
+            rep = r == TC_OK ? exec : NULL;
+            if (r != TC_OK && exec)
+                freeReplyObject(exec);
+        } else if (r == TC_OK && exec && exec->type == REDIS_REPLY_ARRAY) {
             rep = exec->element[0];
             exec->element[0] = NULL;
             freeReplyObject(exec);
@@ -171,9 +194,14 @@ static void op_complete(tc_async *a, op *o, tc_result r, redisReply *e)
 static void lane_fail(lane *l, tc_result r, const char *why)
 {
     tc_async *a = l->a;
-    op *o = l->head;
+    op *o = l->head, *unsent = l->bhead;
     tc__aconn *ac = l->ac;
+    /* Both lists are taken before any callback runs: a callback that
+     * submits again must find the lane empty and closed, not flush a batch
+     * onto the connection freed here. */
     l->head = l->tail = NULL;
+    l->bhead = l->btail = NULL;
+    l->bn = 0;
     l->ac = NULL;
     l->retry_at = tc__now_ns() + (uint64_t)RETRY_MS * 1000000u;
     tc__aconn_free(ac); /* safe from its own callbacks */
@@ -186,9 +214,8 @@ static void lane_fail(lane *l, tc_result r, const char *why)
         }
         /* Then the SETs not sent yet (submitted after those): nothing of
          * them reached Redis. */
-        o = l->bhead;
-        l->bhead = l->btail = NULL;
-        l->bn = 0;
+        o = unsent;
+        unsent = NULL;
     }
 }
 
@@ -380,6 +407,11 @@ static void flush_batch(lane *l)
     uint64_t now = tc__now_ns();
     if (!n)
         return;
+    if (!l->ac) { /* (lane_fail takes the batch: not reached) */
+        lane_fail(l, TC_L2_UNAVAILABLE, "Redis connection lost");
+        return;
+    }
+    a->dirty = 1;
     l->bhead = l->btail = NULL;
     l->bn = 0;
     /* In the lane's order from now on: a failure below fails them all. */
@@ -439,6 +471,29 @@ static void on_flush(struct ev_loop *loop, ev_timer *w, int revents)
             flush_batch(&a->lanes[i]);
 }
 
+/* Before the loop polls (the lowest priority: after the caller's own
+ * prepare watchers, which may submit): the iteration's group commits are
+ * sent and every lane's commands written now, one write per lane, rather
+ * than after a wakeup that reports the socket writable. A failed write
+ * fails the lane as a lost connection does. */
+static void on_send(struct ev_loop *loop, ev_prepare *w, int revents)
+{
+    tc_async *a = w->data;
+    (void)revents;
+    if (!a->dirty)
+        return;
+    a->dirty = 0;
+    for (unsigned i = 0; i < a->nlanes; i++) {
+        lane *l = &a->lanes[i];
+        if (l->bn)
+            flush_batch(l);
+        if (l->ac)
+            tc__aconn_flush(l->ac);
+    }
+    if (ev_is_active(&a->flush))
+        ev_timer_stop(loop, &a->flush);
+}
+
 /* ---- submission ------------------------------------------------------------ */
 
 static lane *pick(tc_async *a, unsigned lane_no)
@@ -462,6 +517,7 @@ static int send_op(lane *l, op *o, size_t n, const tc__cmd *cmds,
             return -1;
         }
     }
+    a->dirty = 1;
     o->l = l;
     o->sent_ns = tc__now_ns();
     if (l->tail)
@@ -583,6 +639,7 @@ tc_result tc_async_set(tc_async *a, unsigned lane_no, const void *key,
             l->bhead = o;
         l->btail = o;
         a->pending++;
+        a->dirty = 1;
         if (++l->bn >= BATCH_MAX)
             flush_batch(l);
         else if (!ev_is_active(&a->flush))
@@ -627,15 +684,63 @@ static int deep_reply(const char *name, size_t len)
     return 0;
 }
 
-tc_result tc_async_command(tc_async *a, unsigned lane_no, int argc,
-                           const char *const *argv, const size_t *argvlen,
-                           tc_async_fn cb, void *userdata)
+/* Copies of `n` commands' arguments in one block (the op's, freed with
+ * it): *vs and *ls point into it, each argument NUL-terminated. */
+static char *copy_cmds(size_t n, const int *argcs,
+                       const char *const *const *argvs,
+                       const size_t *const *lens, const char *const **vs[],
+                       const size_t **ls[])
+{
+    size_t total = 0, bytes;
+    char *blk, *at;
+    const char ***cvs;
+    size_t **cls;
+    const char **cv;
+    size_t *cl;
+    for (size_t i = 0; i < n; i++)
+        total += (size_t)argcs[i];
+    bytes = n * (sizeof(*cvs) + sizeof(*cls)) +
+            total * (sizeof(*cv) + sizeof(*cl));
+    for (size_t i = 0; i < n; i++)
+        for (int k = 0; k < argcs[i]; k++)
+            bytes += lens[i][k] + 1;
+    if (!(blk = malloc(bytes)))
+        return NULL;
+    cvs = (const char ***)(void *)blk;
+    cls = (size_t **)(void *)(cvs + n);
+    cv = (const char **)(void *)(cls + n);
+    cl = (size_t *)(void *)(cv + total);
+    at = (char *)(cl + total);
+    for (size_t i = 0; i < n; i++) {
+        cvs[i] = cv, cls[i] = cl;
+        for (int k = 0; k < argcs[i]; k++) {
+            if (lens[i][k])
+                memcpy(at, argvs[i][k], lens[i][k]);
+            at[lens[i][k]] = '\0';
+            *cv++ = at, *cl++ = lens[i][k];
+            at += lens[i][k] + 1;
+        }
+    }
+    *vs = (const char *const **)cvs;
+    *ls = (const size_t **)cls;
+    return blk;
+}
+
+/* tc_async_command (one command, `multi` 0) and tc_async_multi (`multi`
+ * 1: MULTI, the commands, EXEC, answered with EXEC's reply). */
+static tc_result submit(tc_async *a, unsigned lane_no, size_t n,
+                        const int *argcs, const char *const *const *argvs,
+                        const size_t *const *lens, int multi, tc_async_fn cb,
+                        void *userdata)
 {
     tc_cache *c;
     const tc__cmdtab *t;
     lane *l;
     op *o;
     tc_result r;
+    const char *const **vs;
+    const size_t **ls;
+    int writes = 0;
     if (!a || !cb)
         return tc__fail(TC_BAD_ARGUMENT, "NULL argument");
     c = a->c;
@@ -646,48 +751,42 @@ tc_result tc_async_command(tc_async *a, unsigned lane_no, int argc,
     if (!(t = atomic_load(&c->cmdtab)))
         return tc__fail(TC_BAD_ARGUMENT, "command table not read yet: use "
                                          "tc_command()");
-    if (argc < 1 || !argv || !argvlen || !argv[0])
+    if (!n || !argcs || !argvs || !lens)
         return tc__fail(TC_BAD_ARGUMENT, "empty command");
-    if (deep_reply(argv[0], argvlen[0]))
-        return tc__fail(TC_BAD_ARGUMENT, "a reply hiredis may not read: "
-                                         "use tc_command()");
+    for (size_t i = 0; i < n; i++) {
+        if (argcs[i] < 1 || !argvs[i] || !lens[i] || !argvs[i][0])
+            return tc__fail(TC_BAD_ARGUMENT, "empty command");
+        if (deep_reply(argvs[i][0], lens[i][0]))
+            return tc__fail(TC_BAD_ARGUMENT, "a reply hiredis may not read: "
+                                             "use tc_command()");
+    }
     if (!(o = op_new(OP_READ, userdata)))
         return TC_NO_MEMORY;
     o->cb = cb;
+    o->multi = multi;
     /* The written keys are used again when Redis answers: copy them all. */
-    {
-        size_t bytes = (size_t)argc * (sizeof(char *) + sizeof(size_t));
-        char *at;
-        const char **cv;
-        size_t *cl;
-        for (int i = 0; i < argc; i++)
-            bytes += argvlen[i] + 1;
-        if (!(o->key = malloc(bytes))) {
-            free(o);
-            return tc__fail(TC_NO_MEMORY, "out of memory");
-        }
-        cv = (const char **)(void *)o->key;
-        cl = (size_t *)(void *)(o->key + (size_t)argc * sizeof(char *));
-        at = (char *)(cl + argc);
-        for (int i = 0; i < argc; i++) {
-            if (argvlen[i])
-                memcpy(at, argv[i], argvlen[i]);
-            at[argvlen[i]] = '\0';
-            cv[i] = at, cl[i] = argvlen[i];
-            at += argvlen[i] + 1;
-        }
-        argv = cv;
-        argvlen = cl;
-    }
-    if ((r = tc__prepare(c, t, argc, argv, argvlen, 0, &o->p)) != TC_OK) {
+    if (!(o->key = copy_cmds(n, argcs, argvs, lens, &vs, &ls)) ||
+        !(o->ps = calloc(n, sizeof(*o->ps)))) {
         op_free(o);
-        return r;
+        return tc__fail(TC_NO_MEMORY, "out of memory");
     }
-    if (!o->p.keys.known || o->p.keys.cls == TC__CLASS_BLOCKING ||
-        (o->p.keys.effect != TC__EFFECT_READ && tc__write_is_strict(c, 0))) {
-        op_free(o);
-        return tc__fail(TC_BAD_ARGUMENT, "this command waits: use "
-                                         "tc_command()");
+    while (o->nps < n) {
+        tc__prepared *p = &o->ps[o->nps];
+        if ((r = tc__prepare(c, t, argcs[o->nps], vs[o->nps], ls[o->nps], 0,
+                             p)) != TC_OK) {
+            op_free(o);
+            return r;
+        }
+        o->nps++; /* the op's to free from here */
+        /* Inside MULTI nothing blocks, but it may still write keys
+         * COMMAND could not name (the blocking call handles that). */
+        if (!p->keys.known || (!multi && p->keys.cls == TC__CLASS_BLOCKING) ||
+            (p->keys.effect != TC__EFFECT_READ && tc__write_is_strict(c, 0))) {
+            op_free(o);
+            return tc__fail(TC_BAD_ARGUMENT, "this command waits: use "
+                                             "tc_command()");
+        }
+        writes |= p->keys.effect != TC__EFFECT_READ;
     }
     l = pick(a, lane_no);
     flush_batch(l); /* what came before goes first */
@@ -695,9 +794,40 @@ tc_result tc_async_command(tc_async *a, unsigned lane_no, int argc,
         op_free(o);
         return TC_L2_UNAVAILABLE;
     }
-    if (o->p.keys.effect == TC__EFFECT_READ) {
-        tc__cmd cmd = {o->p.argc, o->p.argv, o->p.argvlen};
-        if (send_op(l, o, 1, &cmd, NULL) != 0) {
+    if (writes) {
+        /* Every written key's invalidation in the same MULTI. */
+        if ((r = tc__collect(c, n, o->ps, vs, ls, &o->w)) != TC_OK) {
+            memset(&o->w, 0, sizeof(o->w));
+            op_free(o);
+            return r;
+        }
+        /* A transaction that writes no key: plain, as tc_command_multi()
+         * runs it. (A single write command keeps its MULTI, as
+         * tc_command() runs it.) */
+        if (multi)
+            writes = o->w.all || o->w.n;
+    }
+    if (!writes) {
+        /* A read as it is; a transaction of reads as MULTI ... EXEC. */
+        tc__cmd *cmds = malloc((n + 2) * sizeof(*cmds));
+        static const char *const multiv[1] = {"MULTI"}, *const execv[1] = {
+                                                            "EXEC"};
+        size_t k = 0;
+        int rc;
+        if (!cmds) {
+            op_free(o);
+            return tc__fail(TC_NO_MEMORY, "out of memory");
+        }
+        if (multi)
+            cmds[k++] = (tc__cmd){1, (const char **)multiv, NULL};
+        for (size_t i = 0; i < n; i++)
+            cmds[k++] = (tc__cmd){o->ps[i].argc, o->ps[i].argv,
+                                  o->ps[i].argvlen};
+        if (multi)
+            cmds[k++] = (tc__cmd){1, (const char **)execv, NULL};
+        rc = send_op(l, o, k, cmds, NULL);
+        free(cmds);
+        if (rc != 0) {
             op_free(o);
             return tc__fail(TC_NO_MEMORY, "out of memory");
         }
@@ -706,12 +836,7 @@ tc_result tc_async_command(tc_async *a, unsigned lane_no, int argc,
     {
         tc__txn_cmds tx;
         o->kind = OP_WRITE;
-        if ((r = tc__collect(c, 1, &o->p, &argv, &argvlen, &o->w)) != TC_OK) {
-            memset(&o->w, 0, sizeof(o->w));
-            op_free(o);
-            return r;
-        }
-        if ((r = tc__write_begin(c, 1, &o->p, &o->w, &o->wop)) != TC_OK) {
+        if ((r = tc__write_begin(c, n, o->ps, &o->w, &o->wop)) != TC_OK) {
             op_free(o);
             return r;
         }
@@ -723,13 +848,28 @@ tc_result tc_async_command(tc_async *a, unsigned lane_no, int argc,
                 tc__txn_cmds_free(&tx);
                 r = TC_NO_MEMORY;
             }
-            tc__write_finish(c, 0, 1, &o->w, &o->wop, r, &none);
+            tc__write_finish(c, 0, n, &o->w, &o->wop, r, &none);
             op_free(o);
             return tc__fail(r, "out of memory");
         }
         tc__txn_cmds_free(&tx);
     }
     return TC_OK;
+}
+
+tc_result tc_async_command(tc_async *a, unsigned lane_no, int argc,
+                           const char *const *argv, const size_t *argvlen,
+                           tc_async_fn cb, void *userdata)
+{
+    return submit(a, lane_no, 1, &argc, &argv, &argvlen, 0, cb, userdata);
+}
+
+tc_result tc_async_multi(tc_async *a, unsigned lane_no, size_t n,
+                         const int *argcs, const char *const *const *argvs,
+                         const size_t *const *argvlens, tc_async_fn cb,
+                         void *userdata)
+{
+    return submit(a, lane_no, n, argcs, argvs, argvlens, 1, cb, userdata);
 }
 
 /* ---- lifetime ------------------------------------------------------------ */
@@ -759,6 +899,11 @@ tc_result tc_async_open(tc_cache *c, void *ev_loop, unsigned lanes,
         a->lanes[i].a = a;
     ev_timer_init(&a->flush, on_flush, 0., 0.);
     a->flush.data = a;
+    ev_prepare_init(&a->send, on_send);
+    ev_set_priority(&a->send, EV_MINPRI);
+    a->send.data = a;
+    ev_prepare_start(a->loop, &a->send);
+    ev_unref(a->loop); /* it does not keep the loop alive */
     if (c->cfg.command_timeout_ms) {
         double iv = c->cfg.command_timeout_ms / 4000.0;
         iv = iv < 0.01 ? 0.01 : iv;
@@ -789,6 +934,8 @@ void tc_async_close(tc_async *a)
         ev_timer_stop(a->loop, &a->tick);
     }
     ev_timer_stop(a->loop, &a->flush);
+    ev_ref(a->loop);
+    ev_prepare_stop(a->loop, &a->send);
     free(a->lanes);
     free(a);
 }

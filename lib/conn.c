@@ -183,6 +183,11 @@ int tc__conn_read_step(tc__conn *c, int *want)
         }
         if (redisReaderFeed(c->reader, buf, (size_t)n) != REDIS_OK)
             return conn_fail(c, TC_NO_MEMORY, "out of memory reading a reply");
+        /* A short read drained a plain socket: the recv that would only
+         * say EAGAIN is skipped (the loop's level-triggered watcher reports
+         * what comes later). TLS may hold decrypted bytes: read on. */
+        if (!c->tls && (size_t)n < sizeof(buf))
+            return 1;
     }
 }
 
@@ -198,7 +203,8 @@ int tc__conn_next_reply(tc__conn *c, redisReply **reply)
 
 /* ---- Blocking use ------------------------------------------------------ */
 
-tc_result tc__conn_append_raw(tc__conn *c, const char *cmd, size_t len)
+/* Room for `len` more bytes of output. */
+static tc_result out_reserve(tc__conn *c, size_t len)
 {
     if (c->out_len + len > c->out_cap) {
         size_t cap = c->out_cap ? c->out_cap : 256;
@@ -210,6 +216,14 @@ tc_result tc__conn_append_raw(tc__conn *c, const char *cmd, size_t len)
         c->out = nb;
         c->out_cap = cap;
     }
+    return TC_OK;
+}
+
+tc_result tc__conn_append_raw(tc__conn *c, const char *cmd, size_t len)
+{
+    tc_result r = out_reserve(c, len);
+    if (r != TC_OK)
+        return r;
     memcpy(c->out + c->out_len, cmd, len);
     c->out_len += len;
     return TC_OK;
@@ -220,17 +234,61 @@ int tc__conn_has_output(const tc__conn *c)
     return c->out_pos < c->out_len;
 }
 
+/* Decimal digits of `v`. */
+static size_t ndigits(size_t v)
+{
+    size_t n = 1;
+    while (v >= 10)
+        v /= 10, n++;
+    return n;
+}
+
+/* `v` in decimal at `p` (`n` = ndigits(v) bytes). */
+static void put_dec(char *p, size_t n, size_t v)
+{
+    while (n--) {
+        p[n] = (char)('0' + v % 10);
+        v /= 10;
+    }
+}
+
+/* Formatted in place in the output buffer (RESP, as
+ * redisFormatCommandArgv formats it): no allocation and no printf per
+ * command, which the pipelined paths pay for every request. */
 tc_result tc__conn_append(tc__conn *c, int argc, const char **argv,
                           const size_t *argvlen)
 {
-    char *cmd = NULL;
-    int len = redisFormatCommandArgv(&cmd, argc, argv, argvlen);
+    size_t need, nd = ndigits((size_t)argc), at;
+    char *p;
     tc_result r;
-    if (len < 0)
-        return tc__fail(TC_NO_MEMORY, "out of memory formatting a command");
-    r = tc__conn_append_raw(c, cmd, (size_t)len);
-    free(cmd);
-    return r;
+    if (argc < 0)
+        return tc__fail(TC_BAD_ARGUMENT, "negative argument count");
+    need = 1 + nd + 2;
+    for (int i = 0; i < argc; i++) {
+        size_t l = argvlen ? argvlen[i] : strlen(argv[i]);
+        need += 1 + ndigits(l) + 2 + l + 2;
+    }
+    if ((r = out_reserve(c, need)) != TC_OK)
+        return r;
+    p = c->out;
+    at = c->out_len;
+    p[at++] = '*';
+    put_dec(p + at, nd, (size_t)argc);
+    at += nd;
+    p[at++] = '\r', p[at++] = '\n';
+    for (int i = 0; i < argc; i++) {
+        size_t l = argvlen ? argvlen[i] : strlen(argv[i]), d = ndigits(l);
+        p[at++] = '$';
+        put_dec(p + at, d, l);
+        at += d;
+        p[at++] = '\r', p[at++] = '\n';
+        if (l)
+            memcpy(p + at, argv[i], l);
+        at += l;
+        p[at++] = '\r', p[at++] = '\n';
+    }
+    c->out_len = at;
+    return TC_OK;
 }
 
 /* The server may have said why before closing on us (a protocol error, a

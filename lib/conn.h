@@ -60,7 +60,8 @@ tc_result tc__conn_open(const tc__conn_opts *o, tc__conn **out);
 void tc__conn_free(tc__conn *c);
 
 /** Queue one command (argv borrowed for the call; argvlen NULL means
- *  strlen). No I/O. TC_NO_MEMORY on failure. */
+ *  strlen), formatted straight into the output buffer. No I/O.
+ *  TC_NO_MEMORY on failure. */
 tc_result tc__conn_append(tc__conn *c, int argc, const char **argv,
                           const size_t *argvlen);
 
@@ -101,8 +102,10 @@ int tc__conn_fd(const tc__conn *c);
  *  TC__IO_WANT_WRITE (wait for that, call again) or TC__IO_ERROR. */
 int tc__conn_flush_step(tc__conn *c);
 /** Read what the socket has into the reply reader: 1 when it read until it
- *  would block (TC__IO_WANT_READ/WRITE is then the direction to wait for,
- *  stored in `*want`), or TC__IO_ERROR (includes the end of the stream). */
+ *  would block, or (plain sockets) got less than it asked for, which drains
+ *  the socket without a recv that only says EAGAIN (TC__IO_WANT_READ/WRITE
+ *  is then the direction to wait for, stored in `*want`), or TC__IO_ERROR
+ *  (includes the end of the stream). */
 int tc__conn_read_step(tc__conn *c, int *want);
 /** The next complete reply already read, without I/O: 1 and `*reply`
  *  (the caller's), 0 when none is complete yet, TC__IO_ERROR when the

@@ -262,3 +262,139 @@ Test(async, strict_and_blocking_are_refused)
     ev_loop_destroy(loop);
     tc_cache_destroy(c);
 }
+
+/* Loop wake-ups a request costs: what the loop's callbacks submit is
+ * written before the loop polls again, so the only wake-up is Redis's
+ * reply (not first one for "the socket is writable", nor for a timer
+ * that sends a group commit). Counted in loop iterations, not time; the
+ * command timeout (its housekeeping timer) is off so that nothing else
+ * wakes the loop, and a watchdog ends a hung wait. */
+static void watchdog(struct ev_loop *loop, ev_timer *w, int revents)
+{
+    (void)w, (void)revents;
+    ev_break(loop, EVBREAK_ALL);
+}
+
+static unsigned iterations_to_answer(struct ev_loop *loop, got *g)
+{
+    unsigned it0 = ev_iteration(loop);
+    ev_timer dog;
+    ev_timer_init(&dog, watchdog, 30., 0.);
+    ev_timer_start(loop, &dog);
+    while (g->calls == 0 && ev_is_active(&dog))
+        ev_run(loop, EVRUN_ONCE);
+    ev_timer_stop(loop, &dog);
+    cr_assert_eq(g->calls, 1, "no answer");
+    return ev_iteration(loop) - it0;
+}
+
+Test(async, a_request_costs_one_loop_wakeup)
+{
+    tc_options o = test_opts(&srv);
+    tc_cache *c;
+    struct ev_loop *loop = ev_loop_new(0);
+    tc_async *as = NULL;
+    got g = {0};
+    const char *incr[2] = {"INCR", "wake:n"}, *get[2] = {"GET", "wake:n"};
+    size_t incrl[2] = {4, 6}, getl[2] = {3, 6};
+    o.command_timeout_ms = 0;
+    c = must_create(&o);
+    cr_assert_eq(tc_command_check(c, 2, incr, incrl), TC_OK); /* the table */
+    cr_assert_eq(tc_async_open(c, loop, 1, &as), TC_OK);
+    /* The lane's connection and its set-up first. */
+    cr_assert_eq(tc_async_command(as, 0, 2, get, getl, on_reply, &g), TC_OK);
+    cr_assert_geq(iterations_to_answer(loop, &g), 1);
+    tc_reply_free(g.reply);
+
+    memset(&g, 0, sizeof(g)); /* a read */
+    cr_assert_eq(tc_async_command(as, 0, 2, get, getl, on_reply, &g), TC_OK);
+    cr_assert_eq(iterations_to_answer(loop, &g), 1);
+    tc_reply_free(g.reply);
+
+    memset(&g, 0, sizeof(g)); /* a write: its MULTI ... EXEC */
+    cr_assert_eq(tc_async_command(as, 0, 2, incr, incrl, on_reply, &g), TC_OK);
+    cr_assert_eq(iterations_to_answer(loop, &g), 1);
+    cr_assert_eq(g.r, TC_OK);
+    cr_assert_eq(tc_reply_integer(g.reply), 1);
+    tc_reply_free(g.reply);
+
+    memset(&g, 0, sizeof(g)); /* a SET's group commit */
+    cr_assert_eq(tc_async_set(as, 0, "wake:k", 6, "v", 1, NULL, on_reply, &g),
+                 TC_OK);
+    cr_assert_eq(iterations_to_answer(loop, &g), 1);
+    cr_assert_eq(g.r, TC_OK);
+
+    memset(&g, 0, sizeof(g)); /* an L1 miss */
+    cr_assert_eq(tc_async_get(as, 0, "wake:n", 6, on_get, &g), TC_OK);
+    cr_assert_eq(iterations_to_answer(loop, &g), 1);
+    cr_assert_eq(g.r, TC_OK);
+    cr_assert_str_eq(g.val, "1");
+    tc_async_close(as);
+    ev_loop_destroy(loop);
+    tc_cache_destroy(c);
+}
+
+/* tc_async_multi: one MULTI/EXEC answered with EXEC's reply; its writes
+ * invalidate the other instance's copy; a transaction Redis refuses
+ * while queueing (EXECABORT) runs nothing; one of reads is answered. */
+Test(async, multi_is_one_transaction_and_invalidates)
+{
+    tc_options o = test_opts(&srv);
+    tc_cache *a = must_create(&o), *b = must_create(&o);
+    struct ev_loop *loop = ev_loop_new(0);
+    tc_async *as = NULL;
+    got g = {0};
+    holds_arg h = {b, "mx:n", "5"};
+    const char *incr[2] = {"INCR", "mx:n"}, *hset[4] = {"HSET", "mx:h", "f",
+                                                       "v"},
+               *bad[1] = {"INCR"}, *get[2] = {"GET", "mx:n"};
+    size_t incrl[2] = {4, 4}, hsetl[4] = {4, 4, 1, 1}, badl[1] = {4},
+           getl[2] = {3, 4};
+    const char *const *argvs[2] = {incr, hset};
+    const size_t *lens[2] = {incrl, hsetl};
+    int argcs[2] = {2, 4};
+    char *s;
+    cr_assert_eq(tc_command_check(a, 2, incr, incrl), TC_OK); /* the table */
+    cr_assert_eq(set_str(a, "mx:n", "5", 0), TC_OK);
+    warm(b, "mx:n", "5");
+    cr_assert_eq(tc_async_open(a, loop, 1, &as), TC_OK);
+
+    cr_assert_eq(tc_async_multi(as, 0, 2, argcs, argvs, lens, on_reply, &g),
+                 TC_OK);
+    RUN_UNTIL_ANSWERED(loop, &g);
+    cr_assert_eq(g.r, TC_OK);
+    cr_assert_eq(tc_reply_type(g.reply), TC_REPLY_ARRAY);
+    cr_assert_eq(tc_reply_elements(g.reply), 2);
+    cr_assert_eq(tc_reply_integer(tc_reply_element(g.reply, 0)), 6);
+    cr_assert_eq(tc_reply_integer(tc_reply_element(g.reply, 1)), 1);
+    tc_reply_free(g.reply);
+    AWAIT(l1_drops, &h, "b kept mx:n=5 after a pipelined MULTI");
+    s = get_str(b, "mx:n", NULL);
+    cr_assert_str_eq(s, "6");
+    free(s);
+
+    memset(&g, 0, sizeof(g)); /* refused while queueing: nothing runs */
+    argvs[1] = bad, lens[1] = badl, argcs[1] = 1;
+    cr_assert_eq(tc_async_multi(as, 0, 2, argcs, argvs, lens, on_reply, &g),
+                 TC_OK);
+    RUN_UNTIL_ANSWERED(loop, &g);
+    cr_assert_eq(g.r, TC_OK);
+    cr_assert_eq(tc_reply_type(g.reply), TC_REPLY_ERROR);
+    cr_assert(!strncmp(tc_reply_str(g.reply), "EXECABORT", 9));
+    tc_reply_free(g.reply);
+
+    memset(&g, 0, sizeof(g)); /* reads only */
+    argvs[0] = get, lens[0] = getl, argcs[0] = 2;
+    cr_assert_eq(tc_async_multi(as, 0, 1, argcs, argvs, lens, on_reply, &g),
+                 TC_OK);
+    RUN_UNTIL_ANSWERED(loop, &g);
+    cr_assert_eq(g.r, TC_OK);
+    cr_assert_eq(tc_reply_elements(g.reply), 1);
+    cr_assert_eq(tc_reply_len(tc_reply_element(g.reply, 0)), 1);
+    cr_assert(!memcmp(tc_reply_str(tc_reply_element(g.reply, 0)), "6", 1));
+    tc_reply_free(g.reply);
+    tc_async_close(as);
+    ev_loop_destroy(loop);
+    tc_cache_destroy(a);
+    tc_cache_destroy(b);
+}

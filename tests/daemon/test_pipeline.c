@@ -256,3 +256,88 @@ Test(pipeline, client_gone_with_replies_in_flight)
     redisFree(other);
     cr_assert_eq(stop_daemon(t), 0, "tiercached did not exit cleanly");
 }
+
+/* EXEC of a plain transaction goes over the pipelined connections (no
+ * worker hop): the replies keep their order around it, its writes
+ * invalidate L1 (a key read into L1 before is read fresh after), and
+ * Redis's answers stand: a transaction of reads, a queue-time error
+ * (EXECABORT, answered here), a run-time error inside EXEC. */
+Test(pipeline, transactions_run_on_the_pipeline)
+{
+    tcd_proc *t = start_daemon(NULL);
+    redisContext *c = connect_to(t);
+    want ws[64];
+    long long before;
+    int n = 0;
+    redisReply *r;
+    cr_assert_not_null(c);
+    r = cmd(c, "SET tx:k 1");
+    freeReplyObject(r);
+    r = cmd(c, "GET tx:k"); /* now in L1 */
+    freeReplyObject(r);
+    before = info_field(t, "tiercached_commands_pipelined");
+
+    redisAppendCommand(c, "MULTI");
+    WANT(REDIS_REPLY_STATUS, "OK");
+    redisAppendCommand(c, "INCR tx:k");
+    WANT(REDIS_REPLY_STATUS, "QUEUED");
+    redisAppendCommand(c, "HSET tx:h f v");
+    WANT(REDIS_REPLY_STATUS, "QUEUED");
+    redisAppendCommand(c, "EXEC"); /* [2, 1]: checked below */
+    WANT(REDIS_REPLY_ARRAY, "-");
+    redisAppendCommand(c, "GET tx:k"); /* not L1's 1 */
+    WANT(REDIS_REPLY_STRING, "2");
+    redisAppendCommand(c, "MULTI");
+    WANT(REDIS_REPLY_STATUS, "OK");
+    redisAppendCommand(c, "GET tx:k");
+    WANT(REDIS_REPLY_STATUS, "QUEUED");
+    redisAppendCommand(c, "EXEC"); /* ["2"] */
+    WANT(REDIS_REPLY_ARRAY, "-");
+    redisAppendCommand(c, "MULTI");
+    WANT(REDIS_REPLY_STATUS, "OK");
+    redisAppendCommand(c, "SET tx:s x");
+    WANT(REDIS_REPLY_STATUS, "QUEUED");
+    redisAppendCommand(c, "INCR tx:s");
+    WANT(REDIS_REPLY_STATUS, "QUEUED");
+    redisAppendCommand(c, "EXEC"); /* [OK, ERR not an integer] */
+    WANT(REDIS_REPLY_ARRAY, "-");
+    redisAppendCommand(c, "MULTI");
+    WANT(REDIS_REPLY_STATUS, "OK");
+    redisAppendCommand(c, "INCR tx:k");
+    WANT(REDIS_REPLY_STATUS, "QUEUED");
+    redisAppendCommand(c, "INCR");
+    WANT(REDIS_REPLY_ERROR, "ERR wrong number of arguments");
+    redisAppendCommand(c, "EXEC");
+    WANT(REDIS_REPLY_ERROR, "EXECABORT");
+    redisAppendCommand(c, "GET tx:s");
+    WANT(REDIS_REPLY_STRING, "x");
+    redisAppendCommand(c, "GET tx:k"); /* the aborted INCR did not run */
+    WANT(REDIS_REPLY_STRING, "2");
+    for (int i = 0; i < n; i++) {
+        redisReply *rep = NULL;
+        cr_assert_eq(redisGetReply(c, (void **)&rep), REDIS_OK, "reply %d: %s",
+                     i, c->errstr);
+        if (ws[i].type == REDIS_REPLY_ARRAY) {
+            cr_assert_eq(rep->type, REDIS_REPLY_ARRAY, "reply %d", i);
+            if (i == 3) {
+                cr_assert_eq(rep->elements, 2);
+                cr_assert_eq(rep->element[0]->integer, 2);
+                cr_assert_eq(rep->element[1]->integer, 1);
+            } else if (i == 7) {
+                cr_assert_eq(rep->elements, 1);
+                cr_assert_str_eq(rep->element[0]->str, "2");
+            } else {
+                cr_assert_eq(rep->elements, 2);
+                cr_assert_str_eq(rep->element[0]->str, "OK");
+                cr_assert_eq(rep->element[1]->type, REDIS_REPLY_ERROR);
+            }
+        } else {
+            expect_reply(rep, &ws[i], i);
+        }
+        freeReplyObject(rep);
+    }
+    /* The three EXECs that ran went over the pipeline. */
+    cr_assert_geq(info_field(t, "tiercached_commands_pipelined"), before + 3,
+                  "EXEC was not pipelined");
+    redisFree(c);
+}

@@ -191,12 +191,44 @@ static tc_result parse_host(url_parts *u, const char *p, const char *hend,
     return TC_OK;
 }
 
+/* "[userinfo@]h1[:p1][,h2[:p2]...]" from `p` to `end`: the user info, then
+ * up to `max` hosts into hosts/ports (*n of them); `too_many` is the
+ * error past that. Shared by the Sentinel and Cluster URLs. */
+static tc_result parse_host_list(url_parts *u, const char *p, const char *end,
+                                 char **w, const char **hosts, int *ports,
+                                 unsigned *n, unsigned max,
+                                 const char *too_many)
+{
+    const char *at = NULL;
+    tc_result r;
+    for (const char *s = p; s < end; s++)
+        if (*s == '@')
+            at = s;
+    if (at) {
+        if ((r = parse_userinfo(u, p, at, w)) != TC_OK)
+            return r;
+        p = at + 1;
+    }
+    while (p <= end) {
+        const char *comma = memchr(p, ',', (size_t)(end - p));
+        const char *hend = comma ? comma : end;
+        /* [ipv6] may hold no comma, so the first ',' ends this entry. */
+        if (*n == max)
+            return bad_url(u, too_many);
+        if ((r = parse_host(u, p, hend, w, &hosts[*n], &ports[*n])) != TC_OK)
+            return r;
+        (*n)++;
+        p = hend + 1;
+    }
+    return TC_OK;
+}
+
 /* redis-sentinel://[user:pass@]h1[:p1][,h2[:p2]...]/master[/db][?query]
  * from `p` (after the scheme) to `e`. user:pass are the master's. */
 static tc_result parse_sentinel_url(url_parts *u, const char *p,
                                     const char *e, char **w)
 {
-    const char *q = memchr(p, '?', (size_t)(e - p)), *slash, *at = NULL;
+    const char *q = memchr(p, '?', (size_t)(e - p)), *slash;
     const char *name, *name_end;
     tc_result r;
     if (q) {
@@ -208,27 +240,11 @@ static tc_result parse_sentinel_url(url_parts *u, const char *p,
     if (!slash)
         return bad_url(u, "redis-sentinel:// needs /master-name after the "
                           "sentinels");
-    for (const char *s = p; s < slash; s++)
-        if (*s == '@')
-            at = s;
-    if (at) {
-        if ((r = parse_userinfo(u, p, at, w)) != TC_OK)
-            return r;
-        p = at + 1;
-    }
-    while (p <= slash) {
-        const char *comma = memchr(p, ',', (size_t)(slash - p));
-        const char *hend = comma ? comma : slash;
-        /* [ipv6] may hold no comma, so the first ',' ends this entry. */
-        if (u->nsentinels == TC__MAX_SENTINELS)
-            return bad_url(u, "too many sentinels (at most 16)");
-        if ((r = parse_host(u, p, hend, w,
-                            &u->sentinel_host[u->nsentinels],
-                            &u->sentinel_port[u->nsentinels])) != TC_OK)
-            return r;
-        u->nsentinels++;
-        p = hend + 1;
-    }
+    if ((r = parse_host_list(u, p, slash, w, u->sentinel_host,
+                             u->sentinel_port, &u->nsentinels,
+                             TC__MAX_SENTINELS,
+                             "too many sentinels (at most 16)")) != TC_OK)
+        return r;
     name = slash + 1;
     name_end = memchr(name, '/', (size_t)(e - name));
     if (!name_end)
@@ -256,7 +272,7 @@ static tc_result parse_sentinel_url(url_parts *u, const char *p,
 static tc_result parse_cluster_url(url_parts *u, const char *p, const char *e,
                                    char **w)
 {
-    const char *q = memchr(p, '?', (size_t)(e - p)), *at = NULL, *end;
+    const char *q = memchr(p, '?', (size_t)(e - p)), *end;
     tc_result r;
     if (q) {
         if ((r = parse_query(u, q + 1, e, 0, w)) != TC_OK)
@@ -269,25 +285,11 @@ static tc_result parse_cluster_url(url_parts *u, const char *p, const char *e,
                           "only has db 0)");
     if (!end)
         end = e;
-    for (const char *s = p; s < end; s++)
-        if (*s == '@')
-            at = s;
-    if (at) {
-        if ((r = parse_userinfo(u, p, at, w)) != TC_OK)
-            return r;
-        p = at + 1;
-    }
-    while (p <= end) {
-        const char *comma = memchr(p, ',', (size_t)(end - p));
-        const char *hend = comma ? comma : end;
-        if (u->ncluster == TC__CLUSTER_MAX_SEEDS)
-            return bad_url(u, "too many cluster seed nodes (at most 16)");
-        if ((r = parse_host(u, p, hend, w, &u->cluster_host[u->ncluster],
-                            &u->cluster_port[u->ncluster])) != TC_OK)
-            return r;
-        u->ncluster++;
-        p = hend + 1;
-    }
+    if ((r = parse_host_list(u, p, end, w, u->cluster_host, u->cluster_port,
+                             &u->ncluster, TC__CLUSTER_MAX_SEEDS,
+                             "too many cluster seed nodes (at most 16)")) !=
+        TC_OK)
+        return r;
     return TC_OK;
 }
 

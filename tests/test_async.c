@@ -5,6 +5,7 @@
  */
 #include "crit.h" /* Criterion, or the TSan build's shim */
 #include <ev.h>
+#include <signal.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -397,4 +398,110 @@ Test(async, multi_is_one_transaction_and_invalidates)
     ev_loop_destroy(loop);
     tc_cache_destroy(a);
     tc_cache_destroy(b);
+}
+
+/* A lane whose connection dies fails every request on it, in order, and a
+ * callback that submits again finds the lane closed. Here the death comes
+ * with a SET still in the lane's unsent group (submitted earlier in the
+ * same loop iteration, by a top-priority check watcher): the INCR's
+ * callback submitting a GET used to flush that group onto the connection
+ * lane_fail had just freed (a NULL dereference in aconn's queue). */
+typedef struct dying {
+    tc_async *as;
+    got incr, set;
+    int order;          /* 1: INCR answered first, 2: SET first */
+    tc_result again;    /* the GET submitted from the INCR's callback */
+    int again_calls;
+    int set_submitted;
+} dying;
+
+static void on_again(void *ud, tc_result r, tc_reply *rep)
+{
+    dying *d = ud;
+    (void)r;
+    d->again_calls++;
+    tc_reply_free(rep);
+}
+
+static void on_dying_incr(void *ud, tc_result r, tc_reply *rep)
+{
+    dying *d = ud;
+    const char *argv[2] = {"GET", "dying:k"};
+    size_t argl[2] = {3, 7};
+    d->incr.calls++;
+    d->incr.r = r;
+    tc_reply_free(rep);
+    if (!d->order)
+        d->order = 1;
+    d->again = tc_async_command(d->as, 0, 2, argv, argl, on_again, d);
+}
+
+static void on_dying_set(void *ud, tc_result r, tc_reply *rep)
+{
+    dying *d = ud;
+    d->set.calls++;
+    d->set.r = r;
+    tc_reply_free(rep);
+    if (!d->order)
+        d->order = 2;
+}
+
+static void submit_set_first(struct ev_loop *loop, ev_check *w, int revents)
+{
+    dying *d = w->data;
+    (void)loop, (void)revents;
+    if (d->set_submitted++)
+        return;
+    cr_assert_eq(tc_async_set(d->as, 0, "dying:s", 7, "v", 1, NULL,
+                              on_dying_set, d),
+                 TC_OK);
+}
+
+Test(async, a_dying_lane_fails_its_unsent_group_once_and_refuses_more)
+{
+    tc_options o = test_opts(&srv);
+    tc_cache *c = must_create(&o);
+    struct ev_loop *loop = ev_loop_new(0);
+    const char *incr[2] = {"INCR", "dying:n"};
+    size_t incrl[2] = {4, 7};
+    got warm = {0};
+    dying d;
+    ev_check chk;
+    memset(&d, 0, sizeof(d));
+    cr_assert_eq(tc_command_check(c, 2, incr, incrl), TC_OK); /* the table */
+    cr_assert_eq(tc_async_open(c, loop, 1, &d.as), TC_OK);
+    /* The lane connected and answering. */
+    cr_assert_eq(tc_async_command(d.as, 0, 2, incr, incrl, on_reply, &warm),
+                 TC_OK);
+    RUN_UNTIL_ANSWERED(loop, &warm);
+    cr_assert_eq(warm.r, TC_OK);
+    tc_reply_free(warm.reply);
+    /* An INCR in flight to a hung server, which then dies. */
+    tcr_pause(&srv);
+    AWAIT(tcr_stopped, &srv, "redis-server never stopped");
+    cr_assert_eq(tc_async_command(d.as, 0, 2, incr, incrl, on_dying_incr, &d),
+                 TC_OK);
+    ev_run(loop, EVRUN_NOWAIT); /* written */
+    kill(srv.pid, SIGKILL);     /* still stopped: the INCR never runs */
+    tcr_kill(&srv);             /* reaped: the lane's socket reads EOF */
+    /* In the iteration that finds the EOF, a SET joins the lane's group
+     * before the lane's own watcher runs. */
+    ev_check_init(&chk, submit_set_first);
+    chk.data = &d;
+    ev_set_priority(&chk, EV_MAXPRI);
+    ev_check_start(loop, &chk);
+    RUN_UNTIL_ANSWERED(loop, &d.set);
+    ev_check_stop(loop, &chk);
+    cr_assert_eq(d.set_submitted > 0, 1);
+    cr_assert_eq(d.incr.calls, 1, "INCR answered %d times", d.incr.calls);
+    cr_assert_neq(d.incr.r, TC_OK);
+    cr_assert_eq(d.set.calls, 1, "SET answered %d times", d.set.calls);
+    cr_assert_neq(d.set.r, TC_OK);
+    cr_assert_eq(d.order, 1, "the SET was answered before the INCR");
+    /* Submitted from the failing lane's callback: refused at once. */
+    cr_assert_neq(d.again, TC_OK);
+    cr_assert_eq(d.again_calls, 0);
+    tc_async_close(d.as);
+    ev_loop_destroy(loop);
+    tc_cache_destroy(c);
 }

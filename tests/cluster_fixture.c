@@ -86,15 +86,7 @@ static int replicas_synced(void *p)
 
 static redisContext *connect_node(const tcr_server *s)
 {
-    struct timeval tv = {1, 0};
-    redisContext *c = redisConnectUnixWithTimeout(s->sock, tv);
-    if (c && c->err) {
-        redisFree(c);
-        return NULL;
-    }
-    if (c)
-        redisSetTimeout(c, tv);
-    return c;
+    return tcr_connect_unix(s->sock, 1);
 }
 
 /* slot -> master port from one node's CLUSTER SLOTS; 0 on success. */

@@ -36,11 +36,12 @@
     cr_assert(tcr_wait((pred), (arg), AWAIT_MS), __VA_ARGS__)
 
 /* Options for a test cache on server `s`, independent of the environment. */
-static inline tc_options test_opts(const tcr_server *s)
+/* Options for a test instance on `url`; test_opts() for one server. */
+static inline tc_options url_opts(const char *url)
 {
     tc_options o;
     memset(&o, 0, sizeof(o));
-    o.url = s->url;
+    o.url = url;
     o.ignore_env = TC_YES;
     /* Generous: a loaded 2-core CI machine (sanitizers, parallel suites)
      * can hold a healthy redis-server off the CPU for hundreds of ms. A
@@ -50,6 +51,17 @@ static inline tc_options test_opts(const tcr_server *s)
     o.reconnect_min_ms = 20;
     o.reconnect_max_ms = 200;
     return o;
+}
+
+static inline tc_options test_opts(const tcr_server *s)
+{
+    return url_opts(s->url);
+}
+
+/* What a call answers while Redis is unreachable or hung. */
+static inline int is_outage(tc_result r)
+{
+    return r == TC_L2_UNAVAILABLE || r == TC_TIMEOUT;
 }
 
 static inline tc_cache *must_create(const tc_options *o)
@@ -113,6 +125,26 @@ static inline int l1_drops(void *p)
 {
     holds_arg *a = p;
     return !l1_holds(a->c, a->key, a->val);
+}
+
+/* The tail of every fill-race test: a read of `key` that began before a
+ * write of `fresh` may answer the old value, but that value must not have
+ * entered L1 after the write's invalidation (fills_skipped grew past
+ * `st0`), and once the fill hook is gone the next read sees `fresh`. */
+static inline void expect_stale_fill_skipped(tc_cache *b, const char *key,
+                                             const char *old,
+                                             const char *fresh,
+                                             const tc_stats *st0)
+{
+    tc_stats st;
+    char *s;
+    cr_assert(!l1_holds(b, key, old), "stale fill entered L1");
+    tc_cache_stats(b, &st);
+    cr_assert_geq(st.fills_skipped, st0->fills_skipped + 1);
+    tc__cache_set_fill_hook(b, NULL, NULL);
+    s = get_str(b, key, NULL);
+    cr_assert_str_eq(s, fresh);
+    free(s);
 }
 
 /* Would a read be answered from L1 with `want` (NULL: not from L1)? */

@@ -75,6 +75,19 @@ static int write_conf(const tcr_server *s)
     return 0;
 }
 
+redisContext *tcr_connect_unix(const char *path, int timeout_s)
+{
+    struct timeval tv = {timeout_s, 0};
+    redisContext *c = redisConnectUnixWithTimeout(path, tv);
+    if (c && c->err) {
+        redisFree(c);
+        return NULL;
+    }
+    if (c)
+        redisSetTimeout(c, tv);
+    return c;
+}
+
 static int ping_ok(const tcr_server *s)
 {
     struct timeval tv = {0, 200000};
@@ -307,7 +320,6 @@ char *tcr_cmd(const tcr_server *s, const char *auth, ...)
     const char *argv[64];
     int argc = 0;
     va_list ap;
-    struct timeval tv = {2, 0};
     redisContext *c;
     redisReply *r;
     char *out = NULL;
@@ -318,13 +330,8 @@ char *tcr_cmd(const tcr_server *s, const char *auth, ...)
         argv[argc++] = a;
     va_end(ap);
 
-    c = redisConnectUnixWithTimeout(s->sock, tv);
-    if (!c || c->err) {
-        if (c)
-            redisFree(c);
+    if (!(c = tcr_connect_unix(s->sock, 2)))
         return NULL;
-    }
-    redisSetTimeout(c, tv);
     if (auth) {
         r = redisCommand(c, "AUTH %s", auth);
         if (r)

@@ -90,6 +90,10 @@ int tcr_restart(tcr_server *s);
 /** SIGSTOP / SIGCONT: a hung server whose connections stay open. */
 void tcr_pause(tcr_server *s);
 void tcr_resume(tcr_server *s);
+/** A hiredis connection to the unix socket `path`, with `timeout_s` for
+ *  the connect and for every command after it; NULL when it cannot
+ *  connect. The caller owns it (redisFree). */
+struct redisContext *tcr_connect_unix(const char *path, int timeout_s);
 /** Run one command on the server (redis-cli style argv, NULL-terminated);
  *  returns the reply as a malloc'd string (integers printed, arrays joined
  *  by '\n', nil as "(nil)") or NULL on connection error. `auth` may be NULL. */

@@ -32,21 +32,11 @@ TestSuite(cluster, .init = cl_setup, .fini = cl_teardown);
 
 static tc_options cl_opts(tc_coherence coherence)
 {
-    tc_options o;
-    memset(&o, 0, sizeof(o));
-    o.url = cl.url;
-    o.ignore_env = TC_YES;
+    tc_options o = url_opts(cl.url);
     o.coherence = coherence;
     o.connect_timeout_ms = 500;
     o.command_timeout_ms = 500;
-    o.reconnect_min_ms = 20;
-    o.reconnect_max_ms = 200;
     return o;
-}
-
-static int is_outage(tc_result r)
-{
-    return r == TC_L2_UNAVAILABLE || r == TC_TIMEOUT;
 }
 
 /* GET through `redis-cli -c` (which follows MOVED itself) on node `s`. */

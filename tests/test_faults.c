@@ -19,11 +19,6 @@ static tc_result load_fallback(void *ud, const void *key, size_t klen,
     return TC_OK;
 }
 
-static int is_outage(tc_result r)
-{
-    return r == TC_L2_UNAVAILABLE || r == TC_TIMEOUT;
-}
-
 Test(faults, redis_not_running_at_create_then_recovers)
 {
     tc_options o = test_opts(&srv);

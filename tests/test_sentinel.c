@@ -28,21 +28,11 @@ TestSuite(sentinel, .init = topo_setup, .fini = topo_teardown);
 
 static tc_options sentinel_opts(const char *url)
 {
-    tc_options o;
-    memset(&o, 0, sizeof(o));
-    o.url = url;
-    o.ignore_env = TC_YES;
+    tc_options o = url_opts(url);
     o.connect_timeout_ms = 500;
     o.command_timeout_ms = 300;
-    o.reconnect_min_ms = 20;
-    o.reconnect_max_ms = 200;
     o.breaker_threshold = 1;
     return o;
-}
-
-static int is_outage(tc_result r)
-{
-    return r == TC_L2_UNAVAILABLE || r == TC_TIMEOUT;
 }
 
 /* ---- Discovery and errors ------------------------------------------- */

@@ -31,15 +31,7 @@ static inline const char *daemon_path(void)
 
 static inline redisContext *connect_to(const tcd_proc *t)
 {
-    struct timeval tv = {5, 0};
-    redisContext *c = redisConnectUnixWithTimeout(t->sock, tv);
-    if (c && c->err) {
-        redisFree(c);
-        return NULL;
-    }
-    if (c)
-        redisSetTimeout(c, tv);
-    return c;
+    return tcr_connect_unix(t->sock, 5);
 }
 
 static inline int answers_ping(void *arg)

@@ -47,10 +47,8 @@ static void expect_elem(const redisReply *r, size_t i, const char *want)
 /* A direct connection to the test's Redis (L2), in database `db`. */
 static redisContext *redis_direct(int db)
 {
-    struct timeval tv = {5, 0};
-    redisContext *c = redisConnectUnixWithTimeout(redis.sock, tv);
-    cr_assert(c && !c->err, "cannot reach redis-server");
-    redisSetTimeout(c, tv);
+    redisContext *c = tcr_connect_unix(redis.sock, 5);
+    cr_assert(c, "cannot reach redis-server");
     if (db) {
         redisReply *r = cmd(c, "SELECT %d", db);
         freeReplyObject(r);
@@ -69,14 +67,11 @@ typedef struct blocked {
 static void *blpop_main(void *arg)
 {
     blocked *b = arg;
-    struct timeval tv = {60, 0};
-    redisContext *c = redisConnectUnixWithTimeout(b->t->sock, tv);
-    if (c && !c->err) {
-        redisSetTimeout(c, tv);
+    redisContext *c = tcr_connect_unix(b->t->sock, 60);
+    if (c) {
         b->reply = redisCommand(c, "BLPOP %s 0", b->key);
-    }
-    if (c)
         redisFree(c);
+    }
     return NULL;
 }
 

@@ -7,9 +7,11 @@
 # through tiercached against nutcracker proxying the same redis-server
 # (req/s, p50, CPU per request of the proxy process), and forwarded INCR,
 # HSET and a 10-command MULTI (bench_multi.py) p50 at -P 1 -c 1 against
-# redis-server directly.
+# redis-server directly; and the memory tiercached spends per cached
+# entry against redis-server's per key (bench_memory.py).
 # Usage: daemon/bench.sh [path/to/tiercached]   (./dev bench --daemon)
 # Env: TCD_BENCH_N (requests per run, default 300000), TCD_BENCH_REPS (3),
+# TCD_BENCH_MEM_N (keys of the memory-per-entry row, default 200000),
 # TCD_BENCH_LAT_N (requests per -P 1 -c 1 latency run, default 20000: one
 # round trip each, so TCD_BENCH_N of them took minutes per row, and the
 # whole run outlasted the caller's patience before the latency rows).
@@ -86,6 +88,14 @@ awk -v t16="$t_rps_16" -v r16="$r_rps_16" -v t1="$t_rps_1" -v r1="$r_rps_1" \
   'BEGIN { printf "ratio tiercached/redis-server: -P 16: %.2fx   -P 1: %.2fx\n", t16/r16, t1/r1 }'
 echo "tiercached L1 hits/misses during the run: $hits (median of $REPS runs of $N requests each)"
 
+# ---- Issue 9: memory of the daemon per cached entry ----------------------
+# 200,000 keys written to redis-server, each read once through tiercached
+# (an L1 fill); growth of tiercached's RSS per entry against redis-server's
+# used_memory per key for the same keys.
+echo
+/usr/bin/python3 "$ROOT/daemon/bench_memory.py" "$WORK/tcd.sock" "$TCD_PID" \
+  "$WORK/redis.sock" "${TCD_BENCH_MEM_N:-200000}" || echo "memory row failed"
+
 # ---- Issue 9: forwarded commands and L1 misses, against nutcracker -------
 # nutcracker (twemproxy) proxies the same redis-server; everything over TCP
 # loopback here (nutcracker has no unix-socket upstream in this setup).
@@ -101,7 +111,8 @@ alpha:
   servers:
    - 127.0.0.1:$port:1
 YML
-nutcracker -c "$WORK/nut.yml" -o "$WORK/nut.log" &
+# -s: its stats port (default 22222) would clash with any other nutcracker.
+nutcracker -c "$WORK/nut.yml" -s "$(freeport)" -o "$WORK/nut.log" &
 NUT_PID=$!
 PIDS+=("$NUT_PID")
 for _ in $(seq 200); do redis-cli -p "$nport" ping >/dev/null 2>&1 && break; sleep 0.05; done

@@ -528,8 +528,13 @@ static int write_reads_back(void *p)
     ok = r && r->type == REDIS_REPLY_STATUS;
     if (r)
         freeReplyObject(r);
+    /* A forwarded write (routed by the key specs) and a read. */
+    r = ok ? redisCommand(c, "APPEND %s !", w->key) : NULL;
+    ok = r && r->type == REDIS_REPLY_INTEGER && r->integer == 6;
+    if (r)
+        freeReplyObject(r);
     r = ok ? redisCommand(c, "GET %s", w->key) : NULL;
-    ok = r && r->type == REDIS_REPLY_STRING && !strcmp(r->str, "after");
+    ok = r && r->type == REDIS_REPLY_STRING && !strcmp(r->str, "after!");
     if (r)
         freeReplyObject(r);
     redisFree(c);

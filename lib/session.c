@@ -16,8 +16,9 @@
  * cache's database only, and keys of another one are other keys.
  *
  * On Redis Cluster a session's connection goes to one master. Until it
- * holds state there (WATCH in force, or anything sent with
- * tc_session_send: pub/sub, MONITOR), plain commands and transactions run
+ * holds state there (WATCH in force, a state-changing command such as
+ * CLIENT TRACKING, or anything sent with tc_session_send: pub/sub,
+ * MONITOR), plain commands and transactions run
  * as tc_command / tc_command_multi run them (routed by slot, split across
  * slots), and a command that needs the connection (WATCH, a blocking
  * command) moves it to the master of its keys' slot first. Once it holds
@@ -51,6 +52,8 @@ struct tc_session {
     int broken;     /* a failed exchange: replies are out of step */
     int streaming;  /* tc_session_send was used: the connection holds
                        subscriptions (cluster placement) */
+    int conn_state; /* a state-changing command other than WATCH ran
+                       (CLIENT TRACKING ...): cluster placement */
     tc__node_addr node; /* Redis Cluster: the master connected to */
 };
 
@@ -130,7 +133,7 @@ void tc_session_interrupt(tc_session *s)
 /* Redis Cluster: the session's state lives on its connection's master. */
 static int holds_state(const tc_session *s)
 {
-    return s->watching || s->streaming;
+    return s->watching || s->streaming || s->conn_state;
 }
 
 /* Redis Cluster: make the connection the master of `slot` (-1: any
@@ -261,6 +264,11 @@ tc_result tc_session_command(tc_session *s, int argc, const char *const *argv,
             broken(s, r);
         } else if (p.keys.cls == TC__CLASS_CONNECTION) {
             track(s, &p, rep);
+            if (rep->type != REDIS_REPLY_ERROR && !arg_is(&p, 0, "WATCH") &&
+                !arg_is(&p, 0, "UNWATCH") && !arg_is(&p, 0, "RESET"))
+                s->conn_state = 1;
+            else if (arg_is(&p, 0, "RESET"))
+                s->conn_state = 0;
         } else if (rep->type != REDIS_REPLY_ERROR &&
                    p.keys.effect != TC__EFFECT_READ &&
                    s->db == cache_db(s->c)) {

@@ -371,8 +371,24 @@ int tc__cluster_command(tc_cache *c, const tc__cmdtab *t,
                         redisReply **out, tc_result *r)
 {
     int slot = tc__prepared_slot(p);
-    (void)argc;
+    char err[300];
     *out = NULL;
+    if ((slot == -2 || p->keys.n == 0) &&
+        tc__cmdtab_check(t, argc, argv, argvlen, err, sizeof(err)) == 2) {
+        /* Redis's arity error, before any split reads past the end. */
+        *r = reply_or_oom(new_string(REDIS_REPLY_ERROR, err, strlen(err)),
+                          out);
+        return 1;
+    }
+    if (slot == -2 && is(p, "MSET") && argc % 2 == 0) {
+        /* A key without its value: Redis's own answer (msetCommand). */
+        static const char arity[] =
+            "ERR wrong number of arguments for 'mset' command";
+        *r = reply_or_oom(new_string(REDIS_REPLY_ERROR, arity,
+                                     sizeof(arity) - 1),
+                          out);
+        return 1;
+    }
     if (slot == -2) {
         if (is(p, "MGET") || is(p, "MSET") || is(p, "DEL") ||
             is(p, "UNLINK") || is(p, "EXISTS") || is(p, "TOUCH"))

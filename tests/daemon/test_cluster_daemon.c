@@ -186,6 +186,12 @@ Test(cluster_daemon, redis_cli_keys_on_every_master)
         out = run("redis-cli -s '%s' ECHO hi", d->sock);
         cr_assert_str_eq(out, "hi");
         free(out);
+        /* INFO: the master of slot 0's, then tiercache's sections. */
+        out = run("redis-cli -s '%s' INFO | grep -c "
+                  "'^redis_version:\\|^cluster_enabled:1\\|^# Tiercached'",
+                  d->sock);
+        cr_assert_str_eq(out, "3", "INFO lacks Redis's or tiercache's lines");
+        free(out);
     }
 }
 

@@ -222,6 +222,12 @@ tc_result tc__txn_exec(tc_cache *c, tc__txn *t, size_t n, const tc__cmd *writes,
 tc_result tc__txn_exec_on(tc_cache *c, tc__conn *conn, tc__txn *t, size_t n,
                           const tc__cmd *writes, int inline_publish,
                           redisReply **exec);
+/** tc__txn_exec on the pool, sent whole to the master of cluster slot
+ *  `slot` (-1: any master) whatever keys the writes name (tc_command
+ *  found them from the key specs); as tc__txn_exec elsewhere. */
+tc_result tc__txn_exec_slot(tc_cache *c, int slot, tc__txn *t, size_t n,
+                            const tc__cmd *writes, int inline_publish,
+                            redisReply **exec);
 /** The commands of one atomic write, as tc__txn_exec_on() sends them:
  *  MULTI, the writes, PUBLISH, the strict count, EXEC. Borrows `t`, the
  *  writes and the configuration; `cmds` is owned (tc__txn_cmds_free()). */

@@ -24,6 +24,7 @@
 #include "command.h"
 #include "stamps.h"
 #include "cluster.h"
+#include "slot.h"
 
 /* ---- the command table --------------------------------------------------- */
 
@@ -117,6 +118,8 @@ tc_result tc__prepare(tc_cache *c, const tc__cmdtab *t, int argc,
 
 void tc__written_free(tc__written *w)
 {
+    if (w->sk.p)
+        tc__pkey_free(&w->sk);
     free(w->keys);
     free(w->lens);
     free(w->hset);
@@ -135,6 +138,7 @@ tc_result tc__collect(tc_cache *c, size_t n, const tc__prepared *ps,
             w->all = 1;
         total += ps[i].keys.n;
     }
+    w->slot = tc__prepared_slots(n, ps);
     slen = tc__stamp_new(c, w->stamp);
     w->keys = malloc((total ? total : 1) * sizeof(*w->keys));
     w->lens = malloc((total ? total : 1) * sizeof(*w->lens));
@@ -152,6 +156,16 @@ tc_result tc__collect(tc_cache *c, size_t n, const tc__prepared *ps,
             int at = ps[i].keys.pos[j];
             if (!ps[i].keys.written[j])
                 continue;
+            if (c->cfg.cluster && w->slot >= 0 && !w->sk.p) {
+                /* The stamps hash of the keys' one slot (stamps.h). */
+                if (tc__stamps_key(c, ps[i].argv[at], ps[i].argvlen[at],
+                                   &w->sk) != TC_OK) {
+                    w->sk.p = NULL;
+                    tc__written_free(w);
+                    return tc__fail(TC_NO_MEMORY, "out of memory");
+                }
+                w->hset[1] = w->sk.p, w->hsetl[1] = w->sk.len;
+            }
             w->keys[w->n] = argvs[i][at], w->lens[w->n] = argvlens[i][at];
             w->hset[2 + 2 * w->n] = w->fields[w->n];
             w->hsetl[2 + 2 * w->n] = tc__stamp_field(
@@ -177,8 +191,42 @@ static void drop_local(tc_cache *c, const tc__written *w)
                               w->keys[i], w->lens[i]);
 }
 
-/* An error reply object carrying `text`, as hiredis would have built it. */
-static redisReply *error_reply(const char *text)
+int tc__prepared_slot(const tc__prepared *p)
+{
+    int slot = -1;
+    for (size_t i = 0; i < p->keys.n; i++) {
+        int at = p->keys.pos[i];
+        int s = (int)tc__slot_of(p->argv[at], p->argvlen[at]);
+        if (slot >= 0 && s != slot)
+            return -2;
+        slot = s;
+    }
+    return slot;
+}
+
+int tc__prepared_slots(size_t n, const tc__prepared *ps)
+{
+    int slot = -1;
+    for (size_t i = 0; i < n; i++) {
+        int s = tc__prepared_slot(&ps[i]);
+        if (s == -2 || (s >= 0 && slot >= 0 && s != slot))
+            return -2;
+        if (s >= 0)
+            slot = s;
+    }
+    return slot;
+}
+
+tc_result tc__invalidate_everything(tc_cache *c)
+{
+    tc_result r, r2;
+    tc__l1_clear(c->l1);
+    r = tc__stamps_bump_all(c);
+    r2 = tc_invalidate_all(c);
+    return r != TC_OK ? r : r2;
+}
+
+redisReply *tc__error_reply(const char *text)
 {
     redisReply *e = calloc(1, sizeof(*e));
     size_t n = strlen(text);
@@ -242,7 +290,7 @@ tc_result tc__write_finish(tc_cache *c, int own_conn, size_t n,
                strcmp(tc_errmsg(), "EXEC: transaction aborted")) {
         /* Redis refused the transaction (EXECABORT): its answer is the
          * reply; nothing was written or published. */
-        if (!(*exec = error_reply(tc_errmsg() + 6)))
+        if (!(*exec = tc__error_reply(tc_errmsg() + 6)))
             return tc__fail(TC_NO_MEMORY, "out of memory");
         r = TC_OK;
     }
@@ -259,22 +307,39 @@ tc_result tc__run_write(tc_cache *c, tc__conn *conn, size_t n,
     tc__write_op op;
     tc_result r;
     *exec = NULL;
+    if (c->cfg.cluster && w->all) {
+        /* No MULTI can hold a stamp for every slot: the caller ran the
+         * write (tc_command), then everything is invalidated. */
+        if (n)
+            return tc__fail(TC_BAD_ARGUMENT, "Redis Cluster: a write of "
+                                             "keys nobody can name in a "
+                                             "transaction");
+        return tc__invalidate_everything(c);
+    }
+    if (c->cfg.cluster && w->slot == -2) {
+        if (!(*exec = tc__error_reply(TC__CROSSSLOT)))
+            return tc__fail(TC_NO_MEMORY, "out of memory");
+        return TC_OK;
+    }
     if ((r = tc__write_begin(c, n, ps, w, &op)) != TC_OK)
         return r;
-    r = tc__txn_exec_on(c, conn, &op.t, op.ncmd, op.cmds, 0, exec);
+    r = !conn && c->cfg.cluster
+            ? tc__txn_exec_slot(c, w->slot, &op.t, op.ncmd, op.cmds, 0, exec)
+            : tc__txn_exec_on(c, conn, &op.t, op.ncmd, op.cmds, 0, exec);
     return tc__write_finish(c, conn != NULL, n, w, &op, r, exec);
 }
 
 /* A command that may block for data: on a connection of its own, with no
  * command timeout (it would otherwise time out and count against the
  * breaker). The caller's thread waits as long as Redis does. */
-static tc_result run_blocking(tc_cache *c, const tc__prepared *p, redisReply **out)
+static tc_result run_blocking(tc_cache *c, int slot, const tc__prepared *p,
+                              redisReply **out)
 {
     tc_result why = TC_OK;
     tc__conn *conn;
     if (tc__l2_breaker_open(c->l2))
         return tc__fail(TC_L2_UNAVAILABLE, "circuit breaker open");
-    if (!(conn = tc__l2_connect(&c->cfg, &why)))
+    if (!(conn = tc__l2_connect_slot(c->l2, &c->cfg, slot, &why)))
         return why;
     tc__conn_set_command_timeout(conn, 0);
     why = tc__conn_command(conn, p->argc, (const char **)p->argv, p->argvlen,
@@ -291,45 +356,41 @@ tc_result tc__command_start(tc_cache *c, const tc__cmdtab **t)
         return tc__fail(TC_BAD_ARGUMENT, "NULL cache");
     if (!c->cfg.enabled)
         return tc__fail(TC_DISABLED, "caching is disabled");
-    /* Forwarded commands and sessions are not routed by slot yet. */
-    if (c->cfg.cluster)
-        return tc__cluster_refuse(&c->cfg, "tc_command/tc_session");
     if (!(*t = tc__command_table(c)))
         return tc_errmsg()[0] ? TC_L2_UNAVAILABLE : TC_PROTOCOL;
     return TC_OK;
 }
 
-tc_result tc_command(tc_cache *c, int argc, const char *const *argv,
-                     const size_t *argvlen, tc_reply **out)
+/* One prepared command, L1 kept coherent; on a cluster sent to the
+ * master of its keys' slot (the caller handled keys of several slots). */
+static tc_result command_prepared(tc_cache *c, tc__prepared *p,
+                                  const char *const *argv,
+                                  const size_t *argvlen, redisReply **out)
 {
-    const tc__cmdtab *t = NULL;
-    tc__prepared p;
+    int slot = c->cfg.cluster ? tc__prepared_slot(p) : -1;
     redisReply *rep = NULL;
     tc_result r;
-    if (!out)
-        return tc__fail(TC_BAD_ARGUMENT, "NULL out");
     *out = NULL;
-    if ((r = tc__command_start(c, &t)) != TC_OK)
-        return r == TC_PROTOCOL ? tc__fail(r, "COMMAND failed") : r;
-    if ((r = tc__prepare(c, t, argc, argv, argvlen, 0, &p)) != TC_OK)
-        return r;
-    if (p.keys.effect == TC__EFFECT_READ || !p.keys.known ||
-        p.keys.cls == TC__CLASS_BLOCKING) {
-        tc__cmd cmd = {p.argc, p.argv, p.argvlen};
-        r = p.keys.cls == TC__CLASS_BLOCKING
-                ? run_blocking(c, &p, &rep)
-                : tc__l2_run(c->l2, 1, &cmd, &rep, 0);
+    if (p->keys.effect == TC__EFFECT_READ || !p->keys.known ||
+        p->keys.cls == TC__CLASS_BLOCKING ||
+        (c->cfg.cluster && p->keys.effect == TC__EFFECT_ALL)) {
+        tc__cmd cmd = {p->argc, p->argv, p->argvlen};
+        r = p->keys.cls == TC__CLASS_BLOCKING
+                ? run_blocking(c, slot, p, &rep)
+                : tc__l2_run_slot(c->l2, slot, 1, &cmd, &rep, 0);
         if (r == TC_OK && rep->type != REDIS_REPLY_ERROR &&
-            p.keys.effect != TC__EFFECT_READ) {
+            p->keys.effect != TC__EFFECT_READ) {
             /* A command that must block cannot run inside MULTI (it would
              * not block), and one Redis did not list at start (a module
              * loaded later) cannot be analysed: invalidate after it. The
              * values L1 holds are strings, which blocking commands
-             * (lists, sorted sets, streams) never write. */
+             * (lists, sorted sets, streams) never write. On a cluster no
+             * MULTI holds every slot's stamp: a write of keys nobody can
+             * name is invalidated everywhere after it too. */
             tc__written w;
             redisReply *e = NULL;
-            if (tc__collect(c, 1, &p, &argv, &argvlen, &w) == TC_OK) {
-                if (!p.keys.known)
+            if (tc__collect(c, 1, p, &argv, &argvlen, &w) == TC_OK) {
+                if (!p->keys.known)
                     w.all = 1;
                 if (tc__run_write(c, NULL, 0, NULL, &w, &e) == TC_OK)
                     freeReplyObject(e);
@@ -338,9 +399,9 @@ tc_result tc_command(tc_cache *c, int argc, const char *const *argv,
         }
     } else {
         tc__written w;
-        if ((r = tc__collect(c, 1, &p, &argv, &argvlen, &w)) == TC_OK) {
+        if ((r = tc__collect(c, 1, p, &argv, &argvlen, &w)) == TC_OK) {
             redisReply *exec = NULL;
-            r = tc__run_write(c, NULL, 1, &p, &w, &exec);
+            r = tc__run_write(c, NULL, 1, p, &w, &exec);
             if (r == TC_OK && exec->type == REDIS_REPLY_ARRAY) {
                 rep = exec->element[0];
                 exec->element[0] = NULL;
@@ -351,8 +412,39 @@ tc_result tc_command(tc_cache *c, int argc, const char *const *argv,
             tc__written_free(&w);
         }
     }
-    tc__prepared_free(&p);
     if (r == TC_OK)
+        *out = rep;
+    return r;
+}
+
+tc_result tc__command_run(tc_cache *c, const tc__cmdtab *t, int argc,
+                          const char *const *argv, const size_t *argvlen,
+                          redisReply **out)
+{
+    tc__prepared p;
+    tc_result r;
+    *out = NULL;
+    if ((r = tc__prepare(c, t, argc, argv, argvlen, 0, &p)) != TC_OK)
+        return r;
+    if (!c->cfg.cluster ||
+        !tc__cluster_command(c, t, &p, argc, argv, argvlen, out, &r))
+        r = command_prepared(c, &p, argv, argvlen, out);
+    tc__prepared_free(&p);
+    return r;
+}
+
+tc_result tc_command(tc_cache *c, int argc, const char *const *argv,
+                     const size_t *argvlen, tc_reply **out)
+{
+    const tc__cmdtab *t = NULL;
+    redisReply *rep = NULL;
+    tc_result r;
+    if (!out)
+        return tc__fail(TC_BAD_ARGUMENT, "NULL out");
+    *out = NULL;
+    if ((r = tc__command_start(c, &t)) != TC_OK)
+        return r == TC_PROTOCOL ? tc__fail(r, "COMMAND failed") : r;
+    if ((r = tc__command_run(c, t, argc, argv, argvlen, &rep)) == TC_OK)
         *out = (tc_reply *)rep;
     return r;
 }
@@ -384,7 +476,15 @@ tc_result tc_command_multi(tc_cache *c, size_t n, const int *argcs,
      * aborts the whole transaction: no special cases. */
     if ((r = tc__collect(c, n, ps, argvs, argvlens, &w)) != TC_OK)
         goto out;
-    if (!w.all && !w.n) {
+    if (c->cfg.cluster && w.slot == -2) {
+        /* As a cluster answers EXEC when the queued commands name keys of
+         * several slots (there: EXECABORT after a MOVED at queueing). */
+        tc__written_free(&w);
+        if (!(*out = (tc_reply *)tc__error_reply(TC__CROSSSLOT)))
+            r = tc__fail(TC_NO_MEMORY, "out of memory");
+        goto out;
+    }
+    if ((!w.all && !w.n) || (c->cfg.cluster && w.all)) {
         tc__cmd *cmds = malloc((n + 2) * sizeof(*cmds));
         redisReply **reps = malloc((n + 2) * sizeof(*reps));
         const char *multi[1] = {"MULTI"}, *execv[1] = {"EXEC"};
@@ -395,11 +495,16 @@ tc_result tc_command_multi(tc_cache *c, size_t n, const int *argcs,
             for (size_t i = 0; i < n; i++)
                 cmds[i + 1] = (tc__cmd){ps[i].argc, ps[i].argv, ps[i].argvlen};
             cmds[n + 1] = (tc__cmd){1, execv, NULL};
-            r = tc__l2_run(c->l2, n + 2, cmds, reps, 0);
+            r = tc__l2_run_slot(c->l2, c->cfg.cluster ? w.slot : -1, n + 2,
+                                cmds, reps, 0);
             if (r == TC_OK) {
                 for (size_t i = 0; i <= n; i++)
                     freeReplyObject(reps[i]);
                 exec = reps[n + 1];
+                /* A cluster: keys nobody can name, written in the slot's
+                 * master, invalidated everywhere after EXEC. */
+                if (w.all && exec->type == REDIS_REPLY_ARRAY)
+                    (void)tc__invalidate_everything(c);
             }
         }
         free(cmds);

@@ -36,6 +36,9 @@ typedef struct tc__written {
     size_t *hsetl;
     char (*fields)[8];
     char stamp[TC__STAMP_MAX];
+    int slot;           /* Redis Cluster: the slot of every key of the
+                           commands (-1: none; -2: they span slots) */
+    tc__pkey sk;        /* on a cluster, that slot's stamps hash */
 } tc__written;
 
 /** The cache's checks and its command table (fetched on first use). */
@@ -48,6 +51,44 @@ tc_result tc__prepare(tc_cache *c, const tc__cmdtab *t, int argc,
                       const char *const *argv, const size_t *argvlen,
                       int allow_connection, tc__prepared *p);
 void tc__prepared_free(tc__prepared *p);
+/** The cluster slot of the keys of `p` (prefixed, as sent): -1 when it
+ *  names none, -2 when they span slots (Redis Cluster's CROSSSLOT). The
+ *  one routing rule of tc_command, tc_command_multi, sessions and their
+ *  async twins. Pure. */
+int tc__prepared_slot(const tc__prepared *p);
+/** The slot of `n` prepared commands together, as tc__prepared_slot(). */
+int tc__prepared_slots(size_t n, const tc__prepared *ps);
+/** Redis Cluster's own error text for keys of different slots. */
+#define TC__CROSSSLOT "CROSSSLOT Keys in request don't hash to the same slot"
+/** An error reply object carrying `text`, as hiredis builds one (NULL when
+ *  out of memory). The caller frees it with freeReplyObject(). */
+redisReply *tc__error_reply(const char *text);
+/** Drop every copy everywhere after a write whose keys cannot be named
+ *  (FLUSHDB on every master, a command COMMAND did not list): L1 here,
+ *  every stamp (on a cluster, every slot's), then an ALL message. */
+tc_result tc__invalidate_everything(tc_cache *c);
+
+/** tc_command() after its checks: prepare (prefix, key specs), route
+ *  and run one command; *out as tc_command()'s (a redisReply). */
+tc_result tc__command_run(tc_cache *c, const tc__cmdtab *t, int argc,
+                          const char *const *argv, const size_t *argvlen,
+                          redisReply **out);
+
+/**
+ * Redis Cluster (command_cluster.c): what tc_command does beyond sending a
+ * command to the master of its keys' slot. Keys of several slots: MGET,
+ * MSET, DEL, UNLINK, EXISTS and TOUCH are split by slot (each part run as
+ * tc_command runs it, atomic per slot only) and their replies merged; any
+ * other command gets Redis Cluster's CROSSSLOT error. Whole-keyspace
+ * commands (DBSIZE, KEYS, SCAN, FLUSHDB, FLUSHALL, RANDOMKEY) run on every
+ * master. Returns 1 when it handled `p` (*r and *out as tc__command_run),
+ * 0 when the caller sends it to its slot's master. `p` is `argv` prepared.
+ */
+int tc__cluster_command(tc_cache *c, const tc__cmdtab *t,
+                        const tc__prepared *p, int argc,
+                        const char *const *argv, const size_t *argvlen,
+                        redisReply **out, tc_result *r);
+
 /** What `n` prepared commands write (keys as the caller named them). */
 tc_result tc__collect(tc_cache *c, size_t n, const tc__prepared *ps,
                       const char *const *const *argvs,

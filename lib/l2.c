@@ -345,6 +345,22 @@ tc_result tc__l2_run_at(tc__l2 *l2, const struct tc__node_addr *a, size_t n,
     return tc__l2c_run_at(l2->cluster, a, n, cmds, replies, flags);
 }
 
+tc_result tc__l2_run_slot(tc__l2 *l2, int slot, size_t n, const tc__cmd *cmds,
+                          redisReply **replies, int flags)
+{
+    if (!l2->cluster)
+        return tc__l2_run(l2, n, cmds, replies, flags);
+    return tc__l2c_run_slot(l2->cluster, slot, n, cmds, replies, flags);
+}
+
+tc__conn *tc__l2_connect_slot(tc__l2 *l2, const tc__config *cfg, int slot,
+                              tc_result *why)
+{
+    if (!l2->cluster)
+        return tc__l2_connect(cfg, why);
+    return tc__l2c_connect_slot(l2->cluster, slot, why);
+}
+
 int tc__l2_breaker_open(const tc__l2 *l2)
 {
     if (l2->cluster)

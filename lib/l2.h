@@ -54,6 +54,18 @@ struct tc__node_addr;
 tc_result tc__l2_run_at(tc__l2 *l2, const struct tc__node_addr *a, size_t n,
                         const tc__cmd *cmds, redisReply **replies, int flags);
 
+/** tc__l2_run() of commands whose keys the caller has found (command.c,
+ *  from Redis's key specs): on a cluster all `n` go whole to the master
+ *  of `slot` (-1: any master), following redirections; elsewhere as
+ *  tc__l2_run(). */
+tc_result tc__l2_run_slot(tc__l2 *l2, int slot, size_t n, const tc__cmd *cmds,
+                          redisReply **replies, int flags);
+
+/** tc__l2_connect(cfg), or on a cluster a connection to the master of
+ *  `slot` (-1: any master). The caller frees it with tc__conn_free(). */
+tc__conn *tc__l2_connect_slot(tc__l2 *l2, const tc__config *cfg, int slot,
+                              tc_result *why);
+
 /** 1 while the breaker is open (calls fail fast); on a cluster, while
  *  every node's is. */
 int tc__l2_breaker_open(const tc__l2 *l2);

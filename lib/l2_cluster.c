@@ -411,6 +411,32 @@ tc_result tc__l2c_run(tc__l2c *x, size_t n, const tc__cmd *cmds,
     return r;
 }
 
+tc_result tc__l2c_run_slot(tc__l2c *x, int slot, size_t n,
+                           const tc__cmd *cmds, redisReply **replies,
+                           int flags)
+{
+    return n ? run_group(x, slot, n, cmds, replies, flags) : TC_OK;
+}
+
+tc__conn *tc__l2c_connect_slot(tc__l2c *x, int slot, tc_result *why)
+{
+    tc__node_addr a;
+    tc__config cfg = *x->cfg; /* naming the node, as pool_for's */
+    tc__conn *conn;
+    if ((*why = addr_of(x, slot, &a)) != TC_OK) {
+        *why = failed(x, *why);
+        return NULL;
+    }
+    cfg.host = a.host;
+    cfg.port = a.port;
+    cfg.unix_path = NULL;
+    cfg.cluster = NULL;
+    cfg.ncluster_seeds = 0;
+    if (!(conn = tc__l2_connect(&cfg, why)))
+        *why = failed(x, *why);
+    return conn;
+}
+
 tc_result tc__l2c_run_at(tc__l2c *x, const tc__node_addr *a, size_t n,
                          const tc__cmd *cmds, redisReply **replies, int flags)
 {

@@ -41,6 +41,18 @@ void tc__l2c_destroy(tc__l2c *x);
 tc_result tc__l2c_run(tc__l2c *x, size_t n, const tc__cmd *cmds,
                       redisReply **replies, int flags);
 
+/** All `n` commands whole on the master of `slot` (-1: slot 0's),
+ *  following redirections, whatever keys they name: for commands whose
+ *  keys the caller found from Redis's key specs (tc_command). */
+tc_result tc__l2c_run_slot(tc__l2c *x, int slot, size_t n,
+                           const tc__cmd *cmds, redisReply **replies,
+                           int flags);
+
+/** A connection of the caller's own (tc__l2_connect()) to the master of
+ *  `slot` (-1: slot 0's) as the map has it now: for blocking commands and
+ *  sessions. NULL with *why on failure. */
+tc__conn *tc__l2c_connect_slot(tc__l2c *x, int slot, tc_result *why);
+
 /** tc__l2_run() on one node's pool, without routing or redirections
  *  (SCAN on each master). */
 tc_result tc__l2c_run_at(tc__l2c *x, const tc__node_addr *a, size_t n,

@@ -139,9 +139,11 @@ tc_result tc__txn_take_exec(tc_cache *c, size_t ncmd, int inline_publish,
     return TC_OK;
 }
 
-tc_result tc__txn_exec_on(tc_cache *c, tc__conn *conn, tc__txn *t, size_t n,
-                          const tc__cmd *writes, int inline_publish,
-                          redisReply **exec)
+/* tc__txn_exec_on() and tc__txn_exec_slot(): on `conn`, or on the pool
+ * routed by `slot` (-2: by the commands' own keys, l2_cluster.c). */
+static tc_result exec_on(tc_cache *c, tc__conn *conn, int slot, tc__txn *t,
+                         size_t n, const tc__cmd *writes, int inline_publish,
+                         redisReply **exec)
 {
     tc__txn_cmds tc;
     redisReply **rep;
@@ -154,8 +156,9 @@ tc_result tc__txn_exec_on(tc_cache *c, tc__conn *conn, tc__txn *t, size_t n,
         tc__txn_cmds_free(&tc);
         return tc__fail(TC_NO_MEMORY, "out of memory");
     }
-    r = conn ? run_on(conn, tc.n, tc.cmds, rep)
-             : tc__l2_run(c->l2, tc.n, tc.cmds, rep, 0);
+    r = conn        ? run_on(conn, tc.n, tc.cmds, rep)
+        : slot > -2 ? tc__l2_run_slot(c->l2, slot, tc.n, tc.cmds, rep, 0)
+                    : tc__l2_run(c->l2, tc.n, tc.cmds, rep, 0);
     if (r == TC_OK) {
         for (size_t i = 0; i + 1 < tc.n; i++)
             freeReplyObject(rep[i]);
@@ -164,6 +167,20 @@ tc_result tc__txn_exec_on(tc_cache *c, tc__conn *conn, tc__txn *t, size_t n,
     tc__txn_cmds_free(&tc);
     free(rep);
     return r;
+}
+
+tc_result tc__txn_exec_on(tc_cache *c, tc__conn *conn, tc__txn *t, size_t n,
+                          const tc__cmd *writes, int inline_publish,
+                          redisReply **exec)
+{
+    return exec_on(c, conn, -2, t, n, writes, inline_publish, exec);
+}
+
+tc_result tc__txn_exec_slot(tc_cache *c, int slot, tc__txn *t, size_t n,
+                            const tc__cmd *writes, int inline_publish,
+                            redisReply **exec)
+{
+    return exec_on(c, NULL, slot, t, n, writes, inline_publish, exec);
 }
 
 void tc__txn_end(tc_cache *c, tc__txn *t, const redisReply *exec,

@@ -15,6 +15,16 @@
  * After SELECT of another database nothing is invalidated: L1 holds the
  * cache's database only, and keys of another one are other keys.
  *
+ * On Redis Cluster a session's connection goes to one master. Until it
+ * holds state there (WATCH in force, a state-changing command such as
+ * CLIENT TRACKING, or anything sent with tc_session_send: pub/sub,
+ * MONITOR), plain commands and transactions run
+ * as tc_command / tc_command_multi run them (routed by slot, split across
+ * slots), and a command that needs the connection (WATCH, a blocking
+ * command) moves it to the master of its keys' slot first. Once it holds
+ * state, a command needing keys of a slot another master serves gets
+ * Redis Cluster's CROSSSLOT error, nothing sent.
+ *
  * Thread safety: one thread at a time; tc_session_interrupt() from any.
  */
 #include <errno.h>
@@ -29,14 +39,22 @@
 #include "clock.h"
 #include "command.h"
 #include "conn.h"
+#include "cluster.h"
 
 struct tc_session {
     tc_cache *c;
     tc__conn *conn;
-    int fd;         /* the connection's socket, for poll and interrupt */
+    atomic_int fd;  /* the connection's socket, for poll and interrupt (any
+                       thread; it changes only while the owner runs a
+                       command that blocks nowhere) */
     int db;         /* selected database */
     int watching;   /* WATCH in force (until EXEC, DISCARD, UNWATCH) */
     int broken;     /* a failed exchange: replies are out of step */
+    int streaming;  /* tc_session_send was used: the connection holds
+                       subscriptions (cluster placement) */
+    int conn_state; /* a state-changing command other than WATCH ran
+                       (CLIENT TRACKING ...): cluster placement */
+    tc__node_addr node; /* Redis Cluster: the master connected to */
 };
 
 static int cache_db(const tc_cache *c)
@@ -77,11 +95,17 @@ tc_result tc_session_open(tc_cache *c, tc_session **out)
         return tc__fail(TC_NO_MEMORY, "out of memory");
     s->c = c;
     s->db = cache_db(c);
-    if (!(s->conn = tc__l2_connect(&c->cfg, &r))) {
+    if (c->cfg.cluster &&
+        (r = tc__cluster_addr(c->cfg.cluster, &c->cfg, 0, &s->node)) !=
+            TC_OK) {
         free(s);
         return r;
     }
-    s->fd = tc__conn_fd(s->conn);
+    if (!(s->conn = tc__l2_connect_slot(c->l2, &c->cfg, 0, &r))) {
+        free(s);
+        return r;
+    }
+    atomic_store(&s->fd, tc__conn_fd(s->conn));
     *out = s;
     return TC_OK;
 }
@@ -96,13 +120,56 @@ void tc_session_close(tc_session *s)
 
 int tc_session_fd(const tc_session *s)
 {
-    return s ? s->fd : -1;
+    return s ? atomic_load(&((tc_session *)s)->fd) : -1;
 }
 
 void tc_session_interrupt(tc_session *s)
 {
-    if (s && s->fd >= 0)
-        shutdown(s->fd, SHUT_RDWR); /* a blocked poll/recv wakes up */
+    int fd = s ? atomic_load(&s->fd) : -1;
+    if (fd >= 0)
+        shutdown(fd, SHUT_RDWR); /* a blocked poll/recv wakes up */
+}
+
+/* Redis Cluster: the session's state lives on its connection's master. */
+static int holds_state(const tc_session *s)
+{
+    return s->watching || s->streaming || s->conn_state;
+}
+
+/* Redis Cluster: make the connection the master of `slot` (-1: any
+ * will do). 1 when it is (or need not be), 0 when the session holds state
+ * on another master (the caller answers CROSSSLOT), or a failure. */
+static tc_result place(tc_session *s, int slot, int *ok)
+{
+    tc__node_addr a;
+    tc__conn *conn;
+    tc_result r;
+    *ok = 1;
+    if (!s->c->cfg.cluster || slot < 0)
+        return TC_OK;
+    if ((r = tc__cluster_addr(s->c->cfg.cluster, &s->c->cfg, (unsigned)slot,
+                              &a)) != TC_OK)
+        return r;
+    if (a.port == s->node.port && !strcmp(a.host, s->node.host))
+        return TC_OK;
+    if (holds_state(s)) {
+        *ok = 0;
+        return TC_OK;
+    }
+    if (!(conn = tc__l2_connect_slot(s->c->l2, &s->c->cfg, slot, &r)))
+        return r;
+    atomic_store(&s->fd, tc__conn_fd(conn));
+    tc__conn_free(s->conn);
+    s->conn = conn;
+    s->node = a;
+    return TC_OK;
+}
+
+static tc_result crossslot(redisReply **out)
+{
+    if (!(*out = tc__error_reply(TC__CROSSSLOT)))
+        return tc__fail(TC_NO_MEMORY, "out of memory");
+    return TC_OK;
 }
 
 /* Invalidate what `p` wrote, after it ran (on the pool). */
@@ -151,8 +218,39 @@ tc_result tc_session_command(tc_session *s, int argc, const char *const *argv,
         return tc__fail(TC_L2_UNAVAILABLE, "session broken");
     if ((r = tc__command_start(s->c, &t)) != TC_OK)
         return r == TC_PROTOCOL ? tc__fail(r, "COMMAND failed") : r;
-    if ((r = tc__prepare(s->c, t, argc, argv, argvlen, 1, &p)) != TC_OK)
+    if (s->c->cfg.cluster) {
+        int ok = 1;
+        if (!holds_state(s) && argc > 0 &&
+            !tc_command_is_blocking(s->c, argc, argv, argvlen)) {
+            /* Stateless here: routed (and split) as tc_command does, unless
+             * it changes the connection's state. */
+            if ((r = tc__prepare(s->c, t, argc, argv, argvlen, 1, &p)) !=
+                TC_OK)
+                return r;
+            if (p.keys.cls != TC__CLASS_CONNECTION) {
+                tc__prepared_free(&p);
+                r = tc__command_run(s->c, t, argc, argv, argvlen, &rep);
+                if (r == TC_OK)
+                    *out = (tc_reply *)rep;
+                return r;
+            }
+            tc__prepared_free(&p);
+        }
+        if ((r = tc__prepare(s->c, t, argc, argv, argvlen, 1, &p)) != TC_OK)
+            return r;
+        if (tc__prepared_slot(&p) == -2 ||
+            (r = place(s, tc__prepared_slot(&p), &ok)) != TC_OK || !ok) {
+            tc__prepared_free(&p);
+            if (r != TC_OK)
+                return r;
+            if ((r = crossslot(&rep)) == TC_OK)
+                *out = (tc_reply *)rep;
+            return r;
+        }
+    } else if ((r = tc__prepare(s->c, t, argc, argv, argvlen, 1, &p)) !=
+               TC_OK) {
         return r;
+    }
     /* A blocking command waits as long as Redis does (BLPOP k 0 is not a
      * hang); any other fails on a hung Redis as the pool's do. */
     tc__conn_set_command_timeout(s->conn, p.keys.cls == TC__CLASS_BLOCKING
@@ -166,6 +264,11 @@ tc_result tc_session_command(tc_session *s, int argc, const char *const *argv,
             broken(s, r);
         } else if (p.keys.cls == TC__CLASS_CONNECTION) {
             track(s, &p, rep);
+            if (rep->type != REDIS_REPLY_ERROR && !arg_is(&p, 0, "WATCH") &&
+                !arg_is(&p, 0, "UNWATCH") && !arg_is(&p, 0, "RESET"))
+                s->conn_state = 1;
+            else if (arg_is(&p, 0, "RESET"))
+                s->conn_state = 0;
         } else if (rep->type != REDIS_REPLY_ERROR &&
                    p.keys.effect != TC__EFFECT_READ &&
                    s->db == cache_db(s->c)) {
@@ -232,12 +335,34 @@ tc_result tc_session_multi(tc_session *s, size_t n, const int *argcs,
         return tc__fail(TC_BAD_ARGUMENT, "empty transaction");
     if ((r = tc__command_start(s->c, &t)) != TC_OK)
         return r == TC_PROTOCOL ? tc__fail(r, "COMMAND failed") : r;
+    if (s->c->cfg.cluster && !holds_state(s))
+        /* No WATCH to keep: on the slot's master from the pool. */
+        return tc_command_multi(s->c, n, argcs, argvs, argvlens, out);
     if (!(ps = calloc(n, sizeof(*ps))))
         return tc__fail(TC_NO_MEMORY, "out of memory");
     for (; made < n; made++)
         if ((r = tc__prepare(s->c, t, argcs[made], argvs[made],
                              argvlens[made], 0, &ps[made])) != TC_OK)
             goto out;
+    if (s->c->cfg.cluster) {
+        /* WATCH holds on this connection's master: the transaction must
+         * be that master's too. */
+        int slot = tc__prepared_slots(n, ps), ok = 1;
+        if (slot == -2 || (r = place(s, slot, &ok)) != TC_OK || !ok) {
+            if (r == TC_OK && (r = crossslot(&exec)) == TC_OK)
+                *out = (tc_reply *)exec;
+            s->watching = 0; /* as EXECABORT ends it */
+            if (r == TC_OK) {
+                /* Redis still holds the WATCH: drop it. */
+                const char *uw[1] = {"UNWATCH"};
+                redisReply *u = NULL;
+                if (tc__conn_command(s->conn, 1, uw, NULL, &u) != TC_OK)
+                    broken(s, TC_L2_UNAVAILABLE);
+                freeReplyObject(u);
+            }
+            goto out;
+        }
+    }
     tc__conn_set_command_timeout(s->conn, s->c->cfg.command_timeout_ms);
     if (s->db != cache_db(s->c)) {
         r = plain_multi(s, n, ps, &exec);
@@ -276,12 +401,22 @@ tc_result tc_session_send(tc_session *s, int argc, const char *const *argv,
         return r == TC_PROTOCOL ? tc__fail(r, "COMMAND failed") : r;
     if ((r = tc__prepare(s->c, t, argc, argv, argvlen, 1, &p)) != TC_OK)
         return r;
+    if (s->c->cfg.cluster) {
+        int ok = 1, slot = tc__prepared_slot(&p);
+        if (slot == -2 || (r = place(s, slot, &ok)) != TC_OK || !ok) {
+            tc__prepared_free(&p);
+            return r != TC_OK ? r
+                              : tc__fail(TC_BAD_ARGUMENT,
+                                         "%s", TC__CROSSSLOT);
+        }
+        s->streaming = 1;
+    }
     r = tc__conn_append(s->conn, p.argc, p.argv, p.argvlen);
     tc__prepared_free(&p);
     if (r != TC_OK)
         return broken(s, r);
     while ((rc = tc__conn_flush_step(s->conn)) != 1) {
-        struct pollfd pfd = {s->fd, 0, 0};
+        struct pollfd pfd = {atomic_load(&s->fd), 0, 0};
         if (rc == TC__IO_ERROR)
             return conn_failed(s);
         pfd.events = rc == TC__IO_WANT_READ ? POLLIN : POLLOUT;
@@ -303,7 +438,7 @@ tc_result tc_session_read(tc_session *s, int timeout_ms, tc_reply **out)
     if (!s || s->broken)
         return tc__fail(TC_L2_UNAVAILABLE, "session broken");
     for (;;) {
-        struct pollfd pfd = {s->fd, POLLIN, 0};
+        struct pollfd pfd = {atomic_load(&s->fd), POLLIN, 0};
         int rc = tc__conn_next_reply(s->conn, &rep), want = TC__IO_WANT_READ;
         int wait_ms = -1;
         if (rc == 1) {

@@ -666,6 +666,102 @@ Test(cluster, a_master_dying_elsewhere_drops_l1)
     tc_cache_destroy(x);
 }
 
+/* ---- Any command (tc_command) -------------------------------------------- */
+
+/* tc_command's reply as text ("-..." for an error, "(nil)", an integer,
+ * "(array)"); the caller frees it. */
+static char *command_text(tc_cache *c, int argc, const char *const *argv)
+{
+    size_t lens[16];
+    tc_reply *rep = NULL;
+    tc_result r;
+    char *s = NULL;
+    for (int i = 0; i < argc; i++)
+        lens[i] = strlen(argv[i]);
+    r = tc_command(c, argc, argv, lens, &rep);
+    cr_assert_eq(r, TC_OK, "%s: %s (%s)", argv[0], tc_strerror(r),
+                 tc_errmsg());
+    switch (tc_reply_type(rep)) {
+    case TC_REPLY_ERROR:
+        if (asprintf(&s, "-%s", tc_reply_str(rep)) < 0)
+            s = NULL;
+        break;
+    case TC_REPLY_INTEGER:
+        if (asprintf(&s, "%lld", tc_reply_integer(rep)) < 0)
+            s = NULL;
+        break;
+    case TC_REPLY_STRING:
+    case TC_REPLY_STATUS:
+        s = strdup(tc_reply_str(rep));
+        break;
+    case TC_REPLY_ARRAY:
+        s = strdup("(array)");
+        break;
+    default:
+        s = strdup("(nil)");
+    }
+    tc_reply_free(rep);
+    return s;
+}
+
+#define CMD_IS(c, want, ...)                                                   \
+    do {                                                                       \
+        const char *const argv_[] = {__VA_ARGS__};                             \
+        char *got_ = command_text(                                             \
+            c, (int)(sizeof(argv_) / sizeof(argv_[0])), argv_);                \
+        cr_assert(got_ && !strcmp(got_, want), "%s: want '%s', got '%s'",      \
+                  argv_[0], want, got_);                                       \
+        free(got_);                                                            \
+    } while (0)
+
+Test(cluster, tc_command_routes_by_key_specs_and_invalidates_other_instances)
+{
+    tc_options o = cl_opts(TC_COHERENCE_ASYNC);
+    tc_cache *w, *r;
+    char a[32], b[32];
+    tcr_server *ma;
+    o.key_prefix = "app:"; /* the slots are the prefixed keys' */
+    w = must_create(&o);
+    r = must_create(&o);
+    AWAIT(bus_up, r, "r's bus never came up");
+    ma = tcr_cluster_master_of(&cl, "app:cmd:0");
+    cr_assert_not_null(ma);
+    snprintf(a, sizeof(a), "cmd:0");
+    for (int i = 1;; i++) { /* b on another master than a */
+        char pk[40];
+        snprintf(b, sizeof(b), "cmd:%d", i);
+        snprintf(pk, sizeof(pk), "app:%s", b);
+        if (tcr_cluster_master_of(&cl, pk) != ma)
+            break;
+    }
+    /* BITOP's keys start at argv[2]: routed by the key specs. */
+    CMD_IS(w, "OK", "SET", "{bt}x", "ab");
+    CMD_IS(w, "2", "BITOP", "OR", "{bt}d", "{bt}x");
+    CMD_IS(w, "ab", "GET", "{bt}d");
+    /* r holds a copy; w's forwarded write reaches it. */
+    cr_assert_eq(set_str(w, a, "v1", 0), TC_OK, "%s", tc_errmsg());
+    warm(r, a, "v1");
+    CMD_IS(w, "3", "APPEND", a, "+");
+    {
+        holds_arg h = {r, a, "v1"};
+        AWAIT(l1_drops, &h, "r kept v1 after w's APPEND");
+    }
+    /* Across slots: split and merged, or CROSSSLOT. */
+    CMD_IS(w, "OK", "MSET", a, "1", b, "2");
+    CMD_IS(w, "(array)", "MGET", a, b);
+    CMD_IS(w, "2", "EXISTS", a, b);
+    CMD_IS(w, "-CROSSSLOT Keys in request don't hash to the same slot",
+           "RENAME", a, b);
+    CMD_IS(w, "2", "DEL", a, b);
+    {
+        char *v = tcr_cmd(ma, NULL, "EXISTS", "app:cmd:0", NULL);
+        cr_assert(v && !strcmp(v, "0"), "%s", v);
+        free(v);
+    }
+    tc_cache_destroy(w);
+    tc_cache_destroy(r);
+}
+
 /* ---- Options ------------------------------------------------------------ */
 
 Test(cluster, strict_mode_and_tracking_are_refused_with_a_clear_error)

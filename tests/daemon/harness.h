@@ -137,16 +137,23 @@ static inline int wait_exit(tcd_proc *t)
     return stop_daemon(t);
 }
 
-static inline void setup(void)
+/* What every daemon suite's process needs before its first daemon: no
+ * daemons yet, room for 1000+ client connections, and SIGPIPE ignored
+ * (a test writes to daemons it has killed). */
+static inline void setup_process(void)
 {
     struct rlimit rl;
     nprocs = 0;
-    /* 1000+ client connections from this process. */
     if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
         rl.rlim_cur = rl.rlim_max;
         setrlimit(RLIMIT_NOFILE, &rl);
     }
     signal(SIGPIPE, SIG_IGN);
+}
+
+static inline void setup(void)
+{
+    setup_process();
     cr_assert_eq(tcr_start(&redis, NULL), 0, "redis-server did not start");
 }
 

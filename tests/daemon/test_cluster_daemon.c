@@ -36,13 +36,7 @@ static tcr_cluster cl;
 
 static void cl_setup(void)
 {
-    struct rlimit rl;
-    nprocs = 0;
-    if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
-        rl.rlim_cur = rl.rlim_max;
-        setrlimit(RLIMIT_NOFILE, &rl);
-    }
-    signal(SIGPIPE, SIG_IGN);
+    setup_process();
     cr_assert_eq(tcr_cluster_start(&cl, 60000), 0, "cluster did not start");
     /* The harness starts every daemon on redis.url. */
     memset(&redis, 0, sizeof(redis));

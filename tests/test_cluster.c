@@ -499,6 +499,98 @@ Test(cluster, invalidation_reaches_an_instance_subscribed_on_another_node)
     tc_cache_destroy(b);
 }
 
+/* The README's hole (Redis Cluster, "What the lease does not prove"): the
+ * cluster-bus links between the key's master and the reader's other nodes
+ * are dropped (DEBUG CLUSTERLINK KILL) just before a write, so its PUBLISH
+ * never crosses to them, while every node stays up and no node is flagged
+ * failed. The reader's lease must still not let it serve the old value
+ * once a lease has passed since the write returned: the invalidation has
+ * to reach it over a path the lease proves (a subscription on the key's
+ * master itself, bus.c). Without it the reader kept serving "v1" for good. */
+typedef struct past {
+    tc_cache *c;
+    const char *key;
+    double until;
+} past;
+
+static int lease_passed(void *p)
+{
+    past *ps = p;
+    free(get_str(ps->c, ps->key, NULL));
+    return tcr_now_ms() >= ps->until;
+}
+
+Test(cluster, an_invalidation_lost_on_the_cluster_bus_is_not_served_past_the_lease)
+{
+    bus_log bl = {PTHREAD_MUTEX_INITIALIZER, 0, 0};
+    tc_options o = cl_opts(TC_COHERENCE_ASYNC), ob;
+    tc_cache *w, *b;
+    tcr_server *km = NULL;
+    char key[32], *v;
+    int sp, cp;
+    tc_stats st;
+    o.default_ttl_ms = 600000;
+    o.l1_ttl_ms = 600000;
+    o.lease_ms = 100;
+    w = must_create(&o);
+    ob = o;
+    ob.log = on_log;
+    ob.log_userdata = &bl;
+    b = must_create(&ob);
+    AWAIT(bus_up, b, "reader's bus never came up");
+    pthread_mutex_lock(&bl.mu);
+    sp = bl.sub_port, cp = bl.cmd_port;
+    pthread_mutex_unlock(&bl.mu);
+    /* A key on a master that is neither the reader's subscription node
+     * nor its heartbeat node. */
+    for (int i = 0; i < TCR_CLUSTER_NODES && !km; i++)
+        if (cl.node[i].port != sp && cl.node[i].port != cp) {
+            char *info = tcr_cmd(&cl.node[i], NULL, "INFO", "replication",
+                                 NULL);
+            if (info && strstr(info, "role:master"))
+                km = &cl.node[i];
+            free(info);
+        }
+    cr_assert_not_null(km);
+    cr_assert_eq(tcr_cluster_key_on(&cl, km, "lost:", key, sizeof(key)), 0);
+    cr_assert_eq(set_str(w, key, "v1", 0), TC_OK, "%s", tc_errmsg());
+    AWAIT(received_one, b, "v1's invalidation never reached the reader");
+    {
+        reads_as ra = {b, key, "v1"};
+        AWAIT(reads, &ra, "the reader never read v1");
+    }
+    v = get_str(b, key, NULL);
+    free(v);
+    tc_cache_stats(b, &st);
+    cr_assert_gt(st.l1_entries, 0, "the reader holds no L1 copy");
+    /* Drop the key's master's cluster-bus links to every other node. */
+    for (int i = 0; i < TCR_CLUSTER_NODES; i++) {
+        char id[48], *r;
+        if (&cl.node[i] == km)
+            continue;
+        cr_assert_eq(tcr_cluster_id(&cl.node[i], id), 0);
+        r = tcr_cmd(km, NULL, "DEBUG", "CLUSTERLINK", "KILL", "all", id,
+                    NULL);
+        cr_assert(r && !strcmp(r, "OK"), "DEBUG CLUSTERLINK: %s", r);
+        free(r);
+    }
+    cr_assert_eq(set_str(w, key, "v2", 0), TC_OK, "%s", tc_errmsg());
+    {
+        /* Two leases after the write returned (the reader keeps reading,
+         * so its bus does not go idle), the old copy must be gone. */
+        past ps = {b, key, tcr_now_ms() + 2.0 * o.lease_ms};
+        AWAIT(lease_passed, &ps, "time stood still");
+    }
+    v = get_str(b, key, NULL);
+    cr_assert(v && !strcmp(v, "v2"),
+              "the reader serves %s a lease after v2 was written (its "
+              "invalidation was lost on the cluster bus)",
+              v ? v : "(nothing)");
+    free(v);
+    tc_cache_destroy(w);
+    tc_cache_destroy(b);
+}
+
 /* ---- Failover ----------------------------------------------------------- */
 
 typedef struct promoted {

@@ -642,6 +642,83 @@ Test(cluster, strict_write_waits_for_the_counted_reader_across_nodes)
     tc_cache_destroy(b);
 }
 
+/* The channel is picked per attempt: a write that meets ASK during a slot
+ * migration runs on the importing node, and must publish on that node's
+ * channel, where the reader hears it over its own subscription. The
+ * importing node's cluster-bus links are cut first, so a message published
+ * there on the source node's channel (heard only on the source node) would
+ * never arrive, and the reader would keep serving its old copy. */
+Test(cluster, a_write_redirected_by_ask_publishes_on_the_node_that_ran_it)
+{
+    tc_options o = cl_opts(TC_COHERENCE_ASYNC);
+    tc_cache *w, *x;
+    const char *k = "{askpub}:a";
+    tcr_server *a, *b = NULL;
+    char slot[16], ida[41], idb[41], *keys, *p, *v;
+    tc_stats st;
+    int s;
+    o.default_ttl_ms = 600000;
+    o.l1_ttl_ms = 600000;
+    o.lease_ms = 100;
+    w = must_create(&o);
+    x = must_create(&o);
+    AWAIT(bus_up, x, "reader's bus never came up");
+    a = tcr_cluster_master_of(&cl, k);
+    s = tcr_cluster_keyslot(&cl, k);
+    cr_assert_not_null(a);
+    for (int i = 0; i < TCR_CLUSTER_NODES && !b; i++) {
+        char *info = tcr_cmd(&cl.node[i], NULL, "INFO", "replication", NULL);
+        if (&cl.node[i] != a && info && strstr(info, "role:master"))
+            b = &cl.node[i];
+        free(info);
+    }
+    cr_assert_not_null(b);
+    cr_assert_eq(set_str(w, k, "v1", 0), TC_OK, "%s", tc_errmsg());
+    AWAIT(received_one, x, "v1's invalidation never reached the reader");
+    {
+        reads_as ra = {x, k, "v1"};
+        AWAIT(reads, &ra, "the reader never read v1");
+    }
+    free(get_str(x, k, NULL));
+    tc_cache_stats(x, &st);
+    cr_assert_gt(st.l1_entries, 0, "the reader holds no L1 copy");
+    /* Migrate the slot's keys (k and its stamps hash) from a to b. */
+    snprintf(slot, sizeof(slot), "%d", s);
+    cr_assert_eq(tcr_cluster_id(a, ida), 0);
+    cr_assert_eq(tcr_cluster_id(b, idb), 0);
+    free(tcr_cmd(b, NULL, "CLUSTER", "SETSLOT", slot, "IMPORTING", ida, NULL));
+    free(tcr_cmd(a, NULL, "CLUSTER", "SETSLOT", slot, "MIGRATING", idb, NULL));
+    keys = tcr_cmd(a, NULL, "CLUSTER", "GETKEYSINSLOT", slot, "100", NULL);
+    for (p = strtok(keys, "\n"); p; p = strtok(NULL, "\n"))
+        migrate(a, b, p);
+    free(keys);
+    for (int i = 0; i < TCR_CLUSTER_NODES; i++) {
+        char id[48], *r;
+        if (&cl.node[i] == b)
+            continue;
+        cr_assert_eq(tcr_cluster_id(&cl.node[i], id), 0);
+        r = tcr_cmd(b, NULL, "DEBUG", "CLUSTERLINK", "KILL", "all", id,
+                    NULL);
+        cr_assert(r && !strcmp(r, "OK"), "DEBUG CLUSTERLINK: %s", r);
+        free(r);
+    }
+    /* MULTI on a answers ASK; sent again with ASKING on b. */
+    cr_assert_eq(set_str(w, k, "v2", 0), TC_OK, "%s", tc_errmsg());
+    v = tcr_cmd(b, NULL, "ASKING", NULL);
+    free(v);
+    {
+        past ps = {x, k, tcr_now_ms() + 2.0 * o.lease_ms};
+        AWAIT(lease_passed, &ps, "time stood still");
+    }
+    v = get_str(x, k, NULL);
+    cr_assert(v && !strcmp(v, "v2"),
+              "the reader serves %s a lease after v2 was written through "
+              "ASK", v ? v : "(nothing)");
+    free(v);
+    tc_cache_destroy(w);
+    tc_cache_destroy(x);
+}
+
 /* ---- Failover ----------------------------------------------------------- */
 
 typedef struct promoted {

@@ -35,10 +35,11 @@
  * (the hole README's cluster section reproduced) loses nothing, and a
  * dead or hung master stops the lease within one. Costs per instance: one
  * subscriber connection per master, one token per master per heartbeat.
- * What this does not prove: a master the bus does not know yet (a slot
- * moved to a node that served none when the bus connected): writes there
- * reach no one until the CLUSTER INFO watch (bus.c) sees the epoch grow
- * and resets the bus, within lease / 2 plus a poll. The PINGs wait for
+ * What this does not prove: a master the bus does not subscribe on (a
+ * slot moved to a node that served none when the bus connected, or a
+ * manual CLUSTER FAILOVER, whose demoted master keeps answering our
+ * tokens): writes there reach no one until the CLUSTER INFO watch (bus.c)
+ * sees the epoch grow and resets the bus, within lease / 2 plus a poll. The PINGs wait for
  * the script's reply so that they run after it: strict writers count
  * members after their write (publish.c), and a heartbeat that ran after
  * the count must prove the write's invalidation.

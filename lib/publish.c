@@ -32,8 +32,14 @@
  *   - an instance the count listed is waited for until it acknowledges
  *     (it applied the message) or until the lease (above).
  * The members' master failing over is the epoch fence of one Redis (the
- * count answers 0: wait out the lease); the key's master failing over
- * breaks every link to it, so no proof through it is renewed.
+ * count answers 0: wait out the lease); the key's master dying breaks
+ * every link to it, so no proof through it is renewed.
+ * Assumed: the node that runs the write is one every bus subscribes on.
+ * Not so after a manual CLUSTER FAILOVER, or for a slot migrated onto a
+ * node that served none when the buses connected (lease.c, "What this
+ * does not prove"): the writer then waits out its lease, but the others'
+ * leases are renewed through the nodes they do subscribe on until the
+ * CLUSTER INFO watch resets their bus.
  */
 #include <stdio.h>
 #include <stdlib.h>

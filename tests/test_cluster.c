@@ -719,6 +719,85 @@ Test(cluster, a_write_redirected_by_ask_publishes_on_the_node_that_ran_it)
     tc_cache_destroy(x);
 }
 
+/* The bus's shape on a cluster (lib/lease.c, "Redis Cluster"): on every
+ * master, one subscriber of this instance to that master's own channel,
+ * and a token through it per heartbeat. The rates are printed (a figure
+ * for README, not an assertion). */
+static long long cmdstat_calls(tcr_server *s, const char *cmd)
+{
+    char *info = tcr_cmd(s, NULL, "INFO", "commandstats", NULL), key[64];
+    const char *p;
+    long long n = 0;
+    snprintf(key, sizeof(key), "cmdstat_%s:calls=", cmd);
+    if (info && (p = strstr(info, key)))
+        n = atoll(p + strlen(key));
+    free(info);
+    return n;
+}
+
+typedef struct reading_for {
+    tc_cache *c;
+    const char *key;
+    double until;
+} reading_for;
+
+static int read_until(void *p)
+{
+    reading_for *rf = p;
+    free(get_str(rf->c, rf->key, NULL));
+    return tcr_now_ms() >= rf->until;
+}
+
+Test(cluster, the_bus_subscribes_on_every_master_and_proves_each)
+{
+    tc_options o = cl_opts(TC_COHERENCE_ASYNC);
+    tc_cache *x = must_create(&o);
+    tcr_server *m[TCR_CLUSTER_NODES];
+    long long ping0[TCR_CLUSTER_NODES], eval0[TCR_CLUSTER_NODES];
+    int nm = 0;
+    double t0, t1;
+    AWAIT(bus_up, x, "the bus never came up");
+    cr_assert_eq(set_str(x, "shape", "v", 0), TC_OK, "%s", tc_errmsg());
+    for (int i = 0; i < TCR_CLUSTER_NODES; i++) {
+        char *info = tcr_cmd(&cl.node[i], NULL, "INFO", "replication", NULL);
+        if (info && strstr(info, "role:master"))
+            m[nm++] = &cl.node[i];
+        free(info);
+    }
+    cr_assert_eq(nm, 3);
+    for (int i = 0; i < nm; i++) {
+        char ch[128], *r;
+        snprintf(ch, sizeof(ch), "__tiercache:invalidate@127.0.0.1:%d",
+                 m[i]->port);
+        r = tcr_cmd(m[i], NULL, "PUBSUB", "NUMSUB", ch, NULL);
+        cr_assert(r && strstr(r, "\n1"), "PUBSUB NUMSUB %s on %d: %s", ch,
+                  m[i]->port, r);
+        free(r);
+        ping0[i] = cmdstat_calls(m[i], "ping");
+        eval0[i] = cmdstat_calls(m[i], "eval");
+    }
+    t0 = tcr_now_ms();
+    {
+        reading_for rf = {x, "shape", t0 + 1000};
+        AWAIT(read_until, &rf, "time stood still");
+    }
+    t1 = tcr_now_ms();
+    for (int i = 0; i < nm; i++) {
+        long long pings = cmdstat_calls(m[i], "ping") - ping0[i];
+        long long evals = cmdstat_calls(m[i], "eval") - eval0[i];
+        fprintf(stderr,
+                "cluster: bus of one reading instance (lease %u ms): master "
+                "%d got %.0f PING/s, %.0f EVAL/s\n",
+                o.lease_ms ? o.lease_ms : 100, m[i]->port,
+                pings * 1000.0 / (t1 - t0), evals * 1000.0 / (t1 - t0));
+        /* Each master is proven: the heartbeat's master by its script,
+         * the others by PING tokens. */
+        cr_assert_gt(pings + evals, 0, "no token through master %d",
+                     m[i]->port);
+    }
+    tc_cache_destroy(x);
+}
+
 /* ---- Failover ----------------------------------------------------------- */
 
 typedef struct promoted {

@@ -34,11 +34,28 @@ static void subscribed_one(tc__bus *bus)
     }
 }
 
+/* The link `ac` is (Redis Cluster), or NULL. */
+static tc__bus_link *link_of(tc__bus *bus, const tc__aconn *ac)
+{
+    for (size_t i = 0; i < bus->nlinks; i++)
+        if (bus->links[i].sub == ac)
+            return &bus->links[i];
+    return NULL;
+}
+
+/* One of this bus's live connections (not a late callback of a dropped
+ * one). */
+static int ours(tc__bus *bus, const tc__aconn *ac)
+{
+    return ac && (ac == bus->sub || ac == bus->cmd || link_of(bus, ac));
+}
+
 static void on_sub_reply(tc__aconn *ac, redisReply *r, void *priv)
 {
     tc__bus *bus = priv;
+    tc__bus_link *l = NULL;
     redisReply *ch;
-    if (!r || ac != bus->sub)
+    if (!r || (ac != bus->sub && !(l = link_of(bus, ac))))
         return;
     if (r->type == REDIS_REPLY_ERROR) {
         /* e.g. NOPERM: an ACL user without access to our channels. */
@@ -62,25 +79,30 @@ static void on_sub_reply(tc__aconn *ac, redisReply *r, void *priv)
         if (h)
             h->fn(h->arg);
     }
-    if (tc__reply_is(ch, TC__TRACKING_CHANNEL)) {
+    if (!l && tc__reply_is(ch, TC__TRACKING_CHANNEL)) {
         tc__apply_tracking(bus, r->element[2]);
         return;
     }
     if (r->element[2]->type != REDIS_REPLY_STRING)
         return;
-    if (tc__reply_is(ch, bus->cfg->channel))
+    if (l) {
+        if (tc__reply_is(ch, l->channel))
+            tc__apply_message(bus, r->element[2]->str, r->element[2]->len);
+    } else if (tc__reply_is(ch, bus->ch_inv) ||
+               tc__reply_is(ch, bus->cfg->channel)) {
         tc__apply_message(bus, r->element[2]->str, r->element[2]->len);
-    else if (tc__reply_is(ch, bus->ch_pong))
+    } else if (tc__reply_is(ch, bus->ch_pong)) {
         tc__lease_on_pong(bus, r->element[2]->str, r->element[2]->len);
-    else if (tc__reply_is(ch, bus->ch_ack))
+    } else if (tc__reply_is(ch, bus->ch_ack)) {
         tc__strict_on_ack_message(&bus->strict, r->element[2]->str,
                                   r->element[2]->len);
+    }
 }
 
 static void on_setup_reply(tc__aconn *ac, redisReply *r, void *priv)
 {
     tc__bus *bus = priv;
-    if (!r || (ac != bus->sub && ac != bus->cmd))
+    if (!r || !ours(bus, ac))
         return;
     if (r->type == REDIS_REPLY_ERROR) {
         tc__log(&bus->cfg->log, TC_LOG_ERROR, "bus setup refused: %.*s",
@@ -98,7 +120,7 @@ static void on_conn_error(tc__aconn *ac, const char *why, void *data)
 {
     tc__bus *bus = data;
     char msg[320];
-    if (ac != bus->sub && ac != bus->cmd)
+    if (!ours(bus, ac))
         return;
     snprintf(msg, sizeof(msg), "bus connection lost: %s", why);
     tc__bus_reset(bus, msg);
@@ -109,7 +131,7 @@ static void on_conn_error(tc__aconn *ac, const char *why, void *data)
 static void on_role_reply(tc__aconn *ac, redisReply *r, void *priv)
 {
     tc__bus *bus = priv;
-    if (!r || (ac != bus->sub && ac != bus->cmd))
+    if (!r || !ours(bus, ac))
         return;
     if (!tc__sentinel_role_is_master(r)) {
         tc__sentinel_lost_master(bus->cfg->sentinel, bus->sgen);
@@ -152,13 +174,92 @@ oom:
 static void drop_conns(tc__bus *bus)
 {
     tc__aconn *sub = bus->sub, *cmd = bus->cmd;
+    tc__bus_link *links = bus->links;
+    size_t nlinks = bus->nlinks;
     tc__lease_drop(bus);
     bus->subscribed = 0;
     bus->tracking_ready = 0;
     bus->sub = bus->cmd = NULL;
+    bus->links = NULL;
+    bus->nlinks = 0;
     tc__aconn_free(sub);
     tc__aconn_free(cmd);
+    for (size_t i = 0; i < nlinks; i++) {
+        tc__aconn_free(links[i].sub);
+        free(links[i].channel);
+    }
+    free(links);
     ev_timer_stop(bus->loop, &bus->connect_deadline);
+}
+
+/* Redis Cluster (cluster.h): the heartbeat connection and the main
+ * subscription (acknowledgements, heartbeat tokens, and that master's own
+ * invalidation channel) on the master of the state keys' slot, and one
+ * more subscription on every other master for its invalidation channel
+ * (lease.c proves each one with its own tokens). A failed node resets the
+ * bus, and the next connect learns the topology again. 0, or -1 after a
+ * reset. */
+static int cluster_connect(tc__bus *bus)
+{
+    const tc__config *cfg = bus->cfg;
+    tc__node_addr ca, *m = malloc(TC__CLUSTER_MAX_NODES * sizeof(*m));
+    size_t n = 0, clen = strlen(cfg->channel) + TC__CLUSTER_HOST_MAX + 16;
+    char why[320];
+    tc_result r;
+    if (!m) {
+        tc__bus_reset(bus, "bus: out of memory");
+        return -1;
+    }
+    r = tc__cluster_bus_nodes(cfg->cluster, cfg, bus->members_key, &ca, m,
+                              TC__CLUSTER_MAX_NODES, &n);
+    if (r != TC_OK) {
+        free(m);
+        snprintf(why, sizeof(why), "bus: %s", tc_errmsg());
+        tc__bus_reset(bus, why);
+        return -1;
+    }
+    free(bus->ch_inv);
+    bus->ch_inv = malloc(clen);
+    bus->links = calloc(n ? n : 1, sizeof(*bus->links));
+    if (!bus->ch_inv || !bus->links ||
+        tc__cluster_node_channel(cfg->channel, &ca, bus->ch_inv, clen) < 0) {
+        free(m);
+        tc__bus_reset(bus, "bus: out of memory");
+        return -1;
+    }
+    tc__log(&cfg->log, TC_LOG_INFO,
+            "bus: subscribing on %s:%d and %zu other masters, heartbeats on "
+            "%s:%d",
+            ca.host, ca.port, n ? n - 1 : 0, ca.host, ca.port);
+    bus->sub = open_conn(bus, ca.host, ca.port);
+    bus->cmd = bus->sub ? open_conn(bus, ca.host, ca.port) : NULL;
+    for (size_t i = 0; i < n && bus->cmd; i++) {
+        tc__bus_link *l = &bus->links[bus->nlinks];
+        if (m[i].port == ca.port && !strcmp(m[i].host, ca.host))
+            continue;
+        if (!(l->channel = malloc(clen)) ||
+            tc__cluster_node_channel(cfg->channel, &m[i], l->channel, clen) <
+                0) {
+            free(l->channel);
+            l->channel = NULL;
+            tc__fail(TC_NO_MEMORY, "out of memory");
+            break;
+        }
+        if (!(l->sub = open_conn(bus, m[i].host, m[i].port))) {
+            free(l->channel);
+            l->channel = NULL;
+            break;
+        }
+        bus->nlinks++;
+    }
+    if (!bus->sub || !bus->cmd || bus->nlinks + 1 < n) {
+        free(m);
+        snprintf(why, sizeof(why), "bus connect failed: %s", tc_errmsg());
+        tc__bus_reset(bus, why);
+        return -1;
+    }
+    free(m);
+    return 0;
 }
 
 static void bus_connect(tc__bus *bus)
@@ -184,44 +285,37 @@ static void bus_connect(tc__bus *bus)
         host = mhost;
     }
     if (cfg->cluster) {
-        /* Heartbeats where the state keys' slot lives, the subscription
-         * on a master of our own (cluster.h); a failed node resets the
-         * bus, and the next connect learns the topology again. */
-        tc__node_addr sa, ca;
-        tc_result r = tc__cluster_bus_nodes(cfg->cluster, cfg,
-                                            bus->members_key, bus->id, &sa,
-                                            &ca);
-        if (r != TC_OK) {
-            char why[300];
-            snprintf(why, sizeof(why), "bus: %s", tc_errmsg());
-            tc__bus_reset(bus, why);
+        if (cluster_connect(bus) != 0)
             return;
-        }
-        tc__log(&cfg->log, TC_LOG_INFO,
-                "bus: subscribing on %s:%d, heartbeats on %s:%d", sa.host,
-                sa.port, ca.host, ca.port);
-        bus->sub = open_conn(bus, sa.host, sa.port);
-        bus->cmd = bus->sub ? open_conn(bus, ca.host, ca.port) : NULL;
     } else {
         bus->sub = open_conn(bus, host, port);
         bus->cmd = bus->sub ? open_conn(bus, host, port) : NULL;
-    }
-    if (!bus->sub || !bus->cmd) {
-        char why[320];
-        snprintf(why, sizeof(why), "bus connect failed: %s", tc_errmsg());
-        tc__bus_reset(bus, why);
-        return;
+        if (!bus->sub || !bus->cmd) {
+            char why[320];
+            snprintf(why, sizeof(why), "bus connect failed: %s", tc_errmsg());
+            tc__bus_reset(bus, why);
+            return;
+        }
     }
     bus->tracking_ready = !cfg->tracking;
-    bus->subs_pending = 3 + (cfg->tracking ? 1 : 0);
+    bus->subs_pending = 3 + (cfg->tracking ? 1 : 0) + (int)bus->nlinks;
     if (cfg->tracking) {
         tc__tracking_start(bus);
         tc__aconn_subscribef(bus->sub, "SUBSCRIBE %s %s %s %s", cfg->channel,
                              bus->ch_ack, bus->ch_pong, TC__TRACKING_CHANNEL);
+    } else if (cfg->cluster) {
+        /* The plain channel too: messages published by hand there reach
+         * us over the cluster bus (unproven, as any cluster-bus path). */
+        bus->subs_pending++;
+        tc__aconn_subscribef(bus->sub, "SUBSCRIBE %s %s %s %s", bus->ch_inv,
+                             cfg->channel, bus->ch_ack, bus->ch_pong);
     } else {
         tc__aconn_subscribef(bus->sub, "SUBSCRIBE %s %s %s", cfg->channel,
                              bus->ch_ack, bus->ch_pong);
     }
+    for (size_t i = 0; i < bus->nlinks; i++)
+        tc__aconn_subscribef(bus->links[i].sub, "SUBSCRIBE %s",
+                             bus->links[i].channel);
     ev_timer_set(&bus->connect_deadline,
                  ((double)cfg->connect_timeout_ms + cfg->command_timeout_ms) /
                      1000.0,
@@ -353,6 +447,7 @@ tc_result tc__bus_create(const tc__config *cfg, tc__l1 *l1, const char *id,
              cfg->cluster ? "}:epoch" : ":epoch");
     bus->ch_ack = join(cfg->channel, ":ack:", id);
     bus->ch_pong = join(cfg->channel, ":pong:", id);
+    bus->ch_inv = join(cfg->channel, "", ""); /* a cluster's: bus_connect */
     bus->last_read_ns = tc__now_ns(); /* not idle before idle_after_ms */
     tc__backoff_init(&bus->backoff, cfg->reconnect_min_ms,
                      cfg->reconnect_max_ms);
@@ -364,7 +459,7 @@ tc_result tc__bus_create(const tc__config *cfg, tc__l1 *l1, const char *id,
     bus->loop = ev_loop_new(EVFLAG_AUTO);
     if (!bus->members_key || !bus->clock_key || !bus->epoch_key ||
         !bus->ch_ack ||
-        !bus->ch_pong || !bus->loop) {
+        !bus->ch_pong || !bus->ch_inv || !bus->loop) {
         tc__bus_destroy(bus);
         return tc__fail(TC_NO_MEMORY, "out of memory starting the bus");
     }
@@ -409,6 +504,7 @@ void tc__bus_destroy(tc__bus *bus)
     free(bus->epoch_key);
     free(bus->ch_ack);
     free(bus->ch_pong);
+    free(bus->ch_inv);
     free(bus);
 }
 

@@ -6,6 +6,10 @@
  *   cmd: publishes acknowledgements, sends the heartbeat (lease.c); in
  *        tracking mode it carries CLIENT TRACKING on REDIRECT <sub id> BCAST
  *        PREFIX <p>.
+ * On Redis Cluster both are on the master of the bus's state keys, sub
+ * hears that master's own invalidation channel (<channel>@<host>:<port>)
+ * besides <channel>, and one more subscriber per other master hears that
+ * master's channel there (lease.c, "Redis Cluster").
  * The files: bus.c (thread, connections), lease.c (when L1 may be served),
  * apply.c (where invalidations are applied), tracking.c, strict.c; the
  * shared state is in bus_internal.h.

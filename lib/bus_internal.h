@@ -31,6 +31,16 @@
 #define TC__READ_IDLE 2
 #define TC__TRACKING_CHANNEL "__redis__:invalidate"
 
+/* Redis Cluster: a subscription on one more master (bus.c), for that
+ * master's own invalidation channel; the heartbeat's tokens go through it
+ * as PINGs on the subscribed connection (lease.c). Bus thread only. */
+typedef struct tc__bus_link {
+    tc__aconn *sub;  /* owned */
+    char *channel;   /* owned: tc__cluster_node_channel() */
+    uint64_t oldest; /* tokens below this came back or were skipped */
+    uint64_t until;  /* what its last token proved (lease.c); 0: nothing */
+} tc__bus_link;
+
 typedef struct tc__strict_registry {
     pthread_mutex_t mu;
     pthread_cond_t cv;
@@ -51,6 +61,14 @@ struct tc__bus {
     ev_async wake;
     ev_timer tick, retry, connect_deadline;
     tc__aconn *sub, *cmd;    /* owned; NULL when not connected */
+    /* Redis Cluster: the other masters' subscriptions (every master but
+     * sub's; NULL/0 on one Redis), and the channel sub hears this
+     * library's invalidations on (owned: cfg->channel on one Redis, sub's
+     * master's node channel on a cluster). */
+    tc__bus_link *links;
+    size_t nlinks;
+    char *ch_inv;
+    uint64_t hb_until;       /* lease.c: what the last heartbeat proved */
     int subs_pending;        /* subscribe confirmations still expected */
     int subscribed;          /* all confirmations in */
     int tracking_ready;      /* CLIENT TRACKING acknowledged (or not used) */
@@ -104,6 +122,9 @@ void tc__lease_ready(tc__bus *bus);
 void tc__lease_tick(tc__bus *bus);
 /** A heartbeat message arrived on the subscription (payload `buf`). */
 void tc__lease_on_pong(tc__bus *bus, const char *buf, size_t len);
+/** A PING token came back on link `l` (Redis Cluster). */
+void tc__lease_on_link_pong(tc__bus *bus, tc__bus_link *l,
+                            const redisReply *r);
 /** Forget the lease (connections gone): L1 stops being served at once. */
 void tc__lease_drop(tc__bus *bus);
 /** A reader found the bus idle (ev_async wake-up): heartbeat again. */

@@ -271,11 +271,10 @@ size_t tc__cluster_masters(tc__cluster *cl, const tc__config *cfg,
 }
 
 tc_result tc__cluster_bus_nodes(tc__cluster *cl, const tc__config *cfg,
-                                const char *state_key, const char *id,
-                                tc__node_addr *sub, tc__node_addr *cmd)
+                                const char *state_key, tc__node_addr *cmd,
+                                tc__node_addr *masters, size_t max,
+                                size_t *n)
 {
-    tc__node_addr *m;
-    size_t n;
     tc_result r = tc__cluster_refresh(cl, cfg, 0);
     if (r != TC_OK)
         return r;
@@ -283,12 +282,15 @@ tc_result tc__cluster_bus_nodes(tc__cluster *cl, const tc__config *cfg,
                                                    strlen(state_key)),
                               cmd)) != TC_OK)
         return r;
-    if (!(m = malloc(TC__CLUSTER_MAX_NODES * sizeof(*m))))
-        return tc__fail(TC_NO_MEMORY, "out of memory");
-    n = tc__cluster_masters(cl, cfg, m, TC__CLUSTER_MAX_NODES);
-    *sub = n ? m[tc__slot_of(id, strlen(id)) % n] : *cmd;
-    free(m);
+    *n = tc__cluster_masters(cl, cfg, masters, max);
     return TC_OK;
+}
+
+int tc__cluster_node_channel(const char *channel, const tc__node_addr *a,
+                             char *buf, size_t len)
+{
+    int n = snprintf(buf, len, "%s@%s:%d", channel, a->host, a->port);
+    return n > 0 && (size_t)n < len ? n : -1;
 }
 
 int tc__cluster_watch_due(tc__cluster *cl, uint64_t now_ns, uint64_t every_ns)

@@ -66,15 +66,28 @@ void tc__cluster_moved(tc__cluster *cl, unsigned slot, const char *host,
 size_t tc__cluster_masters(tc__cluster *cl, const tc__config *cfg,
                            tc__node_addr *out, size_t max);
 
-/** Where the bus of instance `id` connects: `cmd` (heartbeats) to the
- *  master of `state_key`'s slot, where its state keys live; `sub` to a
- *  master chosen by `id`, so that a fleet's subscribers spread over the
- *  masters (a classic PUBLISH reaches the subscribers of every node). A
- *  refresh first (unless one ran in the last 20 ms). TC_OK or the
- *  refresh's failure. */
+/** Where the bus connects (bus.c): `cmd` (heartbeats, and the
+ *  subscription for acknowledgements and heartbeat tokens) to the master
+ *  of `state_key`'s slot, where its state keys live; and every master
+ *  serving slots now, `cmd`'s included, into `masters` (up to `max`;
+ *  their number in *n): the bus subscribes to each one's own
+ *  invalidation channel there (tc__cluster_node_channel()). A refresh
+ *  first (unless one ran in the last 20 ms). TC_OK or the refresh's
+ *  failure. */
 tc_result tc__cluster_bus_nodes(tc__cluster *cl, const tc__config *cfg,
-                                const char *state_key, const char *id,
-                                tc__node_addr *sub, tc__node_addr *cmd);
+                                const char *state_key, tc__node_addr *cmd,
+                                tc__node_addr *masters, size_t max,
+                                size_t *n);
+
+/** The invalidation channel of master `a`: "<channel>@<host>:<port>",
+ *  into `buf` (NUL-terminated). A write that runs on `a` publishes there
+ *  (l2_cluster.c picks it per attempt, after MOVED and ASK), and every
+ *  instance subscribes to it on `a` itself (bus.c): the message reaches
+ *  each subscriber over its own connection to `a`, in order with the
+ *  tokens that prove that connection, never over the cluster bus. Its
+ *  length, or -1 when `len` is too small. Any thread. */
+int tc__cluster_node_channel(const char *channel, const tc__node_addr *a,
+                             char *buf, size_t len);
 
 /**
  * The bus's watch for failed nodes (bus.c): a classic PUBLISH reaches the

@@ -1075,11 +1075,7 @@ static tc_result cluster_settings(const tc_options *o, tc__config *c,
     (void)o, (void)st;
     if (!c->ncluster_seeds)
         return TC_OK;
-    if (c->coherence == TC_COHERENCE_STRICT)
-        no = "strict coherence is not supported on Redis Cluster yet (its "
-             "member count cannot share a MULTI with a key of another "
-             "slot): use async or none";
-    else if (c->tracking)
+    if (c->tracking)
         no = "tracking is not supported on Redis Cluster yet (it needs a "
              "redirect connection per node)";
     else if (c->db > 0)

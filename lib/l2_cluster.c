@@ -169,6 +169,69 @@ static int cmd_slot(const tc__cmd *c)
     return slot;
 }
 
+/* A write's invalidation goes on the channel of the node that runs it
+ * (tc__cluster_node_channel(), cluster.h): subscribers hear it over their
+ * own connection to that node. Every argument that IS the configuration's
+ * channel string (the same pointer: publish.c and write.c pass
+ * cfg->channel itself, never a copy, and no user key or value can be that
+ * pointer) is replaced in a copy of the batch, per attempt, so a write
+ * sent again after MOVED or ASK publishes on its new node's channel. */
+typedef struct on_node {
+    tc__cmd *cmds;
+    const char **argv;
+    size_t *argl;
+    char *chan;
+} on_node;
+
+static void on_node_free(on_node *o)
+{
+    free(o->cmds);
+    free(o->argv);
+    free(o->argl);
+    free(o->chan);
+    memset(o, 0, sizeof(*o));
+}
+
+/* *use: `cmds` itself when none names the channel, else the copy in `o`
+ * (freed with on_node_free(), also after a failure). */
+static tc_result for_node(tc__l2c *x, const tc__node_addr *a, size_t n,
+                          const tc__cmd *cmds, on_node *o,
+                          const tc__cmd **use)
+{
+    const char *ch = x->cfg->channel;
+    size_t nargs = 0, at = 0, clen;
+    int found = 0;
+    on_node_free(o);
+    *use = cmds;
+    for (size_t i = 0; i < n; i++) {
+        nargs += (size_t)cmds[i].argc;
+        for (int j = 0; j < cmds[i].argc && !found; j++)
+            found = cmds[i].argv[j] == ch;
+    }
+    if (!found)
+        return TC_OK;
+    clen = strlen(ch) + TC__CLUSTER_HOST_MAX + 16;
+    o->cmds = malloc(n * sizeof(*o->cmds));
+    o->argv = malloc(nargs * sizeof(*o->argv));
+    o->argl = malloc(nargs * sizeof(*o->argl));
+    o->chan = malloc(clen);
+    if (!o->cmds || !o->argv || !o->argl || !o->chan ||
+        tc__cluster_node_channel(ch, a, o->chan, clen) < 0) {
+        on_node_free(o);
+        return tc__fail(TC_NO_MEMORY, "out of memory");
+    }
+    for (size_t i = 0; i < n; i++) {
+        o->cmds[i] = (tc__cmd){cmds[i].argc, o->argv + at, o->argl + at};
+        for (int j = 0; j < cmds[i].argc; j++, at++) {
+            int is = cmds[i].argv[j] == ch;
+            o->argv[at] = is ? o->chan : cmds[i].argv[j];
+            o->argl[at] = is ? strlen(o->chan) : arg_len(&cmds[i], j);
+        }
+    }
+    *use = o->cmds;
+    return TC_OK;
+}
+
 enum { REDIR_NONE, REDIR_MOVED, REDIR_ASK, REDIR_TRYAGAIN, REDIR_DOWN };
 
 /* What an error reply asks of us. */
@@ -221,9 +284,11 @@ static tc_result run_group(tc__l2c *x, int slot, size_t n, const tc__cmd *cmds,
     tc__cmd *with = NULL;
     redisReply **wr = NULL;
     tc_result r = TC_OK;
+    on_node on = {0};
 
     for (int attempt = 0; attempt < TC__CLUSTER_TRIES; attempt++) {
         tc__l2 *pool;
+        const tc__cmd *use;
         int kind = REDIR_NONE;
         unsigned rslot = 0;
         tc__node_addr to;
@@ -231,8 +296,13 @@ static tc_result run_group(tc__l2c *x, int slot, size_t n, const tc__cmd *cmds,
             a = ask_to;
         else if ((r = addr_of(x, slot, &a)) != TC_OK)
             return failed(x, r);
-        if (!(pool = pool_for(x, &a, &r)))
+        if (!(pool = pool_for(x, &a, &r)) ||
+            (r = for_node(x, &a, n, cmds, &on, &use)) != TC_OK) {
+            free(with);
+            free(wr);
+            on_node_free(&on);
             return r;
+        }
         if (asking) {
             /* ASKING holds for the next command, or for a whole
              * MULTI...EXEC. */
@@ -243,23 +313,25 @@ static tc_result run_group(tc__l2c *x, int slot, size_t n, const tc__cmd *cmds,
                 if (!with || !wr) {
                     free(with);
                     free(wr);
+                    on_node_free(&on);
                     return tc__fail(TC_NO_MEMORY, "out of memory");
                 }
             }
             with[0] = (tc__cmd){1, asking_argv, NULL};
-            memcpy(with + 1, cmds, n * sizeof(*cmds));
+            memcpy(with + 1, use, n * sizeof(*use));
             r = tc__l2_run(pool, n + 1, with, wr, flags);
             if (r == TC_OK) {
                 freeReplyObject(wr[0]);
                 memcpy(replies, wr + 1, n * sizeof(*replies));
             }
         } else {
-            r = tc__l2_run(pool, n, cmds, replies, flags);
+            r = tc__l2_run(pool, n, use, replies, flags);
         }
         asking = 0;
         if (r != TC_OK) {
             free(with);
             free(wr);
+            on_node_free(&on);
             return failed(x, r);
         }
         for (size_t i = 0; i < n && kind == REDIR_NONE; i++)
@@ -269,6 +341,7 @@ static tc_result run_group(tc__l2c *x, int slot, size_t n, const tc__cmd *cmds,
         if (kind == REDIR_NONE) {
             free(with);
             free(wr);
+            on_node_free(&on);
             return TC_OK;
         }
         free_replies(replies, n);
@@ -285,12 +358,14 @@ static tc_result run_group(tc__l2c *x, int slot, size_t n, const tc__cmd *cmds,
         } else {
             free(with);
             free(wr);
+            on_node_free(&on);
             (void)tc__cluster_refresh(x->cl, x->cfg, 0);
             return tc__fail(TC_L2_UNAVAILABLE, "Redis Cluster: %s", last);
         }
     }
     free(with);
     free(wr);
+    on_node_free(&on);
     return tc__fail(TC_L2_UNAVAILABLE,
                     "Redis Cluster: slot %d still redirected after %d tries "
                     "(last: %s)",
@@ -336,7 +411,16 @@ static tc_result run_split(tc__l2c *x, size_t n, const tc__cmd *cmds,
             }
         if (!(pool = pool_for(x, &addr[i], &r)))
             goto out;
-        if ((r = tc__l2_run(pool, m, sub, subr, flags)) != TC_OK) {
+        {
+            on_node on = {0};
+            const tc__cmd *use;
+            if ((r = for_node(x, &addr[i], m, sub, &on, &use)) == TC_OK)
+                r = tc__l2_run(pool, m, use, subr, flags);
+            on_node_free(&on);
+            if (r == TC_NO_MEMORY)
+                goto out;
+        }
+        if (r != TC_OK) {
             r = failed(x, r);
             goto out;
         }
@@ -441,12 +525,16 @@ tc_result tc__l2c_run_at(tc__l2c *x, const tc__node_addr *a, size_t n,
                          const tc__cmd *cmds, redisReply **replies, int flags)
 {
     tc_result r;
+    on_node on = {0};
+    const tc__cmd *use;
     tc__l2 *pool = pool_for(x, a, &r);
     if (!pool)
         return r;
-    if ((r = tc__l2_run(pool, n, cmds, replies, flags)) != TC_OK)
-        return failed(x, r);
-    return TC_OK;
+    if ((r = for_node(x, a, n, cmds, &on, &use)) != TC_OK)
+        return r;
+    r = tc__l2_run(pool, n, use, replies, flags);
+    on_node_free(&on);
+    return r != TC_OK ? failed(x, r) : TC_OK;
 }
 
 int tc__l2c_breaker_open(tc__l2c *x)

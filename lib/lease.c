@@ -19,6 +19,31 @@
  * itself, and nothing depends on how a client library routes replies on a
  * subscribed connection.
  *
+ * Redis Cluster. A write publishes on the channel of the master that runs
+ * it ("<channel>@<host>:<port>", cluster.h; l2_cluster.c picks it per
+ * attempt, so a write sent again after MOVED or ASK publishes on its new
+ * master's channel), and the bus subscribes to each master's channel on
+ * that master itself: the main subscription on the master of the state
+ * keys (where the heartbeat script runs and publishes its token, as on
+ * one Redis), a link (bus.c) on every other master. Once the heartbeat
+ * script's reply is back, the same token goes through every link as a
+ * PING on its subscribed connection, which Redis answers in order after
+ * the messages it queued there before. L1 may be served until the least
+ * of what the heartbeat and every link last proved (each: its token's
+ * send time + lease), so every master's invalidations are proven the way
+ * one Redis's are, none by the cluster bus: a dropped cluster-bus link
+ * (the hole README's cluster section reproduced) loses nothing, and a
+ * dead or hung master stops the lease within one. Costs per instance: one
+ * subscriber connection per master, one token per master per heartbeat.
+ * What this does not prove: a master the bus does not subscribe on (a
+ * slot moved to a node that served none when the bus connected, or a
+ * manual CLUSTER FAILOVER, whose demoted master keeps answering our
+ * tokens): writes there reach no one until the CLUSTER INFO watch (bus.c)
+ * sees the epoch grow and resets the bus, within lease / 2 plus a poll. The PINGs wait for
+ * the script's reply so that they run after it: strict writers count
+ * members after their write (publish.c), and a heartbeat that ran after
+ * the count must prove the write's invalidation.
+ *
  * Clocks. Local deadlines use tc__now_ns() (CLOCK_BOOTTIME: counts
  * suspend). Member scores use the Redis server's TIME, so no two machines'
  * clocks are compared. A wall-clock step on the Redis host is absorbed:
@@ -146,7 +171,7 @@ static const char heartbeat_script[] =
     "redis.call('ZADD', KEYS[1], now + lease, ARGV[1]) "
     "redis.call('PEXPIRE', KEYS[1], 10 * lease + 60000) "
     "redis.call('PUBLISH', ARGV[3], ARGV[4]) "
-    "return 1";
+    "return ARGV[4]";
 
 /* KEYS: members, clock, epoch. ARGV: id, lease ms, heartbeat channel,
  * token. An idle instance's keepalive: scores it -now (no writer counts
@@ -170,7 +195,7 @@ static const char keepalive_script[] =
     "redis.call('PEXPIRE', KEYS[1], 10 * lease + 60000) "
     "redis.call('PEXPIRE', KEYS[3], 10 * lease + 60000) "
     "redis.call('PUBLISH', ARGV[3], ARGV[4]) "
-    "return 1";
+    "return ARGV[4]";
 
 /* KEYS: members, clock, epoch. ARGV: lease ms, the writer's id
  * (optional). Read-only: the ids that
@@ -234,9 +259,59 @@ static void publish_deadline(tc__bus *bus, uint64_t until)
     atomic_store(&bus->idle_up, 0);
 }
 
+/* L1 may be served until the least of what the heartbeat and, on a
+ * cluster, every other master's link last proved: each proves only the
+ * invalidations published on its own master. */
+static void publish_proven(tc__bus *bus)
+{
+    uint64_t until = bus->hb_until;
+    for (size_t i = 0; i < bus->nlinks && until; i++)
+        if (bus->links[i].until < until)
+            until = bus->links[i].until;
+    if (until)
+        publish_deadline(bus, until);
+}
+
+/* Tokens in flight prove nothing from now on (a new connection, going
+ * idle, waking). */
+static void skip_in_flight(tc__bus *bus)
+{
+    bus->hb_oldest = bus->hb_next;
+    bus->hb_until = 0;
+    for (size_t i = 0; i < bus->nlinks; i++) {
+        bus->links[i].oldest = bus->hb_next;
+        bus->links[i].until = 0;
+    }
+}
+
+static void on_link_pong(tc__aconn *ac, redisReply *r, void *priv);
+
+/* Redis Cluster: token `n` through every other master, as a PING on its
+ * subscribed connection, once the heartbeat script that carries it has
+ * run (its reply is here): Redis answers the PING in order with the
+ * messages it queued there before, so the pong proves every invalidation
+ * that master published before the PING ran, and the PING ran after the
+ * script (publish.c needs that order for strict writes). A PING that
+ * cannot be queued leaves its link's token unanswered: the lease waits,
+ * and the hung check resets. */
+static void ping_links(tc__bus *bus, const redisReply *r)
+{
+    uint64_t n;
+    if (!bus->nlinks || r->type != REDIS_REPLY_STRING ||
+        tc__parse_u64(r->str, r->len, 0, UINT64_MAX, &n) != 0 ||
+        n >= bus->hb_next)
+        return;
+    for (size_t i = 0; i < bus->nlinks; i++)
+        if (n >= bus->links[i].oldest)
+            (void)tc__aconn_commandf(bus->links[i].sub, on_link_pong, bus,
+                                     "PING %s", r->str);
+}
+
 static void on_heartbeat_reply(tc__aconn *ac, redisReply *r, void *priv)
 {
     tc__bus *bus = priv;
+    if (r && ac == bus->cmd && r->type != REDIS_REPLY_ERROR)
+        ping_links(bus, r);
     /* Success is proven by the token on the subscriber, not by this reply;
      * a refusal (ACL, a script error) just never extends the lease. */
     if (r && ac == bus->cmd && r->type == REDIS_REPLY_ERROR) {
@@ -246,6 +321,16 @@ static void on_heartbeat_reply(tc__aconn *ac, redisReply *r, void *priv)
             tc__sentinel_lost_master(bus->cfg->sentinel, bus->sgen);
         tc__bus_reset(bus, "heartbeat refused");
     }
+}
+
+static void on_link_pong(tc__aconn *ac, redisReply *r, void *priv)
+{
+    tc__bus *bus = priv;
+    for (size_t i = 0; r && i < bus->nlinks; i++)
+        if (bus->links[i].sub == ac) {
+            tc__lease_on_link_pong(bus, &bus->links[i], r);
+            return;
+        }
 }
 
 /* Heartbeats and keepalives share the token sequence and the ring, so a
@@ -258,6 +343,9 @@ static int send_token(tc__bus *bus, int keepalive, int epoch)
     int r;
     if (!bus->cmd || n - bus->hb_oldest >= TC__LEASE_RING)
         return -1;
+    for (size_t i = 0; i < bus->nlinks; i++)
+        if (n - bus->links[i].oldest >= TC__LEASE_RING)
+            return -1;
     snprintf(lease, sizeof(lease), "%u", bus->cfg->lease_ms);
     snprintf(token, sizeof(token), "%llu", (unsigned long long)n);
     bus->hb_sent[n % TC__LEASE_RING] = tc__now_ns();
@@ -313,11 +401,36 @@ void tc__lease_on_pong(tc__bus *bus, const char *buf, size_t len)
     bus->hb_oldest = n + 1;
     /* While idle every token in the window is a keepalive's (going idle
      * and waking both skip what was in flight). */
-    if (!bus->idle)
-        publish_deadline(bus,
-                         bus->hb_sent[n % TC__LEASE_RING] + lease_ns(bus));
-    else
+    if (!bus->idle) {
+        bus->hb_until = bus->hb_sent[n % TC__LEASE_RING] + lease_ns(bus);
+        publish_proven(bus);
+    } else {
         atomic_store(&bus->idle_up, 1);
+    }
+}
+
+void tc__lease_on_link_pong(tc__bus *bus, tc__bus_link *l,
+                            const redisReply *r)
+{
+    uint64_t n;
+    const redisReply *t;
+    if (r->type == REDIS_REPLY_ERROR) {
+        tc__bus_reset(bus, "bus PING refused");
+        return;
+    }
+    /* ["pong", token] on a subscribed connection. */
+    if (r->type != REDIS_REPLY_ARRAY || r->elements != 2)
+        return;
+    t = r->element[1];
+    if (t->type != REDIS_REPLY_STRING ||
+        tc__parse_u64(t->str, t->len, 0, UINT64_MAX, &n) != 0 ||
+        n < l->oldest || n >= bus->hb_next)
+        return; /* skipped (idle, waking) */
+    l->oldest = n + 1;
+    if (!bus->idle) {
+        l->until = bus->hb_sent[n % TC__LEASE_RING] + lease_ns(bus);
+        publish_proven(bus);
+    }
 }
 
 void tc__lease_ready(tc__bus *bus)
@@ -335,7 +448,7 @@ void tc__lease_ready(tc__bus *bus)
     tc__log(&bus->cfg->log, TC_LOG_INFO,
             "bus subscribed: L1 flushed, serving after the first heartbeat");
     tc__backoff_reset(&bus->backoff);
-    bus->hb_oldest = bus->hb_next;
+    skip_in_flight(bus);
     bus->epoch_checked = 0;
     if (bus->idle)
         send_keepalive(bus);
@@ -347,7 +460,7 @@ void tc__lease_drop(tc__bus *bus)
 {
     atomic_store_explicit(&bus->l1_ok_until, 0, memory_order_release);
     atomic_store(&bus->idle_up, 0);
-    bus->hb_oldest = bus->hb_next;
+    skip_in_flight(bus);
 }
 
 /* No L1 read for idle_after_ms (see "Idle" above). L1 stops being served
@@ -359,7 +472,7 @@ static void go_idle(tc__bus *bus)
     bus->idle = 1;
     if (atomic_load(&bus->l1_ok_until) != 0)
         atomic_store_explicit(&bus->l1_ok_until, 1, memory_order_release);
-    bus->hb_oldest = bus->hb_next;
+    skip_in_flight(bus);
     if (proving(bus))
         send_keepalive(bus);
     else
@@ -373,7 +486,7 @@ void tc__lease_wake(tc__bus *bus)
         return;
     bus->idle = 0;
     bus->last_read_ns = tc__now_ns();
-    bus->hb_oldest = bus->hb_next; /* keepalive tokens prove no lease */
+    skip_in_flight(bus); /* keepalive tokens prove no lease */
     if (proving(bus))
         send_heartbeat(bus);
 }
@@ -411,6 +524,17 @@ void tc__lease_tick(tc__bus *bus)
                                           bus->cfg->command_timeout_ms);
         if (now - oldest > limit) {
             tc__bus_reset(bus, "bus connection hung (no heartbeat back)");
+            return;
+        }
+    }
+    for (size_t i = 0; i < bus->nlinks; i++) {
+        tc__bus_link *l = &bus->links[i];
+        uint64_t limit = 2 * tc__ms_to_ns((uint64_t)bus->cfg->lease_ms +
+                                          bus->cfg->command_timeout_ms);
+        if (l->oldest != bus->hb_next &&
+            now - bus->hb_sent[l->oldest % TC__LEASE_RING] > limit) {
+            tc__bus_reset(bus, "bus subscription on a cluster master hung "
+                               "(no token back)");
             return;
         }
     }

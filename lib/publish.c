@@ -1,9 +1,45 @@
 /*
  * One write and its invalidation, atomically: MULTI, the write commands,
  * PUBLISH, EXEC, so the change and its publication happen together or not
- * at all. A strict write also counts, in the same transaction, the
- * instances that may be serving L1 (count script, lease.c), and then waits
- * for their acknowledgements or for its lease.
+ * at all. A strict write also counts the instances that may be serving L1
+ * (count script, lease.c), and then waits for their acknowledgements or
+ * for its lease. On one Redis the count is in the same transaction.
+ *
+ * On Redis Cluster the transaction runs on the key's master and cannot
+ * name the members set, which lives in another slot: the count is a
+ * second step, sent to the members' master after EXEC returned (T_e
+ * below; the count runs at T_c > T_e). Why no instance X escapes it:
+ *   - the lease fallback needs no count at all: X serves L1 at t only on
+ *     a proof whose token through the key's master A was sent at s with
+ *     t < s + lease (lease.c; margin for clock rates). If that token ran
+ *     on A after the EXEC, its pong came after the invalidation on the
+ *     same connection: X applied it first. If not, s < T_e and the proof
+ *     lapses before T_e + lease, which is before the writer's deadline
+ *     (taken after the count returned). So a writer that waits out its
+ *     lease is safe whoever was counted, and a lost or late
+ *     acknowledgement (acks travel over the members' master, tokens and
+ *     invalidations never cross the cluster bus) only makes it wait;
+ *   - an instance the count did not list (its last heartbeat script ran
+ *     more than two leases before T_c, or after it): a proof from a
+ *     heartbeat that ran before T_c - 2 leases lapsed before T_c - lease.
+ *     A heartbeat that ran after T_c: on a cluster the bus sends the
+ *     token's PINGs through the other masters only once the heartbeat
+ *     script's reply came back (lease.c), so they ran on A after T_c >
+ *     T_e, and its pong proves X applied the invalidation before that
+ *     proof serves anything. An instance that registers after the count
+ *     is the same case: its fills from L2 are served only under a proof
+ *     whose tokens ran after its registration;
+ *   - an instance the count listed is waited for until it acknowledges
+ *     (it applied the message) or until the lease (above).
+ * The members' master failing over is the epoch fence of one Redis (the
+ * count answers 0: wait out the lease); the key's master dying breaks
+ * every link to it, so no proof through it is renewed.
+ * Assumed: the node that runs the write is one every bus subscribes on.
+ * Not so after a manual CLUSTER FAILOVER, or for a slot migrated onto a
+ * node that served none when the buses connected (lease.c, "What this
+ * does not prove"): the writer then waits out its lease, but the others'
+ * leases are renewed through the nodes they do subscribe on until the
+ * CLUSTER INFO watch resets their bus.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -93,7 +129,7 @@ tc_result tc__txn_build(tc_cache *c, tc__txn *t, size_t n,
         out->pub[2] = t->msg, out->publ[2] = t->msglen;
         cmds[ncmd++] = (tc__cmd){3, out->pub, out->publ};
     }
-    if (t->strict) {
+    if (t->strict && !c->cfg.cluster) {
         const char **count = out->count;
         size_t *countl = out->countl;
         count[0] = "EVAL", countl[0] = 4;
@@ -169,6 +205,29 @@ static tc_result exec_on(tc_cache *c, tc__conn *conn, int slot, tc__txn *t,
     return r;
 }
 
+/* Redis Cluster: the count script on the members' master, after the
+ * write (header). NULL (wait out the lease) when it fails. */
+static redisReply *count_after(tc_cache *c)
+{
+    const char *argv[8];
+    size_t argl[8];
+    char lease[16];
+    tc__cmd cmd = {8, argv, argl};
+    redisReply *r = NULL;
+    argv[0] = "EVAL", argl[0] = 4;
+    argv[1] = tc__bus_count_script(), argl[1] = strlen(argv[1]);
+    argv[2] = "3", argl[2] = 1;
+    argv[3] = tc__bus_members_key(c->bus), argl[3] = strlen(argv[3]);
+    argv[4] = tc__bus_clock_key(c->bus), argl[4] = strlen(argv[4]);
+    argv[5] = tc__bus_epoch_key(c->bus), argl[5] = strlen(argv[5]);
+    argl[6] = (size_t)snprintf(lease, sizeof(lease), "%u", c->cfg.lease_ms);
+    argv[6] = lease;
+    argv[7] = c->id, argl[7] = strlen(c->id);
+    if (tc__l2_run(c->l2, 1, &cmd, &r, 0) != TC_OK)
+        return NULL;
+    return r;
+}
+
 tc_result tc__txn_exec_on(tc_cache *c, tc__conn *conn, tc__txn *t, size_t n,
                           const tc__cmd *writes, int inline_publish,
                           redisReply **exec)
@@ -188,8 +247,14 @@ void tc__txn_end(tc_cache *c, tc__txn *t, const redisReply *exec,
 {
     if (t->w) {
         const redisReply *members = NULL;
+        redisReply *counted = NULL;
         uint64_t deadline = 0;
-        if (published && exec) {
+        if (published && exec && c->cfg.cluster) {
+            counted = count_after(c);
+            members = counted && counted->type == REDIS_REPLY_ARRAY ? counted
+                                                                    : NULL;
+            deadline = tc__deadline_ms(c->cfg.lease_ms);
+        } else if (published && exec) {
             const redisReply *ids = exec->element[exec->elements - 1];
             /* An unexpected reply (members NULL) waits out the lease, which
              * is always safe: past it, every instance that did not
@@ -204,6 +269,8 @@ void tc__txn_end(tc_cache *c, tc__txn *t, const redisReply *exec,
         }
         tc__bus_strict_wait(c->bus, t->w, members, deadline);
         t->w = NULL;
+        if (counted)
+            freeReplyObject(counted);
     }
     free(t->msg);
     t->msg = NULL;

@@ -155,7 +155,8 @@ int tcr_cluster_start(tcr_cluster *t, int timeout_ms)
         /* The bus port would be port + 10000: name a free one instead. */
         snprintf(conf, sizeof(conf),
                  "cluster-enabled yes\ncluster-config-file nodes.conf\n"
-                 "cluster-node-timeout %d\ncluster-port %d\n",
+                 "cluster-node-timeout %d\ncluster-port %d\n"
+                 "enable-debug-command yes\n",
                  TCR_CLUSTER_NODE_TIMEOUT_MS, tcr_free_port());
         if (tcr_start(&t->node[i], conf) != 0) {
             fprintf(stderr, "tcr: cluster node %d did not start\n", i);

@@ -355,8 +355,9 @@ static void *monitor_main(void *arg)
     return NULL;
 }
 
-/* The library's log: only "bus: subscribing on <host>:<port>, ..." (a
- * cluster bus) is noted, in shm->sub_port[id]. Any thread. */
+/* The library's log: only "bus: subscribing on <host>:<port> and ..." (a
+ * cluster bus: the master of its heartbeat and main subscription) is
+ * noted, in shm->sub_port[id]. Any thread. */
 typedef struct lognote {
     tcc_shared *sh;
     int id;

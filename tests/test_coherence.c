@@ -925,11 +925,27 @@ Test(coherence, async_within_bound_across_sentinel_failover)
     get_set("get-set", "async", KILL_MASTER);
 }
 
-/* Redis Cluster (issue 10), async only (strict is refused on a cluster):
- * the keys on all three masters, calm and with a master killed -9 and its
- * replica promoted; the instances follow by themselves. Within the lease,
- * but for reads whose invalidation may have died with the master (above
- * CLUSTER_FAILOVER_MS). */
+/* Redis Cluster (issue 10): the keys on all three masters, calm and with
+ * a master killed -9 and its replica promoted; the instances follow by
+ * themselves. Async: within the lease, but for reads whose invalidation
+ * may have died with the master (above CLUSTER_FAILOVER_MS). Strict: no
+ * read older than a library write that returned before it began, the
+ * member count taken after the write on the members' master (publish.c). */
+Test(coherence, strict_no_stale_reads_on_cluster)
+{
+    get_set("get-set", "strict", CLUSTER_CALM);
+}
+
+Test(coherence, strict_read_through_and_deletes_on_cluster)
+{
+    all_ops("read-through", "strict", CLUSTER_CALM, "gmll", "ssdx", 0);
+}
+
+Test(coherence, strict_no_stale_reads_across_cluster_failover)
+{
+    get_set("get-set", "strict", CLUSTER_KILL_MASTER);
+}
+
 /* The same walk as the failover run, for its counts: it would not catch a
  * missed invalidation (each instance rewrites every key within
  * milliseconds); the read-through run below does. */

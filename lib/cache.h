@@ -218,9 +218,15 @@ tc_result tc__txn_exec(tc_cache *c, tc__txn *t, size_t n, const tc__cmd *writes,
 /** tc__txn_exec on `conn`, a connection of the caller's own (a session:
  *  its WATCH holds), or on the pool when NULL. A WATCH that aborted the
  *  EXEC fails with TC_PROTOCOL "EXEC: transaction aborted"; any other
- *  failure leaves `conn` unusable. */
-tc_result tc__txn_exec_on(tc_cache *c, tc__conn *conn, tc__txn *t, size_t n,
-                          const tc__cmd *writes, int inline_publish,
+ *  failure leaves `conn` unusable. On Redis Cluster `node` names the
+ *  master `conn` is connected to (NULL elsewhere): the invalidation goes
+ *  on that master's channel (tc__cluster_node_channel()), which every bus
+ *  hears over its own subscription there, as l2_cluster.c does for the
+ *  pool's writes. */
+struct tc__node_addr;
+tc_result tc__txn_exec_on(tc_cache *c, tc__conn *conn,
+                          const struct tc__node_addr *node, tc__txn *t,
+                          size_t n, const tc__cmd *writes, int inline_publish,
                           redisReply **exec);
 /** tc__txn_exec on the pool, sent whole to the master of cluster slot
  *  `slot` (-1: any master) whatever keys the writes name (tc_command

@@ -300,7 +300,8 @@ tc_result tc__write_finish(tc_cache *c, int own_conn, size_t n,
 /* MULTI, the `n` commands, their stamps and invalidation, EXEC. On TC_OK
  * *exec is the EXEC reply cut to the `n` commands' replies, or the error
  * Redis answered EXEC with (EXECABORT). */
-tc_result tc__run_write(tc_cache *c, tc__conn *conn, size_t n,
+tc_result tc__run_write(tc_cache *c, tc__conn *conn,
+                        const tc__node_addr *node, size_t n,
                         const tc__prepared *ps, const tc__written *w,
                         redisReply **exec)
 {
@@ -325,7 +326,8 @@ tc_result tc__run_write(tc_cache *c, tc__conn *conn, size_t n,
         return r;
     r = !conn && c->cfg.cluster
             ? tc__txn_exec_slot(c, w->slot, &op.t, op.ncmd, op.cmds, 0, exec)
-            : tc__txn_exec_on(c, conn, &op.t, op.ncmd, op.cmds, 0, exec);
+            : tc__txn_exec_on(c, conn, node, &op.t, op.ncmd, op.cmds, 0,
+                              exec);
     return tc__write_finish(c, conn != NULL, n, w, &op, r, exec);
 }
 
@@ -392,7 +394,7 @@ static tc_result command_prepared(tc_cache *c, tc__prepared *p,
             if (tc__collect(c, 1, p, &argv, &argvlen, &w) == TC_OK) {
                 if (!p->keys.known)
                     w.all = 1;
-                if (tc__run_write(c, NULL, 0, NULL, &w, &e) == TC_OK)
+                if (tc__run_write(c, NULL, NULL, 0, NULL, &w, &e) == TC_OK)
                     freeReplyObject(e);
                 tc__written_free(&w);
             }
@@ -401,7 +403,7 @@ static tc_result command_prepared(tc_cache *c, tc__prepared *p,
         tc__written w;
         if ((r = tc__collect(c, 1, p, &argv, &argvlen, &w)) == TC_OK) {
             redisReply *exec = NULL;
-            r = tc__run_write(c, NULL, 1, p, &w, &exec);
+            r = tc__run_write(c, NULL, NULL, 1, p, &w, &exec);
             if (r == TC_OK && exec->type == REDIS_REPLY_ARRAY) {
                 rep = exec->element[0];
                 exec->element[0] = NULL;
@@ -510,7 +512,7 @@ tc_result tc_command_multi(tc_cache *c, size_t n, const int *argcs,
         free(cmds);
         free(reps);
     } else {
-        r = tc__run_write(c, NULL, n, ps, &w, &exec);
+        r = tc__run_write(c, NULL, NULL, n, ps, &w, &exec);
     }
     tc__written_free(&w);
     if (r == TC_OK)

@@ -116,7 +116,8 @@ tc_result tc__write_finish(tc_cache *c, int own_conn, size_t n,
  *  `conn` (the caller's own; NULL: the pool). On TC_OK *exec is the EXEC
  *  reply cut to the `n` replies, Redis's error (EXECABORT), or NULL when
  *  the caller's WATCH aborted the transaction (only with `conn`). */
-tc_result tc__run_write(tc_cache *c, tc__conn *conn, size_t n,
+tc_result tc__run_write(tc_cache *c, tc__conn *conn,
+                        const struct tc__node_addr *node, size_t n,
                         const tc__prepared *ps, const tc__written *w,
                         redisReply **exec);
 

@@ -47,6 +47,7 @@
 #include <time.h>
 
 #include "cache.h"
+#include "cluster.h"
 
 static uint64_t realtime_us(void)
 {
@@ -106,7 +107,7 @@ static tc_result run_on(tc__conn *conn, size_t n, const tc__cmd *cmds,
 tc_result tc__txn_exec(tc_cache *c, tc__txn *t, size_t n, const tc__cmd *writes,
                        int inline_publish, redisReply **exec)
 {
-    return tc__txn_exec_on(c, NULL, t, n, writes, inline_publish, exec);
+    return tc__txn_exec_on(c, NULL, NULL, t, n, writes, inline_publish, exec);
 }
 
 tc_result tc__txn_build(tc_cache *c, tc__txn *t, size_t n,
@@ -177,18 +178,34 @@ tc_result tc__txn_take_exec(tc_cache *c, size_t ncmd, int inline_publish,
 
 /* tc__txn_exec_on() and tc__txn_exec_slot(): on `conn`, or on the pool
  * routed by `slot` (-2: by the commands' own keys, l2_cluster.c). */
-static tc_result exec_on(tc_cache *c, tc__conn *conn, int slot, tc__txn *t,
+static tc_result exec_on(tc_cache *c, tc__conn *conn,
+                         const tc__node_addr *node, int slot, tc__txn *t,
                          size_t n, const tc__cmd *writes, int inline_publish,
                          redisReply **exec)
 {
     tc__txn_cmds tc;
     redisReply **rep;
     tc_result r;
+    char *chan = NULL;
 
     *exec = NULL;
     if ((r = tc__txn_build(c, t, n, writes, inline_publish, &tc)) != TC_OK)
         return r;
+    if (node && t->msg && !inline_publish) {
+        /* tc__txn_build put cfg.channel in tc.pub[1]: this master's. */
+        size_t len = strlen(c->cfg.channel) + strlen(node->host) + 16;
+        int got;
+        if (!(chan = malloc(len)) ||
+            (got = tc__cluster_node_channel(c->cfg.channel, node, chan,
+                                            len)) < 0) {
+            free(chan);
+            tc__txn_cmds_free(&tc);
+            return tc__fail(TC_NO_MEMORY, "out of memory");
+        }
+        tc.pub[1] = chan, tc.publ[1] = (size_t)got;
+    }
     if (!(rep = malloc(tc.n * sizeof(*rep)))) {
+        free(chan);
         tc__txn_cmds_free(&tc);
         return tc__fail(TC_NO_MEMORY, "out of memory");
     }
@@ -202,6 +219,7 @@ static tc_result exec_on(tc_cache *c, tc__conn *conn, int slot, tc__txn *t,
     }
     tc__txn_cmds_free(&tc);
     free(rep);
+    free(chan);
     return r;
 }
 
@@ -228,18 +246,19 @@ static redisReply *count_after(tc_cache *c)
     return r;
 }
 
-tc_result tc__txn_exec_on(tc_cache *c, tc__conn *conn, tc__txn *t, size_t n,
+tc_result tc__txn_exec_on(tc_cache *c, tc__conn *conn,
+                          const tc__node_addr *node, tc__txn *t, size_t n,
                           const tc__cmd *writes, int inline_publish,
                           redisReply **exec)
 {
-    return exec_on(c, conn, -2, t, n, writes, inline_publish, exec);
+    return exec_on(c, conn, node, -2, t, n, writes, inline_publish, exec);
 }
 
 tc_result tc__txn_exec_slot(tc_cache *c, int slot, tc__txn *t, size_t n,
                             const tc__cmd *writes, int inline_publish,
                             redisReply **exec)
 {
-    return exec_on(c, NULL, slot, t, n, writes, inline_publish, exec);
+    return exec_on(c, NULL, NULL, slot, t, n, writes, inline_publish, exec);
 }
 
 void tc__txn_end(tc_cache *c, tc__txn *t, const redisReply *exec,

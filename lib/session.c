@@ -57,6 +57,13 @@ struct tc_session {
     tc__node_addr node; /* Redis Cluster: the master connected to */
 };
 
+/* The master the session's connection is on (Redis Cluster), else NULL:
+ * where its writes publish (tc__txn_exec_on()). */
+static const tc__node_addr *on_node(const tc_session *s)
+{
+    return s->c->cfg.cluster ? &s->node : NULL;
+}
+
 static int cache_db(const tc_cache *c)
 {
     return c->cfg.db > 0 ? c->cfg.db : 0;
@@ -183,7 +190,7 @@ static void invalidate_after(tc_session *s, const tc__prepared *p,
     if (!p->keys.known)
         w.all = 1;
     if ((w.all || w.n) &&
-        tc__run_write(s->c, NULL, 0, NULL, &w, &e) == TC_OK)
+        tc__run_write(s->c, NULL, NULL, 0, NULL, &w, &e) == TC_OK)
         freeReplyObject(e);
     tc__written_free(&w);
 }
@@ -278,7 +285,7 @@ tc_result tc_session_command(tc_session *s, int argc, const char *const *argv,
         tc__written w;
         if ((r = tc__collect(s->c, 1, &p, &argv, &argvlen, &w)) == TC_OK) {
             redisReply *exec = NULL;
-            r = tc__run_write(s->c, s->conn, 1, &p, &w, &exec);
+            r = tc__run_write(s->c, s->conn, on_node(s), 1, &p, &w, &exec);
             if (r == TC_OK && exec && exec->type == REDIS_REPLY_ARRAY) {
                 rep = exec->element[0];
                 exec->element[0] = NULL;
@@ -373,7 +380,7 @@ tc_result tc_session_multi(tc_session *s, size_t n, const int *argcs,
         if (!w.all && !w.n)
             r = plain_multi(s, n, ps, &exec);
         else
-            r = tc__run_write(s->c, s->conn, n, ps, &w, &exec);
+            r = tc__run_write(s->c, s->conn, on_node(s), n, ps, &w, &exec);
         tc__written_free(&w);
     }
     s->watching = 0; /* EXEC ends every WATCH, whatever it answered */

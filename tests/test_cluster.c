@@ -510,7 +510,43 @@ static int lease_passed(void *p)
     return tcr_now_ms() >= ps->until;
 }
 
-Test(cluster, an_invalidation_lost_on_the_cluster_bus_is_not_served_past_the_lease)
+/* How the lost-link cases write v2: a plain tc_set, or an EXEC on a
+ * session that WATCHes the key (its own connection to the key's master,
+ * not the pool). */
+typedef tc_result (*v2_writer)(tc_cache *w, const char *key);
+
+static tc_result write_plain(tc_cache *w, const char *key)
+{
+    return set_str(w, key, "v2", 0);
+}
+
+static tc_result write_watched(tc_cache *w, const char *key)
+{
+    tc_session *s = NULL;
+    tc_reply *rep = NULL;
+    tc_result r;
+    const char *watch[2] = {"WATCH", key};
+    const size_t watchl[2] = {5, strlen(key)};
+    const char *set[3] = {"SET", key, "v2"};
+    const size_t setl[3] = {3, strlen(key), 2};
+    const char *const *argvs[1] = {set};
+    const size_t *const argvlens[1] = {setl};
+    int argcs[1] = {3};
+    if ((r = tc_session_open(w, &s)) != TC_OK)
+        return r;
+    r = tc_session_command(s, 2, watch, watchl, &rep);
+    tc_reply_free(rep);
+    rep = NULL;
+    if (r == TC_OK)
+        r = tc_session_multi(s, 1, argcs, argvs, argvlens, &rep);
+    if (r == TC_OK && tc_reply_type(rep) != TC_REPLY_ARRAY)
+        r = TC_PROTOCOL; /* the EXEC did not run */
+    tc_reply_free(rep);
+    tc_session_close(s);
+    return r;
+}
+
+static void lost_link_case(v2_writer write_v2)
 {
     bus_log bl = {PTHREAD_MUTEX_INITIALIZER, 0, 0};
     tc_options o = cl_opts(TC_COHERENCE_ASYNC), ob;
@@ -564,7 +600,7 @@ Test(cluster, an_invalidation_lost_on_the_cluster_bus_is_not_served_past_the_lea
         cr_assert(r && !strcmp(r, "OK"), "DEBUG CLUSTERLINK: %s", r);
         free(r);
     }
-    cr_assert_eq(set_str(w, key, "v2", 0), TC_OK, "%s", tc_errmsg());
+    cr_assert_eq(write_v2(w, key), TC_OK, "%s", tc_errmsg());
     {
         /* Two leases after the write returned (the reader keeps reading,
          * so its bus does not go idle), the old copy must be gone. */
@@ -579,6 +615,19 @@ Test(cluster, an_invalidation_lost_on_the_cluster_bus_is_not_served_past_the_lea
     free(v);
     tc_cache_destroy(w);
     tc_cache_destroy(b);
+}
+
+Test(cluster, an_invalidation_lost_on_the_cluster_bus_is_not_served_past_the_lease)
+{
+    lost_link_case(write_plain);
+}
+
+/* A session's EXEC under WATCH runs on the session's own connection to the
+ * key's master: it must publish on that master's channel too, not on the
+ * plain channel that crosses the cluster bus. */
+Test(cluster, a_watched_exec_publishes_on_its_masters_channel)
+{
+    lost_link_case(write_watched);
 }
 
 /* Strict mode on a cluster: the member count is a second step on the

@@ -299,18 +299,33 @@ static void read_pushes(tcd_pubsub *ps)
     }
 }
 
+/* Named, so that CLIENT LIST on Redis tells it from the rest. */
+static tc_result name_upstream(tcd_pubsub *ps)
+{
+    const char *argv[3] = {"CLIENT", "SETNAME", "tiercached-pubsub"};
+    size_t argl[3] = {6, 7, 17};
+    tc_reply *rep = NULL;
+    tc_result rc = tc_session_command(ps->sess, 3, argv, argl, &rep);
+    tc_reply_free(rep);
+    return rc;
+}
+
 static void run_ops(tcd_pubsub *ps, ps_op *op)
 {
+    int named = 1;
     while (op) {
         ps_op *next = op->next;
         if (op->gen == ps->tgen) {
             tc_result rc = TC_OK;
-            if (!ps->sess && (rc = tc_session_open(ps->srv->cache,
-                                                   &ps->sess)) != TC_OK) {
+            if (!ps->sess && ((named = 0),
+                              (rc = tc_session_open(ps->srv->cache,
+                                                    &ps->sess)) != TC_OK)) {
                 char why[300];
                 snprintf(why, sizeof(why), "cannot connect to Redis: %s",
                          tc_errmsg());
                 lost(ps, why);
+            } else if (!named++ && name_upstream(ps) != TC_OK) {
+                lost(ps, "the upstream connection failed");
             } else if (tc_session_send(ps->sess, op->argc,
                                        (const char *const *)op->argv,
                                        op->argl) != TC_OK) {

@@ -1050,12 +1050,15 @@ static void on_async(struct ev_loop *loop, ev_async *w, int revents)
     ps_ev *e;
     (void)loop;
     (void)revents;
+    int was_full;
     pthread_mutex_lock(&ps->mu);
     e = ps->evs;
     ps->evs = ps->evs_tail = NULL;
+    was_full = ps->queued >= PS_MAX_QUEUED;
     ps->queued = 0;
     pthread_mutex_unlock(&ps->mu);
-    ps_wakeup(ps); /* room again, if it was over */
+    if (was_full)
+        ps_wakeup(ps); /* room again: read Redis again */
     while (e) {
         ps_ev *next = e->next;
         handle(ps, e);

@@ -43,6 +43,11 @@ static int ps_hash_oom; /* loop thread only: the last uthash add failed */
 #define PS_MAX_QUEUED (64u << 20)
 /* Pushes read before they are handed to the loop. */
 #define PS_BATCH 256
+/* While anything is subscribed, the shared connection is PINGed every
+ * PS_WATCH_S; a PING unanswered for PS_HUNG_S means a hung or silently
+ * dead connection: it is dropped as a failed one is. */
+#define PS_WATCH_S 1.0
+#define PS_HUNG_S 3.0
 
 enum { PS_CHANNEL = 0, PS_PATTERN = 1 };
 enum { ST_IDLE, ST_SUBSCRIBING, ST_ACTIVE, ST_UNSUBSCRIBING };
@@ -82,6 +87,7 @@ typedef struct ps_wait {
 
 typedef struct ps_ping {
     struct ps_ping *next;
+    ev_tstamp sent;  /* loop time it was queued */
     tcd_client *cl; /* NULL once the client is gone */
     tcd_job *slot;
 } ps_ping;
@@ -123,6 +129,7 @@ struct tcd_pubsub {
     int broken;           /* an upstream command could not be queued */
     int dropping;         /* on_lost: nothing goes upstream */
     ev_async async;
+    ev_timer watch;       /* the hung-connection check */
     /* Shared, under mu. */
     pthread_mutex_t mu;
     ps_op *ops, *ops_tail;
@@ -768,6 +775,7 @@ static void do_ping(tcd_pubsub *ps, tcd_client *cl, tcd_req *r,
     else
         tcd_reply_bulk(&b, "", 0);
     p->cl = cl;
+    p->sent = ev_now(cl->srv->loop);
     p->slot = pending_slot(cl, slot, &b);
     tcd_buf_free(&b);
     if (!p->slot) {
@@ -1069,6 +1077,35 @@ static void on_async(struct ev_loop *loop, ev_async *w, int revents)
     tcd_dispatch_flush_touched(ps->srv);
 }
 
+/* Every PS_WATCH_S: a PING on the shared connection while anything is
+ * subscribed, and the connection dropped when the oldest PING went
+ * unanswered for PS_HUNG_S (a hung Redis, a connection dead without a
+ * reset): its subscribers are closed, so that their libraries stop
+ * waiting on it and reconnect. */
+static void on_watch(struct ev_loop *loop, ev_timer *w, int revents)
+{
+    tcd_pubsub *ps = w->data;
+    ev_tstamp now = ev_now(loop);
+    (void)revents;
+    if (ps->ping_head && now - ps->ping_head->sent > PS_HUNG_S) {
+        tcd_warn("shared pub/sub: no answer from Redis for %.0f s: closing "
+                 "every subscriber", now - ps->ping_head->sent);
+        ps->broken = 1;
+        check_broken(ps);
+        tcd_dispatch_flush_touched(ps->srv);
+        return;
+    }
+    if (!ps->ping_head && HASH_COUNT(ps->names) > 0) {
+        ps_ping *p = calloc(1, sizeof(*p));
+        if (!p)
+            return;
+        p->sent = now;
+        ps->ping_tail = ps->ping_head = p; /* cl NULL: nobody waits */
+        send_op(ps, "PING", NULL);
+        check_broken(ps);
+    }
+}
+
 /* ---- lifetime ------------------------------------------------------------- */
 
 int tcd_pubsub_init(tcd_server *srv)
@@ -1091,6 +1128,10 @@ int tcd_pubsub_init(tcd_server *srv)
     ps->async.data = ps;
     ev_async_start(srv->loop, &ps->async);
     ev_unref(srv->loop); /* housekeeping does not keep the loop alive */
+    ev_timer_init(&ps->watch, on_watch, PS_WATCH_S, PS_WATCH_S);
+    ps->watch.data = ps;
+    ev_timer_start(srv->loop, &ps->watch);
+    ev_unref(srv->loop);
     if (pthread_create(&ps->th, NULL, ps_main, ps) != 0) {
         tcd_error("shared pub/sub: cannot start its thread");
         srv->pubsub = ps;
@@ -1116,6 +1157,10 @@ void tcd_pubsub_shutdown(tcd_server *srv)
     }
     ev_ref(srv->loop);
     ev_async_stop(srv->loop, &ps->async);
+    if (ev_is_active(&ps->watch)) {
+        ev_ref(srv->loop);
+        ev_timer_stop(srv->loop, &ps->watch);
+    }
     while (ps->evs) {
         ps_ev *e = ps->evs;
         ps->evs = e->next;

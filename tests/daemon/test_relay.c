@@ -315,3 +315,34 @@ Test(relay, relay_killed_stops_l1)
     for (int i = 0; i < N; i++)
         tc_cache_destroy(c[i]);
 }
+
+/* Redis hung (SIGSTOP: its connections stay open): the daemon's shared
+ * connection stops answering its PINGs, and its subscribers are closed
+ * instead of waiting on it forever; after SIGCONT they subscribe again. */
+Test(relay, hung_redis_closes_shared_subscribers)
+{
+    tcd_proc *t = start_daemon(NULL);
+    const char sub[] = "*2\r\n$9\r\nSUBSCRIBE\r\n$4\r\nhang\r\n";
+    char buf[256];
+    ssize_t n;
+    int fd = connect_unix(t->sock);
+    struct timeval tv = {DEADLINE_MS / 1000, 0};
+    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+    cr_assert_eq(send(fd, sub, sizeof(sub) - 1, 0), (ssize_t)sizeof(sub) - 1);
+    n = recv(fd, buf, sizeof(buf), 0); /* its confirmation */
+    cr_assert_gt(n, 0);
+    tcr_pause(&redis);
+    n = recv(fd, buf, sizeof(buf), 0);
+    tcr_resume(&redis);
+    cr_assert_eq(n, 0, "the subscriber was not closed (recv: %zd, %s)", n,
+                 n < 0 ? strerror(errno) : "data");
+    close(fd);
+    cr_assert_gt(info_field(t, "tiercached_pubsub_upstream_lost"), 0);
+    {
+        redisContext *c = connect_to(t);
+        redisReply *r = cmd(c, "SUBSCRIBE hang");
+        cr_assert_eq(r->element[2]->integer, 1);
+        freeReplyObject(r);
+        redisFree(c);
+    }
+}

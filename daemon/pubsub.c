@@ -1077,6 +1077,14 @@ static void on_async(struct ev_loop *loop, ev_async *w, int revents)
     tcd_dispatch_flush_touched(ps->srv);
 }
 
+static int anyone_subscribed(tcd_pubsub *ps)
+{
+    for (ps_name *n = ps->names; n; n = n->hh.next)
+        if (n->nlocal)
+            return 1;
+    return 0;
+}
+
 /* Every PS_WATCH_S: a PING on the shared connection while anything is
  * subscribed, and the connection dropped when the oldest PING went
  * unanswered for PS_HUNG_S (a hung Redis, a connection dead without a
@@ -1095,7 +1103,7 @@ static void on_watch(struct ev_loop *loop, ev_timer *w, int revents)
         tcd_dispatch_flush_touched(ps->srv);
         return;
     }
-    if (!ps->ping_head && HASH_COUNT(ps->names) > 0) {
+    if (!ps->ping_head && anyone_subscribed(ps)) {
         ps_ping *p = calloc(1, sizeof(*p));
         if (!p)
             return;

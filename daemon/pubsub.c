@@ -808,11 +808,28 @@ static void refuse(tcd_client *cl, tcd_req *r, tcd_buf *out)
         tcd_reply_error(out, tc_errmsg());
         return;
     }
-    for (i = 0; i < r->argl[0] && i < sizeof(name) - 1; i++)
-        name[i] = (char)((r->argv[0][i] >= 'A' && r->argv[0][i] <= 'Z')
-                             ? r->argv[0][i] - 'A' + 'a'
-                             : r->argv[0][i]);
-    name[i] = '\0';
+    /* Redis names a subcommand of a container command "client|id". */
+    static const char *const containers[] = {
+        "acl", "client", "cluster", "command", "config", "function",
+        "latency", "memory", "module", "object", "pubsub", "script",
+        "slowlog", "xgroup", "xinfo"};
+    size_t n = 0;
+    for (int a = 0; a < (r->argc > 1 ? 2 : 1); a++) {
+        for (i = 0; i < r->argl[a] && n < sizeof(name) - 2; i++)
+            name[n++] = (char)((r->argv[a][i] >= 'A' && r->argv[a][i] <= 'Z')
+                                   ? r->argv[a][i] - 'A' + 'a'
+                                   : r->argv[a][i]);
+        name[n] = '\0';
+        if (a == 0) {
+            size_t c = 0;
+            while (c < sizeof(containers) / sizeof(containers[0]) &&
+                   strcmp(name, containers[c]))
+                c++;
+            if (c == sizeof(containers) / sizeof(containers[0]))
+                break;
+            name[n++] = '|';
+        }
+    }
     /* Redis refuses EXEC by aborting the transaction with the reason. */
     tcd_reply_errorf(out, "%sCan't execute '%s': only (P|S)SUBSCRIBE / "
                           "(P|S)UNSUBSCRIBE / PING / QUIT / RESET are "

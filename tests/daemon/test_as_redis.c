@@ -185,7 +185,8 @@ static void pubsub_session(const char *path, char *out, size_t cap)
     const char b1[] = "SUBSCRIBE c1\r\nPING b\r\n";
     const char a2[] = "PING\r\nGET x\r\nNOSUCH\r\nGET\r\nUNSUBSCRIBE c1 zz\r\n"
                       "PING x\r\nSUBSCRIBE c1 c1\r\nSSUBSCRIBE\r\n"
-                      "PING a b\r\nEXEC\r\nUNSUBSCRIBE c2\r\n"
+                      "PING a b\r\nEXEC\r\nCLIENT ID\r\nconfig get x\r\n"
+                      "UNSUBSCRIBE c2\r\n"
                       "UNSUBSCRIBE\r\nUNSUBSCRIBE\r\n"
                       "PUNSUBSCRIBE\r\nPUNSUBSCRIBE\r\n" END;
     const char b2[] = "UNSUBSCRIBE c1\r\n" END;

@@ -78,7 +78,10 @@ typedef struct ps_wait {
     struct ps_wait *prev, *next; /* ps->waits */
     tcd_client *cl;
     tcd_job *slot;
-    size_t n;
+    ps_name **live;      /* names active upstream already: live once the
+                            slot is complete (nlive of them, each counted
+                            in its `waiting`) */
+    size_t nlive, n;
     struct {
         ps_name *name;
         unsigned seen;
@@ -611,6 +614,11 @@ static void wait_free(tcd_pubsub *ps, ps_wait *w)
         w->item[i].name->waiting--;
         maybe_free_name(ps, w->item[i].name);
     }
+    for (size_t i = 0; i < w->nlive; i++) {
+        w->live[i]->waiting--;
+        maybe_free_name(ps, w->live[i]);
+    }
+    free(w->live);
     free(w);
 }
 
@@ -625,26 +633,49 @@ static void wait_unlink(tcd_pubsub *ps, ps_wait *w)
     wait_free(ps, w);
 }
 
-/* Confirmations of names: complete the waits they satisfy. */
+/* Is a reply of the client before `slot` (NULL: any) not yet made? */
+static int unfinished_ahead(const tcd_client *cl, const tcd_job *slot)
+{
+    for (const tcd_job *j = cl->head; j && j != slot; j = j->next)
+        if (!j->done)
+            return 1;
+    return 0;
+}
+
+/* Complete the waits that are satisfied: every name confirmed upstream
+ * since, and no reply of the client ahead still to be made (a message is
+ * placed before the client's first unfinished reply, so a subscription
+ * goes live only once nothing unfinished precedes its confirmation). One
+ * completion may allow another: until none does. */
 static void check_waits(tcd_pubsub *ps)
 {
-    ps_wait *w = ps->waits, *next;
-    for (; w; w = next) {
-        size_t i;
-        next = w->next;
-        for (i = 0; i < w->n; i++)
-            if (w->item[i].name->confirms == w->item[i].seen)
-                break;
-        if (i < w->n)
-            continue;
-        for (i = 0; i < w->n; i++) {
-            ps_sub *s = find_sub(w->cl->ps, w->item[i].name);
-            if (s)
-                s->live = 1;
+    int changed = 1;
+    while (changed) {
+        changed = 0;
+        for (ps_wait *w = ps->waits, *next; w; w = next) {
+            size_t i;
+            next = w->next;
+            for (i = 0; i < w->n; i++)
+                if (w->item[i].name->confirms == w->item[i].seen)
+                    break;
+            if (i < w->n || unfinished_ahead(w->cl, w->slot))
+                continue;
+            for (i = 0; i < w->n; i++) {
+                ps_sub *s = find_sub(w->cl->ps, w->item[i].name);
+                if (s)
+                    s->live = 1;
+            }
+            for (i = 0; i < w->nlive; i++) {
+                ps_sub *s = find_sub(w->cl->ps, w->live[i]);
+                if (s)
+                    s->live = 1;
+            }
+            w->cl->ps->nwaits--;
+            finish_slot(w->cl, w->slot); /* after the count: may resume */
+            wait_unlink(ps, w);
+            changed = 1;
+            break; /* the list changed: start over */
         }
-        w->cl->ps->nwaits--;
-        finish_slot(w->cl, w->slot); /* after the count: may resume it */
-        wait_unlink(ps, w);
     }
 }
 
@@ -667,8 +698,12 @@ static void do_subscribe(tcd_pubsub *ps, tcd_client *cl, tcd_req *r,
     ps_wait *w;
     tcd_buf b = {0};
     size_t nw = 0;
+    int behind = unfinished_ahead(cl, NULL);
     if (!c || !(w = calloc(1, sizeof(*w) + (size_t)r->argc *
-                                               sizeof(w->item[0])))) {
+                                               sizeof(w->item[0]))) ||
+        (behind && !(w->live = calloc((size_t)r->argc, sizeof(*w->live))))) {
+        if (c && w)
+            free(w);
         cl->out.oom = 1;
         free(slot);
         return;
@@ -682,8 +717,11 @@ static void do_subscribe(tcd_pubsub *ps, tcd_client *cl, tcd_req *r,
                 maybe_free_name(ps, n);
             break;
         }
-        if (added && n->state == ST_ACTIVE) {
+        if (added && n->state == ST_ACTIVE && !behind) {
             find_sub(c, n)->live = 1;
+        } else if (added && n->state == ST_ACTIVE) {
+            w->live[w->nlive++] = n; /* live once the slot completes */
+            n->waiting++;
         } else if (added) {
             w->item[nw].name = n;
             w->item[nw].seen = n->confirms;
@@ -695,7 +733,7 @@ static void do_subscribe(tcd_pubsub *ps, tcd_client *cl, tcd_req *r,
                     r->argv[i], r->argl[i], count(c));
     }
     w->n = nw;
-    if (!nw || cl->out.oom) {
+    if ((!nw && !w->nlive) || cl->out.oom) {
         wait_free(ps, w); /* not linked */
         if (slot) {
             tcd_buf_add(&slot->out, b.p + b.off, tcd_buf_pending(&b));
@@ -1064,6 +1102,7 @@ static void handle(tcd_pubsub *ps, ps_ev *e)
             finish_slot(p->cl, p->slot);
         }
         free(p);
+        check_waits(ps); /* a subscription behind this pong */
         break;
     }
     }

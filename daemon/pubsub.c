@@ -39,9 +39,11 @@ static int ps_hash_oom; /* loop thread only: the last uthash add failed */
 #include "log.h"
 
 /* Bytes of pushes handed to the loop and not yet handled, past which the
- * thread stops reading Redis (which then applies its own output limit). */
-#define PS_MAX_QUEUED (64u << 20)
-/* Pushes read before they are handed to the loop. */
+ * thread stops reading Redis (which then applies its own output limit):
+ * --max-output, what the daemon holds for any one client. */
+#define PS_MAX_QUEUED(ps) ((ps)->srv->cfg->max_output)
+/* Pushes read before they are handed to the loop (fewer when their bytes
+ * reach PS_MAX_QUEUED first). */
 #define PS_BATCH 256
 /* While anything is subscribed, the shared connection is PINGed every
  * PS_WATCH_S; a PING unanswered for PS_HUNG_S means a hung or silently
@@ -268,7 +270,7 @@ static void read_pushes(tcd_pubsub *ps)
         ps_ev *head = NULL, *tail = NULL;
         size_t bytes = 0;
         int n = 0, fatal = 0, more = 1;
-        while (n < PS_BATCH) {
+        while (n < PS_BATCH && bytes < PS_MAX_QUEUED(ps)) {
             tc_reply *rep = NULL;
             tc_result rc = tc_session_read(ps->sess, 0, &rep);
             ps_ev *e;
@@ -302,7 +304,7 @@ static void read_pushes(tcd_pubsub *ps)
         if (!more)
             return;
         pthread_mutex_lock(&ps->mu);
-        more = ps->queued < PS_MAX_QUEUED;
+        more = ps->queued < PS_MAX_QUEUED(ps);
         pthread_mutex_unlock(&ps->mu);
         if (!more)
             return;
@@ -361,7 +363,7 @@ static void *ps_main(void *arg)
         ops = ps->ops;
         ps->ops = ps->ops_tail = NULL;
         stop = ps->stop;
-        room = ps->queued < PS_MAX_QUEUED;
+        room = ps->queued < PS_MAX_QUEUED(ps);
         if (ps->reset_to > ps->tgen) {
             tc_session_close(ps->sess);
             ps->sess = NULL;
@@ -1118,7 +1120,7 @@ static void on_async(struct ev_loop *loop, ev_async *w, int revents)
     pthread_mutex_lock(&ps->mu);
     e = ps->evs;
     ps->evs = ps->evs_tail = NULL;
-    was_full = ps->queued >= PS_MAX_QUEUED;
+    was_full = ps->queued >= PS_MAX_QUEUED(ps);
     ps->queued = 0;
     pthread_mutex_unlock(&ps->mu);
     if (was_full)

@@ -153,6 +153,8 @@ void bench_hitratio(const bench_cfg *cfg);
 void bench_anchors(const bench_cfg *cfg);
 void bench_tags(const bench_cfg *cfg);
 void bench_fleet(const bench_cfg *cfg);
+/* Fleet cost with instances behind relays (relay.c). */
+void bench_relay(const bench_cfg *cfg);
 void bench_compress(const bench_cfg *cfg);
 void bench_stampede(const bench_cfg *cfg); /* stampede.c (issue 11) */
 

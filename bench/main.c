@@ -56,7 +56,7 @@ static void usage(FILE *f)
             "  --seed N         seed of every key order and trace (42)\n"
             "  --only LIST      sections, comma-separated: memory,anchors,\n"
             "                   latency,scaling,coherence,hitratio,compress,\n"
-            "                   tags,fleet,stampede\n"
+            "                   tags,fleet,relay,stampede\n"
             "environment: REDIS_URL (redis://127.0.0.1:6379), TC_BENCH_UNIX\n");
 }
 
@@ -238,6 +238,8 @@ int main(int argc, char **argv)
         bench_stampede(&cfg);
     if (want(&cfg, "fleet"))
         bench_fleet(&cfg);
+    if (want(&cfg, "relay"))
+        bench_relay(&cfg);
     report_targets(&cfg);
     double secs = (double)(bench_now_ns() - t0) / 1e9;
     res_num("bench_seconds", round(secs * 10) / 10);

@@ -9,6 +9,7 @@
 #include "dispatch.h"
 #include "log.h"
 #include "pin.h"
+#include "pubsub.h"
 
 #define READ_CHUNK (16 * 1024)
 #define MAX_QUEUED 1024 /* replies waiting per client before pausing */
@@ -43,6 +44,7 @@ void tcd_client_close(tcd_client *cl, const char *why)
         tcd_pin_release(cl->pin);
         cl->pin = NULL;
     }
+    tcd_pubsub_client_gone(cl);
     if (cl->touched) { /* replies to flush: there are none now */
         tcd_client **pp = &srv->touched;
         while (*pp != cl)

@@ -60,6 +60,10 @@ static const opt opts[] = {
     {"max-pinned", "TIERCACHED_MAX_PINNED", K_UINT, F(max_pinned), "N",
      "clients holding a Redis connection (and a thread) of their own: WATCH, "
      "SELECT, blocking commands, SUBSCRIBE, MONITOR (default 512)"},
+    {"no-shared-pubsub", "TIERCACHED_NO_SHARED_PUBSUB", K_FLAG,
+     F(no_shared_pubsub), NULL,
+     "give each SUBSCRIBE/PSUBSCRIBE client a Redis connection of its own "
+     "instead of sharing one per daemon"},
     {"read-timeout", "TIERCACHED_READ_TIMEOUT_MS", K_UINT, F(read_timeout_ms),
      "MS", "close a client stalled in the middle of a request (default 10000)"},
     {"log-level", "TIERCACHED_LOG_LEVEL", K_LEVEL, F(log_level), "LEVEL",

@@ -34,6 +34,8 @@ typedef struct tcd_config {
     size_t max_keys;           /* keys in one multi-key command */
     unsigned max_pinned;       /* clients with a Redis connection of their
                                   own (WATCH, SELECT, BLPOP, SUBSCRIBE...) */
+    int no_shared_pubsub;      /* --no-shared-pubsub: every subscriber
+                                  pinned (pin.h), as before pubsub.h */
     tcd_limits limits;
     tc_log_level log_level;
     int check;                 /* --check */

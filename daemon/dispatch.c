@@ -11,6 +11,7 @@
 #include "log.h"
 #include "pin.h"
 #include "pipeline.h"
+#include "pubsub.h"
 #include "workers.h"
 
 static tcd_job *new_slot(tcd_client *cl)
@@ -32,6 +33,11 @@ static void append_slot(tcd_client *cl, tcd_job *j)
         cl->head = j;
     cl->tail = j;
     cl->queued++;
+}
+
+void tcd_dispatch_append_slot(tcd_client *cl, tcd_job *j)
+{
+    append_slot(cl, j);
 }
 
 void tcd_dispatch_run(tcd_job *job)
@@ -192,6 +198,13 @@ static void dispatch(tcd_client *cl, tcd_req *req)
         slot->done = 1;
         slot->quiet = quiet;
         out = &slot->out;
+    }
+    if (!cl->multi && !(pw && *pw && !cl->authed) &&
+        tcd_pubsub_takes(cl, req)) { /* shared subscriptions */
+        TCD_COUNT(srv, commands_in_loop, 1);
+        tcd_pubsub_command(cl, req, slot);
+        tcd_req_free(req);
+        return;
     }
     if (!cl->multi && !(pw && *pw && !cl->authed))
         routed = route(cl, cmd, req, out);

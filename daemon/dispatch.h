@@ -34,6 +34,9 @@ void tcd_dispatch_flush_touched(tcd_server *srv);
 /** ev_prepare callback (data: the server): tcd_dispatch_flush_touched
  *  once per loop iteration, after the pipeline's replies were read. */
 void tcd_dispatch_prepare(struct ev_loop *loop, ev_prepare *w, int revents);
+/** Put a slot (a finished reply, or one finished later: done = 0, no
+ *  request) at the end of the client's reply order. */
+void tcd_dispatch_append_slot(tcd_client *cl, tcd_job *j);
 /** The worker pool's job runner. Runs on a worker thread. */
 void tcd_dispatch_run(tcd_job *job);
 

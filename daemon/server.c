@@ -9,6 +9,7 @@
 #include "dispatch.h"
 #include "listen.h"
 #include "pin.h"
+#include "pubsub.h"
 #include "pipeline.h"
 #include "log.h"
 #include "workers.h"
@@ -72,6 +73,8 @@ int tcd_server_init(tcd_server *srv, struct ev_loop *loop,
     if (!srv->workers)
         goto fail;
     tcd_pipeline_open(srv);
+    if (tcd_pubsub_init(srv) != 0)
+        goto fail;
     ev_prepare_init(&srv->flush_prep, tcd_dispatch_prepare);
     srv->flush_prep.data = srv;
     ev_prepare_start(loop, &srv->flush_prep);
@@ -161,6 +164,7 @@ void tcd_server_shutdown(tcd_server *srv)
         }
         tcd_client_close(cl, "server shutting down");
     }
+    tcd_pubsub_shutdown(srv);
     tcd_proto_free(srv->proto);
     srv->proto = NULL;
 }

@@ -33,6 +33,8 @@ typedef struct tcd_client tcd_client;
 typedef struct tcd_workers tcd_workers;
 struct tcd_cmd;
 struct tcd_pin;
+struct tcd_pubsub;
+struct tcd_psclient;
 
 /** A reply slot in a client's in-order list; also a worker job. */
 typedef struct tcd_job {
@@ -83,6 +85,12 @@ typedef struct tcd_counters {
     atomic_ullong pinned_total;       /* clients given a connection of
                                          their own (pin.h) */
     atomic_ullong pinned_refused;     /* ... refused over --max-pinned */
+    atomic_ullong pubsub_messages;    /* pushed on the shared subscriber
+                                         connection (pubsub.h) */
+    atomic_ullong pubsub_deliveries;  /* ... copied to a local client */
+    atomic_ullong pubsub_slow_closed; /* subscribers closed over
+                                         --max-output */
+    atomic_ullong pubsub_upstream_lost; /* shared connection failures */
 } tcd_counters;
 
 #define TCD_COUNT(srv, field, n) \
@@ -138,6 +146,7 @@ struct tcd_client {
                                 answer to RESET, or to MULTI in pub/sub
                                 mode, changes where commands go */
     int reply_off, reply_skip; /* CLIENT REPLY OFF; SKIP (the next one) */
+    struct tcd_psclient *ps; /* shared subscriptions (pubsub.h), or NULL */
 };
 
 struct tcd_server {
@@ -165,6 +174,8 @@ struct tcd_server {
     pthread_mutex_t pins_mu;
     pthread_cond_t pins_cv;
     unsigned pins_live;     /* pins_mu: pinned clients' threads running */
+    struct tcd_pubsub *pubsub; /* shared subscriptions (pubsub.h), or
+                                  NULL with --no-shared-pubsub */
     tcd_counters counters;
 };
 

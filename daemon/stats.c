@@ -133,7 +133,11 @@ int tcd_stats_healthy(tcd_server *srv, tc_health *h)
     X(net_output_bytes, counter, "bytes written to clients")               \
     X(pinned, gauge, "clients with a Redis connection of their own")      \
     X(pinned_total, counter, "clients given a Redis connection of their own") \
-    X(pinned_refused, counter, "pinning refused over --max-pinned")
+    X(pinned_refused, counter, "pinning refused over --max-pinned")       \
+    X(pubsub_messages, counter, "messages on the shared subscriber connection") \
+    X(pubsub_deliveries, counter, "shared messages copied to local subscribers") \
+    X(pubsub_slow_closed, counter, "subscribers closed over --max-output") \
+    X(pubsub_upstream_lost, counter, "shared subscriber connection failures")
 
 static int want(const tcd_req *r, const char *section, int is_default)
 {

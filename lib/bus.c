@@ -13,6 +13,7 @@
 #include "handshake.h"
 #include "sentinel.h"
 #include "cluster.h"
+#include "relay.h"
 #include "signals.h"
 
 int tc__reply_is(const redisReply *r, const char *s)
@@ -139,7 +140,10 @@ static void on_role_reply(tc__aconn *ac, redisReply *r, void *priv)
     }
 }
 
-/* Connect to `host`:`port` (NULL host: the configured unix socket). */
+/* Connect to `host`:`port` (NULL host: the configured unix socket;
+ * TC__BUS_RELAY: the relay, relay.c, without set-up commands). */
+static const char bus_relay_mark;
+#define TC__BUS_RELAY (&bus_relay_mark)
 static tc__aconn *open_conn(tc__bus *bus, const char *host, int port)
 {
     const tc__config *cfg = bus->cfg;
@@ -148,6 +152,10 @@ static tc__aconn *open_conn(tc__bus *bus, const char *host, int port)
     tc__aconn_events ev = {on_conn_error, on_sub_reply, bus};
     tc__aconn *ac;
     tc__conn_opts_of(cfg, &o);
+    if (host == TC__BUS_RELAY) { /* the subscriber, through tiercached */
+        tc__relay_conn_opts(cfg, &o);
+        return tc__aconn_open(bus->loop, &o, &ev, &ac) == TC_OK ? ac : NULL;
+    }
     if (host) {
         o.host = host;
         o.unix_path = NULL;
@@ -288,7 +296,8 @@ static void bus_connect(tc__bus *bus)
         if (cluster_connect(bus) != 0)
             return;
     } else {
-        bus->sub = open_conn(bus, host, port);
+        bus->sub = open_conn(bus, tc__relay_on(cfg) ? TC__BUS_RELAY : host,
+                             port);
         bus->cmd = bus->sub ? open_conn(bus, host, port) : NULL;
         if (!bus->sub || !bus->cmd) {
             char why[320];

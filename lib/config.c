@@ -33,6 +33,7 @@ typedef struct url_parts {
     unsigned ncluster;
     const char *cluster_host[TC__CLUSTER_MAX_SEEDS];
     int cluster_port[TC__CLUSTER_MAX_SEEDS]; /* 0 = not given */
+    const char *bus_relay; /* ?bus_relay= (relay.c), decoded */
 } url_parts;
 
 static int hexval(int c)
@@ -111,8 +112,8 @@ static int has_param(const char *q, const char *end, const char *name)
     return (size_t)(end - q) > n && strncmp(q, name, n) == 0;
 }
 
-/* db=N; for redis-sentinel:// (`sentinel`) also sentinel_username= and
- * sentinel_password=, decoded into *w. */
+/* db=N and bus_relay=...; for redis-sentinel:// (`sentinel`) also
+ * sentinel_username= and sentinel_password=, decoded into *w. */
 static tc_result parse_query(url_parts *u, const char *q, const char *e,
                              int sentinel, char **w)
 {
@@ -126,6 +127,8 @@ static tc_result parse_query(url_parts *u, const char *q, const char *e,
             if (parse_int(q + 3, end, 0, 1 << 20, &v))
                 return bad_url(u, "db must be a number from 0");
             u->db = (int)v;
+        } else if (has_param(q, end, "bus_relay=")) {
+            dst = &u->bus_relay, skip = 10;
         } else if (sentinel && has_param(q, end, "sentinel_username=")) {
             dst = &u->sentinel_username, skip = 18;
         } else if (sentinel && has_param(q, end, "sentinel_password=")) {
@@ -133,9 +136,10 @@ static tc_result parse_query(url_parts *u, const char *q, const char *e,
         } else if (end > q) {
             return bad_url(u, sentinel
                                   ? "unknown query parameter (known: db=, "
-                                    "sentinel_username=, sentinel_password=)"
-                                  : "unknown query parameter (only db= is "
-                                    "known)");
+                                    "bus_relay=, sentinel_username=, "
+                                    "sentinel_password=)"
+                                  : "unknown query parameter (known: db=, "
+                                    "bus_relay=)");
         }
         if (dst) {
             if (pct_decode(q + skip, end, *w))
@@ -388,8 +392,9 @@ tc_result tc_options_parse_url(tc_options *opts, const char *url,
         return tc__fail(TC_BAD_ARGUMENT, "NULL argument");
     if ((r = parse_url(url, &u)) != TC_OK)
         return r;
-    if (u.nsentinels || u.ncluster) {
-        /* tc_options has no fields for sentinels or cluster seeds: keep
+    if (u.nsentinels || u.ncluster || u.bus_relay) {
+        /* tc_options has no fields for sentinels, cluster seeds or the
+         * bus relay: keep
          * the URL itself
          * (copied into storage) for tc_cache_create() to read. */
         size_t len = strlen(url) + 1;
@@ -502,6 +507,9 @@ void tc__config_free(tc__config *c)
     free(c->sentinel_hosts);
     free(c->sentinel_ports);
     free(c->master_name);
+    free(c->relay_unix);
+    free(c->relay_spec);
+    free(c->relay_host);
     free(c->sentinel_username);
     if (c->sentinel_password) {
         volatile char *p = c->sentinel_password;
@@ -625,6 +633,8 @@ static tc_result take_url(tc__config *c, const url_parts *u, resolving *st)
         r = set_str(&c->password, u->password);
     if (c->db < 0 && u->db >= 0)
         c->db = u->db;
+    if (r == TC_OK && !c->relay_spec && u->bus_relay)
+        r = set_str(&c->relay_spec, u->bus_relay);
     return r;
 }
 
@@ -1090,6 +1100,51 @@ static tc_result cluster_settings(const tc_options *o, tc__config *c,
     return tc__cluster_create(c, &c->cluster);
 }
 
+/* --- Bus relay (issue 10, relay.c) ------------------------------------ */
+
+/* The URL's bus_relay= (options URL, then REDIS_URL), else TC_BUS_RELAY:
+ * "unix:///path", "/path", "redis://host:port" or "host:port" (no
+ * credentials: a relay is a local tiercached). */
+static tc_result relay_settings(const tc_options *o, tc__config *c,
+                                resolving *st)
+{
+    const char *v = c->relay_spec ? c->relay_spec : env(o, "TC_BUS_RELAY");
+    const char *colon, *no = NULL;
+    (void)st;
+    if (!v)
+        return TC_OK;
+    if (!strncmp(v, "unix://", 7))
+        v += 7;
+    else if (!strncmp(v, "redis://", 8))
+        v += 8;
+    if (*v == '/') {
+        if (set_str(&c->relay_unix, v) != TC_OK)
+            return TC_NO_MEMORY;
+    } else {
+        uint64_t port;
+        colon = strrchr(v, ':');
+        if (!colon || colon == v || strpbrk(v, "@/") ||
+            tc__parse_u64(colon + 1, strlen(colon + 1), 1, 65535, &port))
+            return tc__fail(TC_BAD_ARGUMENT,
+                            "TC_BUS_RELAY must be a unix socket path "
+                            "(unix:///path) or host:port");
+        if (!(c->relay_host = strndup(v, (size_t)(colon - v))))
+            return tc__fail(TC_NO_MEMORY, "out of memory resolving options");
+        c->relay_port = (int)port;
+    }
+    if (c->tracking)
+        no = "TC_BUS_RELAY cannot be used with tracking (CLIENT TRACKING "
+             "redirects to the subscriber's own Redis connection)";
+    else if (c->ncluster_seeds)
+        no = "TC_BUS_RELAY is not supported on Redis Cluster yet (the bus "
+             "subscribes on a node of its own)";
+    if (no) {
+        tc__log(&c->log, TC_LOG_ERROR, "%s", no);
+        return tc__fail(TC_BAD_ARGUMENT, "%s", no);
+    }
+    return TC_OK;
+}
+
 tc_result tc__config_resolve(const tc_options *o, tc__config *c)
 {
     typedef tc_result (*step)(const tc_options *, tc__config *, resolving *);
@@ -1109,6 +1164,7 @@ tc_result tc__config_resolve(const tc_options *o, tc__config *c)
         tls_settings,     /* TLS on/off, files, context (issue 10) */
         sentinel_settings, /* redis-sentinel:// discovery (issue 10) */
         cluster_settings, /* redis-cluster:// topology (issue 10) */
+        relay_settings,   /* TC_BUS_RELAY (issue 10, relay.c) */
     };
     static const tc_options none;
     resolving st = {0, 0, NULL, 0};

@@ -62,6 +62,13 @@ typedef struct tc__config {
     int *cluster_ports;           /* owned array */
     struct tc__cluster *cluster;  /* owned, thread-safe; built iff
                                      ncluster_seeds */
+    /* Bus relay (issue 10, relay.c): ?bus_relay= or TC_BUS_RELAY, the
+     * local tiercached
+     * the bus subscribes through. Both NULL: subscribe on Redis. */
+    char *relay_spec;    /* owned or NULL: a URL's ?bus_relay= */
+    char *relay_unix;    /* owned or NULL: its unix socket */
+    char *relay_host;    /* owned or NULL: or its loopback TCP address */
+    int relay_port;
 } tc__config;
 
 /** Resolve options (may be NULL), their URL and the environment. On failure

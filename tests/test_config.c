@@ -1339,3 +1339,81 @@ Test(config, stats_reserved_words_are_zero)
          i++)
         cr_assert_eq(st.reserved_[i], 0, "reserved_[%zu]", i);
 }
+
+/* ------------------------------------------------------------------ */
+/* Bus relay (lib/relay.c): bus_relay= in the URL, else TC_BUS_RELAY   */
+/* ------------------------------------------------------------------ */
+
+Test(config, bus_relay_from_the_url_in_every_form)
+{
+    static const char *const urls[] = {
+        "redis://h:7000?bus_relay=unix:///run/t/t.sock",
+        "redis://h:7000/2?bus_relay=/run/t/t.sock",
+        "unix:///tmp/r.sock?db=1&bus_relay=%2Frun%2Ft%2Ft.sock",
+    };
+    for (size_t i = 0; i < sizeof(urls) / sizeof(urls[0]); i++) {
+        tc_options o = no_env();
+        tc__config c;
+        o.url = urls[i];
+        c = resolve_ok(&o);
+        cr_assert_str_eq(c.relay_unix, "/run/t/t.sock", "%s", urls[i]);
+        cr_assert_null(c.relay_host);
+        tc__config_free(&c);
+    }
+    {
+        tc_options o = no_env();
+        tc__config c;
+        o.url = "redis://h?bus_relay=127.0.0.1:7777";
+        c = resolve_ok(&o);
+        cr_assert_str_eq(c.relay_host, "127.0.0.1");
+        cr_assert_eq(c.relay_port, 7777);
+        cr_assert_null(c.relay_unix);
+        tc__config_free(&c);
+    }
+}
+
+Test(config, bus_relay_from_env_and_the_url_wins)
+{
+    tc__config c;
+    tc_options o;
+    setenv("TC_BUS_RELAY", "/env/relay.sock", 1);
+    c = resolve_ok(NULL);
+    cr_assert_str_eq(c.relay_unix, "/env/relay.sock");
+    tc__config_free(&c);
+    memset(&o, 0, sizeof(o));
+    o.url = "redis://h?bus_relay=/url/relay.sock";
+    c = resolve_ok(&o);
+    cr_assert_str_eq(c.relay_unix, "/url/relay.sock");
+    tc__config_free(&c);
+    unsetenv("TC_BUS_RELAY");
+    c = resolve_ok(NULL);
+    cr_assert_null(c.relay_unix);
+    cr_assert_null(c.relay_host);
+    tc__config_free(&c);
+}
+
+Test(config, bus_relay_refused_where_it_cannot_work)
+{
+    tc_options o = no_env();
+    o.url = "redis://h?bus_relay=nohostport";
+    resolve_bad(&o, "TC_BUS_RELAY");
+    o.url = "redis://h?bus_relay=user@h:1";
+    resolve_bad(&o, "TC_BUS_RELAY");
+    o.url = "redis://h?bus_relay=/r.sock";
+    o.key_prefix = "p:";
+    o.tracking = TC_YES;
+    resolve_bad(&o, "tracking");
+}
+
+/* tc_options_parse_url() keeps a URL with bus_relay= whole: tc_options
+ * has no field for it. */
+Test(url, bus_relay_keeps_the_url)
+{
+    char storage[256];
+    tc_options o;
+    memset(&o, 0, sizeof(o));
+    cr_assert_eq(tc_options_parse_url(&o, "redis://h:1?bus_relay=/r.sock",
+                                      storage, sizeof(storage)),
+                 TC_OK);
+    cr_assert_str_eq(o.url, "redis://h:1?bus_relay=/r.sock");
+}

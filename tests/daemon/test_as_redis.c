@@ -165,3 +165,116 @@ Test(as_redis, client_tracking_and_caching)
                        "CLIENT CACHING yes\r\n" END,
                        END_REPLY);
 }
+
+/* ---- shared subscriptions (daemon/pubsub.h) -------------------------------- */
+
+/* One pub/sub session on `path` (the daemon or redis-server): A and B
+ * subscribe, messages are published on redis-server directly, then A
+ * pings, unsubscribes with and without arguments and leaves pub/sub mode,
+ * and B unsubscribes. What A and B read, concatenated, in `out`.
+ * (UNSUBSCRIBE without arguments answers for one channel only here: with
+ * several, redis-server answers in its hash table's order, which a seed
+ * picked at its start decides.) */
+static void pubsub_session(const char *path, char *out, size_t cap)
+{
+    static char buf[16384];
+    redisContext *pub = redisConnectUnix(redis.sock);
+    int a = raw_connect(path), b = raw_connect(path);
+    const char a1[] = "SUBSCRIBE c1 c2\r\nPSUBSCRIBE p*\r\nSUBSCRIBE\r\n"
+                      "PING sync\r\n";
+    const char b1[] = "SUBSCRIBE c1\r\nPING b\r\n";
+    const char a2[] = "PING\r\nGET x\r\nNOSUCH\r\nGET\r\nUNSUBSCRIBE c1 zz\r\n"
+                      "PING x\r\nSUBSCRIBE c1 c1\r\nSSUBSCRIBE\r\n"
+                      "PING a b\r\nEXEC\r\nCLIENT ID\r\nconfig get x\r\n"
+                      "UNSUBSCRIBE c2\r\n"
+                      "UNSUBSCRIBE\r\nUNSUBSCRIBE\r\n"
+                      "PUNSUBSCRIBE\r\nPUNSUBSCRIBE\r\n" END;
+    const char b2[] = "UNSUBSCRIBE c1\r\n" END;
+    cr_assert(pub && !pub->err);
+    out[0] = '\0';
+    cr_assert_eq(send(a, a1, sizeof(a1) - 1, 0), (ssize_t)sizeof(a1) - 1);
+    read_until(a, buf, sizeof(buf), "$4\r\nsync\r\n");
+    strncat(out, buf, cap - strlen(out) - 1);
+    cr_assert_eq(send(b, b1, sizeof(b1) - 1, 0), (ssize_t)sizeof(b1) - 1);
+    read_until(b, buf, sizeof(buf), "$1\r\nb\r\n");
+    strncat(out, "|B|", cap - strlen(out) - 1);
+    strncat(out, buf, cap - strlen(out) - 1);
+    freeReplyObject(cmd(pub, "PUBLISH c1 hello"));
+    freeReplyObject(cmd(pub, "PUBLISH p1 %b", "x\r\ny", (size_t)4));
+    freeReplyObject(cmd(pub, "PUBLISH c2 two"));
+    freeReplyObject(cmd(pub, "PUBLISH nobody x"));
+    cr_assert_eq(send(a, a2, sizeof(a2) - 1, 0), (ssize_t)sizeof(a2) - 1);
+    read_until(a, buf, sizeof(buf), END_REPLY);
+    strncat(out, "|A|", cap - strlen(out) - 1);
+    strncat(out, buf, cap - strlen(out) - 1);
+    cr_assert_eq(send(b, b2, sizeof(b2) - 1, 0), (ssize_t)sizeof(b2) - 1);
+    read_until(b, buf, sizeof(buf), END_REPLY);
+    strncat(out, "|B|", cap - strlen(out) - 1);
+    strncat(out, buf, cap - strlen(out) - 1);
+    close(a);
+    close(b);
+    redisFree(pub);
+}
+
+/* Two clients of one daemon share its upstream subscription: each gets the
+ * very bytes redis-server sends it (confirmations with its own count,
+ * message and pmessage frames, PING in pub/sub mode, refusals, UNSUBSCRIBE
+ * with and without arguments), and Redis sees one subscriber. */
+Test(as_redis, shared_subscribers_get_redis_bytes)
+{
+    static char via[32768], direct[32768], ea[65536], eb[65536];
+    tcd_proc *t = start_daemon(NULL);
+    pubsub_session(t->sock, via, sizeof(via));
+    pubsub_session(redis.sock, direct, sizeof(direct));
+    cr_assert(strstr(direct, "pmessage"), "redis-server: %s",
+              escaped(direct, eb, sizeof(eb)));
+    if (strcmp(via, direct) != 0) {
+        size_t i = 0;
+        while (via[i] && via[i] == direct[i])
+            i++;
+        i = i > 100 ? i - 100 : 0;
+        cr_assert_fail("differ from byte %zu:\ntiercached: %s\n"
+                       "redis-server: %s", i, escaped(via + i, ea, 600),
+                       escaped(direct + i, eb, 600));
+    }
+}
+
+/* Many local subscribers of one channel: Redis counts one subscriber (the
+ * daemon's), and every one of them gets each message. */
+Test(as_redis, one_upstream_subscriber_for_many_local_ones)
+{
+    enum { N = 20 };
+    tcd_proc *t = start_daemon(NULL);
+    redisContext *s[N], *pub = redisConnectUnix(redis.sock);
+    redisReply *r;
+    for (int i = 0; i < N; i++) {
+        s[i] = connect_to(t);
+        r = cmd(s[i], "SUBSCRIBE fan");
+        cr_assert_eq(r->element[2]->integer, 1);
+        freeReplyObject(r);
+    }
+    r = cmd(pub, "PUBSUB NUMSUB fan");
+    cr_assert_eq(r->element[1]->integer, 1, "Redis counts %lld subscribers",
+                 r->element[1]->integer);
+    freeReplyObject(r);
+    expect_int(pub, 1, "PUBLISH fan hi");
+    for (int i = 0; i < N; i++) {
+        cr_assert_eq(redisGetReply(s[i], (void **)&r), REDIS_OK);
+        cr_assert_str_eq(r->element[2]->str, "hi");
+        freeReplyObject(r);
+        redisFree(s[i]);
+    }
+    for (int i = 0; i < DEADLINE_MS / 10; i++) { /* the last one left */
+        r = cmd(pub, "PUBSUB NUMSUB fan");
+        if (r->element[1]->integer == 0) {
+            freeReplyObject(r);
+            break;
+        }
+        freeReplyObject(r);
+        tcr_sleep_ms(10);
+    }
+    r = cmd(pub, "PUBSUB NUMSUB fan");
+    cr_assert_eq(r->element[1]->integer, 0, "upstream never unsubscribed");
+    freeReplyObject(r);
+    redisFree(pub);
+}

@@ -153,6 +153,18 @@ void bench_hitratio(const bench_cfg *cfg);
 void bench_anchors(const bench_cfg *cfg);
 void bench_tags(const bench_cfg *cfg);
 void bench_fleet(const bench_cfg *cfg);
+/* Redis's own CPU seconds (user + sys) and commands processed, from INFO
+ * on `rc`: 0, or -1 (both 0) when INFO failed. */
+int bench_redis_usage(redisContext *rc, double *cpu_s, double *cmds);
+/* A thread body (pthread_create) that reads and discards whatever arrives
+ * on the fds of the epoll set `ep` (non-blocking subscriber connections),
+ * counting the bytes, until `stop` is set. fleet.c, relay.c. */
+typedef struct bench_drain {
+    int ep;
+    atomic_int stop;
+    atomic_llong bytes;
+} bench_drain;
+void *bench_drain_main(void *arg);
 /* Fleet cost with instances behind relays (relay.c). */
 void bench_relay(const bench_cfg *cfg);
 void bench_compress(const bench_cfg *cfg);

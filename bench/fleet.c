@@ -33,52 +33,11 @@
 
 static const char channel[] = "tcbench:fleet";
 
-/* Redis's own CPU seconds (user + sys) and commands processed. */
-static int redis_usage(redisContext *rc, double *cpu_s, double *cmds)
-{
-    redisReply *r = redisCommand(rc, "INFO");
-    const char *p;
-    int ok = r && r->type == REDIS_REPLY_STRING;
-    double u = 0, s = 0, n = 0;
-    if (ok && (p = strstr(r->str, "used_cpu_user:")))
-        u = atof(p + 14);
-    if (ok && (p = strstr(r->str, "used_cpu_sys:")))
-        s = atof(p + 13);
-    if (ok && (p = strstr(r->str, "total_commands_processed:")))
-        n = atof(p + 25);
-    if (r)
-        freeReplyObject(r);
-    *cpu_s = u + s;
-    *cmds = n;
-    return ok ? 0 : -1;
-}
 
 static int nonblocking(int fd)
 {
     int fl = fcntl(fd, F_GETFL);
     return fl < 0 ? -1 : fcntl(fd, F_SETFL, fl | O_NONBLOCK);
-}
-
-typedef struct drain {
-    int ep;
-    atomic_int stop;
-    atomic_llong bytes;
-} drain;
-
-static void *drain_main(void *arg)
-{
-    drain *d = arg;
-    struct epoll_event ev[64];
-    char buf[65536];
-    while (!atomic_load(&d->stop)) {
-        int n = epoll_wait(d->ep, ev, 64, 50);
-        for (int i = 0; i < n; i++) {
-            ssize_t k;
-            while ((k = read(ev[i].data.fd, buf, sizeof(buf))) > 0)
-                atomic_fetch_add(&d->bytes, k);
-        }
-    }
-    return NULL;
 }
 
 /* A message of the library's format naming `nkeys` keys ("key" for one,
@@ -105,7 +64,7 @@ static double write_cost(const bench_cfg *cfg, redisContext *rc, int nsubs,
                          int msgs, int nkeys)
 {
     redisContext **subs = calloc((size_t)nsubs, sizeof(*subs));
-    drain d = {.ep = epoll_create1(0)};
+    bench_drain d = {.ep = epoll_create1(0)};
     pthread_t th;
     double cpu0, cpu1, n0, n1, cost = -1;
     int made = 0, started = 0;
@@ -128,10 +87,10 @@ static double write_cost(const bench_cfg *cfg, redisContext *rc, int nsubs,
     for (int i = 0; i < made; i++) /* non-blocking reads from here on */
         if (nonblocking(subs[i]->fd) != 0)
             goto out;
-    if (pthread_create(&th, NULL, drain_main, &d) != 0)
+    if (pthread_create(&th, NULL, bench_drain_main, &d) != 0)
         goto out;
     started = 1;
-    if (redis_usage(rc, &cpu0, &n0) != 0)
+    if (bench_redis_usage(rc, &cpu0, &n0) != 0)
         goto out;
     for (int b = 0; b < msgs; b += 100) {
         for (int j = 0; j < 100; j++) {
@@ -145,7 +104,7 @@ static double write_cost(const bench_cfg *cfg, redisContext *rc, int nsubs,
             freeReplyObject(r);
         }
     }
-    if (redis_usage(rc, &cpu1, &n1) != 0)
+    if (bench_redis_usage(rc, &cpu1, &n1) != 0)
         goto out;
     cost = (cpu1 - cpu0) * 1e6 / msgs;
 out:
@@ -215,11 +174,11 @@ static int idle_cost(const bench_cfg *cfg, redisContext *rc, int n, int busy,
         /* Past idle_after_ms, a tick (lease / 4) and the last heartbeat. */
         bench_sleep_us(((cfg->quick ? 500 : 5000) + 1000) * 1000);
     }
-    if (redis_usage(rc, &cpu0, &n0) != 0)
+    if (bench_redis_usage(rc, &cpu0, &n0) != 0)
         goto out;
     t0 = bench_now_ns();
     bench_sleep_us(cfg->quick ? 1000000 : (busy ? 3000000 : 6000000));
-    if (redis_usage(rc, &cpu1, &n1) != 0)
+    if (bench_redis_usage(rc, &cpu1, &n1) != 0)
         goto out;
     t1 = bench_now_ns();
     {

@@ -58,18 +58,9 @@ static const char *tiercached_path(void)
 
 static double redis_cpu_s(redisContext *rc)
 {
-    redisReply *r = redisCommand(rc, "INFO cpu");
-    const char *p;
-    double u = 0, s = 0;
-    if (r && r->type == REDIS_REPLY_STRING) {
-        if ((p = strstr(r->str, "used_cpu_user:")))
-            u = atof(p + 14);
-        if ((p = strstr(r->str, "used_cpu_sys:")))
-            s = atof(p + 13);
-    }
-    if (r)
-        freeReplyObject(r);
-    return u + s;
+    double cpu = 0, cmds;
+    bench_redis_usage(rc, &cpu, &cmds);
+    return cpu;
 }
 
 /* CPU seconds (user + sys) of process `pid`. */
@@ -147,28 +138,6 @@ static void stop_relay(relay_proc *r)
     r->pid = 0;
 }
 
-typedef struct drain {
-    int ep;
-    atomic_int stop;
-    atomic_llong bytes;
-} drain;
-
-static void *drain_main(void *arg)
-{
-    drain *d = arg;
-    struct epoll_event ev[64];
-    char buf[65536];
-    while (!atomic_load(&d->stop)) {
-        int n = epoll_wait(d->ep, ev, 64, 50);
-        for (int i = 0; i < n; i++) {
-            ssize_t k;
-            while ((k = read(ev[i].data.fd, buf, sizeof(buf))) > 0)
-                atomic_fetch_add(&d->bytes, k);
-        }
-    }
-    return NULL;
-}
-
 /* SUBSCRIBE on `fd` and read its confirmation (blocking). */
 static int subscribe(int fd)
 {
@@ -205,7 +174,7 @@ static int relay_row(const bench_cfg *cfg, redisContext *rc, int h, int k,
     char dir[] = "/tmp/tc-bench-relay.XXXXXX", msg[256], cmd[300];
     relay_proc *r = calloc((size_t)h, sizeof(*r));
     int *fds = malloc(sizeof(int) * (size_t)(h * k)), nfd = 0, rcode = -1;
-    drain d = {.ep = epoll_create1(EPOLL_CLOEXEC)};
+    bench_drain d = {.ep = epoll_create1(EPOLL_CLOEXEC)};
     pthread_t th;
     int started = 0;
     long long want = 0;
@@ -234,7 +203,7 @@ static int relay_row(const bench_cfg *cfg, redisContext *rc, int h, int k,
             if (epoll_ctl(d.ep, EPOLL_CTL_ADD, fd, &ev) != 0)
                 goto out;
         }
-    if (pthread_create(&th, NULL, drain_main, &d) != 0)
+    if (pthread_create(&th, NULL, bench_drain_main, &d) != 0)
         goto out;
     started = 1;
     cpu0 = redis_cpu_s(rc);

@@ -3,6 +3,7 @@
  * the Redis plumbing shared by every section.
  */
 #include <errno.h>
+#include <sys/epoll.h>
 #include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -547,4 +548,39 @@ size_t bench_rss_bytes(void)
     if (n != 2)
         return 0;
     return (size_t)resident * (size_t)sysconf(_SC_PAGESIZE);
+}
+
+int bench_redis_usage(redisContext *rc, double *cpu_s, double *cmds)
+{
+    redisReply *r = redisCommand(rc, "INFO");
+    const char *p;
+    int ok = r && r->type == REDIS_REPLY_STRING;
+    double u = 0, s = 0, n = 0;
+    if (ok && (p = strstr(r->str, "used_cpu_user:")))
+        u = atof(p + 14);
+    if (ok && (p = strstr(r->str, "used_cpu_sys:")))
+        s = atof(p + 13);
+    if (ok && (p = strstr(r->str, "total_commands_processed:")))
+        n = atof(p + 25);
+    if (r)
+        freeReplyObject(r);
+    *cpu_s = u + s;
+    *cmds = n;
+    return ok ? 0 : -1;
+}
+
+void *bench_drain_main(void *arg)
+{
+    bench_drain *d = arg;
+    struct epoll_event ev[64];
+    char buf[65536];
+    while (!atomic_load(&d->stop)) {
+        int n = epoll_wait(d->ep, ev, 64, 50);
+        for (int i = 0; i < n; i++) {
+            ssize_t k;
+            while ((k = read(ev[i].data.fd, buf, sizeof(buf))) > 0)
+                atomic_fetch_add(&d->bytes, k);
+        }
+    }
+    return NULL;
 }

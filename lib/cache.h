@@ -85,6 +85,8 @@ struct tc_cache {
     void *fill_hook_arg;
     tc__fill_hook_fn load_hook; /* tests only: after the loader returned */
     void *load_hook_arg;
+    tc__fill_hook_fn tag_hook; /* tests only: tags.c, cluster tagged write */
+    void *tag_hook_arg;
 };
 
 /* A prefixed L2 key: on the stack when small. */
@@ -364,6 +366,10 @@ void tc__cache_set_fill_hook(tc_cache *c, tc__fill_hook_fn fn, void *arg);
 /** Called by tc_get_or_load()'s leader after its loader returned and
  *  before it stores the value: the window of the read-through race. */
 void tc__cache_set_load_hook(tc_cache *c, tc__fill_hook_fn fn, void *arg);
+/** Called by tc_set_tagged() on Redis Cluster after it recorded the key in
+ *  its tags' sets and before it writes the key: the window in which a tag
+ *  invalidation could drain the set before the write lands. */
+void tc__cache_set_tag_hook(tc_cache *c, tc__fill_hook_fn fn, void *arg);
 /** The bus generation: increments every time the bus (re)proves itself
  *  alive after being down. 0 without a bus. */
 uint64_t tc__cache_bus_generation(tc_cache *c);

@@ -266,6 +266,8 @@ static tc_result set_tagged_cluster(tc_cache *c, const void *key,
         snprintf(px, sizeof(px), "%llu", (unsigned long long)ttl);
     if ((r = record_tags(c, key, klen, px, ntags, tags)) != TC_OK)
         return r;
+    if (c->tag_hook)
+        c->tag_hook(c->tag_hook_arg, key, klen);
     if ((r = tc__set(c, key, klen, val, vlen, o, NULL, NULL)) != TC_OK)
         return r;
     return record_tags(c, key, klen, px, ntags, tags);

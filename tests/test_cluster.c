@@ -803,12 +803,42 @@ static void on_its_master(const char *key, const char *want)
     free(got);
 }
 
+typedef struct received_arg {
+    tc_cache *c;
+    uint64_t n;
+} received_arg;
+
+static uint64_t received(tc_cache *c)
+{
+    tc_stats st;
+    tc_cache_stats(c, &st);
+    return st.inval_received;
+}
+
+static int received_at_least(void *p)
+{
+    received_arg *a = p;
+    return received(a->c) >= a->n;
+}
+
+/* r has received the invalidations of `n` writes made since it had
+ * received `base`: a copy it fills now cannot be dropped by one of them
+ * arriving late (over the cluster bus). */
+static void writes_received(tc_cache *r, uint64_t base, uint64_t n)
+{
+    received_arg a = {r, base + n};
+    AWAIT(received_at_least, &a, "r received %llu of %llu invalidations",
+          (unsigned long long)(received(r) - base), (unsigned long long)n);
+}
+
 /* Every key written "old" through w, and held in r's L1. */
 static void old_copies(tc_cache *w, tc_cache *r, const spread *sp)
 {
+    uint64_t base = received(r);
     for (int i = 0; i < NSPREAD; i++)
         cr_assert_eq(set_str(w, sp->name[i], "old", 0), TC_OK, "%s",
                      tc_errmsg());
+    writes_received(r, base, NSPREAD);
     for (int i = 0; i < NSPREAD; i++)
         warm(r, sp->name[i], "old");
 }
@@ -916,7 +946,7 @@ Test(cluster, tags_across_masters_drop_every_tagged_key_everywhere)
     tc_cache *w = must_create(&o), *r = must_create(&o);
     char tb[16] = "";
     const char *tags[2] = {"ta", tb};
-    uint64_t deleted = 0;
+    uint64_t deleted = 0, base;
     tc_stats st0, st;
     spread sp;
     /* A second tag whose set (in the slot of its name) is on another
@@ -929,6 +959,7 @@ Test(cluster, tags_across_masters_drop_every_tagged_key_everywhere)
     }
     spread_keys(&sp, "tagged:");
     AWAIT(bus_up, r, "r's bus never came up");
+    base = received(r);
     for (int i = 0; i < NSPREAD; i++)
         cr_assert_eq(tc_set_tagged(w, sp.key[i], sp.len[i], "old", 3, NULL,
                                    i % 2 ? 2 : 1, tags),
@@ -937,6 +968,7 @@ Test(cluster, tags_across_masters_drop_every_tagged_key_everywhere)
                  tc_errmsg());
     cr_assert_eq(masters_with_tag_set("ta"), 1);
     cr_assert_eq(masters_with_tag_set(tb), 1);
+    writes_received(r, base, NSPREAD + 1);
     for (int i = 0; i < NSPREAD; i++)
         warm(r, sp.name[i], "old");
     warm(r, "untagged", "keep");

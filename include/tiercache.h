@@ -506,7 +506,9 @@ typedef void (*tc_progress_fn)(void *userdata, size_t done, size_t total);
  * fill it later, so warming does not evict what is hot). Every key and
  * value is checked before anything is sent. On a failure the batches
  * already reported through `progress` (may be NULL) are stored; the failing
- * batch may or may not be. Thread-safe.
+ * batch may or may not be. On Redis Cluster a batch is one MULTI per slot
+ * of its keys (atomic per slot; a failure leaves the slots before it
+ * written): README, "Redis Cluster". Thread-safe.
  */
 TC_EXTERN tc_result tc_set_many(tc_cache *c, size_t n,
                                 const void *const *keys, const size_t *klens,
@@ -802,7 +804,10 @@ TC_EXTERN tc_result tc_invalidate_all(tc_cache *c);
  * (NUL-terminated, non-empty, at most max_key_bytes each, at most 64),
  * atomically with the write: a tag that cannot be recorded stores nothing.
  * Not with TC_SET_NX/TC_SET_XX (TC_BAD_ARGUMENT). Reading a tagged key
- * costs nothing more. Thread-safe; arguments are borrowed for the call.
+ * costs nothing more. On Redis Cluster not atomic: the tags are recorded
+ * before the write and again after it (a failure of the second returns it
+ * with the key written); README, "Redis Cluster". Thread-safe; arguments
+ * are borrowed for the call.
  */
 TC_EXTERN tc_result tc_set_tagged(tc_cache *c, const void *key, size_t klen,
                                   const void *val, size_t vlen,
@@ -813,7 +818,8 @@ TC_EXTERN tc_result tc_set_tagged(tc_cache *c, const void *key, size_t klen,
  * Delete every key recorded under any of `ntags` tags from L2 and from
  * every instance's L1, in batches of 1,000 keys: each batch is one atomic
  * step with one invalidation message (strict mode waits per batch as
- * tc_mdel() does). Keys tagged while this runs may or may not be deleted.
+ * tc_mdel() does; on Redis Cluster one step per slot of the batch's keys).
+ * Keys tagged while this runs may or may not be deleted.
  * `deleted` (may be NULL) receives how many existed in L2. After a
  * failure, what was not reached is picked up by the next call for the
  * tag. Thread-safe; arguments are borrowed for the call.

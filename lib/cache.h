@@ -85,6 +85,8 @@ struct tc_cache {
     void *fill_hook_arg;
     tc__fill_hook_fn load_hook; /* tests only: after the loader returned */
     void *load_hook_arg;
+    tc__fill_hook_fn tag_hook; /* tests only: tags.c, cluster tagged write */
+    void *tag_hook_arg;
 };
 
 /* A prefixed L2 key: on the stack when small. */
@@ -305,10 +307,22 @@ tc_result tc__set_begin(tc_cache *c, const void *key, size_t klen,
 tc_result tc__set_finish(tc_cache *c, tc__set_op *op, tc_result r,
                          redisReply *exec);
 /** tc_mdel() with one more command in the same transaction (its reply is
- *  the EXEC reply's third element). */
+ *  the EXEC reply's third element); on Redis Cluster all `keys` must then
+ *  share a slot (else TC_BAD_ARGUMENT). */
 tc_result tc__mdel(tc_cache *c, size_t n, const void *const *keys,
                    const size_t *klens, const tc__cmd *extra,
                    uint64_t *deleted);
+
+/** Redis Cluster: keys[0..n) grouped by the slot of their prefixed key
+ *  (slot.h), for the calls that run one MULTI per slot (tc_mdel,
+ *  tc_set_many, tags). Group g is keys[order[starts[g]]] ...
+ *  keys[order[starts[g + 1] - 1]], each group in the caller's order, the
+ *  groups by ascending slot; *ngroups their number. `order` (n entries)
+ *  and `starts` (n + 1) are the caller's. TC_OK or TC_NO_MEMORY; keys are
+ *  not checked here. Thread-safe (nothing shared). */
+tc_result tc__keys_by_slot(const tc_cache *c, size_t n,
+                           const void *const *keys, const size_t *klens,
+                           size_t *order, size_t *starts, size_t *ngroups);
 
 /* loader.c: nothing shared. invalidate.c: nothing shared. */
 /* loader.c */
@@ -358,6 +372,10 @@ void tc__cache_set_fill_hook(tc_cache *c, tc__fill_hook_fn fn, void *arg);
 /** Called by tc_get_or_load()'s leader after its loader returned and
  *  before it stores the value: the window of the read-through race. */
 void tc__cache_set_load_hook(tc_cache *c, tc__fill_hook_fn fn, void *arg);
+/** Called by tc_set_tagged() on Redis Cluster after it recorded the key in
+ *  its tags' sets and before it writes the key: the window in which a tag
+ *  invalidation could drain the set before the write lands. */
+void tc__cache_set_tag_hook(tc_cache *c, tc__fill_hook_fn fn, void *arg);
 /** The bus generation: increments every time the bus (re)proves itself
  *  alive after being down. 0 without a bus. */
 uint64_t tc__cache_bus_generation(tc_cache *c);

@@ -24,6 +24,21 @@
  * or expired: invalidating the tag deletes such a key anyway (one spurious
  * deletion, never a stale read).
  *
+ * Redis Cluster: a tag's set and draining set live in the tag's own slot
+ * ("...:tag:{<slot tag>}<tag>", the slot of the tag's name: tc__own_key),
+ * its keys anywhere, so no script can hold both. A tagged write records
+ * the key in each tag's set first (one script per tag, on the set's
+ * master; a failure stores nothing), then writes the key (its own MULTI
+ * with its stamps and invalidation on its master: tc__set), then records
+ * it again. The first record means a written key is always named by a
+ * set (the current one, or a draining one that the invalidation which
+ * drained it deletes anyway); the second covers an invalidation that
+ * drained the set and deleted the key between the first record and the
+ * write, which would otherwise leave the key written and named by no set.
+ * A batch of a draining set is deleted split by slot (tc__mdel: one MULTI
+ * per slot) and only then removed from the draining set, so a failure
+ * leaves it there for the next call: not atomic across slots.
+ *
  * Nothing shared: every call works on its own arguments.
  */
 #include <stdio.h>
@@ -31,7 +46,6 @@
 #include <string.h>
 
 #include "cache.h"
-#include "cluster.h"
 
 enum { TAG_BATCH = 1000, TAGS_MAX = 64 };
 
@@ -53,6 +67,22 @@ static const char tagged_set_script[] =
     "if ARGV[2] == '' then return redis.call('SET', KEYS[1], ARGV[1]) end "
     "return redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])";
 
+/* Redis Cluster: the first half of tagged_set_script, for one tag.
+ * KEYS: tag set. ARGV: px ('' = none), logical key. */
+static const char tag_add_script[] =
+    "local k = KEYS[1] "
+    "local existed = redis.call('EXISTS', k) == 1 "
+    "redis.call('SADD', k, ARGV[2]) "
+    "if ARGV[1] == '' then "
+    "  redis.call('PERSIST', k) "
+    "else "
+    "  local t = redis.call('PTTL', k) "
+    "  if not existed or (t >= 0 and t < tonumber(ARGV[1])) then "
+    "    redis.call('PEXPIRE', k, ARGV[1]) "
+    "  end "
+    "end "
+    "return 1";
+
 /* KEYS: tag set, draining set. Moves the one into the other, keeping the
  * longer TTL (none if either has none); returns the draining set's size. */
 static const char tag_drain_script[] =
@@ -66,14 +96,28 @@ static const char tag_drain_script[] =
     "end "
     "return redis.call('SCARD', KEYS[2])";
 
-/* "__tiercache:<channel stem>:<kind>:<tag>", malloc'd. */
+/* "__tiercache:<channel stem>:<kind>:<tag>", on Redis Cluster
+ * "...:<kind>:{<slot tag>}<tag>" (tc__own_key: the slot of the tag's
+ * name, the same for the set and its draining set), malloc'd and
+ * NUL-terminated. */
 static char *tag_key(const tc_cache *c, const char *kind, const char *tag)
 {
     const char *stem = tc__channel_stem(c->cfg.channel);
-    size_t n = strlen(stem) + strlen(kind) + strlen(tag) + 16;
-    char *s = malloc(n);
-    if (s)
-        snprintf(s, n, "__tiercache:%s:%s:%s", stem, kind, tag);
+    size_t n = strlen(stem) + strlen(kind) + 16;
+    char *base = malloc(n), *s = NULL;
+    tc__pkey k;
+    if (!base)
+        return NULL;
+    snprintf(base, n, "__tiercache:%s:%s:", stem, kind);
+    if (tc__own_key(c, base, strlen(base), tag, strlen(tag), 1, &k) ==
+        TC_OK) {
+        if ((s = malloc(k.len + 1))) {
+            memcpy(s, k.p, k.len);
+            s[k.len] = '\0';
+        }
+        tc__pkey_free(&k);
+    }
+    free(base);
     return s;
 }
 
@@ -147,6 +191,88 @@ static tc_result tagged_set_cmd(void *ud, const tc__pkey *k, const void *val,
     return TC_OK;
 }
 
+/* Redis Cluster: record `key` in each tag's set, one script per tag
+ * (pipelined by master); TTL as the tagged write's (`px`, "" = none). */
+static tc_result record_tags(tc_cache *c, const void *key, size_t klen,
+                             const char *px, size_t ntags,
+                             const char *const *tags)
+{
+    char **names = calloc(ntags, sizeof(*names));
+    const char **argv = malloc(6 * ntags * sizeof(*argv));
+    size_t *argl = malloc(6 * ntags * sizeof(*argl));
+    tc__cmd *cmds = calloc(ntags, sizeof(*cmds));
+    redisReply **rep = calloc(ntags, sizeof(*rep));
+    tc_result r = TC_OK;
+    if (!names || !argv || !argl || !cmds || !rep) {
+        r = tc__fail(TC_NO_MEMORY, "out of memory");
+        goto out;
+    }
+    for (size_t i = 0; i < ntags; i++) {
+        const char **a = argv + 6 * i;
+        size_t *l = argl + 6 * i;
+        if (!(names[i] = tag_key(c, "tag", tags[i]))) {
+            r = tc__fail(TC_NO_MEMORY, "out of memory");
+            goto out;
+        }
+        a[0] = "EVAL", l[0] = 4;
+        a[1] = tag_add_script, l[1] = sizeof(tag_add_script) - 1;
+        a[2] = "1", l[2] = 1;
+        a[3] = names[i], l[3] = strlen(names[i]);
+        a[4] = px, l[4] = strlen(px);
+        a[5] = key, l[5] = klen;
+        cmds[i] = (tc__cmd){6, a, l};
+    }
+    if ((r = tc__l2_run(c->l2, ntags, cmds, rep, 0)) != TC_OK)
+        goto out;
+    for (size_t i = 0; i < ntags && r == TC_OK; i++)
+        if (rep[i]->type == REDIS_REPLY_ERROR)
+            r = tc__fail(TC_PROTOCOL, "recording tag \"%s\": %.*s", tags[i],
+                         (int)rep[i]->len, rep[i]->str);
+    for (size_t i = 0; i < ntags; i++)
+        if (rep[i])
+            freeReplyObject(rep[i]);
+out:
+    for (size_t i = 0; names && i < ntags; i++)
+        free(names[i]);
+    free(names);
+    free(argv);
+    free(argl);
+    free(cmds);
+    free(rep);
+    return r;
+}
+
+/* Redis Cluster: record, write, record again (the file's comment). */
+static tc_result set_tagged_cluster(tc_cache *c, const void *key,
+                                    size_t klen, const void *val, size_t vlen,
+                                    const tc_set_opts *o, size_t ntags,
+                                    const char *const *tags)
+{
+    static const tc_set_opts defaults;
+    char px[24] = "";
+    uint64_t ttl;
+    tc_result r;
+    if (!o)
+        o = &defaults;
+    if (o->flags & (TC_SET_NX | TC_SET_XX))
+        return tc__fail(TC_BAD_ARGUMENT, "tags with NX or XX");
+    if ((r = tc__check_key(c, key, klen)) != TC_OK ||
+        (r = tc__check_value(c, val, vlen)) != TC_OK)
+        return r;
+    if (!c->cfg.enabled)
+        return tc__fail(TC_DISABLED, "caching is disabled");
+    ttl = o->l2_ttl_ms ? o->l2_ttl_ms : c->cfg.default_ttl_ms;
+    if (ttl != TC_TTL_NONE)
+        snprintf(px, sizeof(px), "%llu", (unsigned long long)ttl);
+    if ((r = record_tags(c, key, klen, px, ntags, tags)) != TC_OK)
+        return r;
+    if (c->tag_hook)
+        c->tag_hook(c->tag_hook_arg, key, klen);
+    if ((r = tc__set(c, key, klen, val, vlen, o, NULL, NULL)) != TC_OK)
+        return r;
+    return record_tags(c, key, klen, px, ntags, tags);
+}
+
 tc_result tc_set_tagged(tc_cache *c, const void *key, size_t klen,
                         const void *val, size_t vlen, const tc_set_opts *o,
                         size_t ntags, const char *const *tags)
@@ -155,11 +281,10 @@ tc_result tc_set_tagged(tc_cache *c, const void *key, size_t klen,
     tc_result r;
     if (!c)
         return tc__fail(TC_BAD_ARGUMENT, "NULL cache");
-    /* Tag sets hold keys of every slot. */
-    if ((r = tc__cluster_refuse(&c->cfg, "tags")) != TC_OK)
-        return r;
     if ((r = check_tags(c, ntags, tags)) != TC_OK)
         return r;
+    if (c->cfg.cluster) /* tag sets and keys in different slots */
+        return set_tagged_cluster(c, key, klen, val, vlen, o, ntags, tags);
     return tc__set(c, key, klen, val, vlen, o, tagged_set_cmd, &tg);
 }
 
@@ -239,7 +364,14 @@ static tc_result drain_batch(tc_cache *c, const char *drain, uint64_t *deleted,
     }
     {
         tc__cmd srem = {(int)n + 2, sargv, sargl};
-        if (nkeys)
+        if (nkeys && c->cfg.cluster) {
+            /* Keys of many slots: deleted one MULTI per slot, and only
+             * then removed from the draining set. */
+            redisReply *sr = NULL;
+            if ((r = tc__mdel(c, nkeys, keys, klens, NULL, &del)) == TC_OK &&
+                (r = tc__l2_run(c->l2, 1, &srem, &sr, 0)) == TC_OK)
+                freeReplyObject(sr);
+        } else if (nkeys)
             r = tc__mdel(c, nkeys, keys, klens, &srem, &del);
         else {
             redisReply *sr = NULL;
@@ -264,8 +396,6 @@ tc_result tc_invalidate_tags(tc_cache *c, size_t ntags,
     tc_result r;
     if (!c)
         return tc__fail(TC_BAD_ARGUMENT, "NULL cache");
-    if ((r = tc__cluster_refuse(&c->cfg, "tags")) != TC_OK)
-        return r;
     if ((r = check_tags(c, ntags, tags)) != TC_OK)
         return r;
     if (!c->cfg.enabled)

@@ -4,6 +4,11 @@
  * its keys: publish.c), so another instance drops its stale copies once per
  * batch, and strict mode waits once per batch as tc_set() does per key.
  * tc_warm() fills batches from a loader over a key list.
+ *
+ * On Redis Cluster a batch is split by slot (tc__keys_by_slot()): one
+ * MULTI per slot on its master, with that slot's stamps hash and its own
+ * invalidation, one slot after the other. Atomic per slot only; a failure
+ * stops there, the slots before it written and invalidated.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -12,7 +17,6 @@
 #include "cache.h"
 #include "compress.h"
 #include "stamps.h"
-#include "cluster.h"
 
 #define DEFAULT_BATCH 500
 #define MAX_BATCH 100000
@@ -31,6 +35,7 @@ static tc_result set_batch(tc_cache *c, size_t m, const void *const *keys,
     tc__cmd *cmds = malloc((m + 1) * sizeof(*cmds));
     char(*fields)[8] = malloc(m * sizeof(*fields));
     void **zbuf = calloc(m, sizeof(*zbuf)); /* compressed forms, owned */
+    tc__pkey sk = {NULL, 0, ""};
     char stamp[TC__STAMP_MAX];
     size_t made = 0, slen;
     redisReply *exec = NULL;
@@ -44,7 +49,6 @@ static tc_result set_batch(tc_cache *c, size_t m, const void *const *keys,
     }
     slen = tc__stamp_new(c, stamp);
     sargv[0] = "HSET", sargl[0] = 4;
-    sargv[1] = c->stamps_key, sargl[1] = strlen(c->stamps_key);
     for (; made < m; made++) {
         uint64_t h = tc__hash(keys[made], klens[made]);
         const char **a = argv + 5 * made;
@@ -55,11 +59,15 @@ static tc_result set_batch(tc_cache *c, size_t m, const void *const *keys,
         if ((r = tc__pkey_make(c, keys[made], klens[made], &pk[made])) !=
             TC_OK)
             goto out;
-        if ((r = tc__z_encode(c, vals[made], vlens[made], &sv, &svlen,
+        /* All keys share one slot here (on a cluster): its stamps hash. */
+        if ((!made && (r = tc__stamps_key(c, pk[0].p, pk[0].len, &sk)) !=
+                          TC_OK) ||
+            (r = tc__z_encode(c, vals[made], vlens[made], &sv, &svlen,
                               &zbuf[made])) != TC_OK) {
             tc__pkey_free(&pk[made]);
             goto out;
         }
+        sargv[1] = sk.p, sargl[1] = sk.len;
         a[argc] = "SET", l[argc++] = 3;
         a[argc] = pk[made].p, l[argc++] = pk[made].len;
         a[argc] = sv ? sv : "", l[argc++] = svlen;
@@ -100,6 +108,8 @@ out:
         tc__pkey_free(&pk[i]);
         free(zbuf[i]);
     }
+    if (sk.p)
+        tc__pkey_free(&sk);
     free(zbuf);
     free(pk);
     free(argv);
@@ -111,6 +121,48 @@ out:
     return r;
 }
 
+/* set_batch() for keys[0..m), on Redis Cluster one per slot of the keys
+ * (in ascending slot order), stopping at the first failure. */
+static tc_result set_batch_by_slot(tc_cache *c, size_t m,
+                                   const void *const *keys,
+                                   const size_t *klens,
+                                   const void *const *vals,
+                                   const size_t *vlens, const char *px,
+                                   size_t pxlen, int strict)
+{
+    size_t *order, *starts, ngroups = 0;
+    const void **sk, **sv;
+    size_t *skl, *svl;
+    tc_result r;
+    if (!c->cfg.cluster)
+        return set_batch(c, m, keys, klens, vals, vlens, px, pxlen, strict);
+    order = malloc(m * sizeof(*order));
+    starts = malloc((m + 1) * sizeof(*starts));
+    sk = malloc(m * sizeof(*sk));
+    sv = malloc(m * sizeof(*sv));
+    skl = malloc(m * sizeof(*skl));
+    svl = malloc(m * sizeof(*svl));
+    if (!order || !starts || !sk || !sv || !skl || !svl)
+        r = tc__fail(TC_NO_MEMORY, "out of memory");
+    else
+        r = tc__keys_by_slot(c, m, keys, klens, order, starts, &ngroups);
+    for (size_t g = 0; r == TC_OK && g < ngroups; g++) {
+        size_t k = 0;
+        for (size_t j = starts[g]; j < starts[g + 1]; j++, k++) {
+            sk[k] = keys[order[j]], skl[k] = klens[order[j]];
+            sv[k] = vals[order[j]], svl[k] = vlens[order[j]];
+        }
+        r = set_batch(c, k, sk, skl, sv, svl, px, pxlen, strict);
+    }
+    free(order);
+    free(starts);
+    free(sk);
+    free(sv);
+    free(skl);
+    free(svl);
+    return r;
+}
+
 /* Shared checks; TC_OK with *px set, or the failure. */
 static tc_result begin(tc_cache *c, uint64_t ttl_ms, size_t *batch, char *px,
                        size_t *pxlen)
@@ -118,8 +170,6 @@ static tc_result begin(tc_cache *c, uint64_t ttl_ms, size_t *batch, char *px,
     uint64_t ttl;
     if (!c)
         return tc__fail(TC_BAD_ARGUMENT, "NULL cache");
-    if (c->cfg.cluster) /* its batches are one MULTI over many slots */
-        return tc__cluster_refuse(&c->cfg, "tc_set_many/tc_warm");
     if (*batch == 0)
         *batch = DEFAULT_BATCH;
     if (*batch > MAX_BATCH)
@@ -155,8 +205,8 @@ tc_result tc_set_many(tc_cache *c, size_t n, const void *const *keys,
     strict = tc__write_is_strict(c, 0);
     for (size_t i = 0; i < n; i += batch) {
         size_t m = n - i < batch ? n - i : batch;
-        if ((r = set_batch(c, m, keys + i, klens + i, vals + i, vlens + i, px,
-                           pxlen, strict)) != TC_OK)
+        if ((r = set_batch_by_slot(c, m, keys + i, klens + i, vals + i,
+                                   vlens + i, px, pxlen, strict)) != TC_OK)
             return r;
         if (progress)
             progress(userdata, i + m, n);
@@ -216,7 +266,8 @@ tc_result tc_warm(tc_cache *c, size_t n, const void *const *keys,
             bv[m] = v, bvl[m++] = vl;
         }
         if (r == TC_OK && m)
-            r = set_batch(c, m, bk, bkl, bv, bvl, px, pxlen, strict);
+            r = set_batch_by_slot(c, m, bk, bkl, bv, bvl, px, pxlen,
+                                  strict);
         for (size_t j = 0; j < m; j++) {
             free((void *)bv[j]);
             bv[j] = NULL;

@@ -210,40 +210,74 @@ tc_result tc_mdel(tc_cache *c, size_t n, const void *const *keys,
     return tc__mdel(c, n, keys, klens, NULL, deleted);
 }
 
+typedef struct slot_ix {
+    unsigned slot;
+    size_t i;
+} slot_ix;
+
+static int by_slot(const void *a, const void *b)
+{
+    const slot_ix *x = a, *y = b;
+    if (x->slot != y->slot)
+        return x->slot < y->slot ? -1 : 1;
+    return x->i < y->i ? -1 : x->i > y->i;
+}
+
+tc_result tc__keys_by_slot(const tc_cache *c, size_t n,
+                           const void *const *keys, const size_t *klens,
+                           size_t *order, size_t *starts, size_t *ngroups)
+{
+    slot_ix *s = malloc((n ? n : 1) * sizeof(*s));
+    size_t g = 0;
+    if (!s)
+        return tc__fail(TC_NO_MEMORY, "out of memory");
+    for (size_t i = 0; i < n; i++) {
+        tc__pkey k;
+        tc_result r = tc__pkey_make(c, keys[i], klens[i], &k);
+        if (r != TC_OK) {
+            free(s);
+            return r;
+        }
+        s[i] = (slot_ix){tc__slot_of(k.p, k.len), i};
+        tc__pkey_free(&k);
+    }
+    qsort(s, n, sizeof(*s), by_slot);
+    for (size_t i = 0; i < n; i++) {
+        if (i == 0 || s[i].slot != s[i - 1].slot)
+            starts[g++] = i;
+        order[i] = s[i].i;
+    }
+    starts[g] = n;
+    *ngroups = g;
+    free(s);
+    return TC_OK;
+}
+
 /* Redis Cluster: one tc__mdel() per slot of the keys (each its own MULTI
  * on its master, with its own invalidation). Every slot is tried; the
  * first failure is returned. *deleted sums the slots that answered. */
 static tc_result mdel_by_slot(tc_cache *c, size_t n, const void *const *keys,
                               const size_t *klens, uint64_t *deleted)
 {
-    unsigned *slot = malloc(n * sizeof(*slot));
-    unsigned char *done = calloc(n, 1);
+    size_t *order = malloc(n * sizeof(*order));
+    size_t *starts = malloc((n + 1) * sizeof(*starts));
     const void **sub = malloc(n * sizeof(*sub));
-    size_t *subl = malloc(n * sizeof(*subl));
+    size_t *subl = malloc(n * sizeof(*subl)), ngroups = 0;
     tc_result r = TC_OK;
     uint64_t total = 0;
-    if (!slot || !done || !sub || !subl) {
+    if (!order || !starts || !sub || !subl) {
         r = tc__fail(TC_NO_MEMORY, "out of memory");
         goto out;
     }
-    for (size_t i = 0; i < n; i++) {
-        tc__pkey k;
-        if ((r = tc__pkey_make(c, keys[i], klens[i], &k)) != TC_OK)
-            goto out;
-        slot[i] = tc__slot_of(k.p, k.len);
-        tc__pkey_free(&k);
-    }
-    for (size_t i = 0; i < n; i++) {
+    if ((r = tc__keys_by_slot(c, n, keys, klens, order, starts, &ngroups)) !=
+        TC_OK)
+        goto out;
+    for (size_t g = 0; g < ngroups; g++) {
         size_t m = 0;
         uint64_t d = 0;
         tc_result ri;
-        if (done[i])
-            continue;
-        for (size_t j = i; j < n; j++)
-            if (!done[j] && slot[j] == slot[i]) {
-                sub[m] = keys[j], subl[m++] = klens[j];
-                done[j] = 1;
-            }
+        for (size_t j = starts[g]; j < starts[g + 1]; j++)
+            sub[m] = keys[order[j]], subl[m++] = klens[order[j]];
         ri = tc__mdel(c, m, sub, subl, NULL, &d);
         if (ri == TC_OK)
             total += d;
@@ -253,8 +287,8 @@ static tc_result mdel_by_slot(tc_cache *c, size_t n, const void *const *keys,
     if (deleted)
         *deleted = total;
 out:
-    free(slot);
-    free(done);
+    free(order);
+    free(starts);
     free(sub);
     free(subl);
     return r;

@@ -1110,6 +1110,282 @@ Test(cluster, tc_command_routes_by_key_specs_and_invalidates_other_instances)
     tc_cache_destroy(r);
 }
 
+/* ---- Batches and tags across slots -------------------------------------- */
+
+enum { NSPREAD = 30 };
+
+typedef struct spread {
+    char name[NSPREAD][32];
+    const void *key[NSPREAD];
+    size_t len[NSPREAD];
+} spread;
+
+/* NSPREAD keys "<stem><i>", checked to reach all three masters. */
+static void spread_keys(spread *sp, const char *stem)
+{
+    int on[TCR_CLUSTER_NODES] = {0}, masters = 0;
+    for (int i = 0; i < NSPREAD; i++) {
+        tcr_server *m;
+        snprintf(sp->name[i], sizeof(sp->name[i]), "%s%d", stem, i);
+        sp->key[i] = sp->name[i], sp->len[i] = strlen(sp->name[i]);
+        m = tcr_cluster_master_of(&cl, sp->name[i]);
+        cr_assert_not_null(m);
+        on[m - cl.node]++;
+    }
+    for (int i = 0; i < TCR_CLUSTER_NODES; i++)
+        masters += on[i] > 0;
+    cr_assert_eq(masters, 3, "%d keys did not reach all three masters",
+                 NSPREAD);
+}
+
+/* `key` holds `want` on its own master (NULL: absent there). */
+static void on_its_master(const char *key, const char *want)
+{
+    tcr_server *m = tcr_cluster_master_of(&cl, key);
+    char *got;
+    cr_assert_not_null(m);
+    got = tcr_cmd(m, NULL, want ? "GET" : "EXISTS", key, NULL);
+    cr_assert(got && !strcmp(got, want ? want : "0"),
+              "%s on port %d: '%s', want '%s'", key, m->port, got,
+              want ? want : "absent");
+    free(got);
+}
+
+typedef struct received_arg {
+    tc_cache *c;
+    uint64_t n;
+} received_arg;
+
+static uint64_t received(tc_cache *c)
+{
+    tc_stats st;
+    tc_cache_stats(c, &st);
+    return st.inval_received;
+}
+
+static int received_at_least(void *p)
+{
+    received_arg *a = p;
+    return received(a->c) >= a->n;
+}
+
+/* r has received the invalidations of `n` writes made since it had
+ * received `base`: a copy it fills now cannot be dropped by one of them
+ * arriving late (over the cluster bus). */
+static void writes_received(tc_cache *r, uint64_t base, uint64_t n)
+{
+    received_arg a = {r, base + n};
+    AWAIT(received_at_least, &a, "r received %llu of %llu invalidations",
+          (unsigned long long)(received(r) - base), (unsigned long long)n);
+}
+
+/* Every key written "old" through w, and held in r's L1. */
+static void old_copies(tc_cache *w, tc_cache *r, const spread *sp)
+{
+    uint64_t base = received(r);
+    for (int i = 0; i < NSPREAD; i++)
+        cr_assert_eq(set_str(w, sp->name[i], "old", 0), TC_OK, "%s",
+                     tc_errmsg());
+    writes_received(r, base, NSPREAD);
+    for (int i = 0; i < NSPREAD; i++)
+        warm(r, sp->name[i], "old");
+}
+
+/* r drops its "old" copy of every key and then reads `want` (NULL: not
+ * found) from L2. */
+static void others_see(tc_cache *r, const spread *sp, const char *want)
+{
+    for (int i = 0; i < NSPREAD; i++) {
+        holds_arg h = {r, sp->name[i], "old"};
+        tc_result res;
+        char *v;
+        AWAIT(l1_drops, &h, "r kept its copy of %s", sp->name[i]);
+        v = get_str(r, sp->name[i], &res);
+        if (want)
+            cr_assert(v && !strcmp(v, want), "r reads %s=%s", sp->name[i], v);
+        else
+            cr_assert_eq(res, TC_NOT_FOUND, "r reads %s=%s", sp->name[i], v);
+        free(v);
+    }
+}
+
+Test(cluster, set_many_splits_batches_by_slot_and_invalidates_every_master)
+{
+    tc_options o = cl_opts(TC_COHERENCE_ASYNC);
+    tc_cache *w = must_create(&o), *r = must_create(&o);
+    const void *vals[NSPREAD];
+    size_t vl[NSPREAD];
+    spread sp;
+    spread_keys(&sp, "many:");
+    AWAIT(bus_up, r, "r's bus never came up");
+    old_copies(w, r, &sp);
+    for (int i = 0; i < NSPREAD; i++)
+        vals[i] = "new", vl[i] = 3;
+    /* Batches of 7: each spans slots of several masters. */
+    cr_assert_eq(tc_set_many(w, NSPREAD, sp.key, sp.len, vals, vl, 0, 7, NULL,
+                             NULL),
+                 TC_OK, "%s", tc_errmsg());
+    for (int i = 0; i < NSPREAD; i++)
+        on_its_master(sp.name[i], "new");
+    others_see(r, &sp, "new");
+    tc_cache_destroy(w);
+    tc_cache_destroy(r);
+}
+
+static tc_result warm_loader(void *ud, const void *key, size_t klen,
+                             void **val, size_t *vlen)
+{
+    (void)ud;
+    if (!(*val = malloc(klen + 5)))
+        return TC_NO_MEMORY;
+    memcpy(*val, "warm-", 5);
+    memcpy((char *)*val + 5, key, klen);
+    *vlen = klen + 5;
+    return TC_OK;
+}
+
+Test(cluster, warm_splits_batches_by_slot_and_invalidates_every_master)
+{
+    tc_options o = cl_opts(TC_COHERENCE_ASYNC);
+    tc_cache *w = must_create(&o), *r = must_create(&o);
+    spread sp;
+    spread_keys(&sp, "warm:");
+    AWAIT(bus_up, r, "r's bus never came up");
+    old_copies(w, r, &sp);
+    cr_assert_eq(tc_warm(w, NSPREAD, sp.key, sp.len, warm_loader, NULL, 0,
+                         0, NULL, NULL),
+                 TC_OK, "%s", tc_errmsg());
+    for (int i = 0; i < NSPREAD; i++) {
+        char want[48];
+        holds_arg h = {r, sp.name[i], "old"};
+        char *v;
+        snprintf(want, sizeof(want), "warm-%s", sp.name[i]);
+        on_its_master(sp.name[i], want);
+        AWAIT(l1_drops, &h, "r kept its copy of %s", sp.name[i]);
+        v = get_str(r, sp.name[i], NULL);
+        cr_assert(v && !strcmp(v, want), "r reads %s=%s", sp.name[i], v);
+        free(v);
+    }
+    tc_cache_destroy(w);
+    tc_cache_destroy(r);
+}
+
+/* The masters holding a tag set ("__tiercache:*:tag:*<tag>"). */
+static int masters_with_tag_set(const char *tag)
+{
+    char pat[64];
+    int n = 0;
+    snprintf(pat, sizeof(pat), "__tiercache:*:tag:*%s", tag);
+    for (int i = 0; i < TCR_CLUSTER_NODES; i++) {
+        char *info = tcr_cmd(&cl.node[i], NULL, "INFO", "replication", NULL);
+        if (info && strstr(info, "role:master")) {
+            char *k = tcr_cmd(&cl.node[i], NULL, "KEYS", pat, NULL);
+            n += k && *k;
+            free(k);
+        }
+        free(info);
+    }
+    return n;
+}
+
+Test(cluster, tags_across_masters_drop_every_tagged_key_everywhere)
+{
+    tc_options o = cl_opts(TC_COHERENCE_ASYNC);
+    tc_cache *w = must_create(&o), *r = must_create(&o);
+    char tb[16] = "";
+    const char *tags[2] = {"ta", tb};
+    uint64_t deleted = 0, base;
+    tc_stats st0, st;
+    spread sp;
+    /* A second tag whose set (in the slot of its name) is on another
+     * master than the first's. */
+    for (int i = 0; !*tb; i++) {
+        char t[16];
+        snprintf(t, sizeof(t), "tb%d", i);
+        if (tcr_cluster_master_of(&cl, t) != tcr_cluster_master_of(&cl, "ta"))
+            snprintf(tb, sizeof(tb), "%s", t);
+    }
+    spread_keys(&sp, "tagged:");
+    AWAIT(bus_up, r, "r's bus never came up");
+    base = received(r);
+    for (int i = 0; i < NSPREAD; i++)
+        cr_assert_eq(tc_set_tagged(w, sp.key[i], sp.len[i], "old", 3, NULL,
+                                   i % 2 ? 2 : 1, tags),
+                     TC_OK, "%s", tc_errmsg());
+    cr_assert_eq(set_str(w, "untagged", "keep", 0), TC_OK, "%s",
+                 tc_errmsg());
+    cr_assert_eq(masters_with_tag_set("ta"), 1);
+    cr_assert_eq(masters_with_tag_set(tb), 1);
+    writes_received(r, base, NSPREAD + 1);
+    for (int i = 0; i < NSPREAD; i++)
+        warm(r, sp.name[i], "old");
+    warm(r, "untagged", "keep");
+    tc_cache_stats(r, &st0);
+    /* The second tag names the odd keys only, on every master. */
+    cr_assert_eq(tc_invalidate_tags(w, 1, &tags[1], &deleted), TC_OK, "%s",
+                 tc_errmsg());
+    cr_assert_eq(deleted, NSPREAD / 2);
+    for (int i = 0; i < NSPREAD; i++)
+        on_its_master(sp.name[i], i % 2 ? NULL : "old");
+    cr_assert_eq(masters_with_tag_set(tb), 0, "the drained set remains");
+    /* The first names them all (the odd ones: a spurious deletion). */
+    cr_assert_eq(tc_invalidate_tags(w, 1, tags, &deleted), TC_OK, "%s",
+                 tc_errmsg());
+    cr_assert_eq(deleted, NSPREAD / 2);
+    for (int i = 0; i < NSPREAD; i++)
+        on_its_master(sp.name[i], NULL);
+    others_see(r, &sp, NULL);
+    /* Unless a bus reset (a starved lease) flushed r's L1 meanwhile. */
+    tc_cache_stats(r, &st);
+    cr_assert(l1_holds(r, "untagged", "keep") ||
+                  st.bus_flushes != st0.bus_flushes,
+              "an untagged copy dropped");
+    tc_cache_destroy(w);
+    tc_cache_destroy(r);
+}
+
+/* The tag hook's argument: another instance invalidating the tag. */
+typedef struct racer {
+    tc_cache *c;
+    const char *tag;
+    tc_result r;
+    uint64_t deleted;
+} racer;
+
+static void invalidate_in_window(void *arg, const void *key, size_t klen)
+{
+    racer *rc = arg;
+    (void)key, (void)klen;
+    rc->r = tc_invalidate_tags(rc->c, 1, &rc->tag, &rc->deleted);
+}
+
+/* An invalidation of the tag that drains its set after the key was
+ * recorded but before the write lands deletes nothing (the key is not
+ * there yet); the write then lands. The key must still be named by the
+ * tag's set, so that the next invalidation deletes it. */
+Test(cluster, a_tag_invalidation_racing_a_tagged_write_cannot_orphan_the_key)
+{
+    tc_options o = cl_opts(TC_COHERENCE_ASYNC);
+    tc_cache *w = must_create(&o), *other = must_create(&o);
+    const char *tag = "race";
+    racer rc = {other, tag, TC_PROTOCOL, 99};
+    uint64_t deleted = 0;
+    tc__cache_set_tag_hook(w, invalidate_in_window, &rc);
+    cr_assert_eq(tc_set_tagged(w, "raced", 5, "v", 1, NULL, 1, &tag), TC_OK,
+                 "%s", tc_errmsg());
+    tc__cache_set_tag_hook(w, NULL, NULL);
+    cr_assert_eq(rc.r, TC_OK, "the racing invalidation: %s",
+                 tc_strerror(rc.r));
+    cr_assert_eq(rc.deleted, 0, "the key existed before its write");
+    on_its_master("raced", "v");
+    cr_assert_eq(tc_invalidate_tags(w, 1, &tag, &deleted), TC_OK, "%s",
+                 tc_errmsg());
+    cr_assert_eq(deleted, 1, "the written key escaped its tag");
+    on_its_master("raced", NULL);
+    tc_cache_destroy(w);
+    tc_cache_destroy(other);
+}
+
 /* ---- Options ------------------------------------------------------------ */
 
 Test(cluster, tracking_is_refused_with_a_clear_error)

@@ -425,6 +425,52 @@ Test(cluster_daemon, two_daemons_stay_coherent)
     redisFree(cb);
 }
 
+/* The value of `key` as the cluster itself has it (redis-cli -c). */
+static void cluster_has(const char *key, const char *want)
+{
+    char *out = run("redis-cli -c -p %d GET '%s'", cl.node[0].port, key);
+    cr_assert_str_eq(out, want, "%s on the cluster", key);
+    free(out);
+}
+
+Test(cluster_daemon, setmany_and_tags_across_masters)
+{
+    tcd_proc *a = start(), *b = start();
+    redisContext *ca = conn(a), *cb = conn(b);
+    char k[3][64];
+    keys_on_each_master("tc:", k);
+    for (int i = 0; i < 3; i++) {
+        EXPECT(ca, "OK", "SET %s v1", k[i]);
+        EXPECT(cb, "v1", "GET %s", k[i]); /* b's L1 holds v1 now */
+    }
+    /* One batch over three masters: one MULTI per slot. */
+    EXPECT(ca, "3", "TC.SETMANY 0 %s v2 %s v2 %s v2", k[0], k[1], k[2]);
+    for (int i = 0; i < 3; i++) {
+        reads rd = {b, k[i], "v2"};
+        cluster_has(k[i], "v2");
+        cr_assert(tcr_wait(reads_value, &rd, DEADLINE_MS),
+                  "b kept serving v1 of %s after TC.SETMANY", k[i]);
+    }
+    /* Tagged keys on every master; the tag's set on one of them. */
+    for (int i = 0; i < 3; i++) {
+        reads rd = {b, k[i], "v3"};
+        EXPECT(ca, "OK", "TC.SET %s v3 TAGS grp", k[i]);
+        cr_assert(tcr_wait(reads_value, &rd, DEADLINE_MS),
+                  "b kept serving v2 of %s after TC.SET", k[i]);
+    }
+    EXPECT(ca, "OK", "SET untagged keep");
+    EXPECT(ca, "3", "TC.INVALIDATE TAGS grp");
+    for (int i = 0; i < 3; i++) {
+        reads rd = {b, k[i], NULL};
+        cluster_has(k[i], "");
+        cr_assert(tcr_wait(reads_value, &rd, DEADLINE_MS),
+                  "b still serves %s after TC.INVALIDATE TAGS", k[i]);
+    }
+    EXPECT(cb, "keep", "GET untagged");
+    redisFree(ca);
+    redisFree(cb);
+}
+
 /* ---- Pinned clients: WATCH, blocking commands, pub/sub ------------------- */
 
 Test(cluster_daemon, watch_and_blocking_pin_to_the_keys_master)

@@ -12,9 +12,9 @@
  *            stamp, PUBLISH, EXEC): the invalidation is published in the
  *            write's transaction; L1 is filled only if nothing raced.
  *            The plain SETs a lane gets within one loop iteration share
- *            one such MULTI (group commit, up to BATCH_MAX): their SETs
- *            and stamps, one PUBLISH naming every key, EXEC; each SET's
- *            replies are its own slice of EXEC's. Anything else submitted
+ *            one such MULTI (group commit, up to BATCH_MAX): their SETs,
+ *            one HSET of all their stamps, one PUBLISH naming every key,
+ *            EXEC; each SET's reply is its own element of EXEC's. Anything else submitted
  *            on the lane sends the group first, so order holds; the
  *            prepare watcher below sends it at the end of the iteration
  *            otherwise (a timer due at once is the fallback).
@@ -57,6 +57,12 @@
 /* Plain SETs of one lane within one loop iteration share a transaction
  * (group commit), at most this many. */
 #define BATCH_MAX 64
+/* SET requests kept for reuse per tc_async, and the largest key+value
+ * buffer kept with one: a SET allocated nothing else per request, and
+ * its write state (tc__set_op, over 1 KiB) was a large-bin malloc that
+ * consolidated the fast bins on every call. */
+#define SPARE_MAX 1024
+#define SPARE_KV_MAX 4096
 
 enum { OP_GET, OP_SET, OP_READ, OP_WRITE };
 
@@ -64,6 +70,7 @@ typedef struct lane lane;
 
 typedef struct op {
     struct op *next;
+    tc_async *a;
     lane *l;
     int kind;
     uint64_t sent_ns;
@@ -75,6 +82,7 @@ typedef struct op {
     redisReply *val;         /* the GET reply, kept until PTTL's */
     char *key;               /* owned copy (GET: the key; SET: key+value) */
     size_t klen;
+    size_t kvcap;            /* SET: the size of `key` */
     /* SET */
     tc__set_op *set;         /* owned */
     /* READ, WRITE */
@@ -84,7 +92,8 @@ typedef struct op {
     tc__written w;
     tc__write_op wop;
     size_t ncmd;             /* commands of the transaction (EXEC's check) */
-    unsigned batch_n;        /* first op of a group commit: its size */
+    unsigned batch_n;        /* first op of a group commit: its size, */
+    unsigned batch_h;        /* and its stamp HSETs */
 } op;
 
 struct lane {
@@ -111,10 +120,20 @@ struct tc_async {
                                 unsent */
     int dirty;               /* something was queued since `send` ran */
     size_t pending;
+    op *spare;               /* finished SETs for reuse (SPARE_MAX) */
+    unsigned nspare;
 };
 
 static void op_free(op *o)
 {
+    tc_async *a = o->a;
+    if (o->kind == OP_SET && o->set && a->nspare < SPARE_MAX &&
+        o->kvcap <= SPARE_KV_MAX) {
+        o->next = a->spare; /* set and key buffer kept: set_op_new */
+        a->spare = o;
+        a->nspare++;
+        return;
+    }
     if (o->val)
         freeReplyObject(o->val);
     if (o->kind == OP_READ || o->kind == OP_WRITE) {
@@ -323,19 +342,20 @@ static void on_last(tc__aconn *ac, redisReply *r, void *priv)
     op_complete(o->l->a, o, TC_OK, r);
 }
 
-/* The EXEC of a group commit: each SET gets its own slice of it. */
+/* The EXEC of a group commit: each SET gets its own element of it (the
+ * group's stamp HSETs and PUBLISH answer last). */
 static void on_batch(tc__aconn *ac, redisReply *r, void *priv)
 {
     op *first = priv, *o, *list = NULL, **tail = &list;
     lane *l = first->l;
     tc_async *a = l->a;
-    size_t want = 1, at = 0; /* the PUBLISH's reply, last */
+    size_t at = 0;
     unsigned n = first->batch_n;
+    size_t want = (size_t)n + first->batch_h + 1;
     for (unsigned i = 0; i < n; i++) {
         o = l->head; /* replies come in order: these are the oldest */
         lane_pop(l, o);
         o->next = NULL;
-        want += o->set->ncmd;
         *tail = o;
         tail = &o->next;
     }
@@ -353,24 +373,20 @@ static void on_batch(tc__aconn *ac, redisReply *r, void *priv)
         return;
     }
     tc__aconn_keep_reply(ac);
-    for (o = list; o;) {
+    for (o = list; o; at++) {
         op *next = o->next;
-        size_t k = o->set->ncmd;
         redisReply *part = calloc(1, sizeof(*part));
-        if (part && !(part->element = calloc(k, sizeof(*part->element)))) {
+        if (part && !(part->element = calloc(1, sizeof(*part->element)))) {
             free(part);
             part = NULL;
         }
         if (part) {
             part->type = REDIS_REPLY_ARRAY;
-            part->elements = k;
-            for (size_t i = 0; i < k; i++, at++) {
-                part->element[i] = r->element[at];
-                r->element[at] = NULL;
-            }
+            part->elements = 1;
+            part->element[0] = r->element[at];
+            r->element[at] = NULL;
             op_complete(a, o, TC_OK, part);
         } else {
-            at += k;
             op_complete(a, o, tc__fail(TC_NO_MEMORY, "out of memory"), NULL);
         }
         o = next;
@@ -390,17 +406,49 @@ static void enqueue_sent(lane *l, op *o, uint64_t now)
     l->tail = o;
 }
 
-/* Send the lane's waiting SETs as one MULTI: their SETs and stamps, one
- * PUBLISH naming every key, EXEC. */
+/* The stamps of a group, in as few HSETs as can carry them: one naming
+ * every SET's field and stamp when their stamps hash is the same (always
+ * without Redis Cluster, which lanes refuse), else each SET's own. Fills
+ * hv/hl (room for 4 per SET) and cmds (room for one per SET); the count. */
+static unsigned group_stamps(op *first, unsigned n, const char **hv,
+                             size_t *hl, tc__cmd *cmds)
+{
+    const tc__set_op *s0 = first->set;
+    unsigned i = 0, nh = 0;
+    int same = 1;
+    for (op *p = first; p && i < n; p = p->next, i++)
+        same &= p->set->sk.len == s0->sk.len &&
+                memcmp(p->set->sk.p, s0->sk.p, s0->sk.len) == 0;
+    i = 0;
+    for (op *p = first; p && i < n; p = p->next, i++) {
+        /* set_begin's HSET: HSET, stamps hash, field, stamp */
+        const tc__cmd *h = &p->set->cmds[1];
+        if (!same || i == 0) {
+            cmds[nh++] = (tc__cmd){2, hv, hl};
+            hv[0] = h->argv[0], hl[0] = h->argvlen[0];
+            hv[1] = h->argv[1], hl[1] = h->argvlen[1];
+            hv += 2, hl += 2;
+        }
+        hv[0] = h->argv[2], hl[0] = h->argvlen[2];
+        hv[1] = h->argv[3], hl[1] = h->argvlen[3];
+        hv += 2, hl += 2;
+        cmds[nh - 1].argc += 2;
+    }
+    return nh;
+}
+
+/* Send the lane's waiting SETs as one MULTI: their SETs, the HSET of
+ * their stamps (group_stamps), one PUBLISH naming every key, EXEC. Each
+ * SET's answer is its own element of EXEC's (on_batch). */
 static void flush_batch(lane *l)
 {
     tc_async *a = l->a;
     tc_cache *c = a->c;
     op *o = l->bhead, *first = o;
     unsigned n = l->bn, i = 0;
-    size_t nw = 0;
     const void **keys = NULL;
-    size_t *klens = NULL;
+    size_t *klens = NULL, *hl = NULL;
+    const char **hv = NULL;
     tc__cmd *writes = NULL;
     tc__txn bt;
     tc__txn_cmds tx;
@@ -417,31 +465,31 @@ static void flush_batch(lane *l)
     /* In the lane's order from now on: a failure below fails them all. */
     for (op *p = o; p;) {
         op *next = p->next;
-        p->ncmd = p->set->ncmd + 2;
+        p->ncmd = 1 + 2; /* its SET's reply, cut from EXEC's (on_batch) */
         enqueue_sent(l, p, now);
-        nw += p->set->ncmd;
         p = next;
     }
     first->batch_n = n;
     keys = malloc(n * sizeof(*keys));
     klens = malloc(n * sizeof(*klens));
-    writes = malloc(nw * sizeof(*writes));
-    if (!keys || !klens || !writes) {
-        free(keys), free(klens), free(writes);
+    writes = malloc(2 * n * sizeof(*writes));
+    hv = malloc(4 * n * sizeof(*hv));
+    hl = malloc(4 * n * sizeof(*hl));
+    if (!keys || !klens || !writes || !hv || !hl) {
+        free(keys), free(klens), free(writes), free(hv), free(hl);
         lane_fail(l, TC_NO_MEMORY, "out of memory");
         return;
     }
-    nw = 0;
     for (op *p = first; p && i < n; p = p->next, i++) {
         keys[i] = p->set->key, klens[i] = p->set->klen;
-        for (size_t j = 0; j < p->set->ncmd; j++)
-            writes[nw++] = p->set->cmds[j];
+        writes[i] = p->set->cmds[0]; /* the SET */
     }
+    first->batch_h = group_stamps(first, n, hv, hl, writes + n);
     if (tc__txn_begin(c, &bt, n == 1 ? TC__MSG_KEY : TC__MSG_KEYS, n, keys,
                       klens, 0) != TC_OK ||
-        tc__txn_build(c, &bt, nw, writes, 0, &tx) != TC_OK) {
+        tc__txn_build(c, &bt, n + first->batch_h, writes, 0, &tx) != TC_OK) {
         tc__txn_end(c, &bt, NULL, 0);
-        free(keys), free(klens), free(writes);
+        free(keys), free(klens), free(writes), free(hv), free(hl);
         lane_fail(l, TC_NO_MEMORY, "out of memory");
         return;
     }
@@ -452,14 +500,14 @@ static void flush_batch(lane *l)
                                    tx.cmds[k].argv, tx.cmds[k].argvlen) != 0) {
             tc__txn_cmds_free(&tx);
             tc__txn_end(c, &bt, NULL, 0);
-            free(keys), free(klens), free(writes);
+            free(keys), free(klens), free(writes), free(hv), free(hl);
             lane_fail(l, TC_NO_MEMORY, "out of memory");
             return;
         }
     }
     tc__txn_cmds_free(&tx);
     tc__txn_end(c, &bt, NULL, 0); /* not strict: frees the message */
-    free(keys), free(klens), free(writes);
+    free(keys), free(klens), free(writes), free(hv), free(hl);
 }
 
 static void on_flush(struct ev_loop *loop, ev_timer *w, int revents)
@@ -529,15 +577,52 @@ static int send_op(lane *l, op *o, size_t n, const tc__cmd *cmds,
     return 0;
 }
 
-static op *op_new(int kind, void *ud)
+static op *op_new(tc_async *a, int kind, void *ud)
 {
     op *o = calloc(1, sizeof(*o));
     if (!o) {
         tc__fail(TC_NO_MEMORY, "out of memory");
         return NULL;
     }
+    o->a = a;
     o->kind = kind;
     o->ud = ud;
+    return o;
+}
+
+/* A SET request with its write state and room for `kvlen` bytes of key
+ * and value in `key`: a spare one when there is (op_free keeps them). */
+static op *set_op_new(tc_async *a, void *ud, size_t kvlen)
+{
+    op *o = a->spare;
+    if (o) {
+        tc__set_op *set = o->set;
+        char *kv = o->key;
+        size_t cap = o->kvcap;
+        a->spare = o->next;
+        a->nspare--;
+        memset(o, 0, sizeof(*o));
+        o->set = set, o->key = kv, o->kvcap = cap;
+        o->a = a, o->kind = OP_SET, o->ud = ud;
+    } else if (!(o = op_new(a, OP_SET, ud))) {
+        return NULL;
+    } else if (!(o->set = malloc(sizeof(*o->set)))) {
+        free(o);
+        tc__fail(TC_NO_MEMORY, "out of memory");
+        return NULL;
+    }
+    if (o->kvcap < kvlen) {
+        char *kv = malloc(kvlen);
+        if (!kv) {
+            o->kvcap = SPARE_KV_MAX + 1; /* not kept: freed whole */
+            op_free(o);
+            tc__fail(TC_NO_MEMORY, "out of memory");
+            return NULL;
+        }
+        free(o->key);
+        o->key = kv;
+        o->kvcap = kvlen;
+    }
     return o;
 }
 
@@ -558,7 +643,7 @@ tc_result tc_async_get(tc_async *a, unsigned lane_no, const void *key,
     flush_batch(l); /* what came before goes first */
     if (!lane_conn(l))
         return TC_L2_UNAVAILABLE;
-    if (!(o = op_new(OP_GET, userdata)))
+    if (!(o = op_new(a, OP_GET, userdata)))
         return TC_NO_MEMORY;
     o->gcb = cb;
     if (!(o->key = malloc(klen))) {
@@ -612,15 +697,9 @@ tc_result tc_async_set(tc_async *a, unsigned lane_no, const void *key,
     l = pick(a, lane_no);
     if (!lane_conn(l))
         return TC_L2_UNAVAILABLE;
-    if (!(o = op_new(OP_SET, userdata)))
+    if (!(o = set_op_new(a, userdata, klen + vlen + 1)))
         return TC_NO_MEMORY;
     o->cb = cb;
-    o->set = malloc(sizeof(*o->set));
-    o->key = malloc(klen + vlen + 1);
-    if (!o->set || !o->key) {
-        op_free(o);
-        return tc__fail(TC_NO_MEMORY, "out of memory");
-    }
     memcpy(o->key, key, klen);
     if (vlen)
         memcpy(o->key + klen, val, vlen);
@@ -760,7 +839,7 @@ static tc_result submit(tc_async *a, unsigned lane_no, size_t n,
             return tc__fail(TC_BAD_ARGUMENT, "a reply hiredis may not read: "
                                              "use tc_command()");
     }
-    if (!(o = op_new(OP_READ, userdata)))
+    if (!(o = op_new(a, OP_READ, userdata)))
         return TC_NO_MEMORY;
     o->cb = cb;
     o->multi = multi;
@@ -936,6 +1015,13 @@ void tc_async_close(tc_async *a)
     ev_timer_stop(a->loop, &a->flush);
     ev_ref(a->loop);
     ev_prepare_stop(a->loop, &a->send);
+    while (a->spare) {
+        op *o = a->spare;
+        a->spare = o->next;
+        free(o->set);
+        free(o->key);
+        free(o);
+    }
     free(a->lanes);
     free(a);
 }

@@ -237,6 +237,51 @@ Test(async, grouped_sets_each_answered_and_each_invalidated)
     tc_cache_destroy(b);
 }
 
+/* Every SET of a group replaces its own key's stamp (stamps.h), though
+ * the group carries them in one HSET: the stamps are what refuses a load,
+ * a refresh or a fail-safe copy that raced the write. */
+Test(async, grouped_sets_each_replace_their_stamp)
+{
+    enum { N = 12 };
+    tc_options o = test_opts(&srv);
+    tc_cache *a = must_create(&o);
+    struct ev_loop *loop = ev_loop_new(0);
+    tc_async *as = NULL;
+    got g[N];
+    char key[N][8], field[N][8], *before[N];
+    memset(g, 0, sizeof(g));
+    for (int i = 0; i < N; i++) {
+        snprintf(key[i], sizeof(key[i]), "s%d", i);
+        tc__stamp_field(tc__hash(key[i], strlen(key[i])), field[i]);
+        cr_assert_eq(set_str(a, key[i], "old", 0), TC_OK);
+    }
+    for (int i = 0; i < N; i++) {
+        before[i] = tcr_cmd(&srv, NULL, "HGET",
+                            "__tiercache:invalidate:stamps", field[i], NULL);
+        cr_assert(before[i] && strcmp(before[i], "(nil)") != 0,
+                  "no stamp for %s", key[i]);
+    }
+    cr_assert_eq(tc_async_open(a, loop, 1, &as), TC_OK);
+    for (int i = 0; i < N; i++) /* one loop iteration: one group */
+        cr_assert_eq(tc_async_set(as, 0, key[i], strlen(key[i]), "new", 3,
+                                  NULL, on_reply, &g[i]),
+                     TC_OK);
+    RUN_UNTIL_ANSWERED(loop, &g[N - 1]);
+    for (int i = 0; i < N; i++) {
+        char *after = tcr_cmd(&srv, NULL, "HGET",
+                              "__tiercache:invalidate:stamps", field[i], NULL);
+        cr_assert_eq(g[i].calls, 1);
+        cr_assert_eq(g[i].r, TC_OK);
+        cr_assert(after && strcmp(after, before[i]) != 0,
+                  "the SET of %s left its stamp at %s", key[i], before[i]);
+        free(after);
+        free(before[i]);
+    }
+    tc_async_close(as);
+    ev_loop_destroy(loop);
+    tc_cache_destroy(a);
+}
+
 /* What must wait is refused at submission, and nothing is sent. */
 Test(async, strict_and_blocking_are_refused)
 {

@@ -80,6 +80,7 @@ tc_result tc__set_begin(tc_cache *c, const void *key, size_t klen,
     }
     if (no_message && !op->cond && !tc__write_is_strict(c, o->flags)) {
         memset(&op->t, 0, sizeof(op->t)); /* the caller publishes */
+        op->l1_later = 1;                 /* and drops the copy */
     } else if ((r = tc__txn_begin(c, &op->t, TC__MSG_KEY, 1, keys, &klen,
                                   tc__write_is_strict(c, o->flags))) !=
                TC_OK) {
@@ -131,9 +132,18 @@ tc_result tc__set_begin(tc_cache *c, const void *key, size_t klen,
     }
 
     /* Drop our own copy first; the returned generation guards the fill. */
-    op->gen = tc__l1_invalidate_key(c->l1, op->h, key, klen);
+    if (!op->l1_later)
+        op->gen = tc__l1_invalidate_key(c->l1, op->h, key, klen);
     op->t0 = tc__now_ns(); /* the L2 TTL starts no earlier */
     return TC_OK;
+}
+
+void tc__set_drop_l1(tc_cache *c, tc__set_op *op)
+{
+    if (!op->l1_later)
+        return;
+    op->l1_later = 0;
+    op->gen = tc__l1_invalidate_key(c->l1, op->h, op->key, op->klen);
 }
 
 tc_result tc__set_finish(tc_cache *c, tc__set_op *op, tc_result r,

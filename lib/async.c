@@ -105,6 +105,17 @@ struct lane {
     unsigned bn;
 };
 
+/* flush_batch's arrays, kept rather than allocated per group (several
+ * KiB: each malloc of that size consolidated the fast bins). Loop thread;
+ * nothing in them outlives one flush_batch. */
+typedef struct batch_scratch {
+    const void *keys[BATCH_MAX];
+    size_t klens[BATCH_MAX];
+    tc__cmd writes[2 * BATCH_MAX];  /* the SETs, then the stamp HSETs */
+    const char *hv[4 * BATCH_MAX];  /* the HSETs' arguments */
+    size_t hl[4 * BATCH_MAX];
+} batch_scratch;
+
 struct tc_async {
     tc_cache *c;
     struct ev_loop *loop;
@@ -121,6 +132,7 @@ struct tc_async {
     int dirty;               /* something was queued since `send` ran */
     size_t pending;
     op *spare;               /* finished SETs for reuse (SPARE_MAX) */
+    batch_scratch scratch;
     unsigned nspare;
 };
 
@@ -446,12 +458,10 @@ static void flush_batch(lane *l)
 {
     tc_async *a = l->a;
     tc_cache *c = a->c;
+    batch_scratch *b = &a->scratch;
     op *o = l->bhead, *first = o;
     unsigned n = l->bn, i = 0;
-    const void **keys = NULL;
-    size_t *klens = NULL, *hl = NULL;
-    const char **hv = NULL;
-    tc__cmd *writes = NULL;
+    size_t nw;
     tc__txn bt;
     tc__txn_cmds tx;
     uint64_t now = tc__now_ns();
@@ -480,44 +490,37 @@ static void flush_batch(lane *l)
     for (op *p = first; p; p = p->next)
         tc__set_drop_l1(c, p->set);
     first->batch_n = n;
-    keys = malloc(n * sizeof(*keys));
-    klens = malloc(n * sizeof(*klens));
-    writes = malloc(2 * n * sizeof(*writes));
-    hv = malloc(4 * n * sizeof(*hv));
-    hl = malloc(4 * n * sizeof(*hl));
-    if (!keys || !klens || !writes || !hv || !hl) {
-        free(keys), free(klens), free(writes), free(hv), free(hl);
-        lane_fail(l, TC_NO_MEMORY, "out of memory");
-        return;
-    }
     for (op *p = first; p && i < n; p = p->next, i++) {
-        keys[i] = p->set->key, klens[i] = p->set->klen;
-        writes[i] = p->set->cmds[0]; /* the SET */
+        b->keys[i] = p->set->key, b->klens[i] = p->set->klen;
+        b->writes[i] = p->set->cmds[0]; /* the SET */
     }
-    first->batch_h = group_stamps(first, n, hv, hl, writes + n);
-    if (tc__txn_begin(c, &bt, n == 1 ? TC__MSG_KEY : TC__MSG_KEYS, n, keys,
-                      klens, 0) != TC_OK ||
-        tc__txn_build(c, &bt, n + first->batch_h, writes, 0, &tx) != TC_OK) {
+    first->batch_h = group_stamps(first, n, b->hv, b->hl, b->writes + n);
+    nw = n + first->batch_h;
+    /* The transaction without the writes (MULTI, PUBLISH, EXEC): the writes
+     * go after its MULTI straight from the scratch arrays. */
+    if (tc__txn_begin(c, &bt, n == 1 ? TC__MSG_KEY : TC__MSG_KEYS, n, b->keys,
+                      b->klens, 0) != TC_OK ||
+        tc__txn_build(c, &bt, 0, NULL, 0, &tx) != TC_OK) {
         tc__txn_end(c, &bt, NULL, 0);
-        free(keys), free(klens), free(writes), free(hv), free(hl);
         lane_fail(l, TC_NO_MEMORY, "out of memory");
         return;
     }
-    for (size_t k = 0; k < tx.n; k++) {
-        int last = k + 1 == tx.n;
+    for (size_t k = 0; k < tx.n + nw; k++) {
+        int last = k + 1 == tx.n + nw;
+        const tc__cmd *cmd = k == 0        ? &tx.cmds[0]
+                             : k <= nw     ? &b->writes[k - 1]
+                                           : &tx.cmds[k - nw];
         if (tc__aconn_command_argv(l->ac, last ? on_batch : NULL,
-                                   last ? first : NULL, tx.cmds[k].argc,
-                                   tx.cmds[k].argv, tx.cmds[k].argvlen) != 0) {
+                                   last ? first : NULL, cmd->argc, cmd->argv,
+                                   cmd->argvlen) != 0) {
             tc__txn_cmds_free(&tx);
             tc__txn_end(c, &bt, NULL, 0);
-            free(keys), free(klens), free(writes), free(hv), free(hl);
             lane_fail(l, TC_NO_MEMORY, "out of memory");
             return;
         }
     }
     tc__txn_cmds_free(&tx);
     tc__txn_end(c, &bt, NULL, 0); /* not strict: frees the message */
-    free(keys), free(klens), free(writes), free(hv), free(hl);
 }
 
 static void on_flush(struct ev_loop *loop, ev_timer *w, int revents)

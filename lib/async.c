@@ -12,9 +12,10 @@
  *            stamp, PUBLISH, EXEC): the invalidation is published in the
  *            write's transaction; L1 is filled only if nothing raced.
  *            The plain SETs a lane gets within one loop iteration share
- *            one such MULTI (group commit, up to BATCH_MAX): their SETs,
- *            one HSET of all their stamps, one PUBLISH naming every key,
- *            EXEC; each SET's reply is its own element of EXEC's. Anything else submitted
+ *            one such MULTI (group commit, up to BATCH_MAX): their SETs
+ *            (one MSET when none has a TTL), one HSET of all their
+ *            stamps, one PUBLISH naming every key, EXEC; each SET's reply
+ *            is its own element of EXEC's (or a copy of MSET's). Anything else submitted
  *            on the lane sends the group first, so order holds; the
  *            prepare watcher below sends it at the end of the iteration
  *            otherwise (a timer due at once is the fallback).
@@ -93,7 +94,8 @@ typedef struct op {
     tc__write_op wop;
     size_t ncmd;             /* commands of the transaction (EXEC's check) */
     unsigned batch_n;        /* first op of a group commit: its size, */
-    unsigned batch_h;        /* and its stamp HSETs */
+    unsigned batch_h;        /* its stamp HSETs, */
+    int batch_mset;          /* and 1 when its SETs went as one MSET */
 } op;
 
 struct lane {
@@ -114,6 +116,8 @@ typedef struct batch_scratch {
     tc__cmd writes[2 * BATCH_MAX];  /* the SETs, then the stamp HSETs */
     const char *hv[4 * BATCH_MAX];  /* the HSETs' arguments */
     size_t hl[4 * BATCH_MAX];
+    const char *mv[1 + 2 * BATCH_MAX]; /* MSET's */
+    size_t ml[1 + 2 * BATCH_MAX];
 } batch_scratch;
 
 struct tc_async {
@@ -354,8 +358,28 @@ static void on_last(tc__aconn *ac, redisReply *r, void *priv)
     op_complete(o->l->a, o, TC_OK, r);
 }
 
-/* The EXEC of a group commit: each SET gets its own element of it (the
- * group's stamp HSETs and PUBLISH answer last). */
+/* A copy of a status or error reply (MSET's, one for each SET of its
+ * group); NULL when out of memory. */
+static redisReply *copy_simple(const redisReply *r)
+{
+    redisReply *c = calloc(1, sizeof(*c));
+    if (!c)
+        return NULL;
+    c->type = r->type;
+    if (r->str) {
+        if (!(c->str = malloc(r->len + 1))) {
+            free(c);
+            return NULL;
+        }
+        memcpy(c->str, r->str, r->len);
+        c->str[r->len] = '\0';
+        c->len = r->len;
+    }
+    return c;
+}
+
+/* The EXEC of a group commit: each SET gets its own element of it, or a
+ * copy of the MSET's (the group's stamp HSETs and PUBLISH answer last). */
 static void on_batch(tc__aconn *ac, redisReply *r, void *priv)
 {
     op *first = priv, *o, *list = NULL, **tail = &list;
@@ -363,7 +387,8 @@ static void on_batch(tc__aconn *ac, redisReply *r, void *priv)
     tc_async *a = l->a;
     size_t at = 0;
     unsigned n = first->batch_n;
-    size_t want = (size_t)n + first->batch_h + 1;
+    int mset = first->batch_mset;
+    size_t want = (mset ? 1 : (size_t)n) + first->batch_h + 1;
     for (unsigned i = 0; i < n; i++) {
         o = l->head; /* replies come in order: these are the oldest */
         lane_pop(l, o);
@@ -371,7 +396,9 @@ static void on_batch(tc__aconn *ac, redisReply *r, void *priv)
         *tail = o;
         tail = &o->next;
     }
-    if (r->type != REDIS_REPLY_ARRAY || r->elements != want) {
+    if (r->type != REDIS_REPLY_ARRAY || r->elements != want ||
+        (mset && r->element[0]->type != REDIS_REPLY_STATUS &&
+         r->element[0]->type != REDIS_REPLY_ERROR)) {
         char why[200];
         snprintf(why, sizeof(why), "EXEC: %.*s",
                  r->type == REDIS_REPLY_ERROR ? (int)(r->len > 150 ? 150 : r->len)
@@ -394,11 +421,18 @@ static void on_batch(tc__aconn *ac, redisReply *r, void *priv)
             free(part);
             part = NULL;
         }
+        if (part && mset && !(part->element[0] = copy_simple(r->element[0]))) {
+            free(part->element);
+            free(part);
+            part = NULL;
+        }
         if (part) {
             part->type = REDIS_REPLY_ARRAY;
             part->elements = 1;
-            part->element[0] = r->element[at];
-            r->element[at] = NULL;
+            if (!mset) {
+                part->element[0] = r->element[at];
+                r->element[at] = NULL;
+            }
             op_complete(a, o, TC_OK, part);
         } else {
             op_complete(a, o, tc__fail(TC_NO_MEMORY, "out of memory"), NULL);
@@ -451,9 +485,10 @@ static unsigned group_stamps(op *first, unsigned n, const char **hv,
     return nh;
 }
 
-/* Send the lane's waiting SETs as one MULTI: their SETs, the HSET of
- * their stamps (group_stamps), one PUBLISH naming every key, EXEC. Each
- * SET's answer is its own element of EXEC's (on_batch). */
+/* Send the lane's waiting SETs as one MULTI: their SETs (or one MSET),
+ * the HSET of their stamps (group_stamps), one PUBLISH naming every key,
+ * EXEC. Each SET's answer is its own element of EXEC's, or a copy of
+ * MSET's (on_batch). */
 static void flush_batch(lane *l)
 {
     tc_async *a = l->a;
@@ -490,12 +525,26 @@ static void flush_batch(lane *l)
     for (op *p = first; p; p = p->next)
         tc__set_drop_l1(c, p->set);
     first->batch_n = n;
+    /* Without a TTL in any of them, the SETs go as one MSET (the same
+     * writes in the same order, one command for Redis to queue and run
+     * instead of n); else each as it is. */
+    first->batch_mset = n > 1;
+    b->mv[0] = "MSET", b->ml[0] = 4;
     for (op *p = first; p && i < n; p = p->next, i++) {
+        const tc__cmd *set = &p->set->cmds[0]; /* SET key value [PX ms] */
         b->keys[i] = p->set->key, b->klens[i] = p->set->klen;
-        b->writes[i] = p->set->cmds[0]; /* the SET */
+        b->writes[i] = *set;
+        first->batch_mset &= set->argc == 3;
+        b->mv[1 + 2 * i] = set->argv[1], b->ml[1 + 2 * i] = set->argvlen[1];
+        b->mv[2 + 2 * i] = set->argv[2], b->ml[2 + 2 * i] = set->argvlen[2];
     }
-    first->batch_h = group_stamps(first, n, b->hv, b->hl, b->writes + n);
-    nw = n + first->batch_h;
+    nw = n;
+    if (first->batch_mset) {
+        b->writes[0] = (tc__cmd){(int)(1 + 2 * n), b->mv, b->ml};
+        nw = 1;
+    }
+    first->batch_h = group_stamps(first, n, b->hv, b->hl, b->writes + nw);
+    nw += first->batch_h;
     /* The transaction without the writes (MULTI, PUBLISH, EXEC): the writes
      * go after its MULTI straight from the scratch arrays. */
     if (tc__txn_begin(c, &bt, n == 1 ? TC__MSG_KEY : TC__MSG_KEYS, n, b->keys,

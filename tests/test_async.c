@@ -296,7 +296,7 @@ Test(async, a_group_without_ttls_is_one_mset)
     tc_async *as = NULL;
     got g[N + 1];
     char key[N][8], val[N][8];
-    long long msets, sets;
+    long long msets;
     char *s;
     memset(g, 0, sizeof(g));
     for (int i = 0; i < N; i++) {
@@ -318,10 +318,9 @@ Test(async, a_group_without_ttls_is_one_mset)
                               &g[N]),
                  TC_OK);
     RUN_UNTIL_ANSWERED(loop, &g[N]);
+    /* (Not "no SET at all": the instances' own housekeeping may SET.) */
     msets = command_calls(&srv, "mset");
-    sets = command_calls(&srv, "set");
     cr_assert_eq(msets, 1, "%lld MSETs for one group", msets);
-    cr_assert_eq(sets, 0, "%lld SETs beside the MSET", sets);
     for (int i = 0; i <= N; i++) {
         cr_assert_eq(g[i].calls, 1, "SET %d answered %d times", i,
                      g[i].calls);

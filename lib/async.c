@@ -15,7 +15,7 @@
  *            one such MULTI (group commit, up to BATCH_MAX): their SETs
  *            (one MSET when none has a TTL), one HSET of all their
  *            stamps, one PUBLISH naming every key, EXEC; each SET's reply
- *            is its own element of EXEC's (or a copy of MSET's). Anything else submitted
+ *            is its own element of EXEC's (or MSET's). Anything else submitted
  *            on the lane sends the group first, so order holds; the
  *            prepare watcher below sends it at the end of the iteration
  *            otherwise (a timer due at once is the fallback).
@@ -86,6 +86,7 @@ typedef struct op {
     size_t kvcap;            /* SET: the size of `key` */
     /* SET */
     tc__set_op *set;         /* owned */
+    const redisReply *sreply; /* a grouped SET's reply (on_batch's) */
     /* READ, WRITE */
     tc__prepared *ps;        /* owned, nps of them */
     size_t nps;
@@ -189,9 +190,15 @@ static void op_complete(tc_async *a, op *o, tc_result r, redisReply *e)
     }
     case OP_SET: {
         redisReply *exec = NULL;
-        if (r == TC_OK)
-            r = tc__txn_take_exec(c, o->ncmd, o->set->cond, e, &exec);
-        r = tc__set_finish(c, o->set, r, exec);
+        if (o->sreply) { /* in a group's EXEC, borrowed from on_batch */
+            if (c->bus)
+                tc__bus_count_published(c->bus);
+            r = tc__set_finish_reply(c, o->set, r, o->sreply);
+        } else {
+            if (r == TC_OK)
+                r = tc__txn_take_exec(c, o->ncmd, o->set->cond, e, &exec);
+            r = tc__set_finish(c, o->set, r, exec);
+        }
         o->cb(o->ud, r, NULL);
         break;
     }
@@ -358,28 +365,9 @@ static void on_last(tc__aconn *ac, redisReply *r, void *priv)
     op_complete(o->l->a, o, TC_OK, r);
 }
 
-/* A copy of a status or error reply (MSET's, one for each SET of its
- * group); NULL when out of memory. */
-static redisReply *copy_simple(const redisReply *r)
-{
-    redisReply *c = calloc(1, sizeof(*c));
-    if (!c)
-        return NULL;
-    c->type = r->type;
-    if (r->str) {
-        if (!(c->str = malloc(r->len + 1))) {
-            free(c);
-            return NULL;
-        }
-        memcpy(c->str, r->str, r->len);
-        c->str[r->len] = '\0';
-        c->len = r->len;
-    }
-    return c;
-}
-
-/* The EXEC of a group commit: each SET gets its own element of it, or a
- * copy of the MSET's (the group's stamp HSETs and PUBLISH answer last). */
+/* The EXEC of a group commit: each SET is answered with its own element
+ * of it, or the MSET's (the group's stamp HSETs and PUBLISH answer last),
+ * borrowed while its completion runs. */
 static void on_batch(tc__aconn *ac, redisReply *r, void *priv)
 {
     op *first = priv, *o, *list = NULL, **tail = &list;
@@ -416,27 +404,8 @@ static void on_batch(tc__aconn *ac, redisReply *r, void *priv)
         tc__l1_prefetch(a->c->l1, o->set->h, 0);
     for (o = list; o; at++) {
         op *next = o->next;
-        redisReply *part = calloc(1, sizeof(*part));
-        if (part && !(part->element = calloc(1, sizeof(*part->element)))) {
-            free(part);
-            part = NULL;
-        }
-        if (part && mset && !(part->element[0] = copy_simple(r->element[0]))) {
-            free(part->element);
-            free(part);
-            part = NULL;
-        }
-        if (part) {
-            part->type = REDIS_REPLY_ARRAY;
-            part->elements = 1;
-            if (!mset) {
-                part->element[0] = r->element[at];
-                r->element[at] = NULL;
-            }
-            op_complete(a, o, TC_OK, part);
-        } else {
-            op_complete(a, o, tc__fail(TC_NO_MEMORY, "out of memory"), NULL);
-        }
+        o->sreply = r->element[mset ? 0 : at];
+        op_complete(a, o, TC_OK, NULL);
         o = next;
     }
     freeReplyObject(r);
@@ -487,8 +456,8 @@ static unsigned group_stamps(op *first, unsigned n, const char **hv,
 
 /* Send the lane's waiting SETs as one MULTI: their SETs (or one MSET),
  * the HSET of their stamps (group_stamps), one PUBLISH naming every key,
- * EXEC. Each SET's answer is its own element of EXEC's, or a copy of
- * MSET's (on_batch). */
+ * EXEC. Each SET's answer is its own element of EXEC's, or MSET's
+ * (on_batch). */
 static void flush_batch(lane *l)
 {
     tc_async *a = l->a;

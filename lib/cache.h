@@ -296,6 +296,11 @@ tc_result tc__set_begin(tc_cache *c, const void *key, size_t klen,
                         int no_message, tc__set_op *op);
 tc_result tc__set_finish(tc_cache *c, tc__set_op *op, tc_result r,
                          redisReply *exec);
+/** tc__set_finish() for a no_message write answered inside a group's
+ *  transaction: `set_reply` is its SET's own reply (borrowed; read only
+ *  when `r` is TC_OK), no EXEC array is built for it. */
+tc_result tc__set_finish_reply(tc_cache *c, tc__set_op *op, tc_result r,
+                               const redisReply *set_reply);
 /** Drop this instance's copy of a no_message write's key (tc__set_begin);
  *  its generation guards the fill at finish. Before the write is sent. */
 void tc__set_drop_l1(tc_cache *c, tc__set_op *op);

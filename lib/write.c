@@ -146,8 +146,11 @@ void tc__set_drop_l1(tc_cache *c, tc__set_op *op)
     op->gen = tc__l1_invalidate_key(c->l1, op->h, op->key, op->klen);
 }
 
-tc_result tc__set_finish(tc_cache *c, tc__set_op *op, tc_result r,
-                         redisReply *exec)
+/* tc__set_finish with the SET's own reply `sr` (borrowed; read only when
+ * `r` is TC_OK) apart from the EXEC reply `exec` (taken; may be NULL
+ * without a strict wait to end). */
+static tc_result set_done(tc_cache *c, tc__set_op *op, tc_result r,
+                          const redisReply *sr, redisReply *exec)
 {
     int stored = 0;
     tc__pkey_free(&op->k);
@@ -156,7 +159,6 @@ tc_result tc__set_finish(tc_cache *c, tc__set_op *op, tc_result r,
     free(op->zbuf);
     op->set_mem = op->zbuf = NULL;
     if (r == TC_OK) {
-        const redisReply *sr = exec->element[0];
         if (sr->type == REDIS_REPLY_ERROR)
             r = tc__fail(TC_PROTOCOL, "SET: %.*s", (int)sr->len, sr->str);
         else if (op->cond ? sr->type == REDIS_REPLY_INTEGER && sr->integer == 0
@@ -185,6 +187,18 @@ tc_result tc__set_finish(tc_cache *c, tc__set_op *op, tc_result r,
         tc__l1_invalidate_key(c->l1, op->h, op->key, op->klen);
     }
     return r;
+}
+
+tc_result tc__set_finish(tc_cache *c, tc__set_op *op, tc_result r,
+                         redisReply *exec)
+{
+    return set_done(c, op, r, r == TC_OK ? exec->element[0] : NULL, exec);
+}
+
+tc_result tc__set_finish_reply(tc_cache *c, tc__set_op *op, tc_result r,
+                               const redisReply *set_reply)
+{
+    return set_done(c, op, r, set_reply, NULL);
 }
 
 tc_result tc__set(tc_cache *c, const void *key, size_t klen, const void *val,

@@ -7,8 +7,10 @@
 # through tiercached against nutcracker proxying the same redis-server
 # (req/s, p50, CPU per request of the proxy process), and forwarded INCR,
 # HSET and a 10-command MULTI (bench_multi.py) p50 at -P 1 -c 1 against
-# redis-server directly; and the memory tiercached spends per cached
-# entry against redis-server's per key (bench_memory.py).
+# redis-server directly; then the same writes with one C client
+# (tcd-bench-lat) against the floor: the transaction tiercached sends,
+# sent to redis-server directly; and the memory tiercached spends per
+# cached entry against redis-server's per key (bench_memory.py).
 # Usage: daemon/bench.sh [path/to/tiercached]   (./dev bench --daemon)
 # Env: TCD_BENCH_N (requests per run, default 300000), TCD_BENCH_REPS (3),
 # TCD_BENCH_MEM_N (keys of the memory-per-entry row, default 200000),
@@ -198,6 +200,38 @@ for _ in $(seq "$REPS"); do
     echo failed >>"$WORK/f.x"
 done
 row "MULTI x10 (forwarded)"
+
+# The floor. A write through tiercached must carry its invalidation: it
+# reaches redis-server as MULTI, the write, HSET of its stamp, PUBLISH,
+# EXEC. tcd-bench-lat (daemon/bench_lat.c: one client in C, one request at
+# a time) sends that transaction to redis-server directly ("floor": no
+# proxy hop), and the plain command to redis-server, nutcracker and
+# tiercached, so every column is the same client's p50 in microseconds.
+# What tiercached adds of its own is what it costs above the floor plus
+# the hop (nutcracker's p50 over direct).
+LAT=$(dirname "$TCD")/tcd-bench-lat
+if [ -x "$LAT" ]; then
+  echo
+  printf '%-22s %9s %9s %9s %9s %11s %9s\n' "same client, p50 us" direct floor \
+    nutcracker tiercached "floor/dir" "tcd/dir"
+  for pair in incr:floor multi10:floor10; do
+    IFS=: read -r plain fl <<<"$pair"
+    : >"$WORK/d.x"; : >"$WORK/fl.x"; : >"$WORK/n.x"; : >"$WORK/f.x"
+    ln=$LAT_N; [ "$plain" = multi10 ] && ln=$MULTI_N
+    for _ in $(seq "$REPS"); do
+      "$LAT" 127.0.0.1 "$port" "$ln" "$plain" | cut -d' ' -f1 >>"$WORK/d.x" || echo failed >>"$WORK/d.x"
+      "$LAT" 127.0.0.1 "$port" "$ln" "$fl" | cut -d' ' -f1 >>"$WORK/fl.x" || echo failed >>"$WORK/fl.x"
+      [ "$plain" = incr ] && { "$LAT" 127.0.0.1 "$nport" "$ln" "$plain" | cut -d' ' -f1 >>"$WORK/n.x" || echo failed >>"$WORK/n.x"; }
+      "$LAT" 127.0.0.1 "$tport" "$ln" "$plain" | cut -d' ' -f1 >>"$WORK/f.x" || echo failed >>"$WORK/f.x"
+    done
+    d=$(median <"$WORK/d.x"); fl=$(median <"$WORK/fl.x"); f=$(median <"$WORK/f.x")
+    nn=$(median <"$WORK/n.x"); nn=${nn:--}
+    awk -v l="$(echo "$plain" | tr a-z A-Z)" -v d="$d" -v fl="$fl" -v n="$nn" -v f="$f" 'BEGIN {
+      r1 = (d + 0 > 0 && fl + 0 > 0) ? sprintf("%.2fx", fl / d) : "-"
+      r2 = (d + 0 > 0 && f + 0 > 0) ? sprintf("%.2fx", f / d) : "-"
+      printf "%-22s %9s %9s %9s %9s %11s %9s\n", l, d, fl, n, f, r1, r2 }'
+  done
+fi
 # (nutcracker refuses CONFIG: redis-benchmark warns, harmlessly)
 if grep -qv "Could not fetch server CONFIG" "$WORK/bench.err" 2>/dev/null; then
   echo "redis-benchmark said:"

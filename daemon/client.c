@@ -240,8 +240,7 @@ static void on_read(struct ev_loop *loop, ev_io *w, int revents)
     cl->in.len += (size_t)n;
     TCD_COUNT(srv, net_input_bytes, (unsigned long long)n);
     tcd_dispatch_input(cl);
-    tcd_client_flush(cl);
-    tcd_client_write(cl);
+    tcd_dispatch_send(cl);
 }
 
 static void on_write(struct ev_loop *loop, ev_io *w, int revents)

@@ -463,14 +463,29 @@ void tcd_dispatch_touch(tcd_client *cl)
     srv->touched = cl;
 }
 
+/* Replies ready while a later command of the same client is pipelined to
+ * Redis wait for its answer, up to this many bytes, and leave with it in
+ * one send, as Redis answers what it read at once: a transaction's +OK
+ * and QUEUEDs came one send, and one wakeup of the client, before EXEC's
+ * answer. (finished() touches the client when that answer is in.) */
+#define HOLD_MAX 16384
+
+void tcd_dispatch_send(tcd_client *cl)
+{
+    tcd_client_flush(cl);
+    if (cl->ainflight && !cl->closing && !cl->out.oom &&
+        tcd_buf_pending(&cl->out) < HOLD_MAX)
+        return;
+    tcd_client_write(cl);
+}
+
 void tcd_dispatch_flush_touched(tcd_server *srv)
 {
     while (srv->touched) {
         tcd_client *cl = srv->touched;
         srv->touched = cl->touched_next;
         cl->touched = 0;
-        tcd_client_flush(cl);
-        tcd_client_write(cl);
+        tcd_dispatch_send(cl);
     }
 }
 

@@ -29,7 +29,12 @@ void tcd_dispatch_done(struct ev_loop *loop, ev_async *w, int revents);
 void tcd_dispatch_next(tcd_client *cl);
 /** Put the client on the list of those with replies to send. */
 void tcd_dispatch_touch(tcd_client *cl);
-/** Send the touched clients' finished replies. */
+/** Move the client's finished replies to its output and send them, unless
+ *  a later command of its is pipelined to Redis and they are small: then
+ *  they leave with its answer, in one send (finished() touches the
+ *  client). Loop thread. */
+void tcd_dispatch_send(tcd_client *cl);
+/** Send the touched clients' finished replies (tcd_dispatch_send). */
 void tcd_dispatch_flush_touched(tcd_server *srv);
 /** ev_prepare callback (data: the server): tcd_dispatch_flush_touched
  *  once per loop iteration, after the pipeline's replies were read. */

@@ -13,8 +13,9 @@
  *            write's transaction; L1 is filled only if nothing raced.
  *            The plain SETs a lane gets within one loop iteration share
  *            one such MULTI (group commit, up to BATCH_MAX): their SETs
- *            and stamps, one PUBLISH naming every key, EXEC; each SET's
- *            replies are its own slice of EXEC's. Anything else submitted
+ *            (one MSET when none has a TTL), one HSET of all their
+ *            stamps, one PUBLISH naming every key, EXEC; each SET's reply
+ *            is its own element of EXEC's (or MSET's). Anything else submitted
  *            on the lane sends the group first, so order holds; the
  *            prepare watcher below sends it at the end of the iteration
  *            otherwise (a timer due at once is the fallback).
@@ -57,6 +58,12 @@
 /* Plain SETs of one lane within one loop iteration share a transaction
  * (group commit), at most this many. */
 #define BATCH_MAX 64
+/* SET requests kept for reuse per tc_async, and the largest key+value
+ * buffer kept with one: a SET allocated nothing else per request, and
+ * its write state (tc__set_op, over 1 KiB) was a large-bin malloc that
+ * consolidated the fast bins on every call. */
+#define SPARE_MAX 1024
+#define SPARE_KV_MAX 4096
 
 enum { OP_GET, OP_SET, OP_READ, OP_WRITE };
 
@@ -64,6 +71,7 @@ typedef struct lane lane;
 
 typedef struct op {
     struct op *next;
+    tc_async *a;
     lane *l;
     int kind;
     uint64_t sent_ns;
@@ -75,8 +83,10 @@ typedef struct op {
     redisReply *val;         /* the GET reply, kept until PTTL's */
     char *key;               /* owned copy (GET: the key; SET: key+value) */
     size_t klen;
+    size_t kvcap;            /* SET: the size of `key` */
     /* SET */
     tc__set_op *set;         /* owned */
+    const redisReply *sreply; /* a grouped SET's reply (on_batch's) */
     /* READ, WRITE */
     tc__prepared *ps;        /* owned, nps of them */
     size_t nps;
@@ -84,7 +94,9 @@ typedef struct op {
     tc__written w;
     tc__write_op wop;
     size_t ncmd;             /* commands of the transaction (EXEC's check) */
-    unsigned batch_n;        /* first op of a group commit: its size */
+    unsigned batch_n;        /* first op of a group commit: its size, */
+    unsigned batch_h;        /* its stamp HSETs, */
+    int batch_mset;          /* and 1 when its SETs went as one MSET */
 } op;
 
 struct lane {
@@ -95,6 +107,19 @@ struct lane {
     op *bhead, *btail;       /* SETs waiting for the group commit */
     unsigned bn;
 };
+
+/* flush_batch's arrays, kept rather than allocated per group (several
+ * KiB: each malloc of that size consolidated the fast bins). Loop thread;
+ * nothing in them outlives one flush_batch. */
+typedef struct batch_scratch {
+    const void *keys[BATCH_MAX];
+    size_t klens[BATCH_MAX];
+    tc__cmd writes[2 * BATCH_MAX];  /* the SETs, then the stamp HSETs */
+    const char *hv[4 * BATCH_MAX];  /* the HSETs' arguments */
+    size_t hl[4 * BATCH_MAX];
+    const char *mv[1 + 2 * BATCH_MAX]; /* MSET's */
+    size_t ml[1 + 2 * BATCH_MAX];
+} batch_scratch;
 
 struct tc_async {
     tc_cache *c;
@@ -111,10 +136,21 @@ struct tc_async {
                                 unsent */
     int dirty;               /* something was queued since `send` ran */
     size_t pending;
+    op *spare;               /* finished SETs for reuse (SPARE_MAX) */
+    batch_scratch scratch;
+    unsigned nspare;
 };
 
 static void op_free(op *o)
 {
+    tc_async *a = o->a;
+    if (o->kind == OP_SET && o->set && a->nspare < SPARE_MAX &&
+        o->kvcap <= SPARE_KV_MAX) {
+        o->next = a->spare; /* set and key buffer kept: set_op_new */
+        a->spare = o;
+        a->nspare++;
+        return;
+    }
     if (o->val)
         freeReplyObject(o->val);
     if (o->kind == OP_READ || o->kind == OP_WRITE) {
@@ -154,9 +190,15 @@ static void op_complete(tc_async *a, op *o, tc_result r, redisReply *e)
     }
     case OP_SET: {
         redisReply *exec = NULL;
-        if (r == TC_OK)
-            r = tc__txn_take_exec(c, o->ncmd, o->set->cond, e, &exec);
-        r = tc__set_finish(c, o->set, r, exec);
+        if (o->sreply) { /* in a group's EXEC, borrowed from on_batch */
+            if (c->bus)
+                tc__bus_count_published(c->bus);
+            r = tc__set_finish_reply(c, o->set, r, o->sreply);
+        } else {
+            if (r == TC_OK)
+                r = tc__txn_take_exec(c, o->ncmd, o->set->cond, e, &exec);
+            r = tc__set_finish(c, o->set, r, exec);
+        }
         o->cb(o->ud, r, NULL);
         break;
     }
@@ -323,23 +365,28 @@ static void on_last(tc__aconn *ac, redisReply *r, void *priv)
     op_complete(o->l->a, o, TC_OK, r);
 }
 
-/* The EXEC of a group commit: each SET gets its own slice of it. */
+/* The EXEC of a group commit: each SET is answered with its own element
+ * of it, or the MSET's (the group's stamp HSETs and PUBLISH answer last),
+ * borrowed while its completion runs. */
 static void on_batch(tc__aconn *ac, redisReply *r, void *priv)
 {
     op *first = priv, *o, *list = NULL, **tail = &list;
     lane *l = first->l;
     tc_async *a = l->a;
-    size_t want = 1, at = 0; /* the PUBLISH's reply, last */
+    size_t at = 0;
     unsigned n = first->batch_n;
+    int mset = first->batch_mset;
+    size_t want = (mset ? 1 : (size_t)n) + first->batch_h + 1;
     for (unsigned i = 0; i < n; i++) {
         o = l->head; /* replies come in order: these are the oldest */
         lane_pop(l, o);
         o->next = NULL;
-        want += o->set->ncmd;
         *tail = o;
         tail = &o->next;
     }
-    if (r->type != REDIS_REPLY_ARRAY || r->elements != want) {
+    if (r->type != REDIS_REPLY_ARRAY || r->elements != want ||
+        (mset && r->element[0]->type != REDIS_REPLY_STATUS &&
+         r->element[0]->type != REDIS_REPLY_ERROR)) {
         char why[200];
         snprintf(why, sizeof(why), "EXEC: %.*s",
                  r->type == REDIS_REPLY_ERROR ? (int)(r->len > 150 ? 150 : r->len)
@@ -353,26 +400,12 @@ static void on_batch(tc__aconn *ac, redisReply *r, void *priv)
         return;
     }
     tc__aconn_keep_reply(ac);
-    for (o = list; o;) {
+    for (o = list; o; o = o->next) /* the fills' index lines, together */
+        tc__l1_prefetch(a->c->l1, o->set->h, 0);
+    for (o = list; o; at++) {
         op *next = o->next;
-        size_t k = o->set->ncmd;
-        redisReply *part = calloc(1, sizeof(*part));
-        if (part && !(part->element = calloc(k, sizeof(*part->element)))) {
-            free(part);
-            part = NULL;
-        }
-        if (part) {
-            part->type = REDIS_REPLY_ARRAY;
-            part->elements = k;
-            for (size_t i = 0; i < k; i++, at++) {
-                part->element[i] = r->element[at];
-                r->element[at] = NULL;
-            }
-            op_complete(a, o, TC_OK, part);
-        } else {
-            at += k;
-            op_complete(a, o, tc__fail(TC_NO_MEMORY, "out of memory"), NULL);
-        }
+        o->sreply = r->element[mset ? 0 : at];
+        op_complete(a, o, TC_OK, NULL);
         o = next;
     }
     freeReplyObject(r);
@@ -390,18 +423,49 @@ static void enqueue_sent(lane *l, op *o, uint64_t now)
     l->tail = o;
 }
 
-/* Send the lane's waiting SETs as one MULTI: their SETs and stamps, one
- * PUBLISH naming every key, EXEC. */
+/* The stamps of a group, in as few HSETs as can carry them: one naming
+ * every SET's field and stamp when their stamps hash is the same (always
+ * without Redis Cluster, which lanes refuse), else each SET's own. Fills
+ * hv/hl (room for 4 per SET) and cmds (room for one per SET); the count. */
+static unsigned group_stamps(op *first, unsigned n, const char **hv,
+                             size_t *hl, tc__cmd *cmds)
+{
+    const tc__set_op *s0 = first->set;
+    unsigned i = 0, nh = 0;
+    int same = 1;
+    for (op *p = first; p && i < n; p = p->next, i++)
+        same &= p->set->sk.len == s0->sk.len &&
+                memcmp(p->set->sk.p, s0->sk.p, s0->sk.len) == 0;
+    i = 0;
+    for (op *p = first; p && i < n; p = p->next, i++) {
+        /* set_begin's HSET: HSET, stamps hash, field, stamp */
+        const tc__cmd *h = &p->set->cmds[1];
+        if (!same || i == 0) {
+            cmds[nh++] = (tc__cmd){2, hv, hl};
+            hv[0] = h->argv[0], hl[0] = h->argvlen[0];
+            hv[1] = h->argv[1], hl[1] = h->argvlen[1];
+            hv += 2, hl += 2;
+        }
+        hv[0] = h->argv[2], hl[0] = h->argvlen[2];
+        hv[1] = h->argv[3], hl[1] = h->argvlen[3];
+        hv += 2, hl += 2;
+        cmds[nh - 1].argc += 2;
+    }
+    return nh;
+}
+
+/* Send the lane's waiting SETs as one MULTI: their SETs (or one MSET),
+ * the HSET of their stamps (group_stamps), one PUBLISH naming every key,
+ * EXEC. Each SET's answer is its own element of EXEC's, or MSET's
+ * (on_batch). */
 static void flush_batch(lane *l)
 {
     tc_async *a = l->a;
     tc_cache *c = a->c;
+    batch_scratch *b = &a->scratch;
     op *o = l->bhead, *first = o;
     unsigned n = l->bn, i = 0;
-    size_t nw = 0;
-    const void **keys = NULL;
-    size_t *klens = NULL;
-    tc__cmd *writes = NULL;
+    size_t nw;
     tc__txn bt;
     tc__txn_cmds tx;
     uint64_t now = tc__now_ns();
@@ -417,49 +481,64 @@ static void flush_batch(lane *l)
     /* In the lane's order from now on: a failure below fails them all. */
     for (op *p = o; p;) {
         op *next = p->next;
-        p->ncmd = p->set->ncmd + 2;
+        p->ncmd = 1 + 2; /* its SET's reply, cut from EXEC's (on_batch) */
         enqueue_sent(l, p, now);
-        nw += p->set->ncmd;
         p = next;
     }
+    /* Each key's copy is dropped before the write is sent (its generation
+     * guards the fill): all of the group's index lines are asked for
+     * first, so their cache misses overlap instead of one per SET. */
+    for (int stage = 0; stage < 2; stage++)
+        for (op *p = first; p; p = p->next)
+            tc__l1_prefetch(c->l1, p->set->h, stage);
+    for (op *p = first; p; p = p->next)
+        tc__set_drop_l1(c, p->set);
     first->batch_n = n;
-    keys = malloc(n * sizeof(*keys));
-    klens = malloc(n * sizeof(*klens));
-    writes = malloc(nw * sizeof(*writes));
-    if (!keys || !klens || !writes) {
-        free(keys), free(klens), free(writes);
-        lane_fail(l, TC_NO_MEMORY, "out of memory");
-        return;
-    }
-    nw = 0;
+    /* Without a TTL in any of them, the SETs go as one MSET (the same
+     * writes in the same order, one command for Redis to queue and run
+     * instead of n); else each as it is. */
+    first->batch_mset = n > 1;
+    b->mv[0] = "MSET", b->ml[0] = 4;
     for (op *p = first; p && i < n; p = p->next, i++) {
-        keys[i] = p->set->key, klens[i] = p->set->klen;
-        for (size_t j = 0; j < p->set->ncmd; j++)
-            writes[nw++] = p->set->cmds[j];
+        const tc__cmd *set = &p->set->cmds[0]; /* SET key value [PX ms] */
+        b->keys[i] = p->set->key, b->klens[i] = p->set->klen;
+        b->writes[i] = *set;
+        first->batch_mset &= set->argc == 3;
+        b->mv[1 + 2 * i] = set->argv[1], b->ml[1 + 2 * i] = set->argvlen[1];
+        b->mv[2 + 2 * i] = set->argv[2], b->ml[2 + 2 * i] = set->argvlen[2];
     }
-    if (tc__txn_begin(c, &bt, n == 1 ? TC__MSG_KEY : TC__MSG_KEYS, n, keys,
-                      klens, 0) != TC_OK ||
-        tc__txn_build(c, &bt, nw, writes, 0, &tx) != TC_OK) {
+    nw = n;
+    if (first->batch_mset) {
+        b->writes[0] = (tc__cmd){(int)(1 + 2 * n), b->mv, b->ml};
+        nw = 1;
+    }
+    first->batch_h = group_stamps(first, n, b->hv, b->hl, b->writes + nw);
+    nw += first->batch_h;
+    /* The transaction without the writes (MULTI, PUBLISH, EXEC): the writes
+     * go after its MULTI straight from the scratch arrays. */
+    if (tc__txn_begin(c, &bt, n == 1 ? TC__MSG_KEY : TC__MSG_KEYS, n, b->keys,
+                      b->klens, 0) != TC_OK ||
+        tc__txn_build(c, &bt, 0, NULL, 0, &tx) != TC_OK) {
         tc__txn_end(c, &bt, NULL, 0);
-        free(keys), free(klens), free(writes);
         lane_fail(l, TC_NO_MEMORY, "out of memory");
         return;
     }
-    for (size_t k = 0; k < tx.n; k++) {
-        int last = k + 1 == tx.n;
+    for (size_t k = 0; k < tx.n + nw; k++) {
+        int last = k + 1 == tx.n + nw;
+        const tc__cmd *cmd = k == 0        ? &tx.cmds[0]
+                             : k <= nw     ? &b->writes[k - 1]
+                                           : &tx.cmds[k - nw];
         if (tc__aconn_command_argv(l->ac, last ? on_batch : NULL,
-                                   last ? first : NULL, tx.cmds[k].argc,
-                                   tx.cmds[k].argv, tx.cmds[k].argvlen) != 0) {
+                                   last ? first : NULL, cmd->argc, cmd->argv,
+                                   cmd->argvlen) != 0) {
             tc__txn_cmds_free(&tx);
             tc__txn_end(c, &bt, NULL, 0);
-            free(keys), free(klens), free(writes);
             lane_fail(l, TC_NO_MEMORY, "out of memory");
             return;
         }
     }
     tc__txn_cmds_free(&tx);
     tc__txn_end(c, &bt, NULL, 0); /* not strict: frees the message */
-    free(keys), free(klens), free(writes);
 }
 
 static void on_flush(struct ev_loop *loop, ev_timer *w, int revents)
@@ -529,15 +608,52 @@ static int send_op(lane *l, op *o, size_t n, const tc__cmd *cmds,
     return 0;
 }
 
-static op *op_new(int kind, void *ud)
+static op *op_new(tc_async *a, int kind, void *ud)
 {
     op *o = calloc(1, sizeof(*o));
     if (!o) {
         tc__fail(TC_NO_MEMORY, "out of memory");
         return NULL;
     }
+    o->a = a;
     o->kind = kind;
     o->ud = ud;
+    return o;
+}
+
+/* A SET request with its write state and room for `kvlen` bytes of key
+ * and value in `key`: a spare one when there is (op_free keeps them). */
+static op *set_op_new(tc_async *a, void *ud, size_t kvlen)
+{
+    op *o = a->spare;
+    if (o) {
+        tc__set_op *set = o->set;
+        char *kv = o->key;
+        size_t cap = o->kvcap;
+        a->spare = o->next;
+        a->nspare--;
+        memset(o, 0, sizeof(*o));
+        o->set = set, o->key = kv, o->kvcap = cap;
+        o->a = a, o->kind = OP_SET, o->ud = ud;
+    } else if (!(o = op_new(a, OP_SET, ud))) {
+        return NULL;
+    } else if (!(o->set = malloc(sizeof(*o->set)))) {
+        free(o);
+        tc__fail(TC_NO_MEMORY, "out of memory");
+        return NULL;
+    }
+    if (o->kvcap < kvlen) {
+        char *kv = malloc(kvlen);
+        if (!kv) {
+            o->kvcap = SPARE_KV_MAX + 1; /* not kept: freed whole */
+            op_free(o);
+            tc__fail(TC_NO_MEMORY, "out of memory");
+            return NULL;
+        }
+        free(o->key);
+        o->key = kv;
+        o->kvcap = kvlen;
+    }
     return o;
 }
 
@@ -558,7 +674,7 @@ tc_result tc_async_get(tc_async *a, unsigned lane_no, const void *key,
     flush_batch(l); /* what came before goes first */
     if (!lane_conn(l))
         return TC_L2_UNAVAILABLE;
-    if (!(o = op_new(OP_GET, userdata)))
+    if (!(o = op_new(a, OP_GET, userdata)))
         return TC_NO_MEMORY;
     o->gcb = cb;
     if (!(o->key = malloc(klen))) {
@@ -612,15 +728,9 @@ tc_result tc_async_set(tc_async *a, unsigned lane_no, const void *key,
     l = pick(a, lane_no);
     if (!lane_conn(l))
         return TC_L2_UNAVAILABLE;
-    if (!(o = op_new(OP_SET, userdata)))
+    if (!(o = set_op_new(a, userdata, klen + vlen + 1)))
         return TC_NO_MEMORY;
     o->cb = cb;
-    o->set = malloc(sizeof(*o->set));
-    o->key = malloc(klen + vlen + 1);
-    if (!o->set || !o->key) {
-        op_free(o);
-        return tc__fail(TC_NO_MEMORY, "out of memory");
-    }
     memcpy(o->key, key, klen);
     if (vlen)
         memcpy(o->key + klen, val, vlen);
@@ -760,7 +870,7 @@ static tc_result submit(tc_async *a, unsigned lane_no, size_t n,
             return tc__fail(TC_BAD_ARGUMENT, "a reply hiredis may not read: "
                                              "use tc_command()");
     }
-    if (!(o = op_new(OP_READ, userdata)))
+    if (!(o = op_new(a, OP_READ, userdata)))
         return TC_NO_MEMORY;
     o->cb = cb;
     o->multi = multi;
@@ -936,6 +1046,13 @@ void tc_async_close(tc_async *a)
     ev_timer_stop(a->loop, &a->flush);
     ev_ref(a->loop);
     ev_prepare_stop(a->loop, &a->send);
+    while (a->spare) {
+        op *o = a->spare;
+        a->spare = o->next;
+        free(o->set);
+        free(o->key);
+        free(o);
+    }
     free(a->lanes);
     free(a);
 }

@@ -284,13 +284,17 @@ tc_result tc__set(tc_cache *c, const void *key, size_t klen, const void *val,
  *  (`exec` taken), which fills or invalidates L1 and returns tc_set_ex()'s
  *  result. With `no_message` (not for NX/XX or strict writes) no
  *  invalidation message is encoded: the caller publishes one naming this
- *  key in the same transaction (async.c's group commit). `key` and `val` are borrowed until finish; `op` must not move
- *  between the two (its commands point into it). */
+ *  key in the same transaction (async.c's group commit), and this
+ *  instance's copy is not dropped yet: the caller calls tc__set_drop_l1()
+ *  before it sends the write (a group drops its keys together, their
+ *  index lines prefetched). `key` and `val` are borrowed until finish;
+ *  `op` must not move between the two (its commands point into it). */
 typedef struct tc__set_op {
     tc__txn t;
     tc__pkey k, sk; /* the key; its stamps hash (stamps.h) */
     uint64_t h, gen, t0, l1_ttl;
     int cond;
+    int l1_later;   /* no_message: tc__set_drop_l1() not called yet */
     const void *key, *val;
     size_t klen, vlen;
     const char *argv[12];
@@ -306,6 +310,14 @@ tc_result tc__set_begin(tc_cache *c, const void *key, size_t klen,
                         int no_message, tc__set_op *op);
 tc_result tc__set_finish(tc_cache *c, tc__set_op *op, tc_result r,
                          redisReply *exec);
+/** tc__set_finish() for a no_message write answered inside a group's
+ *  transaction: `set_reply` is its SET's own reply (borrowed; read only
+ *  when `r` is TC_OK), no EXEC array is built for it. */
+tc_result tc__set_finish_reply(tc_cache *c, tc__set_op *op, tc_result r,
+                               const redisReply *set_reply);
+/** Drop this instance's copy of a no_message write's key (tc__set_begin);
+ *  its generation guards the fill at finish. Before the write is sent. */
+void tc__set_drop_l1(tc_cache *c, tc__set_op *op);
 /** tc_mdel() with one more command in the same transaction (its reply is
  *  the EXEC reply's third element); on Redis Cluster all `keys` must then
  *  share a slot (else TC_BAD_ARGUMENT). */

@@ -585,6 +585,27 @@ void tc__l1_count_hits(tc__l1 *l1, size_t n)
         count(l1, 1);
 }
 
+void tc__l1_prefetch(tc__l1 *l1, uint64_t h, int stage)
+{
+    shard *s = shard_of(l1, h);
+    tc__epoch_rec *rec = tc__epoch_enter(); /* the index is not freed */
+    ix *x;
+    size_t i;
+    if (!rec)
+        return;
+    x = atomic_load_explicit(&s->index, memory_order_acquire);
+    i = (size_t)h & x->mask;
+    if (stage == 0) {
+        __builtin_prefetch((const void *)&x->slot[i]);
+        __builtin_prefetch((const void *)&s->gen[slot_of(h)]);
+    } else {
+        uintptr_t sv = atomic_load_explicit(&x->slot[i], memory_order_relaxed);
+        if ((sv & TAG_MASK) == tag_of(h) && ptr_of(sv))
+            __builtin_prefetch((const void *)ptr_of(sv));
+    }
+    tc__epoch_exit(rec);
+}
+
 uint64_t tc__l1_gen(tc__l1 *l1, uint64_t h)
 {
     return atomic_load_explicit(&shard_of(l1, h)->gen[slot_of(h)],

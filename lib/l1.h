@@ -109,6 +109,12 @@ struct tc_value *tc__l1_get_until(tc__l1 *l1, uint64_t h, const void *key,
                                   size_t klen, uint64_t until, int counting,
                                   int *lapsed);
 
+/** Start loading what a write of hash `h` will touch first: `stage` 0 its
+ *  index slot and generation, 1 (after 0 had time) the entry the slot
+ *  points to. Changes nothing; a batch of writes calls it for every key
+ *  first, so their cache misses overlap. Any thread. */
+void tc__l1_prefetch(tc__l1 *l1, uint64_t h, int stage);
+
 /** The generation a later tc__l1_fill() for this key must match.
  *  Lock-free; any thread. */
 uint64_t tc__l1_gen(tc__l1 *l1, uint64_t h);

@@ -80,6 +80,7 @@ tc_result tc__set_begin(tc_cache *c, const void *key, size_t klen,
     }
     if (no_message && !op->cond && !tc__write_is_strict(c, o->flags)) {
         memset(&op->t, 0, sizeof(op->t)); /* the caller publishes */
+        op->l1_later = 1;                 /* and drops the copy */
     } else if ((r = tc__txn_begin(c, &op->t, TC__MSG_KEY, 1, keys, &klen,
                                   tc__write_is_strict(c, o->flags))) !=
                TC_OK) {
@@ -131,13 +132,25 @@ tc_result tc__set_begin(tc_cache *c, const void *key, size_t klen,
     }
 
     /* Drop our own copy first; the returned generation guards the fill. */
-    op->gen = tc__l1_invalidate_key(c->l1, op->h, key, klen);
+    if (!op->l1_later)
+        op->gen = tc__l1_invalidate_key(c->l1, op->h, key, klen);
     op->t0 = tc__now_ns(); /* the L2 TTL starts no earlier */
     return TC_OK;
 }
 
-tc_result tc__set_finish(tc_cache *c, tc__set_op *op, tc_result r,
-                         redisReply *exec)
+void tc__set_drop_l1(tc_cache *c, tc__set_op *op)
+{
+    if (!op->l1_later)
+        return;
+    op->l1_later = 0;
+    op->gen = tc__l1_invalidate_key(c->l1, op->h, op->key, op->klen);
+}
+
+/* tc__set_finish with the SET's own reply `sr` (borrowed; read only when
+ * `r` is TC_OK) apart from the EXEC reply `exec` (taken; may be NULL
+ * without a strict wait to end). */
+static tc_result set_done(tc_cache *c, tc__set_op *op, tc_result r,
+                          const redisReply *sr, redisReply *exec)
 {
     int stored = 0;
     tc__pkey_free(&op->k);
@@ -146,7 +159,6 @@ tc_result tc__set_finish(tc_cache *c, tc__set_op *op, tc_result r,
     free(op->zbuf);
     op->set_mem = op->zbuf = NULL;
     if (r == TC_OK) {
-        const redisReply *sr = exec->element[0];
         if (sr->type == REDIS_REPLY_ERROR)
             r = tc__fail(TC_PROTOCOL, "SET: %.*s", (int)sr->len, sr->str);
         else if (op->cond ? sr->type == REDIS_REPLY_INTEGER && sr->integer == 0
@@ -175,6 +187,18 @@ tc_result tc__set_finish(tc_cache *c, tc__set_op *op, tc_result r,
         tc__l1_invalidate_key(c->l1, op->h, op->key, op->klen);
     }
     return r;
+}
+
+tc_result tc__set_finish(tc_cache *c, tc__set_op *op, tc_result r,
+                         redisReply *exec)
+{
+    return set_done(c, op, r, r == TC_OK ? exec->element[0] : NULL, exec);
+}
+
+tc_result tc__set_finish_reply(tc_cache *c, tc__set_op *op, tc_result r,
+                               const redisReply *set_reply)
+{
+    return set_done(c, op, r, set_reply, NULL);
 }
 
 tc_result tc__set(tc_cache *c, const void *key, size_t klen, const void *val,

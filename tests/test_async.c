@@ -230,6 +230,156 @@ Test(async, grouped_sets_each_answered_and_each_invalidated)
     tc_cache_destroy(b);
 }
 
+/* Every SET of a group replaces its own key's stamp (stamps.h), though
+ * the group carries them in one HSET: the stamps are what refuses a load,
+ * a refresh or a fail-safe copy that raced the write. */
+Test(async, grouped_sets_each_replace_their_stamp)
+{
+    enum { N = 12 };
+    tc_options o = test_opts(&srv);
+    tc_cache *a = must_create(&o);
+    struct ev_loop *loop = ev_loop_new(0);
+    tc_async *as = NULL;
+    got g[N];
+    char key[N][8], field[N][8], *before[N];
+    memset(g, 0, sizeof(g));
+    for (int i = 0; i < N; i++) {
+        snprintf(key[i], sizeof(key[i]), "s%d", i);
+        tc__stamp_field(tc__hash(key[i], strlen(key[i])), field[i]);
+        cr_assert_eq(set_str(a, key[i], "old", 0), TC_OK);
+    }
+    for (int i = 0; i < N; i++) {
+        before[i] = tcr_cmd(&srv, NULL, "HGET",
+                            "__tiercache:invalidate:stamps", field[i], NULL);
+        cr_assert(before[i] && strcmp(before[i], "(nil)") != 0,
+                  "no stamp for %s", key[i]);
+    }
+    cr_assert_eq(tc_async_open(a, loop, 1, &as), TC_OK);
+    for (int i = 0; i < N; i++) /* one loop iteration: one group */
+        cr_assert_eq(tc_async_set(as, 0, key[i], strlen(key[i]), "new", 3,
+                                  NULL, on_reply, &g[i]),
+                     TC_OK);
+    RUN_UNTIL_ANSWERED(loop, &g[N - 1]);
+    for (int i = 0; i < N; i++) {
+        char *after = tcr_cmd(&srv, NULL, "HGET",
+                              "__tiercache:invalidate:stamps", field[i], NULL);
+        cr_assert_eq(g[i].calls, 1);
+        cr_assert_eq(g[i].r, TC_OK);
+        cr_assert(after && strcmp(after, before[i]) != 0,
+                  "the SET of %s left its stamp at %s", key[i], before[i]);
+        free(after);
+        free(before[i]);
+    }
+    tc_async_close(as);
+    ev_loop_destroy(loop);
+    tc_cache_destroy(a);
+}
+
+/* A group of SETs without a TTL costs Redis one MSET (not one SET each),
+ * with the same outcome as the SETs one after another: every SET
+ * answered, the last write of a key the one kept, other instances'
+ * copies dropped. */
+Test(async, a_group_without_ttls_is_one_mset)
+{
+    enum { N = 8 };
+    static const tc_set_opts forever = {TC_TTL_NONE, 0, 0};
+    tc_options o = test_opts(&srv);
+    tc_cache *a = must_create(&o), *b = must_create(&o);
+    struct ev_loop *loop = ev_loop_new(0);
+    tc_async *as = NULL;
+    got g[N + 1];
+    char key[N][8], val[N][8];
+    long long msets;
+    char *s;
+    memset(g, 0, sizeof(g));
+    for (int i = 0; i < N; i++) {
+        snprintf(key[i], sizeof(key[i]), "m%d", i);
+        snprintf(val[i], sizeof(val[i]), "old%d", i);
+        cr_assert_eq(set_str(a, key[i], val[i], 0), TC_OK);
+        warm(b, key[i], val[i]);
+    }
+    cr_assert_eq(tc_async_open(a, loop, 1, &as), TC_OK);
+    free(tcr_cmd(&srv, NULL, "CONFIG", "RESETSTAT", NULL));
+    for (int i = 0; i < N; i++) {
+        snprintf(val[i], sizeof(val[i]), "new%d", i);
+        cr_assert_eq(tc_async_set(as, 0, key[i], strlen(key[i]), val[i],
+                                  strlen(val[i]), &forever, on_reply, &g[i]),
+                     TC_OK);
+    }
+    /* m0 again, last: its second value is the one kept. */
+    cr_assert_eq(tc_async_set(as, 0, "m0", 2, "last", 4, &forever, on_reply,
+                              &g[N]),
+                 TC_OK);
+    RUN_UNTIL_ANSWERED(loop, &g[N]);
+    /* (Not "no SET at all": the instances' own housekeeping may SET.) */
+    msets = command_calls(&srv, "mset");
+    cr_assert_eq(msets, 1, "%lld MSETs for one group", msets);
+    for (int i = 0; i <= N; i++) {
+        cr_assert_eq(g[i].calls, 1, "SET %d answered %d times", i,
+                     g[i].calls);
+        cr_assert_eq(g[i].r, TC_OK);
+    }
+    s = tcr_cmd(&srv, NULL, "GET", "m0", NULL);
+    cr_assert_str_eq(s, "last");
+    free(s);
+    s = tcr_cmd(&srv, NULL, "PTTL", "m0", NULL);
+    cr_assert_str_eq(s, "-1");
+    free(s);
+    for (int i = 0; i < N; i++) {
+        char old[8];
+        holds_arg h = {b, key[i], old};
+        snprintf(old, sizeof(old), "old%d", i);
+        AWAIT(l1_drops, &h, "b kept %s=%s", key[i], old);
+        s = get_str(b, key[i], NULL);
+        cr_assert_str_eq(s, i ? val[i] : "last");
+        free(s);
+    }
+    tc_async_close(as);
+    ev_loop_destroy(loop);
+    tc_cache_destroy(a);
+    tc_cache_destroy(b);
+}
+
+/* A group where some SETs have a TTL goes as the SETs themselves, in
+ * order: the key written first with a TTL and then without keeps none. */
+Test(async, a_group_with_ttls_keeps_each_sets_order_and_ttl)
+{
+    static const tc_set_opts forever = {TC_TTL_NONE, 0, 0},
+                             minute = {60000, 0, 0};
+    tc_options o = test_opts(&srv);
+    tc_cache *a = must_create(&o);
+    struct ev_loop *loop = ev_loop_new(0);
+    tc_async *as = NULL;
+    got g[3];
+    char *s;
+    memset(g, 0, sizeof(g));
+    cr_assert_eq(tc_async_open(a, loop, 1, &as), TC_OK);
+    cr_assert_eq(tc_async_set(as, 0, "t1", 2, "ttl", 3, &minute, on_reply,
+                              &g[0]),
+                 TC_OK);
+    cr_assert_eq(tc_async_set(as, 0, "t1", 2, "none", 4, &forever, on_reply,
+                              &g[1]),
+                 TC_OK);
+    cr_assert_eq(tc_async_set(as, 0, "t2", 2, "ttl", 3, &minute, on_reply,
+                              &g[2]),
+                 TC_OK);
+    RUN_UNTIL_ANSWERED(loop, &g[2]);
+    for (int i = 0; i < 3; i++)
+        cr_assert_eq(g[i].r, TC_OK);
+    s = tcr_cmd(&srv, NULL, "GET", "t1", NULL);
+    cr_assert_str_eq(s, "none");
+    free(s);
+    s = tcr_cmd(&srv, NULL, "PTTL", "t1", NULL);
+    cr_assert_str_eq(s, "-1");
+    free(s);
+    s = tcr_cmd(&srv, NULL, "PTTL", "t2", NULL);
+    cr_assert(atoll(s) > 0 && atoll(s) <= 60000, "t2's PTTL %s", s);
+    free(s);
+    tc_async_close(as);
+    ev_loop_destroy(loop);
+    tc_cache_destroy(a);
+}
+
 /* What must wait is refused at submission, and nothing is sent. */
 Test(async, strict_and_blocking_are_refused)
 {

@@ -262,6 +262,61 @@ Test(pipeline, client_gone_with_replies_in_flight)
  * invalidate L1 (a key read into L1 before is read fresh after), and
  * Redis's answers stand: a transaction of reads, a queue-time error
  * (EXECABORT, answered here), a run-time error inside EXEC. */
+/* One transaction (the commands one by one); 1 once an EXEC went on the
+ * pipeline (a worker runs them until the command table is read). */
+typedef struct warm_tx {
+    tcd_proc *t;
+    redisContext *c;
+} warm_tx;
+
+static int exec_pipelined(void *arg)
+{
+    warm_tx *w = arg;
+    pipelined_at_least p = {w->t, 1};
+    freeReplyObject(cmd(w->c, "MULTI"));
+    freeReplyObject(cmd(w->c, "INCR tx1:warm"));
+    freeReplyObject(cmd(w->c, "EXEC"));
+    return pipelined_reached(&p);
+}
+
+/* A transaction sent in one write is answered in one send, as Redis
+ * answers it: MULTI's +OK and the QUEUEDs wait for EXEC's answer instead
+ * of waking the client once before it. Redis is paused while EXEC is on
+ * its way, so "before" is seen without a race: nothing may reach the
+ * client until Redis answers, then all of it at once. */
+Test(pipeline, a_transaction_is_answered_in_one_send)
+{
+    static const char req[] = "*1\r\n$5\r\nMULTI\r\n"
+                              "*2\r\n$4\r\nINCR\r\n$5\r\ntx1:n\r\n"
+                              "*1\r\n$4\r\nEXEC\r\n";
+    static const char want[] = "+OK\r\n+QUEUED\r\n*1\r\n:1\r\n";
+    tcd_proc *t = start_daemon(NULL);
+    redisContext *c = connect_to(t);
+    warm_tx w = {t, c};
+    pipelined_at_least p = {t, 0};
+    char buf[256];
+    ssize_t got;
+    cr_assert_not_null(c);
+    cr_assert(tcr_wait(exec_pipelined, &w, DEADLINE_MS),
+              "EXEC never went on the pipeline");
+    p.want = info_field_in(t, "tiercached", "tiercached_commands_pipelined") + 1;
+    tcr_pause(&redis);
+    cr_assert_eq(write(c->fd, req, sizeof(req) - 1), (ssize_t)sizeof(req) - 1);
+    /* Once EXEC is pipelined, whatever was sent with it has been sent. */
+    cr_assert(tcr_wait(pipelined_reached, &p, DEADLINE_MS),
+              "EXEC was not pipelined");
+    got = recv(c->fd, buf, sizeof(buf) - 1, MSG_DONTWAIT);
+    cr_assert(got < 0 && (errno == EAGAIN || errno == EWOULDBLOCK),
+              "%zd bytes sent before EXEC's answer", got);
+    tcr_resume(&redis);
+    got = recv(c->fd, buf, sizeof(buf) - 1, 0); /* blocks for the send */
+    cr_assert_gt(got, 0, "recv: %s", strerror(errno));
+    buf[got] = '\0';
+    cr_assert_str_eq(buf, want, "the send held %zd bytes", got);
+    redisFree(c);
+    stop_daemon(t);
+}
+
 Test(pipeline, transactions_run_on_the_pipeline)
 {
     tcd_proc *t = start_daemon(NULL);

@@ -85,6 +85,8 @@ struct tc_cache {
     void *fill_hook_arg;
     tc__fill_hook_fn load_hook; /* tests only: after the loader returned */
     void *load_hook_arg;
+    tc__fill_hook_fn session_write_hook; /* tests only: see testhooks.c */
+    void *session_write_hook_arg;
 };
 
 /* A prefixed L2 key: on the stack when small. */
@@ -346,6 +348,12 @@ void tc__cache_set_fill_hook(tc_cache *c, tc__fill_hook_fn fn, void *arg);
 /** Called by tc_get_or_load()'s leader after its loader returned and
  *  before it stores the value: the window of the read-through race. */
 void tc__cache_set_load_hook(tc_cache *c, tc__fill_hook_fn fn, void *arg);
+/** Called by tc_session_command() once Redis answered a write made while
+ *  the session WATCHes keys, before the command returns (key: the
+ *  command's name): anything not yet published then is not atomic with
+ *  the write. */
+void tc__cache_set_session_write_hook(tc_cache *c, tc__fill_hook_fn fn,
+                                      void *arg);
 /** The bus generation: increments every time the bus (re)proves itself
  *  alive after being down. 0 without a bus. */
 uint64_t tc__cache_bus_generation(tc_cache *c);

@@ -79,4 +79,14 @@ tc_result tc__run_write(tc_cache *c, tc__conn *conn, size_t n,
                         const tc__prepared *ps, const tc__written *w,
                         redisReply **exec);
 
+/* watched.c: a write on a connection that WATCHes keys, in one script
+ * with its stamps and invalidation (strict: and the count). */
+/** 1 when `p` (a write, `w` its written keys) can run in that script. */
+int tc__watched_write_fits(const tc__prepared *p, const tc__written *w);
+/** Run it on `conn` (the caller's, WATCHing). On TC_OK *out is the
+ *  command's reply as Redis gave it (caller frees); else the connection
+ *  is out of step. */
+tc_result tc__watched_write(tc_cache *c, tc__conn *conn, const tc__prepared *p,
+                            const tc__written *w, redisReply **out);
+
 #endif

@@ -6,9 +6,12 @@
  * cache's database keep every L1 coherent:
  *   - outside WATCH: the write, its stamps and its invalidation in one
  *     MULTI/EXEC on the session's connection (as tc_command on the pool);
- *   - between WATCH and EXEC, after a blocking command, or for a command
- *     the table lacks: the write alone (wrapping it in MULTI/EXEC would
- *     end the caller's WATCH), its invalidation right after, on the pool;
+ *   - between WATCH and EXEC: the write, its stamps and its invalidation
+ *     in one script (watched.c: MULTI/EXEC would end the caller's WATCH);
+ *     a command Redis refuses in scripts, too long for one: the write
+ *     alone, its invalidation right after, on the pool;
+ *   - after a blocking command, or for a command the table lacks: the
+ *     write alone, its invalidation right after, on the pool;
  *   - a transaction (tc_session_multi): one MULTI/EXEC on the session, so
  *     that the WATCH holds; the invalidation is published in that EXEC,
  *     hence only when the transaction ran.
@@ -137,6 +140,14 @@ static void track(tc_session *s, const tc__prepared *p, const redisReply *r)
         s->db = 0, s->watching = 0;
 }
 
+/* Tests only (testhooks.c): a write made while WATCHing was answered. */
+static void session_write_hook(tc_session *s, const tc__prepared *p)
+{
+    if (s->c->session_write_hook)
+        s->c->session_write_hook(s->c->session_write_hook_arg, p->argv[0],
+                                 p->argvlen[0]);
+}
+
 tc_result tc_session_command(tc_session *s, int argc, const char *const *argv,
                              const size_t *argvlen, tc_reply **out)
 {
@@ -159,7 +170,7 @@ tc_result tc_session_command(tc_session *s, int argc, const char *const *argv,
                                               ? 0
                                               : s->c->cfg.command_timeout_ms);
     if (p.keys.cls == TC__CLASS_CONNECTION || s->db != cache_db(s->c) ||
-        p.keys.effect == TC__EFFECT_READ || s->watching || !p.keys.known ||
+        p.keys.effect == TC__EFFECT_READ || !p.keys.known ||
         p.keys.cls == TC__CLASS_BLOCKING) {
         r = tc__conn_command(s->conn, p.argc, p.argv, p.argvlen, &rep);
         if (r != TC_OK) {
@@ -171,6 +182,28 @@ tc_result tc_session_command(tc_session *s, int argc, const char *const *argv,
                    s->db == cache_db(s->c)) {
             invalidate_after(s, &p, argv, argvlen);
         }
+    } else if (s->watching) {
+        tc__written w;
+        if ((r = tc__collect(s->c, 1, &p, &argv, &argvlen, &w)) != TC_OK) {
+            ;
+        } else if (tc__watched_write_fits(&p, &w)) {
+            /* in one script with its invalidation (watched.c) */
+            if ((r = tc__watched_write(s->c, s->conn, &p, &w, &rep)) != TC_OK)
+                broken(s, r);
+            else
+                session_write_hook(s, &p);
+        } else {
+            /* a command Redis refuses in scripts, or one too long for
+             * one: invalidated right after it */
+            r = tc__conn_command(s->conn, p.argc, p.argv, p.argvlen, &rep);
+            if (r != TC_OK) {
+                broken(s, r);
+            } else if (rep->type != REDIS_REPLY_ERROR) {
+                session_write_hook(s, &p);
+                invalidate_after(s, &p, argv, argvlen);
+            }
+        }
+        tc__written_free(&w);
     } else {
         tc__written w;
         if ((r = tc__collect(s->c, 1, &p, &argv, &argvlen, &w)) == TC_OK) {

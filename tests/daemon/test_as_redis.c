@@ -243,3 +243,23 @@ Test(as_redis, write_after_select_inside_multi_is_invalidated)
     redisFree(a);
     redisFree(b);
 }
+
+/* Writes between WATCH and EXEC run, with their invalidation, in one
+ * script: replies and errors are Redis's own, nil arrays stay nil arrays,
+ * and a write still dirties the client's own watched keys (the EXEC after
+ * it answers nil), while a failed write does not. */
+Test(as_redis, writes_while_watching)
+{
+    tcd_proc *t = start_daemon(NULL);
+    expect_redis_bytes(t,
+                       "SET wk 1\r\nSET ws str\r\nWATCH wk ws\r\nSET wk 2\r\n"
+                       "INCR ws\r\nLPUSH ws a\r\nSET ws x EX -5\r\n"
+                       "LPOP wl 2\r\nRPOP wl 2\r\nLMPOP 1 wl LEFT\r\n"
+                       "ZMPOP 1 wz MIN\r\nRPUSH wl a b c\r\nLPOP wl 2\r\n"
+                       "INCRBYFLOAT wf 1.5\r\nSET wk 3 GET\r\n"
+                       "HSET wh f v\r\nHGETALL wh\r\nMULTI\r\nGET wk\r\n"
+                       "EXEC\r\nWATCH ws\r\nINCR ws\r\nSET ws y EX -1\r\n"
+                       "MULTI\r\nGET ws\r\nEXEC\r\nGET wk\r\n"
+                       "DEL wk ws wl wf wh\r\n" END,
+                       END_REPLY);
+}

@@ -207,6 +207,9 @@ Test(as_redis, select_inside_multi_with_watch)
                        "WATCH w\r\nMULTI\r\nSELECT 3\r\nSET w3 x\r\nEXEC\r\n"
                        "GET w3\r\nDEL w3\r\nSELECT 0\r\nWATCH w\r\nSET w 1\r\n"
                        "MULTI\r\nSELECT 4\r\nSET w4 y\r\nEXEC\r\nGET w4\r\n"
+                       "WATCH w\r\nMULTI\r\nCLIENT GETNAME\r\n"
+                       "CLIENT SETNAME wn\r\nEXEC\r\nCLIENT GETNAME\r\n"
+                       "MULTI\r\nUNWATCH\r\nSELECT 0\r\nEXEC\r\n"
                        "DEL w\r\n" END,
                        END_REPLY);
 }

@@ -13,9 +13,10 @@
  * another database (or CLIENT TRACKING ...) first gives the client its own
  * Redis connection (pin.h), whose session runs the SELECT inside the
  * transaction, so that the commands after it run in that database, and
- * the client stays there. One difference: when a WATCH aborts such a
- * transaction (EXEC answers nil), a CLIENT SETNAME, AUTH or HELLO queued
- * in it has taken effect all the same.
+ * the client stays there. On a client with a connection of its own a
+ * WATCH may abort the transaction: there the daemon's own commands run
+ * only once Redis ran it (tcd_multi_finish, on the loop, the client's
+ * input held until then).
  *
  * Threads: the queue is client state (loop thread); EXEC hands it to its
  * job (cl->exec_batch, taken by dispatch when it defers the EXEC), which a
@@ -96,7 +97,10 @@ void tcd_txn_local_free(tcd_txn_local *l)
         return;
     for (size_t i = 0; l->rep && i < l->n; i++)
         tcd_buf_free(&l->rep[i]);
+    for (size_t i = 0; l->req && i < l->n; i++)
+        tcd_req_free(l->req[i]);
     free(l->rep);
+    free(l->req);
     free(l->here);
     free(l);
 }
@@ -180,8 +184,10 @@ static int exec_split(tcd_client *cl, tcd_buf *out)
         loc->n = n;
         loc->rep = calloc(n, sizeof(*loc->rep));
         loc->here = calloc(n, 1);
+        loc->req = calloc(n, sizeof(*loc->req));
+        loc->deferred = cl->pin != NULL;
     }
-    if (!loc || !rq || !loc->rep || !loc->here) {
+    if (!loc || !rq || !loc->rep || !loc->here || !loc->req) {
         tcd_txn_local_free(loc);
         free(rq);
         tcd_multi_reset(cl);
@@ -191,7 +197,10 @@ static int exec_split(tcd_client *cl, tcd_buf *out)
     for (size_t i = 0; i < n; i++) {
         tcd_req *q = cl->mq[i];
         cl->mq[i] = NULL;
-        if (runs_here(cl, q)) {
+        if (runs_here(cl, q) && loc->deferred) {
+            loc->here[i] = 1;
+            loc->req[i] = q; /* run by tcd_multi_finish() */
+        } else if (runs_here(cl, q)) {
             loc->here[i] = 1;
             run_here(cl, q, &loc->rep[i]);
             tcd_req_free(q);
@@ -210,7 +219,10 @@ static int exec_split(tcd_client *cl, tcd_buf *out)
         return TCD_DONE;
     }
     /* With a connection of its own, even an EXEC of no Redis command goes
-     * there: a WATCH may abort it. */
+     * there: a WATCH may abort it, and then what the daemon answers itself
+     * must not run either, nor the client's next commands before it. */
+    if (loc->deferred)
+        cl->pin_hold = 1;
     cl->exec_batch = rq;
     cl->exec_n = nr;
     cl->exec_local = loc;
@@ -321,12 +333,20 @@ void tcd_multi_args_free(tcd_multi_args *a)
 }
 
 void tcd_multi_reply(tcd_buf *out, tc_result rc, tc_reply *rep,
-                     const tcd_txn_local *local)
+                     tcd_txn_local *local)
 {
     size_t k = 0;
     if (!local || rc != TC_OK || tc_reply_type(rep) != TC_REPLY_ARRAY ||
         tc_reply_is_nil_array(rep)) {
         tcd_forward_reply(out, rc, rep); /* not run: nil, an error */
+        return;
+    }
+    if (local->deferred) { /* the loop finishes it (tcd_multi_finish) */
+        for (size_t i = 0; i < local->n; i++)
+            if (!local->here[i] && k < tc_reply_elements(rep))
+                tcd_reply_redis(&local->rep[i], tc_reply_element(rep, k++));
+        local->ran = 1;
+        tc_reply_free(rep);
         return;
     }
     tcd_reply_array(out, (long long)local->n);
@@ -342,8 +362,26 @@ void tcd_multi_reply(tcd_buf *out, tc_result rc, tc_reply *rep,
     tc_reply_free(rep);
 }
 
+void tcd_multi_finish(tcd_client *cl, tcd_job *j)
+{
+    tcd_txn_local *l = j->txn_local;
+    if (!l || !l->deferred)
+        return;
+    l->deferred = 0;
+    cl->pin_hold = 0; /* the client's next write resumes its input */
+    if (!l->ran || cl->dead)
+        return; /* not run (nil, an error): j->out holds the answer */
+    for (size_t i = 0; i < l->n; i++)
+        if (l->here[i])
+            run_here(cl, l->req[i], &l->rep[i]);
+    tcd_reply_array(&j->out, (long long)l->n);
+    for (size_t i = 0; i < l->n; i++)
+        tcd_buf_add(&j->out, l->rep[i].p + l->rep[i].off,
+                    tcd_buf_pending(&l->rep[i]));
+}
+
 void tcd_multi_run(tcd_server *srv, tcd_req **batch, size_t n,
-                   const tcd_txn_local *local, tcd_buf *out)
+                   tcd_txn_local *local, tcd_buf *out)
 {
     tcd_multi_args a;
     tc_reply *rep = NULL;

@@ -64,12 +64,16 @@ void tcd_multi_args_free(tcd_multi_args *a);
 /** Run an EXEC job's batch (worker thread); `local` (borrowed, may be
  *  NULL) holds the replies tiercached made itself, spliced in. */
 void tcd_multi_run(tcd_server *srv, tcd_req **batch, size_t n,
-                   const tcd_txn_local *local, tcd_buf *out);
+                   tcd_txn_local *local, tcd_buf *out);
 /** EXEC's reply: Redis's (`rep`, freed here) as tcd_forward_reply()
  *  writes it, with the replies of `local` (borrowed, may be NULL) at
  *  their places when Redis ran the transaction. Any thread. */
 void tcd_multi_reply(tcd_buf *out, tc_result rc, tc_reply *rep,
-                     const tcd_txn_local *local);
+                     tcd_txn_local *local);
+/** A pinned client's EXEC `j` came back from its pin (loop thread): run
+ *  the commands the daemon answers itself if Redis ran the transaction,
+ *  and complete the reply; resume the client's input. */
+void tcd_multi_finish(tcd_client *cl, tcd_job *j);
 /** Free what tcd_cmd_exec() made; NULL does nothing. */
 void tcd_txn_local_free(tcd_txn_local *l);
 

@@ -493,6 +493,7 @@ void tcd_dispatch_done(struct ev_loop *loop, ev_async *w, int revents)
             continue;
         }
         tcd_client_uncharge(cl, j); /* its request ... */
+        tcd_multi_finish(cl, j);    /* (a pinned client's EXEC) */
         j->done = 1;
         tcd_client_charge(cl, j);   /* ... is now its reply */
         cl->inflight--;

@@ -39,8 +39,15 @@ struct tcd_pin;
  * Redis's replies to the others. Owned by the job that carries it. */
 typedef struct tcd_txn_local {
     size_t n;             /* commands in the transaction */
-    tcd_buf *rep;         /* n replies; only those marked `here` are used */
+    tcd_buf *rep;         /* n replies */
     unsigned char *here;  /* 1: answered by tiercached, not sent to Redis */
+    tcd_req **req;        /* n; those answered here, owned, until run */
+    int deferred;         /* a pinned client's: its own commands run on
+                             the loop once Redis ran the transaction (a
+                             WATCH may abort it), the client's input held
+                             until then */
+    int ran;              /* deferred: Redis ran it; rep holds Redis's
+                             replies (set by the pin thread) */
 } tcd_txn_local;
 
 /** A reply slot in a client's in-order list; also a worker job. */

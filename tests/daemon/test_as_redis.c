@@ -199,7 +199,8 @@ Test(as_redis, client_commands_inside_multi)
 }
 
 /* A WATCHing client (its own connection) selects inside MULTI too, and a
- * WATCH that aborts the transaction leaves the connection where it was. */
+ * WATCH that aborts the transaction leaves the connection where it was,
+ * and its name: nothing queued ran, the daemon's own commands included. */
 Test(as_redis, select_inside_multi_with_watch)
 {
     tcd_proc *t = start_daemon(NULL);
@@ -210,7 +211,11 @@ Test(as_redis, select_inside_multi_with_watch)
                        "WATCH w\r\nMULTI\r\nCLIENT GETNAME\r\n"
                        "CLIENT SETNAME wn\r\nEXEC\r\nCLIENT GETNAME\r\n"
                        "MULTI\r\nUNWATCH\r\nSELECT 0\r\nEXEC\r\n"
-                       "DEL w\r\n" END,
+                       "WATCH w\r\nSET w 2\r\nMULTI\r\nSELECT 5\r\n"
+                       "CLIENT SETNAME aborted\r\nSET w5 z\r\nEXEC\r\n"
+                       "CLIENT GETNAME\r\nGET w5\r\nWATCH w\r\nSET w 3\r\n"
+                       "MULTI\r\nCLIENT SETNAME aborted2\r\nEXEC\r\n"
+                       "CLIENT GETNAME\r\nDEL w\r\n" END,
                        END_REPLY);
 }
 

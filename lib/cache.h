@@ -20,6 +20,8 @@
  *   warm.c        tc_set_many, tc_warm (batched writes)
  *   compress.c    zstd frames of L2 values (compress.h)
  *   ratelimit.c   tc_rate_limit (Redis script; ratelocal.c while it is down)
+ *   watched.c     a session's write while it WATCHes, in one script with
+ *                 its invalidation (command.h)
  *   testhooks.c   hooks for in-tree tests
  * Nothing here is part of the API or installed.
  *

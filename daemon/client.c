@@ -21,6 +21,7 @@ void tcd_client_free(tcd_client *cl)
         tcd_job *n = j->next;
         tcd_req_free(j->req);
         tcd_multi_batch_free(j->batch, j->nbatch);
+        tcd_txn_local_free(j->txn_local);
         tcd_buf_free(&j->out);
         free(j);
         j = n;
@@ -138,6 +139,7 @@ void tcd_client_flush(tcd_client *cl)
             cl->closing = 1;
         tcd_req_free(j->req);
         tcd_multi_batch_free(j->batch, j->nbatch);
+        tcd_txn_local_free(j->txn_local);
         tcd_buf_free(&j->out);
         free(j);
     }

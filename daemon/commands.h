@@ -61,8 +61,21 @@ typedef struct tcd_multi_args {
  *  free). Any thread. */
 int tcd_multi_args_make(tcd_req **batch, size_t n, tcd_multi_args *a);
 void tcd_multi_args_free(tcd_multi_args *a);
-/** Run an EXEC job's batch (worker thread). */
-void tcd_multi_run(tcd_server *srv, tcd_req **batch, size_t n, tcd_buf *out);
+/** Run an EXEC job's batch (worker thread); `local` (borrowed, may be
+ *  NULL) holds the replies tiercached made itself, spliced in. */
+void tcd_multi_run(tcd_server *srv, tcd_req **batch, size_t n,
+                   tcd_txn_local *local, tcd_buf *out);
+/** EXEC's reply: Redis's (`rep`, freed here) as tcd_forward_reply()
+ *  writes it, with the replies of `local` (borrowed, may be NULL) at
+ *  their places when Redis ran the transaction. Any thread. */
+void tcd_multi_reply(tcd_buf *out, tc_result rc, tc_reply *rep,
+                     tcd_txn_local *local);
+/** A pinned client's EXEC `j` came back from its pin (loop thread): run
+ *  the commands the daemon answers itself if Redis ran the transaction,
+ *  and complete the reply; resume the client's input. */
+void tcd_multi_finish(tcd_client *cl, tcd_job *j);
+/** Free what tcd_cmd_exec() made; NULL does nothing. */
+void tcd_txn_local_free(tcd_txn_local *l);
 
 /** CLIENT subcommands (cmd_conn.c): 1 when the daemon answers it itself
  *  (SETNAME GETNAME ID SETINFO REPLY); else Redis does. */

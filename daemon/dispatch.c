@@ -43,7 +43,8 @@ void tcd_dispatch_append_slot(tcd_client *cl, tcd_job *j)
 void tcd_dispatch_run(tcd_job *job)
 {
     if (job->batch)
-        tcd_multi_run(job->srv, job->batch, job->nbatch, &job->out);
+        tcd_multi_run(job->srv, job->batch, job->nbatch, job->txn_local,
+                      &job->out);
     else
         job->cmd->work(job->srv, job->req, &job->out);
 }
@@ -97,6 +98,23 @@ static int blocks(tcd_server *srv, const tcd_req *r)
                                   (const char *const *)r->argv, r->argl);
 }
 
+int tcd_dispatch_pin(tcd_client *cl, const tcd_req *why, tcd_buf *out)
+{
+    tcd_server *srv = cl->srv;
+    if (cl->was_pinned || !(cl->pin = tcd_pin_start(cl))) {
+        TCD_COUNT(srv, pinned_refused, 1);
+        tcd_reply_errorf(out, "ERR tiercached: %.32s needs a Redis "
+                              "connection of its own, and --max-pinned "
+                              "(%u) clients hold one already",
+                         why->argv[0], srv->cfg->max_pinned);
+        return -1;
+    }
+    cl->was_pinned = 1;
+    tcd_debug("client %llu pinned by %.32s", (unsigned long long)cl->id,
+              why->argv[0]);
+    return 0;
+}
+
 /* Does the request need, or go over, the client's own Redis connection?
  * WATCH, SELECT of a database other than the cache's, (P|S)SUBSCRIBE,
  * MONITOR and blocking commands pin the client; once pinned, every command
@@ -142,19 +160,8 @@ static int route(tcd_client *cl, const tcd_cmd *cmd, tcd_req *req,
         /* (the daemon's own table has no blocking command) */
         want = 1;
     }
-    if (want && !cl->pin) {
-        if (cl->was_pinned || !(cl->pin = tcd_pin_start(cl))) {
-            TCD_COUNT(srv, pinned_refused, 1);
-            tcd_reply_errorf(out, "ERR tiercached: %.32s needs a Redis "
-                                  "connection of its own, and --max-pinned "
-                                  "(%u) clients hold one already",
-                             req->argv[0], srv->cfg->max_pinned);
-            return ROUTE_ANSWERED;
-        }
-        cl->was_pinned = 1;
-        tcd_debug("client %llu pinned by %.32s", (unsigned long long)cl->id,
-                  req->argv[0]);
-    }
+    if (want && !cl->pin && tcd_dispatch_pin(cl, req, out) != 0)
+        return ROUTE_ANSWERED;
     if (stream)
         cl->pin_streaming = 1;
     if (cmd && cmd->loop == tcd_cmd_client && !tcd_client_local(req))
@@ -256,6 +263,8 @@ static void dispatch(tcd_client *cl, tcd_req *req)
         slot->req = req;
         slot->batch = cl->exec_batch; /* EXEC's transaction, else NULL */
         slot->nbatch = cl->exec_n;
+        slot->txn_local = cl->exec_local;
+        cl->exec_local = NULL;
         slot->unwatch_reply = cl->unwatch_reply;
         cl->exec_batch = NULL;
         cl->exec_n = 0;
@@ -512,6 +521,7 @@ void tcd_dispatch_done(struct ev_loop *loop, ev_async *w, int revents)
             continue;
         }
         tcd_client_uncharge(cl, j); /* its request ... */
+        tcd_multi_finish(cl, j);    /* (a pinned client's EXEC) */
         j->done = 1;
         tcd_client_charge(cl, j);   /* ... is now its reply */
         cl->inflight--;

@@ -12,6 +12,10 @@
 
 #include "server.h"
 
+/** Give the client a Redis connection of its own (pin.h) because of
+ *  `why` (borrowed): 0, or -1 with the refusal (--max-pinned reached)
+ *  written to `out`. */
+int tcd_dispatch_pin(tcd_client *cl, const tcd_req *why, tcd_buf *out);
 /** Parse and dispatch the complete requests in the client's input, until
  *  it is empty, incomplete, or back-pressure pauses the client. */
 void tcd_dispatch_input(tcd_client *cl);

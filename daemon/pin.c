@@ -170,7 +170,7 @@ static void run_batch(tcd_pin *p, tcd_job *job)
     if (rc == TC_OK && !rep)
         tcd_buf_add(&job->out, "*-1\r\n", 5); /* a WATCH aborted it */
     else if (rc == TC_OK || rc == TC_BAD_ARGUMENT)
-        tcd_forward_reply(&job->out, rc, rep);
+        tcd_multi_reply(&job->out, rc, rep, job->txn_local);
     else
         session_failed(p, job, rc);
     tcd_multi_args_free(&a);

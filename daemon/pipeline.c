@@ -92,7 +92,7 @@ int tcd_pipeline_try(tcd_client *cl, tcd_job *j)
     const tcd_req *r = j->req;
     unsigned lane = (unsigned)cl->id;
     tc_result rc;
-    if (!a || cl->was_pinned || j->unwatch_reply)
+    if (!a || cl->was_pinned || j->unwatch_reply || j->txn_local)
         return TCD_PIPELINE_NO;
     if (j->batch) {
         /* EXEC of a transaction: on the lane, no worker hop. */

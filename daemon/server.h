@@ -36,6 +36,22 @@ struct tcd_pin;
 struct tcd_pubsub;
 struct tcd_psclient;
 
+/** The replies of an EXEC's commands that tiercached answers itself
+ * (CLIENT SETNAME, AUTH, ...: cmd_multi.c), put at their places among
+ * Redis's replies to the others. Owned by the job that carries it. */
+typedef struct tcd_txn_local {
+    size_t n;             /* commands in the transaction */
+    tcd_buf *rep;         /* n replies */
+    unsigned char *here;  /* 1: answered by tiercached, not sent to Redis */
+    tcd_req **req;        /* n; those answered here, owned, until run */
+    int deferred;         /* a pinned client's: its own commands run on
+                             the loop once Redis ran the transaction (a
+                             WATCH may abort it), the client's input held
+                             until then */
+    int ran;              /* deferred: Redis ran it; rep holds Redis's
+                             replies (set by the pin thread) */
+} tcd_txn_local;
+
 /** A reply slot in a client's in-order list; also a worker job. */
 typedef struct tcd_job {
     struct tcd_job *next;   /* client's reply order (loop only) */
@@ -46,6 +62,7 @@ typedef struct tcd_job {
     tcd_req *req;           /* owned; freed when the job is freed */
     tcd_req **batch;        /* EXEC: the transaction's requests (owned) */
     size_t nbatch;
+    tcd_txn_local *txn_local; /* EXEC: replies made here, or NULL (owned) */
     tcd_buf out;            /* the reply */
     int done;               /* loop only: reply complete */
     int close_after;        /* QUIT or protocol error: close once sent */
@@ -136,6 +153,7 @@ struct tcd_client {
     size_t mq_n, mq_cap, mq_bytes;
     tcd_req **exec_batch;    /* handed from EXEC to its job by dispatch */
     size_t exec_n;
+    tcd_txn_local *exec_local; /* likewise */
     /* Pinned (pin.h): a Redis connection and a thread of its own. */
     struct tcd_pin *pin;
     int was_pinned;          /* its commands never go to the shared pool */

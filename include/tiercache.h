@@ -731,8 +731,10 @@ TC_EXTERN tc_result tc_async_multi(tc_async *a, unsigned lane, size_t n,
  * SELECT of another database, blocking commands (no command timeout),
  * pub/sub and MONITOR. Commands run on it as tc_command() would run them
  * (key prefix, and every write in the cache's own database invalidates
- * every instance's L1: in the same MULTI/EXEC as the write, or, between a
- * WATCH and its EXEC and after blocking commands, right after it), and the
+ * every instance's L1: in the same MULTI/EXEC as the write; between a
+ * WATCH and its EXEC, in one script with the write, which leaves the WATCH
+ * as the plain command would; after blocking commands, for commands Redis
+ * refuses in scripts and for writes of over ~3,000 keys, right after it), and the
  * commands tc_command() refuses (SELECT, WATCH, SUBSCRIBE, ...) run on it
  * as on Redis. While SELECT has chosen another database, nothing is
  * invalidated: L1 holds the cache's database only.
@@ -756,10 +758,12 @@ TC_EXTERN void tc_session_close(tc_session *s);
 TC_EXTERN tc_result tc_session_command(tc_session *s, int argc,
                                        const char *const *argv,
                                        const size_t *argvlen, tc_reply **out);
-/** The `n` commands in one MULTI/EXEC on the session, so that its WATCH
- *  holds; with their invalidation published in the same EXEC (in the
- *  cache's database). *out is EXEC's reply: the replies, an error
- *  (EXECABORT), or NULL (nil) when a watched key changed. */
+/** The `n` commands (n may be 0) in one MULTI/EXEC on the session, so
+ *  that its WATCH holds; with their invalidation published in the same
+ *  EXEC (of what may run in the cache's database: a SELECT among them
+ *  moves the rest, and the session, as in Redis). *out is EXEC's reply:
+ *  the replies, an error (EXECABORT), or NULL (nil) when a watched key
+ *  changed. */
 TC_EXTERN tc_result tc_session_multi(tc_session *s, size_t n,
                                      const int *argcs,
                                      const char *const *const *argvs,

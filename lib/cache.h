@@ -20,6 +20,8 @@
  *   warm.c        tc_set_many, tc_warm (batched writes)
  *   compress.c    zstd frames of L2 values (compress.h)
  *   ratelimit.c   tc_rate_limit (Redis script; ratelocal.c while it is down)
+ *   watched.c     a session's write while it WATCHes, in one script with
+ *                 its invalidation (command.h)
  *   testhooks.c   hooks for in-tree tests
  * Nothing here is part of the API or installed.
  *
@@ -87,6 +89,8 @@ struct tc_cache {
     void *load_hook_arg;
     tc__fill_hook_fn tag_hook; /* tests only: tags.c, cluster tagged write */
     void *tag_hook_arg;
+    tc__fill_hook_fn session_write_hook; /* tests only: see testhooks.c */
+    void *session_write_hook_arg;
 };
 
 /* A prefixed L2 key: on the stack when small. */
@@ -388,6 +392,12 @@ void tc__cache_set_load_hook(tc_cache *c, tc__fill_hook_fn fn, void *arg);
  *  its tags' sets and before it writes the key: the window in which a tag
  *  invalidation could drain the set before the write lands. */
 void tc__cache_set_tag_hook(tc_cache *c, tc__fill_hook_fn fn, void *arg);
+/** Called by tc_session_command() once Redis answered a write made while
+ *  the session WATCHes keys, before the command returns (key: the
+ *  command's name): anything not yet published then is not atomic with
+ *  the write. */
+void tc__cache_set_session_write_hook(tc_cache *c, tc__fill_hook_fn fn,
+                                      void *arg);
 /** The bus generation: increments every time the bus (re)proves itself
  *  alive after being down. 0 without a bus. */
 uint64_t tc__cache_bus_generation(tc_cache *c);

@@ -21,7 +21,7 @@ enum {
 };
 enum {
     CF_WRITE = 1, CF_READONLY = 2, CF_MOVABLE = 4, CF_BLOCKING = 8,
-    CF_SCRIPTING = 16
+    CF_SCRIPTING = 16, CF_NOSCRIPT = 32
 };
 
 typedef struct keyspec {
@@ -182,6 +182,7 @@ static int parse_spec(const redisReply *e, spec *s)
                     : str_is(f, "readonly")    ? CF_READONLY
                     : str_is(f, "movablekeys") ? CF_MOVABLE
                     : str_is(f, "blocking")    ? CF_BLOCKING
+                    : str_is(f, "noscript")    ? CF_NOSCRIPT
                                                : 0;
     }
     s->first = e->element[3]->type == REDIS_REPLY_INTEGER
@@ -471,6 +472,7 @@ static int find_keys(const tc__cmdtab *t, int argc, const char *const *argv,
     }
     k->known = 1;
     k->cls = s->cls;
+    k->noscript = (s->flags & CF_NOSCRIPT) != 0;
     if (container || !arity_ok(s, argc))
         return 0; /* Redis refuses it: it writes nothing */
     if (s->have_specs) {

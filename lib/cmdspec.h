@@ -43,6 +43,7 @@ typedef struct tc__keys {
     int *pos;             /* argument index of each key */
     unsigned char *written;
     int known;            /* 0: the command is not in the table */
+    int noscript;         /* Redis refuses it inside a script */
 } tc__keys;
 
 /** Build a table from a `COMMAND` reply. NULL when out of memory or the

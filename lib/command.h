@@ -121,4 +121,18 @@ tc_result tc__run_write(tc_cache *c, tc__conn *conn,
                         const tc__prepared *ps, const tc__written *w,
                         redisReply **exec);
 
+/* watched.c: a write on a connection that WATCHes keys, in one script
+ * with its stamps and invalidation (strict: and the count). */
+/** 1 when `p` (a write, `w` its written keys) can run in that script. */
+int tc__watched_write_fits(const tc__prepared *p, const tc__written *w);
+/** Run it on `conn` (the caller's, WATCHing; on Redis Cluster `node`
+ *  names its master, whose channel the invalidation goes on, and a strict
+ *  count runs after it; NULL elsewhere). On TC_OK *out is the command's
+ *  reply as Redis gave it (caller frees); else the connection is out of
+ *  step. */
+tc_result tc__watched_write(tc_cache *c, tc__conn *conn,
+                            const struct tc__node_addr *node,
+                            const tc__prepared *p, const tc__written *w,
+                            redisReply **out);
+
 #endif

@@ -6,9 +6,12 @@
  * cache's database keep every L1 coherent:
  *   - outside WATCH: the write, its stamps and its invalidation in one
  *     MULTI/EXEC on the session's connection (as tc_command on the pool);
- *   - between WATCH and EXEC, after a blocking command, or for a command
- *     the table lacks: the write alone (wrapping it in MULTI/EXEC would
- *     end the caller's WATCH), its invalidation right after, on the pool;
+ *   - between WATCH and EXEC: the write, its stamps and its invalidation
+ *     in one script (watched.c: MULTI/EXEC would end the caller's WATCH);
+ *     a command Redis refuses in scripts, too long for one: the write
+ *     alone, its invalidation right after, on the pool;
+ *   - after a blocking command, or for a command the table lacks: the
+ *     write alone, its invalidation right after, on the pool;
  *   - a transaction (tc_session_multi): one MULTI/EXEC on the session, so
  *     that the WATCH holds; the invalidation is published in that EXEC,
  *     hence only when the transaction ran.
@@ -211,6 +214,14 @@ static void track(tc_session *s, const tc__prepared *p, const redisReply *r)
         s->db = 0, s->watching = 0;
 }
 
+/* Tests only (testhooks.c): a write made while WATCHing was answered. */
+static void session_write_hook(tc_session *s, const tc__prepared *p)
+{
+    if (s->c->session_write_hook)
+        s->c->session_write_hook(s->c->session_write_hook_arg, p->argv[0],
+                                 p->argvlen[0]);
+}
+
 tc_result tc_session_command(tc_session *s, int argc, const char *const *argv,
                              const size_t *argvlen, tc_reply **out)
 {
@@ -264,7 +275,7 @@ tc_result tc_session_command(tc_session *s, int argc, const char *const *argv,
                                               ? 0
                                               : s->c->cfg.command_timeout_ms);
     if (p.keys.cls == TC__CLASS_CONNECTION || s->db != cache_db(s->c) ||
-        p.keys.effect == TC__EFFECT_READ || s->watching || !p.keys.known ||
+        p.keys.effect == TC__EFFECT_READ || !p.keys.known ||
         p.keys.cls == TC__CLASS_BLOCKING) {
         r = tc__conn_command(s->conn, p.argc, p.argv, p.argvlen, &rep);
         if (r != TC_OK) {
@@ -281,6 +292,29 @@ tc_result tc_session_command(tc_session *s, int argc, const char *const *argv,
                    s->db == cache_db(s->c)) {
             invalidate_after(s, &p, argv, argvlen);
         }
+    } else if (s->watching) {
+        tc__written w;
+        if ((r = tc__collect(s->c, 1, &p, &argv, &argvlen, &w)) != TC_OK) {
+            ;
+        } else if (tc__watched_write_fits(&p, &w)) {
+            /* in one script with its invalidation (watched.c) */
+            if ((r = tc__watched_write(s->c, s->conn, on_node(s), &p, &w,
+                                         &rep)) != TC_OK)
+                broken(s, r);
+            else
+                session_write_hook(s, &p);
+        } else {
+            /* a command Redis refuses in scripts, or one too long for
+             * one: invalidated right after it */
+            r = tc__conn_command(s->conn, p.argc, p.argv, p.argvlen, &rep);
+            if (r != TC_OK) {
+                broken(s, r);
+            } else if (rep->type != REDIS_REPLY_ERROR) {
+                session_write_hook(s, &p);
+                invalidate_after(s, &p, argv, argvlen);
+            }
+        }
+        tc__written_free(&w);
     } else {
         tc__written w;
         if ((r = tc__collect(s->c, 1, &p, &argv, &argvlen, &w)) == TC_OK) {
@@ -324,6 +358,48 @@ static tc_result plain_multi(tc_session *s, size_t n, const tc__prepared *ps,
     return r;
 }
 
+/* A SELECT's database, when its argument names one (loosely: a SELECT
+ * Redis refuses only makes more invalidated than needed). */
+static int select_db(const tc__prepared *p, long long *db)
+{
+    char buf[24], *end;
+    if (!arg_is(p, 0, "SELECT") || p->argc != 2 || !p->argvlen[1] ||
+        p->argvlen[1] >= sizeof(buf))
+        return 0;
+    memcpy(buf, p->argv[1], p->argvlen[1]);
+    buf[p->argvlen[1]] = '\0';
+    errno = 0;
+    *db = strtoll(buf, &end, 10);
+    return *end == '\0' && errno == 0;
+}
+
+/* The first of the transaction's commands that may run in the cache's
+ * database (SELECT inside it moves the rest), or n when none does. */
+static size_t first_in_cache_db(const tc_session *s, size_t n,
+                                const tc__prepared *ps)
+{
+    long long db;
+    if (s->db == cache_db(s->c))
+        return 0;
+    for (size_t i = 0; i < n; i++)
+        if (select_db(&ps[i], &db) && db == cache_db(s->c))
+            return i + 1;
+    return n;
+}
+
+/* After EXEC ran: the database its last successful SELECT chose. */
+static void track_selects(tc_session *s, size_t n, const tc__prepared *ps,
+                          const redisReply *exec)
+{
+    long long db;
+    if (!exec || exec->type != REDIS_REPLY_ARRAY)
+        return;
+    for (size_t i = 0; i < n && i < exec->elements; i++)
+        if (select_db(&ps[i], &db) &&
+            exec->element[i]->type == REDIS_REPLY_STATUS)
+            s->db = (int)db;
+}
+
 tc_result tc_session_multi(tc_session *s, size_t n, const int *argcs,
                            const char *const *const *argvs,
                            const size_t *const *argvlens, tc_reply **out)
@@ -332,24 +408,30 @@ tc_result tc_session_multi(tc_session *s, size_t n, const int *argcs,
     tc__prepared *ps;
     redisReply *exec = NULL;
     tc_result r;
-    size_t made = 0;
+    size_t made = 0, from, selects = 0, dbl = 0;
+    char dbs[16];
+    const char *sel[2] = {"SELECT", dbs};
+    size_t sell[2] = {6, 0};
+    int reselect = 0;
     if (!out)
         return tc__fail(TC_BAD_ARGUMENT, "NULL out");
     *out = NULL;
     if (!s || s->broken)
         return tc__fail(TC_L2_UNAVAILABLE, "session broken");
-    if (!n || !argcs || !argvs || !argvlens)
-        return tc__fail(TC_BAD_ARGUMENT, "empty transaction");
+    if (n && (!argcs || !argvs || !argvlens))
+        return tc__fail(TC_BAD_ARGUMENT, "NULL transaction");
     if ((r = tc__command_start(s->c, &t)) != TC_OK)
         return r == TC_PROTOCOL ? tc__fail(r, "COMMAND failed") : r;
     if (s->c->cfg.cluster && !holds_state(s))
         /* No WATCH to keep: on the slot's master from the pool. */
         return tc_command_multi(s->c, n, argcs, argvs, argvlens, out);
-    if (!(ps = calloc(n, sizeof(*ps))))
+    if (!(ps = calloc(n + 1, sizeof(*ps)))) /* + a SELECT, below */
         return tc__fail(TC_NO_MEMORY, "out of memory");
+    /* The session's connection is the caller's: SELECT (and the other
+     * connection commands) run inside the transaction, as in Redis. */
     for (; made < n; made++)
         if ((r = tc__prepare(s->c, t, argcs[made], argvs[made],
-                             argvlens[made], 0, &ps[made])) != TC_OK)
+                             argvlens[made], 1, &ps[made])) != TC_OK)
             goto out;
     if (s->c->cfg.cluster) {
         /* WATCH holds on this connection's master: the transaction must
@@ -371,19 +453,63 @@ tc_result tc_session_multi(tc_session *s, size_t n, const int *argcs,
         }
     }
     tc__conn_set_command_timeout(s->conn, s->c->cfg.command_timeout_ms);
-    if (s->db != cache_db(s->c)) {
+    from = first_in_cache_db(s, n, ps);
+    for (size_t i = 0; i < n; i++)
+        selects += arg_is(&ps[i], 0, "SELECT");
+    if (from == n) {
         r = plain_multi(s, n, ps, &exec);
     } else {
         tc__written w;
-        if ((r = tc__collect(s->c, n, ps, argvs, argvlens, &w)) != TC_OK)
+        /* Only what may run in the cache's database is the cache's. */
+        if ((r = tc__collect(s->c, n - from, ps + from, argvs + from,
+                             argvlens + from, &w)) != TC_OK)
             goto out;
-        if (!w.all && !w.n)
+        if (!w.all && !w.n) {
             r = plain_multi(s, n, ps, &exec);
-        else
-            r = tc__run_write(s->c, s->conn, on_node(s), n, ps, &w, &exec);
+        } else {
+            /* The stamps and the strict count live in the cache's
+             * database: after a SELECT in the transaction, select it
+             * again before them (and the client's after EXEC). */
+            if (selects) {
+                dbl = (size_t)snprintf(dbs, sizeof(dbs), "%d",
+                                       cache_db(s->c));
+                ps[n].argc = 2;
+                ps[n].argv = sel;
+                ps[n].argvlen = sell;
+                sell[1] = dbl;
+            }
+            r = tc__run_write(s->c, s->conn, on_node(s), n + (selects > 0),
+                              ps, &w, &exec);
+            if (r == TC_OK && exec && exec->type == REDIS_REPLY_ARRAY &&
+                exec->elements > n) {
+                freeReplyObject(exec->element[n]);
+                exec->element[n] = NULL;
+                exec->elements = n;
+            }
+            reselect = selects > 0 && r == TC_OK;
+        }
         tc__written_free(&w);
     }
     s->watching = 0; /* EXEC ends every WATCH, whatever it answered */
+    if (r == TC_OK) {
+        track_selects(s, n, ps, exec);
+        if (reselect && exec && exec->type == REDIS_REPLY_ARRAY &&
+            s->db != cache_db(s->c)) {
+            /* back where Redis left the client */
+            redisReply *rep = NULL;
+            char back[16];
+            const char *bv[2] = {"SELECT", back};
+            size_t bl[2] = {6, 0};
+            bl[1] = (size_t)snprintf(back, sizeof(back), "%d", s->db);
+            r = tc__conn_command(s->conn, 2, bv, bl, &rep);
+            if (r == TC_OK && rep->type != REDIS_REPLY_STATUS)
+                r = tc__fail(TC_PROTOCOL, "SELECT %d: %.*s", s->db,
+                             (int)rep->len, rep->str ? rep->str : "");
+            freeReplyObject(rep);
+            if (r != TC_OK)
+                freeReplyObject(exec);
+        }
+    }
     if (r != TC_OK)
         broken(s, r);
     else

@@ -19,6 +19,13 @@ void tc__cache_set_tag_hook(tc_cache *c, tc__fill_hook_fn fn, void *arg)
     c->tag_hook = fn;
 }
 
+void tc__cache_set_session_write_hook(tc_cache *c, tc__fill_hook_fn fn,
+                                      void *arg)
+{
+    c->session_write_hook_arg = arg;
+    c->session_write_hook = fn;
+}
+
 uint64_t tc__cache_bus_generation(tc_cache *c)
 {
     return c->bus ? tc__bus_generation(c->bus) : 0;

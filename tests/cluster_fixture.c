@@ -13,15 +13,29 @@
 
 void tcr_cluster_stop(tcr_cluster *t)
 {
-    for (int i = 0; i < TCR_CLUSTER_NODES; i++)
+    /* node 0 last: with TLS, its dir holds every node's certificates */
+    for (int i = TCR_CLUSTER_NODES - 1; i >= 0; i--)
         tcr_stop(&t->node[i]);
 }
 
-/* `redis-cli --cluster create` with its output in the first node's dir.
- * 0 when it exits 0. */
-static int create(tcr_cluster *t)
+typedef struct child {
+    pid_t pid;
+    int done, status;
+} child;
+
+static int exited(void *p)
 {
-    char *argv[TCR_CLUSTER_NODES + 8], addr[TCR_CLUSTER_NODES][32], log[512];
+    child *c = p;
+    if (!c->done && waitpid(c->pid, &c->status, WNOHANG) == c->pid)
+        c->done = 1;
+    return c->done;
+}
+
+/* `redis-cli --cluster create` with its output in the first node's dir.
+ * 0 when it exits 0 within `timeout_ms`. */
+static int create(tcr_cluster *t, int timeout_ms)
+{
+    char *argv[TCR_CLUSTER_NODES + 11], addr[TCR_CLUSTER_NODES][32], log[512];
     int n = 0, st;
     pid_t pid, parent = getpid();
     argv[n++] = "redis-cli";
@@ -30,6 +44,11 @@ static int create(tcr_cluster *t)
     for (int i = 0; i < TCR_CLUSTER_NODES; i++) {
         snprintf(addr[i], sizeof(addr[i]), "127.0.0.1:%d", t->node[i].port);
         argv[n++] = addr[i];
+    }
+    if (t->node[0].tls) {
+        argv[n++] = "--tls";
+        argv[n++] = "--cacert";
+        argv[n++] = t->node[0].ca_file;
     }
     argv[n++] = "--cluster-replicas";
     argv[n++] = "1";
@@ -49,7 +68,18 @@ static int create(tcr_cluster *t)
         execvp("redis-cli", argv);
         _exit(127);
     }
-    while (waitpid(pid, &st, 0) < 0) {
+    {
+        child ch = {pid, 0, 0};
+        /* It waits for the nodes to join as long as they take: bounded. */
+        if (!tcr_wait(exited, &ch, timeout_ms)) {
+            kill(pid, SIGKILL);
+            while (waitpid(pid, &st, 0) < 0) {
+            }
+            fprintf(stderr, "tcr: redis-cli --cluster create did not finish "
+                            "in %d ms (see %s)\n", timeout_ms, log);
+            return -1;
+        }
+        st = ch.status;
     }
     if (!WIFEXITED(st) || WEXITSTATUS(st) != 0) {
         fprintf(stderr, "tcr: redis-cli --cluster create failed (see %s)\n",
@@ -146,31 +176,53 @@ int tcr_cluster_ok(void *p)
     return have;
 }
 
-int tcr_cluster_start(tcr_cluster *t, int timeout_ms)
+static int start_cluster(tcr_cluster *t, int timeout_ms, int tls)
 {
     size_t ul;
     memset(t, 0, sizeof(*t));
     for (int i = 0; i < TCR_CLUSTER_NODES; i++) {
         char conf[256];
+        int rc;
         /* The bus port would be port + 10000: name a free one instead. */
         snprintf(conf, sizeof(conf),
                  "cluster-enabled yes\ncluster-config-file nodes.conf\n"
                  "cluster-node-timeout %d\ncluster-port %d\n"
-                 "enable-debug-command yes\n",
-                 TCR_CLUSTER_NODE_TIMEOUT_MS, tcr_free_port());
-        if (tcr_start(&t->node[i], conf) != 0) {
+                 "enable-debug-command yes\n%s",
+                 TCR_CLUSTER_NODE_TIMEOUT_MS, tcr_free_port(),
+                 tls ? "tls-cluster yes\ntls-replication yes\n" : "");
+        rc = !tls    ? tcr_start(&t->node[i], conf)
+             : i == 0 ? tcr_start_tls(&t->node[i], conf)
+                      : tcr_start_tls_sharing(&t->node[i], conf, &t->node[0]);
+        if (rc != 0) {
             fprintf(stderr, "tcr: cluster node %d did not start\n", i);
             goto fail;
         }
     }
-    if (create(t) != 0)
+    /* The cluster bus always asks for the connecting node's certificate
+     * (tls-auth-clients does not apply to it): the nodes present the
+     * client certificate of the shared CA. */
+    for (int i = 0; tls && i < TCR_CLUSTER_NODES; i++) {
+        char *ok = tcr_cmd(&t->node[i], NULL, "CONFIG", "SET",
+                           "tls-client-cert-file", t->node[0].client_cert,
+                           "tls-client-key-file", t->node[0].client_key,
+                           NULL);
+        int good = ok && !strcmp(ok, "OK");
+        free(ok);
+        if (!good) {
+            fprintf(stderr, "tcr: cluster node %d: CONFIG SET "
+                            "tls-client-cert-file failed\n", i);
+            goto fail;
+        }
+    }
+    if (create(t, timeout_ms) != 0)
         goto fail;
     if (!tcr_wait(tcr_cluster_ok, t, timeout_ms) ||
         !tcr_wait(replicas_synced, t, timeout_ms)) {
         fprintf(stderr, "tcr: cluster not ready in %d ms\n", timeout_ms);
         goto fail;
     }
-    ul = (size_t)snprintf(t->url, sizeof(t->url), "redis-cluster://");
+    ul = (size_t)snprintf(t->url, sizeof(t->url), "%s",
+                          tls ? "rediss-cluster://" : "redis-cluster://");
     for (int i = 0; i < TCR_CLUSTER_NODES; i++)
         ul += (size_t)snprintf(t->url + ul, sizeof(t->url) - ul,
                                "%s127.0.0.1:%d", i ? "," : "",
@@ -179,6 +231,16 @@ int tcr_cluster_start(tcr_cluster *t, int timeout_ms)
 fail:
     tcr_cluster_stop(t);
     return -1;
+}
+
+int tcr_cluster_start(tcr_cluster *t, int timeout_ms)
+{
+    return start_cluster(t, timeout_ms, 0);
+}
+
+int tcr_cluster_start_tls(tcr_cluster *t, int timeout_ms)
+{
+    return start_cluster(t, timeout_ms, 1);
 }
 
 tcr_server *tcr_cluster_node(tcr_cluster *t, int port)

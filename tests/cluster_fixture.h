@@ -6,6 +6,8 @@
  * cluster is made by `redis-cli --cluster create ... --cluster-replicas 1
  * --cluster-yes`, and start returns once every node says cluster_state:ok
  * and agrees on who serves every slot, and every replica is in sync.
+ * The TLS variant runs the same cluster over TLS only (client, cluster bus
+ * and replication), with the certificates of redis_fixture.h.
  */
 #ifndef TC_CLUSTER_FIXTURE_H
 #define TC_CLUSTER_FIXTURE_H
@@ -24,6 +26,10 @@ typedef struct tcr_cluster {
  *  it is ready (above). 0, or -1 after stopping what started (the reason
  *  on stderr). */
 int tcr_cluster_start(tcr_cluster *t, int timeout_ms);
+/** tcr_cluster_start() with every node TLS-only (--port 0, tls-port; one
+ *  CA, node 0's: t->node[0].ca_file; certificates naming 127.0.0.1),
+ *  tls-cluster and tls-replication on; url is rediss-cluster://. */
+int tcr_cluster_start_tls(tcr_cluster *t, int timeout_ms);
 /** Stop every node by its pid and remove the dirs. Idempotent. */
 void tcr_cluster_stop(tcr_cluster *t);
 

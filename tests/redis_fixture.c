@@ -198,6 +198,12 @@ int tcr_start_tls(tcr_server *s, const char *conf_extra)
     return start(s, conf_extra, 1, 0, NULL);
 }
 
+int tcr_start_tls_sharing(tcr_server *s, const char *conf_extra,
+                          const tcr_server *certs)
+{
+    return start(s, conf_extra, 1, 0, certs);
+}
+
 static int start(tcr_server *s, const char *conf_extra, int tls, int sentinel,
                  const tcr_server *certs)
 {

@@ -42,6 +42,11 @@ int tcr_start(tcr_server *s, const char *conf_extra);
  *  certificate unless `conf_extra` says "tls-auth-clients yes". Returns 0
  *  once it answers PING (on its unix socket), -1 on failure. */
 int tcr_start_tls(tcr_server *s, const char *conf_extra);
+/** tcr_start_tls() with the CA and certificates of `certs` (a TLS server
+ *  started before, borrowed; its dir holds them, so stop it last), so
+ *  that servers of one topology trust each other. */
+int tcr_start_tls_sharing(tcr_server *s, const char *conf_extra,
+                          const tcr_server *certs);
 /** Start a redis-sentinel process (same conventions as tcr_start: free
  *  port, unix socket, private dir; its config file is writable, as Sentinel
  *  needs). `conf_extra` holds its "sentinel ..." lines. */

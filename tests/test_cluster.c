@@ -546,6 +546,31 @@ static tc_result write_watched(tc_cache *w, const char *key)
     return r;
 }
 
+/* A write made while WATCHing, outside MULTI: one script with its
+ * invalidation on the session's connection (watched.c). */
+static tc_result write_while_watching(tc_cache *w, const char *key)
+{
+    tc_session *s = NULL;
+    tc_reply *rep = NULL;
+    tc_result r;
+    const char *watch[2] = {"WATCH", key};
+    const size_t watchl[2] = {5, strlen(key)};
+    const char *set[3] = {"SET", key, "v2"};
+    const size_t setl[3] = {3, strlen(key), 2};
+    if ((r = tc_session_open(w, &s)) != TC_OK)
+        return r;
+    r = tc_session_command(s, 2, watch, watchl, &rep);
+    tc_reply_free(rep);
+    rep = NULL;
+    if (r == TC_OK)
+        r = tc_session_command(s, 3, set, setl, &rep);
+    if (r == TC_OK && tc_reply_type(rep) != TC_REPLY_STATUS)
+        r = TC_PROTOCOL; /* not Redis's +OK */
+    tc_reply_free(rep);
+    tc_session_close(s);
+    return r;
+}
+
 static void lost_link_case(v2_writer write_v2)
 {
     bus_log bl = {PTHREAD_MUTEX_INITIALIZER, 0, 0};
@@ -628,6 +653,11 @@ Test(cluster, an_invalidation_lost_on_the_cluster_bus_is_not_served_past_the_lea
 Test(cluster, a_watched_exec_publishes_on_its_masters_channel)
 {
     lost_link_case(write_watched);
+}
+
+Test(cluster, a_write_while_watching_publishes_on_its_masters_channel)
+{
+    lost_link_case(write_while_watching);
 }
 
 /* Strict mode on a cluster: the member count is a second step on the
@@ -1462,4 +1492,155 @@ Test(cluster, url_parsing_and_tc_options_parse_url)
         free(v);
     }
     tc_cache_destroy(c);
+}
+
+/* ---- TLS ------------------------------------------------------------------ */
+
+/* The same cluster over TLS only: clients, cluster bus and replication
+ * (tls-cluster, tls-replication; --port 0). */
+static tcr_cluster tcl;
+
+static void tls_setup(void)
+{
+    cr_assert_eq(tcr_cluster_start_tls(&tcl, 60000), 0,
+                 "TLS cluster did not start");
+}
+
+static void tls_teardown(void)
+{
+    tcr_cluster_stop(&tcl);
+}
+
+TestSuite(cluster_tls, .init = tls_setup, .fini = tls_teardown);
+
+static tc_options tls_opts(const char *ca_file)
+{
+    tc_options o;
+    memset(&o, 0, sizeof(o));
+    o.url = tcl.url;
+    o.ignore_env = TC_YES;
+    o.coherence = TC_COHERENCE_NONE;
+    o.connect_timeout_ms = 2000;
+    o.command_timeout_ms = 2000;
+    o.reconnect_min_ms = 20;
+    o.reconnect_max_ms = 200;
+    o.tls_ca_file = ca_file;
+    return o;
+}
+
+Test(cluster_tls, keys_on_every_master_over_tls)
+{
+    tc_options o = tls_opts(tcl.node[0].ca_file);
+    tc_cache *w = must_create(&o), *r = must_create(&o);
+    int on[TCR_CLUSTER_NODES] = {0}, masters = 0;
+    cr_assert(!strncmp(tcl.url, "rediss-cluster://", 17), "%s", tcl.url);
+    for (int i = 0; i < 30; i++) {
+        char k[32], v[32], *got;
+        tcr_server *m;
+        snprintf(k, sizeof(k), "tls-route:%d", i);
+        snprintf(v, sizeof(v), "value-%d", i);
+        cr_assert_eq(set_str(w, k, v, 0), TC_OK, "%s", tc_errmsg());
+        m = tcr_cluster_master_of(&tcl, k);
+        cr_assert_not_null(m);
+        on[m - tcl.node]++;
+        got = tcr_cmd(m, NULL, "GET", k, NULL); /* its unix socket */
+        cr_assert(got && !strcmp(got, v), "%s not on its master", k);
+        free(got);
+        got = get_str(r, k, NULL); /* another instance: from L2 */
+        cr_assert(got && !strcmp(got, v), "%s: %s", k, got);
+        free(got);
+    }
+    for (int i = 0; i < TCR_CLUSTER_NODES; i++)
+        masters += on[i] > 0;
+    cr_assert_eq(masters, 3, "30 keys did not reach all three masters");
+    tc_cache_destroy(w);
+    tc_cache_destroy(r);
+}
+
+Test(cluster_tls, a_wrong_ca_is_a_clear_error)
+{
+    tc_options o = tls_opts(tcl.node[0].other_ca_file);
+    tc_cache *c = NULL;
+    tc_result r = tc_cache_create(&o, &c);
+    if (r == TC_OK) {
+        r = set_str(c, "tls-wrong-ca", "v", 0);
+        cr_assert_neq(r, TC_OK, "a write verified by the wrong CA succeeded");
+    }
+    cr_assert(strstr(tc_errmsg(), "certificate verification failed"),
+              "%s: %s", tc_strerror(r), tc_errmsg());
+    tc_cache_destroy(c);
+}
+
+static long long moved_errors(const tcr_server *s)
+{
+    char *info = tcr_cmd(s, NULL, "INFO", "errorstats", NULL);
+    const char *p = info ? strstr(info, "errorstat_MOVED:count=") : NULL;
+    long long n = p ? atoll(p + 22) : 0;
+    free(info);
+    return n;
+}
+
+Test(cluster_tls, follows_moved_over_tls)
+{
+    tc_options o = tls_opts(tcl.node[0].ca_file);
+    tc_cache *w = must_create(&o), *r;
+    tcr_server *a, *b = NULL;
+    char k[64], slot[16], idb[41], *got;
+    long long before;
+    cr_assert_eq(set_str(w, "tls-warm", "x", 0), TC_OK, "%s", tc_errmsg());
+    a = tcr_cluster_master_of(&tcl, "tls-warm");
+    cr_assert_not_null(a);
+    /* a key of a's whose slot holds nothing yet: it moves by SETSLOT */
+    cr_assert_eq(tcr_cluster_key_on(&tcl, a, "tls-moved:", k, sizeof(k)), 0);
+    for (int i = 0; i < TCR_CLUSTER_NODES && !b; i++) {
+        char *info = tcr_cmd(&tcl.node[i], NULL, "INFO", "replication", NULL);
+        if (&tcl.node[i] != a && info && strstr(info, "role:master"))
+            b = &tcl.node[i];
+        free(info);
+    }
+    cr_assert_not_null(b);
+    cr_assert_eq(tcr_cluster_id(b, idb), 0);
+    snprintf(slot, sizeof(slot), "%d", tcr_cluster_keyslot(&tcl, k));
+    free(tcr_cmd(b, NULL, "CLUSTER", "SETSLOT", slot, "NODE", idb, NULL));
+    free(tcr_cmd(a, NULL, "CLUSTER", "SETSLOT", slot, "NODE", idb, NULL));
+    for (int i = 0; i < TCR_CLUSTER_NODES; i++)
+        free(tcr_cmd(&tcl.node[i], NULL, "CLUSTER", "SETSLOT", slot, "NODE",
+                     idb, NULL));
+    before = moved_errors(a);
+    /* w still routes the slot to a: MOVED, over TLS, to b */
+    cr_assert_eq(set_str(w, k, "moved", 0), TC_OK, "%s", tc_errmsg());
+    cr_assert_gt(moved_errors(a), before, "a never answered MOVED");
+    got = tcr_cmd(b, NULL, "GET", k, NULL);
+    cr_assert(got && !strcmp(got, "moved"), "%s on b: %s", k, got);
+    free(got);
+    r = must_create(&o);
+    got = get_str(r, k, NULL);
+    cr_assert(got && !strcmp(got, "moved"), "%s: %s", k, got);
+    free(got);
+    tc_cache_destroy(r);
+    tc_cache_destroy(w);
+}
+
+/* The bus over TLS: an invalidation published on one node reaches an
+ * instance whose L1 holds the key. */
+Test(cluster_tls, invalidation_over_tls)
+{
+    tc_options o = tls_opts(tcl.node[0].ca_file);
+    tc_cache *a, *b;
+    char *got;
+    o.coherence = TC_COHERENCE_ASYNC;
+    a = must_create(&o);
+    b = must_create(&o);
+    cr_assert(tcr_wait(bus_up, b, 20000), "b's bus never came up");
+    cr_assert_eq(set_str(a, "tls-inval", "old", 0), TC_OK, "%s", tc_errmsg());
+    got = get_str(b, "tls-inval", NULL);
+    cr_assert(got && !strcmp(got, "old"), "%s", got);
+    free(got);
+    cr_assert_eq(set_str(a, "tls-inval", "new", 0), TC_OK, "%s", tc_errmsg());
+    {
+        reads_as ra = {b, "tls-inval", "new"};
+        cr_assert(tcr_wait(reads, &ra, 20000), "b kept serving the old value");
+    }
+    tc_cache_destroy(a);
+    tc_cache_destroy(b);
 }

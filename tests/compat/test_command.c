@@ -353,3 +353,80 @@ Test(command, key_specs_many_keys)
     freeReplyObject(rep);
     redisFree(ctx);
 }
+
+/* ---- writes on a session that WATCHes keys ------------------------------ */
+
+typedef struct {
+    tc_cache *b;  /* another instance, holding "wk" in L1 */
+    int calls;
+    int fresh;    /* b stopped serving its copy while the writer was held */
+    char *l2;     /* what Redis held then */
+} held_write;
+
+/* Holds the writer right after Redis answered its write: by then the
+ * invalidation must be on its way (atomic with the write), so b drops its
+ * copy while the writer is still held. */
+static void hold_writer(void *arg, const void *cmd, size_t len)
+{
+    held_write *h = arg;
+    void *gone[2] = {h->b, "wk"};
+    (void)cmd;
+    (void)len;
+    h->calls++;
+    free(h->l2);
+    h->l2 = tcr_cmd(&srv, NULL, "GET", "wk", NULL);
+    h->fresh = tcr_wait(gone_from_l1, gone, 3000);
+}
+
+static void watched_write_atomic(const char *const *write, const char *want)
+{
+    tc_options o = test_opts(&srv);
+    tc_session *s = NULL;
+    tc_reply *r = NULL;
+    tc_value *v = NULL;
+    held_write h = {0};
+    const char *watch[2] = {"WATCH", "wk"};
+    size_t wl[2] = {5, 2}, lens[8];
+    int argc = 0;
+    o.coherence = TC_COHERENCE_STRICT;
+    o.lease_ms = 2000;
+    tc_cache *a = must_create(&o);
+    h.b = must_create(&o);
+    free(tcr_cmd(&srv, NULL, "SET", "wk", "old", NULL));
+    cr_assert_eq(tc_get(h.b, "wk", 2, &v), TC_OK, "%s", tc_errmsg());
+    tc_value_release(v);
+    cr_assert_eq(tc_peek(h.b, "wk", 2, &v), TC_OK, "b has no L1 copy");
+    tc_value_release(v);
+    tc__cache_set_session_write_hook(a, hold_writer, &h);
+    cr_assert_eq(tc_session_open(a, &s), TC_OK, "%s", tc_errmsg());
+    cr_assert_eq(tc_session_command(s, 2, watch, wl, &r), TC_OK);
+    tc_reply_free(r);
+    while (write[argc])
+        lens[argc] = strlen(write[argc]), argc++;
+    cr_assert_eq(tc_session_command(s, argc, write, lens, &r), TC_OK, "%s",
+                 tc_errmsg());
+    tc_reply_free(r);
+    cr_assert_eq(h.calls, 1);
+    cr_assert_str_eq(h.l2, want, "the write had reached Redis");
+    cr_assert(h.fresh, "%s: while the writer was held after its write, b "
+                       "served the old value from L1 (Redis: %s)",
+              write[0], h.l2);
+    tc_session_close(s);
+    free(h.l2);
+    tc_cache_destroy(a);
+    tc_cache_destroy(h.b);
+}
+
+/* A write between WATCH and EXEC cannot ride in our MULTI (EXEC would end
+ * the WATCH): its invalidation is still atomic with it, strict included. */
+Test(command, watched_write_is_invalidated_atomically)
+{
+    watched_write_atomic((const char *const[]){"SET", "wk", "new", NULL},
+                         "new");
+}
+
+Test(command, watched_write_is_invalidated_atomically_append)
+{
+    watched_write_atomic((const char *const[]){"APPEND", "wk", "er", NULL},
+                         "older");
+}

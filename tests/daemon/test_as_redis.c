@@ -278,3 +278,109 @@ Test(as_redis, one_upstream_subscriber_for_many_local_ones)
     freeReplyObject(r);
     redisFree(pub);
 }
+
+/* SELECT queued inside MULTI runs at EXEC, as in Redis: the commands after
+ * it in the transaction run in that database, and the connection stays
+ * there afterwards. Errors (not an integer, out of range) are elements of
+ * EXEC's reply; SELECT of the database the connection is in is an OK. */
+Test(as_redis, select_inside_multi)
+{
+    tcd_proc *t = start_daemon(NULL);
+    expect_redis_bytes(t,
+                       "SET k0 zero\r\nMULTI\r\nSELECT notanumber\r\n"
+                       "SELECT 0\r\nGET k0\r\nEXEC\r\n"
+                       "MULTI\r\nSELECT 99\r\nGET k0\r\nSELECT 2\r\n"
+                       "SET k2 two\r\nGET k2\r\nGET k0\r\nEXEC\r\n"
+                       "GET k2\r\nGET k0\r\nMULTI\r\nSELECT 0\r\nGET k2\r\n"
+                       "GET k0\r\nEXEC\r\nGET k0\r\nSELECT 2\r\nDEL k2\r\n"
+                       "SELECT 0\r\nDEL k0\r\n" END,
+                       END_REPLY);
+}
+
+/* The connection commands tiercached answers itself (CLIENT SETNAME,
+ * GETNAME, AUTH, ...) queue inside MULTI and run, in order, at EXEC. */
+Test(as_redis, client_commands_inside_multi)
+{
+    tcd_proc *t = start_daemon(NULL);
+    expect_redis_bytes(t,
+                       "MULTI\r\nCLIENT SETNAME txname\r\nCLIENT GETNAME\r\n"
+                       "SET a 1\r\nECHO hi\r\nAUTH x\r\nCLIENT GETNAME\r\n"
+                       "SELECT 0\r\nINCR a\r\nEXEC\r\nCLIENT GETNAME\r\n"
+                       "MULTI\r\nCLIENT SETNAME\r\nSET a 2\r\nEXEC\r\n"
+                       "GET a\r\nCLIENT GETNAME\r\nDEL a\r\n" END,
+                       END_REPLY);
+}
+
+/* A WATCHing client (its own connection) selects inside MULTI too, and a
+ * WATCH that aborts the transaction leaves the connection where it was,
+ * and its name: nothing queued ran, the daemon's own commands included. */
+Test(as_redis, select_inside_multi_with_watch)
+{
+    tcd_proc *t = start_daemon(NULL);
+    expect_redis_bytes(t,
+                       "WATCH w\r\nMULTI\r\nSELECT 3\r\nSET w3 x\r\nEXEC\r\n"
+                       "GET w3\r\nDEL w3\r\nSELECT 0\r\nWATCH w\r\nSET w 1\r\n"
+                       "MULTI\r\nSELECT 4\r\nSET w4 y\r\nEXEC\r\nGET w4\r\n"
+                       "WATCH w\r\nMULTI\r\nCLIENT GETNAME\r\n"
+                       "CLIENT SETNAME wn\r\nEXEC\r\nCLIENT GETNAME\r\n"
+                       "MULTI\r\nUNWATCH\r\nSELECT 0\r\nEXEC\r\n"
+                       "WATCH w\r\nSET w 2\r\nMULTI\r\nSELECT 5\r\n"
+                       "CLIENT SETNAME aborted\r\nSET w5 z\r\nEXEC\r\n"
+                       "CLIENT GETNAME\r\nGET w5\r\nWATCH w\r\nSET w 3\r\n"
+                       "MULTI\r\nCLIENT SETNAME aborted2\r\nEXEC\r\n"
+                       "CLIENT GETNAME\r\nDEL w\r\n" END,
+                       END_REPLY);
+}
+
+/* A transaction that selects the cache's database from another one writes
+ * keys that other clients read from L1: they are invalidated with it. */
+Test(as_redis, write_after_select_inside_multi_is_invalidated)
+{
+    tcd_proc *t = start_daemon(NULL);
+    redisContext *a = connect_to(t), *b = connect_to(t);
+    expect_status(a, "OK", "SET sel-k old");
+    expect_status(a, "old", "GET sel-k");
+    expect_status(a, "old", "GET sel-k"); /* L1 holds it */
+    expect_status(b, "OK", "SELECT 3");
+    expect_status(b, "OK", "MULTI");
+    expect_status(b, "QUEUED", "SELECT 0");
+    expect_status(b, "QUEUED", "SET sel-k new");
+    freeReplyObject(cmd(b, "EXEC"));
+    expect_status(a, "new", "GET sel-k");
+    /* and from the cache's database to another one: only what ran in the
+     * cache's database is the cache's */
+    expect_status(a, "new", "GET sel-k");
+    expect_status(b, "OK", "MULTI");
+    expect_status(b, "QUEUED", "SET sel-k newer");
+    expect_status(b, "QUEUED", "SELECT 5");
+    expect_status(b, "QUEUED", "SET sel-k other");
+    freeReplyObject(cmd(b, "EXEC"));
+    expect_status(a, "newer", "GET sel-k");
+    expect_status(b, "other", "GET sel-k");
+    expect_int(b, 1, "DEL sel-k");
+    /* tiercache's own keys (stamps) stayed in the cache's database */
+    expect_int(b, 0, "DBSIZE");
+    expect_int(a, 1, "DEL sel-k");
+    redisFree(a);
+    redisFree(b);
+}
+
+/* Writes between WATCH and EXEC run, with their invalidation, in one
+ * script: replies and errors are Redis's own, nil arrays stay nil arrays,
+ * and a write still dirties the client's own watched keys (the EXEC after
+ * it answers nil), while a failed write does not. */
+Test(as_redis, writes_while_watching)
+{
+    tcd_proc *t = start_daemon(NULL);
+    expect_redis_bytes(t,
+                       "SET wk 1\r\nSET ws str\r\nWATCH wk ws\r\nSET wk 2\r\n"
+                       "INCR ws\r\nLPUSH ws a\r\nSET ws x EX -5\r\n"
+                       "LPOP wl 2\r\nRPOP wl 2\r\nLMPOP 1 wl LEFT\r\n"
+                       "ZMPOP 1 wz MIN\r\nRPUSH wl a b c\r\nLPOP wl 2\r\n"
+                       "INCRBYFLOAT wf 1.5\r\nSET wk 3 GET\r\n"
+                       "HSET wh f v\r\nHGETALL wh\r\nMULTI\r\nGET wk\r\n"
+                       "EXEC\r\nWATCH ws\r\nINCR ws\r\nSET ws y EX -1\r\n"
+                       "MULTI\r\nGET ws\r\nEXEC\r\nGET wk\r\n"
+                       "DEL wk ws wl wf wh\r\n" END,
+                       END_REPLY);
+}

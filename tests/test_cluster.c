@@ -520,25 +520,36 @@ static tc_result write_plain(tc_cache *w, const char *key)
     return set_str(w, key, "v2", 0);
 }
 
-static tc_result write_watched(tc_cache *w, const char *key)
+/* A session on `w` that WATCHes `key` (*s, caller closes), or NULL. */
+static tc_session *watching(tc_cache *w, const char *key)
 {
     tc_session *s = NULL;
     tc_reply *rep = NULL;
-    tc_result r;
     const char *watch[2] = {"WATCH", key};
     const size_t watchl[2] = {5, strlen(key)};
+    if (tc_session_open(w, &s) != TC_OK)
+        return NULL;
+    if (tc_session_command(s, 2, watch, watchl, &rep) != TC_OK) {
+        tc_session_close(s);
+        s = NULL;
+    }
+    tc_reply_free(rep);
+    return s;
+}
+
+static tc_result write_watched(tc_cache *w, const char *key)
+{
+    tc_session *s = watching(w, key);
+    tc_reply *rep = NULL;
+    tc_result r;
     const char *set[3] = {"SET", key, "v2"};
     const size_t setl[3] = {3, strlen(key), 2};
     const char *const *argvs[1] = {set};
     const size_t *const argvlens[1] = {setl};
     int argcs[1] = {3};
-    if ((r = tc_session_open(w, &s)) != TC_OK)
-        return r;
-    r = tc_session_command(s, 2, watch, watchl, &rep);
-    tc_reply_free(rep);
-    rep = NULL;
-    if (r == TC_OK)
-        r = tc_session_multi(s, 1, argcs, argvs, argvlens, &rep);
+    if (!s)
+        return TC_L2_UNAVAILABLE;
+    r = tc_session_multi(s, 1, argcs, argvs, argvlens, &rep);
     if (r == TC_OK && tc_reply_type(rep) != TC_REPLY_ARRAY)
         r = TC_PROTOCOL; /* the EXEC did not run */
     tc_reply_free(rep);
@@ -550,20 +561,14 @@ static tc_result write_watched(tc_cache *w, const char *key)
  * invalidation on the session's connection (watched.c). */
 static tc_result write_while_watching(tc_cache *w, const char *key)
 {
-    tc_session *s = NULL;
+    tc_session *s = watching(w, key);
     tc_reply *rep = NULL;
     tc_result r;
-    const char *watch[2] = {"WATCH", key};
-    const size_t watchl[2] = {5, strlen(key)};
     const char *set[3] = {"SET", key, "v2"};
     const size_t setl[3] = {3, strlen(key), 2};
-    if ((r = tc_session_open(w, &s)) != TC_OK)
-        return r;
-    r = tc_session_command(s, 2, watch, watchl, &rep);
-    tc_reply_free(rep);
-    rep = NULL;
-    if (r == TC_OK)
-        r = tc_session_command(s, 3, set, setl, &rep);
+    if (!s)
+        return TC_L2_UNAVAILABLE;
+    r = tc_session_command(s, 3, set, setl, &rep);
     if (r == TC_OK && tc_reply_type(rep) != TC_REPLY_STATUS)
         r = TC_PROTOCOL; /* not Redis's +OK */
     tc_reply_free(rep);
@@ -1515,15 +1520,8 @@ TestSuite(cluster_tls, .init = tls_setup, .fini = tls_teardown);
 
 static tc_options tls_opts(const char *ca_file)
 {
-    tc_options o;
-    memset(&o, 0, sizeof(o));
-    o.url = tcl.url;
-    o.ignore_env = TC_YES;
+    tc_options o = url_opts(tcl.url);
     o.coherence = TC_COHERENCE_NONE;
-    o.connect_timeout_ms = 2000;
-    o.command_timeout_ms = 2000;
-    o.reconnect_min_ms = 20;
-    o.reconnect_max_ms = 200;
     o.tls_ca_file = ca_file;
     return o;
 }

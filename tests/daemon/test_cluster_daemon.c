@@ -425,6 +425,39 @@ Test(cluster_daemon, two_daemons_stay_coherent)
     redisFree(cb);
 }
 
+/* Strict coherence through tiercached on a cluster: once a's reply to a
+ * write is back, b answers the new value at once, whichever master holds
+ * the key (the write's invalidation on that master's own channel, the
+ * member count on the members' master after it). No waiting here: a
+ * stale read is a failure. */
+Test(cluster_daemon, strict_daemons_never_serve_a_replied_write_stale)
+{
+    tcd_proc *a = start_daemon("--command-timeout-ms", "10000",
+                               "--coherence", "strict", NULL);
+    tcd_proc *b = start_daemon("--command-timeout-ms", "10000",
+                               "--coherence", "strict", NULL);
+    redisContext *ca = conn(a), *cb = conn(b);
+    char k[3][64];
+    keys_on_each_master("st:", k);
+    for (int round = 0; round < 5; round++) {
+        for (int i = 0; i < 3; i++) {
+            char v[16], w[32];
+            snprintf(v, sizeof(v), "v%d", round);
+            snprintf(w, sizeof(w), "v%d+", round);
+            EXPECT(ca, "OK", "SET %s %s", k[i], v);
+            EXPECT(cb, v, "GET %s", k[i]);
+            EXPECT(cb, v, "GET %s", k[i]); /* from b's L1 */
+            EXPECT(ca, "3", "APPEND %s +", k[i]); /* forwarded */
+            EXPECT(cb, w, "GET %s", k[i]);
+        }
+        EXPECT(ca, "OK", "MSET %s m %s m %s m", k[0], k[1], k[2]);
+        for (int i = 0; i < 3; i++)
+            EXPECT(cb, "m", "GET %s", k[i]);
+    }
+    redisFree(ca);
+    redisFree(cb);
+}
+
 /* The value of `key` as the cluster itself has it (redis-cli -c). */
 static void cluster_has(const char *key, const char *want)
 {

@@ -497,6 +497,9 @@ Test(cluster, invalidation_reaches_an_instance_subscribed_on_another_node)
  * once a lease has passed since the write returned: the invalidation has
  * to reach it over a path the lease proves (a subscription on the key's
  * master itself, bus.c). Without it the reader kept serving "v1" for good. */
+
+/* A predicate for AWAIT(): keep reading `key` on `c` (so its bus never
+ * goes idle) until tcr_now_ms() reaches `until`. */
 typedef struct past {
     tc_cache *c;
     const char *key;
@@ -809,18 +812,6 @@ static long long cmdstat_calls(tcr_server *s, const char *cmd)
     return n;
 }
 
-typedef struct reading_for {
-    tc_cache *c;
-    const char *key;
-    double until;
-} reading_for;
-
-static int read_until(void *p)
-{
-    reading_for *rf = p;
-    free(get_str(rf->c, rf->key, NULL));
-    return tcr_now_ms() >= rf->until;
-}
 
 Test(cluster, the_bus_subscribes_on_every_master_and_proves_each)
 {
@@ -852,8 +843,8 @@ Test(cluster, the_bus_subscribes_on_every_master_and_proves_each)
     }
     t0 = tcr_now_ms();
     {
-        reading_for rf = {x, "shape", t0 + 1000};
-        AWAIT(read_until, &rf, "time stood still");
+        past rf = {x, "shape", t0 + 1000};
+        AWAIT(lease_passed, &rf, "time stood still");
     }
     t1 = tcr_now_ms();
     for (int i = 0; i < nm; i++) {

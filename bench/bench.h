@@ -167,6 +167,9 @@ typedef struct bench_drain {
 void *bench_drain_main(void *arg);
 /* Fleet cost with instances behind relays (relay.c). */
 void bench_relay(const bench_cfg *cfg);
+/* Fleet cost on a throwaway 3-master Redis Cluster it starts, classic
+ * and sharded pub/sub (fleet_cluster.c, cluster.c). */
+void bench_fleet_cluster(const bench_cfg *cfg);
 void bench_compress(const bench_cfg *cfg);
 void bench_stampede(const bench_cfg *cfg); /* stampede.c (issue 11) */
 

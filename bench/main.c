@@ -56,7 +56,7 @@ static void usage(FILE *f)
             "  --seed N         seed of every key order and trace (42)\n"
             "  --only LIST      sections, comma-separated: memory,anchors,\n"
             "                   latency,scaling,coherence,hitratio,compress,\n"
-            "                   tags,fleet,relay,stampede\n"
+            "                   tags,fleet,relay,fleet_cluster,stampede\n"
             "environment: REDIS_URL (redis://127.0.0.1:6379), TC_BENCH_UNIX\n");
 }
 
@@ -240,6 +240,8 @@ int main(int argc, char **argv)
         bench_fleet(&cfg);
     if (want(&cfg, "relay"))
         bench_relay(&cfg);
+    if (want(&cfg, "fleet_cluster"))
+        bench_fleet_cluster(&cfg);
     report_targets(&cfg);
     double secs = (double)(bench_now_ns() - t0) / 1e9;
     res_num("bench_seconds", round(secs * 10) / 10);

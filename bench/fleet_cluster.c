@@ -1,0 +1,401 @@
+/*
+ * Fleet cost on a 3-master Redis Cluster (issue 10): what the invalidation
+ * bus costs each node as the number of instances grows, with classic
+ * pub/sub as the library runs it and with sharded pub/sub for comparison.
+ *
+ * The section starts its own throwaway cluster (cluster.c: 3 masters, no
+ * replicas, free ports, private temp dir, stopped by pid at the end).
+ * N simulated instances each hold, as the library's bus does, one
+ * subscriber connection per master (a thread drains all 3N with epoll):
+ *
+ *   pubsub:  SUBSCRIBE <channel>@127.0.0.1:<port> on that master;
+ *   sharded: SSUBSCRIBE <channel>{tag} on that master (a tag hashing to
+ *            one of its slots; a channel per slot would cost each message
+ *            the same, one dict lookup, but 16384 subscriptions each).
+ *
+ * A publisher connection per master writes as the library does, spread
+ * evenly over the three masters: MULTI, SET {tag}u:<i>, PUBLISH (or
+ * SPUBLISH) on that master's channel an invalidation of the library's
+ * format, EXEC; pipelined 100 writes per master per round trip. The run
+ * waits until every subscriber got every message, then reads each node's
+ * CPU (INFO cpu, user + sys). Per write of the cluster (not per write the
+ * node ran): each node's CPU, the busiest node's, and all three together.
+ * A classic PUBLISH is also forwarded over the cluster bus to the other
+ * two nodes, where no one subscribes to it: its cost on them is measured
+ * alone by writing on master 0 only with one instance (fwd rows).
+ *
+ * The same rows run on the bench's own Redis (REDIS_URL) as a single
+ * master ("single": N subscribers on one channel, the same writes), in
+ * the same run, interleaved with the cluster's, for the ratio.
+ *
+ * From the busiest node's line (least squares over the rows): the largest
+ * fleet a 3-master cluster carries at 10,000 writes/s spread over its
+ * masters (the busiest node's core saturated), each instance subscribing,
+ * and behind relays at 16 processes per host, modelled as one subscriber
+ * per host per master (hosts = subscribing instances here; relay.c
+ * measures the real relay on one Redis).
+ *
+ * JSON, for M in pubsub, sharded, single: fleet_cluster_M_busiest_cpu_us_
+ * {N}, fleet_cluster_M_total_cpu_us_{N} (N = 1, 10, 100, 500, 1000;
+ * --quick 1, 10, 100), fleet_cluster_M_busiest_cpu_us_per_instance,
+ * fleet_cluster_M_max_instances_10k_writes,
+ * fleet_cluster_M_relay_max_instances_10k_writes_k16; for M in pubsub,
+ * sharded: fleet_cluster_M_fwd_cpu_us (per message, on each non-owning
+ * node), fleet_cluster_M_owner_cpu_us_1 (the owning node, 1 instance).
+ */
+#include <fcntl.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <unistd.h>
+
+#include "bench.h"
+#include "cluster.h"
+
+#define MASTERS BENCH_CLUSTER_MASTERS
+#define PER_TRIP 100 /* writes per master per round trip */
+
+static const char stem[] = "tcbench:fleetc";
+
+typedef struct fc_env {
+    const bench_cfg *cfg;
+    int masters;                /* MASTERS, or 1: the bench's own Redis */
+    bench_cluster cl;
+    redisContext *ctl[MASTERS]; /* INFO */
+    redisContext *pub[MASTERS]; /* the writers */
+    char tag[MASTERS][16];      /* a hash tag served by master m */
+    char chan[2][MASTERS][96];  /* [sharded][m] */
+} fc_env;
+
+static int digits(size_t n)
+{
+    int d = 1;
+    while (n >= 10)
+        n /= 10, d++;
+    return d;
+}
+
+/* Bytes of one RESP2 pub/sub push of `msg` on `chan`. */
+static long long frame_len(int sharded, const char *chan, size_t mlen)
+{
+    size_t clen = strlen(chan);
+    return 4 + (sharded ? 14 : 13) + 1 + digits(clen) + 2 + (long long)clen +
+           2 + 1 + digits(mlen) + 2 + (long long)mlen + 2;
+}
+
+static redisContext *node_connect(const fc_env *e, int m)
+{
+    struct timeval tv = {10, 0};
+    int port = e->cl.port[m];
+    redisContext *c;
+    if (e->masters == 1) /* the bench's own Redis (REDIS_URL) */
+        return bench_redis_connect(e->cfg);
+    c = redisConnectWithTimeout("127.0.0.1", port, tv);
+    if (!c || c->err) {
+        fprintf(stderr, "tc-bench: connect to node :%d: %s\n", port,
+                c ? c->errstr : "out of memory");
+        if (c)
+            redisFree(c);
+        return NULL;
+    }
+    return c;
+}
+
+static int nonblocking(int fd)
+{
+    int fl = fcntl(fd, F_GETFL);
+    return fl < 0 ? -1 : fcntl(fd, F_SETFL, fl | O_NONBLOCK);
+}
+
+/* Read the replies of `k` pipelined writes (MULTI, SET, PUBLISH, EXEC)
+ * on c: 0 when every EXEC ran both commands. */
+static int read_writes(redisContext *c, int k)
+{
+    for (int i = 0; i < k * 4; i++) {
+        redisReply *r = NULL;
+        int bad;
+        if (redisGetReply(c, (void **)&r) != REDIS_OK) {
+            fprintf(stderr, "tc-bench: write: %s\n", c->errstr);
+            return -1;
+        }
+        bad = r->type == REDIS_REPLY_ERROR ||
+              (i % 4 == 3 &&
+               (r->type != REDIS_REPLY_ARRAY || r->elements != 2));
+        if (bad)
+            fprintf(stderr, "tc-bench: write: %s\n",
+                    r->type == REDIS_REPLY_ERROR ? r->str : "EXEC aborted");
+        freeReplyObject(r);
+        if (bad)
+            return -1;
+    }
+    return 0;
+}
+
+/* One row: N instances, `msgs` writes spread over the masters (or all on
+ * master `only` when >= 0); each node's CPU per write into us[]. 0 or -1. */
+static int fc_row(fc_env *e, int sharded, int n, int msgs, int only,
+                  double us[MASTERS])
+{
+    int nsub = n * e->masters, made = 0, started = 0, rc = -1;
+    redisContext **subs = calloc((size_t)nsub, sizeof(*subs));
+    bench_drain d = {.ep = epoll_create1(EPOLL_CLOEXEC)};
+    pthread_t th;
+    long long want = 0;
+    double cpu0[MASTERS], cpu1[MASTERS], cmds;
+    char msg[160], key[64];
+    if (!subs || d.ep < 0)
+        goto out;
+    for (; made < nsub; made++) {
+        int m = made % e->masters;
+        struct epoll_event ev = {.events = EPOLLIN};
+        redisReply *r;
+        if (!(subs[made] = node_connect(e, m)))
+            goto out;
+        r = redisCommand(subs[made], sharded ? "SSUBSCRIBE %s"
+                                             : "SUBSCRIBE %s",
+                         e->chan[sharded][m]);
+        if (!r || r->type != REDIS_REPLY_ARRAY) {
+            fprintf(stderr, "tc-bench: %s: %s\n",
+                    sharded ? "SSUBSCRIBE" : "SUBSCRIBE",
+                    r && r->type == REDIS_REPLY_ERROR ? r->str
+                                                      : subs[made]->errstr);
+            freeReplyObject(r);
+            goto out;
+        }
+        freeReplyObject(r);
+        ev.data.fd = subs[made]->fd;
+        if (nonblocking(subs[made]->fd) != 0 ||
+            epoll_ctl(d.ep, EPOLL_CTL_ADD, subs[made]->fd, &ev) != 0)
+            goto out;
+    }
+    if (pthread_create(&th, NULL, bench_drain_main, &d) != 0)
+        goto out;
+    started = 1;
+    for (int m = 0; m < e->masters; m++)
+        if (bench_redis_usage(e->ctl[m], &cpu0[m], &cmds) != 0)
+            goto out;
+    for (int b = 0; b < msgs; b += PER_TRIP * e->masters) {
+        int k[MASTERS] = {0};
+        for (int j = 0; j < PER_TRIP * e->masters && b + j < msgs; j++) {
+            int i = b + j, m = only >= 0 ? only : i % e->masters;
+            int kl = snprintf(key, sizeof(key), "{%s}u:%d", e->tag[m], i);
+            int ml = snprintf(msg, sizeof(msg), "v1 key @fleetbench0000:%d:"
+                              "1700000000000000 %.*s", i, kl, key);
+            redisAppendCommand(e->pub[m], "MULTI");
+            redisAppendCommand(e->pub[m], "SET %b v", key, (size_t)kl);
+            redisAppendCommand(e->pub[m], sharded ? "SPUBLISH %s %b"
+                                                  : "PUBLISH %s %b",
+                               e->chan[sharded][m], msg, (size_t)ml);
+            redisAppendCommand(e->pub[m], "EXEC");
+            want += n * frame_len(sharded, e->chan[sharded][m], (size_t)ml);
+            k[m]++;
+        }
+        for (int m = 0; m < e->masters; m++)
+            if (k[m] && read_writes(e->pub[m], k[m]) != 0)
+                goto out;
+    }
+    /* Until every subscriber got every message (up to 120 s): Redis has
+     * then done all the writing the fan-out costs it. */
+    for (int t = 0; t < 12000 && atomic_load(&d.bytes) < want; t++)
+        bench_sleep_us(10000);
+    if (atomic_load(&d.bytes) < want) {
+        fprintf(stderr, "tc-bench: subscribers got %lld of %lld bytes\n",
+                (long long)atomic_load(&d.bytes), want);
+        goto out;
+    }
+    for (int m = 0; m < e->masters; m++) {
+        if (bench_redis_usage(e->ctl[m], &cpu1[m], &cmds) != 0)
+            goto out;
+        us[m] = (cpu1[m] - cpu0[m]) * 1e6 / msgs;
+    }
+    rc = 0;
+out:
+    if (started) {
+        atomic_store(&d.stop, 1);
+        pthread_join(th, NULL);
+    }
+    for (int i = 0; subs && i < nsub; i++)
+        if (subs[i])
+            redisFree(subs[i]);
+    free(subs);
+    if (d.ep >= 0)
+        close(d.ep);
+    return rc;
+}
+
+/* The cluster (single = 0), or the bench's own Redis as one master
+ * (single = 1: the same rows on one server, for the ratio). 0 or -1. */
+static int env_open(fc_env *e, const bench_cfg *cfg, int single)
+{
+    e->cfg = cfg;
+    e->masters = single ? 1 : MASTERS;
+    if (!single && bench_cluster_start(&e->cl) != 0)
+        return -1;
+    for (int m = 0; m < e->masters; m++) {
+        if (!(e->ctl[m] = node_connect(e, m)) ||
+            !(e->pub[m] = node_connect(e, m)))
+            return -1;
+        /* The smallest t<i> whose slot master m serves. */
+        for (int i = 0;; i++) {
+            int l = snprintf(e->tag[m], sizeof(e->tag[m]), "t%d", i);
+            if (single ||
+                e->cl.owner[bench_cluster_slot(e->tag[m], (size_t)l)] == m)
+                break;
+        }
+        if (single)
+            snprintf(e->chan[0][m], sizeof(e->chan[0][m]), "%s", stem);
+        else
+            snprintf(e->chan[0][m], sizeof(e->chan[0][m]),
+                     "%s@127.0.0.1:%d", stem, e->cl.port[m]);
+        snprintf(e->chan[1][m], sizeof(e->chan[1][m]), "%s{%s}", stem,
+                 e->tag[m]);
+    }
+    return 0;
+}
+
+static void env_close(fc_env *e)
+{
+    for (int m = 0; m < MASTERS; m++) {
+        if (e->ctl[m])
+            redisFree(e->ctl[m]);
+        if (e->pub[m])
+            redisFree(e->pub[m]);
+    }
+    bench_cluster_stop(&e->cl);
+}
+
+enum { SIZES = 5, MODES = 3 }; /* pubsub, sharded on the cluster; one Redis */
+static const char *const mode_name[MODES] = {"pubsub", "sharded", "single"};
+
+/* Least-squares line y = a + b x over n points. */
+static void fit(const int *x, const double *y, int n, double *a, double *b)
+{
+    double sx = 0, sy = 0, sxx = 0, sxy = 0;
+    for (int i = 0; i < n; i++) {
+        sx += x[i];
+        sy += y[i];
+        sxx += (double)x[i] * x[i];
+        sxy += x[i] * y[i];
+    }
+    *b = (n * sxy - sx * sy) / (n * sxx - sx * sx);
+    *a = (sy - *b * sx) / n;
+}
+
+void bench_fleet_cluster(const bench_cfg *cfg)
+{
+    static const int sizes[SIZES] = {1, 10, 100, 500, 1000};
+    int nsizes = cfg->quick ? 3 : SIZES;
+    double busiest[MODES][SIZES], us[MASTERS], fleet[MODES] = {0};
+    fc_env *e = calloc(2, sizeof(*e)); /* [0] the cluster, [1] one Redis */
+    char key[96];
+
+    printf("\n== fleet on a 3-master Redis Cluster: CPU per write of the "
+           "cluster, writes spread over the masters ==\n");
+    fflush(stdout);
+    if (!e || env_open(&e[0], cfg, 0) != 0 || env_open(&e[1], cfg, 1) != 0) {
+        fprintf(stderr, "tc-bench: fleet_cluster: no cluster\n");
+        bench_fail();
+        goto done;
+    }
+    /* The cluster bus's part: one instance, every write on master 0. */
+    printf("  %-30s %12s %12s\n", "1 instance, writes on master 0",
+           "owner", "each other");
+    for (int s = 0; s < 2; s++) {
+        if (fc_row(&e[0], s, 1, cfg->quick ? 1500 : 15000, 0, us) != 0) {
+            bench_fail();
+            goto done;
+        }
+        printf("  %-30s %9.1f us %9.1f us\n", mode_name[s], us[0],
+               (us[1] + us[2]) / 2);
+        snprintf(key, sizeof(key), "fleet_cluster_%s_owner_cpu_us_1",
+                 mode_name[s]);
+        res_num(key, us[0]);
+        snprintf(key, sizeof(key), "fleet_cluster_%s_fwd_cpu_us",
+                 mode_name[s]);
+        res_num(key, (us[1] + us[2]) / 2);
+    }
+    printf("  %-10s %-8s %9s %9s %9s %10s %10s\n", "instances", "mode",
+           "node 0", "node 1", "node 2", "busiest", "all nodes");
+    for (int i = 0; i < nsizes; i++)
+        for (int s = 0; s < MODES; s++) {
+            int n = sizes[i], msgs = 600000 / n;
+            double tot = 0;
+            if (msgs > 30000)
+                msgs = 30000;
+            if (msgs < 3000)
+                msgs = 3000;
+            if (cfg->quick)
+                msgs /= 10;
+            if (fc_row(&e[s == 2], s == 1, n, msgs, -1, us) != 0) {
+                fprintf(stderr, "tc-bench: fleet_cluster %s with %d "
+                                "instances failed\n", mode_name[s], n);
+                bench_fail();
+                goto done;
+            }
+            busiest[s][i] = us[0];
+            for (int m = 0; m < e[s == 2].masters; m++) {
+                tot += us[m];
+                if (us[m] > busiest[s][i])
+                    busiest[s][i] = us[m];
+            }
+            if (s == 2)
+                printf("  %-10d %-8s %6.1f us %9s %9s %7.1f us %7.1f us\n", n,
+                       "1 Redis", us[0], "", "", busiest[s][i], tot);
+            else
+                printf("  %-10d %-8s %6.1f us %6.1f us %6.1f us %7.1f us "
+                       "%7.1f us\n", n, mode_name[s], us[0], us[1], us[2],
+                       busiest[s][i], tot);
+            snprintf(key, sizeof(key), "fleet_cluster_%s_busiest_cpu_us_%d",
+                     mode_name[s], n);
+            res_num(key, busiest[s][i]);
+            snprintf(key, sizeof(key), "fleet_cluster_%s_total_cpu_us_%d",
+                     mode_name[s], n);
+            res_num(key, tot);
+        }
+    for (int s = 0; s < MODES; s++) {
+        double a, b;
+        fit(sizes, busiest[s], nsizes, &a, &b);
+        snprintf(key, sizeof(key),
+                 "fleet_cluster_%s_busiest_cpu_us_per_instance",
+                 mode_name[s]);
+        res_num(key, b);
+        if (b <= 0)
+            continue;
+        /* 10,000 writes/s x (a + b N) = the busiest node's core. */
+        fleet[s] = (1e6 / 10000 - a) / b;
+        snprintf(key, sizeof(key), "fleet_cluster_%s_max_instances_10k_writes",
+                 mode_name[s]);
+        res_num(key, fleet[s]);
+        snprintf(key, sizeof(key),
+                 "fleet_cluster_%s_relay_max_instances_10k_writes_k16",
+                 mode_name[s]);
+        res_num(key, fleet[s] * 16);
+    }
+    printf("  largest fleet at 10,000 writes/s (busiest node's core full; "
+           "least squares over the rows):\n"
+           "  %-34s %10s %14s %22s\n", "", "us/write/inst", "instances",
+           "behind relays, k=16");
+    for (int s = 0; s < MODES; s++)
+        printf("  %-34s %10.3f %14.0f %22.0f\n",
+               s == 0 ? "3-master cluster, PUBLISH (library)"
+               : s == 1 ? "3-master cluster, SPUBLISH"
+                        : "one Redis, PUBLISH (same writes)",
+               res_get(s == 0   ? "fleet_cluster_pubsub_busiest_cpu_us_per_"
+                                  "instance"
+                       : s == 1 ? "fleet_cluster_sharded_busiest_cpu_us_per_"
+                                  "instance"
+                                : "fleet_cluster_single_busiest_cpu_us_per_"
+                                  "instance"),
+               fleet[s], fleet[s] * 16);
+    printf("  (behind relays: modelled as one subscriber per host per "
+           "master, hosts = the instances above, 16 processes per host)\n");
+done:
+    if (e) {
+        env_close(&e[0]);
+        env_close(&e[1]);
+    }
+    free(e);
+}

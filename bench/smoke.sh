@@ -52,7 +52,9 @@ oa_hit_ns_1k_1t oa_hit_ns_100k_1t l1_mops_1k_1t l1_mops_1k_2t
 l1_mops_100k_1t l1_mops_100k_2t lfht_mops_1k_1t lfht_mops_1k_2t
 lfht_mops_100k_1t lfht_mops_100k_2t l1_reader_max_us_during_invalidate_1m
 l1_reader_max_us_during_fill zstd_ratio_64k zstd_decompress_us_64k
-stampede_loader_calls_local stampede_loader_calls_coordinated""".split()
+stampede_loader_calls_local stampede_loader_calls_coordinated
+fleet_cluster_pubsub_busiest_cpu_us_100 fleet_cluster_sharded_busiest_cpu_us_100
+fleet_cluster_single_busiest_cpu_us_100""".split()
 with open(sys.argv[1]) as f:
     d = json.load(f)
 bad = [k for k in required

@@ -165,6 +165,9 @@ typedef struct bench_drain {
     atomic_llong bytes;
 } bench_drain;
 void *bench_drain_main(void *arg);
+/* Set O_NONBLOCK on `fd` (a subscriber connection handed to a drain):
+ * 0, or -1 with errno. fleet.c, fleet_cluster.c. */
+int bench_nonblocking(int fd);
 /* Fleet cost with instances behind relays (relay.c). */
 void bench_relay(const bench_cfg *cfg);
 /* Fleet cost on a throwaway 3-master Redis Cluster it starts, classic

@@ -20,7 +20,6 @@
  * {1,10,100}, fleet_{idle,busy}_cpu_us_per_s_per_instance_{1,10,100}.
  */
 #include <errno.h>
-#include <fcntl.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -32,13 +31,6 @@
 #include "bench.h"
 
 static const char channel[] = "tcbench:fleet";
-
-
-static int nonblocking(int fd)
-{
-    int fl = fcntl(fd, F_GETFL);
-    return fl < 0 ? -1 : fcntl(fd, F_SETFL, fl | O_NONBLOCK);
-}
 
 /* A message of the library's format naming `nkeys` keys ("key" for one,
  * "keys" with <len>:<bytes> bodies for more), number `i`. */
@@ -85,7 +77,7 @@ static double write_cost(const bench_cfg *cfg, redisContext *rc, int nsubs,
             goto out;
     }
     for (int i = 0; i < made; i++) /* non-blocking reads from here on */
-        if (nonblocking(subs[i]->fd) != 0)
+        if (bench_nonblocking(subs[i]->fd) != 0)
             goto out;
     if (pthread_create(&th, NULL, bench_drain_main, &d) != 0)
         goto out;

@@ -43,7 +43,6 @@
  * sharded: fleet_cluster_M_fwd_cpu_us (per message, on each non-owning
  * node), fleet_cluster_M_owner_cpu_us_1 (the owning node, 1 instance).
  */
-#include <fcntl.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -104,12 +103,6 @@ static redisContext *node_connect(const fc_env *e, int m)
     return c;
 }
 
-static int nonblocking(int fd)
-{
-    int fl = fcntl(fd, F_GETFL);
-    return fl < 0 ? -1 : fcntl(fd, F_SETFL, fl | O_NONBLOCK);
-}
-
 /* Read the replies of `k` pipelined writes (MULTI, SET, PUBLISH, EXEC)
  * on c: 0 when every EXEC ran both commands. */
 static int read_writes(redisContext *c, int k)
@@ -167,7 +160,7 @@ static int fc_row(fc_env *e, int sharded, int n, int msgs, int only,
         }
         freeReplyObject(r);
         ev.data.fd = subs[made]->fd;
-        if (nonblocking(subs[made]->fd) != 0 ||
+        if (bench_nonblocking(subs[made]->fd) != 0 ||
             epoll_ctl(d.ep, EPOLL_CTL_ADD, subs[made]->fd, &ev) != 0)
             goto out;
     }

@@ -3,6 +3,7 @@
  * the Redis plumbing shared by every section.
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <sys/epoll.h>
 #include <math.h>
 #include <stdarg.h>
@@ -583,4 +584,10 @@ void *bench_drain_main(void *arg)
         }
     }
     return NULL;
+}
+
+int bench_nonblocking(int fd)
+{
+    int fl = fcntl(fd, F_GETFL);
+    return fl < 0 ? -1 : fcntl(fd, F_SETFL, fl | O_NONBLOCK);
 }

@@ -282,6 +282,7 @@ void bench_fleet_cluster(const bench_cfg *cfg)
     static const int sizes[SIZES] = {1, 10, 100, 500, 1000};
     int nsizes = cfg->quick ? 3 : SIZES;
     double busiest[MODES][SIZES], us[MASTERS], fleet[MODES] = {0};
+    double owner_1 = 0, owner_max = 0;
     fc_env *e = calloc(2, sizeof(*e)); /* [0] the cluster, [1] one Redis */
     char key[96];
 
@@ -293,22 +294,34 @@ void bench_fleet_cluster(const bench_cfg *cfg)
         bench_fail();
         goto done;
     }
-    /* The cluster bus's part: one instance, every write on master 0. */
-    printf("  %-30s %12s %12s\n", "1 instance, writes on master 0",
+    /* Every write on master 0: the cluster bus's part (1 instance), and
+     * what a master's delivery costs when it runs alone (the most
+     * instances). */
+    printf("  %-30s %12s %12s\n", "writes on master 0 only",
            "owner", "each other");
-    for (int s = 0; s < 2; s++) {
-        if (fc_row(&e[0], s, 1, cfg->quick ? 1500 : 15000, 0, us) != 0) {
+    for (int r = 0; r < 3; r++) {
+        int s = r == 1, n = r < 2 ? 1 : sizes[nsizes - 1];
+        int msgs = r < 2 ? 15000 : 3000;
+        char label[48];
+        if (fc_row(&e[0], s, n, cfg->quick ? msgs / 10 : msgs, 0, us) != 0) {
             bench_fail();
             goto done;
         }
-        printf("  %-30s %9.1f us %9.1f us\n", mode_name[s], us[0],
+        snprintf(label, sizeof(label), "%d instance%s, %s", n,
+                 n > 1 ? "s" : "", mode_name[s]);
+        printf("  %-30s %9.1f us %9.1f us\n", label, us[0],
                (us[1] + us[2]) / 2);
-        snprintf(key, sizeof(key), "fleet_cluster_%s_owner_cpu_us_1",
-                 mode_name[s]);
+        snprintf(key, sizeof(key), "fleet_cluster_%s_owner_cpu_us_%d",
+                 mode_name[s], n);
         res_num(key, us[0]);
-        snprintf(key, sizeof(key), "fleet_cluster_%s_fwd_cpu_us",
-                 mode_name[s]);
-        res_num(key, (us[1] + us[2]) / 2);
+        if (r == 2)
+            owner_max = us[0], owner_1 = res_get("fleet_cluster_pubsub_"
+                                                 "owner_cpu_us_1");
+        else {
+            snprintf(key, sizeof(key), "fleet_cluster_%s_fwd_cpu_us",
+                     mode_name[s]);
+            res_num(key, (us[1] + us[2]) / 2);
+        }
     }
     printf("  %-10s %-8s %9s %9s %9s %10s %10s\n", "instances", "mode",
            "node 0", "node 1", "node 2", "busiest", "all nodes");
@@ -385,6 +398,19 @@ void bench_fleet_cluster(const bench_cfg *cfg)
                fleet[s], fleet[s] * 16);
     printf("  (behind relays: modelled as one subscriber per host per "
            "master, hosts = the instances above, 16 processes per host)\n");
+    {
+        /* A master with a core of its own: its delivery as measured alone
+         * (writes on master 0 only), a third of the writes each. */
+        double b = (owner_max - owner_1) / (sizes[nsizes - 1] - 1) / 3;
+        if (b > 0) {
+            double n = (1e6 / 10000 - busiest[0][0]) / b;
+            printf("  with a core per master (derived: the owner's slope "
+                   "alone, %.3f us per write per instance, / 3): %.0f "
+                   "instances\n", b * 3, n);
+            res_num("fleet_cluster_pubsub_max_instances_10k_writes_"
+                    "core_per_node", n);
+        }
+    }
 done:
     if (e) {
         env_close(&e[0]);

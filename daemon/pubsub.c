@@ -13,10 +13,14 @@
  * before were published, as far as anyone can tell, before it subscribed.
  *
  * Upstream order is what the lease proof of every library behind us rests
- * on (lib/relay.c): one connection, whose pushes are handled on the loop
- * in the order they arrived and copied to each client in that order; a
- * client whose copy cannot be kept (over --max-output, out of memory) is
- * closed, never skipped.
+ * on (lib/relay.c): a client's subscriptions and PINGs all go through one
+ * upstream connection (`ps_up`: the default one, or on Redis Cluster the
+ * one to the node the client named with TC.RELAY), whose pushes are
+ * handled on the loop in the order they arrived and copied to each client
+ * in that order; a client whose copy cannot be kept (over --max-output,
+ * out of memory) is closed, never skipped. Each upstream connection has
+ * its own names, waits, pings, watchdog and generation: its failure closes
+ * only the clients bound to it.
  */
 #include "pubsub.h"
 

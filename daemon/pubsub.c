@@ -1028,7 +1028,7 @@ void tcd_pubsub_command(tcd_client *cl, tcd_req *r, tcd_job *slot)
         free(slot);
         return;
     }
-    if (is(r, "tc.relay") && !count(cl->ps)) {
+    if (is(r, "tc.relay")) {
         do_relay(cl, r, out);
         if (slot)
             tcd_dispatch_append_slot(cl, slot);

@@ -122,8 +122,9 @@ tc_result tc_session_open(tc_cache *c, tc_session **out)
 }
 
 /* Is host:port a node of the cluster: a master of the map, or a node
- * CLUSTER NODES (asked of a master) lists, replicas included? Its
- * "ip:port@cport[,hostname]" field, or the hostname. */
+ * CLUSTER NODES (asked of a master) lists, replicas included, by its
+ * "ip:port@cport" field? Checked before anything, credentials included,
+ * is sent to it. */
 static int is_node(tc_cache *c, const char *host, int port)
 {
     tc__node_addr *m = malloc(TC__CLUSTER_MAX_NODES * sizeof(*m));

@@ -497,10 +497,45 @@ static int keys_on_masters(char keys[][64], tcr_server **m)
     return n;
 }
 
+/* A client of relay `t` naming a replica (TC.RELAY) is served from an
+ * upstream connection to that replica; one naming an address that is no
+ * node of the cluster is closed (nothing is sent there). */
+static void serves_a_replica_and_refuses_a_stranger(const tcd_proc *t)
+{
+    tcr_server *rep = NULL;
+    long long ids[8];
+    redisContext *d;
+    redisReply *r;
+    char port[16];
+    for (int i = 0; i < TCR_CLUSTER_NODES && !rep; i++)
+        if (!is_master(&cl.node[i]))
+            rep = &cl.node[i];
+    cr_assert_not_null(rep);
+    cr_assert_eq(upstream_ids(rep, ids), 0);
+    d = connect_to(t);
+    snprintf(port, sizeof(port), "%d", rep->port);
+    r = cmd(d, "TC.RELAY 127.0.0.1 %s", port);
+    cr_assert_eq(r->type, REDIS_REPLY_STATUS, "%s", r->str);
+    freeReplyObject(r);
+    r = cmd(d, "SUBSCRIBE onreplica");
+    cr_assert_eq(r->type, REDIS_REPLY_ARRAY);
+    freeReplyObject(r);
+    cr_assert_eq(upstream_ids(rep, ids), 1, "no upstream on the replica");
+    redisFree(d);
+    d = connect_to(t);
+    r = cmd(d, "TC.RELAY 127.0.0.1 1");
+    cr_assert_eq(r->type, REDIS_REPLY_STATUS);
+    freeReplyObject(r);
+    r = redisCommand(d, "SUBSCRIBE nowhere");
+    cr_assert(r == NULL, "a stranger was subscribed on");
+    redisFree(d);
+}
+
 /* Two instances through one relay see each other's writes of keys on
  * every master; the relay holds one upstream subscriber connection per
  * node its instances subscribe on (every master), however many instances
- * subscribe there. */
+ * subscribe there, and also serves a replica named with TC.RELAY, but no
+ * stranger (one cluster start-up for all three). */
 Test(relay_cluster, instances_through_one_relay_see_writes_on_every_master)
 {
     tcd_proc *t = start_daemon("--command-timeout-ms", "10000", NULL);
@@ -527,6 +562,7 @@ Test(relay_cluster, instances_through_one_relay_see_writes_on_every_master)
     }
     for (int i = 0; i < 2; i++)
         tc_cache_destroy(c[i]);
+    serves_a_replica_and_refuses_a_stranger(t);
 }
 
 /* CLIENT KILL of the relay's upstream connection on one master: the local

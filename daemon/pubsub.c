@@ -13,10 +13,14 @@
  * before were published, as far as anyone can tell, before it subscribed.
  *
  * Upstream order is what the lease proof of every library behind us rests
- * on (lib/relay.c): one connection, whose pushes are handled on the loop
- * in the order they arrived and copied to each client in that order; a
- * client whose copy cannot be kept (over --max-output, out of memory) is
- * closed, never skipped.
+ * on (lib/relay.c): a client's subscriptions and PINGs all go through one
+ * upstream connection (`ps_up`: the default one, or on Redis Cluster the
+ * one to the node the client named with TC.RELAY), whose pushes are
+ * handled on the loop in the order they arrived and copied to each client
+ * in that order; a client whose copy cannot be kept (over --max-output,
+ * out of memory) is closed, never skipped. Each upstream connection has
+ * its own names, waits, pings, watchdog and generation: its failure closes
+ * only the clients bound to it.
  */
 #include "pubsub.h"
 
@@ -97,8 +101,13 @@ typedef struct ps_ping {
     tcd_job *slot;
 } ps_ping;
 
+typedef struct ps_up ps_up;
+
 /* Per client (tcd_client.ps). */
 struct tcd_psclient {
+    ps_up *up;           /* the upstream connection it is bound to: NULL
+                            until its first subscription, PING or
+                            TC.RELAY */
     ps_sub *subs;        /* hash; iteration is subscription order */
     unsigned nchan, npat;
     unsigned nwaits, npings;
@@ -124,8 +133,15 @@ typedef struct ps_ev {
     tcd_buf frame; /* EV_MSG: as Redis sent it */
 } ps_ev;
 
-struct tcd_pubsub {
+/* One upstream subscriber connection: the default one (host NULL: where
+ * tc_session_open() connects), or on Redis Cluster one per node that a
+ * local client named with TC.RELAY. Each has its own names, waits, pings,
+ * thread and generation, so that its order and its failure concern only
+ * the clients bound to it. */
+struct ps_up {
     tcd_server *srv;
+    char *host;           /* owned; NULL: the default connection */
+    int port;
     /* Loop only. */
     ps_name *names;
     ps_wait *waits;
@@ -151,6 +167,15 @@ struct tcd_pubsub {
     int started;
 };
 
+/* At most this many upstream connections (nodes named with TC.RELAY, and
+ * the default one): a cluster has at most 128 nodes (lib/cluster.h). */
+#define PS_MAX_UPS 130
+
+struct tcd_pubsub {
+    ps_up *up[PS_MAX_UPS]; /* [0]: the default; loop only */
+    size_t nups;
+};
+
 static int is(const tcd_req *r, const char *word)
 {
     return tcd_arg_is(r, 0, word);
@@ -158,13 +183,13 @@ static int is(const tcd_req *r, const char *word)
 
 /* ---- the thread ---------------------------------------------------------- */
 
-static void ps_wakeup(tcd_pubsub *ps)
+static void ps_wakeup(ps_up *ps)
 {
     ssize_t n = write(ps->wake[1], "x", 1); /* full pipe: already woken */
     (void)n;
 }
 
-static void post(tcd_pubsub *ps, ps_ev *head, ps_ev *tail, size_t bytes)
+static void post(ps_up *ps, ps_ev *head, ps_ev *tail, size_t bytes)
 {
     if (!head)
         return;
@@ -186,10 +211,14 @@ static void ev_free(ps_ev *e)
     free(e);
 }
 
-static void lost(tcd_pubsub *ps, const char *why)
+static void lost(ps_up *ps, const char *why)
 {
     ps_ev *e = calloc(1, sizeof(*e));
-    tcd_warn("shared pub/sub: %s: closing every subscriber", why);
+    if (ps->host)
+        tcd_warn("shared pub/sub on node %s:%d: %s: closing its subscribers",
+                 ps->host, ps->port, why);
+    else
+        tcd_warn("shared pub/sub: %s: closing every subscriber", why);
     tc_session_close(ps->sess);
     ps->sess = NULL;
     ps->tgen++;
@@ -208,7 +237,7 @@ static int str_is(const tc_reply *r, const char *s)
 }
 
 /* What Redis pushed, as an event for the loop; NULL for nothing. */
-static ps_ev *classify(tcd_pubsub *ps, const tc_reply *rep, int *fatal)
+static ps_ev *classify(ps_up *ps, const tc_reply *rep, int *fatal)
 {
     ps_ev *e;
     const tc_reply *a = tc_reply_element(rep, 0), *b = tc_reply_element(rep, 1);
@@ -264,7 +293,7 @@ oom:
 }
 
 /* Hand the loop what has arrived, PS_BATCH at a time. */
-static void read_pushes(tcd_pubsub *ps)
+static void read_pushes(ps_up *ps)
 {
     for (;;) {
         ps_ev *head = NULL, *tail = NULL;
@@ -312,7 +341,7 @@ static void read_pushes(tcd_pubsub *ps)
 }
 
 /* Named, so that CLIENT LIST on Redis tells it from the rest. */
-static tc_result name_upstream(tcd_pubsub *ps)
+static tc_result name_upstream(ps_up *ps)
 {
     const char *argv[3] = {"CLIENT", "SETNAME", "tiercached-pubsub"};
     size_t argl[3] = {6, 7, 17};
@@ -322,16 +351,20 @@ static tc_result name_upstream(tcd_pubsub *ps)
     return rc;
 }
 
-static void run_ops(tcd_pubsub *ps, ps_op *op)
+static void run_ops(ps_up *ps, ps_op *op)
 {
     int named = 1;
     while (op) {
         ps_op *next = op->next;
         if (op->gen == ps->tgen) {
             tc_result rc = TC_OK;
-            if (!ps->sess && ((named = 0),
-                              (rc = tc_session_open(ps->srv->cache,
-                                                    &ps->sess)) != TC_OK)) {
+            if (!ps->sess &&
+                ((named = 0),
+                 (rc = ps->host ? tc_session_open_node(ps->srv->cache,
+                                                       ps->host, ps->port,
+                                                       &ps->sess)
+                                : tc_session_open(ps->srv->cache,
+                                                  &ps->sess)) != TC_OK)) {
                 char why[300];
                 snprintf(why, sizeof(why), "cannot connect to Redis: %s",
                          tc_errmsg());
@@ -353,7 +386,7 @@ static void run_ops(tcd_pubsub *ps, ps_op *op)
 
 static void *ps_main(void *arg)
 {
-    tcd_pubsub *ps = arg;
+    ps_up *ps = arg;
     for (;;) {
         struct pollfd pfd[2];
         ps_op *ops;
@@ -399,7 +432,7 @@ static void *ps_main(void *arg)
 
 /* ---- the loop: upstream commands ------------------------------------------ */
 
-static void send_op(tcd_pubsub *ps, const char *cmd, const ps_name *n)
+static void send_op(ps_up *ps, const char *cmd, const ps_name *n)
 {
     ps_op *op = calloc(1, sizeof(*op));
     if (!op)
@@ -437,7 +470,7 @@ oom:
     ps->broken = 1;
 }
 
-static void want_subscribed(tcd_pubsub *ps, ps_name *n)
+static void want_subscribed(ps_up *ps, ps_name *n)
 {
     int pat = n->key[0] == PS_PATTERN;
     if (ps->dropping)
@@ -451,7 +484,7 @@ static void want_subscribed(tcd_pubsub *ps, ps_name *n)
     }
 }
 
-static void maybe_free_name(tcd_pubsub *ps, ps_name *n)
+static void maybe_free_name(ps_up *ps, ps_name *n)
 {
     if (n->state == ST_IDLE && !n->nlocal && !n->waiting) {
         HASH_DEL(ps->names, n);
@@ -459,7 +492,7 @@ static void maybe_free_name(tcd_pubsub *ps, ps_name *n)
     }
 }
 
-static ps_name *find_name(tcd_pubsub *ps, int kind, const char *s, size_t len,
+static ps_name *find_name(ps_up *ps, int kind, const char *s, size_t len,
                           int create)
 {
     char stack[256], *key = len + 1 <= sizeof(stack) ? stack : malloc(len + 1);
@@ -484,11 +517,11 @@ static ps_name *find_name(tcd_pubsub *ps, int kind, const char *s, size_t len,
     return n;
 }
 
-static void on_lost(tcd_pubsub *ps, uint64_t gen);
+static void on_lost(ps_up *ps, uint64_t gen);
 
 /* An upstream command could not be queued: start over, as on a lost
  * connection, with a generation the thread moves to as well. */
-static void check_broken(tcd_pubsub *ps)
+static void check_broken(ps_up *ps)
 {
     if (!ps->broken)
         return;
@@ -521,7 +554,7 @@ static ps_sub *find_sub(struct tcd_psclient *c, ps_name *n)
     return s;
 }
 
-static void drop_sub(tcd_pubsub *ps, tcd_client *cl, ps_sub *s)
+static void drop_sub(ps_up *ps, tcd_client *cl, ps_sub *s)
 {
     struct tcd_psclient *c = cl->ps;
     ps_name *n = s->name;
@@ -610,7 +643,7 @@ static void finish_slot(tcd_client *cl, tcd_job *slot)
     tcd_dispatch_touch(cl);
 }
 
-static void wait_free(tcd_pubsub *ps, ps_wait *w)
+static void wait_free(ps_up *ps, ps_wait *w)
 {
     for (size_t i = 0; i < w->n; i++) {
         w->item[i].name->waiting--;
@@ -624,7 +657,7 @@ static void wait_free(tcd_pubsub *ps, ps_wait *w)
     free(w);
 }
 
-static void wait_unlink(tcd_pubsub *ps, ps_wait *w)
+static void wait_unlink(ps_up *ps, ps_wait *w)
 {
     if (w->prev)
         w->prev->next = w->next;
@@ -649,7 +682,7 @@ static int unfinished_ahead(const tcd_client *cl, const tcd_job *slot)
  * placed before the client's first unfinished reply, so a subscription
  * goes live only once nothing unfinished precedes its confirmation). One
  * completion may allow another: until none does. */
-static void check_waits(tcd_pubsub *ps)
+static void check_waits(ps_up *ps)
 {
     int changed = 1;
     while (changed) {
@@ -693,7 +726,7 @@ static void add_confirm(tcd_buf *b, const char *what, const char *name,
     tcd_reply_int(b, n);
 }
 
-static void do_subscribe(tcd_pubsub *ps, tcd_client *cl, tcd_req *r,
+static void do_subscribe(ps_up *ps, tcd_client *cl, tcd_req *r,
                          int kind, tcd_job *slot)
 {
     struct tcd_psclient *c = psc_of(cl);
@@ -761,7 +794,7 @@ static void do_subscribe(tcd_pubsub *ps, tcd_client *cl, tcd_req *r,
     c->nwaits++;
 }
 
-static void do_unsubscribe(tcd_pubsub *ps, tcd_client *cl, tcd_req *r,
+static void do_unsubscribe(ps_up *ps, tcd_client *cl, tcd_req *r,
                            int kind, tcd_buf *out)
 {
     struct tcd_psclient *c = psc_of(cl);
@@ -798,7 +831,7 @@ static void do_unsubscribe(tcd_pubsub *ps, tcd_client *cl, tcd_req *r,
     }
 }
 
-static void do_ping(tcd_pubsub *ps, tcd_client *cl, tcd_req *r,
+static void do_ping(ps_up *ps, tcd_client *cl, tcd_req *r,
                     tcd_job *slot)
 {
     tcd_buf b = {0};
@@ -886,7 +919,7 @@ static void arity(tcd_buf *out, const char *cmd)
                      cmd);
 }
 
-static void drop_all(tcd_pubsub *ps, tcd_client *cl)
+static void drop_all(ps_up *ps, tcd_client *cl)
 {
     ps_sub *s, *tmp;
     if (!cl->ps)
@@ -895,11 +928,78 @@ static void drop_all(tcd_pubsub *ps, tcd_client *cl)
         drop_sub(ps, cl, s);
 }
 
+static ps_up *up_start(tcd_server *srv, const char *host, size_t hlen,
+                       int port);
+
+/* The upstream connection the client is bound to, binding it to the
+ * default one if it is not yet. NULL when out of memory. */
+static ps_up *up_of(tcd_client *cl)
+{
+    struct tcd_psclient *c = psc_of(cl);
+    if (c && !c->up)
+        c->up = cl->srv->pubsub->up[0];
+    return c ? c->up : NULL;
+}
+
+/* TC.RELAY host port: from now on the client's subscriptions and PINGs go
+ * through the upstream connection to node host:port of the cluster (lib/
+ * relay.c: one per node, shared by every local client naming it), opened
+ * on first use; the node is checked then (tc_session_open_node), and a
+ * node that is none closes the clients bound to it, with a log line. Only
+ * while the client has no subscription, nor a confirmation or pong to
+ * come. */
+static void do_relay(tcd_client *cl, tcd_req *r, tcd_buf *out)
+{
+    tcd_pubsub *all = cl->srv->pubsub;
+    struct tcd_psclient *c = psc_of(cl);
+    long long port;
+    size_t i;
+    if (r->argc != 3) {
+        arity(out, "tc.relay");
+        return;
+    }
+    if (tcd_arg_ll(r, 2, &port) != 0 || port < 1 || port > 65535 ||
+        r->argl[1] == 0 || r->argl[1] > 255 ||
+        memchr(r->argv[1], '\0', r->argl[1])) {
+        tcd_reply_error(out, "ERR syntax error: TC.RELAY host port");
+        return;
+    }
+    if (!c) {
+        cl->out.oom = 1;
+        return;
+    }
+    if (count(c) || c->nwaits || c->npings) {
+        tcd_reply_error(out, "ERR tiercached: TC.RELAY on a connection "
+                             "with subscriptions");
+        return;
+    }
+    for (i = 1; i < all->nups; i++)
+        if (all->up[i]->port == port &&
+            strlen(all->up[i]->host) == r->argl[1] &&
+            !memcmp(all->up[i]->host, r->argv[1], r->argl[1]))
+            break;
+    if (i == all->nups) {
+        if (i == PS_MAX_UPS) {
+            tcd_reply_error(out, "ERR tiercached: TC.RELAY: too many nodes");
+            return;
+        }
+        if (!(all->up[i] = up_start(cl->srv, r->argv[1], r->argl[1],
+                                    (int)port))) {
+            cl->out.oom = 1;
+            return;
+        }
+        all->nups++;
+    }
+    c->up = all->up[i];
+    tcd_reply_status(out, "OK");
+}
+
 int tcd_pubsub_takes(tcd_client *cl, const tcd_req *req)
 {
-    tcd_pubsub *ps = cl->srv->pubsub;
-    if (!ps)
+    ps_up *ps;
+    if (!cl->srv->pubsub)
         return 0;
+    ps = cl->ps && cl->ps->up ? cl->ps->up : cl->srv->pubsub->up[0];
     if (cl->ps && count(cl->ps) > 0) {
         if (is(req, "quit"))
             return 0;
@@ -914,14 +1014,26 @@ int tcd_pubsub_takes(tcd_client *cl, const tcd_req *req)
         return 0;
     /* (P)UNSUBSCRIBE outside pub/sub mode: answered as Redis does. */
     return is(req, "subscribe") || is(req, "psubscribe") ||
-           is(req, "unsubscribe") || is(req, "punsubscribe");
+           is(req, "unsubscribe") || is(req, "punsubscribe") ||
+           is(req, "tc.relay");
 }
 
 void tcd_pubsub_command(tcd_client *cl, tcd_req *r, tcd_job *slot)
 {
-    tcd_pubsub *ps = cl->srv->pubsub;
+    ps_up *ps = up_of(cl);
     tcd_buf *out = slot ? &slot->out : &cl->out;
     int sub = is(r, "subscribe"), psub = is(r, "psubscribe");
+    if (!ps) {
+        cl->out.oom = 1;
+        free(slot);
+        return;
+    }
+    if (is(r, "tc.relay")) {
+        do_relay(cl, r, out);
+        if (slot)
+            tcd_dispatch_append_slot(cl, slot);
+        return;
+    }
     if ((sub || psub) && r->argc >= 2) {
         do_subscribe(ps, cl, r, psub ? PS_PATTERN : PS_CHANNEL, slot);
         check_broken(ps);
@@ -957,8 +1069,8 @@ void tcd_pubsub_command(tcd_client *cl, tcd_req *r, tcd_job *slot)
 
 void tcd_pubsub_client_gone(tcd_client *cl)
 {
-    tcd_pubsub *ps = cl->srv->pubsub;
     struct tcd_psclient *c = cl->ps;
+    ps_up *ps = c ? c->up : NULL;
     if (!c)
         return;
     if (ps) {
@@ -1019,7 +1131,7 @@ static void deliver(tcd_client *cl, const tcd_buf *frame)
     tcd_dispatch_touch(cl);
 }
 
-static void on_message(tcd_pubsub *ps, ps_ev *e)
+static void on_message(ps_up *ps, ps_ev *e)
 {
     ps_name *n = find_name(ps, e->kind, e->name, e->nlen, 0);
     TCD_COUNT(ps->srv, pubsub_messages, 1);
@@ -1034,7 +1146,7 @@ static void on_message(tcd_pubsub *ps, ps_ev *e)
     }
 }
 
-static void on_lost(tcd_pubsub *ps, uint64_t gen)
+static void on_lost(ps_up *ps, uint64_t gen)
 {
     tcd_server *srv = ps->srv;
     if (gen < ps->gen)
@@ -1044,7 +1156,8 @@ static void on_lost(tcd_pubsub *ps, uint64_t gen)
     ps->dropping = 1;
     for (tcd_client *cl = srv->clients, *next; cl; cl = next) {
         next = cl->next;
-        if (cl->ps && (count(cl->ps) || cl->ps->nwaits || cl->ps->npings))
+        if (cl->ps && cl->ps->up == ps &&
+            (count(cl->ps) || cl->ps->nwaits || cl->ps->npings))
             tcd_client_close(cl, "shared pub/sub connection lost");
     }
     /* Nobody is left waiting; what remains is upstream state now gone. */
@@ -1064,7 +1177,7 @@ static void on_lost(tcd_pubsub *ps, uint64_t gen)
     ps->dropping = 0;
 }
 
-static void handle(tcd_pubsub *ps, ps_ev *e)
+static void handle(ps_up *ps, ps_ev *e)
 {
     ps_name *n;
     if (e->type == EV_LOST) {
@@ -1112,7 +1225,7 @@ static void handle(tcd_pubsub *ps, ps_ev *e)
 
 static void on_async(struct ev_loop *loop, ev_async *w, int revents)
 {
-    tcd_pubsub *ps = w->data;
+    ps_up *ps = w->data;
     ps_ev *e;
     (void)loop;
     (void)revents;
@@ -1135,7 +1248,7 @@ static void on_async(struct ev_loop *loop, ev_async *w, int revents)
     tcd_dispatch_flush_touched(ps->srv);
 }
 
-static int anyone_subscribed(tcd_pubsub *ps)
+static int anyone_subscribed(ps_up *ps)
 {
     for (ps_name *n = ps->names; n; n = n->hh.next)
         if (n->nlocal)
@@ -1150,7 +1263,7 @@ static int anyone_subscribed(tcd_pubsub *ps)
  * waiting on it and reconnect. */
 static void on_watch(struct ev_loop *loop, ev_timer *w, int revents)
 {
-    tcd_pubsub *ps = w->data;
+    ps_up *ps = w->data;
     ev_tstamp now = ev_now(loop);
     (void)revents;
     if (ps->ping_head && now - ps->ping_head->sent > PS_HUNG_S) {
@@ -1174,46 +1287,8 @@ static void on_watch(struct ev_loop *loop, ev_timer *w, int revents)
 
 /* ---- lifetime ------------------------------------------------------------- */
 
-int tcd_pubsub_init(tcd_server *srv)
+static void up_stop(tcd_server *srv, ps_up *ps)
 {
-    tcd_pubsub *ps;
-    if (srv->cfg->no_shared_pubsub)
-        return 0;
-    if (!(ps = calloc(1, sizeof(*ps))) || pipe(ps->wake) != 0) {
-        free(ps);
-        tcd_error("shared pub/sub: out of memory");
-        return -1;
-    }
-    for (int i = 0; i < 2; i++) {
-        fcntl(ps->wake[i], F_SETFL, O_NONBLOCK);
-        fcntl(ps->wake[i], F_SETFD, FD_CLOEXEC);
-    }
-    ps->srv = srv;
-    pthread_mutex_init(&ps->mu, NULL);
-    ev_async_init(&ps->async, on_async);
-    ps->async.data = ps;
-    ev_async_start(srv->loop, &ps->async);
-    ev_unref(srv->loop); /* housekeeping does not keep the loop alive */
-    ev_timer_init(&ps->watch, on_watch, PS_WATCH_S, PS_WATCH_S);
-    ps->watch.data = ps;
-    ev_timer_start(srv->loop, &ps->watch);
-    ev_unref(srv->loop);
-    if (pthread_create(&ps->th, NULL, ps_main, ps) != 0) {
-        tcd_error("shared pub/sub: cannot start its thread");
-        srv->pubsub = ps;
-        tcd_pubsub_shutdown(srv);
-        return -1;
-    }
-    ps->started = 1;
-    srv->pubsub = ps;
-    return 0;
-}
-
-void tcd_pubsub_shutdown(tcd_server *srv)
-{
-    tcd_pubsub *ps = srv->pubsub;
-    if (!ps)
-        return;
     if (ps->started) {
         pthread_mutex_lock(&ps->mu);
         ps->stop = 1;
@@ -1245,6 +1320,76 @@ void tcd_pubsub_shutdown(tcd_server *srv)
     close(ps->wake[0]);
     close(ps->wake[1]);
     pthread_mutex_destroy(&ps->mu);
+    free(ps->host);
     free(ps);
+}
+
+/* An upstream connection's state and thread (the connection opens on its
+ * first command); `host` (copied) NULL for the default one. NULL after
+ * logging. */
+static ps_up *up_start(tcd_server *srv, const char *host, size_t hlen,
+                       int port)
+{
+    ps_up *ps;
+    if (!(ps = calloc(1, sizeof(*ps))) || pipe(ps->wake) != 0) {
+        free(ps);
+        tcd_error("shared pub/sub: out of memory");
+        return NULL;
+    }
+    for (int i = 0; i < 2; i++) {
+        fcntl(ps->wake[i], F_SETFL, O_NONBLOCK);
+        fcntl(ps->wake[i], F_SETFD, FD_CLOEXEC);
+    }
+    ps->srv = srv;
+    ps->port = port;
+    pthread_mutex_init(&ps->mu, NULL);
+    ev_async_init(&ps->async, on_async);
+    ps->async.data = ps;
+    ev_async_start(srv->loop, &ps->async);
+    ev_unref(srv->loop); /* housekeeping does not keep the loop alive */
+    ev_timer_init(&ps->watch, on_watch, PS_WATCH_S, PS_WATCH_S);
+    ps->watch.data = ps;
+    ev_timer_start(srv->loop, &ps->watch);
+    ev_unref(srv->loop);
+    if (host && !(ps->host = strndup(host, hlen))) {
+        tcd_error("shared pub/sub: out of memory");
+        up_stop(srv, ps);
+        return NULL;
+    }
+    if (pthread_create(&ps->th, NULL, ps_main, ps) != 0) {
+        tcd_error("shared pub/sub: cannot start its thread");
+        up_stop(srv, ps);
+        return NULL;
+    }
+    ps->started = 1;
+    return ps;
+}
+
+int tcd_pubsub_init(tcd_server *srv)
+{
+    tcd_pubsub *all;
+    if (srv->cfg->no_shared_pubsub)
+        return 0;
+    if (!(all = calloc(1, sizeof(*all)))) {
+        tcd_error("shared pub/sub: out of memory");
+        return -1;
+    }
+    if (!(all->up[0] = up_start(srv, NULL, 0, 0))) {
+        free(all);
+        return -1;
+    }
+    all->nups = 1;
+    srv->pubsub = all;
+    return 0;
+}
+
+void tcd_pubsub_shutdown(tcd_server *srv)
+{
+    tcd_pubsub *all = srv->pubsub;
+    if (!all)
+        return;
+    for (size_t i = 0; i < all->nups; i++)
+        up_stop(srv, all->up[i]);
+    free(all);
     srv->pubsub = NULL;
 }

@@ -17,14 +17,22 @@
  *   - UNSUBSCRIBE / PUNSUBSCRIBE with and without arguments, RESET, QUIT,
  *     and Redis's refusal of other commands in RESP2 pub/sub mode.
  * The upstream connection failing closes every client in shared pub/sub
- * mode (their libraries then reconnect, as on any bus reset: whatever was
- * published meanwhile is lost to them, and they know it). A client with
+ * mode that it serves (their libraries then reconnect, as on any bus
+ * reset: whatever was published meanwhile is lost to them, and they know
+ * it).
+ *
+ * On Redis Cluster a client may first name a node, `TC.RELAY host port`
+ * (the library's bus does, one connection per node it subscribes on,
+ * lib/relay.c): its subscriptions and PINGs are then served from an
+ * upstream connection to that node, one per node however many clients
+ * name it, so that the pongs prove that node's stream. Other clients share
+ * the default upstream connection (where tc_session_open() connects). A client with
  * more than --max-output bytes of messages and replies waiting is closed,
  * as redis-server's client-output-buffer-limit pubsub closes it.
  * SSUBSCRIBE and MONITOR, and subscriptions of a client already pinned
  * (WATCH, SELECT ...), keep their own connection (pin.h).
  *
- * Threads: tcd_pubsub_* run on the loop thread. The upstream connection
+ * Threads: tcd_pubsub_* run on the loop thread. Each upstream connection
  * (a tc_session) belongs to a thread of its own, which sends what the loop
  * queues and hands what Redis pushes back through an ev_async.
  */
@@ -41,8 +49,8 @@ int tcd_pubsub_init(tcd_server *srv);
 /** Stop the thread and free what is left (after every client closed). */
 void tcd_pubsub_shutdown(tcd_server *srv);
 /** 1 when the request (borrowed) is answered here: a SUBSCRIBE or
- *  PSUBSCRIBE (or UNSUBSCRIBE, PUNSUBSCRIBE) of a client that is not
- *  pinned, or any command of a client
+ *  PSUBSCRIBE (or UNSUBSCRIBE, PUNSUBSCRIBE, TC.RELAY) of a client that is
+ *  not pinned, or any command of a client
  *  in shared pub/sub mode but QUIT and RESET. For RESET of such a client,
  *  its subscriptions are dropped here (without replies, as Redis drops
  *  them) and 0 returned: the daemon's RESET answers. */

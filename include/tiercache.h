@@ -749,6 +749,15 @@ typedef struct tc_session tc_session;
  *  closed with tc_session_close(). TC_L2_UNAVAILABLE, TC_TIMEOUT, TC_AUTH,
  *  TC_NO_MEMORY on failure. */
 TC_EXTERN tc_result tc_session_open(tc_cache *c, tc_session **out);
+/** On Redis Cluster, a session on node `host`:`port` (borrowed), a master
+ *  or a replica the cluster lists (CLUSTER NODES), which it never leaves:
+ *  a command for another node's slots is refused (CROSSSLOT), as once a
+ *  tc_session holds state. For what only that node can give, such as its
+ *  own pub/sub stream (tiercached's shared subscriptions per node). As
+ *  tc_session_open() otherwise; TC_BAD_ARGUMENT when the cache is not on
+ *  a cluster or `host`:`port` is not one of its nodes. */
+TC_EXTERN tc_result tc_session_open_node(tc_cache *c, const char *host,
+                                         int port, tc_session **out);
 /** Close and free. NULL is a no-op. */
 TC_EXTERN void tc_session_close(tc_session *s);
 /** Run one command and read its reply, waiting as long as Redis takes.

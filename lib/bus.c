@@ -140,10 +140,7 @@ static void on_role_reply(tc__aconn *ac, redisReply *r, void *priv)
     }
 }
 
-/* Connect to `host`:`port` (NULL host: the configured unix socket;
- * TC__BUS_RELAY: the relay, relay.c, without set-up commands). */
-static const char bus_relay_mark;
-#define TC__BUS_RELAY (&bus_relay_mark)
+/* Connect to `host`:`port` (NULL host: the configured unix socket). */
 static tc__aconn *open_conn(tc__bus *bus, const char *host, int port)
 {
     const tc__config *cfg = bus->cfg;
@@ -152,10 +149,6 @@ static tc__aconn *open_conn(tc__bus *bus, const char *host, int port)
     tc__aconn_events ev = {on_conn_error, on_sub_reply, bus};
     tc__aconn *ac;
     tc__conn_opts_of(cfg, &o);
-    if (host == TC__BUS_RELAY) { /* the subscriber, through tiercached */
-        tc__relay_conn_opts(cfg, &o);
-        return tc__aconn_open(bus->loop, &o, &ev, &ac) == TC_OK ? ac : NULL;
-    }
     if (host) {
         o.host = host;
         o.unix_path = NULL;
@@ -176,6 +169,46 @@ oom:
     tc__aconn_free(ac);
     tc__fail(TC_NO_MEMORY, "out of memory");
     return NULL;
+}
+
+static void on_relay_setup_reply(tc__aconn *ac, redisReply *r, void *priv)
+{
+    tc__bus *bus = priv;
+    if (!r || !ours(bus, ac) || r->type != REDIS_REPLY_ERROR)
+        return;
+    /* WRONGPASS: bus_relay='s credentials; an error to TC.RELAY: a relay
+     * whose upstream is not this cluster. */
+    tc__log(&bus->cfg->log, TC_LOG_ERROR,
+            "bus relay (tiercached) refused the set-up: %.*s", (int)r->len,
+            r->str);
+    tc__bus_reset(bus, "bus relay set-up refused");
+}
+
+/* A subscriber connection for node `host`:`port` (NULL host: the
+ * configured unix socket): to the node itself, or through the relay
+ * (relay.c), which on a cluster is told the node. */
+static tc__aconn *open_sub(tc__bus *bus, const char *host, int port)
+{
+    const tc__config *cfg = bus->cfg;
+    tc__setup_cmds setup;
+    tc__conn_opts o;
+    tc__aconn_events ev = {on_conn_error, on_sub_reply, bus};
+    tc__aconn *ac;
+    if (!tc__relay_on(cfg))
+        return open_conn(bus, host, port);
+    tc__relay_conn_opts(cfg, &o);
+    if (tc__aconn_open(bus->loop, &o, &ev, &ac) != TC_OK)
+        return NULL; /* why: in tc_errmsg() */
+    tc__relay_setup_cmds(cfg, cfg->cluster ? host : NULL, port, &setup);
+    for (int i = 0; i < setup.n; i++)
+        if (tc__aconn_command_argv(ac, on_relay_setup_reply, bus,
+                                   setup.cmd[i].argc, setup.cmd[i].argv,
+                                   setup.cmd[i].argvlen) != 0) {
+            tc__aconn_free(ac);
+            tc__fail(TC_NO_MEMORY, "out of memory");
+            return NULL;
+        }
+    return ac;
 }
 
 /* Drop both connections (bus thread); safe from their own callbacks. */
@@ -239,7 +272,7 @@ static int cluster_connect(tc__bus *bus)
             "bus: subscribing on %s:%d and %zu other masters, heartbeats on "
             "%s:%d",
             ca.host, ca.port, n ? n - 1 : 0, ca.host, ca.port);
-    bus->sub = open_conn(bus, ca.host, ca.port);
+    bus->sub = open_sub(bus, ca.host, ca.port);
     bus->cmd = bus->sub ? open_conn(bus, ca.host, ca.port) : NULL;
     for (size_t i = 0; i < n && bus->cmd; i++) {
         tc__bus_link *l = &bus->links[bus->nlinks];
@@ -253,7 +286,7 @@ static int cluster_connect(tc__bus *bus)
             tc__fail(TC_NO_MEMORY, "out of memory");
             break;
         }
-        if (!(l->sub = open_conn(bus, m[i].host, m[i].port))) {
+        if (!(l->sub = open_sub(bus, m[i].host, m[i].port))) {
             free(l->channel);
             l->channel = NULL;
             break;
@@ -296,8 +329,7 @@ static void bus_connect(tc__bus *bus)
         if (cluster_connect(bus) != 0)
             return;
     } else {
-        bus->sub = open_conn(bus, tc__relay_on(cfg) ? TC__BUS_RELAY : host,
-                             port);
+        bus->sub = open_sub(bus, host, port);
         bus->cmd = bus->sub ? open_conn(bus, host, port) : NULL;
         if (!bus->sub || !bus->cmd) {
             char why[320];

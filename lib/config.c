@@ -468,6 +468,12 @@ static tc_result set_str(char **dst, const char *src)
     return TC_OK;
 }
 
+/* set_str() of an optional `src` (NULL: *dst stays NULL). */
+static tc_result set_opt(char **dst, const char *src)
+{
+    return src ? set_str(dst, src) : TC_OK;
+}
+
 static unsigned ncores(void)
 {
     long n = sysconf(_SC_NPROCESSORS_ONLN);
@@ -508,8 +514,20 @@ void tc__config_free(tc__config *c)
     free(c->sentinel_ports);
     free(c->master_name);
     free(c->relay_unix);
-    free(c->relay_spec);
     free(c->relay_host);
+    free(c->relay_username);
+    if (c->relay_spec) { /* may hold the relay's password */
+        volatile char *p = c->relay_spec;
+        while (*p)
+            *p++ = 0;
+        free(c->relay_spec);
+    }
+    if (c->relay_password) {
+        volatile char *p = c->relay_password;
+        while (*p)
+            *p++ = 0;
+        free(c->relay_password);
+    }
     free(c->sentinel_username);
     if (c->sentinel_password) {
         volatile char *p = c->sentinel_password;
@@ -1103,8 +1121,11 @@ static tc_result cluster_settings(const tc_options *o, tc__config *c,
 /* --- Bus relay (issue 10, relay.c) ------------------------------------ */
 
 /* The URL's bus_relay= (options URL, then REDIS_URL), else TC_BUS_RELAY:
- * "unix:///path", "/path", "redis://host:port" or "host:port" (no
- * credentials: a relay is a local tiercached). */
+ * "unix:///path", "/path", "host:port", "redis://host:port", with
+ * credentials for a tiercached started with --requirepass
+ * "redis://[user]:password@host:port" or "unix://[user]:password@/path"
+ * (relay.c sends them as AUTH). Never logged: a malformed spec's error
+ * does not repeat it. */
 static tc_result relay_settings(const tc_options *o, tc__config *c,
                                 resolving *st)
 {
@@ -1113,11 +1134,33 @@ static tc_result relay_settings(const tc_options *o, tc__config *c,
     (void)st;
     if (!v)
         return TC_OK;
-    if (!strncmp(v, "unix://", 7))
-        v += 7;
-    else if (!strncmp(v, "redis://", 8))
-        v += 8;
-    if (*v == '/') {
+    if (!strncmp(v, "redis://", 8) || !strncmp(v, "unix://", 7) ||
+        !strncmp(v, "rediss://", 9)) {
+        url_parts u;
+        tc_result r = parse_url(v, &u);
+        if (r != TC_OK) {
+            char why[200];
+            snprintf(why, sizeof(why), "%s", tc_errmsg());
+            return tc__fail(r, "TC_BUS_RELAY: %s", why);
+        }
+        if (u.tls || u.db >= 0 || u.bus_relay || (u.host && !u.port))
+            no = u.tls ? "TC_BUS_RELAY: the relay is plain TCP or a unix "
+                         "socket (no rediss://)"
+                       : u.db >= 0 || u.bus_relay
+                             ? "TC_BUS_RELAY takes no database and no query"
+                             : "TC_BUS_RELAY needs a port (host:port)";
+        else if (set_opt(&c->relay_unix, u.unix_path) != TC_OK ||
+                 set_opt(&c->relay_host, u.host) != TC_OK ||
+                 set_opt(&c->relay_username, u.username) != TC_OK ||
+                 set_opt(&c->relay_password, u.password) != TC_OK)
+            r = tc__fail(TC_NO_MEMORY, "out of memory resolving options");
+        c->relay_port = u.port;
+        free(u.buf);
+        if (r != TC_OK)
+            return r;
+        if (no)
+            return tc__fail(TC_BAD_ARGUMENT, "%s", no);
+    } else if (*v == '/') {
         if (set_str(&c->relay_unix, v) != TC_OK)
             return TC_NO_MEMORY;
     } else {
@@ -1127,7 +1170,9 @@ static tc_result relay_settings(const tc_options *o, tc__config *c,
             tc__parse_u64(colon + 1, strlen(colon + 1), 1, 65535, &port))
             return tc__fail(TC_BAD_ARGUMENT,
                             "TC_BUS_RELAY must be a unix socket path "
-                            "(unix:///path) or host:port");
+                            "(unix:///path) or host:port, credentials in "
+                            "the redis://:password@host:port or "
+                            "unix://:password@/path form");
         if (!(c->relay_host = strndup(v, (size_t)(colon - v))))
             return tc__fail(TC_NO_MEMORY, "out of memory resolving options");
         c->relay_port = (int)port;
@@ -1135,9 +1180,6 @@ static tc_result relay_settings(const tc_options *o, tc__config *c,
     if (c->tracking)
         no = "TC_BUS_RELAY cannot be used with tracking (CLIENT TRACKING "
              "redirects to the subscriber's own Redis connection)";
-    else if (c->ncluster_seeds)
-        no = "TC_BUS_RELAY is not supported on Redis Cluster yet (the bus "
-             "subscribes on a node of its own)";
     if (no) {
         tc__log(&c->log, TC_LOG_ERROR, "%s", no);
         return tc__fail(TC_BAD_ARGUMENT, "%s", no);

@@ -69,6 +69,8 @@ typedef struct tc__config {
     char *relay_unix;    /* owned or NULL: its unix socket */
     char *relay_host;    /* owned or NULL: or its loopback TCP address */
     int relay_port;
+    char *relay_username; /* owned or NULL: AUTH to the relay */
+    char *relay_password; /* owned or NULL; never logged */
 } tc__config;
 
 /** Resolve options (may be NULL), their URL and the environment. On failure

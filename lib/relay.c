@@ -5,11 +5,25 @@
  * sends each invalidation once per host instead of once per process
  * (issue 10, "Cost as the fleet grows"). Only the subscriber moves: the
  * heartbeat script, acknowledgements and L2 still go to Redis directly.
- * With a relay the subscriber sends no AUTH, SELECT or ROLE (the daemon
- * has its own credentials and follows its own master; pub/sub knows no
- * database); tracking (its REDIRECT names the subscriber's own Redis
- * connection) and Redis Cluster (the bus subscribes on a node of its own)
- * are refused at create.
+ * With a relay the subscriber sends no SELECT or ROLE (the daemon follows
+ * its own master; pub/sub knows no database), and AUTH only with the
+ * relay's own credentials (bus_relay=redis://:password@host:port, for a
+ * tiercached with --requirepass), never Redis's. Tracking (its REDIRECT
+ * names the subscriber's own Redis connection) is refused at create.
+ *
+ * Redis Cluster. The bus subscribes on every node it proves (bus.c: the
+ * heartbeat's master and a link per other node), each subscription on its
+ * own connection; through a relay each of those connections goes to the
+ * relay and names its node first (TC.RELAY host port), and the relay
+ * serves it from an upstream subscriber connection of its own to that
+ * node, shared by every local connection naming the same node. A host
+ * then costs each node one subscriber connection, however many processes
+ * it runs. The argument below holds per node: U is the relay's upstream
+ * connection to the node the local connection named, the tokens that
+ * prove that node (the heartbeat's PUBLISH on its master, a link's PING,
+ * which R answers only after a PING on U came back) travel on U with the
+ * node's invalidations, and U failing closes the local connections bound
+ * to it (the bus resets, as when a direct link fails).
  *
  * Why the lease (lease.c) still holds. A heartbeat token T coming back on
  * the subscriber must prove that every invalidation published before the
@@ -47,6 +61,9 @@
  * order. A relay that is killed or hangs is a subscriber that is lost or
  * hung: the lease lapses within one lease in both cases (tests/test_relay.c).
  */
+#include <stdio.h>
+#include <string.h>
+
 #include "relay.h"
 
 int tc__relay_on(const tc__config *cfg)
@@ -62,4 +79,31 @@ void tc__relay_conn_opts(const tc__config *cfg, tc__conn_opts *o)
     o->unix_path = cfg->relay_unix;
     o->host = cfg->relay_unix ? NULL : cfg->relay_host;
     o->port = cfg->relay_port;
+}
+
+void tc__relay_setup_cmds(const tc__config *cfg, const char *node_host,
+                          int node_port, tc__setup_cmds *out)
+{
+    tc__setup_cmd *c;
+    out->n = 0;
+    if (cfg->relay_password) {
+        c = &out->cmd[out->n++];
+        c->argc = 0;
+        c->argv[c->argc++] = "AUTH";
+        if (cfg->relay_username)
+            c->argv[c->argc++] = cfg->relay_username;
+        c->argv[c->argc++] = cfg->relay_password;
+        for (int i = 0; i < c->argc; i++)
+            c->argvlen[i] = strlen(c->argv[i]);
+    }
+    if (node_host) {
+        snprintf(out->db, sizeof(out->db), "%d", node_port);
+        c = &out->cmd[out->n++];
+        c->argc = 3;
+        c->argv[0] = "TC.RELAY";
+        c->argv[1] = node_host;
+        c->argv[2] = out->db;
+        for (int i = 0; i < c->argc; i++)
+            c->argvlen[i] = strlen(c->argv[i]);
+    }
 }

@@ -32,6 +32,7 @@
  */
 #include <errno.h>
 #include <poll.h>
+#include <stdio.h>
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
@@ -112,6 +113,81 @@ tc_result tc_session_open(tc_cache *c, tc_session **out)
         return r;
     }
     if (!(s->conn = tc__l2_connect_slot(c->l2, &c->cfg, 0, &r))) {
+        free(s);
+        return r;
+    }
+    atomic_store(&s->fd, tc__conn_fd(s->conn));
+    *out = s;
+    return TC_OK;
+}
+
+/* Is host:port a node of the cluster: a master of the map, or a node
+ * CLUSTER NODES (asked of a master) lists, replicas included, by its
+ * "ip:port@cport" field? Checked before anything, credentials included,
+ * is sent to it. */
+static int is_node(tc_cache *c, const char *host, int port)
+{
+    tc__node_addr *m = malloc(TC__CLUSTER_MAX_NODES * sizeof(*m));
+    size_t n = m ? tc__cluster_masters(c->cfg.cluster, &c->cfg, m,
+                                       TC__CLUSTER_MAX_NODES)
+                 : 0;
+    const char *a[2] = {"CLUSTER", "NODES"};
+    tc__cmd cmd = {2, a, NULL};
+    redisReply *rep = NULL;
+    char want[TC__CLUSTER_HOST_MAX + 16];
+    int found = 0;
+    for (size_t i = 0; i < n && !found; i++)
+        found = m[i].port == port && !strcmp(m[i].host, host);
+    free(m);
+    if (found)
+        return 1;
+    if (tc__l2_run_slot(c->l2, -1, 1, &cmd, &rep, TC__L2_IDEMPOTENT) !=
+        TC_OK)
+        return 0;
+    snprintf(want, sizeof(want), "%s:%d@", host, port);
+    if (rep->type == REDIS_REPLY_STRING)
+        for (const char *l = rep->str; l && *l && !found;) {
+            const char *sp = strchr(l, ' '), *nl = strchr(l, '\n');
+            found = sp && (!nl || sp < nl) &&
+                    !strncmp(sp + 1, want, strlen(want));
+            l = nl ? nl + 1 : NULL;
+        }
+    freeReplyObject(rep);
+    return found;
+}
+
+tc_result tc_session_open_node(tc_cache *c, const char *host, int port,
+                               tc_session **out)
+{
+    const tc__cmdtab *t;
+    tc__config cfg;
+    tc_session *s;
+    tc_result r;
+    if (!c || !host || !out || port < 1 || port > 65535 ||
+        strlen(host) >= TC__CLUSTER_HOST_MAX)
+        return tc__fail(TC_BAD_ARGUMENT, "bad argument");
+    *out = NULL;
+    if (!c->cfg.cluster)
+        return tc__fail(TC_BAD_ARGUMENT, "not on Redis Cluster");
+    if ((r = tc__command_start(c, &t)) != TC_OK)
+        return r == TC_PROTOCOL ? tc__fail(r, "COMMAND failed") : r;
+    if (!is_node(c, host, port))
+        return tc__fail(TC_BAD_ARGUMENT, "%s:%d is not a node of the cluster",
+                        host, port);
+    if (!(s = calloc(1, sizeof(*s))))
+        return tc__fail(TC_NO_MEMORY, "out of memory");
+    s->c = c;
+    s->db = 0;
+    s->conn_state = 1; /* stays on its node: never placed elsewhere */
+    snprintf(s->node.host, sizeof(s->node.host), "%s", host);
+    s->node.port = port;
+    cfg = c->cfg; /* naming the node, as l2_cluster.c's own */
+    cfg.host = s->node.host;
+    cfg.port = port;
+    cfg.unix_path = NULL;
+    cfg.cluster = NULL;
+    cfg.ncluster_seeds = 0;
+    if (!(s->conn = tc__l2_connect(&cfg, &r))) {
         free(s);
         return r;
     }

@@ -1405,6 +1405,32 @@ Test(config, bus_relay_refused_where_it_cannot_work)
     resolve_bad(&o, "tracking");
 }
 
+/* The relay's own credentials (a tiercached with --requirepass), in its
+ * redis:// or unix:// URL; on Redis Cluster too. */
+Test(config, bus_relay_with_credentials_and_on_a_cluster)
+{
+    tc_options o = no_env();
+    tc__config c;
+    o.url = "redis://h?bus_relay=redis://:pw@127.0.0.1:7777";
+    c = resolve_ok(&o);
+    cr_assert_str_eq(c.relay_host, "127.0.0.1");
+    cr_assert_eq(c.relay_port, 7777);
+    cr_assert_str_eq(c.relay_password, "pw");
+    cr_assert_null(c.relay_username);
+    tc__config_free(&c);
+    /* Percent-encoded once for the relay's URL, once more in the query. */
+    o.url = "redis-cluster://h:1?bus_relay=unix://u:p%2540w@/r.sock";
+    c = resolve_ok(&o);
+    cr_assert_str_eq(c.relay_unix, "/r.sock");
+    cr_assert_str_eq(c.relay_username, "u");
+    cr_assert_str_eq(c.relay_password, "p@w");
+    tc__config_free(&c);
+    o.url = "redis://h?bus_relay=rediss://:pw@127.0.0.1:7777";
+    resolve_bad(&o, "TC_BUS_RELAY");
+    o.url = "redis://h?bus_relay=redis://:pw@127.0.0.1";
+    resolve_bad(&o, "port");
+}
+
 /* tc_options_parse_url() keeps a URL with bus_relay= whole: tc_options
  * has no field for it. */
 Test(url, bus_relay_keeps_the_url)

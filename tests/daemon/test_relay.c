@@ -2,9 +2,13 @@
  * Library instances subscribing through one tiercached (bus_relay=,
  * lib/relay.c; daemon/pubsub.c): coherence through the relay in async and
  * strict mode, the relay's upstream connection killed, a subscriber of the
- * relay that never reads, the relay killed. Real redis-server (the
- * harness's `redis`), a real tiercached, several tc_cache handles in this
- * process, each with its own bus thread and subscriber connection.
+ * relay that never reads, the relay killed, a relay behind --requirepass
+ * (the password in bus_relay=, and a wrong one); and on a real Redis
+ * Cluster (cluster_fixture.h), instances subscribing on every master
+ * through one relay, which holds one upstream subscriber connection per
+ * node, one of them killed. Real redis-server (the harness's `redis`), a
+ * real tiercached, several tc_cache handles in this process, each with
+ * its own bus thread and subscriber connections.
  */
 #include "crit.h" /* Criterion, or the TSan build's shim */
 #include <errno.h>
@@ -23,9 +27,10 @@
 #include <unistd.h>
 
 #include <hiredis/hiredis.h>
+#include <pthread.h>
 
-#include "redis_fixture.h"
-#include "tiercache.h"
+#include "cluster_fixture.h"
+#include "common.h"
 
 #include "harness.h"
 
@@ -47,27 +52,26 @@ static int connect_unix(const char *path)
     return fd;
 }
 
-/* A cache on the suite's Redis whose bus subscribes through `t`. */
-static tc_cache *relayed(const tcd_proc *t, tc_coherence mode)
+/* A cache on the suite's Redis (or cluster: redis.url) whose bus
+ * subscribes through `t`, with `cred` ("" or ":password@") for it. */
+static tc_cache *relayed_as(const tcd_proc *t, tc_coherence mode,
+                            const char *cred, tc_log_fn log, void *ud)
 {
     static char url[1024];
     tc_options o;
-    tc_cache *c = NULL;
-    tc_result r;
-    snprintf(url, sizeof(url), "%s?bus_relay=unix://%s", redis.url, t->sock);
-    memset(&o, 0, sizeof(o));
-    o.url = url;
-    o.ignore_env = TC_YES;
+    snprintf(url, sizeof(url), "%s?bus_relay=unix://%s%s", redis.url, cred,
+             t->sock);
+    o = url_opts(url);
     o.coherence = mode;
     o.idle_after_ms = TC_IDLE_NEVER;
-    o.connect_timeout_ms = 2000;
-    o.command_timeout_ms = 2000;
-    o.reconnect_min_ms = 20;
-    o.reconnect_max_ms = 200;
-    r = tc_cache_create(&o, &c);
-    cr_assert_eq(r, TC_OK, "tc_cache_create: %s (%s)", tc_strerror(r),
-                 tc_errmsg());
-    return c;
+    o.log = log;
+    o.log_userdata = ud;
+    return must_create(&o);
+}
+
+static tc_cache *relayed(const tcd_proc *t, tc_coherence mode)
+{
+    return relayed_as(t, mode, "", NULL, NULL);
 }
 
 static int bus_up(void *arg)
@@ -100,27 +104,10 @@ typedef struct kv {
     const char *key, *val;
 } kv;
 
-/* Read until L1 serves key = val (a read fills L1 once the bus is up). */
-static int read_then_served(void *arg)
-{
-    kv *a = arg;
-    tc_value *v = NULL;
-    if (tc_get(a->c, a->key, strlen(a->key), &v) == TC_OK)
-        tc_value_release(v);
-    return serves(a->c, a->key, a->val);
-}
-
 static int not_served(void *arg)
 {
     kv *a = arg;
     return !serves(a->c, a->key, a->val);
-}
-
-static void warm(tc_cache *c, const char *key, const char *val)
-{
-    kv a = {c, key, val};
-    cr_assert(tcr_wait(read_then_served, &a, DEADLINE_MS),
-              "%s=%s never served from L1", key, val);
 }
 
 static char *get(tc_cache *c, const char *key)
@@ -345,4 +332,279 @@ Test(relay, hung_redis_closes_shared_subscribers)
         freeReplyObject(r);
         redisFree(c);
     }
+}
+
+/* --- A relay behind --requirepass ---------------------------------------- */
+
+/* tiercached --requirepass, its password in bus_relay= (unix://:pw@/path):
+ * the bus AUTHs to the relay, and writes invalidate through it. */
+Test(relay, requirepass_with_the_password_in_bus_relay)
+{
+    tcd_proc *t = start_daemon("--requirepass", "s3cret", NULL);
+    tc_cache *c[2];
+    for (int i = 0; i < 2; i++)
+        c[i] = relayed_as(t, TC_COHERENCE_ASYNC, ":s3cret@", NULL, NULL);
+    for (int i = 0; i < 2; i++)
+        cr_assert(tcr_wait(bus_up, c[i], DEADLINE_MS), "bus %d never up", i);
+    set(c[0], "pk", "v1");
+    warm(c[1], "pk", "v1");
+    set(c[0], "pk", "v2");
+    {
+        kv a = {c[1], "pk", "v1"};
+        cr_assert(tcr_wait(not_served, &a, DEADLINE_MS),
+                  "no invalidation through the relay");
+    }
+    for (int i = 0; i < 2; i++)
+        tc_cache_destroy(c[i]);
+}
+
+typedef struct logbook {
+    pthread_mutex_t mu;
+    char text[16384];
+    size_t len;
+} logbook;
+
+static void log_to_book(void *ud, tc_log_level level, const char *msg)
+{
+    logbook *b = ud;
+    (void)level;
+    pthread_mutex_lock(&b->mu);
+    b->len += (size_t)snprintf(b->text + b->len, sizeof(b->text) - b->len,
+                               "%s\n", msg);
+    if (b->len >= sizeof(b->text))
+        b->len = sizeof(b->text) - 1;
+    pthread_mutex_unlock(&b->mu);
+}
+
+static int book_has(logbook *b, const char *what)
+{
+    int has;
+    pthread_mutex_lock(&b->mu);
+    has = strstr(b->text, what) != NULL;
+    pthread_mutex_unlock(&b->mu);
+    return has;
+}
+
+static int book_says_wrongpass(void *arg)
+{
+    return book_has(arg, "bus relay (tiercached) refused the set-up: "
+                         "WRONGPASS");
+}
+
+/* A wrong password in bus_relay=: the bus never comes up, says why in the
+ * log (never the password), and L1 is never served, reads going to L2. */
+Test(relay, wrong_relay_password_fails_clearly_and_serves_no_l1)
+{
+    tcd_proc *t = start_daemon("--requirepass", "s3cret", NULL);
+    logbook book = {PTHREAD_MUTEX_INITIALIZER, {0}, 0};
+    tc_cache *c = relayed_as(t, TC_COHERENCE_ASYNC, ":wr0ngpw@",
+                             log_to_book, &book);
+    tc_stats st;
+    cr_assert(tcr_wait(book_says_wrongpass, &book, DEADLINE_MS),
+              "no clear error in the log: %s", book.text);
+    set(c, "wk", "v1");
+    for (int i = 0; i < 3; i++) {
+        char *v = get(c, "wk");
+        cr_assert_str_eq(v, "v1");
+        free(v);
+    }
+    cr_assert_not(serves(c, "wk", "v1"), "L1 served without a bus");
+    cr_assert_not(bus_up(c), "bus up with a wrong password");
+    tc_cache_stats(c, &st);
+    cr_assert_eq(st.l1_hits, 0, "L1 served %llu reads blind",
+                 (unsigned long long)st.l1_hits);
+    tc_cache_destroy(c);
+    cr_assert_not(book_has(&book, "wr0ngpw"), "the password was logged");
+}
+
+/* --- On Redis Cluster ------------------------------------------------------ */
+
+static tcr_cluster cl;
+
+static void cl_setup(void)
+{
+    setup_process();
+    cr_assert_eq(tcr_cluster_start(&cl, 60000), 0, "cluster did not start");
+    /* The harness starts every daemon on redis.url; relayed() too. */
+    memset(&redis, 0, sizeof(redis));
+    cr_assert_lt(strlen(cl.url), sizeof(redis.url));
+    memcpy(redis.url, cl.url, strlen(cl.url) + 1);
+}
+
+static void cl_teardown(void)
+{
+    teardown(); /* the daemons (and `redis`, which is not running) */
+    tcr_cluster_stop(&cl);
+}
+
+TestSuite(relay_cluster, .init = cl_setup, .fini = cl_teardown,
+          .timeout = 240);
+
+static int is_master(const tcr_server *n)
+{
+    char *r = tcr_cmd(n, NULL, "ROLE", NULL);
+    int m = r && !strncmp(r, "master", 6);
+    free(r);
+    return m;
+}
+
+/* The ids of node `n`'s connections named tiercached-pubsub (up to 8);
+ * their number. */
+static int upstream_ids(const tcr_server *n, long long *ids)
+{
+    redisContext *d = tcr_connect_unix(n->sock, 5);
+    redisReply *r;
+    int k = 0;
+    cr_assert_not_null(d);
+    r = redisCommand(d, "CLIENT LIST");
+    cr_assert(r && r->type == REDIS_REPLY_STRING);
+    for (char *l = r->str; l && *l && k < 8;) {
+        char *nl = strchr(l, '\n');
+        if (nl)
+            *nl = '\0';
+        if (strstr(l, " name=tiercached-pubsub "))
+            ids[k++] = strtoll(strstr(l, "id=") + 3, NULL, 10);
+        l = nl ? nl + 1 : NULL;
+    }
+    freeReplyObject(r);
+    redisFree(d);
+    return k;
+}
+
+/* A write of `key` by `w` drops `r`'s L1 copy. */
+static void invalidates(tc_cache *w, tc_cache *r, const char *key)
+{
+    kv a = {r, key, "v1"};
+    set(w, key, "v1");
+    warm(r, key, "v1");
+    set(w, key, "v2");
+    cr_assert(tcr_wait(not_served, &a, DEADLINE_MS),
+              "%s=v1 still served after the other instance's write", key);
+}
+
+/* Keys on every master, one per master, into keys (`n` of them). */
+static int keys_on_masters(char keys[][64], tcr_server **m)
+{
+    int n = 0;
+    for (int i = 0; i < TCR_CLUSTER_NODES; i++)
+        if (is_master(&cl.node[i])) {
+            m[n] = &cl.node[i];
+            cr_assert_eq(tcr_cluster_key_on(&cl, m[n], "rck", keys[n], 64),
+                         0);
+            n++;
+        }
+    cr_assert_eq(n, 3, "%d masters", n);
+    return n;
+}
+
+/* A client of relay `t` naming a replica (TC.RELAY) is served from an
+ * upstream connection to that replica; one naming an address that is no
+ * node of the cluster is closed (nothing is sent there). */
+static void serves_a_replica_and_refuses_a_stranger(const tcd_proc *t)
+{
+    tcr_server *rep = NULL;
+    long long ids[8];
+    redisContext *d;
+    redisReply *r;
+    char port[16];
+    for (int i = 0; i < TCR_CLUSTER_NODES && !rep; i++)
+        if (!is_master(&cl.node[i]))
+            rep = &cl.node[i];
+    cr_assert_not_null(rep);
+    cr_assert_eq(upstream_ids(rep, ids), 0);
+    d = connect_to(t);
+    snprintf(port, sizeof(port), "%d", rep->port);
+    r = cmd(d, "TC.RELAY 127.0.0.1 %s", port);
+    cr_assert_eq(r->type, REDIS_REPLY_STATUS, "%s", r->str);
+    freeReplyObject(r);
+    r = cmd(d, "SUBSCRIBE onreplica");
+    cr_assert_eq(r->type, REDIS_REPLY_ARRAY);
+    freeReplyObject(r);
+    cr_assert_eq(upstream_ids(rep, ids), 1, "no upstream on the replica");
+    redisFree(d);
+    d = connect_to(t);
+    r = cmd(d, "TC.RELAY 127.0.0.1 1");
+    cr_assert_eq(r->type, REDIS_REPLY_STATUS);
+    freeReplyObject(r);
+    r = redisCommand(d, "SUBSCRIBE nowhere");
+    cr_assert(r == NULL, "a stranger was subscribed on");
+    redisFree(d);
+}
+
+/* Two instances through one relay see each other's writes of keys on
+ * every master; the relay holds one upstream subscriber connection per
+ * node its instances subscribe on (every master), however many instances
+ * subscribe there, and also serves a replica named with TC.RELAY, but no
+ * stranger (one cluster start-up for all three). */
+Test(relay_cluster, instances_through_one_relay_see_writes_on_every_master)
+{
+    tcd_proc *t = start_daemon("--command-timeout-ms", "10000", NULL);
+    tc_cache *c[2];
+    char keys[3][64];
+    tcr_server *m[3];
+    int n = keys_on_masters(keys, m);
+    for (int i = 0; i < 2; i++)
+        c[i] = relayed(t, TC_COHERENCE_ASYNC);
+    for (int i = 0; i < 2; i++)
+        cr_assert(tcr_wait(bus_up, c[i], DEADLINE_MS), "bus %d never up", i);
+    for (int k = 0; k < n; k++) {
+        invalidates(c[0], c[1], keys[k]);
+        invalidates(c[1], c[0], keys[k]);
+    }
+    for (int i = 0; i < TCR_CLUSTER_NODES; i++) {
+        long long ids[8];
+        int k = upstream_ids(&cl.node[i], ids);
+        cr_assert_leq(k, 1, "node %d: %d upstream subscriber connections",
+                      cl.node[i].port, k);
+        if (is_master(&cl.node[i]))
+            cr_assert_eq(k, 1, "master %d: no upstream subscriber",
+                         cl.node[i].port);
+    }
+    for (int i = 0; i < 2; i++)
+        tc_cache_destroy(c[i]);
+    serves_a_replica_and_refuses_a_stranger(t);
+}
+
+/* CLIENT KILL of the relay's upstream connection on one master: the local
+ * subscribers bound to it are closed, each instance's bus resets (L1
+ * flushed) and comes back, and writes on that master invalidate again. */
+Test(relay_cluster, a_node_connection_killed_closes_and_recovers)
+{
+    tcd_proc *t = start_daemon("--command-timeout-ms", "10000", NULL);
+    tc_cache *c[2];
+    char keys[3][64];
+    tcr_server *m[3];
+    long long ids[8];
+    tc_stats before, after;
+    redisContext *d;
+    redisReply *r;
+    keys_on_masters(keys, m);
+    for (int i = 0; i < 2; i++)
+        c[i] = relayed(t, TC_COHERENCE_ASYNC);
+    for (int i = 0; i < 2; i++)
+        cr_assert(tcr_wait(bus_up, c[i], DEADLINE_MS), "bus %d never up", i);
+    set(c[0], keys[1], "v1");
+    warm(c[1], keys[1], "v1");
+    tc_cache_stats(c[1], &before);
+    cr_assert_eq(upstream_ids(m[1], ids), 1);
+    d = tcr_connect_unix(m[1]->sock, 5);
+    r = redisCommand(d, "CLIENT KILL ID %lld", ids[0]);
+    cr_assert(r && r->integer == 1, "CLIENT KILL ID %lld", ids[0]);
+    freeReplyObject(r);
+    redisFree(d);
+    {
+        kv a = {c[1], keys[1], "v1"};
+        cr_assert(tcr_wait(not_served, &a, DEADLINE_MS),
+                  "L1 still serves after the node connection died");
+    }
+    for (int i = 0; i < 2; i++)
+        cr_assert(tcr_wait(bus_up, c[i], DEADLINE_MS), "bus %d never back",
+                  i);
+    tc_cache_stats(c[1], &after);
+    cr_assert_gt(after.bus_flushes, before.bus_flushes, "L1 not flushed");
+    cr_assert_gt(info_field(t, "tiercached_pubsub_upstream_lost"), 0);
+    invalidates(c[0], c[1], keys[1]);
+    cr_assert_eq(upstream_ids(m[1], ids), 1, "no single new upstream");
+    for (int i = 0; i < 2; i++)
+        tc_cache_destroy(c[i]);
 }

@@ -211,7 +211,7 @@ static int cluster_connect(tc__bus *bus)
 {
     const tc__config *cfg = bus->cfg;
     tc__node_addr ca, *m = malloc(TC__CLUSTER_MAX_NODES * sizeof(*m));
-    size_t n = 0, clen = strlen(cfg->channel) + TC__CLUSTER_HOST_MAX + 16;
+    size_t n = 0;
     char why[320];
     tc_result r;
     if (!m) {
@@ -227,10 +227,9 @@ static int cluster_connect(tc__bus *bus)
         return -1;
     }
     free(bus->ch_inv);
-    bus->ch_inv = malloc(clen);
+    bus->ch_inv = tc__cluster_node_channel_dup(cfg->channel, &ca);
     bus->links = calloc(n ? n : 1, sizeof(*bus->links));
-    if (!bus->ch_inv || !bus->links ||
-        tc__cluster_node_channel(cfg->channel, &ca, bus->ch_inv, clen) < 0) {
+    if (!bus->ch_inv || !bus->links) {
         free(m);
         tc__bus_reset(bus, "bus: out of memory");
         return -1;
@@ -245,11 +244,8 @@ static int cluster_connect(tc__bus *bus)
         tc__bus_link *l = &bus->links[bus->nlinks];
         if (m[i].port == ca.port && !strcmp(m[i].host, ca.host))
             continue;
-        if (!(l->channel = malloc(clen)) ||
-            tc__cluster_node_channel(cfg->channel, &m[i], l->channel, clen) <
-                0) {
-            free(l->channel);
-            l->channel = NULL;
+        if (!(l->channel = tc__cluster_node_channel_dup(cfg->channel,
+                                                         &m[i]))) {
             tc__fail(TC_NO_MEMORY, "out of memory");
             break;
         }

@@ -36,7 +36,7 @@
  * as PINGs on the subscribed connection (lease.c). Bus thread only. */
 typedef struct tc__bus_link {
     tc__aconn *sub;  /* owned */
-    char *channel;   /* owned: tc__cluster_node_channel() */
+    char *channel;   /* owned: tc__cluster_node_channel_dup() */
     uint64_t oldest; /* tokens below this came back or were skipped */
     uint64_t until;  /* what its last token proved (lease.c); 0: nothing */
 } tc__bus_link;

@@ -226,7 +226,7 @@ tc_result tc__txn_exec(tc_cache *c, tc__txn *t, size_t n, const tc__cmd *writes,
  *  EXEC fails with TC_PROTOCOL "EXEC: transaction aborted"; any other
  *  failure leaves `conn` unusable. On Redis Cluster `node` names the
  *  master `conn` is connected to (NULL elsewhere): the invalidation goes
- *  on that master's channel (tc__cluster_node_channel()), which every bus
+ *  on that master's channel (tc__cluster_node_channel_dup()), which every bus
  *  hears over its own subscription there, as l2_cluster.c does for the
  *  pool's writes. */
 struct tc__node_addr;

@@ -286,11 +286,20 @@ tc_result tc__cluster_bus_nodes(tc__cluster *cl, const tc__config *cfg,
     return TC_OK;
 }
 
-int tc__cluster_node_channel(const char *channel, const tc__node_addr *a,
-                             char *buf, size_t len)
+char *tc__cluster_node_channel_dup(const char *channel,
+                                   const tc__node_addr *node)
 {
-    int n = snprintf(buf, len, "%s@%s:%d", channel, a->host, a->port);
-    return n > 0 && (size_t)n < len ? n : -1;
+    /* "@", ":", up to 5 port digits (6 with a sign), the NUL. */
+    size_t len = strlen(channel) + strlen(node->host) + 16;
+    char *s = malloc(len);
+    int n;
+    if (s && ((n = snprintf(s, len, "%s@%s:%d", channel, node->host,
+                            node->port)) < 0 ||
+              (size_t)n >= len)) {
+        free(s);
+        s = NULL;
+    }
+    return s;
 }
 
 int tc__cluster_watch_due(tc__cluster *cl, uint64_t now_ns, uint64_t every_ns)

@@ -71,7 +71,7 @@ size_t tc__cluster_masters(tc__cluster *cl, const tc__config *cfg,
  *  of `state_key`'s slot, where its state keys live; and every master
  *  serving slots now, `cmd`'s included, into `masters` (up to `max`;
  *  their number in *n): the bus subscribes to each one's own
- *  invalidation channel there (tc__cluster_node_channel()). A refresh
+ *  invalidation channel there (tc__cluster_node_channel_dup()). A refresh
  *  first (unless one ran in the last 20 ms). TC_OK or the refresh's
  *  failure. */
 tc_result tc__cluster_bus_nodes(tc__cluster *cl, const tc__config *cfg,
@@ -79,15 +79,17 @@ tc_result tc__cluster_bus_nodes(tc__cluster *cl, const tc__config *cfg,
                                 tc__node_addr *masters, size_t max,
                                 size_t *n);
 
-/** The invalidation channel of master `a`: "<channel>@<host>:<port>",
- *  into `buf` (NUL-terminated). A write that runs on `a` publishes there
+/** The invalidation channel of master `node`: "<channel>@<host>:<port>",
+ *  in a new NUL-terminated string, malloc'd: the caller owns it and frees
+ *  it with free(); NULL when out of memory. `channel` and `node` are
+ *  borrowed for the call. A write that runs on `node` publishes there
  *  (l2_cluster.c picks it per attempt, after MOVED and ASK), and every
- *  instance subscribes to it on `a` itself (bus.c): the message reaches
- *  each subscriber over its own connection to `a`, in order with the
- *  tokens that prove that connection, never over the cluster bus. Its
- *  length, or -1 when `len` is too small. Any thread. */
-int tc__cluster_node_channel(const char *channel, const tc__node_addr *a,
-                             char *buf, size_t len);
+ *  instance subscribes to it on `node` itself (bus.c): the message
+ *  reaches each subscriber over its own connection to `node`, in order
+ *  with the tokens that prove that connection, never over the cluster
+ *  bus. Any thread. */
+char *tc__cluster_node_channel_dup(const char *channel,
+                                   const tc__node_addr *node);
 
 /**
  * The bus's watch for failed nodes (bus.c): a classic PUBLISH reaches the

@@ -193,16 +193,11 @@ static tc_result exec_on(tc_cache *c, tc__conn *conn,
         return r;
     if (node && t->msg && !inline_publish) {
         /* tc__txn_build put cfg.channel in tc.pub[1]: this master's. */
-        size_t len = strlen(c->cfg.channel) + strlen(node->host) + 16;
-        int got;
-        if (!(chan = malloc(len)) ||
-            (got = tc__cluster_node_channel(c->cfg.channel, node, chan,
-                                            len)) < 0) {
-            free(chan);
+        if (!(chan = tc__cluster_node_channel_dup(c->cfg.channel, node))) {
             tc__txn_cmds_free(&tc);
             return tc__fail(TC_NO_MEMORY, "out of memory");
         }
-        tc.pub[1] = chan, tc.publ[1] = (size_t)got;
+        tc.pub[1] = chan, tc.publ[1] = strlen(chan);
     }
     if (!(rep = malloc(tc.n * sizeof(*rep)))) {
         free(chan);

@@ -406,6 +406,8 @@ void tc__cache_set_bus_hook(tc_cache *c, const tc__bus_hook *h);
 /** Bus resets (connections dropped and retried) and connection attempts. */
 uint64_t tc__cache_bus_resets(tc_cache *c);
 uint64_t tc__cache_bus_connects(tc_cache *c);
+/** See tc__bus_hold_cluster_watch(); no-op without a bus. */
+void tc__cache_hold_cluster_watch(tc_cache *c, int hold);
 /** Handles created and not yet freed, in this process. */
 unsigned tc__cache_live_handles(void);
 /** Background jobs queued or running. */

@@ -46,12 +46,13 @@
  * connect's own CLUSTER NODES is the first). L1 may be served until the
  * least of what the heartbeat, every link and the last such poll proved
  * (each: its send time + lease). Why that suffices: a write W ran on node
- * N and returned at r; a reader serves at t > r + lease (async), or after
- * a strict writer waited its lease out without the reader's ack (then
- * too t > W + lease). If the bus subscribes on N, its tokens prove W as
- * on one Redis. If not, every poll it served on (t < T + lease, so T >
- * r, after W ran) listed no N: the state keys' master did not know N at
- * a time N had already run a write. That is what remains: the gossip
+ * N at w and returned at r; a reader serves at t > r + lease (what async
+ * promises), or at t > r after a strict writer waited its lease out
+ * without the reader's ack (r > w + lease): either way t > w + lease. If
+ * the bus subscribes on N, its tokens prove W as on one Redis. If not,
+ * the poll the reader served on (t < T + lease, so T > w) listed no N:
+ * the state keys' master did not know N at a time N had already run a
+ * write. That is what remains: the gossip
  * delay between a node becoming reachable for writes (CLUSTER MEET, or
  * back from FAIL) and the state keys' master listing it. A slot can only
  * be handed to a node the handing node knows, and clients only reach it

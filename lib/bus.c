@@ -414,6 +414,11 @@ static void on_cluster_nodes(tc__aconn *ac, redisReply *r, void *priv)
         return; /* proves nothing: the lease lapses, the next poll may */
     n = tc__cluster_parse_nodes(r->str, r->len, &bus->sub_addr, m,
                                 TC__CLUSTER_MAX_NODES);
+    if (n < 0) { /* the next connect's CLUSTER NODES says why */
+        free(m);
+        tc__bus_reset(bus, "Redis Cluster: CLUSTER NODES unreadable");
+        return;
+    }
     for (int i = 0; i < n; i++)
         if (!subscribed_on(bus, &m[i])) {
             char why[400];
@@ -426,8 +431,7 @@ static void on_cluster_nodes(tc__aconn *ac, redisReply *r, void *priv)
             return;
         }
     free(m);
-    if (n > 0)
-        tc__lease_on_topology(bus, sent);
+    tc__lease_on_topology(bus, sent);
 }
 
 /* Redis Cluster, every lease / 2: the CLUSTER INFO watch and the CLUSTER

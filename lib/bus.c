@@ -223,6 +223,7 @@ static void drop_conns(tc__bus *bus)
     bus->sub = bus->cmd = NULL;
     bus->links = NULL;
     bus->nlinks = 0;
+    bus->topo_head = bus->topo_tail = 0;
     tc__aconn_free(sub);
     tc__aconn_free(cmd);
     for (size_t i = 0; i < nlinks; i++) {
@@ -236,17 +237,19 @@ static void drop_conns(tc__bus *bus)
 /* Redis Cluster (cluster.h): the heartbeat connection and the main
  * subscription (acknowledgements, heartbeat tokens, and that master's own
  * invalidation channel) on the master of the state keys' slot, and one
- * more subscription on every other master for its invalidation channel
- * (lease.c proves each one with its own tokens). A failed node resets the
- * bus, and the next connect learns the topology again. 0, or -1 after a
- * reset. */
+ * more subscription on every other node that master's CLUSTER NODES
+ * lists, replicas and masters without slots included, for that node's
+ * invalidation channel (lease.c proves each one with its own tokens). A
+ * failed node resets the bus, and the next connect learns the topology
+ * again. 0, or -1 after a reset. */
 static int cluster_connect(tc__bus *bus)
 {
     const tc__config *cfg = bus->cfg;
     tc__node_addr ca, *m = malloc(TC__CLUSTER_MAX_NODES * sizeof(*m));
-    size_t n = 0, clen = strlen(cfg->channel) + TC__CLUSTER_HOST_MAX + 16;
+    size_t n = 0;
     char why[320];
     tc_result r;
+    uint64_t asked = tc__now_ns(); /* before CLUSTER NODES is sent */
     if (!m) {
         tc__bus_reset(bus, "bus: out of memory");
         return -1;
@@ -260,16 +263,16 @@ static int cluster_connect(tc__bus *bus)
         return -1;
     }
     free(bus->ch_inv);
-    bus->ch_inv = malloc(clen);
+    bus->ch_inv = tc__cluster_node_channel_dup(cfg->channel, &ca);
     bus->links = calloc(n ? n : 1, sizeof(*bus->links));
-    if (!bus->ch_inv || !bus->links ||
-        tc__cluster_node_channel(cfg->channel, &ca, bus->ch_inv, clen) < 0) {
+    if (!bus->ch_inv || !bus->links) {
         free(m);
         tc__bus_reset(bus, "bus: out of memory");
         return -1;
     }
+    bus->sub_addr = ca;
     tc__log(&cfg->log, TC_LOG_INFO,
-            "bus: subscribing on %s:%d and %zu other masters, heartbeats on "
+            "bus: subscribing on %s:%d and %zu other nodes, heartbeats on "
             "%s:%d",
             ca.host, ca.port, n ? n - 1 : 0, ca.host, ca.port);
     bus->sub = open_sub(bus, ca.host, ca.port);
@@ -278,11 +281,8 @@ static int cluster_connect(tc__bus *bus)
         tc__bus_link *l = &bus->links[bus->nlinks];
         if (m[i].port == ca.port && !strcmp(m[i].host, ca.host))
             continue;
-        if (!(l->channel = malloc(clen)) ||
-            tc__cluster_node_channel(cfg->channel, &m[i], l->channel, clen) <
-                0) {
-            free(l->channel);
-            l->channel = NULL;
+        if (!(l->channel = tc__cluster_node_channel_dup(cfg->channel,
+                                                         &m[i]))) {
             tc__fail(TC_NO_MEMORY, "out of memory");
             break;
         }
@@ -291,6 +291,7 @@ static int cluster_connect(tc__bus *bus)
             l->channel = NULL;
             break;
         }
+        l->addr = m[i];
         bus->nlinks++;
     }
     if (!bus->sub || !bus->cmd || bus->nlinks + 1 < n) {
@@ -300,6 +301,21 @@ static int cluster_connect(tc__bus *bus)
         return -1;
     }
     free(m);
+    /* The list just taken names no node without a subscription: the first
+     * topology proof (lease.c). */
+    tc__lease_on_topology(bus, asked);
+    return 0;
+}
+
+/* Has this bus a subscription on `a`? */
+static int subscribed_on(const tc__bus *bus, const tc__node_addr *a)
+{
+    if (a->port == bus->sub_addr.port && !strcmp(a->host, bus->sub_addr.host))
+        return 1;
+    for (size_t i = 0; i < bus->nlinks; i++)
+        if (a->port == bus->links[i].addr.port &&
+            !strcmp(a->host, bus->links[i].addr.host))
+            return 1;
     return 0;
 }
 
@@ -399,9 +415,70 @@ static void on_cluster_info(tc__aconn *ac, redisReply *r, void *priv)
 {
     tc__bus *bus = priv;
     if (r && ac == bus->cmd && r->type == REDIS_REPLY_STRING &&
-        tc__cluster_watch(bus->cfg->cluster, r->str, r->len))
+        tc__cluster_watch(bus->cfg->cluster, r->str, r->len) &&
+        !atomic_load(&bus->hold_cluster_watch))
         tc__bus_reset(bus, "Redis Cluster: a node failed or the topology "
                            "changed: L1 dropped");
+}
+
+/* Redis Cluster: the topology poll (lease.c, "Redis Cluster"). A node
+ * listed without a subscription of this bus (one that joined since the
+ * bus connected, or came back from a failure) resets the bus, whose next
+ * connect subscribes there too; a list of known nodes only extends what
+ * the topology proves. */
+static void on_cluster_nodes(tc__aconn *ac, redisReply *r, void *priv)
+{
+    tc__bus *bus = priv;
+    tc__node_addr *m;
+    uint64_t sent;
+    int n;
+    if (!r || ac != bus->cmd || bus->topo_head == bus->topo_tail)
+        return;
+    sent = bus->topo_sent[bus->topo_head++ % TC__TOPO_RING];
+    if (r->type != REDIS_REPLY_STRING) {
+        tc__log(&bus->cfg->log, TC_LOG_ERROR,
+                "bus CLUSTER NODES refused: %.*s", (int)r->len,
+                r->str ? r->str : "");
+        tc__bus_reset(bus, "CLUSTER NODES refused");
+        return;
+    }
+    if (!(m = malloc(TC__CLUSTER_MAX_NODES * sizeof(*m))))
+        return; /* proves nothing: the lease lapses, the next poll may */
+    n = tc__cluster_parse_nodes(r->str, r->len, &bus->sub_addr, m,
+                                TC__CLUSTER_MAX_NODES);
+    if (n < 0) { /* the next connect's CLUSTER NODES says why */
+        free(m);
+        tc__bus_reset(bus, "Redis Cluster: CLUSTER NODES unreadable");
+        return;
+    }
+    for (int i = 0; i < n; i++)
+        if (!subscribed_on(bus, &m[i])) {
+            char why[400];
+            snprintf(why, sizeof(why),
+                     "Redis Cluster: node %s:%d has no subscription of this "
+                     "bus: L1 dropped",
+                     m[i].host, m[i].port);
+            free(m);
+            tc__bus_reset(bus, why);
+            return;
+        }
+    free(m);
+    tc__lease_on_topology(bus, sent);
+}
+
+/* Redis Cluster, every lease / 2: the CLUSTER INFO watch and the CLUSTER
+ * NODES poll, on the heartbeat connection. */
+static void poll_cluster(tc__bus *bus)
+{
+    uint64_t now = tc__now_ns();
+    if (!tc__cluster_watch_due(bus->cfg->cluster, now,
+                               tc__ms_to_ns(bus->cfg->lease_ms) / 2))
+        return;
+    tc__aconn_commandf(bus->cmd, on_cluster_info, bus, "CLUSTER INFO");
+    if (bus->topo_tail - bus->topo_head < TC__TOPO_RING &&
+        tc__aconn_commandf(bus->cmd, on_cluster_nodes, bus,
+                           "CLUSTER NODES") == 0)
+        bus->topo_sent[bus->topo_tail++ % TC__TOPO_RING] = now;
 }
 
 static void on_tick(struct ev_loop *loop, ev_timer *w, int revents)
@@ -416,10 +493,8 @@ static void on_tick(struct ev_loop *loop, ev_timer *w, int revents)
         tc__bus_reset(bus, "Redis master changed");
         return;
     }
-    if (bus->cfg->cluster && bus->cmd &&
-        tc__cluster_watch_due(bus->cfg->cluster, tc__now_ns(),
-                              tc__ms_to_ns(bus->cfg->lease_ms) / 2))
-        tc__aconn_commandf(bus->cmd, on_cluster_info, bus, "CLUSTER INFO");
+    if (bus->cfg->cluster && bus->cmd)
+        poll_cluster(bus);
     tc__lease_tick(bus);
 }
 
@@ -561,6 +636,11 @@ void tc__bus_count_published(tc__bus *bus)
 void tc__bus_set_message_hook(tc__bus *bus, const tc__bus_hook *h)
 {
     atomic_store(&bus->message_hook, h);
+}
+
+void tc__bus_hold_cluster_watch(tc__bus *bus, int hold)
+{
+    atomic_store(&bus->hold_cluster_watch, hold);
 }
 
 const char *tc__bus_members_key(const tc__bus *bus)

@@ -101,5 +101,10 @@ typedef struct tc__bus_hook {
     void *arg;
 } tc__bus_hook;
 void tc__bus_set_message_hook(tc__bus *bus, const tc__bus_hook *h);
+/** Redis Cluster: while `hold` is non-zero, the CLUSTER INFO watch
+ *  (cluster.h: a failed node or a grown epoch resets the bus) is asked
+ *  but its verdict ignored, so that a test sees what the subscriptions
+ *  and the CLUSTER NODES poll alone guarantee. Any thread. */
+void tc__bus_hold_cluster_watch(tc__bus *bus, int hold);
 
 #endif

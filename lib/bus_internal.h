@@ -21,6 +21,7 @@
 
 #include "backoff.h"
 #include "bus.h"
+#include "cluster.h"
 #include "msg.h"
 
 #define TC__LEASE_RING 64
@@ -31,12 +32,13 @@
 #define TC__READ_IDLE 2
 #define TC__TRACKING_CHANNEL "__redis__:invalidate"
 
-/* Redis Cluster: a subscription on one more master (bus.c), for that
+/* Redis Cluster: a subscription on one more node (bus.c), for that
  * master's own invalidation channel; the heartbeat's tokens go through it
  * as PINGs on the subscribed connection (lease.c). Bus thread only. */
 typedef struct tc__bus_link {
     tc__aconn *sub;  /* owned */
-    char *channel;   /* owned: tc__cluster_node_channel() */
+    tc__node_addr addr; /* the node it is connected to */
+    char *channel;   /* owned: tc__cluster_node_channel_dup() */
     uint64_t oldest; /* tokens below this came back or were skipped */
     uint64_t until;  /* what its last token proved (lease.c); 0: nothing */
 } tc__bus_link;
@@ -61,13 +63,22 @@ struct tc__bus {
     ev_async wake;
     ev_timer tick, retry, connect_deadline;
     tc__aconn *sub, *cmd;    /* owned; NULL when not connected */
-    /* Redis Cluster: the other masters' subscriptions (every master but
-     * sub's; NULL/0 on one Redis), and the channel sub hears this
+    /* Redis Cluster: the other nodes' subscriptions (every node CLUSTER
+     * NODES listed but sub's; NULL/0 on one Redis), and the channel sub hears this
      * library's invalidations on (owned: cfg->channel on one Redis, sub's
      * master's node channel on a cluster). */
     tc__bus_link *links;
     size_t nlinks;
     char *ch_inv;
+    /* Redis Cluster: the node sub is on; what the last CLUSTER NODES poll
+     * that listed no node without a subscription proved (lease.c: its
+     * send time + the lease; 0: nothing); the send times of the polls in
+     * flight on cmd (a FIFO: replies come in order). */
+    tc__node_addr sub_addr;
+    uint64_t topo_until;
+#define TC__TOPO_RING 8
+    uint64_t topo_sent[TC__TOPO_RING];
+    uint64_t topo_head, topo_tail;
     uint64_t hb_until;       /* lease.c: what the last heartbeat proved */
     int subs_pending;        /* subscribe confirmations still expected */
     int subscribed;          /* all confirmations in */
@@ -105,6 +116,7 @@ struct tc__bus {
 
     tc__strict_registry strict;
     _Atomic(const tc__bus_hook *) message_hook; /* tests only; any thread */
+    atomic_int hold_cluster_watch;              /* tests only; any thread */
 };
 
 /* bus.c */
@@ -122,6 +134,10 @@ void tc__lease_ready(tc__bus *bus);
 void tc__lease_tick(tc__bus *bus);
 /** A heartbeat message arrived on the subscription (payload `buf`). */
 void tc__lease_on_pong(tc__bus *bus, const char *buf, size_t len);
+/** Redis Cluster: a CLUSTER NODES sent at `sent_ns` listed no node
+ *  without a subscription of this bus: L1 may be served until then + the
+ *  lease, as far as the topology goes. */
+void tc__lease_on_topology(tc__bus *bus, uint64_t sent_ns);
 /** A PING token came back on link `l` (Redis Cluster). */
 void tc__lease_on_link_pong(tc__bus *bus, tc__bus_link *l,
                             const redisReply *r);

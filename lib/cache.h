@@ -226,7 +226,7 @@ tc_result tc__txn_exec(tc_cache *c, tc__txn *t, size_t n, const tc__cmd *writes,
  *  EXEC fails with TC_PROTOCOL "EXEC: transaction aborted"; any other
  *  failure leaves `conn` unusable. On Redis Cluster `node` names the
  *  master `conn` is connected to (NULL elsewhere): the invalidation goes
- *  on that master's channel (tc__cluster_node_channel()), which every bus
+ *  on that master's channel (tc__cluster_node_channel_dup()), which every bus
  *  hears over its own subscription there, as l2_cluster.c does for the
  *  pool's writes. */
 struct tc__node_addr;
@@ -406,6 +406,8 @@ void tc__cache_set_bus_hook(tc_cache *c, const tc__bus_hook *h);
 /** Bus resets (connections dropped and retried) and connection attempts. */
 uint64_t tc__cache_bus_resets(tc_cache *c);
 uint64_t tc__cache_bus_connects(tc_cache *c);
+/** See tc__bus_hold_cluster_watch(); no-op without a bus. */
+void tc__cache_hold_cluster_watch(tc_cache *c, int hold);
 /** Handles created and not yet freed, in this process. */
 unsigned tc__cache_live_handles(void);
 /** Background jobs queued or running. */

@@ -270,10 +270,101 @@ size_t tc__cluster_masters(tc__cluster *cl, const tc__config *cfg,
     return n < max ? n : max;
 }
 
+/* Does the space-separated, comma-joined flags field `f` (length n) hold
+ * `flag`? */
+static int has_flag(const char *f, size_t n, const char *flag)
+{
+    size_t fl = strlen(flag);
+    for (const char *p = f, *e = f + n; p < e;) {
+        const char *c = memchr(p, ',', (size_t)(e - p));
+        size_t l = c ? (size_t)(c - p) : (size_t)(e - p);
+        if (l == fl && !strncmp(p, flag, fl))
+            return 1;
+        p = c ? c + 1 : e;
+    }
+    return 0;
+}
+
+int tc__cluster_parse_nodes(const char *text, size_t len,
+                            const tc__node_addr *asked, tc__node_addr *out,
+                            size_t max)
+{
+    size_t n = 0;
+    for (const char *p = text, *e = text + len; p < e;) {
+        const char *nl = memchr(p, '\n', (size_t)(e - p));
+        const char *le = nl ? nl : e, *f[3], *q = p, *colon = NULL, *at;
+        size_t fl[3];
+        int nf = 0;
+        uint64_t port;
+        /* <id> <ip:port@cport[,hostname]> <flags> ... */
+        while (nf < 3 && q < le) {
+            const char *sp = memchr(q, ' ', (size_t)(le - q));
+            f[nf] = q;
+            fl[nf++] = (size_t)((sp ? sp : le) - q);
+            q = sp ? sp + 1 : le;
+        }
+        p = nl ? nl + 1 : e;
+        if (nf < 3 || has_flag(f[2], fl[2], "fail") ||
+            has_flag(f[2], fl[2], "noaddr") ||
+            has_flag(f[2], fl[2], "handshake"))
+            continue;
+        at = memchr(f[1], '@', fl[1]);
+        at = at ? at : f[1] + fl[1];
+        for (const char *c = f[1]; c < at; c++)
+            if (*c == ':')
+                colon = c; /* the last ':' (IPv6 hosts have more) */
+        if (!colon || (size_t)(colon - f[1]) >= TC__CLUSTER_HOST_MAX ||
+            tc__parse_u64(colon + 1, (size_t)(at - colon - 1), 1, 65535,
+                          &port))
+            return -1;
+        if (n == max)
+            return -1;
+        if (colon == f[1]) /* a node that does not know its own address */
+            snprintf(out[n].host, TC__CLUSTER_HOST_MAX, "%s", asked->host);
+        else {
+            memcpy(out[n].host, f[1], (size_t)(colon - f[1]));
+            out[n].host[colon - f[1]] = '\0';
+        }
+        out[n++].port = (int)port;
+    }
+    return n ? (int)n : -1;
+}
+
+/* CLUSTER NODES of `a` (blocking), parsed into `out`. */
+static tc_result list_nodes(const tc__config *cfg, const tc__node_addr *a,
+                            tc__node_addr *out, size_t max, size_t *n)
+{
+    tc__config nc = *cfg; /* shallow: only read for this connect */
+    tc__conn *c;
+    redisReply *r = NULL;
+    const char *argv[2] = {"CLUSTER", "NODES"};
+    tc_result why;
+    nc.host = (char *)a->host;
+    nc.port = a->port;
+    nc.unix_path = NULL;
+    nc.cluster = NULL;
+    if (!(c = tc__l2_connect(&nc, &why)))
+        return why;
+    if ((why = tc__conn_command(c, 2, argv, NULL, &r)) == TC_OK) {
+        int got = r->type == REDIS_REPLY_STRING
+                      ? tc__cluster_parse_nodes(r->str, r->len, a, out, max)
+                      : -1;
+        if (got < 0)
+            why = tc__fail(TC_PROTOCOL, "CLUSTER NODES on %s:%d: %s", a->host,
+                           a->port,
+                           r->type == REDIS_REPLY_ERROR ? r->str
+                                                        : "unexpected reply");
+        else
+            *n = (size_t)got;
+        freeReplyObject(r);
+    }
+    tc__conn_free(c);
+    return why;
+}
+
 tc_result tc__cluster_bus_nodes(tc__cluster *cl, const tc__config *cfg,
                                 const char *state_key, tc__node_addr *cmd,
-                                tc__node_addr *masters, size_t max,
-                                size_t *n)
+                                tc__node_addr *nodes, size_t max, size_t *n)
 {
     tc_result r = tc__cluster_refresh(cl, cfg, 0);
     if (r != TC_OK)
@@ -282,15 +373,23 @@ tc_result tc__cluster_bus_nodes(tc__cluster *cl, const tc__config *cfg,
                                                    strlen(state_key)),
                               cmd)) != TC_OK)
         return r;
-    *n = tc__cluster_masters(cl, cfg, masters, max);
-    return TC_OK;
+    return list_nodes(cfg, cmd, nodes, max, n);
 }
 
-int tc__cluster_node_channel(const char *channel, const tc__node_addr *a,
-                             char *buf, size_t len)
+char *tc__cluster_node_channel_dup(const char *channel,
+                                   const tc__node_addr *node)
 {
-    int n = snprintf(buf, len, "%s@%s:%d", channel, a->host, a->port);
-    return n > 0 && (size_t)n < len ? n : -1;
+    /* "@", ":", up to 5 port digits (6 with a sign), the NUL. */
+    size_t len = strlen(channel) + strlen(node->host) + 16;
+    char *s = malloc(len);
+    int n;
+    if (s && ((n = snprintf(s, len, "%s@%s:%d", channel, node->host,
+                            node->port)) < 0 ||
+              (size_t)n >= len)) {
+        free(s);
+        s = NULL;
+    }
+    return s;
 }
 
 int tc__cluster_watch_due(tc__cluster *cl, uint64_t now_ns, uint64_t every_ns)

@@ -170,7 +170,7 @@ static int cmd_slot(const tc__cmd *c)
 }
 
 /* A write's invalidation goes on the channel of the node that runs it
- * (tc__cluster_node_channel(), cluster.h): subscribers hear it over their
+ * (tc__cluster_node_channel_dup(), cluster.h): subscribers hear it over their
  * own connection to that node. Every argument that IS the configuration's
  * channel string (the same pointer: publish.c and write.c pass
  * cfg->channel itself, never a copy, and no user key or value can be that
@@ -199,7 +199,7 @@ static tc_result for_node(tc__l2c *x, const tc__node_addr *a, size_t n,
                           const tc__cmd **use)
 {
     const char *ch = x->cfg->channel;
-    size_t nargs = 0, at = 0, clen;
+    size_t nargs = 0, at = 0;
     int found = 0;
     on_node_free(o);
     *use = cmds;
@@ -210,13 +210,11 @@ static tc_result for_node(tc__l2c *x, const tc__node_addr *a, size_t n,
     }
     if (!found)
         return TC_OK;
-    clen = strlen(ch) + TC__CLUSTER_HOST_MAX + 16;
     o->cmds = malloc(n * sizeof(*o->cmds));
     o->argv = malloc(nargs * sizeof(*o->argv));
     o->argl = malloc(nargs * sizeof(*o->argl));
-    o->chan = malloc(clen);
-    if (!o->cmds || !o->argv || !o->argl || !o->chan ||
-        tc__cluster_node_channel(ch, a, o->chan, clen) < 0) {
+    o->chan = tc__cluster_node_channel_dup(ch, a);
+    if (!o->cmds || !o->argv || !o->argl || !o->chan) {
         on_node_free(o);
         return tc__fail(TC_NO_MEMORY, "out of memory");
     }

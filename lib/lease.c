@@ -19,27 +19,54 @@
  * itself, and nothing depends on how a client library routes replies on a
  * subscribed connection.
  *
- * Redis Cluster. A write publishes on the channel of the master that runs
+ * Redis Cluster. A write publishes on the channel of the node that runs
  * it ("<channel>@<host>:<port>", cluster.h; l2_cluster.c picks it per
  * attempt, so a write sent again after MOVED or ASK publishes on its new
- * master's channel), and the bus subscribes to each master's channel on
- * that master itself: the main subscription on the master of the state
+ * master's channel), and the bus subscribes to each node's channel on
+ * that node itself: the main subscription on the master of the state
  * keys (where the heartbeat script runs and publishes its token, as on
- * one Redis), a link (bus.c) on every other master. Once the heartbeat
- * script's reply is back, the same token goes through every link as a
- * PING on its subscribed connection, which Redis answers in order after
- * the messages it queued there before. L1 may be served until the least
- * of what the heartbeat and every link last proved (each: its token's
- * send time + lease), so every master's invalidations are proven the way
- * one Redis's are, none by the cluster bus: a dropped cluster-bus link
- * (the hole README's cluster section reproduced) loses nothing, and a
- * dead or hung master stops the lease within one. Costs per instance: one
- * subscriber connection per master, one token per master per heartbeat.
- * What this does not prove: a master the bus does not subscribe on (a
- * slot moved to a node that served none when the bus connected, or a
- * manual CLUSTER FAILOVER, whose demoted master keeps answering our
- * tokens): writes there reach no one until the CLUSTER INFO watch (bus.c)
- * sees the epoch grow and resets the bus, within lease / 2 plus a poll. The PINGs wait for
+ * one Redis), a link (bus.c) on every other node that master's CLUSTER
+ * NODES lists: masters with or without slots, and replicas, all but the
+ * nodes flagged fail, noaddr or handshake. Once the heartbeat script's
+ * reply is back, the same token goes through every link as a PING on its
+ * subscribed connection, which Redis answers in order after the messages
+ * it queued there before. So a replica promoted by a failover (a manual
+ * CLUSTER FAILOVER too, whose demoted master stays up and keeps answering
+ * tokens) or a master a slot migrates onto (ASK-redirected writes before
+ * the final SETSLOT NODE, MOVED ones after) already has a proven
+ * subscription when writes start running there; none is proven by the
+ * cluster bus, so a dropped cluster-bus link loses nothing, and a dead or
+ * hung node stops the lease within one.
+ * Nodes that join after the bus connected: every lease / 2 the bus asks
+ * CLUSTER NODES of the state keys' master on its heartbeat connection
+ * (bus.c, with the CLUSTER INFO watch, cluster.h). A list that names a
+ * node this bus has no subscription on resets the bus (L1 dropped; the
+ * next connect subscribes there); a list that names none proves the
+ * topology as of the poll's send time T (taken before it was sent; the
+ * connect's own CLUSTER NODES is the first). L1 may be served until the
+ * least of what the heartbeat, every link and the last such poll proved
+ * (each: its send time + lease). Why that suffices: a write W ran on node
+ * N at w and returned at r; a reader serves at t > r + lease (what async
+ * promises), or at t > r after a strict writer waited its lease out
+ * without the reader's ack (r > w + lease): either way t > w + lease. If
+ * the bus subscribes on N, its tokens prove W as on one Redis. If not,
+ * the poll the reader served on (t < T + lease, so T > w) listed no N:
+ * the state keys' master did not know N at a time N had already run a
+ * write. That is what remains: the gossip
+ * delay between a node becoming reachable for writes (CLUSTER MEET, or
+ * back from FAIL) and the state keys' master listing it. A slot can only
+ * be handed to a node the handing node knows, and clients only reach it
+ * by MOVED or ASK from there, but the state keys' master may be a third
+ * node: Redis gossips to random nodes every 100 ms and pings any node
+ * silent for cluster-node-timeout / 2, so in practice the delay is within
+ * cluster-node-timeout / 2; a partitioned cluster bus has no bound. Nodes
+ * flagged fail are not subscribed to (the cluster agreed they are down
+ * and handed their slots on; the CLUSTER INFO watch dropped L1 when they
+ * failed); one that comes back is listed again, which resets the bus.
+ * Costs per instance: one subscriber connection per node (3 masters and
+ * 3 replicas: 6, plus the heartbeat connection), one token per node per
+ * heartbeat, and one CLUSTER INFO + one CLUSTER NODES on the state keys'
+ * master every lease / 2. The PINGs wait for
  * the script's reply so that they run after it: strict writers count
  * members after their write (publish.c), and a heartbeat that ran after
  * the count must prove the write's invalidation.
@@ -268,6 +295,8 @@ static void publish_proven(tc__bus *bus)
     for (size_t i = 0; i < bus->nlinks && until; i++)
         if (bus->links[i].until < until)
             until = bus->links[i].until;
+    if (bus->cfg->cluster && bus->topo_until < until)
+        until = bus->topo_until;
     if (until)
         publish_deadline(bus, until);
 }
@@ -433,6 +462,13 @@ void tc__lease_on_link_pong(tc__bus *bus, tc__bus_link *l,
     }
 }
 
+void tc__lease_on_topology(tc__bus *bus, uint64_t sent_ns)
+{
+    bus->topo_until = sent_ns + lease_ns(bus);
+    if (!bus->idle)
+        publish_proven(bus);
+}
+
 void tc__lease_ready(tc__bus *bus)
 {
     if (!bus->subscribed || !bus->tracking_ready)
@@ -461,6 +497,7 @@ void tc__lease_drop(tc__bus *bus)
     atomic_store_explicit(&bus->l1_ok_until, 0, memory_order_release);
     atomic_store(&bus->idle_up, 0);
     skip_in_flight(bus);
+    bus->topo_until = 0;
 }
 
 /* No L1 read for idle_after_ms (see "Idle" above). L1 stops being served

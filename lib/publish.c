@@ -23,7 +23,7 @@
  *     more than two leases before T_c, or after it): a proof from a
  *     heartbeat that ran before T_c - 2 leases lapsed before T_c - lease.
  *     A heartbeat that ran after T_c: on a cluster the bus sends the
- *     token's PINGs through the other masters only once the heartbeat
+ *     token's PINGs through the other nodes only once the heartbeat
  *     script's reply came back (lease.c), so they ran on A after T_c >
  *     T_e, and its pong proves X applied the invalidation before that
  *     proof serves anything. An instance that registers after the count
@@ -35,11 +35,12 @@
  * count answers 0: wait out the lease); the key's master dying breaks
  * every link to it, so no proof through it is renewed.
  * Assumed: the node that runs the write is one every bus subscribes on.
- * Not so after a manual CLUSTER FAILOVER, or for a slot migrated onto a
- * node that served none when the buses connected (lease.c, "What this
- * does not prove"): the writer then waits out its lease, but the others'
- * leases are renewed through the nodes they do subscribe on until the
- * CLUSTER INFO watch resets their bus.
+ * Every bus subscribes on every node CLUSTER NODES lists, replicas and
+ * masters without slots included, and stops its lease while its poll
+ * lists a node it does not subscribe on (lease.c, "Redis Cluster"); what
+ * remains is a node that runs writes before the state keys' master lists
+ * it (gossip delay): the writer then waits out its lease, and another
+ * instance's lease covers the write only up to that delay.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -193,16 +194,11 @@ static tc_result exec_on(tc_cache *c, tc__conn *conn,
         return r;
     if (node && t->msg && !inline_publish) {
         /* tc__txn_build put cfg.channel in tc.pub[1]: this master's. */
-        size_t len = strlen(c->cfg.channel) + strlen(node->host) + 16;
-        int got;
-        if (!(chan = malloc(len)) ||
-            (got = tc__cluster_node_channel(c->cfg.channel, node, chan,
-                                            len)) < 0) {
-            free(chan);
+        if (!(chan = tc__cluster_node_channel_dup(c->cfg.channel, node))) {
             tc__txn_cmds_free(&tc);
             return tc__fail(TC_NO_MEMORY, "out of memory");
         }
-        tc.pub[1] = chan, tc.publ[1] = (size_t)got;
+        tc.pub[1] = chan, tc.publ[1] = strlen(chan);
     }
     if (!(rep = malloc(tc.n * sizeof(*rep)))) {
         free(chan);

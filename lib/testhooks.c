@@ -54,6 +54,12 @@ tc_value *tc__cache_l1_contents(tc_cache *c, const void *key, size_t klen)
                  : NULL;
 }
 
+void tc__cache_hold_cluster_watch(tc_cache *c, int hold)
+{
+    if (c->bus)
+        tc__bus_hold_cluster_watch(c->bus, hold);
+}
+
 size_t tc__cache_background_busy(tc_cache *c)
 {
     return tc__bg_busy(c->bg);

@@ -98,14 +98,8 @@ tc_result tc__watched_write(tc_cache *c, tc__conn *conn,
     script = make_script(&slen);
     argv = malloc(((size_t)p->argc + nh + 16) * sizeof(*argv));
     argl = malloc(((size_t)p->argc + nh + 16) * sizeof(*argl));
-    if (node) { /* the master's own channel (tc__txn_exec_on()) */
-        size_t len = strlen(c->cfg.channel) + strlen(node->host) + 16;
-        if ((chan = malloc(len)) &&
-            tc__cluster_node_channel(c->cfg.channel, node, chan, len) < 0) {
-            free(chan);
-            chan = NULL;
-        }
-    }
+    if (node) /* the master's own channel (tc__txn_exec_on()) */
+        chan = tc__cluster_node_channel_dup(c->cfg.channel, node);
     if (!script || !argv || !argl || (node && !chan)) {
         r = tc__fail(TC_NO_MEMORY, "out of memory");
         goto done;

@@ -176,6 +176,20 @@ int tcr_cluster_ok(void *p)
     return have;
 }
 
+/* A cluster node's configuration, into conf; its cluster bus port. */
+static int node_conf(char *conf, size_t len, int tls)
+{
+    /* The bus port would be port + 10000: name a free one instead. */
+    int cport = tcr_free_port();
+    snprintf(conf, len,
+             "cluster-enabled yes\ncluster-config-file nodes.conf\n"
+             "cluster-node-timeout %d\ncluster-port %d\n"
+             "enable-debug-command yes\n%s",
+             TCR_CLUSTER_NODE_TIMEOUT_MS, cport,
+             tls ? "tls-cluster yes\ntls-replication yes\n" : "");
+    return cport;
+}
+
 static int start_cluster(tcr_cluster *t, int timeout_ms, int tls)
 {
     size_t ul;
@@ -183,13 +197,7 @@ static int start_cluster(tcr_cluster *t, int timeout_ms, int tls)
     for (int i = 0; i < TCR_CLUSTER_NODES; i++) {
         char conf[256];
         int rc;
-        /* The bus port would be port + 10000: name a free one instead. */
-        snprintf(conf, sizeof(conf),
-                 "cluster-enabled yes\ncluster-config-file nodes.conf\n"
-                 "cluster-node-timeout %d\ncluster-port %d\n"
-                 "enable-debug-command yes\n%s",
-                 TCR_CLUSTER_NODE_TIMEOUT_MS, tcr_free_port(),
-                 tls ? "tls-cluster yes\ntls-replication yes\n" : "");
+        (void)node_conf(conf, sizeof(conf), tls);
         rc = !tls    ? tcr_start(&t->node[i], conf)
              : i == 0 ? tcr_start_tls(&t->node[i], conf)
                       : tcr_start_tls_sharing(&t->node[i], conf, &t->node[0]);
@@ -359,4 +367,64 @@ int tcr_cluster_replica_caught_up(const tcr_server *m, const tcr_server *rep,
     catch_up c = {rep, field(info, "master_repl_offset:")};
     free(info);
     return c.target >= 0 && tcr_wait(reached, &c, timeout_ms);
+}
+
+typedef struct joined {
+    tcr_cluster *t;
+    const tcr_server *s;
+} joined;
+
+/* Every live node, `s` included, lists s, knows every other node, none
+ * in handshake, and says cluster_state:ok (not tcr_cluster_ok(): a slot
+ * may have moved to a node added before). */
+static int all_know(void *p)
+{
+    joined *j = p;
+    char want[32];
+    int live = 1;
+    snprintf(want, sizeof(want), ":%d@", j->s->port);
+    for (int i = 0; i < TCR_CLUSTER_NODES; i++)
+        live += j->t->node[i].pid > 0;
+    for (int i = 0; i <= TCR_CLUSTER_NODES; i++) {
+        const tcr_server *n = i < TCR_CLUSTER_NODES ? &j->t->node[i] : j->s;
+        char *nodes, *info;
+        int ok;
+        if (n->pid <= 0)
+            continue;
+        nodes = tcr_cmd(n, NULL, "CLUSTER", "NODES", NULL);
+        info = tcr_cmd(n, NULL, "CLUSTER", "INFO", NULL);
+        ok = nodes && info && strstr(nodes, want) &&
+             !strstr(nodes, "handshake") &&
+             strstr(info, "cluster_state:ok") &&
+             field(info, "cluster_known_nodes:") >= live;
+        free(nodes);
+        free(info);
+        if (!ok)
+            return 0;
+    }
+    return 1;
+}
+
+int tcr_cluster_add_node(tcr_cluster *t, tcr_server *s, int timeout_ms)
+{
+    char conf[256], port[16], cport[16], *r;
+    joined j = {t, s};
+    int ok;
+    snprintf(cport, sizeof(cport), "%d", node_conf(conf, sizeof(conf), 0));
+    if (tcr_start(s, conf) != 0) {
+        fprintf(stderr, "tcr: the added cluster node did not start\n");
+        return -1;
+    }
+    snprintf(port, sizeof(port), "%d", s->port);
+    r = tcr_cmd(&t->node[0], NULL, "CLUSTER", "MEET", "127.0.0.1", port,
+                cport, NULL);
+    ok = r && !strcmp(r, "OK");
+    free(r);
+    if (!ok || !tcr_wait(all_know, &j, timeout_ms)) {
+        fprintf(stderr, "tcr: node %d did not join the cluster in %d ms\n",
+                s->port, timeout_ms);
+        tcr_stop(s);
+        return -1;
+    }
+    return 0;
 }

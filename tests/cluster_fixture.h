@@ -54,6 +54,12 @@ int tcr_cluster_replica_caught_up(const tcr_server *m, const tcr_server *rep,
 /** 1 when every live node says cluster_state:ok and they all name the
  *  same master for every slot (a predicate for tcr_wait()). */
 int tcr_cluster_ok(void *t);
+/** Start `s` as one more cluster node (plain TCP; stopped by the caller
+ *  with tcr_stop()), CLUSTER MEET it from node 0, and wait (up to
+ *  `timeout_ms`) until every live node lists it, knows every other and
+ *  says cluster_state:ok: a master that serves no slot. 0, or -1 after
+ *  stopping it (the reason on stderr). */
+int tcr_cluster_add_node(tcr_cluster *t, tcr_server *s, int timeout_ms);
 /** A live node's CLUSTER MYID into buf (41 bytes). 0 or -1. */
 int tcr_cluster_id(const tcr_server *s, char *buf);
 

@@ -1,0 +1,326 @@
+/* Redis Cluster: invalidations keep reaching every instance when writes
+ * move to a node the buses did not subscribe on as a master (README,
+ * "Redis Cluster", "What the lease proves on a cluster"): a replica
+ * promoted by a manual CLUSTER FAILOVER, whose demoted master stays up
+ * and keeps answering tokens; a master that had no slot when the buses
+ * connected and receives one through a migration (ASK, then SETSLOT
+ * NODE); and a node that joins after they connected.
+ *
+ * Each case holds the CLUSTER INFO watch (tc__cache_hold_cluster_watch():
+ * the epoch growth of a failover or a SETSLOT NODE resets the bus within
+ * lease / 2), so what is tested is what the subscriptions and the CLUSTER
+ * NODES poll alone guarantee, with no race against that watch. Before
+ * every node had a subscription these cases served the old value for as
+ * long as the watch was held. A real local cluster of three masters and
+ * three replicas per case (cluster_fixture.h), plus the nodes a case
+ * adds. */
+#include <pthread.h>
+#include <stdlib.h>
+
+#include "common.h"
+#include "cluster_fixture.h"
+
+static tcr_cluster cl;
+
+static void cl_setup(void)
+{
+    cr_assert_eq(tcr_cluster_start(&cl, 60000), 0, "cluster did not start");
+}
+
+static void cl_teardown(void)
+{
+    tcr_cluster_stop(&cl);
+}
+
+TestSuite(cluster_topology, .init = cl_setup, .fini = cl_teardown);
+
+static tc_options opts(tc_coherence coherence)
+{
+    tc_options o = url_opts(cl.url);
+    o.coherence = coherence;
+    o.connect_timeout_ms = 500;
+    o.command_timeout_ms = 500;
+    o.default_ttl_ms = 600000;
+    o.l1_ttl_ms = 600000;
+    return o;
+}
+
+/* The node a bus heartbeats on, from its log line. */
+typedef struct bus_log {
+    pthread_mutex_t mu;
+    int cmd_port;
+} bus_log;
+
+static void on_log(void *ud, tc_log_level lvl, const char *msg)
+{
+    bus_log *bl = ud;
+    const char *h = strstr(msg, "heartbeats on ");
+    (void)lvl;
+    if (strstr(msg, "bus: subscribing on ") && h &&
+        (h = strchr(h + 14, ':'))) {
+        pthread_mutex_lock(&bl->mu);
+        bl->cmd_port = atoi(h + 1);
+        pthread_mutex_unlock(&bl->mu);
+    }
+}
+
+static int bus_up(void *p)
+{
+    return tc__l1_servable(p, tc__now_ns());
+}
+
+/* A predicate for AWAIT(): keep reading `key` on `c` (so its bus never
+ * goes idle) until tcr_now_ms() reaches `until`. */
+typedef struct past {
+    tc_cache *c;
+    const char *key;
+    double until;
+} past;
+
+static int lease_passed(void *p)
+{
+    past *ps = p;
+    free(get_str(ps->c, ps->key, NULL));
+    return tcr_now_ms() >= ps->until;
+}
+
+/* Two leases after a write returned, reader `b` (reading all along)
+ * answers `want`. */
+static void serves_after_lease(tc_cache *b, const char *key, const char *want,
+                               unsigned lease_ms, const char *what)
+{
+    char *v;
+    past ps = {b, key, tcr_now_ms() + 2.0 * lease_ms};
+    AWAIT(lease_passed, &ps, "time stood still");
+    v = get_str(b, key, NULL);
+    cr_assert(v && !strcmp(v, want),
+              "the reader serves %s two leases after %s was written %s",
+              v ? v : "(nothing)", want, what);
+    free(v);
+}
+
+static int is_master(const tcr_server *s)
+{
+    char *info = tcr_cmd(s, NULL, "INFO", "replication", NULL);
+    int m = info && strstr(info, "role:master");
+    free(info);
+    return m;
+}
+
+typedef struct promoted {
+    tcr_cluster *t;
+    tcr_server *replica;
+} promoted;
+
+static int replica_promoted(void *p)
+{
+    promoted *pr = p;
+    return is_master(pr->replica) && tcr_cluster_ok(pr->t);
+}
+
+/* ---- A manual failover -------------------------------------------------- */
+
+/* Writer w and reader b; b holds `key` = v1 in L1; `key`'s master m (not
+ * the state keys' master, where the heartbeat runs: a failover there
+ * refuses the heartbeat and resets the bus by itself) hands over to its
+ * replica with CLUSTER FAILOVER. m stays up and keeps answering b's
+ * tokens. A write of v2 through w then runs on the promoted replica and
+ * publishes on its channel: b must hear it there. Strict: the write
+ * returns on b's acknowledgement and b never serves v1 after it. Async:
+ * not beyond the lease. */
+static void failover_case(tc_coherence coherence)
+{
+    bus_log bl = {PTHREAD_MUTEX_INITIALIZER, 0};
+    tc_options o = opts(coherence), ow;
+    tc_cache *w, *b;
+    tcr_server *m = NULL, *rep;
+    char key[32], *v, *r;
+    tc_stats st;
+    uint64_t expiries;
+    int cmd_port;
+    promoted pr;
+    o.lease_ms = coherence == TC_COHERENCE_STRICT ? 3000 : 100;
+    ow = o;
+    ow.log = on_log;
+    ow.log_userdata = &bl;
+    w = must_create(&ow);
+    b = must_create(&o);
+    tc__cache_hold_cluster_watch(w, 1);
+    tc__cache_hold_cluster_watch(b, 1);
+    AWAIT(bus_up, w, "writer's bus never came up");
+    AWAIT(bus_up, b, "reader's bus never came up");
+    pthread_mutex_lock(&bl.mu);
+    cmd_port = bl.cmd_port;
+    pthread_mutex_unlock(&bl.mu);
+    cr_assert_gt(cmd_port, 0, "no 'heartbeats on' log line");
+    for (int i = 0; i < TCR_CLUSTER_NODES && !m; i++)
+        if (cl.node[i].port != cmd_port && is_master(&cl.node[i]))
+            m = &cl.node[i];
+    cr_assert_not_null(m);
+    rep = tcr_cluster_replica_of(&cl, m);
+    cr_assert_not_null(rep, "the master has no replica");
+    cr_assert_eq(tcr_cluster_key_on(&cl, m, "fo:", key, sizeof(key)), 0);
+    /* Strict: the fleet's first lease may be waited out (lease.c). */
+    cr_assert_eq(set_str(w, key, "v1", 0), TC_OK, "%s", tc_errmsg());
+    warm(b, key, "v1");
+
+    r = tcr_cmd(rep, NULL, "CLUSTER", "FAILOVER", NULL);
+    cr_assert(r && !strcmp(r, "OK"), "CLUSTER FAILOVER: %s", r);
+    free(r);
+    pr.t = &cl, pr.replica = rep;
+    AWAIT(replica_promoted, &pr, "the replica was never promoted");
+    cr_assert(tcr_cluster_master_of(&cl, key) == rep);
+    cr_assert(!is_master(m) && m->pid > 0, "the old master is not a live "
+              "replica");
+
+    tc_cache_stats(w, &st);
+    expiries = st.strict_lease_expiries;
+    cr_assert_eq(set_str(w, key, "v2", 0), TC_OK, "%s", tc_errmsg());
+    if (coherence == TC_COHERENCE_STRICT) {
+        v = get_str(b, key, NULL);
+        cr_assert(v && !strcmp(v, "v2"),
+                  "the reader served %s after a strict write on the "
+                  "promoted replica returned",
+                  v ? v : "(nothing)");
+        free(v);
+        tc_cache_stats(w, &st);
+        cr_assert_eq(st.strict_lease_expiries, expiries,
+                     "the strict write waited out its lease: the reader "
+                     "never acknowledged it");
+    } else {
+        serves_after_lease(b, key, "v2", o.lease_ms,
+                           "on the promoted replica");
+    }
+    tc_cache_destroy(w);
+    tc_cache_destroy(b);
+}
+
+Test(cluster_topology, strict_after_a_manual_failover_never_serves_the_old_value)
+{
+    failover_case(TC_COHERENCE_STRICT);
+}
+
+Test(cluster_topology, async_after_a_manual_failover_not_beyond_the_lease)
+{
+    failover_case(TC_COHERENCE_ASYNC);
+}
+
+/* ---- A slot migrated onto a new master ---------------------------------- */
+
+/* MIGRATE `key` from `a` to `b` (same slot, KEYS form). */
+static void migrate(const tcr_server *a, const tcr_server *b, const char *key)
+{
+    char port[16], *r;
+    snprintf(port, sizeof(port), "%d", b->port);
+    r = tcr_cmd(a, NULL, "MIGRATE", "127.0.0.1", port, "", "0", "5000",
+                "KEYS", key, NULL);
+    cr_assert(r && !strcmp(r, "OK"), "MIGRATE %s: %s", key, r);
+    free(r);
+}
+
+/* Start migrating `key`'s slot from its master to `to` (IMPORTING,
+ * MIGRATING, every key of the slot moved: `key` and its stamps hash), so
+ * that a write of `key` meets ASK and runs on `to`. */
+static void start_migration(const char *key, const tcr_server *to,
+                            char *slot, size_t slen)
+{
+    tcr_server *a = tcr_cluster_master_of(&cl, key);
+    char ida[41], idb[41], *keys, *p, *save = NULL;
+    cr_assert_not_null(a);
+    cr_assert_neq(a, to);
+    snprintf(slot, slen, "%d", tcr_cluster_keyslot(&cl, key));
+    cr_assert_eq(tcr_cluster_id(a, ida), 0);
+    cr_assert_eq(tcr_cluster_id(to, idb), 0);
+    free(tcr_cmd(to, NULL, "CLUSTER", "SETSLOT", slot, "IMPORTING", ida,
+                 NULL));
+    free(tcr_cmd(a, NULL, "CLUSTER", "SETSLOT", slot, "MIGRATING", idb,
+                 NULL));
+    keys = tcr_cmd(a, NULL, "CLUSTER", "GETKEYSINSLOT", slot, "100", NULL);
+    cr_assert_not_null(keys);
+    for (p = strtok_r(keys, "\n", &save); p; p = strtok_r(NULL, "\n", &save))
+        migrate(a, to, p);
+    free(keys);
+}
+
+/* The final SETSLOT ... NODE, on every node. */
+static void finish_migration(const char *slot, const tcr_server *to,
+                             tcr_server *extra)
+{
+    char id[41];
+    cr_assert_eq(tcr_cluster_id(to, id), 0);
+    free(tcr_cmd(to, NULL, "CLUSTER", "SETSLOT", slot, "NODE", id, NULL));
+    for (int i = 0; i < TCR_CLUSTER_NODES; i++)
+        free(tcr_cmd(&cl.node[i], NULL, "CLUSTER", "SETSLOT", slot, "NODE",
+                     id, NULL));
+    if (extra && extra != to)
+        free(tcr_cmd(extra, NULL, "CLUSTER", "SETSLOT", slot, "NODE", id,
+                     NULL));
+}
+
+typedef struct reset_since {
+    tc_cache *c;
+    uint64_t resets;
+} reset_since;
+
+static int bus_back_since(void *p)
+{
+    reset_since *rs = p;
+    return tc__cache_bus_resets(rs->c) > rs->resets &&
+           tc__l1_servable(rs->c, tc__now_ns());
+}
+
+/* n7 joins (a master with no slot) before the buses connect; a slot
+ * migrates onto it and a write redirected there by ASK, then one after
+ * the final SETSLOT NODE, must reach reader b. Then n8 joins while the
+ * buses are connected: b's bus must notice it (CLUSTER NODES poll) and
+ * subscribe there before serving L1 again, and a write migrated onto n8
+ * must reach b too. */
+Test(cluster_topology, writes_migrated_onto_a_new_master_reach_every_reader)
+{
+    tc_options o = opts(TC_COHERENCE_ASYNC);
+    tcr_server n7, n8;
+    tc_cache *w, *b;
+    const char *k1 = "{topo-a}:k", *k2 = "{topo-b}:k";
+    char slot[16];
+    reset_since rs;
+    memset(&n7, 0, sizeof(n7));
+    memset(&n8, 0, sizeof(n8));
+    o.lease_ms = 100;
+    cr_assert_eq(tcr_cluster_add_node(&cl, &n7, 30000), 0);
+    w = must_create(&o);
+    b = must_create(&o);
+    tc__cache_hold_cluster_watch(w, 1);
+    tc__cache_hold_cluster_watch(b, 1);
+    AWAIT(bus_up, w, "writer's bus never came up");
+    AWAIT(bus_up, b, "reader's bus never came up");
+
+    cr_assert_eq(set_str(w, k1, "v1", 0), TC_OK, "%s", tc_errmsg());
+    warm(b, k1, "v1");
+    start_migration(k1, &n7, slot, sizeof(slot));
+    cr_assert_eq(set_str(w, k1, "v2", 0), TC_OK, "%s", tc_errmsg());
+    serves_after_lease(b, k1, "v2", o.lease_ms,
+                       "through ASK on a master that had no slot");
+    finish_migration(slot, &n7, NULL);
+    warm(b, k1, "v2");
+    cr_assert_eq(set_str(w, k1, "v3", 0), TC_OK, "%s", tc_errmsg());
+    serves_after_lease(b, k1, "v3", o.lease_ms,
+                       "on the master the slot moved to");
+
+    rs.c = b;
+    rs.resets = tc__cache_bus_resets(b);
+    cr_assert_eq(tcr_cluster_add_node(&cl, &n8, 30000), 0);
+    AWAIT(bus_back_since, &rs,
+          "the reader's bus kept its lease with a node it has no "
+          "subscription on");
+    cr_assert_eq(set_str(w, k2, "v1", 0), TC_OK, "%s", tc_errmsg());
+    warm(b, k2, "v1");
+    start_migration(k2, &n8, slot, sizeof(slot));
+    cr_assert_eq(set_str(w, k2, "v2", 0), TC_OK, "%s", tc_errmsg());
+    serves_after_lease(b, k2, "v2", o.lease_ms,
+                       "through ASK on a master that joined after the "
+                       "bus connected");
+    tc_cache_destroy(w);
+    tc_cache_destroy(b);
+    tcr_stop(&n8);
+    tcr_stop(&n7);
+}

@@ -29,6 +29,20 @@
  * behind sentinels are refused at submission: the caller runs them with
  * the blocking call.
  *
+ * Redis Cluster: each lane is up to NODES_MAX entries, one per master,
+ * each a connection of its own; a request goes to the master of its
+ * keys' slot (tc__prepared_slots(), the sync path's rule; the slot map of
+ * cluster.c), or after its slot's requests still in flight (slot_use), so
+ * requests naming one key keep their order while the slot moves. A
+ * write's PUBLISH names that master's channel (on_lane_channel()), and a
+ * group commit holds one slot's SETs (one MULTI cannot span slots). Keys
+ * of several slots or none, NX/XX, and writes of keys nobody can name are
+ * refused: the blocking call splits or fans them out. A reply of MOVED,
+ * ASK, TRYAGAIN or CLUSTERDOWN in a request (in a MULTI: the queued
+ * command's, and EXEC is EXECABORT, nothing ran) hands it to its blocking
+ * twin (op_sync()), which follows the redirection as l2_cluster.c does;
+ * so does a lost connection for its reads and for the SETs not sent.
+ *
  * Writes: what the loop's callbacks submit in one iteration is written
  * by an ev_prepare watcher of the lowest priority just before the loop
  * polls, one write per lane, with no wakeup for writability in between
@@ -772,7 +786,9 @@ static tc_result pick(tc_async *a, unsigned lane_no, int slot, lane **out)
             *out = &ls[i];
             return TC_OK;
         }
-        if (!idle && (!ls[i].used || (!ls[i].head && !ls[i].bn)))
+        /* An unused entry, else one with nothing in flight. */
+        if (!ls[i].used ? !idle || idle->used
+                        : !idle && !ls[i].head && !ls[i].bn)
             idle = &ls[i];
     }
     if (!idle)

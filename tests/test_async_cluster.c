@@ -3,7 +3,9 @@
  * connection per master, each write's invalidation published in its MULTI
  * on the channel of the master that runs it, and a request that meets
  * MOVED (its slot moved by CLUSTER SETSLOT) answered by the blocking path,
- * correctly and in submission order. A real local cluster of three masters
+ * correctly and in submission order; a lane's lost connection hands its
+ * reads to the blocking path and answers its write with the failure, never
+ * sending it twice. A real local cluster of three masters
  * and three replicas per test (cluster_fixture.h).
  */
 #include <ev.h>
@@ -329,6 +331,75 @@ Test(async_cluster, requests_meeting_moved_answer_correctly_in_order)
     cr_assert_eq(g[0].r, TC_OK);
     cr_assert_str_eq(g[1].val, "three");
     cr_assert_eq(moved_errors(a), before, "still sent to a");
+    tc_async_close(as);
+    ev_loop_destroy(loop);
+    tc_cache_destroy(w);
+}
+
+static int submitted_and_answered(void *p)
+{
+    void **arg = p;
+    loop_wait *w = arg[0];
+    got *g = arg[1];
+    const char *k = arg[2];
+    if (!g->calls && !g->seq &&
+        tc_async_get(w->as, 0, k, strlen(k), on_get, g) == TC_OK)
+        g->seq = -1; /* submitted */
+    ev_run(w->loop, EVRUN_NOWAIT);
+    return g->calls > 0;
+}
+
+Test(async_cluster, a_lost_connection_resends_its_reads_never_its_writes)
+{
+    tc_options o = cl_opts();
+    tc_cache *w = must_create(&o);
+    struct ev_loop *loop = ev_loop_new(0);
+    tc_async *as = NULL;
+    tcr_server *m;
+    char k[64], *v;
+    got g[4] = {{0}};
+    cr_assert_eq(set_str(w, "warm", "x", 0), TC_OK, "%s", tc_errmsg());
+    m = tcr_cluster_master_of(&cl, "warm");
+    cr_assert_not_null(m);
+    cr_assert_eq(tcr_cluster_key_on(&cl, m, "lost:", k, sizeof(k)), 0);
+    cr_assert_eq(set_str(w, k, "v", 0), TC_OK, "%s", tc_errmsg());
+    cr_assert_eq(tc_async_open(w, loop, 1, &as), TC_OK, "%s", tc_errmsg());
+    cr_assert_eq(tc_async_get(as, 0, k, strlen(k), on_get, &g[0]), TC_OK);
+    run_until_drained(loop, as); /* the lane's connection to m is up */
+    cr_assert_str_eq(g[0].val, "v");
+    memset(g, 0, sizeof(g));
+
+    /* Queued, not sent yet (the loop writes them): a read, a write, a
+     * read; then m drops every client connection, the lane's included. */
+    cr_assert_eq(tc_async_get(as, 0, k, strlen(k), on_get, &g[0]), TC_OK);
+    cr_assert_eq(tc_async_set(as, 0, k, strlen(k), "lost", 4, NULL, on_reply,
+                              &g[1]),
+                 TC_OK);
+    cr_assert_eq(tc_async_get(as, 0, k, strlen(k), on_get, &g[2]), TC_OK);
+    free(tcr_cmd(m, NULL, "CLIENT", "KILL", "TYPE", "normal", "SKIPME", "yes",
+                 NULL));
+    run_until_drained(loop, as);
+    for (int i = 0; i < 3; i++)
+        cr_assert_eq(g[i].calls, 1, "request %d: %d answers", i, g[i].calls);
+    /* The reads ran again on the blocking path ... */
+    cr_assert_eq(g[0].r, TC_OK, "read 0: %s", tc_strerror(g[0].r));
+    cr_assert_str_eq(g[0].val, "v");
+    cr_assert_eq(g[2].r, TC_OK, "read 2: %s", tc_strerror(g[2].r));
+    cr_assert_str_eq(g[2].val, "v");
+    /* ... the write did not: answered with the failure, never applied. */
+    cr_assert_eq(g[1].r, TC_L2_UNAVAILABLE, "write: %s",
+                 tc_strerror(g[1].r));
+    v = tcr_cmd(m, NULL, "GET", k, NULL);
+    cr_assert(v && !strcmp(v, "v"), "%s on its master: %s", k, v);
+    free(v);
+    /* The lane reconnects. */
+    {
+        loop_wait lw = {loop, as};
+        void *arg[3] = {&lw, &g[3], k};
+        AWAIT(submitted_and_answered, arg, "the lane never came back");
+        cr_assert_eq(g[3].r, TC_OK);
+        cr_assert_str_eq(g[3].val, "v");
+    }
     tc_async_close(as);
     ev_loop_destroy(loop);
     tc_cache_destroy(w);

@@ -148,8 +148,8 @@ struct lane {
  * even while their slot moves (the later ones meet the same MOVED and
  * take the blocking path after the earlier ones). */
 typedef struct slot_use {
-    uint32_t n;
-    uint8_t at;
+    unsigned n : 24;         /* requests in flight (16 M: never reached) */
+    unsigned at : 8;         /* the entry they went to (< NODES_MAX) */
 } slot_use;
 
 /* flush_batch's arrays, kept rather than allocated per group (several
@@ -221,7 +221,7 @@ static void op_enter(lane *l, op *o)
     if (a->slots && o->slot >= 0) {
         slot_use *u = &a->slots[(size_t)l->group * NSLOTS + (unsigned)o->slot];
         u->n++;
-        u->at = (uint8_t)(l - &a->lanes[l->group * a->per]);
+        u->at = (unsigned)(l - &a->lanes[l->group * a->per]) & 0xffu;
     }
 }
 

@@ -5,7 +5,8 @@
  * MOVED (its slot moved by CLUSTER SETSLOT) answered by the blocking path,
  * correctly and in submission order; a lane's lost connection hands its
  * reads to the blocking path and answers its write with the failure, never
- * sending it twice. A real local cluster of three masters
+ * sending it twice; requests meeting ASK during a slot migration answered
+ * in order. A real local cluster of three masters
  * and three replicas per test (cluster_fixture.h).
  */
 #include <ev.h>
@@ -399,6 +400,94 @@ Test(async_cluster, a_lost_connection_resends_its_reads_never_its_writes)
         AWAIT(submitted_and_answered, arg, "the lane never came back");
         cr_assert_eq(g[3].r, TC_OK);
         cr_assert_str_eq(g[3].val, "v");
+    }
+    tc_async_close(as);
+    ev_loop_destroy(loop);
+    tc_cache_destroy(w);
+}
+
+/* MIGRATE `key` from `a` to `b` (same slot, KEYS form). */
+static void migrate(tcr_server *a, tcr_server *b, const char *key)
+{
+    char port[16], *r;
+    snprintf(port, sizeof(port), "%d", b->port);
+    r = tcr_cmd(a, NULL, "MIGRATE", "127.0.0.1", port, "", "0", "5000",
+                "KEYS", key, NULL);
+    cr_assert(r && !strcmp(r, "OK"), "MIGRATE %s: %s", key, r);
+    free(r);
+}
+
+static long long ask_errors(const tcr_server *s)
+{
+    char *info = tcr_cmd(s, NULL, "INFO", "errorstats", NULL);
+    const char *p = info ? strstr(info, "errorstat_ASK:count=") : NULL;
+    long long n = p ? atoll(p + 20) : 0;
+    free(info);
+    return n;
+}
+
+Test(async_cluster, requests_meeting_ask_during_a_migration_answer_in_order)
+{
+    tc_options o = cl_opts();
+    tc_cache *w = must_create(&o);
+    struct ev_loop *loop = ev_loop_new(0);
+    tc_async *as = NULL;
+    const char *k = "{aska}:a", *k2 = "{aska}:b";
+    tcr_server *a = tcr_cluster_master_of(&cl, k), *b = another_master(a);
+    char slot[16], ida[41], idb[41], *keys, *p, *v;
+    got g[5] = {{0}};
+    long long before;
+    cr_assert(a && b);
+    cr_assert_eq(set_str(w, k, "old-a", 0), TC_OK, "%s", tc_errmsg());
+    cr_assert_eq(set_str(w, k2, "old-b", 0), TC_OK, "%s", tc_errmsg());
+    cr_assert_eq(tc_async_open(w, loop, 1, &as), TC_OK, "%s", tc_errmsg());
+    cr_assert_eq(tc_async_get(as, 0, k2, strlen(k2), on_get, &g[0]), TC_OK);
+    run_until_drained(loop, as); /* the lane's connection to a is up */
+    cr_assert_str_eq(g[0].val, "old-b");
+    memset(g, 0, sizeof(g));
+    answers = 0;
+
+    /* k and the slot's stamps hash move to b; k2 stays on a. */
+    snprintf(slot, sizeof(slot), "%d", tcr_cluster_keyslot(&cl, k));
+    cr_assert_eq(tcr_cluster_id(a, ida), 0);
+    cr_assert_eq(tcr_cluster_id(b, idb), 0);
+    free(tcr_cmd(b, NULL, "CLUSTER", "SETSLOT", slot, "IMPORTING", ida, NULL));
+    free(tcr_cmd(a, NULL, "CLUSTER", "SETSLOT", slot, "MIGRATING", idb, NULL));
+    migrate(a, b, k);
+    keys = tcr_cmd(a, NULL, "CLUSTER", "GETKEYSINSLOT", slot, "100", NULL);
+    for (p = strtok(keys, "\n"); p; p = strtok(NULL, "\n"))
+        if (strstr(p, "stamps"))
+            migrate(a, b, p);
+    free(keys);
+    before = ask_errors(a);
+
+    /* k's requests meet ASK on a; k2's are a's. */
+    cr_assert_eq(tc_async_get(as, 0, k, strlen(k), on_get, &g[0]), TC_OK);
+    cr_assert_eq(tc_async_set(as, 0, k, strlen(k), "new-a", 5, NULL,
+                              on_reply, &g[1]),
+                 TC_OK);
+    cr_assert_eq(tc_async_get(as, 0, k2, strlen(k2), on_get, &g[2]), TC_OK);
+    cr_assert_eq(tc_async_get(as, 0, k, strlen(k), on_get, &g[3]), TC_OK);
+    run_until_drained(loop, as);
+    for (int i = 0; i < 4; i++) {
+        cr_assert_eq(g[i].calls, 1, "request %d: %d answers", i, g[i].calls);
+        cr_assert_eq(g[i].r, TC_OK, "request %d: %s", i, tc_strerror(g[i].r));
+        cr_assert_eq(g[i].seq, i, "request %d answered %d-th", i, g[i].seq);
+    }
+    cr_assert_str_eq(g[0].val, "old-a");
+    cr_assert_str_eq(g[2].val, "old-b");
+    cr_assert_str_eq(g[3].val, "new-a");
+    cr_assert_gt(ask_errors(a), before, "a never answered ASK");
+    /* Written on b (a sends it there: it does not hold k). */
+    v = tcr_cmd(a, NULL, "EXISTS", k, NULL);
+    cr_assert(v && !strncmp(v, "ASK", 3), "k on a: %s", v);
+    free(v);
+    {
+        tc_cache *r = must_create(&o); /* an empty L1: from b, by ASK */
+        v = get_str(r, k, NULL);
+        cr_assert(v && !strcmp(v, "new-a"), "k: %s", v);
+        free(v);
+        tc_cache_destroy(r);
     }
     tc_async_close(as);
     ev_loop_destroy(loop);

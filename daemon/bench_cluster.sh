@@ -26,9 +26,23 @@ trap cleanup EXIT
 freeport() { python3 -c 'import socket;s=socket.socket();s.bind(("127.0.0.1",0));print(s.getsockname()[1])'; }
 median() { sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
 
+# A node's cluster bus listens on its port + 10000: both must be free.
+nodeport() {
+  python3 - <<'PY'
+import random, socket
+while True:
+    p = random.randint(20000, 50000)
+    try:
+        for q in (p, p + 10000):
+            s = socket.socket(); s.bind(("127.0.0.1", q)); s.close()
+        print(p); break
+    except OSError:
+        pass
+PY
+}
 ports=()
 for i in 0 1 2; do
-  p=$(freeport)
+  p=$(nodeport)
   mkdir -p "$WORK/n$i"
   redis-server --port "$p" --bind 127.0.0.1 --cluster-enabled yes \
     --cluster-config-file "$WORK/n$i/nodes.conf" --cluster-node-timeout 5000 \
@@ -86,7 +100,7 @@ for tcd in "$@"; do
       # GET: keys never set (-r over a million), so each is an L1 miss.
       bench "$tport" "$test" >>"$WORK/tcd.$test"
     done
-    printf '%-44s %-6s %12.0f %9s\n' "tiercached $(basename "$(dirname "$(dirname "$tcd")")")" \
+    printf '%-44s %-6s %12.0f %9s\n' "$tcd" \
       "$test" "$(cut -d' ' -f1 "$WORK/tcd.$test" | median)" \
       "$(cut -d' ' -f2 "$WORK/tcd.$test" | median)"
   done

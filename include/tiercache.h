@@ -660,7 +660,19 @@ TC_EXTERN int tc_command_is_blocking(tc_cache *c, int argc,
  * tc_errmsg() holds the detail during a failing callback.
  *
  * A (re)connect blocks the submitting call up to the connect timeout.
- * Not with sentinels nor on Redis Cluster (tc_async_open() refuses).
+ * Not with sentinels (tc_async_open() refuses).
+ *
+ * On Redis Cluster a lane is a connection per master, each request sent
+ * to the master of its keys' slot: the order above holds for the
+ * requests of one lane and one slot (a slot's requests follow those in
+ * flight onto the same connection even while the slot moves); callbacks
+ * of different masters' requests come in the order their masters answer.
+ * Refused there (use the blocking call): keys of several slots or of
+ * none, NX/XX. A request answered with MOVED, ASK, TRYAGAIN or
+ * CLUSTERDOWN (a write's MULTI is then refused whole) runs again through
+ * its blocking twin, from the callback's place in the lane's order, which
+ * blocks the loop for that call; so does a read whose connection failed
+ * or timed out (a write that may have run is answered with the failure).
  *
  * Thread safety: a tc_async, its calls and its callbacks belong to the
  * loop's thread. The cache must outlive it.

@@ -29,6 +29,20 @@
  * behind sentinels are refused at submission: the caller runs them with
  * the blocking call.
  *
+ * Redis Cluster: each lane is up to NODES_MAX entries, one per master,
+ * each a connection of its own; a request goes to the master of its
+ * keys' slot (tc__prepared_slots(), the sync path's rule; the slot map of
+ * cluster.c), or after its slot's requests still in flight (slot_use), so
+ * requests naming one key keep their order while the slot moves. A
+ * write's PUBLISH names that master's channel (on_lane_channel()), and a
+ * group commit holds one slot's SETs (one MULTI cannot span slots). Keys
+ * of several slots or none, NX/XX, and writes of keys nobody can name are
+ * refused: the blocking call splits or fans them out. A reply of MOVED,
+ * ASK, TRYAGAIN or CLUSTERDOWN in a request (in a MULTI: the queued
+ * command's, and EXEC is EXECABORT, nothing ran) hands it to its blocking
+ * twin (op_sync()), which follows the redirection as l2_cluster.c does;
+ * so does a lost connection for its reads and for the SETs not sent.
+ *
  * Writes: what the loop's callbacks submit in one iteration is written
  * by an ev_prepare watcher of the lowest priority just before the loop
  * polls, one write per lane, with no wakeup for writability in between
@@ -52,6 +66,7 @@
 #include "cluster.h"
 #include "command.h"
 #include "handshake.h"
+#include "slot.h"
 
 /* A lane that failed is not reconnected before this (ms). */
 #define RETRY_MS 200
@@ -64,6 +79,9 @@
  * consolidated the fast bins on every call. */
 #define SPARE_MAX 1024
 #define SPARE_KV_MAX 4096
+/* Redis Cluster: the masters one lane may have a connection to. */
+#define NODES_MAX 16
+#define NSLOTS 16384
 
 enum { OP_GET, OP_SET, OP_READ, OP_WRITE };
 
@@ -97,6 +115,15 @@ typedef struct op {
     unsigned batch_n;        /* first op of a group commit: its size, */
     unsigned batch_h;        /* its stamp HSETs, */
     int batch_mset;          /* and 1 when its SETs went as one MSET */
+    /* Redis Cluster */
+    int slot;                /* the slot its keys name (-1: not counted) */
+    int redir;               /* a reply asked for another node (MOVED,
+                                ASK, TRYAGAIN, CLUSTERDOWN): it goes to
+                                the blocking path (op_sync) */
+    tc_set_opts sopts;       /* SET: its options, for op_sync */
+    int *argcs;              /* READ, WRITE: the copied commands, for */
+    const char *const **vs;  /* op_sync (vs, ls point into `key`) */
+    const size_t **ls;
 } op;
 
 struct lane {
@@ -106,7 +133,24 @@ struct lane {
     op *head, *tail;         /* sent, awaiting their last reply */
     op *bhead, *btail;       /* SETs waiting for the group commit */
     unsigned bn;
+    /* Redis Cluster: the master this lane's connection goes to */
+    int used;                /* this entry names a master */
+    unsigned group;          /* its tc_async lane number */
+    tc__node_addr node;
+    char *chan;              /* that master's invalidation channel (owned) */
+    int bslot;               /* the slot of the SETs waiting to be grouped */
 };
+
+/* Redis Cluster: per lane number and slot, the requests in flight and the
+ * master's entry they went to. A request of a slot with requests in
+ * flight follows them on the same connection, whatever the slot map says
+ * meanwhile: requests naming one key are answered in submission order
+ * even while their slot moves (the later ones meet the same MOVED and
+ * take the blocking path after the earlier ones). */
+typedef struct slot_use {
+    unsigned n : 24;         /* requests in flight (16 M: never reached) */
+    unsigned at : 8;         /* the entry they went to (< NODES_MAX) */
+} slot_use;
 
 /* flush_batch's arrays, kept rather than allocated per group (several
  * KiB: each malloc of that size consolidated the fast bins). Loop thread;
@@ -125,7 +169,10 @@ struct tc_async {
     tc_cache *c;
     struct ev_loop *loop;
     unsigned nlanes;
-    lane *lanes;
+    unsigned per;            /* entries per lane: 1, or NODES_MAX on a
+                                cluster (one per master) */
+    lane *lanes;             /* nlanes * per */
+    slot_use *slots;         /* cluster: nlanes * NSLOTS; else NULL */
     ev_timer tick;           /* the command timeout */
     ev_prepare send;         /* last before the loop polls: sends the
                                 group commits and writes every lane's
@@ -161,7 +208,87 @@ static void op_free(op *o)
     }
     free(o->set);
     free(o->key);
+    free(o->argcs);
     free(o);
+}
+
+/* `o` joins the requests in flight on `l` (counted per slot on a
+ * cluster: pick() sends its slot's next requests after it). */
+static void op_enter(lane *l, op *o)
+{
+    tc_async *a = l->a;
+    a->pending++;
+    if (a->slots && o->slot >= 0) {
+        slot_use *u = &a->slots[(size_t)l->group * NSLOTS + (unsigned)o->slot];
+        u->n++;
+        u->at = (unsigned)(l - &a->lanes[l->group * a->per]) & 0xffu;
+    }
+}
+
+/* `o` is answered, or taken by op_sync(). */
+static void op_leave(tc_async *a, op *o)
+{
+    a->pending--;
+    if (a->slots && o->slot >= 0 && o->l)
+        a->slots[(size_t)o->l->group * NSLOTS + (unsigned)o->slot].n--;
+}
+
+/* 1 when `r` is Redis Cluster asking for another node, or for later:
+ * MOVED (the slot map learns it), ASK, TRYAGAIN, CLUSTERDOWN. */
+static int redirected(tc_async *a, const redisReply *r)
+{
+    int ask;
+    unsigned slot;
+    tc__node_addr to;
+    if (!a->slots || !r || r->type != REDIS_REPLY_ERROR)
+        return 0;
+    if (tc__cluster_parse_redirect(r->str, r->len, &ask, &slot, &to)) {
+        if (!ask)
+            tc__cluster_moved(a->c->cfg.cluster, slot, to.host, to.port);
+        return 1;
+    }
+    return !strncmp(r->str, "TRYAGAIN", 8) ||
+           !strncmp(r->str, "CLUSTERDOWN", 11);
+}
+
+/* A request Redis Cluster sent elsewhere (redirected()), a read whose
+ * connection failed, or a SET of a group never sent: run by its blocking
+ * twin, which follows MOVED, ASK and TRYAGAIN and publishes on the
+ * channel of the master that runs the write (l2_cluster.c), then
+ * answered as the async call answers. A redirected write's MULTI was
+ * refused whole (EXECABORT: nothing of it ran), so it runs once. Blocks
+ * the loop for that call. */
+static void op_sync(tc_async *a, op *o)
+{
+    tc_cache *c = a->c;
+    tc_result r;
+    op_leave(a, o);
+    if (o->kind == OP_GET) {
+        tc_value *v = NULL;
+        r = tc_get(c, o->key, o->klen, &v);
+        o->gcb(o->ud, r, r == TC_OK ? v : NULL, NULL);
+    } else if (o->kind == OP_SET) {
+        const void *key = o->set->key, *val = o->set->val;
+        size_t klen = o->set->klen, vlen = o->set->vlen;
+        /* This attempt's end: no copy kept, nothing to wait for. */
+        (void)tc__set_finish_reply(
+            c, o->set, tc__fail(TC_L2_UNAVAILABLE, "redirected"), NULL);
+        r = tc_set_ex(c, key, klen, val, vlen, &o->sopts);
+        o->cb(o->ud, r, NULL);
+    } else {
+        tc_reply *rep = NULL;
+        if (o->kind == OP_WRITE) {
+            redisReply *none = NULL;
+            (void)tc__write_finish(c, 0, o->nps, &o->w, &o->wop,
+                                   tc__fail(TC_L2_UNAVAILABLE, "redirected"),
+                                   &none);
+        }
+        r = o->multi ? tc_command_multi(c, o->nps, o->argcs, o->vs, o->ls,
+                                        &rep)
+                     : tc_command(c, o->argcs[0], o->vs[0], o->ls[0], &rep);
+        o->cb(o->ud, r, r == TC_OK ? rep : NULL);
+    }
+    op_free(o);
 }
 
 /* Finish `o` with `r` (and, on TC_OK, the reply `e`, taken): its callback
@@ -169,7 +296,7 @@ static void op_free(op *o)
 static void op_complete(tc_async *a, op *o, tc_result r, redisReply *e)
 {
     tc_cache *c = a->c;
-    a->pending--;
+    op_leave(a, o);
     switch (o->kind) {
     case OP_GET: {
         tc_value *v = NULL;
@@ -232,8 +359,11 @@ static void op_complete(tc_async *a, op *o, tc_result r, redisReply *e)
 }
 
 /* Drop the lane's connection; every request on it fails with `r`, in
- * order. Its callbacks may submit again: they find the lane closed. */
-static void lane_fail(lane *l, tc_result r, const char *why)
+ * order. Its callbacks may submit again: they find the lane closed. With
+ * `resend` on a cluster, the reads and the SETs not sent yet take the
+ * blocking path instead (op_sync()); a write that may have run is
+ * answered with the failure, as the blocking path answers it. */
+static void lane_fail(lane *l, tc_result r, const char *why, int resend)
 {
     tc_async *a = l->a;
     op *o = l->head, *unsent = l->bhead;
@@ -250,8 +380,13 @@ static void lane_fail(lane *l, tc_result r, const char *why)
     for (int pass = 0; pass < 2; pass++) {
         while (o) {
             op *next = o->next;
-            tc__fail(r, "%s", why);
-            op_complete(a, o, r, NULL);
+            if (resend && a->slots &&
+                (pass == 1 || o->kind == OP_GET || o->kind == OP_READ)) {
+                op_sync(a, o);
+            } else {
+                tc__fail(r, "%s", why);
+                op_complete(a, o, r, NULL);
+            }
             o = next;
         }
         /* Then the SETs not sent yet (submitted after those): nothing of
@@ -267,7 +402,7 @@ static void on_error(tc__aconn *ac, const char *why, void *data)
     char msg[300];
     (void)ac;
     snprintf(msg, sizeof(msg), "Redis connection lost: %s", why);
-    lane_fail(l, TC_L2_UNAVAILABLE, msg);
+    lane_fail(l, TC_L2_UNAVAILABLE, msg, 1);
 }
 
 static void on_setup(tc__aconn *ac, redisReply *r, void *priv)
@@ -281,7 +416,7 @@ static void on_setup(tc__aconn *ac, redisReply *r, void *priv)
     lane_fail(l, strncmp(r->str, "NOAUTH", 6) && strncmp(r->str, "WRONGPASS", 9)
                      ? TC_PROTOCOL
                      : TC_AUTH,
-              msg);
+              msg, 0);
 }
 
 /* The lane's connection, made when missing (blocking up to the connect
@@ -294,6 +429,7 @@ static tc__aconn *lane_conn(lane *l)
     tc__conn_opts o;
     tc__setup_cmds setup;
     tc__aconn_events ev = {on_error, NULL, l};
+    tc__config cfg = c->cfg;
     if (l->ac)
         return l->ac;
     if (tc__now_ns() < l->retry_at) {
@@ -304,13 +440,20 @@ static tc__aconn *lane_conn(lane *l)
         tc__fail(TC_L2_UNAVAILABLE, "Redis unavailable (circuit breaker open)");
         return NULL;
     }
-    tc__conn_opts_of(&c->cfg, &o);
+    if (l->used) { /* a cluster's master, as l2_cluster.c's pool_for() */
+        cfg.host = l->node.host;
+        cfg.port = l->node.port;
+        cfg.unix_path = NULL;
+        cfg.cluster = NULL;
+        cfg.ncluster_seeds = 0;
+    }
+    tc__conn_opts_of(&cfg, &o);
     if (tc__aconn_open(a->loop, &o, &ev, &l->ac) != TC_OK) {
         l->ac = NULL;
         l->retry_at = tc__now_ns() + (uint64_t)RETRY_MS * 1000000u;
         return NULL;
     }
-    tc__setup_cmds_make(&c->cfg, &setup);
+    tc__setup_cmds_make(&cfg, &setup);
     for (int i = 0; i < setup.n; i++)
         if (tc__aconn_command_argv(l->ac, on_setup, l, setup.cmd[i].argc,
                                    setup.cmd[i].argv,
@@ -329,13 +472,13 @@ static void on_tick(struct ev_loop *loop, ev_timer *w, int revents)
     uint64_t now = tc__now_ns(),
              limit = (uint64_t)a->c->cfg.command_timeout_ms * 1000000u;
     (void)loop, (void)revents;
-    for (unsigned i = 0; i < a->nlanes; i++) {
+    for (unsigned i = 0; i < a->nlanes * a->per; i++) {
         lane *l = &a->lanes[i];
         if (l->head && now - l->head->sent_ns > limit) {
             char msg[100];
             snprintf(msg, sizeof(msg), "Redis did not answer within %u ms",
                      a->c->cfg.command_timeout_ms);
-            lane_fail(l, TC_TIMEOUT, msg);
+            lane_fail(l, TC_TIMEOUT, msg, 1);
         }
     }
 }
@@ -353,14 +496,28 @@ static void lane_pop(lane *l, op *o)
 static void on_get_value(tc__aconn *ac, redisReply *r, void *priv)
 {
     op *o = priv;
+    o->redir |= redirected(o->a, r);
     o->val = r;
     tc__aconn_keep_reply(ac);
+}
+
+/* On a cluster, the replies before a request's last (MULTI's, a queued
+ * command's): a redirection there aborts its EXEC. */
+static void on_mid(tc__aconn *ac, redisReply *r, void *priv)
+{
+    op *o = priv;
+    (void)ac;
+    o->redir |= redirected(o->a, r);
 }
 
 static void on_last(tc__aconn *ac, redisReply *r, void *priv)
 {
     op *o = priv;
     lane_pop(o->l, o);
+    if (o->redir || redirected(o->a, r)) {
+        op_sync(o->l->a, o); /* r: freed by the aconn */
+        return;
+    }
     tc__aconn_keep_reply(ac);
     op_complete(o->l->a, o, TC_OK, r);
 }
@@ -383,6 +540,16 @@ static void on_batch(tc__aconn *ac, redisReply *r, void *priv)
         o->next = NULL;
         *tail = o;
         tail = &o->next;
+    }
+    if (first->redir || redirected(a, r)) {
+        /* Refused whole (a group is one slot's): each SET again, in
+         * order, on the blocking path. */
+        for (o = list; o;) {
+            op *next = o->next;
+            op_sync(a, o);
+            o = next;
+        }
+        return;
     }
     if (r->type != REDIS_REPLY_ARRAY || r->elements != want ||
         (mset && r->element[0]->type != REDIS_REPLY_STATUS &&
@@ -409,6 +576,17 @@ static void on_batch(tc__aconn *ac, redisReply *r, void *priv)
         o = next;
     }
     freeReplyObject(r);
+}
+
+/* On a cluster, a write's invalidation goes on the channel of the master
+ * that runs it (tc__cluster_node_channel(), as l2_cluster.c's for_node()
+ * picks it): tc__txn_build() put the configuration's in its PUBLISH. */
+static void on_lane_channel(const lane *l, tc__txn_cmds *tx)
+{
+    if (l->chan && tx->pub[1] == l->a->c->cfg.channel) {
+        tx->pub[1] = l->chan;
+        tx->publ[1] = strlen(l->chan);
+    }
 }
 
 static void enqueue_sent(lane *l, op *o, uint64_t now)
@@ -472,7 +650,7 @@ static void flush_batch(lane *l)
     if (!n)
         return;
     if (!l->ac) { /* (lane_fail takes the batch: not reached) */
-        lane_fail(l, TC_L2_UNAVAILABLE, "Redis connection lost");
+        lane_fail(l, TC_L2_UNAVAILABLE, "Redis connection lost", 0);
         return;
     }
     a->dirty = 1;
@@ -520,20 +698,22 @@ static void flush_batch(lane *l)
                       b->klens, 0) != TC_OK ||
         tc__txn_build(c, &bt, 0, NULL, 0, &tx) != TC_OK) {
         tc__txn_end(c, &bt, NULL, 0);
-        lane_fail(l, TC_NO_MEMORY, "out of memory");
+        lane_fail(l, TC_NO_MEMORY, "out of memory", 0);
         return;
     }
+    on_lane_channel(l, &tx);
     for (size_t k = 0; k < tx.n + nw; k++) {
         int last = k + 1 == tx.n + nw;
         const tc__cmd *cmd = k == 0        ? &tx.cmds[0]
                              : k <= nw     ? &b->writes[k - 1]
                                            : &tx.cmds[k - nw];
-        if (tc__aconn_command_argv(l->ac, last ? on_batch : NULL,
-                                   last ? first : NULL, cmd->argc, cmd->argv,
+        tc__aconn_reply_fn cb = last ? on_batch : a->slots ? on_mid : NULL;
+        if (tc__aconn_command_argv(l->ac, cb, cb ? first : NULL, cmd->argc,
+                                   cmd->argv,
                                    cmd->argvlen) != 0) {
             tc__txn_cmds_free(&tx);
             tc__txn_end(c, &bt, NULL, 0);
-            lane_fail(l, TC_NO_MEMORY, "out of memory");
+            lane_fail(l, TC_NO_MEMORY, "out of memory", 0);
             return;
         }
     }
@@ -545,7 +725,7 @@ static void on_flush(struct ev_loop *loop, ev_timer *w, int revents)
 {
     tc_async *a = w->data;
     (void)loop, (void)revents;
-    for (unsigned i = 0; i < a->nlanes; i++)
+    for (unsigned i = 0; i < a->nlanes * a->per; i++)
         if (a->lanes[i].bn)
             flush_batch(&a->lanes[i]);
 }
@@ -562,7 +742,7 @@ static void on_send(struct ev_loop *loop, ev_prepare *w, int revents)
     if (!a->dirty)
         return;
     a->dirty = 0;
-    for (unsigned i = 0; i < a->nlanes; i++) {
+    for (unsigned i = 0; i < a->nlanes * a->per; i++) {
         lane *l = &a->lanes[i];
         if (l->bn)
             flush_batch(l);
@@ -575,9 +755,66 @@ static void on_send(struct ev_loop *loop, ev_prepare *w, int revents)
 
 /* ---- submission ------------------------------------------------------------ */
 
-static lane *pick(tc_async *a, unsigned lane_no)
+/* The lane entry for `lane_no` and the requests's `slot` (-1 off a
+ * cluster): on a cluster the connection to the slot's master, or to where
+ * the slot's requests in flight went (slot_use). TC_OK, or
+ * TC_L2_UNAVAILABLE when the map names no master for the slot. */
+static tc_result pick(tc_async *a, unsigned lane_no, int slot, lane **out)
 {
-    return &a->lanes[lane_no % a->nlanes];
+    unsigned g = lane_no % a->nlanes;
+    lane *ls = &a->lanes[g * a->per], *idle = NULL;
+    tc_cache *c = a->c;
+    tc__node_addr at;
+    tc_result r;
+    const slot_use *u;
+    size_t len;
+    if (!a->slots) {
+        *out = ls;
+        return TC_OK;
+    }
+    u = &a->slots[(size_t)g * NSLOTS + (unsigned)slot];
+    if (u->n) {
+        *out = &ls[u->at];
+        return TC_OK;
+    }
+    if ((r = tc__cluster_addr(c->cfg.cluster, &c->cfg, (unsigned)slot,
+                              &at)) != TC_OK)
+        return r;
+    for (unsigned i = 0; i < a->per; i++) {
+        if (ls[i].used && ls[i].node.port == at.port &&
+            !strcmp(ls[i].node.host, at.host)) {
+            *out = &ls[i];
+            return TC_OK;
+        }
+        /* An unused entry, else one with nothing in flight. */
+        if (!ls[i].used ? !idle || idle->used
+                        : !idle && !ls[i].head && !ls[i].bn)
+            idle = &ls[i];
+    }
+    if (!idle)
+        return tc__fail(TC_L2_UNAVAILABLE, "Redis Cluster: more than %d "
+                                           "masters busy on one lane",
+                        NODES_MAX);
+    /* A new master, or one that serves no slot now: this entry is its. */
+    if (idle->ac) {
+        tc__aconn_free(idle->ac);
+        idle->ac = NULL;
+    }
+    free(idle->chan);
+    idle->chan = NULL;
+    len = strlen(c->cfg.channel) + sizeof(at.host) + 16;
+    if (!(idle->chan = malloc(len)) ||
+        tc__cluster_node_channel(c->cfg.channel, &at, idle->chan, len) < 0) {
+        free(idle->chan);
+        idle->chan = NULL;
+        idle->used = 0;
+        return tc__fail(TC_NO_MEMORY, "out of memory");
+    }
+    idle->used = 1;
+    idle->node = at;
+    idle->retry_at = 0;
+    *out = idle;
+    return TC_OK;
 }
 
 /* Send `n` commands for `o`; the last one's reply completes it. On failure
@@ -589,10 +826,12 @@ static int send_op(lane *l, op *o, size_t n, const tc__cmd *cmds,
     tc_async *a = l->a;
     for (size_t i = 0; i < n; i++) {
         tc__aconn_reply_fn cb = i + 1 == n ? on_last : i == 0 ? first : NULL;
+        if (!cb && a->slots)
+            cb = on_mid;
         if (tc__aconn_command_argv(l->ac, cb, cb ? o : NULL, cmds[i].argc,
                                    cmds[i].argv, cmds[i].argvlen) != 0) {
             if (i > 0) /* half a request is on the wire */
-                lane_fail(l, TC_NO_MEMORY, "out of memory");
+                lane_fail(l, TC_NO_MEMORY, "out of memory", 0);
             return -1;
         }
     }
@@ -604,7 +843,7 @@ static int send_op(lane *l, op *o, size_t n, const tc__cmd *cmds,
     else
         l->head = o;
     l->tail = o;
-    a->pending++;
+    op_enter(l, o);
     return 0;
 }
 
@@ -618,6 +857,7 @@ static op *op_new(tc_async *a, int kind, void *ud)
     o->a = a;
     o->kind = kind;
     o->ud = ud;
+    o->slot = -1;
     return o;
 }
 
@@ -634,7 +874,7 @@ static op *set_op_new(tc_async *a, void *ud, size_t kvlen)
         a->nspare--;
         memset(o, 0, sizeof(*o));
         o->set = set, o->key = kv, o->kvcap = cap;
-        o->a = a, o->kind = OP_SET, o->ud = ud;
+        o->a = a, o->kind = OP_SET, o->ud = ud, o->slot = -1;
     } else if (!(o = op_new(a, OP_SET, ud))) {
         return NULL;
     } else if (!(o->set = malloc(sizeof(*o->set)))) {
@@ -670,24 +910,33 @@ tc_result tc_async_get(tc_async *a, unsigned lane_no, const void *key,
     c = a->c;
     if ((r = tc__check_key(c, key, klen)) != TC_OK)
         return r;
-    l = pick(a, lane_no);
+    if ((r = tc__pkey_make(c, key, klen, &k)) != TC_OK)
+        return r;
+    if ((r = pick(a, lane_no, a->slots ? (int)tc__slot_of(k.p, k.len) : -1,
+                  &l)) != TC_OK) {
+        tc__pkey_free(&k);
+        return r;
+    }
     flush_batch(l); /* what came before goes first */
-    if (!lane_conn(l))
+    if (!lane_conn(l)) {
+        tc__pkey_free(&k);
         return TC_L2_UNAVAILABLE;
-    if (!(o = op_new(a, OP_GET, userdata)))
+    }
+    if (!(o = op_new(a, OP_GET, userdata))) {
+        tc__pkey_free(&k);
         return TC_NO_MEMORY;
+    }
     o->gcb = cb;
     if (!(o->key = malloc(klen))) {
         free(o);
+        tc__pkey_free(&k);
         return tc__fail(TC_NO_MEMORY, "out of memory");
     }
     memcpy(o->key, key, klen);
     o->klen = klen;
     o->h = tc__hash(key, klen);
-    if ((r = tc__pkey_make(c, key, klen, &k)) != TC_OK) {
-        op_free(o);
-        return r;
-    }
+    if (a->slots)
+        o->slot = (int)tc__slot_of(k.p, k.len);
     /* As tc_get: a miss counted, the generation read before asking. L1 is
      * not answered from: the caller's own earlier writes may still be on
      * their way, and another reader may have filled the old value. */
@@ -718,19 +967,35 @@ tc_result tc_async_set(tc_async *a, unsigned lane_no, const void *key,
     lane *l;
     op *o;
     tc_result r;
-    int grouped;
+    int grouped, slot = -1;
     if (!a || !cb || (!val && vlen))
         return tc__fail(TC_BAD_ARGUMENT, "NULL argument");
     c = a->c;
     if (tc__write_is_strict(c, opts ? opts->flags : 0))
         return tc__fail(TC_BAD_ARGUMENT, "a strict write waits: use "
                                          "tc_set_ex()");
-    l = pick(a, lane_no);
+    if (a->slots) {
+        /* NX/XX is a script that names the channel itself. */
+        tc__pkey k;
+        if (opts && (opts->flags & (TC_SET_NX | TC_SET_XX)))
+            return tc__fail(TC_BAD_ARGUMENT, "NX or XX on Redis Cluster: "
+                                             "use tc_set_ex()");
+        if ((r = tc__check_key(c, key, klen)) != TC_OK ||
+            (r = tc__pkey_make(c, key, klen, &k)) != TC_OK)
+            return r;
+        slot = (int)tc__slot_of(k.p, k.len);
+        tc__pkey_free(&k);
+    }
+    if ((r = pick(a, lane_no, slot, &l)) != TC_OK)
+        return r;
     if (!lane_conn(l))
         return TC_L2_UNAVAILABLE;
     if (!(o = set_op_new(a, userdata, klen + vlen + 1)))
         return TC_NO_MEMORY;
     o->cb = cb;
+    o->slot = slot;
+    if (opts)
+        o->sopts = *opts;
     memcpy(o->key, key, klen);
     if (vlen)
         memcpy(o->key + klen, val, vlen);
@@ -741,14 +1006,24 @@ tc_result tc_async_set(tc_async *a, unsigned lane_no, const void *key,
         return r;
     }
     if (grouped) {
-        /* Sent with the lane's other SETs when the loop iteration ends. */
+        /* Sent with the lane's other SETs when the loop iteration ends.
+         * On a cluster a group is one slot's (one MULTI may not name keys
+         * of several): a SET of another slot sends the group first. */
+        if (l->bn && l->bslot != slot)
+            flush_batch(l);
+        if (!l->ac) { /* the flush failed the lane */
+            tc__set_finish(c, o->set, TC_L2_UNAVAILABLE, NULL);
+            op_free(o);
+            return tc__fail(TC_L2_UNAVAILABLE, "Redis connection lost");
+        }
+        l->bslot = slot;
         o->l = l;
         if (l->btail)
             l->btail->next = o;
         else
             l->bhead = o;
         l->btail = o;
-        a->pending++;
+        op_enter(l, o);
         a->dirty = 1;
         if (++l->bn >= BATCH_MAX)
             flush_batch(l);
@@ -769,6 +1044,7 @@ tc_result tc_async_set(tc_async *a, unsigned lane_no, const void *key,
         op_free(o);
         return r;
     }
+    on_lane_channel(l, &tx);
     o->ncmd = tx.n;
     if (send_op(l, o, tx.n, tx.cmds, NULL) != 0) {
         tc__txn_cmds_free(&tx);
@@ -897,8 +1173,35 @@ static tc_result submit(tc_async *a, unsigned lane_no, size_t n,
                                              "tc_command()");
         }
         writes |= p->keys.effect != TC__EFFECT_READ;
+        if (a->slots && p->keys.effect == TC__EFFECT_ALL) {
+            op_free(o);
+            return tc__fail(TC_BAD_ARGUMENT, "Redis Cluster: a write of "
+                                             "keys nobody can name: use "
+                                             "tc_command()");
+        }
     }
-    l = pick(a, lane_no);
+    if (a->slots) {
+        /* Routed by the one slot of its keys; keys of several slots (split
+         * by tc_command, or CROSSSLOT) and none (DBSIZE, SCAN ...: every
+         * master) take the blocking call. The commands are kept for
+         * op_sync(). */
+        if ((o->slot = tc__prepared_slots(n, o->ps)) < 0) {
+            op_free(o);
+            return tc__fail(TC_BAD_ARGUMENT,
+                            "Redis Cluster: not the keys of one slot: use "
+                            "tc_command()");
+        }
+        if (!(o->argcs = malloc(n * sizeof(*o->argcs)))) {
+            op_free(o);
+            return tc__fail(TC_NO_MEMORY, "out of memory");
+        }
+        memcpy(o->argcs, argcs, n * sizeof(*argcs));
+        o->vs = vs, o->ls = ls;
+    }
+    if ((r = pick(a, lane_no, o->slot, &l)) != TC_OK) {
+        op_free(o);
+        return r;
+    }
     flush_batch(l); /* what came before goes first */
     if (!lane_conn(l)) {
         op_free(o);
@@ -952,7 +1255,8 @@ static tc_result submit(tc_async *a, unsigned lane_no, size_t n,
         }
         if ((r = tc__txn_build(c, &o->wop.t, o->wop.ncmd, o->wop.cmds, 0,
                                &tx)) != TC_OK ||
-            (o->ncmd = tx.n, send_op(l, o, tx.n, tx.cmds, NULL)) != 0) {
+            (on_lane_channel(l, &tx), o->ncmd = tx.n,
+             send_op(l, o, tx.n, tx.cmds, NULL)) != 0) {
             redisReply *none = NULL;
             if (r == TC_OK) {
                 tc__txn_cmds_free(&tx);
@@ -995,18 +1299,25 @@ tc_result tc_async_open(tc_cache *c, void *ev_loop, unsigned lanes,
         return tc__fail(TC_DISABLED, "caching is disabled");
     if (c->cfg.sentinel)
         return tc__fail(TC_BAD_ARGUMENT, "not behind sentinels");
-    if (c->cfg.cluster) /* lanes are one connection, not routed by slot */
-        return tc__cluster_refuse(&c->cfg, "tc_async");
-    if (!(a = calloc(1, sizeof(*a))) ||
-        !(a->lanes = calloc(lanes, sizeof(*a->lanes)))) {
+    if (!(a = calloc(1, sizeof(*a))))
+        return tc__fail(TC_NO_MEMORY, "out of memory");
+    /* On a cluster each lane is a connection per master, made on first
+     * use (pick()). */
+    a->per = c->cfg.cluster ? NODES_MAX : 1;
+    if (!(a->lanes = calloc((size_t)lanes * a->per, sizeof(*a->lanes))) ||
+        (c->cfg.cluster &&
+         !(a->slots = calloc((size_t)lanes * NSLOTS, sizeof(*a->slots))))) {
+        free(a->lanes);
         free(a);
         return tc__fail(TC_NO_MEMORY, "out of memory");
     }
     a->c = c;
     a->loop = ev_loop;
     a->nlanes = lanes;
-    for (unsigned i = 0; i < lanes; i++)
+    for (unsigned i = 0; i < lanes * a->per; i++) {
         a->lanes[i].a = a;
+        a->lanes[i].group = i / a->per;
+    }
     ev_timer_init(&a->flush, on_flush, 0., 0.);
     a->flush.data = a;
     ev_prepare_init(&a->send, on_send);
@@ -1035,10 +1346,10 @@ void tc_async_close(tc_async *a)
 {
     if (!a)
         return;
-    for (unsigned i = 0; i < a->nlanes; i++)
+    for (unsigned i = 0; i < a->nlanes * a->per; i++)
         if (a->lanes[i].ac || a->lanes[i].head || a->lanes[i].bhead)
             lane_fail(&a->lanes[i], TC_L2_UNAVAILABLE,
-                      "closed before Redis answered");
+                      "closed before Redis answered", 0);
     if (ev_is_active(&a->tick)) {
         ev_ref(a->loop);
         ev_timer_stop(a->loop, &a->tick);
@@ -1053,6 +1364,9 @@ void tc_async_close(tc_async *a)
         free(o->key);
         free(o);
     }
+    for (unsigned i = 0; i < a->nlanes * a->per; i++)
+        free(a->lanes[i].chan);
     free(a->lanes);
+    free(a->slots);
     free(a);
 }

@@ -1,0 +1,207 @@
+/*
+ * tiercached's pipelined forwarding on Redis Cluster (issue 10): a hiredis
+ * client with many requests in flight through one tiercached in front of
+ * a real local cluster of three masters and three replicas
+ * (cluster_fixture.h). GET misses, SETs and forwarded commands go to each
+ * key's master from the event loop (tc_async_*), multi-slot commands to a
+ * worker, and the replies come back in request order; also while a slot
+ * moves to another master (CLUSTER SETSLOT by hand) and the requests sent
+ * to its old master meet MOVED.
+ */
+#include "crit.h" /* Criterion, or the TSan build's shim */
+#include <fcntl.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <hiredis/hiredis.h>
+
+#include "cluster_fixture.h"
+
+#include "harness.h"
+
+static tcr_cluster cl;
+
+static void cl_setup(void)
+{
+    setup_process();
+    cr_assert_eq(tcr_cluster_start(&cl, 60000), 0, "cluster did not start");
+    /* The harness starts every daemon on redis.url. */
+    memset(&redis, 0, sizeof(redis));
+    cr_assert_lt(strlen(cl.url), sizeof(redis.url));
+    memcpy(redis.url, cl.url, strlen(cl.url) + 1);
+}
+
+static void cl_teardown(void)
+{
+    teardown(); /* the daemons (and `redis`, which is not running) */
+    tcr_cluster_stop(&cl);
+}
+
+TestSuite(cluster_pipeline, .init = cl_setup, .fini = cl_teardown,
+          .timeout = 240);
+
+/* One expected reply: type and text (integers as text). */
+typedef struct want {
+    int type;
+    char text[64];
+} want;
+
+static void expect_reply(redisReply *r, const want *w, int i)
+{
+    char got[64] = "";
+    cr_assert_not_null(r, "reply %d missing", i);
+    if (r->type == REDIS_REPLY_INTEGER)
+        snprintf(got, sizeof(got), "%lld", r->integer);
+    else if (r->str)
+        snprintf(got, sizeof(got), "%.*s", (int)(r->len > 63 ? 63 : r->len),
+                 r->str);
+    else if (r->type == REDIS_REPLY_ARRAY)
+        for (size_t k = 0; k < r->elements; k++)
+            snprintf(got + strlen(got), sizeof(got) - strlen(got), "%s%s",
+                     k ? "," : "",
+                     r->element[k]->str ? r->element[k]->str : "nil");
+    cr_assert_eq(r->type, w->type, "reply %d: type %d (%s), want %d (%s)", i,
+                 r->type, got, w->type, w->text);
+    if (w->type != REDIS_REPLY_NIL)
+        cr_assert_str_eq(got, w->text, "reply %d", i);
+}
+
+#define WANT(ty, ...)                                                       \
+    do {                                                                    \
+        cr_assert_lt(n, MAX);                                               \
+        ws[n].type = (ty);                                                  \
+        snprintf(ws[n].text, sizeof(ws[n].text), __VA_ARGS__);              \
+        n++;                                                                \
+    } while (0)
+
+static long long moved_errors(const tcr_server *s)
+{
+    char *info = tcr_cmd(s, NULL, "INFO", "errorstats", NULL);
+    const char *p = info ? strstr(info, "errorstat_MOVED:count=") : NULL;
+    long long v = p ? atoll(p + 22) : 0;
+    free(info);
+    return v;
+}
+
+/* Write what was appended to `c` without reading any reply. */
+static void send_all(redisContext *c)
+{
+    int done = 0;
+    while (!done)
+        cr_assert_eq(redisBufferWrite(c, &done), REDIS_OK, "%s", c->errstr);
+}
+
+Test(cluster_pipeline, pipelined_client_across_masters_in_order_through_a_move)
+{
+    enum { ROUNDS = 40, MAX = ROUNDS * 3 * 8 + 64 };
+    tcd_proc *t = start_daemon("--command-timeout-ms", "10000", NULL);
+    redisContext *c = connect_to(t);
+    want *ws = calloc(MAX, sizeof(*ws));
+    tcr_server *ms[3], *a, *b;
+    char tag[3][64], mv[64], slot[16], idb[41];
+    long long before, moved;
+    int n = 0, nm = 0, got = 0;
+    cr_assert_not_null(c);
+    for (int i = 0; i < TCR_CLUSTER_NODES && nm < 3; i++) {
+        char *info = tcr_cmd(&cl.node[i], NULL, "INFO", "replication", NULL);
+        if (info && strstr(info, "role:master")) {
+            ms[nm] = &cl.node[i];
+            cr_assert_eq(tcr_cluster_key_on(&cl, ms[nm], "pl", tag[nm], 64),
+                         0);
+            nm++;
+        }
+        free(info);
+    }
+    cr_assert_eq(nm, 3, "not three masters");
+    /* A slot of the first master's that holds nothing: it moves to the
+     * second by SETSLOT alone, halfway through. */
+    a = ms[0], b = ms[1];
+    cr_assert_eq(tcr_cluster_key_on(&cl, a, "plmove", mv, sizeof(mv)), 0);
+    snprintf(slot, sizeof(slot), "%d", tcr_cluster_keyslot(&cl, mv));
+    cr_assert_eq(tcr_cluster_id(b, idb), 0);
+    before = info_field(t, "tiercached_commands_pipelined");
+
+    /* First half: every master's keys (hash tags keep each master's in
+     * one slot), and reads of the slot that will move. */
+    for (int i = 0; i < ROUNDS; i++) {
+        for (int m = 0; m < 3; m++) {
+            redisAppendCommand(c, "SET {%s}:k v%d", tag[m], i);
+            WANT(REDIS_REPLY_STATUS, "OK");
+            redisAppendCommand(c, "GET {%s}:k", tag[m]);
+            WANT(REDIS_REPLY_STRING, "v%d", i);
+            redisAppendCommand(c, "INCR {%s}:n", tag[m]);
+            WANT(REDIS_REPLY_INTEGER, "%d", i + 1);
+            redisAppendCommand(c, "GET {%s}:miss%d", tag[m], i);
+            WANT(REDIS_REPLY_NIL, "-");
+        }
+        if (i % 10 == 0) { /* keys of three slots: a worker's */
+            redisAppendCommand(c, "MGET {%s}:k {%s}:k {%s}:k", tag[0], tag[1],
+                               tag[2]);
+            WANT(REDIS_REPLY_ARRAY, "v%d,v%d,v%d", i, i, i);
+        }
+        redisAppendCommand(c, "GET {%s}:x", mv);
+        WANT(REDIS_REPLY_NIL, "-");
+    }
+    send_all(c);
+    /* Some answered, many still in flight: the slot moves now. */
+    for (; got < n / 4; got++) {
+        void *rep = NULL;
+        cr_assert_eq(redisGetReply(c, &rep), REDIS_OK, "reply %d: %s", got,
+                     c->errstr);
+        expect_reply(rep, &ws[got], got);
+        freeReplyObject(rep);
+    }
+    moved = moved_errors(a);
+    free(tcr_cmd(b, NULL, "CLUSTER", "SETSLOT", slot, "NODE", idb, NULL));
+    free(tcr_cmd(a, NULL, "CLUSTER", "SETSLOT", slot, "NODE", idb, NULL));
+    for (int i = 0; i < TCR_CLUSTER_NODES; i++)
+        free(tcr_cmd(&cl.node[i], NULL, "CLUSTER", "SETSLOT", slot, "NODE",
+                     idb, NULL));
+
+    /* Second half: writes and reads of the moved slot (the daemon still
+     * sends them to a, which answers MOVED), between the others'. */
+    for (int i = 0; i < ROUNDS; i++) {
+        redisAppendCommand(c, "SET {%s}:x m%d", mv, i);
+        WANT(REDIS_REPLY_STATUS, "OK");
+        redisAppendCommand(c, "GET {%s}:k", tag[2]);
+        WANT(REDIS_REPLY_STRING, "v%d", ROUNDS - 1);
+        redisAppendCommand(c, "GET {%s}:x", mv);
+        WANT(REDIS_REPLY_STRING, "m%d", i);
+        redisAppendCommand(c, "INCR {%s}:n", mv);
+        WANT(REDIS_REPLY_INTEGER, "%d", i + 1);
+        redisAppendCommand(c, "INCR {%s}:n", tag[1]);
+        WANT(REDIS_REPLY_INTEGER, "%d", ROUNDS + i + 1);
+    }
+    send_all(c);
+    for (; got < n; got++) {
+        void *rep = NULL;
+        cr_assert_eq(redisGetReply(c, &rep), REDIS_OK, "reply %d: %s", got,
+                     c->errstr);
+        expect_reply(rep, &ws[got], got);
+        freeReplyObject(rep);
+    }
+    /* The paths this checks were taken: the loop's pipelined forwarding,
+     * and MOVED from the slot's old master. */
+    cr_assert_geq(info_field(t, "tiercached_commands_pipelined"),
+                  before + ROUNDS * 12, "commands were not pipelined");
+    cr_assert_gt(moved_errors(a), moved, "a never answered MOVED");
+    {
+        char key[80], *v;
+        snprintf(key, sizeof(key), "{%s}:x", mv);
+        v = tcr_cmd(b, NULL, "GET", key, NULL);
+        cr_assert(v && !strcmp(v, "m39"), "%s on b: %s", key, v);
+        free(v);
+    }
+    free(ws);
+    redisFree(c);
+}

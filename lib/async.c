@@ -767,7 +767,6 @@ static tc_result pick(tc_async *a, unsigned lane_no, int slot, lane **out)
     tc__node_addr at;
     tc_result r;
     const slot_use *u;
-    size_t len;
     if (!a->slots) {
         *out = ls;
         return TC_OK;
@@ -802,11 +801,7 @@ static tc_result pick(tc_async *a, unsigned lane_no, int slot, lane **out)
     }
     free(idle->chan);
     idle->chan = NULL;
-    len = strlen(c->cfg.channel) + sizeof(at.host) + 16;
-    if (!(idle->chan = malloc(len)) ||
-        tc__cluster_node_channel(c->cfg.channel, &at, idle->chan, len) < 0) {
-        free(idle->chan);
-        idle->chan = NULL;
+    if (!(idle->chan = tc__cluster_node_channel_dup(c->cfg.channel, &at))) {
         idle->used = 0;
         return tc__fail(TC_NO_MEMORY, "out of memory");
     }

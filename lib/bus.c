@@ -44,6 +44,20 @@ static tc__bus_link *link_of(tc__bus *bus, const tc__aconn *ac)
     return NULL;
 }
 
+tc__bus_link *tc__bus_link_of(tc__bus *bus, const tc__aconn *ac)
+{
+    return link_of(bus, ac);
+}
+
+void tc__bus_link_subscribe(tc__bus *bus, tc__bus_link *l)
+{
+    if (bus->cfg->tracking)
+        tc__aconn_subscribef(l->sub, "SUBSCRIBE %s %s", l->channel,
+                             TC__TRACKING_CHANNEL);
+    else
+        tc__aconn_subscribef(l->sub, "SUBSCRIBE %s", l->channel);
+}
+
 /* One of this bus's live connections (not a late callback of a dropped
  * one). */
 static int ours(tc__bus *bus, const tc__aconn *ac)
@@ -80,7 +94,7 @@ static void on_sub_reply(tc__aconn *ac, redisReply *r, void *priv)
         if (h)
             h->fn(h->arg);
     }
-    if (!l && tc__reply_is(ch, TC__TRACKING_CHANNEL)) {
+    if (tc__reply_is(ch, TC__TRACKING_CHANNEL)) {
         tc__apply_tracking(bus, r->element[2]);
         return;
     }
@@ -355,8 +369,16 @@ static void bus_connect(tc__bus *bus)
         }
     }
     bus->tracking_ready = !cfg->tracking;
-    bus->subs_pending = 3 + (cfg->tracking ? 1 : 0) + (int)bus->nlinks;
-    if (cfg->tracking) {
+    /* Each link's SUBSCRIBE confirms one channel, two with tracking. */
+    bus->subs_pending = 3 + (cfg->tracking ? 1 : 0) +
+                        (int)bus->nlinks * (cfg->tracking ? 2 : 1);
+    if (cfg->tracking && cfg->cluster) {
+        tc__tracking_start(bus);
+        bus->subs_pending++;
+        tc__aconn_subscribef(bus->sub, "SUBSCRIBE %s %s %s %s %s",
+                             bus->ch_inv, cfg->channel, bus->ch_ack,
+                             bus->ch_pong, TC__TRACKING_CHANNEL);
+    } else if (cfg->tracking) {
         tc__tracking_start(bus);
         tc__aconn_subscribef(bus->sub, "SUBSCRIBE %s %s %s %s", cfg->channel,
                              bus->ch_ack, bus->ch_pong, TC__TRACKING_CHANNEL);
@@ -370,9 +392,12 @@ static void bus_connect(tc__bus *bus)
         tc__aconn_subscribef(bus->sub, "SUBSCRIBE %s %s %s", cfg->channel,
                              bus->ch_ack, bus->ch_pong);
     }
+    /* Tracking: a link subscribes once its node tracks (tracking.c). */
     for (size_t i = 0; i < bus->nlinks; i++)
-        tc__aconn_subscribef(bus->links[i].sub, "SUBSCRIBE %s",
-                             bus->links[i].channel);
+        if (cfg->tracking)
+            tc__tracking_start_link(bus, &bus->links[i]);
+        else
+            tc__bus_link_subscribe(bus, &bus->links[i]);
     ev_timer_set(&bus->connect_deadline,
                  ((double)cfg->connect_timeout_ms + cfg->command_timeout_ms) /
                      1000.0,

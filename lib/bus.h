@@ -9,7 +9,10 @@
  * On Redis Cluster both are on the master of the bus's state keys, sub
  * hears that master's own invalidation channel (<channel>@<host>:<port>)
  * besides <channel>, and one more subscriber per other master hears that
- * master's channel there (lease.c, "Redis Cluster").
+ * master's channel there (lease.c, "Redis Cluster"). In tracking mode
+ * every other node's subscriber also runs CLIENT TRACKING on REDIRECT
+ * <its own id> BCAST PREFIX <p> there, then subscribes to
+ * __redis__:invalidate too (tracking.c).
  * The files: bus.c (thread, connections), lease.c (when L1 may be served),
  * apply.c (where invalidations are applied), tracking.c, strict.c; the
  * shared state is in bus_internal.h.

@@ -3,7 +3,8 @@
  *   bus.c       the thread, its two connections, set-up and bus_reset()
  *   lease.c     liveness: heartbeats, the L1 lease, membership
  *   apply.c     applying invalidation messages and tracking pushes to L1
- *   tracking.c  CLIENT TRACKING set-up on the command connection
+ *   tracking.c  CLIENT TRACKING set-up (command connection; on a cluster
+ *               also each other node's subscriber)
  *   strict.c    strict writers' acknowledgement registry
  *
  * Ownership: fields under "bus thread only" are read and written by the bus
@@ -126,6 +127,14 @@ struct tc__bus {
  *  ignored). `why` is logged once. Bus thread only. */
 void tc__bus_reset(tc__bus *bus, const char *why);
 
+/** Redis Cluster: the link whose subscriber `ac` is, or NULL. Bus thread
+ *  only. */
+tc__bus_link *tc__bus_link_of(tc__bus *bus, const tc__aconn *ac);
+/** Redis Cluster: SUBSCRIBE link `l` to its node's invalidation channel
+ *  (and, in tracking mode, to __redis__:invalidate); each channel's
+ *  confirmation counts down subs_pending. Bus thread only. */
+void tc__bus_link_subscribe(tc__bus *bus, tc__bus_link *l);
+
 /* lease.c */
 /** Both connections are set up: flush L1 (nothing filled before this
  *  proof may be served after it) and send the first heartbeat. */
@@ -157,6 +166,14 @@ void tc__apply_tracking(tc__bus *bus, const redisReply *keys);
  *  subscriber (whose CLIENT ID is asked first). Sets tracking_ready when
  *  Redis accepts; resets the bus when it refuses. */
 void tc__tracking_start(tc__bus *bus);
+/** Redis Cluster: on link `l`'s node, its subscriber enables CLIENT
+ *  TRACKING redirected to itself (Redis accepts a client as its own
+ *  redirect target, and delivers to it as a message on
+ *  __redis__:invalidate once it has subscribed, in RESP2), then
+ *  subscribes (tc__bus_link_subscribe): the link confirms no subscription,
+ *  so the lease is not proven, before its node tracks. Resets the bus when
+ *  the node refuses. Bus thread only. */
+void tc__tracking_start_link(tc__bus *bus, tc__bus_link *l);
 
 /* strict.c */
 int tc__strict_init(tc__strict_registry *s);

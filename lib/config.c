@@ -1103,10 +1103,7 @@ static tc_result cluster_settings(const tc_options *o, tc__config *c,
     (void)o, (void)st;
     if (!c->ncluster_seeds)
         return TC_OK;
-    if (c->tracking)
-        no = "tracking is not supported on Redis Cluster yet (it needs a "
-             "redirect connection per node)";
-    else if (c->db > 0)
+    if (c->db > 0)
         no = "Redis Cluster has only database 0";
     else if (strpbrk(c->channel, "{}"))
         no = "on Redis Cluster the channel (and key_prefix) must not hold "

@@ -1424,16 +1424,6 @@ Test(cluster, a_tag_invalidation_racing_a_tagged_write_cannot_orphan_the_key)
 
 /* ---- Options ------------------------------------------------------------ */
 
-Test(cluster, tracking_is_refused_with_a_clear_error)
-{
-    tc_options o = cl_opts(TC_COHERENCE_ASYNC);
-    tc_cache *c = NULL;
-    o.tracking = TC_YES;
-    o.key_prefix = "app:";
-    cr_assert_eq(tc_cache_create(&o, &c), TC_BAD_ARGUMENT);
-    cr_assert(strstr(tc_errmsg(), "tracking"), "%s", tc_errmsg());
-}
-
 Test(cluster, url_parsing_and_tc_options_parse_url)
 {
     tc__config cfg;

@@ -206,10 +206,7 @@ static int start_cluster(tcr_cluster *t, int timeout_ms, int tls)
         snprintf(conf, sizeof(conf),
                  "cluster-enabled yes\ncluster-config-file nodes.conf\n"
                  "cluster-node-timeout %d\ncluster-port %d\n"
-                 "enable-debug-command yes\n"
-                 /* A replica's first sync starts at once, not after the
-                  * default 5 s wait for more replicas to share it. */
-                 "repl-diskless-sync-delay 0\n%s",
+                 "enable-debug-command yes\n%s",
                  TCR_CLUSTER_NODE_TIMEOUT_MS, bus_port[i] = tcr_free_port(),
                  tls ? "tls-cluster yes\ntls-replication yes\n" : "");
         rc = !tls    ? tcr_start(&t->node[i], conf)

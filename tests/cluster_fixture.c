@@ -5,87 +5,105 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/prctl.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 #include <hiredis/hiredis.h>
 
 void tcr_cluster_stop(tcr_cluster *t)
 {
+    if (t->shared) { /* tcr-cluster-run's: it stops the nodes */
+        memset(t, 0, sizeof(*t));
+        return;
+    }
     /* node 0 last: with TLS, its dir holds every node's certificates */
     for (int i = TCR_CLUSTER_NODES - 1; i >= 0; i--)
         tcr_stop(&t->node[i]);
 }
 
-typedef struct child {
-    pid_t pid;
-    int done, status;
-} child;
-
-static int exited(void *p)
+/* `r`, the reply (taken) of a command `what` on s: 1 when it is +OK,
+ * else 0 with the reason on stderr. */
+static int ok_cmd(const tcr_server *s, const char *what, char *r)
 {
-    child *c = p;
-    if (!c->done && waitpid(c->pid, &c->status, WNOHANG) == c->pid)
-        c->done = 1;
-    return c->done;
+    int ok = r && !strcmp(r, "OK");
+    if (!ok)
+        fprintf(stderr, "tcr: cluster node port %d: %s: %s\n", s->port, what,
+                r ? r : "(no reply)");
+    free(r);
+    return ok;
 }
 
-/* `redis-cli --cluster create` with its output in the first node's dir.
- * 0 when it exits 0 within `timeout_ms`. */
-static int create(tcr_cluster *t, int timeout_ms)
+/* Every node knows all the others by their ids, none is still in a
+ * handshake, and every link is connected (what CLUSTER REPLICATE needs). */
+static int all_met(void *p)
 {
-    char *argv[TCR_CLUSTER_NODES + 11], addr[TCR_CLUSTER_NODES][32], log[512];
-    int n = 0, st;
-    pid_t pid, parent = getpid();
-    argv[n++] = "redis-cli";
-    argv[n++] = "--cluster";
-    argv[n++] = "create";
+    tcr_cluster *t = p;
     for (int i = 0; i < TCR_CLUSTER_NODES; i++) {
-        snprintf(addr[i], sizeof(addr[i]), "127.0.0.1:%d", t->node[i].port);
-        argv[n++] = addr[i];
+        char *nodes = tcr_cmd(&t->node[i], NULL, "CLUSTER", "NODES", NULL);
+        int lines = 0, ok = nodes != NULL;
+        for (char *l = nodes, *e; ok && l && *l; l = e ? e + 1 : NULL) {
+            e = strchr(l, '\n');
+            if (e)
+                *e = '\0';
+            if (!*l)
+                continue;
+            lines++;
+            ok = !strstr(l, "handshake") && !strstr(l, "noaddr") &&
+                 strstr(l, " connected") != NULL;
+        }
+        free(nodes);
+        if (!ok || lines != TCR_CLUSTER_NODES)
+            return 0;
     }
-    if (t->node[0].tls) {
-        argv[n++] = "--tls";
-        argv[n++] = "--cacert";
-        argv[n++] = t->node[0].ca_file;
-    }
-    argv[n++] = "--cluster-replicas";
-    argv[n++] = "1";
-    argv[n++] = "--cluster-yes";
-    argv[n] = NULL;
-    snprintf(log, sizeof(log), "%s/cluster-create.log", t->node[0].dir);
-    pid = fork();
-    if (pid < 0)
-        return -1;
-    if (pid == 0) {
-        FILE *f;
-        prctl(PR_SET_PDEATHSIG, SIGKILL);
-        if (getppid() != parent)
-            _exit(127);
-        if ((f = freopen(log, "w", stdout)) != NULL)
-            dup2(fileno(f), 2);
-        execvp("redis-cli", argv);
-        _exit(127);
-    }
-    {
-        child ch = {pid, 0, 0};
-        /* It waits for the nodes to join as long as they take: bounded. */
-        if (!tcr_wait(exited, &ch, timeout_ms)) {
-            kill(pid, SIGKILL);
-            while (waitpid(pid, &st, 0) < 0) {
-            }
-            fprintf(stderr, "tcr: redis-cli --cluster create did not finish "
-                            "in %d ms (see %s)\n", timeout_ms, log);
+    return 1;
+}
+
+/* Make the cluster as `redis-cli --cluster create --cluster-replicas 1`
+ * does (its slot ranges, one config epoch per node, MEET, then
+ * REPLICATE), without its fixed one-second sleeps: every wait is on a
+ * condition. Nodes 0-2 are the masters, node 3+i replicates node i. */
+static int create(tcr_cluster *t, const int *bus_port, int timeout_ms)
+{
+    char id[TCR_CLUSTER_NODES][41];
+    for (int i = 0; i < TCR_CLUSTER_NODES; i++) {
+        char epoch[16];
+        if (tcr_cluster_id(&t->node[i], id[i]) != 0) {
+            fprintf(stderr, "tcr: cluster node %d: no CLUSTER MYID\n", i);
             return -1;
         }
-        st = ch.status;
+        snprintf(epoch, sizeof(epoch), "%d", i + 1);
+        if (!ok_cmd(&t->node[i], "CLUSTER SET-CONFIG-EPOCH",
+                    tcr_cmd(&t->node[i], NULL, "CLUSTER", "SET-CONFIG-EPOCH",
+                            epoch, NULL)))
+            return -1;
     }
-    if (!WIFEXITED(st) || WEXITSTATUS(st) != 0) {
-        fprintf(stderr, "tcr: redis-cli --cluster create failed (see %s)\n",
-                log);
+    for (int i = 0; i < 3; i++) {
+        char lo[16], hi[16];
+        snprintf(lo, sizeof(lo), "%d", 16384 * i / 3);
+        snprintf(hi, sizeof(hi), "%d", 16384 * (i + 1) / 3 - 1);
+        if (!ok_cmd(&t->node[i], "CLUSTER ADDSLOTSRANGE",
+                    tcr_cmd(&t->node[i], NULL, "CLUSTER", "ADDSLOTSRANGE",
+                            lo, hi, NULL)))
+            return -1;
+    }
+    for (int i = 1; i < TCR_CLUSTER_NODES; i++) {
+        char port[16], bus[16];
+        snprintf(port, sizeof(port), "%d", t->node[0].port);
+        snprintf(bus, sizeof(bus), "%d", bus_port[0]);
+        if (!ok_cmd(&t->node[i], "CLUSTER MEET",
+                    tcr_cmd(&t->node[i], NULL, "CLUSTER", "MEET", "127.0.0.1",
+                            port, bus, NULL)))
+            return -1;
+    }
+    if (!tcr_wait(all_met, t, timeout_ms)) {
+        fprintf(stderr, "tcr: cluster nodes did not all meet in %d ms\n",
+                timeout_ms);
         return -1;
     }
+    for (int i = 3; i < TCR_CLUSTER_NODES; i++)
+        if (!ok_cmd(&t->node[i], "CLUSTER REPLICATE",
+                    tcr_cmd(&t->node[i], NULL, "CLUSTER", "REPLICATE",
+                            id[i - 3], NULL)))
+            return -1;
     return 0;
 }
 
@@ -193,11 +211,12 @@ static int node_conf(char *conf, size_t len, int tls)
 static int start_cluster(tcr_cluster *t, int timeout_ms, int tls)
 {
     size_t ul;
+    int bus_port[TCR_CLUSTER_NODES];
     memset(t, 0, sizeof(*t));
     for (int i = 0; i < TCR_CLUSTER_NODES; i++) {
         char conf[256];
         int rc;
-        (void)node_conf(conf, sizeof(conf), tls);
+        bus_port[i] = node_conf(conf, sizeof(conf), tls);
         rc = !tls    ? tcr_start(&t->node[i], conf)
              : i == 0 ? tcr_start_tls(&t->node[i], conf)
                       : tcr_start_tls_sharing(&t->node[i], conf, &t->node[0]);
@@ -222,7 +241,7 @@ static int start_cluster(tcr_cluster *t, int timeout_ms, int tls)
             goto fail;
         }
     }
-    if (create(t, timeout_ms) != 0)
+    if (create(t, bus_port, timeout_ms) != 0)
         goto fail;
     if (!tcr_wait(tcr_cluster_ok, t, timeout_ms) ||
         !tcr_wait(replicas_synced, t, timeout_ms)) {
@@ -249,6 +268,77 @@ int tcr_cluster_start(tcr_cluster *t, int timeout_ms)
 int tcr_cluster_start_tls(tcr_cluster *t, int timeout_ms)
 {
     return start_cluster(t, timeout_ms, 1);
+}
+
+/* The description file: this tag, then the struct as this build lays it
+ * out (tcr-cluster-run and the tests link the same fixture). */
+static const char save_tag[] = "tcr_cluster v1";
+
+int tcr_cluster_save(const tcr_cluster *t, const char *path)
+{
+    FILE *f = fopen(path, "wb");
+    size_t size = sizeof(*t);
+    int ok;
+    if (!f)
+        return -1;
+    ok = fwrite(save_tag, sizeof(save_tag), 1, f) == 1 &&
+         fwrite(&size, sizeof(size), 1, f) == 1 &&
+         fwrite(t, sizeof(*t), 1, f) == 1;
+    return fclose(f) == 0 && ok ? 0 : -1;
+}
+
+static int attach(tcr_cluster *t, const char *path, int timeout_ms)
+{
+    FILE *f = fopen(path, "rb");
+    char tag[sizeof(save_tag)];
+    size_t size = 0;
+    int ok;
+    memset(t, 0, sizeof(*t));
+    if (!f) {
+        fprintf(stderr, "tcr: shared cluster %s: cannot open it\n", path);
+        return -1;
+    }
+    ok = fread(tag, sizeof(tag), 1, f) == 1 &&
+         !memcmp(tag, save_tag, sizeof(tag)) &&
+         fread(&size, sizeof(size), 1, f) == 1 && size == sizeof(*t) &&
+         fread(t, sizeof(*t), 1, f) == 1;
+    fclose(f);
+    t->shared = 1;
+    if (!ok) {
+        fprintf(stderr, "tcr: shared cluster %s: not one of this build\n",
+                path);
+        tcr_cluster_stop(t);
+        return -1;
+    }
+    for (int i = 0; i < TCR_CLUSTER_NODES; i++)
+        if (t->node[i].pid <= 0 || kill(t->node[i].pid, 0) != 0) {
+            fprintf(stderr, "tcr: shared cluster: node %d (port %d) is "
+                            "gone: a case before this one killed it\n",
+                    i, t->node[i].port);
+            tcr_cluster_stop(t);
+            return -1;
+        }
+    if (!tcr_wait(tcr_cluster_ok, t, timeout_ms)) {
+        fprintf(stderr, "tcr: shared cluster: not ok after %d ms: a case "
+                        "before this one left it broken\n", timeout_ms);
+        tcr_cluster_stop(t);
+        return -1;
+    }
+    return 0;
+}
+
+int tcr_cluster_shared(tcr_cluster *t, int timeout_ms)
+{
+    const char *path = getenv(TCR_SHARED_CLUSTER_ENV);
+    return path && *path ? attach(t, path, timeout_ms)
+                         : tcr_cluster_start(t, timeout_ms);
+}
+
+int tcr_cluster_shared_tls(tcr_cluster *t, int timeout_ms)
+{
+    const char *path = getenv(TCR_SHARED_CLUSTER_TLS_ENV);
+    return path && *path ? attach(t, path, timeout_ms)
+                         : tcr_cluster_start_tls(t, timeout_ms);
 }
 
 tcr_server *tcr_cluster_node(tcr_cluster *t, int port)

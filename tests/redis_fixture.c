@@ -66,10 +66,14 @@ static int write_conf(const tcr_server *s)
         fclose(f);
         return 0;
     }
+    /* repl-diskless-sync-delay 0: a replica's sync (Sentinel's, a
+     * cluster's) starts at once, not after Redis's default 5 s wait for
+     * more replicas to share it. */
     fprintf(f,
             "bind 127.0.0.1\nunixsocket %s\nunixsocketperm 700\n"
             "dir %s\nsave \"\"\nappendonly no\ndaemonize no\n"
-            "logfile %s/redis.log\nprotected-mode no\n%s",
+            "logfile %s/redis.log\nprotected-mode no\n"
+            "repl-diskless-sync-delay 0\n%s",
             s->sock, s->dir, s->dir, s->conf_extra);
     fclose(f);
     return 0;

@@ -3,8 +3,11 @@
  * migrations, splits multi-key calls by slot, carries invalidations
  * between instances subscribed on different nodes, and recovers from a
  * master killed with kill -9 without a new handle and without a stale L1.
- * A real local cluster of three masters and three replicas per test
- * (cluster_fixture.h). */
+ * A real local cluster of three masters and three replicas
+ * (cluster_fixture.h): the cases that only read and write keys of their
+ * own share one (.init = shared_cluster; meson runs this file under
+ * tcr-cluster-run), every case that kills, moves or cuts something starts
+ * its own (.init = own_cluster). */
 #include <fcntl.h>
 #include <pthread.h>
 #include <signal.h>
@@ -18,7 +21,14 @@
 
 static tcr_cluster cl;
 
-static void cl_setup(void)
+/* A case's cluster: the shared one, which the case leaves as it found it
+ * (cluster_fixture.h, "Shared clusters"), or its own. */
+static void shared_cluster(void)
+{
+    cr_assert_eq(tcr_cluster_shared(&cl, 60000), 0, "no cluster");
+}
+
+static void own_cluster(void)
 {
     cr_assert_eq(tcr_cluster_start(&cl, 60000), 0, "cluster did not start");
 }
@@ -28,7 +38,8 @@ static void cl_teardown(void)
     tcr_cluster_stop(&cl);
 }
 
-TestSuite(cluster, .init = cl_setup, .fini = cl_teardown);
+/* Every case names its cluster with .init (above). */
+TestSuite(cluster, .fini = cl_teardown);
 
 static tc_options cl_opts(tc_coherence coherence)
 {
@@ -58,7 +69,7 @@ static char *cli_get(const tcr_server *s, const char *key)
 
 /* ---- Routing ------------------------------------------------------------ */
 
-Test(cluster, keys_on_every_master_match_redis_cli)
+Test(cluster, keys_on_every_master_match_redis_cli, .init = shared_cluster)
 {
     tc_options o = cl_opts(TC_COHERENCE_NONE);
     tc_cache *w = must_create(&o), *r = must_create(&o);
@@ -94,10 +105,11 @@ Test(cluster, keys_on_every_master_match_redis_cli)
     tc_cache_destroy(r);
 }
 
-Test(cluster, hash_tags_keep_keys_and_their_stamps_on_one_slot)
+Test(cluster, hash_tags_keep_keys_and_their_stamps_on_one_slot,
+     .init = shared_cluster)
 {
     tc_options o = cl_opts(TC_COHERENCE_NONE);
-    tc_cache *c = must_create(&o);
+    tc_cache *c;
     const char *ks[2] = {"{user42}:name", "{user42}:mail"};
     const void *keys[2] = {ks[0], ks[1]};
     size_t kl[2] = {strlen(ks[0]), strlen(ks[1])};
@@ -105,11 +117,15 @@ Test(cluster, hash_tags_keep_keys_and_their_stamps_on_one_slot)
     tcr_server *m = tcr_cluster_master_of(&cl, ks[0]);
     uint64_t deleted = 0;
     char *found, *p;
+    /* A channel of its own: on the shared cluster, the stamps hashes
+     * below are this case's only ("__tiercache:<stem>:stamps{<slot>}"). */
+    o.channel = "__tiercache:hashtags";
+    c = must_create(&o);
     cr_assert_eq(tcr_cluster_keyslot(&cl, ks[1]), slot);
     cr_assert_eq(set_str(c, ks[0], "a", 0), TC_OK, "%s", tc_errmsg());
     cr_assert_eq(set_str(c, ks[1], "b", 0), TC_OK, "%s", tc_errmsg());
     /* The write's stamps hash is on the key's master, in the key's slot. */
-    found = tcr_cmd(m, NULL, "KEYS", "__tiercache:*stamps*", NULL);
+    found = tcr_cmd(m, NULL, "KEYS", "__tiercache:hashtags:stamps*", NULL);
     cr_assert(found && *found, "no stamps hash on the key's master");
     for (p = strtok(found, "\n"); p; p = strtok(NULL, "\n"))
         cr_assert_eq(tcr_cluster_keyslot(&cl, p), slot, "%s: other slot", p);
@@ -123,7 +139,7 @@ Test(cluster, hash_tags_keep_keys_and_their_stamps_on_one_slot)
     tc_cache_destroy(c);
 }
 
-Test(cluster, mget_and_mdel_across_slots)
+Test(cluster, mget_and_mdel_across_slots, .init = shared_cluster)
 {
     tc_options o = cl_opts(TC_COHERENCE_NONE);
     tc_cache *c = must_create(&o), *r = must_create(&o);
@@ -164,7 +180,7 @@ Test(cluster, mget_and_mdel_across_slots)
     tc_cache_destroy(r);
 }
 
-Test(cluster, prefix_invalidation_scans_every_master)
+Test(cluster, prefix_invalidation_scans_every_master, .init = shared_cluster)
 {
     tc_options o = cl_opts(TC_COHERENCE_NONE);
     tc_cache *c = must_create(&o);
@@ -241,7 +257,7 @@ static void *reshard_main(void *p)
     return NULL;
 }
 
-Test(cluster, reads_and_writes_work_through_a_reshard)
+Test(cluster, reads_and_writes_work_through_a_reshard, .init = own_cluster)
 {
     tc_options o = cl_opts(TC_COHERENCE_NONE);
     tc_cache *c;
@@ -318,7 +334,7 @@ static void migrate(tcr_server *a, tcr_server *b, const char *key)
     free(r);
 }
 
-Test(cluster, ask_during_a_slot_migration_then_moved)
+Test(cluster, ask_during_a_slot_migration_then_moved, .init = own_cluster)
 {
     tc_options o = cl_opts(TC_COHERENCE_NONE);
     tc_cache *w = must_create(&o), *r2;
@@ -442,7 +458,8 @@ static int bus_up(void *p)
     return tc__l1_servable(p, tc__now_ns());
 }
 
-Test(cluster, invalidation_reaches_an_instance_subscribed_on_another_node)
+Test(cluster, invalidation_reaches_an_instance_subscribed_on_another_node,
+     .init = shared_cluster)
 {
     bus_log bl = {PTHREAD_MUTEX_INITIALIZER, 0, 0};
     tc_options o = cl_opts(TC_COHERENCE_ASYNC), ob;
@@ -650,7 +667,8 @@ static void lost_link_case(v2_writer write_v2)
     tc_cache_destroy(b);
 }
 
-Test(cluster, an_invalidation_lost_on_the_cluster_bus_is_not_served_past_the_lease)
+Test(cluster, an_invalidation_lost_on_the_cluster_bus_is_not_served_past_the_lease,
+     .init = own_cluster)
 {
     lost_link_case(write_plain);
 }
@@ -658,12 +676,14 @@ Test(cluster, an_invalidation_lost_on_the_cluster_bus_is_not_served_past_the_lea
 /* A session's EXEC under WATCH runs on the session's own connection to the
  * key's master: it must publish on that master's channel too, not on the
  * plain channel that crosses the cluster bus. */
-Test(cluster, a_watched_exec_publishes_on_its_masters_channel)
+Test(cluster, a_watched_exec_publishes_on_its_masters_channel,
+     .init = own_cluster)
 {
     lost_link_case(write_watched);
 }
 
-Test(cluster, a_write_while_watching_publishes_on_its_masters_channel)
+Test(cluster, a_write_while_watching_publishes_on_its_masters_channel,
+     .init = own_cluster)
 {
     lost_link_case(write_while_watching);
 }
@@ -672,8 +692,10 @@ Test(cluster, a_write_while_watching_publishes_on_its_masters_channel)
  * members' master after the write (publish.c). A reader's copy is gone
  * when the write returns, and the writer returned on the reader's
  * acknowledgement, not by waiting out its lease (3 s here): the count
- * found the reader. */
-Test(cluster, strict_write_waits_for_the_counted_reader_across_nodes)
+ * found the reader. On a cluster of its own: the members set must hold
+ * no instance of an earlier case, whose lease the write would wait out. */
+Test(cluster, strict_write_waits_for_the_counted_reader_across_nodes,
+     .init = own_cluster)
 {
     tc_options o = cl_opts(TC_COHERENCE_STRICT);
     tc_cache *w, *b;
@@ -725,7 +747,8 @@ Test(cluster, strict_write_waits_for_the_counted_reader_across_nodes)
  * importing node's cluster-bus links are cut first, so a message published
  * there on the source node's channel (heard only on the source node) would
  * never arrive, and the reader would keep serving its old copy. */
-Test(cluster, a_write_redirected_by_ask_publishes_on_the_node_that_ran_it)
+Test(cluster, a_write_redirected_by_ask_publishes_on_the_node_that_ran_it,
+     .init = own_cluster)
 {
     tc_options o = cl_opts(TC_COHERENCE_ASYNC);
     tc_cache *w, *x;
@@ -813,7 +836,9 @@ static long long cmdstat_calls(tcr_server *s, const char *cmd)
 }
 
 
-Test(cluster, the_bus_subscribes_on_every_master_and_proves_each)
+/* Its own cluster: it counts subscribers and commands on the masters. */
+Test(cluster, the_bus_subscribes_on_every_master_and_proves_each,
+     .init = own_cluster)
 {
     /* Every node, replicas included (lib/lease.c, "Redis Cluster"): a
      * replica promoted by a failover already has a proven subscriber. */
@@ -889,7 +914,8 @@ static int replica_promoted(void *p)
     return ok && tcr_cluster_ok(pr->t);
 }
 
-Test(cluster, master_killed_replica_promoted_no_new_handle_no_stale_l1)
+Test(cluster, master_killed_replica_promoted_no_new_handle_no_stale_l1,
+     .init = own_cluster)
 {
     bus_log bl = {PTHREAD_MUTEX_INITIALIZER, 0, 0};
     tc_options o = cl_opts(TC_COHERENCE_ASYNC), ox;
@@ -1012,7 +1038,7 @@ static int flushed_since(void *p)
  * cluster-require-full-coverage no, so that the other nodes keep
  * answering (with Redis's default they answer CLUSTERDOWN, which resets
  * the bus through its refused heartbeat anyway). */
-Test(cluster, a_master_dying_elsewhere_drops_l1)
+Test(cluster, a_master_dying_elsewhere_drops_l1, .init = own_cluster)
 {
     bus_log bl = {PTHREAD_MUTEX_INITIALIZER, 0, 0};
     tc_options o = cl_opts(TC_COHERENCE_ASYNC);
@@ -1098,7 +1124,8 @@ static char *command_text(tc_cache *c, int argc, const char *const *argv)
         free(got_);                                                            \
     } while (0)
 
-Test(cluster, tc_command_routes_by_key_specs_and_invalidates_other_instances)
+Test(cluster, tc_command_routes_by_key_specs_and_invalidates_other_instances,
+     .init = shared_cluster)
 {
     tc_options o = cl_opts(TC_COHERENCE_ASYNC);
     tc_cache *w, *r;
@@ -1245,7 +1272,8 @@ static void others_see(tc_cache *r, const spread *sp, const char *want)
     }
 }
 
-Test(cluster, set_many_splits_batches_by_slot_and_invalidates_every_master)
+Test(cluster, set_many_splits_batches_by_slot_and_invalidates_every_master,
+     .init = shared_cluster)
 {
     tc_options o = cl_opts(TC_COHERENCE_ASYNC);
     tc_cache *w = must_create(&o), *r = must_create(&o);
@@ -1280,7 +1308,8 @@ static tc_result warm_loader(void *ud, const void *key, size_t klen,
     return TC_OK;
 }
 
-Test(cluster, warm_splits_batches_by_slot_and_invalidates_every_master)
+Test(cluster, warm_splits_batches_by_slot_and_invalidates_every_master,
+     .init = shared_cluster)
 {
     tc_options o = cl_opts(TC_COHERENCE_ASYNC);
     tc_cache *w = must_create(&o), *r = must_create(&o);
@@ -1324,7 +1353,8 @@ static int masters_with_tag_set(const char *tag)
     return n;
 }
 
-Test(cluster, tags_across_masters_drop_every_tagged_key_everywhere)
+Test(cluster, tags_across_masters_drop_every_tagged_key_everywhere,
+     .init = shared_cluster)
 {
     tc_options o = cl_opts(TC_COHERENCE_ASYNC);
     tc_cache *w = must_create(&o), *r = must_create(&o);
@@ -1399,7 +1429,8 @@ static void invalidate_in_window(void *arg, const void *key, size_t klen)
  * recorded but before the write lands deletes nothing (the key is not
  * there yet); the write then lands. The key must still be named by the
  * tag's set, so that the next invalidation deletes it. */
-Test(cluster, a_tag_invalidation_racing_a_tagged_write_cannot_orphan_the_key)
+Test(cluster, a_tag_invalidation_racing_a_tagged_write_cannot_orphan_the_key,
+     .init = shared_cluster)
 {
     tc_options o = cl_opts(TC_COHERENCE_ASYNC);
     tc_cache *w = must_create(&o), *other = must_create(&o);
@@ -1424,7 +1455,7 @@ Test(cluster, a_tag_invalidation_racing_a_tagged_write_cannot_orphan_the_key)
 
 /* ---- Options ------------------------------------------------------------ */
 
-Test(cluster, url_parsing_and_tc_options_parse_url)
+Test(cluster, url_parsing_and_tc_options_parse_url, .init = shared_cluster)
 {
     tc__config cfg;
     tc_options o;
@@ -1496,7 +1527,12 @@ Test(cluster, url_parsing_and_tc_options_parse_url)
  * (tls-cluster, tls-replication; --port 0). */
 static tcr_cluster tcl;
 
-static void tls_setup(void)
+static void shared_tls_cluster(void)
+{
+    cr_assert_eq(tcr_cluster_shared_tls(&tcl, 60000), 0, "no TLS cluster");
+}
+
+static void own_tls_cluster(void)
 {
     cr_assert_eq(tcr_cluster_start_tls(&tcl, 60000), 0,
                  "TLS cluster did not start");
@@ -1507,7 +1543,8 @@ static void tls_teardown(void)
     tcr_cluster_stop(&tcl);
 }
 
-TestSuite(cluster_tls, .init = tls_setup, .fini = tls_teardown);
+/* Every case names its cluster with .init, as in the cluster suite. */
+TestSuite(cluster_tls, .fini = tls_teardown);
 
 static tc_options tls_opts(const char *ca_file)
 {
@@ -1517,7 +1554,7 @@ static tc_options tls_opts(const char *ca_file)
     return o;
 }
 
-Test(cluster_tls, keys_on_every_master_over_tls)
+Test(cluster_tls, keys_on_every_master_over_tls, .init = shared_tls_cluster)
 {
     tc_options o = tls_opts(tcl.node[0].ca_file);
     tc_cache *w = must_create(&o), *r = must_create(&o);
@@ -1546,7 +1583,7 @@ Test(cluster_tls, keys_on_every_master_over_tls)
     tc_cache_destroy(r);
 }
 
-Test(cluster_tls, a_wrong_ca_is_a_clear_error)
+Test(cluster_tls, a_wrong_ca_is_a_clear_error, .init = shared_tls_cluster)
 {
     tc_options o = tls_opts(tcl.node[0].other_ca_file);
     tc_cache *c = NULL;
@@ -1569,7 +1606,7 @@ static long long moved_errors(const tcr_server *s)
     return n;
 }
 
-Test(cluster_tls, follows_moved_over_tls)
+Test(cluster_tls, follows_moved_over_tls, .init = own_tls_cluster)
 {
     tc_options o = tls_opts(tcl.node[0].ca_file);
     tc_cache *w = must_create(&o), *r;
@@ -1612,7 +1649,7 @@ Test(cluster_tls, follows_moved_over_tls)
 
 /* The bus over TLS: an invalidation published on one node reaches an
  * instance whose L1 holds the key. */
-Test(cluster_tls, invalidation_over_tls)
+Test(cluster_tls, invalidation_over_tls, .init = shared_tls_cluster)
 {
     tc_options o = tls_opts(tcl.node[0].ca_file);
     tc_cache *a, *b;

@@ -34,14 +34,30 @@
 
 static tcr_cluster cl;
 
-static void cl_setup(void)
+/* The harness starts every daemon on redis.url. */
+static void daemons_on_cl(void)
 {
-    setup_process();
-    cr_assert_eq(tcr_cluster_start(&cl, 60000), 0, "cluster did not start");
-    /* The harness starts every daemon on redis.url. */
     memset(&redis, 0, sizeof(redis));
     cr_assert_lt(strlen(cl.url), sizeof(redis.url));
     memcpy(redis.url, cl.url, strlen(cl.url) + 1);
+}
+
+/* A case's cluster: the shared one, which the case leaves as it found it
+ * (cluster_fixture.h, "Shared clusters"; meson runs this file under
+ * tcr-cluster-run), or its own for a case that kills a node, reshards,
+ * flushes or counts every key. */
+static void shared_cluster(void)
+{
+    setup_process();
+    cr_assert_eq(tcr_cluster_shared(&cl, 60000), 0, "no cluster");
+    daemons_on_cl();
+}
+
+static void own_cluster(void)
+{
+    setup_process();
+    cr_assert_eq(tcr_cluster_start(&cl, 60000), 0, "cluster did not start");
+    daemons_on_cl();
 }
 
 static void cl_teardown(void)
@@ -50,8 +66,8 @@ static void cl_teardown(void)
     tcr_cluster_stop(&cl);
 }
 
-TestSuite(cluster_daemon, .init = cl_setup, .fini = cl_teardown,
-          .timeout = 240);
+/* Every case names its cluster with .init (above). */
+TestSuite(cluster_daemon, .fini = cl_teardown, .timeout = 240);
 
 static tcd_proc *start(void)
 {
@@ -146,7 +162,7 @@ static void keys_on_each_master(const char *stem, char k[3][64])
 
 /* ---- Routing ------------------------------------------------------------ */
 
-Test(cluster_daemon, redis_cli_keys_on_every_master)
+Test(cluster_daemon, redis_cli_keys_on_every_master, .init = shared_cluster)
 {
     tcd_proc *d = start();
     char k[3][64];
@@ -189,7 +205,7 @@ Test(cluster_daemon, redis_cli_keys_on_every_master)
     }
 }
 
-Test(cluster_daemon, multi_key_commands_across_slots)
+Test(cluster_daemon, multi_key_commands_across_slots, .init = shared_cluster)
 {
     tcd_proc *d = start();
     redisContext *c = conn(d);
@@ -224,7 +240,11 @@ Test(cluster_daemon, multi_key_commands_across_slots)
     redisFree(c);
 }
 
-Test(cluster_daemon, scan_covers_every_master_once_and_dbsize_sums)
+/* On a cluster of its own: DBSIZE through the daemon is compared with the
+ * masters' own, which an earlier case's key expiring in between would
+ * change. */
+Test(cluster_daemon, scan_covers_every_master_once_and_dbsize_sums,
+     .init = own_cluster)
 {
     tcd_proc *d = start();
     redisContext *c = conn(d);
@@ -292,7 +312,8 @@ Test(cluster_daemon, scan_covers_every_master_once_and_dbsize_sums)
     redisFree(c);
 }
 
-Test(cluster_daemon, transactions_in_one_slot_crossslot_at_exec)
+Test(cluster_daemon, transactions_in_one_slot_crossslot_at_exec,
+     .init = shared_cluster)
 {
     tcd_proc *d = start();
     redisContext *c = conn(d);
@@ -322,7 +343,7 @@ Test(cluster_daemon, transactions_in_one_slot_crossslot_at_exec)
 }
 
 /* A redis-py (plain redis.Redis, not its cluster client) session. */
-Test(cluster_daemon, redis_py_plain_client)
+Test(cluster_daemon, redis_py_plain_client, .init = shared_cluster)
 {
     tcd_proc *d = start();
     char k[3][64], script[4096], *out;
@@ -391,7 +412,8 @@ static int reads_value(void *p)
     return ok;
 }
 
-Test(cluster_daemon, two_daemons_stay_coherent)
+/* On a cluster of its own: it ends with FLUSHDB. */
+Test(cluster_daemon, two_daemons_stay_coherent, .init = own_cluster)
 {
     tcd_proc *a = start(), *b = start();
     redisContext *ca = conn(a), *cb = conn(b);
@@ -429,8 +451,10 @@ Test(cluster_daemon, two_daemons_stay_coherent)
  * write is back, b answers the new value at once, whichever master holds
  * the key (the write's invalidation on that master's own channel, the
  * member count on the members' master after it). No waiting here: a
- * stale read is a failure. */
-Test(cluster_daemon, strict_daemons_never_serve_a_replied_write_stale)
+ * stale read is a failure. On a cluster of its own: the members set holds
+ * no daemon of an earlier case, whose lease every write would wait out. */
+Test(cluster_daemon, strict_daemons_never_serve_a_replied_write_stale,
+     .init = own_cluster)
 {
     tcd_proc *a = start_daemon("--command-timeout-ms", "10000",
                                "--coherence", "strict", NULL);
@@ -466,7 +490,7 @@ static void cluster_has(const char *key, const char *want)
     free(out);
 }
 
-Test(cluster_daemon, setmany_and_tags_across_masters)
+Test(cluster_daemon, setmany_and_tags_across_masters, .init = shared_cluster)
 {
     tcd_proc *a = start(), *b = start();
     redisContext *ca = conn(a), *cb = conn(b);
@@ -506,7 +530,8 @@ Test(cluster_daemon, setmany_and_tags_across_masters)
 
 /* ---- Pinned clients: WATCH, blocking commands, pub/sub ------------------- */
 
-Test(cluster_daemon, watch_and_blocking_pin_to_the_keys_master)
+Test(cluster_daemon, watch_and_blocking_pin_to_the_keys_master,
+     .init = shared_cluster)
 {
     tcd_proc *d = start();
     redisContext *c = conn(d), *o = conn(d);
@@ -551,7 +576,8 @@ Test(cluster_daemon, watch_and_blocking_pin_to_the_keys_master)
     redisFree(o);
 }
 
-Test(cluster_daemon, subscribe_gets_publish_from_any_master)
+Test(cluster_daemon, subscribe_gets_publish_from_any_master,
+     .init = shared_cluster)
 {
     tcd_proc *d = start();
     redisContext *s = conn(d), *p = conn(d);
@@ -623,7 +649,8 @@ static int write_reads_back(void *p)
     return ok;
 }
 
-Test(cluster_daemon, master_killed_fails_fast_then_recovers)
+Test(cluster_daemon, master_killed_fails_fast_then_recovers,
+     .init = own_cluster)
 {
     tcd_proc *d = start_daemon("--command-timeout-ms", "500", NULL);
     redisContext *c = conn(d);
@@ -693,7 +720,7 @@ static void *reshard_main(void *p)
     return NULL;
 }
 
-Test(cluster_daemon, reads_and_writes_through_a_reshard)
+Test(cluster_daemon, reads_and_writes_through_a_reshard, .init = own_cluster)
 {
     tcd_proc *d = start();
     redisContext *c = conn(d);

@@ -135,7 +135,11 @@ expect_rc 64 direct warm --keys "$WORK/keys.txt"
 # column $3 is get/s, $6 inval/s.
 stats_moves() { # stats_moves COLUMN TRAFFIC-CMD... (the tool's args in STATS)
   local col=$1; shift
-  "${STATS[@]}" stats --interval 0.3 --count 40 >"$WORK/stats" \
+  # Emptied here, not by the background job's own redirection: that one
+  # runs after the fork, and a wait below that still saw the previous
+  # call's lines would start the traffic before any idle line.
+  : >"$WORK/stats"
+  "${STATS[@]}" stats --interval 0.3 --count 40 >>"$WORK/stats" \
     2>>"$WORK/cli.log" &
   local pid=$!
   # Two idle lines first.

@@ -103,13 +103,15 @@ static inline tcd_proc *start_daemon(const char *first, ...)
     return t;
 }
 
-/* SIGTERM, wait (generously), then SIGKILL. Returns the exit status. */
+/* SIGTERM (and SIGCONT, for one a failed case left stopped), wait
+ * (generously), then SIGKILL. Returns the exit status. */
 static inline int stop_daemon(tcd_proc *t)
 {
     int st = -1;
     if (t->pid <= 0)
         return 0;
     kill(t->pid, SIGTERM);
+    kill(t->pid, SIGCONT);
     for (int i = 0; i < DEADLINE_MS / 10; i++) {
         if (waitpid(t->pid, &st, WNOHANG) == t->pid) {
             t->pid = 0;

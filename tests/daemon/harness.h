@@ -19,7 +19,7 @@ typedef struct tcd_proc {
 } tcd_proc;
 
 static tcr_server redis;
-static tcd_proc procs[4];
+static tcd_proc procs[8];
 static int nprocs;
 
 static inline const char *daemon_path(void)
@@ -52,13 +52,16 @@ static inline int answers_ping(void *arg)
 /* Start tiercached on L2 = the test's redis, plus extra flags (NULL-ended). */
 static inline tcd_proc *start_daemon(const char *first, ...)
 {
-    tcd_proc *t = &procs[nprocs++];
+    tcd_proc *t;
     char tmpl[] = "/tmp/tcd-test.XXXXXX";
     const char *argv[48];
     int argc = 0;
     pid_t parent = getpid();
     va_list ap;
     char http[16];
+    cr_assert_lt(nprocs, (int)(sizeof(procs) / sizeof(procs[0])),
+                 "a case starts more daemons than procs[] holds");
+    t = &procs[nprocs++];
     cr_assert_not_null(mkdtemp(tmpl));
     snprintf(t->dir, sizeof(t->dir), "%s", tmpl);
     snprintf(t->sock, sizeof(t->sock), "%s/tcd.sock", tmpl);
@@ -103,13 +106,15 @@ static inline tcd_proc *start_daemon(const char *first, ...)
     return t;
 }
 
-/* SIGTERM, wait (generously), then SIGKILL. Returns the exit status. */
+/* SIGTERM (and SIGCONT, for one a failed case left stopped), wait
+ * (generously), then SIGKILL. Returns the exit status. */
 static inline int stop_daemon(tcd_proc *t)
 {
     int st = -1;
     if (t->pid <= 0)
         return 0;
     kill(t->pid, SIGTERM);
+    kill(t->pid, SIGCONT);
     for (int i = 0; i < DEADLINE_MS / 10; i++) {
         if (waitpid(t->pid, &st, WNOHANG) == t->pid) {
             t->pid = 0;

@@ -5,8 +5,8 @@
  * (cluster_fixture.h) see one Redis: keys on every master, multi-key
  * commands across slots split and merged, SCAN over every master exactly
  * once, DBSIZE summed, a transaction in one slot, Redis Cluster's CROSSSLOT
- * error for the rest, two daemons kept coherent, a master killed and a
- * reshard under way.
+ * error for the rest, two daemons kept coherent (strict ones also with
+ * the reader's relay stopped), a master killed and a reshard under way.
  */
 #include "crit.h" /* Criterion, or the TSan build's shim */
 #include <fcntl.h>
@@ -447,39 +447,103 @@ Test(cluster_daemon, two_daemons_stay_coherent, .init = own_cluster)
     redisFree(cb);
 }
 
+/* A GET through `d` that answers `want` from d's L1 (its l1_hits grew):
+ * d holds the value and its lease is proven. Only the test reads via d. */
+static int l1_serves(void *p)
+{
+    reads *rd = p;
+    tcd_proc *d = (tcd_proc *)rd->d;
+    long long before = info_field(d, "l1_hits");
+    return reads_value(rd) && info_field(d, "l1_hits") > before;
+}
+
 /* Strict coherence through tiercached on a cluster: once a's reply to a
- * write is back, b answers the new value at once, whichever master holds
- * the key (the write's invalidation on that master's own channel, the
- * member count on the members' master after it). No waiting here: a
- * stale read is a failure. On a cluster of its own: the members set holds
- * no daemon of an earlier case, whose lease every write would wait out. */
+ * write is back, the other daemons answer the new value at once, whichever
+ * master holds the key (the write's invalidation on that master's own
+ * channel, the member count on the members' master after it). No waiting
+ * here: a stale read is a failure. Four daemons, all strict with a lease
+ * of 3 s: the writer a, c subscribing directly, and b subscribing through
+ * the relay r (bus_relay=, one upstream connection per node).
+ *
+ * First the ack path, with every bus alive: a's writes (SET, a forwarded
+ * APPEND, an MSET across slots) return once b and c acknowledged, and
+ * neither serves the old value after. Here the invalidation usually beats
+ * the next GET even if a returned too early, so this part alone does not
+ * catch a writer that skips the wait.
+ *
+ * Then the lease path, which does, every time: b's L1 holds a value on
+ * every master under a proven lease, and r is stopped (SIGSTOP, awaited):
+ * b receives no invalidation, acknowledgement request or token any more,
+ * but keeps serving L1 for up to its lease. a's strict write counts b,
+ * gets no acknowledgement and returns only once its lease has passed, by
+ * when b's has lapsed too: b must answer the new value (from L2). A writer
+ * that returned without that wait would be answered the old value from
+ * b's L1, whose lease has seconds left. r is resumed before the case ends
+ * (and by the fixture, by pid, if the case fails first). On a cluster of
+ * its own: the members set holds no daemon of an earlier case, whose lease
+ * every write would wait out. */
 Test(cluster_daemon, strict_daemons_never_serve_a_replied_write_stale,
      .init = own_cluster)
 {
-    tcd_proc *a = start_daemon("--command-timeout-ms", "10000",
-                               "--coherence", "strict", NULL);
-    tcd_proc *b = start_daemon("--command-timeout-ms", "10000",
-                               "--coherence", "strict", NULL);
-    redisContext *ca = conn(a), *cb = conn(b);
-    char k[3][64];
+#define STRICT "--command-timeout-ms", "10000", "--coherence", "strict", \
+               "--lease-ms", "3000"
+    tcd_proc *a = start_daemon(STRICT, NULL), *c = start_daemon(STRICT, NULL);
+    tcd_proc *r = start_daemon(STRICT, NULL), *b;
+    char url[sizeof(redis.url)], k[3][64];
+    redisContext *ca, *cb, *cc;
+    int st;
+    /* b alone on the relay: its URL is the cluster's plus bus_relay=. */
+    memcpy(url, redis.url, sizeof(url));
+    cr_assert_lt((size_t)snprintf(redis.url, sizeof(redis.url),
+                                  "%s?bus_relay=unix://%s", url, r->sock),
+                 sizeof(redis.url));
+    b = start_daemon(STRICT, NULL);
+    memcpy(redis.url, url, sizeof(url));
+#undef STRICT
+    ca = conn(a), cb = conn(b), cc = conn(c);
     keys_on_each_master("st:", k);
-    for (int round = 0; round < 5; round++) {
+    /* The ack path. */
+    for (int round = 0; round < 3; round++) {
         for (int i = 0; i < 3; i++) {
             char v[16], w[32];
             snprintf(v, sizeof(v), "v%d", round);
             snprintf(w, sizeof(w), "v%d+", round);
             EXPECT(ca, "OK", "SET %s %s", k[i], v);
             EXPECT(cb, v, "GET %s", k[i]);
-            EXPECT(cb, v, "GET %s", k[i]); /* from b's L1 */
+            EXPECT(cc, v, "GET %s", k[i]);
+            EXPECT(cb, v, "GET %s", k[i]); /* from L1, once proven */
+            EXPECT(cc, v, "GET %s", k[i]);
             EXPECT(ca, "3", "APPEND %s +", k[i]); /* forwarded */
             EXPECT(cb, w, "GET %s", k[i]);
+            EXPECT(cc, w, "GET %s", k[i]);
         }
         EXPECT(ca, "OK", "MSET %s m %s m %s m", k[0], k[1], k[2]);
-        for (int i = 0; i < 3; i++)
+        for (int i = 0; i < 3; i++) {
             EXPECT(cb, "m", "GET %s", k[i]);
+            EXPECT(cc, "m", "GET %s", k[i]);
+        }
     }
+    /* The lease path: b's L1 serves "old" on every master, proven ... */
+    for (int i = 0; i < 3; i++) {
+        reads rd = {b, k[i], "old"};
+        EXPECT(ca, "OK", "SET %s old", k[i]);
+        cr_assert(tcr_wait(l1_serves, &rd, DEADLINE_MS),
+                  "b's L1 never served %s", k[i]);
+    }
+    /* ... r stops ... */
+    cr_assert_eq(kill(r->pid, SIGSTOP), 0);
+    cr_assert_eq(waitpid(r->pid, &st, WUNTRACED), r->pid);
+    cr_assert(WIFSTOPPED(st), "the relay did not stop: 0x%x", st);
+    /* ... and every replied write is still read at once. */
+    for (int i = 0; i < 3; i++) {
+        EXPECT(ca, "OK", "SET %s new", k[i]);
+        EXPECT(cb, "new", "GET %s", k[i]);
+        EXPECT(cc, "new", "GET %s", k[i]);
+    }
+    cr_assert_eq(kill(r->pid, SIGCONT), 0);
     redisFree(ca);
     redisFree(cb);
+    redisFree(cc);
 }
 
 /* The value of `key` as the cluster itself has it (redis-cli -c). */

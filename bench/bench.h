@@ -200,6 +200,9 @@ int bench_relay_subscribe(int fd, const char *node, int port,
 /* Fleet cost on a throwaway 3-master Redis Cluster it starts, classic
  * and sharded pub/sub (fleet_cluster.c, cluster.c). */
 void bench_fleet_cluster(const bench_cfg *cfg);
+/* The same cluster's fleet behind real tiercached relays (fleet_cluster.c,
+ * with relay.c's helpers). */
+void bench_relay_cluster(const bench_cfg *cfg);
 void bench_compress(const bench_cfg *cfg);
 void bench_stampede(const bench_cfg *cfg); /* stampede.c (issue 11) */
 

@@ -42,6 +42,18 @@
  * fleet_cluster_M_relay_max_instances_10k_writes_k16; for M in pubsub,
  * sharded: fleet_cluster_M_fwd_cpu_us (per message, on each non-owning
  * node), fleet_cluster_M_owner_cpu_us_1 (the owning node, 1 instance).
+ *
+ * bench_relay_cluster (--only relay_cluster) measures the relays instead
+ * of modelling them: H real tiercached relays (relay.c's helpers) against
+ * the cluster, K = 16 local subscribers each, every one with a connection
+ * per master on which it sends TC.RELAY 127.0.0.1 <port> and SUBSCRIBE
+ * <channel>@127.0.0.1:<port> (as the library's bus does through a relay);
+ * the same writes; each master must hold exactly H tiercached-pubsub
+ * connections (CLIENT LIST). JSON: fleet_relay_cluster_busiest_cpu_us_
+ * h{H}_k16 (H = 1, 5, 10), fleet_relay_cluster_upstreams_per_node_h{H},
+ * fleet_relay_cluster_busiest_cpu_us_per_relay,
+ * fleet_relay_cluster_max_hosts_10k_writes,
+ * fleet_relay_cluster_max_instances_10k_writes_k16.
  */
 #include <pthread.h>
 #include <stdatomic.h>

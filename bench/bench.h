@@ -15,6 +15,7 @@
 #include <stdatomic.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/types.h>
 #include <time.h>
 
 #include <hiredis/hiredis.h>
@@ -170,9 +171,38 @@ void *bench_drain_main(void *arg);
 int bench_nonblocking(int fd);
 /* Fleet cost with instances behind relays (relay.c). */
 void bench_relay(const bench_cfg *cfg);
+/* A tiercached relay the bench started (relay.c, shared with
+ * fleet_cluster.c's relay rows). */
+typedef struct bench_relay_proc {
+    pid_t pid;     /* 0 when not running */
+    char sock[108];
+} bench_relay_proc;
+/* The tiercached binary: $TIERCACHED, else the one built with the bench;
+ * NULL when neither. Thread-safe. */
+const char *bench_tiercached_path(void);
+/* Start relay number `i` against `url` (a redis:// or redis-cluster://
+ * URL, --coherence none), listening on <dir>/r<i>.sock, and wait (up to
+ * 5 s) until it accepts: 0, or -1 (r->pid may then be set: stop it).
+ * `r` is the caller's; one caller at a time per `r`. */
+int bench_relay_start(const char *url, const char *dir, int i,
+                      bench_relay_proc *r);
+/* SIGTERM the relay and wait for it. Idempotent. */
+void bench_relay_stop(bench_relay_proc *r);
+/* A connected AF_UNIX stream socket to `path` (blocking, CLOEXEC), or -1.
+ * The caller owns the fd. */
+int bench_unix_connect(const char *path);
+/* CPU seconds (user + sys) of process `pid` (/proc), 0 when unknown. */
+double bench_proc_cpu_s(pid_t pid);
+/* On a blocking connection to a relay: TC.RELAY <node> <port> (when `node`
+ * is not NULL), then SUBSCRIBE <chan>; reads both replies. 0, or -1. */
+int bench_relay_subscribe(int fd, const char *node, int port,
+                          const char *chan);
 /* Fleet cost on a throwaway 3-master Redis Cluster it starts, classic
  * and sharded pub/sub (fleet_cluster.c, cluster.c). */
 void bench_fleet_cluster(const bench_cfg *cfg);
+/* The same cluster's fleet behind real tiercached relays (fleet_cluster.c,
+ * with relay.c's helpers). */
+void bench_relay_cluster(const bench_cfg *cfg);
 void bench_compress(const bench_cfg *cfg);
 void bench_stampede(const bench_cfg *cfg); /* stampede.c (issue 11) */
 

@@ -42,6 +42,18 @@
  * fleet_cluster_M_relay_max_instances_10k_writes_k16; for M in pubsub,
  * sharded: fleet_cluster_M_fwd_cpu_us (per message, on each non-owning
  * node), fleet_cluster_M_owner_cpu_us_1 (the owning node, 1 instance).
+ *
+ * bench_relay_cluster (--only relay_cluster) measures the relays instead
+ * of modelling them: H real tiercached relays (relay.c's helpers) against
+ * the cluster, K = 16 local subscribers each, every one with a connection
+ * per master on which it sends TC.RELAY 127.0.0.1 <port> and SUBSCRIBE
+ * <channel>@127.0.0.1:<port> (as the library's bus does through a relay);
+ * the same writes; each master must hold exactly H tiercached-pubsub
+ * connections (CLIENT LIST). JSON: fleet_relay_cluster_busiest_cpu_us_
+ * h{H}_k16 (H = 1, 5, 10), fleet_relay_cluster_upstreams_per_node_h{H},
+ * fleet_relay_cluster_busiest_cpu_us_per_relay,
+ * fleet_relay_cluster_max_hosts_10k_writes,
+ * fleet_relay_cluster_max_instances_10k_writes_k16.
  */
 #include <pthread.h>
 #include <stdatomic.h>
@@ -127,6 +139,58 @@ static int read_writes(redisContext *c, int k)
     return 0;
 }
 
+/* `msgs` writes as the library does them, spread over the masters (or
+ * all on master `only` when >= 0), pipelined PER_TRIP per master; adds to
+ * *want the bytes `subs` subscribers per channel receive. 0 or -1. */
+static int fc_write(fc_env *e, int sharded, int msgs, int only, long long subs,
+                    long long *want)
+{
+    char msg[160], key[64];
+    for (int b = 0; b < msgs; b += PER_TRIP * e->masters) {
+        int k[MASTERS] = {0};
+        for (int j = 0; j < PER_TRIP * e->masters && b + j < msgs; j++) {
+            int i = b + j, m = only >= 0 ? only : i % e->masters;
+            int kl = snprintf(key, sizeof(key), "{%s}u:%d", e->tag[m], i);
+            int ml = snprintf(msg, sizeof(msg), "v1 key @fleetbench0000:%d:"
+                              "1700000000000000 %.*s", i, kl, key);
+            redisAppendCommand(e->pub[m], "MULTI");
+            redisAppendCommand(e->pub[m], "SET %b v", key, (size_t)kl);
+            redisAppendCommand(e->pub[m], sharded ? "SPUBLISH %s %b"
+                                                  : "PUBLISH %s %b",
+                               e->chan[sharded][m], msg, (size_t)ml);
+            redisAppendCommand(e->pub[m], "EXEC");
+            *want += subs * frame_len(sharded, e->chan[sharded][m], (size_t)ml);
+            k[m]++;
+        }
+        for (int m = 0; m < e->masters; m++)
+            if (k[m] && read_writes(e->pub[m], k[m]) != 0)
+                return -1;
+    }
+    return 0;
+}
+
+/* Wait until the drain `d` got `want` bytes (up to 120 s: Redis has then
+ * done all the writing the fan-out costs it), then each node's CPU since
+ * cpu0[] per write (of `msgs`) into us[]. 0 or -1. */
+static int fc_settle(fc_env *e, bench_drain *d, long long want,
+                     const double cpu0[MASTERS], int msgs, double us[MASTERS])
+{
+    double cpu1, cmds;
+    for (int t = 0; t < 12000 && atomic_load(&d->bytes) < want; t++)
+        bench_sleep_us(10000);
+    if (atomic_load(&d->bytes) < want) {
+        fprintf(stderr, "tc-bench: subscribers got %lld of %lld bytes\n",
+                (long long)atomic_load(&d->bytes), want);
+        return -1;
+    }
+    for (int m = 0; m < e->masters; m++) {
+        if (bench_redis_usage(e->ctl[m], &cpu1, &cmds) != 0)
+            return -1;
+        us[m] = (cpu1 - cpu0[m]) * 1e6 / msgs;
+    }
+    return 0;
+}
+
 /* One row: N instances, `msgs` writes spread over the masters (or all on
  * master `only` when >= 0); each node's CPU per write into us[]. 0 or -1. */
 static int fc_row(fc_env *e, int sharded, int n, int msgs, int only,
@@ -137,8 +201,7 @@ static int fc_row(fc_env *e, int sharded, int n, int msgs, int only,
     bench_drain d = {.ep = epoll_create1(EPOLL_CLOEXEC)};
     pthread_t th;
     long long want = 0;
-    double cpu0[MASTERS], cpu1[MASTERS], cmds;
-    char msg[160], key[64];
+    double cpu0[MASTERS], cmds;
     if (!subs || d.ep < 0)
         goto out;
     for (; made < nsub; made++) {
@@ -170,40 +233,10 @@ static int fc_row(fc_env *e, int sharded, int n, int msgs, int only,
     for (int m = 0; m < e->masters; m++)
         if (bench_redis_usage(e->ctl[m], &cpu0[m], &cmds) != 0)
             goto out;
-    for (int b = 0; b < msgs; b += PER_TRIP * e->masters) {
-        int k[MASTERS] = {0};
-        for (int j = 0; j < PER_TRIP * e->masters && b + j < msgs; j++) {
-            int i = b + j, m = only >= 0 ? only : i % e->masters;
-            int kl = snprintf(key, sizeof(key), "{%s}u:%d", e->tag[m], i);
-            int ml = snprintf(msg, sizeof(msg), "v1 key @fleetbench0000:%d:"
-                              "1700000000000000 %.*s", i, kl, key);
-            redisAppendCommand(e->pub[m], "MULTI");
-            redisAppendCommand(e->pub[m], "SET %b v", key, (size_t)kl);
-            redisAppendCommand(e->pub[m], sharded ? "SPUBLISH %s %b"
-                                                  : "PUBLISH %s %b",
-                               e->chan[sharded][m], msg, (size_t)ml);
-            redisAppendCommand(e->pub[m], "EXEC");
-            want += n * frame_len(sharded, e->chan[sharded][m], (size_t)ml);
-            k[m]++;
-        }
-        for (int m = 0; m < e->masters; m++)
-            if (k[m] && read_writes(e->pub[m], k[m]) != 0)
-                goto out;
-    }
-    /* Until every subscriber got every message (up to 120 s): Redis has
-     * then done all the writing the fan-out costs it. */
-    for (int t = 0; t < 12000 && atomic_load(&d.bytes) < want; t++)
-        bench_sleep_us(10000);
-    if (atomic_load(&d.bytes) < want) {
-        fprintf(stderr, "tc-bench: subscribers got %lld of %lld bytes\n",
-                (long long)atomic_load(&d.bytes), want);
+    if (fc_write(e, sharded, msgs, only, n, &want) != 0)
         goto out;
-    }
-    for (int m = 0; m < e->masters; m++) {
-        if (bench_redis_usage(e->ctl[m], &cpu1[m], &cmds) != 0)
-            goto out;
-        us[m] = (cpu1[m] - cpu0[m]) * 1e6 / msgs;
-    }
+    if (fc_settle(e, &d, want, cpu0, msgs, us) != 0)
+        goto out;
     rc = 0;
 out:
     if (started) {
@@ -416,5 +449,190 @@ done:
         env_close(&e[0]);
         env_close(&e[1]);
     }
+    free(e);
+}
+
+/* ---- behind real relays (tc-bench --only relay_cluster) ---------------- */
+
+/* Subscriber connections named tiercached-pubsub on `c` (CLIENT LIST), or
+ * -1 when CLIENT LIST failed. */
+static int relay_upstreams(redisContext *c)
+{
+    redisReply *r = redisCommand(c, "CLIENT LIST");
+    int n = 0;
+    if (!r || r->type != REDIS_REPLY_STRING) {
+        freeReplyObject(r);
+        return -1;
+    }
+    for (const char *p = r->str; (p = strstr(p, " name=tiercached-pubsub "));
+         p++)
+        n++;
+    freeReplyObject(r);
+    return n;
+}
+
+/* Subscribers of `chan` on `c` (PUBSUB NUMSUB), or -1. */
+static long long numsub(redisContext *c, const char *chan)
+{
+    redisReply *r = redisCommand(c, "PUBSUB NUMSUB %s", chan);
+    long long n = -1;
+    if (r && r->type == REDIS_REPLY_ARRAY && r->elements == 2 &&
+        r->element[1]->type == REDIS_REPLY_INTEGER)
+        n = r->element[1]->integer;
+    freeReplyObject(r);
+    return n;
+}
+
+/* One row: H relays against the cluster, K local subscribers each, every
+ * one with a connection per master (TC.RELAY + SUBSCRIBE on that master's
+ * channel, as the library's bus does through a relay); `msgs` writes
+ * spread over the masters. Each node's CPU per write into us[], its
+ * tiercached-pubsub connections into up[]. 0 or -1. */
+static int fc_relay_row(fc_env *e, int h, int k, int msgs, double us[MASTERS],
+                        int up[MASTERS])
+{
+    char dir[] = "/tmp/tc-bench-relayc.XXXXXX", url[64], cmd[80];
+    bench_relay_proc *r = calloc((size_t)h, sizeof(*r));
+    int nfd = 0, started = 0, rc = -1, made_dir = 0;
+    int *fds = malloc(sizeof(int) * (size_t)h * (size_t)k * MASTERS);
+    bench_drain d = {.ep = epoll_create1(EPOLL_CLOEXEC)};
+    pthread_t th;
+    long long want = 0;
+    double cpu0[MASTERS], cmds;
+    if (!r || !fds || d.ep < 0 || !mkdtemp(dir))
+        goto out;
+    made_dir = 1;
+    snprintf(url, sizeof(url), "redis-cluster://127.0.0.1:%d", e->cl.port[0]);
+    for (int i = 0; i < h; i++)
+        if (bench_relay_start(url, dir, i, &r[i]) != 0) {
+            fprintf(stderr, "tc-bench: relay %d did not start (%s)\n", i,
+                    bench_tiercached_path() ? bench_tiercached_path()
+                                            : "no tiercached: set TIERCACHED");
+            goto out;
+        }
+    for (int i = 0; i < h; i++)
+        for (int j = 0; j < k * MASTERS; j++) {
+            int m = j % MASTERS, fd = bench_unix_connect(r[i].sock);
+            struct epoll_event ev = {.events = EPOLLIN};
+            if (fd < 0)
+                goto out;
+            fds[nfd++] = fd;
+            if (bench_relay_subscribe(fd, "127.0.0.1", e->cl.port[m],
+                                      e->chan[0][m]) != 0) {
+                fprintf(stderr, "tc-bench: TC.RELAY/SUBSCRIBE through relay "
+                                "%d to :%d failed\n", i, e->cl.port[m]);
+                goto out;
+            }
+            ev.data.fd = fd;
+            if (bench_nonblocking(fd) != 0 ||
+                epoll_ctl(d.ep, EPOLL_CTL_ADD, fd, &ev) != 0)
+                goto out;
+        }
+    /* Each relay's upstream subscription is on every master (up to 10 s). */
+    for (int m = 0; m < MASTERS; m++) {
+        int t = 0;
+        while (numsub(e->ctl[m], e->chan[0][m]) < h && t++ < 1000)
+            bench_sleep_us(10000);
+        if ((up[m] = relay_upstreams(e->ctl[m])) < 0)
+            goto out;
+    }
+    if (pthread_create(&th, NULL, bench_drain_main, &d) != 0)
+        goto out;
+    started = 1;
+    for (int m = 0; m < MASTERS; m++)
+        if (bench_redis_usage(e->ctl[m], &cpu0[m], &cmds) != 0)
+            goto out;
+    if (fc_write(e, 0, msgs, -1, (long long)h * k, &want) != 0 ||
+        fc_settle(e, &d, want, cpu0, msgs, us) != 0)
+        goto out;
+    rc = 0;
+out:
+    if (started) {
+        atomic_store(&d.stop, 1);
+        pthread_join(th, NULL);
+    }
+    for (int i = 0; i < nfd; i++)
+        close(fds[i]);
+    for (int i = 0; r && i < h; i++)
+        bench_relay_stop(&r[i]);
+    if (d.ep >= 0)
+        close(d.ep);
+    snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
+    if (made_dir && system(cmd) != 0) {
+        /* a leftover temp dir: harmless */
+    }
+    free(fds);
+    free(r);
+    return rc;
+}
+
+enum { RELAY_ROWS = 3 };
+
+void bench_relay_cluster(const bench_cfg *cfg)
+{
+    static const int hs[RELAY_ROWS] = {1, 5, 10};
+    const int k = 16, msgs = cfg->quick ? 3000 : 60000;
+    double busiest[RELAY_ROWS], us[MASTERS], a, b;
+    int up[MASTERS];
+    fc_env *e = calloc(1, sizeof(*e));
+    char key[96];
+
+    printf("\n== fleet behind real relays on a 3-master Redis Cluster: %d "
+           "local subscribers per relay, each subscribed on every master "
+           "through it ==\n", k);
+    fflush(stdout);
+    if (!e || env_open(e, cfg, 0) != 0) {
+        fprintf(stderr, "tc-bench: relay_cluster: no cluster\n");
+        bench_fail();
+        goto done;
+    }
+    printf("  %-8s %10s %9s %9s %9s %10s %24s\n", "relays", "instances",
+           "node 0", "node 1", "node 2", "busiest", "tiercached-pubsub/node");
+    for (int i = 0; i < RELAY_ROWS; i++) {
+        int h = hs[i], shared = 1;
+        if (fc_relay_row(e, h, k, msgs, us, up) != 0) {
+            fprintf(stderr, "tc-bench: relay_cluster with %d relays "
+                            "failed\n", h);
+            bench_fail();
+            goto done;
+        }
+        busiest[i] = us[0];
+        for (int m = 1; m < MASTERS; m++)
+            if (us[m] > busiest[i])
+                busiest[i] = us[m];
+        for (int m = 0; m < MASTERS; m++)
+            shared &= up[m] == h;
+        printf("  %-8d %10d %6.1f us %6.1f us %6.1f us %7.1f us %10d %d %d "
+               "(%s)\n", h, h * k, us[0], us[1], us[2], busiest[i], up[0],
+               up[1], up[2], shared ? "= relays: shared" : "NOT = relays");
+        if (!shared) {
+            fprintf(stderr, "tc-bench: relay_cluster: a master does not "
+                            "hold exactly %d relay upstreams\n", h);
+            bench_fail();
+        }
+        snprintf(key, sizeof(key), "fleet_relay_cluster_busiest_cpu_us_h%d_"
+                 "k%d", h, k);
+        res_num(key, busiest[i]);
+        snprintf(key, sizeof(key), "fleet_relay_cluster_upstreams_per_node_"
+                 "h%d", h);
+        res_num(key, up[0] == up[1] && up[1] == up[2] ? up[0] : -1);
+    }
+    fit(hs, busiest, RELAY_ROWS, &a, &b);
+    res_num("fleet_relay_cluster_busiest_cpu_us_per_relay", b);
+    if (b > 0) {
+        /* 10,000 writes/s x (a + b H) = the busiest node's core. */
+        double hosts = (1e6 / 10000 - a) / b;
+        printf("  largest fleet at 10,000 writes/s spread over the masters "
+               "(busiest node's core full; least squares): %.0f hosts "
+               "(%.3f us per write per relay); with 16 processes per host: "
+               "%.0f instances\n", hosts, b, hosts * 16);
+        res_num("fleet_relay_cluster_max_hosts_10k_writes", hosts);
+        res_num("fleet_relay_cluster_max_instances_10k_writes_k16",
+                hosts * 16);
+    } else
+        printf("  no measurable cost per relay (%.3f us per write)\n", b);
+done:
+    if (e)
+        env_close(e);
     free(e);
 }

@@ -41,12 +41,7 @@
 
 static const char channel[] = "tcbench:relay";
 
-typedef struct relay_proc {
-    pid_t pid;
-    char sock[108];
-} relay_proc;
-
-static const char *tiercached_path(void)
+const char *bench_tiercached_path(void)
 {
     const char *p = getenv("TIERCACHED");
 #ifdef TC_BENCH_TIERCACHED
@@ -63,8 +58,7 @@ static double redis_cpu_s(redisContext *rc)
     return cpu;
 }
 
-/* CPU seconds (user + sys) of process `pid`. */
-static double proc_cpu_s(pid_t pid)
+double bench_proc_cpu_s(pid_t pid)
 {
     char path[64], buf[1024], *p;
     unsigned long ut = 0, st = 0;
@@ -83,7 +77,7 @@ static double proc_cpu_s(pid_t pid)
     return (double)(ut + st) / (double)sysconf(_SC_CLK_TCK);
 }
 
-static int unix_connect(const char *path)
+int bench_unix_connect(const char *path)
 {
     struct sockaddr_un a;
     int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
@@ -99,10 +93,10 @@ static int unix_connect(const char *path)
     return fd;
 }
 
-static int start_relay(const bench_cfg *cfg, const char *dir, int i,
-                       relay_proc *r)
+int bench_relay_start(const char *url, const char *dir, int i,
+                      bench_relay_proc *r)
 {
-    const char *bin = tiercached_path();
+    const char *bin = bench_tiercached_path();
     snprintf(r->sock, sizeof(r->sock), "%s/r%d.sock", dir, i);
     if (!bin)
         return -1;
@@ -111,7 +105,7 @@ static int start_relay(const bench_cfg *cfg, const char *dir, int i,
         int fd = open("/dev/null", O_WRONLY);
         if (fd >= 0)
             dup2(fd, STDERR_FILENO);
-        execl(bin, bin, "--socket", r->sock, "--redis-url", cfg->url,
+        execl(bin, bin, "--socket", r->sock, "--redis-url", url,
               "--coherence", "none", "--workers", "1", "--log-level",
               "error", "--max-output", "268435456", (char *)NULL);
         _exit(127);
@@ -119,7 +113,7 @@ static int start_relay(const bench_cfg *cfg, const char *dir, int i,
     if (r->pid < 0)
         return -1;
     for (int t = 0; t < 500; t++) { /* up within 5 s */
-        int fd = unix_connect(r->sock);
+        int fd = bench_unix_connect(r->sock);
         if (fd >= 0) {
             close(fd);
             return 0;
@@ -129,7 +123,7 @@ static int start_relay(const bench_cfg *cfg, const char *dir, int i,
     return -1;
 }
 
-static void stop_relay(relay_proc *r)
+void bench_relay_stop(bench_relay_proc *r)
 {
     if (r->pid <= 0)
         return;
@@ -138,20 +132,33 @@ static void stop_relay(relay_proc *r)
     r->pid = 0;
 }
 
-/* SUBSCRIBE on `fd` and read its confirmation (blocking). */
-static int subscribe(int fd)
+int bench_relay_subscribe(int fd, const char *node, int port,
+                          const char *chan)
 {
-    char req[128], buf[256];
-    int n = snprintf(req, sizeof(req), "*2\r\n$9\r\nSUBSCRIBE\r\n$%zu\r\n%s\r\n",
-                     strlen(channel), channel);
+    char req[512], buf[256];
+    int n = 0;
     size_t got = 0;
-    if (send(fd, req, (size_t)n, MSG_NOSIGNAL) != n)
+    if (node) {
+        char p[16];
+        int pl = snprintf(p, sizeof(p), "%d", port);
+        n = snprintf(req, sizeof(req),
+                     "*3\r\n$8\r\nTC.RELAY\r\n$%zu\r\n%s\r\n$%d\r\n%s\r\n",
+                     strlen(node), node, pl, p);
+    }
+    n += snprintf(req + n, sizeof(req) - (size_t)n,
+                  "*2\r\n$9\r\nSUBSCRIBE\r\n$%zu\r\n%s\r\n", strlen(chan),
+                  chan);
+    if (n >= (int)sizeof(req) || send(fd, req, (size_t)n, MSG_NOSIGNAL) != n)
         return -1;
-    while (got < sizeof(buf)) { /* "*3 subscribe <ch> :1" ends with ":1\r\n" */
+    /* "+OK" (TC.RELAY), then "*3 subscribe <ch> :1", which ends with
+     * ":1\r\n"; an error ("-ERR ...") fails. */
+    while (got < sizeof(buf)) {
         ssize_t k = read(fd, buf + got, sizeof(buf) - got);
         if (k <= 0)
             return -1;
         got += (size_t)k;
+        if (buf[0] == '-' || (node && got >= 1 && buf[0] != '+'))
+            return -1;
         if (got >= 4 && !memcmp(buf + got - 4, ":1\r\n", 4))
             return 0;
     }
@@ -172,7 +179,7 @@ static int relay_row(const bench_cfg *cfg, redisContext *rc, int h, int k,
                      int msgs, double *redis_us, double *relay_us)
 {
     char dir[] = "/tmp/tc-bench-relay.XXXXXX", msg[256], cmd[300];
-    relay_proc *r = calloc((size_t)h, sizeof(*r));
+    bench_relay_proc *r = calloc((size_t)h, sizeof(*r));
     int *fds = malloc(sizeof(int) * (size_t)(h * k)), nfd = 0, rcode = -1;
     bench_drain d = {.ep = epoll_create1(EPOLL_CLOEXEC)};
     pthread_t th;
@@ -182,17 +189,17 @@ static int relay_row(const bench_cfg *cfg, redisContext *rc, int h, int k,
     if (!r || !fds || d.ep < 0 || !mkdtemp(dir))
         goto out;
     for (int i = 0; i < h; i++)
-        if (start_relay(cfg, dir, i, &r[i]) != 0) {
+        if (bench_relay_start(cfg->url, dir, i, &r[i]) != 0) {
             fprintf(stderr, "tc-bench: relay %d did not start (%s)\n", i,
-                    tiercached_path() ? tiercached_path()
+                    bench_tiercached_path() ? bench_tiercached_path()
                                       : "no tiercached: set TIERCACHED");
             goto out;
         }
     for (int i = 0; i < h; i++)
         for (int j = 0; j < k; j++) {
             struct epoll_event ev = {.events = EPOLLIN};
-            int fd = unix_connect(r[i].sock);
-            if (fd < 0 || subscribe(fd) != 0) {
+            int fd = bench_unix_connect(r[i].sock);
+            if (fd < 0 || bench_relay_subscribe(fd, NULL, 0, channel) != 0) {
                 if (fd >= 0)
                     close(fd);
                 goto out;
@@ -208,7 +215,7 @@ static int relay_row(const bench_cfg *cfg, redisContext *rc, int h, int k,
     started = 1;
     cpu0 = redis_cpu_s(rc);
     for (int i = 0; i < h; i++)
-        rel0 += proc_cpu_s(r[i].pid);
+        rel0 += bench_proc_cpu_s(r[i].pid);
     for (int b = 0; b < msgs; b += 100) {
         for (int j = 0; j < 100; j++) {
             size_t ml;
@@ -233,7 +240,7 @@ static int relay_row(const bench_cfg *cfg, redisContext *rc, int h, int k,
     for (int t = 0; t < 6000 && atomic_load(&d.bytes) < want; t++)
         bench_sleep_us(10000); /* every message delivered (60 s at most) */
     for (int i = 0; i < h; i++)
-        rel1 += proc_cpu_s(r[i].pid);
+        rel1 += bench_proc_cpu_s(r[i].pid);
     if (atomic_load(&d.bytes) < want) {
         fprintf(stderr, "tc-bench: relays delivered %lld of %lld bytes\n",
                 (long long)atomic_load(&d.bytes), want);
@@ -250,7 +257,7 @@ out:
     for (int i = 0; i < nfd; i++)
         close(fds[i]);
     for (int i = 0; r && i < h; i++)
-        stop_relay(&r[i]);
+        bench_relay_stop(&r[i]);
     if (d.ep >= 0)
         close(d.ep);
     snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);

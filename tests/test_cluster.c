@@ -18,6 +18,7 @@
 
 #include "common.h"
 #include "cluster_fixture.h"
+#include "cluster_common.h"
 
 static tcr_cluster cl;
 
@@ -43,11 +44,7 @@ TestSuite(cluster, .fini = cl_teardown);
 
 static tc_options cl_opts(tc_coherence coherence)
 {
-    tc_options o = url_opts(cl.url);
-    o.coherence = coherence;
-    o.connect_timeout_ms = 500;
-    o.command_timeout_ms = 500;
-    return o;
+    return cluster_opts(&cl, coherence);
 }
 
 /* GET through `redis-cli -c` (which follows MOVED itself) on node `s`. */
@@ -323,17 +320,6 @@ Test(cluster, reads_and_writes_work_through_a_reshard, .init = own_cluster)
     tc_cache_destroy(c);
 }
 
-/* MIGRATE `key` from `a` to `b` (same slot, KEYS form). */
-static void migrate(tcr_server *a, tcr_server *b, const char *key)
-{
-    char port[16], *r;
-    snprintf(port, sizeof(port), "%d", b->port);
-    r = tcr_cmd(a, NULL, "MIGRATE", "127.0.0.1", port, "", "0", "5000",
-                "KEYS", key, NULL);
-    cr_assert(r && !strcmp(r, "OK"), "MIGRATE %s: %s", key, r);
-    free(r);
-}
-
 Test(cluster, ask_during_a_slot_migration_then_moved, .init = own_cluster)
 {
     tc_options o = cl_opts(TC_COHERENCE_NONE);
@@ -402,27 +388,6 @@ Test(cluster, ask_during_a_slot_migration_then_moved, .init = own_cluster)
 
 /* ---- The bus ------------------------------------------------------------ */
 
-/* The node a bus subscribes on, from its log line. */
-typedef struct bus_log {
-    pthread_mutex_t mu;
-    int sub_port, cmd_port;
-} bus_log;
-
-static void on_log(void *ud, tc_log_level lvl, const char *msg)
-{
-    bus_log *bl = ud;
-    const char *p = strstr(msg, "bus: subscribing on ");
-    (void)lvl;
-    if (p && (p = strchr(p + 20, ':'))) {
-        const char *h = strstr(p, "heartbeats on ");
-        pthread_mutex_lock(&bl->mu);
-        bl->sub_port = atoi(p + 1);
-        if (h && (h = strchr(h + 14, ':')))
-            bl->cmd_port = atoi(h + 1);
-        pthread_mutex_unlock(&bl->mu);
-    }
-}
-
 static int sub_port(bus_log *bl)
 {
     int p;
@@ -432,30 +397,11 @@ static int sub_port(bus_log *bl)
     return p;
 }
 
-typedef struct reads_as {
-    tc_cache *c;
-    const char *key, *want;
-} reads_as;
-
-static int reads(void *p)
-{
-    reads_as *ra = p;
-    char *v = get_str(ra->c, ra->key, NULL);
-    int ok = v && !strcmp(v, ra->want);
-    free(v);
-    return ok;
-}
-
 static int received_one(void *p)
 {
     tc_stats st;
     tc_cache_stats(p, &st);
     return st.inval_received > 0;
-}
-
-static int bus_up(void *p)
-{
-    return tc__l1_servable(p, tc__now_ns());
 }
 
 Test(cluster, invalidation_reaches_an_instance_subscribed_on_another_node,
@@ -468,7 +414,7 @@ Test(cluster, invalidation_reaches_an_instance_subscribed_on_another_node,
     char key[32], *v;
     tc_stats st;
     ob = o;
-    ob.log = on_log;
+    ob.log = on_bus_log;
     ob.log_userdata = &bl;
     b = must_create(&ob);
     AWAIT(bus_up, b, "reader's bus never came up");
@@ -514,21 +460,6 @@ Test(cluster, invalidation_reaches_an_instance_subscribed_on_another_node,
  * once a lease has passed since the write returned: the invalidation has
  * to reach it over a path the lease proves (a subscription on the key's
  * master itself, bus.c). Without it the reader kept serving "v1" for good. */
-
-/* A predicate for AWAIT(): keep reading `key` on `c` (so its bus never
- * goes idle) until tcr_now_ms() reaches `until`. */
-typedef struct past {
-    tc_cache *c;
-    const char *key;
-    double until;
-} past;
-
-static int lease_passed(void *p)
-{
-    past *ps = p;
-    free(get_str(ps->c, ps->key, NULL));
-    return tcr_now_ms() >= ps->until;
-}
 
 /* How the lost-link cases write v2: a plain tc_set, or an EXEC on a
  * session that WATCHes the key (its own connection to the key's master,
@@ -610,7 +541,7 @@ static void lost_link_case(v2_writer write_v2)
     o.lease_ms = 100;
     w = must_create(&o);
     ob = o;
-    ob.log = on_log;
+    ob.log = on_bus_log;
     ob.log_userdata = &bl;
     b = must_create(&ob);
     AWAIT(bus_up, b, "reader's bus never came up");
@@ -900,20 +831,6 @@ Test(cluster, the_bus_subscribes_on_every_master_and_proves_each,
 
 /* ---- Failover ----------------------------------------------------------- */
 
-typedef struct promoted {
-    tcr_cluster *t;
-    tcr_server *replica;
-} promoted;
-
-static int replica_promoted(void *p)
-{
-    promoted *pr = p;
-    char *info = tcr_cmd(pr->replica, NULL, "INFO", "replication", NULL);
-    int ok = info && strstr(info, "role:master");
-    free(info);
-    return ok && tcr_cluster_ok(pr->t);
-}
-
 Test(cluster, master_killed_replica_promoted_no_new_handle_no_stale_l1,
      .init = own_cluster)
 {
@@ -926,7 +843,7 @@ Test(cluster, master_killed_replica_promoted_no_new_handle_no_stale_l1,
     int outages = 0, wrote = 0;
     double killed_at, wrote_at = 0;
     ox = o;
-    ox.log = on_log;
+    ox.log = on_bus_log;
     ox.log_userdata = &bl;
     x = must_create(&ox);
     AWAIT(bus_up, x, "x's bus never came up");
@@ -1046,7 +963,7 @@ Test(cluster, a_master_dying_elsewhere_drops_l1, .init = own_cluster)
     tcr_server *m = NULL;
     tc_stats st;
     uint64_t before[2];
-    o.log = on_log;
+    o.log = on_bus_log;
     o.log_userdata = &bl;
     x = must_create(&o);
     AWAIT(bus_up, x, "x's bus never came up");
@@ -1597,15 +1514,6 @@ Test(cluster_tls, a_wrong_ca_is_a_clear_error, .init = shared_tls_cluster)
     tc_cache_destroy(c);
 }
 
-static long long moved_errors(const tcr_server *s)
-{
-    char *info = tcr_cmd(s, NULL, "INFO", "errorstats", NULL);
-    const char *p = info ? strstr(info, "errorstat_MOVED:count=") : NULL;
-    long long n = p ? atoll(p + 22) : 0;
-    free(info);
-    return n;
-}
-
 Test(cluster_tls, follows_moved_over_tls, .init = own_tls_cluster)
 {
     tc_options o = tls_opts(tcl.node[0].ca_file);
@@ -1632,10 +1540,10 @@ Test(cluster_tls, follows_moved_over_tls, .init = own_tls_cluster)
     for (int i = 0; i < TCR_CLUSTER_NODES; i++)
         free(tcr_cmd(&tcl.node[i], NULL, "CLUSTER", "SETSLOT", slot, "NODE",
                      idb, NULL));
-    before = moved_errors(a);
+    before = errorstat_count("MOVED", a);
     /* w still routes the slot to a: MOVED, over TLS, to b */
     cr_assert_eq(set_str(w, k, "moved", 0), TC_OK, "%s", tc_errmsg());
-    cr_assert_gt(moved_errors(a), before, "a never answered MOVED");
+    cr_assert_gt(errorstat_count("MOVED", a), before, "a never answered MOVED");
     got = tcr_cmd(b, NULL, "GET", k, NULL);
     cr_assert(got && !strcmp(got, "moved"), "%s on b: %s", k, got);
     free(got);

@@ -19,69 +19,16 @@
 
 #include "common.h"
 #include "cluster_fixture.h"
+#include "cluster_common.h"
 
-static tcr_cluster cl;
-
-static void cl_setup(void)
-{
-    cr_assert_eq(tcr_cluster_start(&cl, 60000), 0, "cluster did not start");
-}
-
-static void cl_teardown(void)
-{
-    tcr_cluster_stop(&cl);
-}
-
-TestSuite(cluster_topology, .init = cl_setup, .fini = cl_teardown);
+OWN_CLUSTER_SUITE(cluster_topology);
 
 static tc_options opts(tc_coherence coherence)
 {
-    tc_options o = url_opts(cl.url);
-    o.coherence = coherence;
-    o.connect_timeout_ms = 500;
-    o.command_timeout_ms = 500;
+    tc_options o = cluster_opts(&cl, coherence);
     o.default_ttl_ms = 600000;
     o.l1_ttl_ms = 600000;
     return o;
-}
-
-/* The node a bus heartbeats on, from its log line. */
-typedef struct bus_log {
-    pthread_mutex_t mu;
-    int cmd_port;
-} bus_log;
-
-static void on_log(void *ud, tc_log_level lvl, const char *msg)
-{
-    bus_log *bl = ud;
-    const char *h = strstr(msg, "heartbeats on ");
-    (void)lvl;
-    if (strstr(msg, "bus: subscribing on ") && h &&
-        (h = strchr(h + 14, ':'))) {
-        pthread_mutex_lock(&bl->mu);
-        bl->cmd_port = atoi(h + 1);
-        pthread_mutex_unlock(&bl->mu);
-    }
-}
-
-static int bus_up(void *p)
-{
-    return tc__l1_servable(p, tc__now_ns());
-}
-
-/* A predicate for AWAIT(): keep reading `key` on `c` (so its bus never
- * goes idle) until tcr_now_ms() reaches `until`. */
-typedef struct past {
-    tc_cache *c;
-    const char *key;
-    double until;
-} past;
-
-static int lease_passed(void *p)
-{
-    past *ps = p;
-    free(get_str(ps->c, ps->key, NULL));
-    return tcr_now_ms() >= ps->until;
 }
 
 /* Two leases after a write returned, reader `b` (reading all along)
@@ -99,25 +46,6 @@ static void serves_after_lease(tc_cache *b, const char *key, const char *want,
     free(v);
 }
 
-static int is_master(const tcr_server *s)
-{
-    char *info = tcr_cmd(s, NULL, "INFO", "replication", NULL);
-    int m = info && strstr(info, "role:master");
-    free(info);
-    return m;
-}
-
-typedef struct promoted {
-    tcr_cluster *t;
-    tcr_server *replica;
-} promoted;
-
-static int replica_promoted(void *p)
-{
-    promoted *pr = p;
-    return is_master(pr->replica) && tcr_cluster_ok(pr->t);
-}
-
 /* ---- A manual failover -------------------------------------------------- */
 
 /* Writer w and reader b; b holds `key` = v1 in L1; `key`'s master m (not
@@ -130,7 +58,7 @@ static int replica_promoted(void *p)
  * not beyond the lease. */
 static void failover_case(tc_coherence coherence)
 {
-    bus_log bl = {PTHREAD_MUTEX_INITIALIZER, 0};
+    bus_log bl = {PTHREAD_MUTEX_INITIALIZER, 0, 0};
     tc_options o = opts(coherence), ow;
     tc_cache *w, *b;
     tcr_server *m = NULL, *rep;
@@ -141,7 +69,7 @@ static void failover_case(tc_coherence coherence)
     promoted pr;
     o.lease_ms = coherence == TC_COHERENCE_STRICT ? 3000 : 100;
     ow = o;
-    ow.log = on_log;
+    ow.log = on_bus_log;
     ow.log_userdata = &bl;
     w = must_create(&ow);
     b = must_create(&o);
@@ -206,17 +134,6 @@ Test(cluster_topology, async_after_a_manual_failover_not_beyond_the_lease)
 }
 
 /* ---- A slot migrated onto a new master ---------------------------------- */
-
-/* MIGRATE `key` from `a` to `b` (same slot, KEYS form). */
-static void migrate(const tcr_server *a, const tcr_server *b, const char *key)
-{
-    char port[16], *r;
-    snprintf(port, sizeof(port), "%d", b->port);
-    r = tcr_cmd(a, NULL, "MIGRATE", "127.0.0.1", port, "", "0", "5000",
-                "KEYS", key, NULL);
-    cr_assert(r && !strcmp(r, "OK"), "MIGRATE %s: %s", key, r);
-    free(r);
-}
 
 /* Start migrating `key`'s slot from its master to `to` (IMPORTING,
  * MIGRATING, every key of the slot moved: `key` and its stamps hash), so

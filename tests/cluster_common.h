@@ -90,6 +90,42 @@ static inline void on_bus_log(void *ud, tc_log_level lvl, const char *msg)
     }
 }
 
+/* What `bl` has seen so far: the subscription node's port, the heartbeat
+ * node's (0: none yet). */
+static inline int bus_log_sub_port(bus_log *bl)
+{
+    int p;
+    pthread_mutex_lock(&bl->mu);
+    p = bl->sub_port;
+    pthread_mutex_unlock(&bl->mu);
+    return p;
+}
+
+static inline int bus_log_cmd_port(bus_log *bl)
+{
+    int p;
+    pthread_mutex_lock(&bl->mu);
+    p = bl->cmd_port;
+    pthread_mutex_unlock(&bl->mu);
+    return p;
+}
+
+/* A master of cluster `t` other than the node the bus behind `bl`
+ * heartbeats on, with its replica in *rep: a failover there does not
+ * refuse the heartbeat. Asserts the log line was seen and both exist. */
+static inline tcr_server *master_off_heartbeat(tcr_cluster *t, bus_log *bl,
+                                               tcr_server **rep)
+{
+    int cmd_port = bus_log_cmd_port(bl);
+    tcr_server *m;
+    cr_assert_gt(cmd_port, 0, "no 'heartbeats on' log line");
+    m = another_master(t, tcr_cluster_node(t, cmd_port));
+    cr_assert_not_null(m);
+    *rep = tcr_cluster_replica_of(t, m);
+    cr_assert_not_null(*rep, "the master has no replica");
+    return m;
+}
+
 /* A predicate for AWAIT(): keep reading `key` on `c` (so its bus never
  * goes idle) until tcr_now_ms() reaches `until`. */
 typedef struct past {

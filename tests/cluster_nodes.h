@@ -74,6 +74,49 @@ static inline void migrate(const tcr_server *a, const tcr_server *b,
     free(r);
 }
 
+/* Starts moving slot `slot` (a number, as text) from `a` to `b`: CLUSTER
+ * SETSLOT IMPORTING on `b`, MIGRATING on `a`; no key moves yet. */
+static inline void begin_slot_move(const tcr_server *a, const tcr_server *b,
+                                   const char *slot)
+{
+    char ida[41], idb[41];
+    cr_assert_eq(tcr_cluster_id(a, ida), 0);
+    cr_assert_eq(tcr_cluster_id(b, idb), 0);
+    free(tcr_cmd(b, NULL, "CLUSTER", "SETSLOT", slot, "IMPORTING", ida, NULL));
+    free(tcr_cmd(a, NULL, "CLUSTER", "SETSLOT", slot, "MIGRATING", idb, NULL));
+}
+
+/* MIGRATEs the keys of slot `slot` still on `a` (up to 100) to `b`: those
+ * whose name holds `match`, or all of them (`match` NULL). */
+static inline void migrate_slot_keys(const tcr_server *a, const tcr_server *b,
+                                     const char *slot, const char *match)
+{
+    char *keys = tcr_cmd(a, NULL, "CLUSTER", "GETKEYSINSLOT", slot, "100",
+                         NULL),
+         *p, *save = NULL;
+    cr_assert_not_null(keys);
+    for (p = strtok_r(keys, "\n", &save); p; p = strtok_r(NULL, "\n", &save))
+        if (!match || strstr(p, match))
+            migrate(a, b, p);
+    free(keys);
+}
+
+/* Ends a slot's move: CLUSTER SETSLOT `slot` NODE `to` on `to`, then on
+ * `from` (if not NULL), then on every node of cluster `t`. */
+static inline void give_slot(tcr_cluster *t, const tcr_server *from,
+                             const tcr_server *to, const char *slot)
+{
+    char id[41];
+    cr_assert_eq(tcr_cluster_id(to, id), 0);
+    free(tcr_cmd(to, NULL, "CLUSTER", "SETSLOT", slot, "NODE", id, NULL));
+    if (from)
+        free(tcr_cmd(from, NULL, "CLUSTER", "SETSLOT", slot, "NODE", id,
+                     NULL));
+    for (int i = 0; i < TCR_CLUSTER_NODES; i++)
+        free(tcr_cmd(&t->node[i], NULL, "CLUSTER", "SETSLOT", slot, "NODE",
+                     id, NULL));
+}
+
 /* How many `kind` errors ("MOVED", "ASK") node `s` has answered (INFO
  * errorstats), 0 if none or unknown. */
 static inline long long errorstat_count(const char *kind, const tcr_server *s)

@@ -45,11 +45,7 @@ static void on_get(void *ud, tc_result r, tc_value *v, const tc_reply *err)
     g->calls++;
     g->seq = answers++;
     g->r = r;
-    if (v) {
-        snprintf(g->val, sizeof(g->val), "%.*s", (int)tc_value_len(v),
-                 (const char *)tc_value_data(v));
-        tc_value_release(v);
-    }
+    value_into(g->val, sizeof(g->val), v);
 }
 
 static void on_reply(void *ud, tc_result r, tc_reply *rep)
@@ -189,7 +185,7 @@ Test(async_cluster, requests_meeting_moved_answer_correctly_in_order)
     struct ev_loop *loop = ev_loop_new(0);
     tc_async *as = NULL;
     tcr_server *a, *b;
-    char k[64], other[64], slot[16], idb[41], *v;
+    char k[64], other[64], slot[16], *v;
     got g[8] = {{0}};
     long long before;
     cr_assert_eq(tc_command_check(w, 2, (const char *[]){"GET", "x"},
@@ -213,13 +209,8 @@ Test(async_cluster, requests_meeting_moved_answer_correctly_in_order)
     answers = 0;
 
     /* The slot moves to b; w does not know. */
-    cr_assert_eq(tcr_cluster_id(b, idb), 0);
     snprintf(slot, sizeof(slot), "%d", tcr_cluster_keyslot(&cl, k));
-    free(tcr_cmd(b, NULL, "CLUSTER", "SETSLOT", slot, "NODE", idb, NULL));
-    free(tcr_cmd(a, NULL, "CLUSTER", "SETSLOT", slot, "NODE", idb, NULL));
-    for (int i = 0; i < TCR_CLUSTER_NODES; i++)
-        free(tcr_cmd(&cl.node[i], NULL, "CLUSTER", "SETSLOT", slot, "NODE",
-                     idb, NULL));
+    give_slot(&cl, a, b, slot);
     before = errorstat_count("MOVED", a);
 
     /* In flight together: writes and reads of k (all meet MOVED on a),
@@ -363,7 +354,7 @@ Test(async_cluster, requests_meeting_ask_during_a_migration_answer_in_order)
     tc_async *as = NULL;
     const char *k = "{aska}:a", *k2 = "{aska}:b";
     tcr_server *a = tcr_cluster_master_of(&cl, k), *b = another_master(&cl, a);
-    char slot[16], ida[41], idb[41], *keys, *p, *v;
+    char slot[16], *v;
     got g[5] = {{0}};
     long long before;
     cr_assert(a && b);
@@ -378,16 +369,9 @@ Test(async_cluster, requests_meeting_ask_during_a_migration_answer_in_order)
 
     /* k and the slot's stamps hash move to b; k2 stays on a. */
     snprintf(slot, sizeof(slot), "%d", tcr_cluster_keyslot(&cl, k));
-    cr_assert_eq(tcr_cluster_id(a, ida), 0);
-    cr_assert_eq(tcr_cluster_id(b, idb), 0);
-    free(tcr_cmd(b, NULL, "CLUSTER", "SETSLOT", slot, "IMPORTING", ida, NULL));
-    free(tcr_cmd(a, NULL, "CLUSTER", "SETSLOT", slot, "MIGRATING", idb, NULL));
+    begin_slot_move(a, b, slot);
     migrate(a, b, k);
-    keys = tcr_cmd(a, NULL, "CLUSTER", "GETKEYSINSLOT", slot, "100", NULL);
-    for (p = strtok(keys, "\n"); p; p = strtok(NULL, "\n"))
-        if (strstr(p, "stamps"))
-            migrate(a, b, p);
-    free(keys);
+    migrate_slot_keys(a, b, slot, "stamps");
     before = errorstat_count("ASK", a);
 
     /* k's requests meet ASK on a; k2's are a's. */

@@ -326,7 +326,7 @@ Test(cluster, ask_during_a_slot_migration_then_moved, .init = own_cluster)
     tc_cache *w = must_create(&o), *r2;
     const char *k = "{mig}:a", *k2 = "{mig}:b";
     tcr_server *a = tcr_cluster_master_of(&cl, k), *b = NULL;
-    char slot[16], ida[41], idb[41], *got, *keys, *p;
+    char slot[16], *got;
     int s = tcr_cluster_keyslot(&cl, k);
     for (int i = 0; i < TCR_CLUSTER_NODES && !b; i++) {
         char *info = tcr_cmd(&cl.node[i], NULL, "INFO", "replication", NULL);
@@ -338,18 +338,11 @@ Test(cluster, ask_during_a_slot_migration_then_moved, .init = own_cluster)
     snprintf(slot, sizeof(slot), "%d", s);
     cr_assert_eq(set_str(w, k, "old-a", 0), TC_OK, "%s", tc_errmsg());
     cr_assert_eq(set_str(w, k2, "old-b", 0), TC_OK, "%s", tc_errmsg());
-    cr_assert_eq(tcr_cluster_id(a, ida), 0);
-    cr_assert_eq(tcr_cluster_id(b, idb), 0);
-    free(tcr_cmd(b, NULL, "CLUSTER", "SETSLOT", slot, "IMPORTING", ida, NULL));
-    free(tcr_cmd(a, NULL, "CLUSTER", "SETSLOT", slot, "MIGRATING", idb, NULL));
+    begin_slot_move(a, b, slot);
     /* Move k and the slot's stamps hash (what a write of k touches); k2
      * stays on a. */
     migrate(a, b, k);
-    keys = tcr_cmd(a, NULL, "CLUSTER", "GETKEYSINSLOT", slot, "100", NULL);
-    for (p = strtok(keys, "\n"); p; p = strtok(NULL, "\n"))
-        if (strstr(p, "stamps"))
-            migrate(a, b, p);
-    free(keys);
+    migrate_slot_keys(a, b, slot, "stamps");
 
     /* A new instance reads k through ASK, and k2 still from a. */
     r2 = must_create(&o);
@@ -365,11 +358,7 @@ Test(cluster, ask_during_a_slot_migration_then_moved, .init = own_cluster)
     free(got);
     /* Finish: b owns the slot; everyone learns it by MOVED. */
     migrate(a, b, k2);
-    free(tcr_cmd(b, NULL, "CLUSTER", "SETSLOT", slot, "NODE", idb, NULL));
-    free(tcr_cmd(a, NULL, "CLUSTER", "SETSLOT", slot, "NODE", idb, NULL));
-    for (int i = 0; i < TCR_CLUSTER_NODES; i++)
-        free(tcr_cmd(&cl.node[i], NULL, "CLUSTER", "SETSLOT", slot, "NODE",
-                     idb, NULL));
+    give_slot(&cl, a, b, slot);
     got = tcr_cmd(b, NULL, "GET", k, NULL);
     cr_assert(got && !strcmp(got, "new-a"), "k on b: %s", got);
     free(got);
@@ -387,15 +376,6 @@ Test(cluster, ask_during_a_slot_migration_then_moved, .init = own_cluster)
 }
 
 /* ---- The bus ------------------------------------------------------------ */
-
-static int sub_port(bus_log *bl)
-{
-    int p;
-    pthread_mutex_lock(&bl->mu);
-    p = bl->sub_port;
-    pthread_mutex_unlock(&bl->mu);
-    return p;
-}
 
 static int received_one(void *p)
 {
@@ -418,7 +398,7 @@ Test(cluster, invalidation_reaches_an_instance_subscribed_on_another_node,
     ob.log_userdata = &bl;
     b = must_create(&ob);
     AWAIT(bus_up, b, "reader's bus never came up");
-    sub = tcr_cluster_node(&cl, sub_port(&bl));
+    sub = tcr_cluster_node(&cl, bus_log_sub_port(&bl));
     cr_assert_not_null(sub, "no 'subscribing on' log line");
     /* A key whose master is not the reader's subscription node. */
     for (int i = 0; i < TCR_CLUSTER_NODES && !km; i++)
@@ -685,7 +665,7 @@ Test(cluster, a_write_redirected_by_ask_publishes_on_the_node_that_ran_it,
     tc_cache *w, *x;
     const char *k = "{askpub}:a";
     tcr_server *a, *b = NULL;
-    char slot[16], ida[41], idb[41], *keys, *p, *v;
+    char slot[16], *v;
     tc_stats st;
     int s;
     o.default_ttl_ms = 600000;
@@ -715,14 +695,8 @@ Test(cluster, a_write_redirected_by_ask_publishes_on_the_node_that_ran_it,
     cr_assert_gt(st.l1_entries, 0, "the reader holds no L1 copy");
     /* Migrate the slot's keys (k and its stamps hash) from a to b. */
     snprintf(slot, sizeof(slot), "%d", s);
-    cr_assert_eq(tcr_cluster_id(a, ida), 0);
-    cr_assert_eq(tcr_cluster_id(b, idb), 0);
-    free(tcr_cmd(b, NULL, "CLUSTER", "SETSLOT", slot, "IMPORTING", ida, NULL));
-    free(tcr_cmd(a, NULL, "CLUSTER", "SETSLOT", slot, "MIGRATING", idb, NULL));
-    keys = tcr_cmd(a, NULL, "CLUSTER", "GETKEYSINSLOT", slot, "100", NULL);
-    for (p = strtok(keys, "\n"); p; p = strtok(NULL, "\n"))
-        migrate(a, b, p);
-    free(keys);
+    begin_slot_move(a, b, slot);
+    migrate_slot_keys(a, b, slot, NULL);
     for (int i = 0; i < TCR_CLUSTER_NODES; i++) {
         char id[48], *r;
         if (&cl.node[i] == b)
@@ -849,7 +823,7 @@ Test(cluster, master_killed_replica_promoted_no_new_handle_no_stale_l1,
     AWAIT(bus_up, x, "x's bus never came up");
     /* Kill the master x subscribes on. `key` lives there, `other` on
      * another master. */
-    m = tcr_cluster_node(&cl, sub_port(&bl));
+    m = tcr_cluster_node(&cl, bus_log_sub_port(&bl));
     cr_assert_not_null(m);
     rep = tcr_cluster_replica_of(&cl, m);
     cr_assert_not_null(rep, "the master has no replica");
@@ -1519,7 +1493,7 @@ Test(cluster_tls, follows_moved_over_tls, .init = own_tls_cluster)
     tc_options o = tls_opts(tcl.node[0].ca_file);
     tc_cache *w = must_create(&o), *r;
     tcr_server *a, *b = NULL;
-    char k[64], slot[16], idb[41], *got;
+    char k[64], slot[16], *got;
     long long before;
     cr_assert_eq(set_str(w, "tls-warm", "x", 0), TC_OK, "%s", tc_errmsg());
     a = tcr_cluster_master_of(&tcl, "tls-warm");
@@ -1533,13 +1507,8 @@ Test(cluster_tls, follows_moved_over_tls, .init = own_tls_cluster)
         free(info);
     }
     cr_assert_not_null(b);
-    cr_assert_eq(tcr_cluster_id(b, idb), 0);
     snprintf(slot, sizeof(slot), "%d", tcr_cluster_keyslot(&tcl, k));
-    free(tcr_cmd(b, NULL, "CLUSTER", "SETSLOT", slot, "NODE", idb, NULL));
-    free(tcr_cmd(a, NULL, "CLUSTER", "SETSLOT", slot, "NODE", idb, NULL));
-    for (int i = 0; i < TCR_CLUSTER_NODES; i++)
-        free(tcr_cmd(&tcl.node[i], NULL, "CLUSTER", "SETSLOT", slot, "NODE",
-                     idb, NULL));
+    give_slot(&tcl, a, b, slot);
     before = errorstat_count("MOVED", a);
     /* w still routes the slot to a: MOVED, over TLS, to b */
     cr_assert_eq(set_str(w, k, "moved", 0), TC_OK, "%s", tc_errmsg());

@@ -65,7 +65,6 @@ static void failover_case(tc_coherence coherence)
     char key[32], *v, *r;
     tc_stats st;
     uint64_t expiries;
-    int cmd_port;
     promoted pr;
     o.lease_ms = coherence == TC_COHERENCE_STRICT ? 3000 : 100;
     ow = o;
@@ -77,16 +76,7 @@ static void failover_case(tc_coherence coherence)
     tc__cache_hold_cluster_watch(b, 1);
     AWAIT(bus_up, w, "writer's bus never came up");
     AWAIT(bus_up, b, "reader's bus never came up");
-    pthread_mutex_lock(&bl.mu);
-    cmd_port = bl.cmd_port;
-    pthread_mutex_unlock(&bl.mu);
-    cr_assert_gt(cmd_port, 0, "no 'heartbeats on' log line");
-    for (int i = 0; i < TCR_CLUSTER_NODES && !m; i++)
-        if (cl.node[i].port != cmd_port && is_master(&cl.node[i]))
-            m = &cl.node[i];
-    cr_assert_not_null(m);
-    rep = tcr_cluster_replica_of(&cl, m);
-    cr_assert_not_null(rep, "the master has no replica");
+    m = master_off_heartbeat(&cl, &bl, &rep);
     cr_assert_eq(tcr_cluster_key_on(&cl, m, "fo:", key, sizeof(key)), 0);
     /* Strict: the fleet's first lease may be waited out (lease.c). */
     cr_assert_eq(set_str(w, key, "v1", 0), TC_OK, "%s", tc_errmsg());
@@ -142,21 +132,11 @@ static void start_migration(const char *key, const tcr_server *to,
                             char *slot, size_t slen)
 {
     tcr_server *a = tcr_cluster_master_of(&cl, key);
-    char ida[41], idb[41], *keys, *p, *save = NULL;
     cr_assert_not_null(a);
     cr_assert_neq(a, to);
     snprintf(slot, slen, "%d", tcr_cluster_keyslot(&cl, key));
-    cr_assert_eq(tcr_cluster_id(a, ida), 0);
-    cr_assert_eq(tcr_cluster_id(to, idb), 0);
-    free(tcr_cmd(to, NULL, "CLUSTER", "SETSLOT", slot, "IMPORTING", ida,
-                 NULL));
-    free(tcr_cmd(a, NULL, "CLUSTER", "SETSLOT", slot, "MIGRATING", idb,
-                 NULL));
-    keys = tcr_cmd(a, NULL, "CLUSTER", "GETKEYSINSLOT", slot, "100", NULL);
-    cr_assert_not_null(keys);
-    for (p = strtok_r(keys, "\n", &save); p; p = strtok_r(NULL, "\n", &save))
-        migrate(a, to, p);
-    free(keys);
+    begin_slot_move(a, to, slot);
+    migrate_slot_keys(a, to, slot, NULL);
 }
 
 /* The final SETSLOT ... NODE, on every node. */
@@ -164,11 +144,8 @@ static void finish_migration(const char *slot, const tcr_server *to,
                              tcr_server *extra)
 {
     char id[41];
+    give_slot(&cl, NULL, to, slot);
     cr_assert_eq(tcr_cluster_id(to, id), 0);
-    free(tcr_cmd(to, NULL, "CLUSTER", "SETSLOT", slot, "NODE", id, NULL));
-    for (int i = 0; i < TCR_CLUSTER_NODES; i++)
-        free(tcr_cmd(&cl.node[i], NULL, "CLUSTER", "SETSLOT", slot, "NODE",
-                     id, NULL));
     if (extra && extra != to)
         free(tcr_cmd(extra, NULL, "CLUSTER", "SETSLOT", slot, "NODE", id,
                      NULL));

@@ -209,7 +209,6 @@ Test(cluster_tracking, a_promoted_replica_already_tracks)
     tc_cache *b;
     tcr_server *m = NULL, *rep;
     char key[32], *raw;
-    int cmd_port;
     promoted pr;
     holds_arg a;
     o.log = on_bus_log;
@@ -217,16 +216,7 @@ Test(cluster_tracking, a_promoted_replica_already_tracks)
     b = must_create(&o);
     tc__cache_hold_cluster_watch(b, 1);
     AWAIT(servable, b, "tracking bus never ready on the cluster");
-    pthread_mutex_lock(&bl.mu);
-    cmd_port = bl.cmd_port;
-    pthread_mutex_unlock(&bl.mu);
-    cr_assert_gt(cmd_port, 0, "no 'heartbeats on' log line");
-    for (int i = 0; i < TCR_CLUSTER_NODES && !m; i++)
-        if (cl.node[i].port != cmd_port && is_master(&cl.node[i]))
-            m = &cl.node[i];
-    cr_assert_not_null(m);
-    rep = tcr_cluster_replica_of(&cl, m);
-    cr_assert_not_null(rep, "the master has no replica");
+    m = master_off_heartbeat(&cl, &bl, &rep);
     cr_assert_eq(tcr_cluster_key_on(&cl, m, PREFIX "fo", key, sizeof(key)),
                  0);
     raw = tcr_cmd(m, NULL, "SET", key, "v1", NULL);

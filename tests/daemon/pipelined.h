@@ -43,6 +43,21 @@ static inline void expect_reply(redisReply *r, const want *w, int i)
         cr_assert_str_eq(got, w->text, "reply %d", i);
 }
 
+/* Reads replies number `from` up to `to` (excluded) from `c` and asserts
+ * each is what ws[i] wants; returns `to`. */
+static inline int expect_replies(redisContext *c, const want *ws, int from,
+                                 int to)
+{
+    for (int i = from; i < to; i++) {
+        void *rep = NULL;
+        cr_assert_eq(redisGetReply(c, &rep), REDIS_OK, "reply %d: %s", i,
+                     c->errstr);
+        expect_reply(rep, &ws[i], i);
+        freeReplyObject(rep);
+    }
+    return to;
+}
+
 /* Appends a wanted reply of type `ty`, its text printf-style, to `ws[n++]`
  * (`want *ws`, `int n` and the bound `MAX` in scope). */
 #define WANT(ty, ...)                                                       \

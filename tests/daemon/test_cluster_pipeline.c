@@ -77,13 +77,7 @@ Test(cluster_pipeline, pipelined_client_across_masters_in_order_through_a_move)
     }
     send_all(c);
     /* Some answered, many still in flight: the slot moves now. */
-    for (; got < n / 4; got++) {
-        void *rep = NULL;
-        cr_assert_eq(redisGetReply(c, &rep), REDIS_OK, "reply %d: %s", got,
-                     c->errstr);
-        expect_reply(rep, &ws[got], got);
-        freeReplyObject(rep);
-    }
+    got = expect_replies(c, ws, got, n / 4);
     moved = errorstat_count("MOVED", a);
     free(tcr_cmd(b, NULL, "CLUSTER", "SETSLOT", slot, "NODE", idb, NULL));
     free(tcr_cmd(a, NULL, "CLUSTER", "SETSLOT", slot, "NODE", idb, NULL));
@@ -106,13 +100,7 @@ Test(cluster_pipeline, pipelined_client_across_masters_in_order_through_a_move)
         WANT(REDIS_REPLY_INTEGER, "%d", ROUNDS + i + 1);
     }
     send_all(c);
-    for (; got < n; got++) {
-        void *rep = NULL;
-        cr_assert_eq(redisGetReply(c, &rep), REDIS_OK, "reply %d: %s", got,
-                     c->errstr);
-        expect_reply(rep, &ws[got], got);
-        freeReplyObject(rep);
-    }
+    got = expect_replies(c, ws, got, n);
     /* The paths this checks were taken: the loop's pipelined forwarding,
      * and MOVED from the slot's old master. */
     cr_assert_geq(info_field(t, "tiercached_commands_pipelined"),

@@ -126,6 +126,17 @@ static inline tcr_server *master_off_heartbeat(tcr_cluster *t, bus_log *bl,
     return m;
 }
 
+/* CLUSTER FAILOVER on replica `rep` of cluster `t`, awaited until `rep`
+ * is a master and the cluster says ok (AWAIT_MS at most). */
+static inline void manual_failover(tcr_cluster *t, tcr_server *rep)
+{
+    char *r = tcr_cmd(rep, NULL, "CLUSTER", "FAILOVER", NULL);
+    promoted pr = {t, rep};
+    cr_assert(r && !strcmp(r, "OK"), "CLUSTER FAILOVER: %s", r);
+    free(r);
+    AWAIT(replica_promoted, &pr, "the replica was never promoted");
+}
+
 /* A predicate for AWAIT(): keep reading `key` on `c` (so its bus never
  * goes idle) until tcr_now_ms() reaches `until`. */
 typedef struct past {

@@ -62,10 +62,9 @@ static void failover_case(tc_coherence coherence)
     tc_options o = opts(coherence), ow;
     tc_cache *w, *b;
     tcr_server *m = NULL, *rep;
-    char key[32], *v, *r;
+    char key[32], *v;
     tc_stats st;
     uint64_t expiries;
-    promoted pr;
     o.lease_ms = coherence == TC_COHERENCE_STRICT ? 3000 : 100;
     ow = o;
     ow.log = on_bus_log;
@@ -82,11 +81,7 @@ static void failover_case(tc_coherence coherence)
     cr_assert_eq(set_str(w, key, "v1", 0), TC_OK, "%s", tc_errmsg());
     warm(b, key, "v1");
 
-    r = tcr_cmd(rep, NULL, "CLUSTER", "FAILOVER", NULL);
-    cr_assert(r && !strcmp(r, "OK"), "CLUSTER FAILOVER: %s", r);
-    free(r);
-    pr.t = &cl, pr.replica = rep;
-    AWAIT(replica_promoted, &pr, "the replica was never promoted");
+    manual_failover(&cl, rep);
     cr_assert(tcr_cluster_master_of(&cl, key) == rep);
     cr_assert(!is_master(m) && m->pid > 0, "the old master is not a live "
               "replica");

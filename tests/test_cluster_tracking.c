@@ -209,7 +209,6 @@ Test(cluster_tracking, a_promoted_replica_already_tracks)
     tc_cache *b;
     tcr_server *m = NULL, *rep;
     char key[32], *raw;
-    promoted pr;
     holds_arg a;
     o.log = on_bus_log;
     o.log_userdata = &bl;
@@ -223,11 +222,7 @@ Test(cluster_tracking, a_promoted_replica_already_tracks)
     free(raw);
     warm(b, key + strlen(PREFIX), "v1");
 
-    raw = tcr_cmd(rep, NULL, "CLUSTER", "FAILOVER", NULL);
-    cr_assert(raw && !strcmp(raw, "OK"), "CLUSTER FAILOVER: %s", raw);
-    free(raw);
-    pr.t = &cl, pr.replica = rep;
-    AWAIT(replica_promoted, &pr, "the replica was never promoted");
+    manual_failover(&cl, rep);
     cr_assert(tcr_cluster_master_of(&cl, key) == rep);
     /* The failover itself may have left b's copy alone or not; put v1
      * back in L1 so that only the write below can drop it. */

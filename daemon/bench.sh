@@ -27,24 +27,16 @@ LAT_N=${TCD_BENCH_LAT_N:-20000}
 REPS=${TCD_BENCH_REPS:-3}
 [ -x "$TCD" ] || { echo "no tiercached at $TCD" >&2; exit 2; }
 
-WORK=$(mktemp -d /tmp/tcd-bench.XXXXXX)
-PIDS=()
-cleanup() {
-  local p
-  for p in "${PIDS[@]+"${PIDS[@]}"}"; do kill "$p" 2>/dev/null || true; done
-  for p in "${PIDS[@]+"${PIDS[@]}"}"; do wait "$p" 2>/dev/null || true; done
-  rm -rf "$WORK"
-}
-trap cleanup EXIT
+. "$ROOT/daemon/bench_common.sh"
+bench_workdir tcd-bench
 
-port=$(python3 -c 'import socket;s=socket.socket();s.bind(("127.0.0.1",0));print(s.getsockname()[1])')
+port=$(freeport)
 redis-server --port "$port" --bind 127.0.0.1 --unixsocket "$WORK/redis.sock" \
   --unixsocketperm 700 --save '' --appendonly no --dir "$WORK" \
   --logfile "$WORK/redis.log" --daemonize no &
 PIDS+=("$!")
 for _ in $(seq 200); do redis-cli -s "$WORK/redis.sock" ping >/dev/null 2>&1 && break; sleep 0.05; done
 
-freeport() { python3 -c 'import socket;s=socket.socket();s.bind(("127.0.0.1",0));print(s.getsockname()[1])'; }
 tport=$(freeport)
 # Long L1 TTL: every GET of the benchmark's key is an L1 hit.
 "$TCD" --socket "$WORK/tcd.sock" --port "$tport" \
@@ -65,7 +57,6 @@ run() {
     awk -F'"' '/^"GET"/ {print $4, $10, $14}'
 }
 
-median() { sort -g | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
 
 printf '%-10s %-12s %12s %9s %9s\n' config server "req/s" "p50 ms" "p99 ms"
 for P in 16 1; do

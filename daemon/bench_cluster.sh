@@ -14,17 +14,8 @@ REPS=${TCD_BENCH_REPS:-3}
 [ $# -gt 0 ] || set -- "$ROOT/.dev/build-release/daemon/tiercached"
 for t in "$@"; do [ -x "$t" ] || { echo "no tiercached at $t" >&2; exit 2; }; done
 
-WORK=$(mktemp -d /tmp/tcd-bench-cluster.XXXXXX)
-PIDS=()
-cleanup() {
-  local p
-  for p in "${PIDS[@]+"${PIDS[@]}"}"; do kill "$p" 2>/dev/null || true; done
-  for p in "${PIDS[@]+"${PIDS[@]}"}"; do wait "$p" 2>/dev/null || true; done
-  rm -rf "$WORK"
-}
-trap cleanup EXIT
-freeport() { python3 -c 'import socket;s=socket.socket();s.bind(("127.0.0.1",0));print(s.getsockname()[1])'; }
-median() { sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
+. "$ROOT/daemon/bench_common.sh"
+bench_workdir tcd-bench-cluster
 
 # A node's cluster bus listens on its port + 10000: both must be free.
 nodeport() {

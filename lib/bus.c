@@ -154,6 +154,19 @@ static void on_role_reply(tc__aconn *ac, redisReply *r, void *priv)
     }
 }
 
+/* Queue `setup`'s commands (borrowed) on `ac`, each reply to `cb` with
+ * `bus`: 0, or -1 out of memory (`ac` is left to the caller). Bus thread. */
+static int send_setup(tc__bus *bus, tc__aconn *ac, tc__setup_cmds *setup,
+                      tc__aconn_reply_fn cb)
+{
+    for (int i = 0; i < setup->n; i++)
+        if (tc__aconn_command_argv(ac, cb, bus, setup->cmd[i].argc,
+                                   setup->cmd[i].argv,
+                                   setup->cmd[i].argvlen) != 0)
+            return -1;
+    return 0;
+}
+
 /* Connect to `host`:`port` (NULL host: the configured unix socket). */
 static tc__aconn *open_conn(tc__bus *bus, const char *host, int port)
 {
@@ -171,11 +184,8 @@ static tc__aconn *open_conn(tc__bus *bus, const char *host, int port)
     if (tc__aconn_open(bus->loop, &o, &ev, &ac) != TC_OK)
         return NULL; /* why: in tc_errmsg() */
     tc__setup_cmds_make(cfg, &setup);
-    for (int i = 0; i < setup.n; i++)
-        if (tc__aconn_command_argv(ac, on_setup_reply, bus, setup.cmd[i].argc,
-                                   setup.cmd[i].argv,
-                                   setup.cmd[i].argvlen) != 0)
-            goto oom;
+    if (send_setup(bus, ac, &setup, on_setup_reply) != 0)
+        goto oom;
     if (cfg->sentinel && tc__aconn_commandf(ac, on_role_reply, bus, "ROLE"))
         goto oom;
     return ac;
@@ -214,14 +224,11 @@ static tc__aconn *open_sub(tc__bus *bus, const char *host, int port)
     if (tc__aconn_open(bus->loop, &o, &ev, &ac) != TC_OK)
         return NULL; /* why: in tc_errmsg() */
     tc__relay_setup_cmds(cfg, cfg->cluster ? host : NULL, port, &setup);
-    for (int i = 0; i < setup.n; i++)
-        if (tc__aconn_command_argv(ac, on_relay_setup_reply, bus,
-                                   setup.cmd[i].argc, setup.cmd[i].argv,
-                                   setup.cmd[i].argvlen) != 0) {
-            tc__aconn_free(ac);
-            tc__fail(TC_NO_MEMORY, "out of memory");
-            return NULL;
-        }
+    if (send_setup(bus, ac, &setup, on_relay_setup_reply) != 0) {
+        tc__aconn_free(ac);
+        tc__fail(TC_NO_MEMORY, "out of memory");
+        return NULL;
+    }
     return ac;
 }
 

@@ -90,6 +90,17 @@ static inline char *get_str(tc_cache *c, const char *key, tc_result *res)
     return s;
 }
 
+/* Copies value `v` (taken: released here; may be NULL, then `buf` is left
+ * as it is) into `buf` of `cap` bytes as a string, cut to fit. */
+static inline void value_into(char *buf, size_t cap, tc_value *v)
+{
+    if (v) {
+        snprintf(buf, cap, "%.*s", (int)tc_value_len(v),
+                 (const char *)tc_value_data(v));
+        tc_value_release(v);
+    }
+}
+
 static inline tc_result set_str(tc_cache *c, const char *key, const char *val,
                                 uint64_t ttl)
 {

@@ -27,11 +27,7 @@ static void on_get(void *ud, tc_result r, tc_value *v, const tc_reply *err)
     (void)err;
     g->calls++;
     g->r = r;
-    if (v) {
-        snprintf(g->val, sizeof(g->val), "%.*s", (int)tc_value_len(v),
-                 (const char *)tc_value_data(v));
-        tc_value_release(v);
-    }
+    value_into(g->val, sizeof(g->val), v);
 }
 
 static void on_reply(void *ud, tc_result r, tc_reply *rep)

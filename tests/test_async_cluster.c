@@ -16,20 +16,9 @@
 #include "cache.h"
 #include "common.h"
 #include "cluster_fixture.h"
+#include "cluster_common.h"
 
-static tcr_cluster cl;
-
-static void cl_setup(void)
-{
-    cr_assert_eq(tcr_cluster_start(&cl, 60000), 0, "cluster did not start");
-}
-
-static void cl_teardown(void)
-{
-    tcr_cluster_stop(&cl);
-}
-
-TestSuite(async_cluster, .init = cl_setup, .fini = cl_teardown);
+OWN_CLUSTER_SUITE(async_cluster);
 
 static tc_options cl_opts(void)
 {
@@ -56,11 +45,7 @@ static void on_get(void *ud, tc_result r, tc_value *v, const tc_reply *err)
     g->calls++;
     g->seq = answers++;
     g->r = r;
-    if (v) {
-        snprintf(g->val, sizeof(g->val), "%.*s", (int)tc_value_len(v),
-                 (const char *)tc_value_data(v));
-        tc_value_release(v);
-    }
+    value_into(g->val, sizeof(g->val), v);
 }
 
 static void on_reply(void *ud, tc_result r, tc_reply *rep)
@@ -96,46 +81,6 @@ static void run_until_drained(struct ev_loop *loop, tc_async *as)
 }
 
 /* The other masters than `m`: the first one found. */
-static tcr_server *another_master(const tcr_server *m)
-{
-    for (int i = 0; i < TCR_CLUSTER_NODES; i++) {
-        char *info = tcr_cmd(&cl.node[i], NULL, "INFO", "replication", NULL);
-        int is = info && strstr(info, "role:master") && &cl.node[i] != m;
-        free(info);
-        if (is)
-            return &cl.node[i];
-    }
-    return NULL;
-}
-
-typedef struct reads_as {
-    tc_cache *c;
-    const char *key, *want;
-} reads_as;
-
-static int reads(void *p)
-{
-    reads_as *ra = p;
-    char *v = get_str(ra->c, ra->key, NULL);
-    int ok = v && !strcmp(v, ra->want);
-    free(v);
-    return ok;
-}
-
-static int bus_up(void *p)
-{
-    return tc__l1_servable(p, tc__now_ns());
-}
-
-static long long moved_errors(const tcr_server *s)
-{
-    char *info = tcr_cmd(s, NULL, "INFO", "errorstats", NULL);
-    const char *p = info ? strstr(info, "errorstat_MOVED:count=") : NULL;
-    long long n = p ? atoll(p + 22) : 0;
-    free(info);
-    return n;
-}
-
 #define NKEYS 30
 
 Test(async_cluster, gets_sets_and_commands_on_every_master)
@@ -240,7 +185,7 @@ Test(async_cluster, requests_meeting_moved_answer_correctly_in_order)
     struct ev_loop *loop = ev_loop_new(0);
     tc_async *as = NULL;
     tcr_server *a, *b;
-    char k[64], other[64], slot[16], idb[41], *v;
+    char k[64], other[64], slot[16], *v;
     got g[8] = {{0}};
     long long before;
     cr_assert_eq(tc_command_check(w, 2, (const char *[]){"GET", "x"},
@@ -248,7 +193,7 @@ Test(async_cluster, requests_meeting_moved_answer_correctly_in_order)
                  TC_OK, "%s", tc_errmsg());
     cr_assert_eq(set_str(w, "warm", "x", 0), TC_OK, "%s", tc_errmsg());
     a = tcr_cluster_master_of(&cl, "warm");
-    b = another_master(a);
+    b = another_master(&cl, a);
     cr_assert(a && b);
     /* A key of a's whose slot holds nothing yet (it moves by SETSLOT
      * alone), and a key of b's. */
@@ -264,14 +209,9 @@ Test(async_cluster, requests_meeting_moved_answer_correctly_in_order)
     answers = 0;
 
     /* The slot moves to b; w does not know. */
-    cr_assert_eq(tcr_cluster_id(b, idb), 0);
     snprintf(slot, sizeof(slot), "%d", tcr_cluster_keyslot(&cl, k));
-    free(tcr_cmd(b, NULL, "CLUSTER", "SETSLOT", slot, "NODE", idb, NULL));
-    free(tcr_cmd(a, NULL, "CLUSTER", "SETSLOT", slot, "NODE", idb, NULL));
-    for (int i = 0; i < TCR_CLUSTER_NODES; i++)
-        free(tcr_cmd(&cl.node[i], NULL, "CLUSTER", "SETSLOT", slot, "NODE",
-                     idb, NULL));
-    before = moved_errors(a);
+    give_slot(&cl, a, b, slot);
+    before = errorstat_count("MOVED", a);
 
     /* In flight together: writes and reads of k (all meet MOVED on a),
      * and of a key on another master. */
@@ -316,13 +256,13 @@ Test(async_cluster, requests_meeting_moved_answer_correctly_in_order)
                   g[3].seq < g[4].seq && g[4].seq < g[5].seq &&
                   g[5].seq < g[6].seq && g[6].seq < g[7].seq,
               "out of order");
-    cr_assert_gt(moved_errors(a), before, "a never answered MOVED");
+    cr_assert_gt(errorstat_count("MOVED", a), before, "a never answered MOVED");
     v = tcr_cmd(b, NULL, "GET", k, NULL);
     cr_assert(v && !strcmp(v, "two"), "%s on b: %s", k, v);
     free(v);
 
     /* The lanes follow: the next requests of the slot go to b at once. */
-    before = moved_errors(a);
+    before = errorstat_count("MOVED", a);
     memset(g, 0, sizeof(g));
     cr_assert_eq(tc_async_set(as, 0, k, strlen(k), "three", 5, NULL,
                               on_reply, &g[0]),
@@ -331,7 +271,7 @@ Test(async_cluster, requests_meeting_moved_answer_correctly_in_order)
     run_until_drained(loop, as);
     cr_assert_eq(g[0].r, TC_OK);
     cr_assert_str_eq(g[1].val, "three");
-    cr_assert_eq(moved_errors(a), before, "still sent to a");
+    cr_assert_eq(errorstat_count("MOVED", a), before, "still sent to a");
     tc_async_close(as);
     ev_loop_destroy(loop);
     tc_cache_destroy(w);
@@ -406,26 +346,6 @@ Test(async_cluster, a_lost_connection_resends_its_reads_never_its_writes)
     tc_cache_destroy(w);
 }
 
-/* MIGRATE `key` from `a` to `b` (same slot, KEYS form). */
-static void migrate(tcr_server *a, tcr_server *b, const char *key)
-{
-    char port[16], *r;
-    snprintf(port, sizeof(port), "%d", b->port);
-    r = tcr_cmd(a, NULL, "MIGRATE", "127.0.0.1", port, "", "0", "5000",
-                "KEYS", key, NULL);
-    cr_assert(r && !strcmp(r, "OK"), "MIGRATE %s: %s", key, r);
-    free(r);
-}
-
-static long long ask_errors(const tcr_server *s)
-{
-    char *info = tcr_cmd(s, NULL, "INFO", "errorstats", NULL);
-    const char *p = info ? strstr(info, "errorstat_ASK:count=") : NULL;
-    long long n = p ? atoll(p + 20) : 0;
-    free(info);
-    return n;
-}
-
 Test(async_cluster, requests_meeting_ask_during_a_migration_answer_in_order)
 {
     tc_options o = cl_opts();
@@ -433,8 +353,8 @@ Test(async_cluster, requests_meeting_ask_during_a_migration_answer_in_order)
     struct ev_loop *loop = ev_loop_new(0);
     tc_async *as = NULL;
     const char *k = "{aska}:a", *k2 = "{aska}:b";
-    tcr_server *a = tcr_cluster_master_of(&cl, k), *b = another_master(a);
-    char slot[16], ida[41], idb[41], *keys, *p, *v;
+    tcr_server *a = tcr_cluster_master_of(&cl, k), *b = another_master(&cl, a);
+    char slot[16], *v;
     got g[5] = {{0}};
     long long before;
     cr_assert(a && b);
@@ -449,17 +369,10 @@ Test(async_cluster, requests_meeting_ask_during_a_migration_answer_in_order)
 
     /* k and the slot's stamps hash move to b; k2 stays on a. */
     snprintf(slot, sizeof(slot), "%d", tcr_cluster_keyslot(&cl, k));
-    cr_assert_eq(tcr_cluster_id(a, ida), 0);
-    cr_assert_eq(tcr_cluster_id(b, idb), 0);
-    free(tcr_cmd(b, NULL, "CLUSTER", "SETSLOT", slot, "IMPORTING", ida, NULL));
-    free(tcr_cmd(a, NULL, "CLUSTER", "SETSLOT", slot, "MIGRATING", idb, NULL));
+    begin_slot_move(a, b, slot);
     migrate(a, b, k);
-    keys = tcr_cmd(a, NULL, "CLUSTER", "GETKEYSINSLOT", slot, "100", NULL);
-    for (p = strtok(keys, "\n"); p; p = strtok(NULL, "\n"))
-        if (strstr(p, "stamps"))
-            migrate(a, b, p);
-    free(keys);
-    before = ask_errors(a);
+    migrate_slot_keys(a, b, slot, "stamps");
+    before = errorstat_count("ASK", a);
 
     /* k's requests meet ASK on a; k2's are a's. */
     cr_assert_eq(tc_async_get(as, 0, k, strlen(k), on_get, &g[0]), TC_OK);
@@ -477,7 +390,7 @@ Test(async_cluster, requests_meeting_ask_during_a_migration_answer_in_order)
     cr_assert_str_eq(g[0].val, "old-a");
     cr_assert_str_eq(g[2].val, "old-b");
     cr_assert_str_eq(g[3].val, "new-a");
-    cr_assert_gt(ask_errors(a), before, "a never answered ASK");
+    cr_assert_gt(errorstat_count("ASK", a), before, "a never answered ASK");
     /* Written on b (a sends it there: it does not hold k). */
     v = tcr_cmd(a, NULL, "EXISTS", k, NULL);
     cr_assert(v && !strncmp(v, "ASK", 3), "k on a: %s", v);

@@ -18,6 +18,7 @@
 
 #include "common.h"
 #include "cluster_fixture.h"
+#include "cluster_common.h"
 
 static tcr_cluster cl;
 
@@ -43,11 +44,7 @@ TestSuite(cluster, .fini = cl_teardown);
 
 static tc_options cl_opts(tc_coherence coherence)
 {
-    tc_options o = url_opts(cl.url);
-    o.coherence = coherence;
-    o.connect_timeout_ms = 500;
-    o.command_timeout_ms = 500;
-    return o;
+    return cluster_opts(&cl, coherence);
 }
 
 /* GET through `redis-cli -c` (which follows MOVED itself) on node `s`. */
@@ -323,24 +320,13 @@ Test(cluster, reads_and_writes_work_through_a_reshard, .init = own_cluster)
     tc_cache_destroy(c);
 }
 
-/* MIGRATE `key` from `a` to `b` (same slot, KEYS form). */
-static void migrate(tcr_server *a, tcr_server *b, const char *key)
-{
-    char port[16], *r;
-    snprintf(port, sizeof(port), "%d", b->port);
-    r = tcr_cmd(a, NULL, "MIGRATE", "127.0.0.1", port, "", "0", "5000",
-                "KEYS", key, NULL);
-    cr_assert(r && !strcmp(r, "OK"), "MIGRATE %s: %s", key, r);
-    free(r);
-}
-
 Test(cluster, ask_during_a_slot_migration_then_moved, .init = own_cluster)
 {
     tc_options o = cl_opts(TC_COHERENCE_NONE);
     tc_cache *w = must_create(&o), *r2;
     const char *k = "{mig}:a", *k2 = "{mig}:b";
     tcr_server *a = tcr_cluster_master_of(&cl, k), *b = NULL;
-    char slot[16], ida[41], idb[41], *got, *keys, *p;
+    char slot[16], *got;
     int s = tcr_cluster_keyslot(&cl, k);
     for (int i = 0; i < TCR_CLUSTER_NODES && !b; i++) {
         char *info = tcr_cmd(&cl.node[i], NULL, "INFO", "replication", NULL);
@@ -352,18 +338,11 @@ Test(cluster, ask_during_a_slot_migration_then_moved, .init = own_cluster)
     snprintf(slot, sizeof(slot), "%d", s);
     cr_assert_eq(set_str(w, k, "old-a", 0), TC_OK, "%s", tc_errmsg());
     cr_assert_eq(set_str(w, k2, "old-b", 0), TC_OK, "%s", tc_errmsg());
-    cr_assert_eq(tcr_cluster_id(a, ida), 0);
-    cr_assert_eq(tcr_cluster_id(b, idb), 0);
-    free(tcr_cmd(b, NULL, "CLUSTER", "SETSLOT", slot, "IMPORTING", ida, NULL));
-    free(tcr_cmd(a, NULL, "CLUSTER", "SETSLOT", slot, "MIGRATING", idb, NULL));
+    begin_slot_move(a, b, slot);
     /* Move k and the slot's stamps hash (what a write of k touches); k2
      * stays on a. */
     migrate(a, b, k);
-    keys = tcr_cmd(a, NULL, "CLUSTER", "GETKEYSINSLOT", slot, "100", NULL);
-    for (p = strtok(keys, "\n"); p; p = strtok(NULL, "\n"))
-        if (strstr(p, "stamps"))
-            migrate(a, b, p);
-    free(keys);
+    migrate_slot_keys(a, b, slot, "stamps");
 
     /* A new instance reads k through ASK, and k2 still from a. */
     r2 = must_create(&o);
@@ -379,11 +358,7 @@ Test(cluster, ask_during_a_slot_migration_then_moved, .init = own_cluster)
     free(got);
     /* Finish: b owns the slot; everyone learns it by MOVED. */
     migrate(a, b, k2);
-    free(tcr_cmd(b, NULL, "CLUSTER", "SETSLOT", slot, "NODE", idb, NULL));
-    free(tcr_cmd(a, NULL, "CLUSTER", "SETSLOT", slot, "NODE", idb, NULL));
-    for (int i = 0; i < TCR_CLUSTER_NODES; i++)
-        free(tcr_cmd(&cl.node[i], NULL, "CLUSTER", "SETSLOT", slot, "NODE",
-                     idb, NULL));
+    give_slot(&cl, a, b, slot);
     got = tcr_cmd(b, NULL, "GET", k, NULL);
     cr_assert(got && !strcmp(got, "new-a"), "k on b: %s", got);
     free(got);
@@ -402,60 +377,11 @@ Test(cluster, ask_during_a_slot_migration_then_moved, .init = own_cluster)
 
 /* ---- The bus ------------------------------------------------------------ */
 
-/* The node a bus subscribes on, from its log line. */
-typedef struct bus_log {
-    pthread_mutex_t mu;
-    int sub_port, cmd_port;
-} bus_log;
-
-static void on_log(void *ud, tc_log_level lvl, const char *msg)
-{
-    bus_log *bl = ud;
-    const char *p = strstr(msg, "bus: subscribing on ");
-    (void)lvl;
-    if (p && (p = strchr(p + 20, ':'))) {
-        const char *h = strstr(p, "heartbeats on ");
-        pthread_mutex_lock(&bl->mu);
-        bl->sub_port = atoi(p + 1);
-        if (h && (h = strchr(h + 14, ':')))
-            bl->cmd_port = atoi(h + 1);
-        pthread_mutex_unlock(&bl->mu);
-    }
-}
-
-static int sub_port(bus_log *bl)
-{
-    int p;
-    pthread_mutex_lock(&bl->mu);
-    p = bl->sub_port;
-    pthread_mutex_unlock(&bl->mu);
-    return p;
-}
-
-typedef struct reads_as {
-    tc_cache *c;
-    const char *key, *want;
-} reads_as;
-
-static int reads(void *p)
-{
-    reads_as *ra = p;
-    char *v = get_str(ra->c, ra->key, NULL);
-    int ok = v && !strcmp(v, ra->want);
-    free(v);
-    return ok;
-}
-
 static int received_one(void *p)
 {
     tc_stats st;
     tc_cache_stats(p, &st);
     return st.inval_received > 0;
-}
-
-static int bus_up(void *p)
-{
-    return tc__l1_servable(p, tc__now_ns());
 }
 
 Test(cluster, invalidation_reaches_an_instance_subscribed_on_another_node,
@@ -468,11 +394,11 @@ Test(cluster, invalidation_reaches_an_instance_subscribed_on_another_node,
     char key[32], *v;
     tc_stats st;
     ob = o;
-    ob.log = on_log;
+    ob.log = on_bus_log;
     ob.log_userdata = &bl;
     b = must_create(&ob);
     AWAIT(bus_up, b, "reader's bus never came up");
-    sub = tcr_cluster_node(&cl, sub_port(&bl));
+    sub = tcr_cluster_node(&cl, bus_log_sub_port(&bl));
     cr_assert_not_null(sub, "no 'subscribing on' log line");
     /* A key whose master is not the reader's subscription node. */
     for (int i = 0; i < TCR_CLUSTER_NODES && !km; i++)
@@ -514,21 +440,6 @@ Test(cluster, invalidation_reaches_an_instance_subscribed_on_another_node,
  * once a lease has passed since the write returned: the invalidation has
  * to reach it over a path the lease proves (a subscription on the key's
  * master itself, bus.c). Without it the reader kept serving "v1" for good. */
-
-/* A predicate for AWAIT(): keep reading `key` on `c` (so its bus never
- * goes idle) until tcr_now_ms() reaches `until`. */
-typedef struct past {
-    tc_cache *c;
-    const char *key;
-    double until;
-} past;
-
-static int lease_passed(void *p)
-{
-    past *ps = p;
-    free(get_str(ps->c, ps->key, NULL));
-    return tcr_now_ms() >= ps->until;
-}
 
 /* How the lost-link cases write v2: a plain tc_set, or an EXEC on a
  * session that WATCHes the key (its own connection to the key's master,
@@ -610,7 +521,7 @@ static void lost_link_case(v2_writer write_v2)
     o.lease_ms = 100;
     w = must_create(&o);
     ob = o;
-    ob.log = on_log;
+    ob.log = on_bus_log;
     ob.log_userdata = &bl;
     b = must_create(&ob);
     AWAIT(bus_up, b, "reader's bus never came up");
@@ -754,7 +665,7 @@ Test(cluster, a_write_redirected_by_ask_publishes_on_the_node_that_ran_it,
     tc_cache *w, *x;
     const char *k = "{askpub}:a";
     tcr_server *a, *b = NULL;
-    char slot[16], ida[41], idb[41], *keys, *p, *v;
+    char slot[16], *v;
     tc_stats st;
     int s;
     o.default_ttl_ms = 600000;
@@ -784,14 +695,8 @@ Test(cluster, a_write_redirected_by_ask_publishes_on_the_node_that_ran_it,
     cr_assert_gt(st.l1_entries, 0, "the reader holds no L1 copy");
     /* Migrate the slot's keys (k and its stamps hash) from a to b. */
     snprintf(slot, sizeof(slot), "%d", s);
-    cr_assert_eq(tcr_cluster_id(a, ida), 0);
-    cr_assert_eq(tcr_cluster_id(b, idb), 0);
-    free(tcr_cmd(b, NULL, "CLUSTER", "SETSLOT", slot, "IMPORTING", ida, NULL));
-    free(tcr_cmd(a, NULL, "CLUSTER", "SETSLOT", slot, "MIGRATING", idb, NULL));
-    keys = tcr_cmd(a, NULL, "CLUSTER", "GETKEYSINSLOT", slot, "100", NULL);
-    for (p = strtok(keys, "\n"); p; p = strtok(NULL, "\n"))
-        migrate(a, b, p);
-    free(keys);
+    begin_slot_move(a, b, slot);
+    migrate_slot_keys(a, b, slot, NULL);
     for (int i = 0; i < TCR_CLUSTER_NODES; i++) {
         char id[48], *r;
         if (&cl.node[i] == b)
@@ -900,20 +805,6 @@ Test(cluster, the_bus_subscribes_on_every_master_and_proves_each,
 
 /* ---- Failover ----------------------------------------------------------- */
 
-typedef struct promoted {
-    tcr_cluster *t;
-    tcr_server *replica;
-} promoted;
-
-static int replica_promoted(void *p)
-{
-    promoted *pr = p;
-    char *info = tcr_cmd(pr->replica, NULL, "INFO", "replication", NULL);
-    int ok = info && strstr(info, "role:master");
-    free(info);
-    return ok && tcr_cluster_ok(pr->t);
-}
-
 Test(cluster, master_killed_replica_promoted_no_new_handle_no_stale_l1,
      .init = own_cluster)
 {
@@ -926,13 +817,13 @@ Test(cluster, master_killed_replica_promoted_no_new_handle_no_stale_l1,
     int outages = 0, wrote = 0;
     double killed_at, wrote_at = 0;
     ox = o;
-    ox.log = on_log;
+    ox.log = on_bus_log;
     ox.log_userdata = &bl;
     x = must_create(&ox);
     AWAIT(bus_up, x, "x's bus never came up");
     /* Kill the master x subscribes on. `key` lives there, `other` on
      * another master. */
-    m = tcr_cluster_node(&cl, sub_port(&bl));
+    m = tcr_cluster_node(&cl, bus_log_sub_port(&bl));
     cr_assert_not_null(m);
     rep = tcr_cluster_replica_of(&cl, m);
     cr_assert_not_null(rep, "the master has no replica");
@@ -1046,7 +937,7 @@ Test(cluster, a_master_dying_elsewhere_drops_l1, .init = own_cluster)
     tcr_server *m = NULL;
     tc_stats st;
     uint64_t before[2];
-    o.log = on_log;
+    o.log = on_bus_log;
     o.log_userdata = &bl;
     x = must_create(&o);
     AWAIT(bus_up, x, "x's bus never came up");
@@ -1597,21 +1488,12 @@ Test(cluster_tls, a_wrong_ca_is_a_clear_error, .init = shared_tls_cluster)
     tc_cache_destroy(c);
 }
 
-static long long moved_errors(const tcr_server *s)
-{
-    char *info = tcr_cmd(s, NULL, "INFO", "errorstats", NULL);
-    const char *p = info ? strstr(info, "errorstat_MOVED:count=") : NULL;
-    long long n = p ? atoll(p + 22) : 0;
-    free(info);
-    return n;
-}
-
 Test(cluster_tls, follows_moved_over_tls, .init = own_tls_cluster)
 {
     tc_options o = tls_opts(tcl.node[0].ca_file);
     tc_cache *w = must_create(&o), *r;
     tcr_server *a, *b = NULL;
-    char k[64], slot[16], idb[41], *got;
+    char k[64], slot[16], *got;
     long long before;
     cr_assert_eq(set_str(w, "tls-warm", "x", 0), TC_OK, "%s", tc_errmsg());
     a = tcr_cluster_master_of(&tcl, "tls-warm");
@@ -1625,17 +1507,12 @@ Test(cluster_tls, follows_moved_over_tls, .init = own_tls_cluster)
         free(info);
     }
     cr_assert_not_null(b);
-    cr_assert_eq(tcr_cluster_id(b, idb), 0);
     snprintf(slot, sizeof(slot), "%d", tcr_cluster_keyslot(&tcl, k));
-    free(tcr_cmd(b, NULL, "CLUSTER", "SETSLOT", slot, "NODE", idb, NULL));
-    free(tcr_cmd(a, NULL, "CLUSTER", "SETSLOT", slot, "NODE", idb, NULL));
-    for (int i = 0; i < TCR_CLUSTER_NODES; i++)
-        free(tcr_cmd(&tcl.node[i], NULL, "CLUSTER", "SETSLOT", slot, "NODE",
-                     idb, NULL));
-    before = moved_errors(a);
+    give_slot(&tcl, a, b, slot);
+    before = errorstat_count("MOVED", a);
     /* w still routes the slot to a: MOVED, over TLS, to b */
     cr_assert_eq(set_str(w, k, "moved", 0), TC_OK, "%s", tc_errmsg());
-    cr_assert_gt(moved_errors(a), before, "a never answered MOVED");
+    cr_assert_gt(errorstat_count("MOVED", a), before, "a never answered MOVED");
     got = tcr_cmd(b, NULL, "GET", k, NULL);
     cr_assert(got && !strcmp(got, "moved"), "%s on b: %s", k, got);
     free(got);

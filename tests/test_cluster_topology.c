@@ -19,69 +19,16 @@
 
 #include "common.h"
 #include "cluster_fixture.h"
+#include "cluster_common.h"
 
-static tcr_cluster cl;
-
-static void cl_setup(void)
-{
-    cr_assert_eq(tcr_cluster_start(&cl, 60000), 0, "cluster did not start");
-}
-
-static void cl_teardown(void)
-{
-    tcr_cluster_stop(&cl);
-}
-
-TestSuite(cluster_topology, .init = cl_setup, .fini = cl_teardown);
+OWN_CLUSTER_SUITE(cluster_topology);
 
 static tc_options opts(tc_coherence coherence)
 {
-    tc_options o = url_opts(cl.url);
-    o.coherence = coherence;
-    o.connect_timeout_ms = 500;
-    o.command_timeout_ms = 500;
+    tc_options o = cluster_opts(&cl, coherence);
     o.default_ttl_ms = 600000;
     o.l1_ttl_ms = 600000;
     return o;
-}
-
-/* The node a bus heartbeats on, from its log line. */
-typedef struct bus_log {
-    pthread_mutex_t mu;
-    int cmd_port;
-} bus_log;
-
-static void on_log(void *ud, tc_log_level lvl, const char *msg)
-{
-    bus_log *bl = ud;
-    const char *h = strstr(msg, "heartbeats on ");
-    (void)lvl;
-    if (strstr(msg, "bus: subscribing on ") && h &&
-        (h = strchr(h + 14, ':'))) {
-        pthread_mutex_lock(&bl->mu);
-        bl->cmd_port = atoi(h + 1);
-        pthread_mutex_unlock(&bl->mu);
-    }
-}
-
-static int bus_up(void *p)
-{
-    return tc__l1_servable(p, tc__now_ns());
-}
-
-/* A predicate for AWAIT(): keep reading `key` on `c` (so its bus never
- * goes idle) until tcr_now_ms() reaches `until`. */
-typedef struct past {
-    tc_cache *c;
-    const char *key;
-    double until;
-} past;
-
-static int lease_passed(void *p)
-{
-    past *ps = p;
-    free(get_str(ps->c, ps->key, NULL));
-    return tcr_now_ms() >= ps->until;
 }
 
 /* Two leases after a write returned, reader `b` (reading all along)
@@ -99,25 +46,6 @@ static void serves_after_lease(tc_cache *b, const char *key, const char *want,
     free(v);
 }
 
-static int is_master(const tcr_server *s)
-{
-    char *info = tcr_cmd(s, NULL, "INFO", "replication", NULL);
-    int m = info && strstr(info, "role:master");
-    free(info);
-    return m;
-}
-
-typedef struct promoted {
-    tcr_cluster *t;
-    tcr_server *replica;
-} promoted;
-
-static int replica_promoted(void *p)
-{
-    promoted *pr = p;
-    return is_master(pr->replica) && tcr_cluster_ok(pr->t);
-}
-
 /* ---- A manual failover -------------------------------------------------- */
 
 /* Writer w and reader b; b holds `key` = v1 in L1; `key`'s master m (not
@@ -130,18 +58,16 @@ static int replica_promoted(void *p)
  * not beyond the lease. */
 static void failover_case(tc_coherence coherence)
 {
-    bus_log bl = {PTHREAD_MUTEX_INITIALIZER, 0};
+    bus_log bl = {PTHREAD_MUTEX_INITIALIZER, 0, 0};
     tc_options o = opts(coherence), ow;
     tc_cache *w, *b;
     tcr_server *m = NULL, *rep;
-    char key[32], *v, *r;
+    char key[32], *v;
     tc_stats st;
     uint64_t expiries;
-    int cmd_port;
-    promoted pr;
     o.lease_ms = coherence == TC_COHERENCE_STRICT ? 3000 : 100;
     ow = o;
-    ow.log = on_log;
+    ow.log = on_bus_log;
     ow.log_userdata = &bl;
     w = must_create(&ow);
     b = must_create(&o);
@@ -149,26 +75,13 @@ static void failover_case(tc_coherence coherence)
     tc__cache_hold_cluster_watch(b, 1);
     AWAIT(bus_up, w, "writer's bus never came up");
     AWAIT(bus_up, b, "reader's bus never came up");
-    pthread_mutex_lock(&bl.mu);
-    cmd_port = bl.cmd_port;
-    pthread_mutex_unlock(&bl.mu);
-    cr_assert_gt(cmd_port, 0, "no 'heartbeats on' log line");
-    for (int i = 0; i < TCR_CLUSTER_NODES && !m; i++)
-        if (cl.node[i].port != cmd_port && is_master(&cl.node[i]))
-            m = &cl.node[i];
-    cr_assert_not_null(m);
-    rep = tcr_cluster_replica_of(&cl, m);
-    cr_assert_not_null(rep, "the master has no replica");
+    m = master_off_heartbeat(&cl, &bl, &rep);
     cr_assert_eq(tcr_cluster_key_on(&cl, m, "fo:", key, sizeof(key)), 0);
     /* Strict: the fleet's first lease may be waited out (lease.c). */
     cr_assert_eq(set_str(w, key, "v1", 0), TC_OK, "%s", tc_errmsg());
     warm(b, key, "v1");
 
-    r = tcr_cmd(rep, NULL, "CLUSTER", "FAILOVER", NULL);
-    cr_assert(r && !strcmp(r, "OK"), "CLUSTER FAILOVER: %s", r);
-    free(r);
-    pr.t = &cl, pr.replica = rep;
-    AWAIT(replica_promoted, &pr, "the replica was never promoted");
+    manual_failover(&cl, rep);
     cr_assert(tcr_cluster_master_of(&cl, key) == rep);
     cr_assert(!is_master(m) && m->pid > 0, "the old master is not a live "
               "replica");
@@ -207,17 +120,6 @@ Test(cluster_topology, async_after_a_manual_failover_not_beyond_the_lease)
 
 /* ---- A slot migrated onto a new master ---------------------------------- */
 
-/* MIGRATE `key` from `a` to `b` (same slot, KEYS form). */
-static void migrate(const tcr_server *a, const tcr_server *b, const char *key)
-{
-    char port[16], *r;
-    snprintf(port, sizeof(port), "%d", b->port);
-    r = tcr_cmd(a, NULL, "MIGRATE", "127.0.0.1", port, "", "0", "5000",
-                "KEYS", key, NULL);
-    cr_assert(r && !strcmp(r, "OK"), "MIGRATE %s: %s", key, r);
-    free(r);
-}
-
 /* Start migrating `key`'s slot from its master to `to` (IMPORTING,
  * MIGRATING, every key of the slot moved: `key` and its stamps hash), so
  * that a write of `key` meets ASK and runs on `to`. */
@@ -225,21 +127,11 @@ static void start_migration(const char *key, const tcr_server *to,
                             char *slot, size_t slen)
 {
     tcr_server *a = tcr_cluster_master_of(&cl, key);
-    char ida[41], idb[41], *keys, *p, *save = NULL;
     cr_assert_not_null(a);
     cr_assert_neq(a, to);
     snprintf(slot, slen, "%d", tcr_cluster_keyslot(&cl, key));
-    cr_assert_eq(tcr_cluster_id(a, ida), 0);
-    cr_assert_eq(tcr_cluster_id(to, idb), 0);
-    free(tcr_cmd(to, NULL, "CLUSTER", "SETSLOT", slot, "IMPORTING", ida,
-                 NULL));
-    free(tcr_cmd(a, NULL, "CLUSTER", "SETSLOT", slot, "MIGRATING", idb,
-                 NULL));
-    keys = tcr_cmd(a, NULL, "CLUSTER", "GETKEYSINSLOT", slot, "100", NULL);
-    cr_assert_not_null(keys);
-    for (p = strtok_r(keys, "\n", &save); p; p = strtok_r(NULL, "\n", &save))
-        migrate(a, to, p);
-    free(keys);
+    begin_slot_move(a, to, slot);
+    migrate_slot_keys(a, to, slot, NULL);
 }
 
 /* The final SETSLOT ... NODE, on every node. */
@@ -247,11 +139,8 @@ static void finish_migration(const char *slot, const tcr_server *to,
                              tcr_server *extra)
 {
     char id[41];
+    give_slot(&cl, NULL, to, slot);
     cr_assert_eq(tcr_cluster_id(to, id), 0);
-    free(tcr_cmd(to, NULL, "CLUSTER", "SETSLOT", slot, "NODE", id, NULL));
-    for (int i = 0; i < TCR_CLUSTER_NODES; i++)
-        free(tcr_cmd(&cl.node[i], NULL, "CLUSTER", "SETSLOT", slot, "NODE",
-                     id, NULL));
     if (extra && extra != to)
         free(tcr_cmd(extra, NULL, "CLUSTER", "SETSLOT", slot, "NODE", id,
                      NULL));

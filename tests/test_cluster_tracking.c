@@ -12,42 +12,20 @@
 
 #include "common.h"
 #include "cluster_fixture.h"
+#include "cluster_common.h"
 
-static tcr_cluster cl;
-
-static void cl_setup(void)
-{
-    cr_assert_eq(tcr_cluster_start(&cl, 60000), 0, "cluster did not start");
-}
-
-static void cl_teardown(void)
-{
-    tcr_cluster_stop(&cl);
-}
-
-TestSuite(cluster_tracking, .init = cl_setup, .fini = cl_teardown);
+OWN_CLUSTER_SUITE(cluster_tracking);
 
 #define PREFIX "t:"
 
 static tc_options opts(void)
 {
-    tc_options o = url_opts(cl.url);
-    o.coherence = TC_COHERENCE_ASYNC;
+    tc_options o = cluster_opts(&cl, TC_COHERENCE_ASYNC);
     o.tracking = TC_YES;
     o.key_prefix = PREFIX;
-    o.connect_timeout_ms = 500;
-    o.command_timeout_ms = 500;
     o.default_ttl_ms = 600000;
     o.l1_ttl_ms = 600000;
     return o;
-}
-
-static int is_master(const tcr_server *s)
-{
-    char *info = tcr_cmd(s, NULL, "INFO", "replication", NULL);
-    int m = info && strstr(info, "role:master");
-    free(info);
-    return m;
 }
 
 static int servable(void *p)
@@ -220,76 +198,31 @@ Test(cluster_tracking, refused_on_one_replica_serves_no_l1)
     tc_cache_destroy(b);
 }
 
-/* The node a bus heartbeats on, from its log line. */
-typedef struct bus_log {
-    pthread_mutex_t mu;
-    int cmd_port;
-} bus_log;
-
-static void on_bus_log(void *ud, tc_log_level lvl, const char *msg)
-{
-    bus_log *bl = ud;
-    const char *h = strstr(msg, "heartbeats on ");
-    (void)lvl;
-    if (strstr(msg, "bus: subscribing on ") && h &&
-        (h = strchr(h + 14, ':'))) {
-        pthread_mutex_lock(&bl->mu);
-        bl->cmd_port = atoi(h + 1);
-        pthread_mutex_unlock(&bl->mu);
-    }
-}
-
-typedef struct promoted {
-    tcr_cluster *t;
-    tcr_server *replica;
-} promoted;
-
-static int replica_promoted(void *p)
-{
-    promoted *pr = p;
-    return is_master(pr->replica) && tcr_cluster_ok(pr->t);
-}
-
 /* A master other than the state keys' hands over to its replica (CLUSTER
  * FAILOVER; the CLUSTER INFO watch held, so the bus is not reset by the
  * epoch change): a plain write on the promoted replica invalidates L1,
  * since the replica tracked from the start. */
 Test(cluster_tracking, a_promoted_replica_already_tracks)
 {
-    bus_log bl = {PTHREAD_MUTEX_INITIALIZER, 0};
+    bus_log bl = {PTHREAD_MUTEX_INITIALIZER, 0, 0};
     tc_options o = opts();
     tc_cache *b;
     tcr_server *m = NULL, *rep;
     char key[32], *raw;
-    int cmd_port;
-    promoted pr;
     holds_arg a;
     o.log = on_bus_log;
     o.log_userdata = &bl;
     b = must_create(&o);
     tc__cache_hold_cluster_watch(b, 1);
     AWAIT(servable, b, "tracking bus never ready on the cluster");
-    pthread_mutex_lock(&bl.mu);
-    cmd_port = bl.cmd_port;
-    pthread_mutex_unlock(&bl.mu);
-    cr_assert_gt(cmd_port, 0, "no 'heartbeats on' log line");
-    for (int i = 0; i < TCR_CLUSTER_NODES && !m; i++)
-        if (cl.node[i].port != cmd_port && is_master(&cl.node[i]))
-            m = &cl.node[i];
-    cr_assert_not_null(m);
-    rep = tcr_cluster_replica_of(&cl, m);
-    cr_assert_not_null(rep, "the master has no replica");
+    m = master_off_heartbeat(&cl, &bl, &rep);
     cr_assert_eq(tcr_cluster_key_on(&cl, m, PREFIX "fo", key, sizeof(key)),
                  0);
     raw = tcr_cmd(m, NULL, "SET", key, "v1", NULL);
     free(raw);
     warm(b, key + strlen(PREFIX), "v1");
 
-    raw = tcr_cmd(rep, NULL, "CLUSTER", "FAILOVER", NULL);
-    cr_assert(raw && !strcmp(raw, "OK"), "CLUSTER FAILOVER: %s", raw);
-    free(raw);
-    pr.t = &cl, pr.replica = rep;
-    AWAIT(replica_promoted, &pr, "the replica was never promoted");
+    manual_failover(&cl, rep);
     cr_assert(tcr_cluster_master_of(&cl, key) == rep);
     /* The failover itself may have left b's copy alone or not; put v1
      * back in L1 so that only the write below can drop it. */

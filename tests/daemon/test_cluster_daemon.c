@@ -31,6 +31,7 @@
 #include "cluster_fixture.h"
 
 #include "harness.h"
+#include "cluster_nodes.h"
 
 static tcr_cluster cl;
 
@@ -143,30 +144,13 @@ static char *run(const char *fmt, ...)
     return buf;
 }
 
-/* Three keys "<stem>N", one on each master. */
-static void keys_on_each_master(const char *stem, char k[3][64])
-{
-    int got = 0;
-    for (int i = 0; i < TCR_CLUSTER_NODES && got < 3; i++) {
-        char *info = tcr_cmd(&cl.node[i], NULL, "INFO", "replication", NULL);
-        if (info && strstr(info, "role:master")) {
-            cr_assert_eq(tcr_cluster_key_on(&cl, &cl.node[i], stem, k[got],
-                                            64),
-                         0);
-            got++;
-        }
-        free(info);
-    }
-    cr_assert_eq(got, 3, "not three masters");
-}
-
 /* ---- Routing ------------------------------------------------------------ */
 
 Test(cluster_daemon, redis_cli_keys_on_every_master, .init = shared_cluster)
 {
     tcd_proc *d = start();
     char k[3][64];
-    keys_on_each_master("cli:", k);
+    keys_on_masters(&cl, "cli:", k, NULL);
     for (int i = 0; i < 3; i++) {
         char *out;
         out = run("redis-cli -s '%s' SET '%s' v%d", d->sock, k[i], i);
@@ -211,7 +195,7 @@ Test(cluster_daemon, multi_key_commands_across_slots, .init = shared_cluster)
     redisContext *c = conn(d);
     char k[3][64];
     redisReply *r;
-    keys_on_each_master("mk:", k);
+    keys_on_masters(&cl, "mk:", k, NULL);
     EXPECT(c, "OK", "MSET %s 1 %s 2 %s 3", k[0], k[1], k[2]);
     r = cmd(c, "MGET %s nosuch %s %s", k[0], k[1], k[2]);
     cr_assert_eq(r->type, REDIS_REPLY_ARRAY);
@@ -289,15 +273,12 @@ Test(cluster_daemon, scan_covers_every_master_once_and_dbsize_sums,
     cr_assert_eq(atoi(out), N, "KEYS: %s", out);
     free(out);
     /* DBSIZE: the sum of the masters'. */
-    for (int i = 0; i < TCR_CLUSTER_NODES; i++) {
-        char *info = tcr_cmd(&cl.node[i], NULL, "INFO", "replication", NULL);
-        if (info && strstr(info, "role:master")) {
+    for (int i = 0; i < TCR_CLUSTER_NODES; i++)
+        if (is_master(&cl.node[i])) {
             char *n = tcr_cmd(&cl.node[i], NULL, "DBSIZE", NULL);
             direct += n ? atoll(n) : 0;
             free(n);
         }
-        free(info);
-    }
     {
         redisReply *r = cmd(c, "DBSIZE");
         cr_assert_eq(r->type, REDIS_REPLY_INTEGER);
@@ -319,7 +300,7 @@ Test(cluster_daemon, transactions_in_one_slot_crossslot_at_exec,
     redisContext *c = conn(d);
     redisReply *r;
     char k[3][64];
-    keys_on_each_master("tx:", k);
+    keys_on_masters(&cl, "tx:", k, NULL);
     EXPECT(c, "OK", "MULTI");
     EXPECT(c, "QUEUED", "SET {acct}a 10");
     EXPECT(c, "QUEUED", "INCRBY {acct}a 5");
@@ -348,7 +329,7 @@ Test(cluster_daemon, redis_py_plain_client, .init = shared_cluster)
     tcd_proc *d = start();
     char k[3][64], script[4096], *out;
     FILE *f;
-    keys_on_each_master("py:", k);
+    keys_on_masters(&cl, "py:", k, NULL);
     snprintf(script, sizeof(script), "%s/t.py", d->dir);
     f = fopen(script, "w");
     cr_assert_not_null(f);
@@ -418,7 +399,7 @@ Test(cluster_daemon, two_daemons_stay_coherent, .init = own_cluster)
     tcd_proc *a = start(), *b = start();
     redisContext *ca = conn(a), *cb = conn(b);
     char k[3][64];
-    keys_on_each_master("co:", k);
+    keys_on_masters(&cl, "co:", k, NULL);
     for (int i = 0; i < 3; i++) {
         reads rd = {b, k[i], NULL};
         EXPECT(ca, "OK", "SET %s v1", k[i]);
@@ -501,7 +482,7 @@ Test(cluster_daemon, strict_daemons_never_serve_a_replied_write_stale,
     memcpy(redis.url, url, sizeof(url));
 #undef STRICT
     ca = conn(a), cb = conn(b), cc = conn(c);
-    keys_on_each_master("st:", k);
+    keys_on_masters(&cl, "st:", k, NULL);
     /* The ack path. */
     for (int round = 0; round < 3; round++) {
         for (int i = 0; i < 3; i++) {
@@ -559,7 +540,7 @@ Test(cluster_daemon, setmany_and_tags_across_masters, .init = shared_cluster)
     tcd_proc *a = start(), *b = start();
     redisContext *ca = conn(a), *cb = conn(b);
     char k[3][64];
-    keys_on_each_master("tc:", k);
+    keys_on_masters(&cl, "tc:", k, NULL);
     for (int i = 0; i < 3; i++) {
         EXPECT(ca, "OK", "SET %s v1", k[i]);
         EXPECT(cb, "v1", "GET %s", k[i]); /* b's L1 holds v1 now */
@@ -601,7 +582,7 @@ Test(cluster_daemon, watch_and_blocking_pin_to_the_keys_master,
     redisContext *c = conn(d), *o = conn(d);
     redisReply *r;
     char k[3][64];
-    keys_on_each_master("pin:", k);
+    keys_on_masters(&cl, "pin:", k, NULL);
     /* WATCH on k[2]'s master; a transaction there runs, and a write by
      * another client aborts it as on one Redis. */
     EXPECT(c, "OK", "SET %s 1", k[2]);
@@ -668,20 +649,6 @@ Test(cluster_daemon, subscribe_gets_publish_from_any_master,
 }
 
 /* ---- Faults ------------------------------------------------------------- */
-
-typedef struct promoted {
-    tcr_cluster *t;
-    tcr_server *replica;
-} promoted;
-
-static int replica_promoted(void *p)
-{
-    promoted *pr = p;
-    char *info = tcr_cmd(pr->replica, NULL, "INFO", "replication", NULL);
-    int ok = info && strstr(info, "role:master");
-    free(info);
-    return ok && tcr_cluster_ok(pr->t);
-}
 
 typedef struct writes_ok {
     const tcd_proc *d;
@@ -788,16 +755,11 @@ Test(cluster_daemon, reads_and_writes_through_a_reshard, .init = own_cluster)
 {
     tcd_proc *d = start();
     redisContext *c = conn(d);
-    tcr_server *a = tcr_cluster_master_of(&cl, "rs:0"), *b = NULL;
+    tcr_server *a = tcr_cluster_master_of(&cl, "rs:0"),
+               *b = another_master(&cl, a);
     reshard rs;
     int rounds = 0, moved = 0;
     memset(&rs, 0, sizeof(rs));
-    for (int i = 0; i < TCR_CLUSTER_NODES && !b; i++) {
-        char *info = tcr_cmd(&cl.node[i], NULL, "INFO", "replication", NULL);
-        if (&cl.node[i] != a && info && strstr(info, "role:master"))
-            b = &cl.node[i];
-        free(info);
-    }
     cr_assert_not_null(b);
     for (int i = 0; i < 200; i++)
         EXPECT(c, "OK", "SET rs:%d 0", i);

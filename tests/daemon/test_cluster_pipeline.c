@@ -28,78 +28,11 @@
 #include "cluster_fixture.h"
 
 #include "harness.h"
+#include "cluster_suite.h"
+#include "cluster_nodes.h"
+#include "pipelined.h"
 
-static tcr_cluster cl;
-
-static void cl_setup(void)
-{
-    setup_process();
-    cr_assert_eq(tcr_cluster_start(&cl, 60000), 0, "cluster did not start");
-    /* The harness starts every daemon on redis.url. */
-    memset(&redis, 0, sizeof(redis));
-    cr_assert_lt(strlen(cl.url), sizeof(redis.url));
-    memcpy(redis.url, cl.url, strlen(cl.url) + 1);
-}
-
-static void cl_teardown(void)
-{
-    teardown(); /* the daemons (and `redis`, which is not running) */
-    tcr_cluster_stop(&cl);
-}
-
-TestSuite(cluster_pipeline, .init = cl_setup, .fini = cl_teardown,
-          .timeout = 240);
-
-/* One expected reply: type and text (integers as text). */
-typedef struct want {
-    int type;
-    char text[64];
-} want;
-
-static void expect_reply(redisReply *r, const want *w, int i)
-{
-    char got[64] = "";
-    cr_assert_not_null(r, "reply %d missing", i);
-    if (r->type == REDIS_REPLY_INTEGER)
-        snprintf(got, sizeof(got), "%lld", r->integer);
-    else if (r->str)
-        snprintf(got, sizeof(got), "%.*s", (int)(r->len > 63 ? 63 : r->len),
-                 r->str);
-    else if (r->type == REDIS_REPLY_ARRAY)
-        for (size_t k = 0; k < r->elements; k++)
-            snprintf(got + strlen(got), sizeof(got) - strlen(got), "%s%s",
-                     k ? "," : "",
-                     r->element[k]->str ? r->element[k]->str : "nil");
-    cr_assert_eq(r->type, w->type, "reply %d: type %d (%s), want %d (%s)", i,
-                 r->type, got, w->type, w->text);
-    if (w->type != REDIS_REPLY_NIL)
-        cr_assert_str_eq(got, w->text, "reply %d", i);
-}
-
-#define WANT(ty, ...)                                                       \
-    do {                                                                    \
-        cr_assert_lt(n, MAX);                                               \
-        ws[n].type = (ty);                                                  \
-        snprintf(ws[n].text, sizeof(ws[n].text), __VA_ARGS__);              \
-        n++;                                                                \
-    } while (0)
-
-static long long moved_errors(const tcr_server *s)
-{
-    char *info = tcr_cmd(s, NULL, "INFO", "errorstats", NULL);
-    const char *p = info ? strstr(info, "errorstat_MOVED:count=") : NULL;
-    long long v = p ? atoll(p + 22) : 0;
-    free(info);
-    return v;
-}
-
-/* Write what was appended to `c` without reading any reply. */
-static void send_all(redisContext *c)
-{
-    int done = 0;
-    while (!done)
-        cr_assert_eq(redisBufferWrite(c, &done), REDIS_OK, "%s", c->errstr);
-}
+DAEMON_CLUSTER_SUITE(cluster_pipeline, 240);
 
 Test(cluster_pipeline, pipelined_client_across_masters_in_order_through_a_move)
 {
@@ -110,19 +43,9 @@ Test(cluster_pipeline, pipelined_client_across_masters_in_order_through_a_move)
     tcr_server *ms[3], *a, *b;
     char tag[3][64], mv[64], slot[16], idb[41];
     long long before, moved;
-    int n = 0, nm = 0, got = 0;
+    int n = 0, got = 0;
     cr_assert_not_null(c);
-    for (int i = 0; i < TCR_CLUSTER_NODES && nm < 3; i++) {
-        char *info = tcr_cmd(&cl.node[i], NULL, "INFO", "replication", NULL);
-        if (info && strstr(info, "role:master")) {
-            ms[nm] = &cl.node[i];
-            cr_assert_eq(tcr_cluster_key_on(&cl, ms[nm], "pl", tag[nm], 64),
-                         0);
-            nm++;
-        }
-        free(info);
-    }
-    cr_assert_eq(nm, 3, "not three masters");
+    keys_on_masters(&cl, "pl", tag, ms);
     /* A slot of the first master's that holds nothing: it moves to the
      * second by SETSLOT alone, halfway through. */
     a = ms[0], b = ms[1];
@@ -154,14 +77,8 @@ Test(cluster_pipeline, pipelined_client_across_masters_in_order_through_a_move)
     }
     send_all(c);
     /* Some answered, many still in flight: the slot moves now. */
-    for (; got < n / 4; got++) {
-        void *rep = NULL;
-        cr_assert_eq(redisGetReply(c, &rep), REDIS_OK, "reply %d: %s", got,
-                     c->errstr);
-        expect_reply(rep, &ws[got], got);
-        freeReplyObject(rep);
-    }
-    moved = moved_errors(a);
+    got = expect_replies(c, ws, got, n / 4);
+    moved = errorstat_count("MOVED", a);
     free(tcr_cmd(b, NULL, "CLUSTER", "SETSLOT", slot, "NODE", idb, NULL));
     free(tcr_cmd(a, NULL, "CLUSTER", "SETSLOT", slot, "NODE", idb, NULL));
     for (int i = 0; i < TCR_CLUSTER_NODES; i++)
@@ -183,18 +100,12 @@ Test(cluster_pipeline, pipelined_client_across_masters_in_order_through_a_move)
         WANT(REDIS_REPLY_INTEGER, "%d", ROUNDS + i + 1);
     }
     send_all(c);
-    for (; got < n; got++) {
-        void *rep = NULL;
-        cr_assert_eq(redisGetReply(c, &rep), REDIS_OK, "reply %d: %s", got,
-                     c->errstr);
-        expect_reply(rep, &ws[got], got);
-        freeReplyObject(rep);
-    }
+    got = expect_replies(c, ws, got, n);
     /* The paths this checks were taken: the loop's pipelined forwarding,
      * and MOVED from the slot's old master. */
     cr_assert_geq(info_field(t, "tiercached_commands_pipelined"),
                   before + ROUNDS * 12, "commands were not pipelined");
-    cr_assert_gt(moved_errors(a), moved, "a never answered MOVED");
+    cr_assert_gt(errorstat_count("MOVED", a), moved, "a never answered MOVED");
     {
         char key[80], *v;
         snprintf(key, sizeof(key), "{%s}:x", mv);

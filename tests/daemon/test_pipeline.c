@@ -29,6 +29,7 @@
 #include "redis_fixture.h"
 
 #include "harness.h"
+#include "pipelined.h"
 
 TestSuite(pipeline, .init = setup, .fini = teardown, .timeout = 120);
 
@@ -44,37 +45,6 @@ static int pipelined_reached(void *arg)
     return info_field_in(p->t, "tiercached", "tiercached_commands_pipelined") >=
            p->want;
 }
-
-/* One expected reply: type and text (integers as text). */
-typedef struct want {
-    int type;
-    char text[64];
-} want;
-
-static void expect_reply(redisReply *r, const want *w, int i)
-{
-    char got[64] = "";
-    cr_assert_not_null(r, "reply %d missing", i);
-    if (r->type == REDIS_REPLY_INTEGER)
-        snprintf(got, sizeof(got), "%lld", r->integer);
-    else if (r->str)
-        snprintf(got, sizeof(got), "%.*s", (int)(r->len > 63 ? 63 : r->len),
-                 r->str);
-    cr_assert_eq(r->type, w->type, "reply %d: type %d (%s), want %d (%s)", i,
-                 r->type, got, w->type, w->text);
-    if (w->type == REDIS_REPLY_ERROR)
-        cr_assert(!strncmp(got, w->text, strlen(w->text)),
-                  "reply %d: '%s', want '%s...'", i, got, w->text);
-    else if (w->type != REDIS_REPLY_NIL)
-        cr_assert_str_eq(got, w->text, "reply %d", i);
-}
-
-#define WANT(ty, ...)                                                       \
-    do {                                                                    \
-        ws[n].type = (ty);                                                  \
-        snprintf(ws[n].text, sizeof(ws[n].text), __VA_ARGS__);              \
-        n++;                                                                \
-    } while (0)
 
 Test(pipeline, replies_in_order_across_hits_misses_writes_and_workers)
 {
@@ -129,13 +99,7 @@ Test(pipeline, replies_in_order_across_hits_misses_writes_and_workers)
         redisAppendCommand(c, "ECHO e%d", i); /* answered on the loop */
         WANT(REDIS_REPLY_STRING, "e%d", i);
     }
-    for (int i = 0; i < n; i++) {
-        void *rep = NULL;
-        cr_assert_eq(redisGetReply(c, &rep), REDIS_OK, "reply %d: %s", i,
-                     c->errstr);
-        expect_reply(rep, &ws[i], i);
-        freeReplyObject(rep);
-    }
+    expect_replies(c, ws, 0, n);
     /* The path this checks was taken. */
     cr_assert_geq(info_field(t, "tiercached_commands_pipelined"),
                   before + ROUNDS * 5, "commands were not pipelined");
@@ -174,8 +138,7 @@ Test(pipeline, redis_killed_with_a_deep_pipeline_answers_each_request_once)
         }
         redisAppendCommand(cs[k], "ECHO end:%d", k);
         /* Send it all now (the replies are read below). */
-        for (int done = 0; !done;)
-            cr_assert_eq(redisBufferWrite(cs[k], &done), REDIS_OK);
+        send_all(cs[k]);
     }
     cr_assert(tcr_wait(pipelined_reached, &p, DEADLINE_MS),
               "the requests were not pipelined");
@@ -238,8 +201,7 @@ Test(pipeline, client_gone_with_replies_in_flight)
         else
             redisAppendCommand(c, "GET gone:%d", i);
     }
-    for (int done = 0; !done;)
-        cr_assert_eq(redisBufferWrite(c, &done), REDIS_OK);
+    send_all(c);
     cr_assert(tcr_wait(pipelined_reached, &p, DEADLINE_MS),
               "the requests were not pipelined");
     redisFree(c); /* gone, replies in flight */
@@ -321,7 +283,8 @@ Test(pipeline, transactions_run_on_the_pipeline)
 {
     tcd_proc *t = start_daemon(NULL);
     redisContext *c = connect_to(t);
-    want ws[64];
+    enum { MAX = 64 };
+    want ws[MAX];
     long long before;
     int n = 0;
     redisReply *r;

@@ -33,6 +33,8 @@
 #include "common.h"
 
 #include "harness.h"
+#include "cluster_suite.h"
+#include "cluster_nodes.h"
 
 TestSuite(relay, .init = setup, .fini = teardown, .timeout = 180);
 
@@ -419,34 +421,8 @@ Test(relay, wrong_relay_password_fails_clearly_and_serves_no_l1)
 
 /* --- On Redis Cluster ------------------------------------------------------ */
 
-static tcr_cluster cl;
-
-static void cl_setup(void)
-{
-    setup_process();
-    cr_assert_eq(tcr_cluster_start(&cl, 60000), 0, "cluster did not start");
-    /* The harness starts every daemon on redis.url; relayed() too. */
-    memset(&redis, 0, sizeof(redis));
-    cr_assert_lt(strlen(cl.url), sizeof(redis.url));
-    memcpy(redis.url, cl.url, strlen(cl.url) + 1);
-}
-
-static void cl_teardown(void)
-{
-    teardown(); /* the daemons (and `redis`, which is not running) */
-    tcr_cluster_stop(&cl);
-}
-
-TestSuite(relay_cluster, .init = cl_setup, .fini = cl_teardown,
-          .timeout = 240);
-
-static int is_master(const tcr_server *n)
-{
-    char *r = tcr_cmd(n, NULL, "ROLE", NULL);
-    int m = r && !strncmp(r, "master", 6);
-    free(r);
-    return m;
-}
+/* The harness starts every daemon on the cluster; relayed() too. */
+DAEMON_CLUSTER_SUITE(relay_cluster, 240);
 
 /* The ids of node `n`'s connections named tiercached-pubsub (up to 8);
  * their number. */
@@ -480,21 +456,6 @@ static void invalidates(tc_cache *w, tc_cache *r, const char *key)
     set(w, key, "v2");
     cr_assert(tcr_wait(not_served, &a, DEADLINE_MS),
               "%s=v1 still served after the other instance's write", key);
-}
-
-/* Keys on every master, one per master, into keys (`n` of them). */
-static int keys_on_masters(char keys[][64], tcr_server **m)
-{
-    int n = 0;
-    for (int i = 0; i < TCR_CLUSTER_NODES; i++)
-        if (is_master(&cl.node[i])) {
-            m[n] = &cl.node[i];
-            cr_assert_eq(tcr_cluster_key_on(&cl, m[n], "rck", keys[n], 64),
-                         0);
-            n++;
-        }
-    cr_assert_eq(n, 3, "%d masters", n);
-    return n;
 }
 
 /* A client of relay `t` naming a replica (TC.RELAY) is served from the
@@ -545,7 +506,8 @@ Test(relay_cluster, instances_through_one_relay_see_writes_on_every_master)
     tc_cache *c[2];
     char keys[3][64];
     tcr_server *m[3];
-    int n = keys_on_masters(keys, m);
+    int n = 3;
+    keys_on_masters(&cl, "rck", keys, m);
     for (int i = 0; i < 2; i++)
         c[i] = relayed(t, TC_COHERENCE_ASYNC);
     for (int i = 0; i < 2; i++)
@@ -578,7 +540,7 @@ Test(relay_cluster, a_node_connection_killed_closes_and_recovers)
     tc_stats before, after;
     redisContext *d;
     redisReply *r;
-    keys_on_masters(keys, m);
+    keys_on_masters(&cl, "rck", keys, m);
     for (int i = 0; i < 2; i++)
         c[i] = relayed(t, TC_COHERENCE_ASYNC);
     for (int i = 0; i < 2; i++)

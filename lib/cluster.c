@@ -439,16 +439,6 @@ int tc__cluster_watch(tc__cluster *cl, const char *info, size_t len)
     return drop;
 }
 
-tc_result tc__cluster_refuse(const tc__config *cfg, const char *what)
-{
-    if (!cfg->cluster)
-        return TC_OK;
-    tc__log(&cfg->log, TC_LOG_WARN,
-            "%s is not supported on Redis Cluster yet", what);
-    return tc__fail(TC_BAD_ARGUMENT, "%s is not supported on Redis Cluster yet",
-                    what);
-}
-
 int tc__cluster_parse_redirect(const char *s, size_t len, int *ask,
                                unsigned *slot, tc__node_addr *to)
 {

@@ -128,11 +128,6 @@ int tc__cluster_watch_due(tc__cluster *cl, uint64_t now_ns,
                           uint64_t every_ns);
 int tc__cluster_watch(tc__cluster *cl, const char *info, size_t len);
 
-/** TC_OK when `cfg` is not a cluster; else TC_BAD_ARGUMENT saying that
- *  `what` is not supported on Redis Cluster yet (README, "Redis Cluster"),
- *  also logged as a warning. */
-tc_result tc__cluster_refuse(const tc__config *cfg, const char *what);
-
 /** Parse "MOVED <slot> <host>:<port>" or "ASK ..." (error reply text):
  *  1 and the parts, else 0. `*ask` tells which. */
 int tc__cluster_parse_redirect(const char *s, size_t len, int *ask,

@@ -183,7 +183,7 @@ static void dispatch(tcd_client *cl, tcd_req *req)
     const tcd_cmd *cmd = tcd_cmd_lookup(req->argv[0], req->argl[0]);
     tcd_job *slot = NULL;
     tcd_buf *out = &cl->out;
-    int rc = TCD_DONE, routed = ROUTE_NONE, quiet;
+    int rc = TCD_DONE, routed = ROUTE_NONE, quiet, pubsub;
     const char *pw = srv->cfg->password;
 
     if (is_http(req)) {
@@ -193,6 +193,10 @@ static void dispatch(tcd_client *cl, tcd_req *req)
     }
     TCD_COUNT(srv, commands, 1);
     quiet = tcd_client_reply_quiet(cl, req);
+    /* Before the slot is chosen: a RESET that leaves subscriptions makes
+     * a reply of its own pending, ahead of RESET's (pubsub.h). */
+    pubsub = !cl->multi && !(pw && *pw && !cl->authed) &&
+             tcd_pubsub_takes(cl, req);
     if (cl->head || quiet) { /* replies are pending ahead of this one, or
                                 this one is not sent: queue it */
         slot = new_slot(cl);
@@ -206,8 +210,7 @@ static void dispatch(tcd_client *cl, tcd_req *req)
         slot->quiet = quiet;
         out = &slot->out;
     }
-    if (!cl->multi && !(pw && *pw && !cl->authed) &&
-        tcd_pubsub_takes(cl, req)) { /* shared subscriptions */
+    if (pubsub) { /* shared subscriptions */
         TCD_COUNT(srv, commands_in_loop, 1);
         tcd_pubsub_command(cl, req, slot);
         tcd_req_free(req);

@@ -11,6 +11,12 @@
  * wait records the count it saw. Its subscriptions become `live` (receive
  * messages) when its confirmation is made: messages that came upstream
  * before were published, as far as anyone can tell, before it subscribed.
+ * Leaving is the mirror image: UNSUBSCRIBE, PUNSUBSCRIBE or RESET sends a
+ * PING upstream, and the subscriptions it names stop counting at once but
+ * go only when that PING's pong comes back, with the reply: a message that
+ * Redis had sent before the client left (a PUBLISH that had returned
+ * before the client sent UNSUBSCRIBE) still reaches the client, before
+ * the confirmation, as redis-server delivers it.
  *
  * Upstream order is what the lease proof of every library behind us rests
  * on (lib/relay.c): a client's subscriptions and PINGs all go through one
@@ -60,6 +66,7 @@ enum { ST_IDLE, ST_SUBSCRIBING, ST_ACTIVE, ST_UNSUBSCRIBING };
 enum { EV_MSG, EV_CONF, EV_UNCONF, EV_PONG, EV_LOST };
 
 typedef struct ps_sub ps_sub;
+typedef struct ps_ping ps_ping;
 
 typedef struct ps_name {
     UT_hash_handle hh;   /* ps->names, key: kind byte + name */
@@ -78,6 +85,11 @@ struct ps_sub {
     tcd_client *cl;
     ps_sub *nprev, *nnext;
     int live;
+    ps_ping *leaving;    /* the client left it (UNSUBSCRIBE, RESET): it no
+                            longer counts, but what Redis sent before this
+                            PING's pong still reaches the client, which
+                            drops it (leave_sub) */
+    ps_sub *lprev, *lnext; /* leaving->left */
 };
 
 typedef struct ps_wait {
@@ -94,12 +106,13 @@ typedef struct ps_wait {
     } item[];
 } ps_wait;
 
-typedef struct ps_ping {
+struct ps_ping {
     struct ps_ping *next;
     ev_tstamp sent;  /* loop time it was queued */
     tcd_client *cl; /* NULL once the client is gone */
     tcd_job *slot;
-} ps_ping;
+    ps_sub *left;    /* the client's subscriptions it drops (lnext) */
+};
 
 typedef struct ps_up ps_up;
 
@@ -162,6 +175,10 @@ struct ps_up {
     /* Thread only. */
     tc_session *sess;
     uint64_t tgen;
+    const char *hold;     /* test hook (hand_over): the channel, or NULL */
+    int holding;
+    ps_ev *held, *held_tail;
+    size_t held_bytes;
     int wake[2];
     pthread_t th;
     int started;
@@ -211,9 +228,41 @@ static void ev_free(ps_ev *e)
     free(e);
 }
 
+/* Events for the loop, in the order they were read. With the test hook
+ * TIERCACHED_TEST_HOLD_PUSHES=<channel> set, a message on that channel
+ * starts holding them back and the next one hands them all over: a suite
+ * uses it to have the loop see a client's command before a push that
+ * Redis had sent earlier (test_as_redis.c). Unset, it is post(). */
+static void hand_over(ps_up *ps, ps_ev *head, ps_ev *tail, size_t bytes)
+{
+    if (!ps->hold) {
+        post(ps, head, tail, bytes);
+        return;
+    }
+    for (ps_ev *e = head; e; e = e->next)
+        if (e->type == EV_MSG && e->kind == PS_CHANNEL &&
+            e->nlen == strlen(ps->hold) && !memcmp(e->name, ps->hold, e->nlen))
+            ps->holding = !ps->holding;
+    if (head) {
+        if (ps->held_tail)
+            ps->held_tail->next = head;
+        else
+            ps->held = head;
+        ps->held_tail = tail;
+        ps->held_bytes += bytes;
+    }
+    if (ps->holding)
+        return;
+    post(ps, ps->held, ps->held_tail, ps->held_bytes);
+    ps->held = ps->held_tail = NULL;
+    ps->held_bytes = 0;
+}
+
 static void lost(ps_up *ps, const char *why)
 {
     ps_ev *e = calloc(1, sizeof(*e));
+    ps->holding = 0; /* what was held goes first */
+    hand_over(ps, NULL, NULL, 0);
     if (ps->host)
         tcd_warn("shared pub/sub on node %s:%d: %s: closing its subscribers",
                  ps->host, ps->port, why);
@@ -308,14 +357,14 @@ static void read_pushes(ps_up *ps)
                 break;
             }
             if (rc != TC_OK) {
-                post(ps, head, tail, bytes);
+                hand_over(ps, head, tail, bytes);
                 lost(ps, "the upstream connection failed");
                 return;
             }
             e = classify(ps, rep, &fatal);
             tc_reply_free(rep);
             if (fatal) {
-                post(ps, head, tail, bytes);
+                hand_over(ps, head, tail, bytes);
                 lost(ps, "a push could not be handled");
                 return;
             }
@@ -329,7 +378,7 @@ static void read_pushes(ps_up *ps)
             tail = e;
             n++;
         }
-        post(ps, head, tail, bytes);
+        hand_over(ps, head, tail, bytes);
         if (!more)
             return;
         pthread_mutex_lock(&ps->mu);
@@ -427,6 +476,11 @@ static void *ps_main(void *arg)
     }
     tc_session_close(ps->sess);
     ps->sess = NULL;
+    while (ps->held) {
+        ps_ev *e = ps->held;
+        ps->held = e->next;
+        ev_free(e);
+    }
     return NULL;
 }
 
@@ -554,6 +608,40 @@ static ps_sub *find_sub(struct tcd_psclient *c, ps_name *n)
     return s;
 }
 
+/* The client's count of channels or patterns, by `d`. */
+static void recount(struct tcd_psclient *c, const ps_sub *s, int d)
+{
+    if (s->name->key[0] == PS_PATTERN)
+        c->npat += (unsigned)d;
+    else
+        c->nchan += (unsigned)d;
+}
+
+/* `s` no longer counts for the client; it goes when `p`'s pong comes
+ * (drop_left): until then it receives what Redis sent before the PING. */
+static void leave_sub(struct tcd_psclient *c, ps_sub *s, ps_ping *p)
+{
+    recount(c, s, -1);
+    s->leaving = p;
+    s->lprev = NULL;
+    s->lnext = p->left;
+    if (p->left)
+        p->left->lprev = s;
+    p->left = s;
+}
+
+/* `s` is no longer leaving (dropped, or subscribed again). */
+static void unleave(ps_sub *s)
+{
+    if (s->lprev)
+        s->lprev->lnext = s->lnext;
+    else
+        s->leaving->left = s->lnext;
+    if (s->lnext)
+        s->lnext->lprev = s->lprev;
+    s->leaving = NULL;
+}
+
 static void drop_sub(ps_up *ps, tcd_client *cl, ps_sub *s)
 {
     struct tcd_psclient *c = cl->ps;
@@ -565,21 +653,36 @@ static void drop_sub(ps_up *ps, tcd_client *cl, ps_sub *s)
         n->subs = s->nnext;
     if (s->nnext)
         s->nnext->nprev = s->nprev;
-    if (n->key[0] == PS_PATTERN)
-        c->npat--;
+    if (s->leaving)
+        unleave(s);
     else
-        c->nchan--;
+        recount(c, s, -1);
     n->nlocal--;
     free(s);
     want_subscribed(ps, n);
     maybe_free_name(ps, n);
 }
 
-/* Add the client's subscription to `n`; 1 when it is new. */
+/* `p`'s pong came, or it never went out: the subscriptions the client
+ * left on it go. */
+static void drop_left(ps_up *ps, tcd_client *cl, ps_ping *p)
+{
+    while (p->left)
+        drop_sub(ps, cl, p->left);
+}
+
+/* Add the client's subscription to `n`: 1 when it is new, 2 when the
+ * client had left it and its pong has not come yet (it stays, as it was),
+ * 0 when the client has it, -1 out of memory. */
 static int add_sub(tcd_client *cl, ps_name *n)
 {
     struct tcd_psclient *c = cl->ps;
     ps_sub *s = find_sub(c, n);
+    if (s && s->leaving) {
+        unleave(s);
+        recount(c, s, 1);
+        return 2;
+    }
     if (s)
         return 0;
     if (!(s = calloc(1, sizeof(*s))))
@@ -597,24 +700,33 @@ static int add_sub(tcd_client *cl, ps_name *n)
         n->subs->nprev = s;
     n->subs = s;
     n->nlocal++;
-    if (n->key[0] == PS_PATTERN)
-        c->npat++;
-    else
-        c->nchan++;
+    recount(c, s, 1);
     return 1;
 }
 
 /* A reply slot that becomes finished later (its bytes are in it). */
-static tcd_job *pending_slot(tcd_client *cl, tcd_job *slot, tcd_buf *b)
+static tcd_job *pending_slot(tcd_client *cl, tcd_job *slot, const tcd_buf *b)
 {
     if (!slot && !(slot = calloc(1, sizeof(*slot))))
         return NULL;
     slot->client = cl;
     slot->srv = cl->srv;
-    tcd_buf_add(&slot->out, b->p + b->off, tcd_buf_pending(b));
+    if (tcd_buf_pending(b))
+        tcd_buf_add(&slot->out, b->p + b->off, tcd_buf_pending(b));
     slot->done = 0;
     tcd_dispatch_append_slot(cl, slot);
     return slot;
+}
+
+/* A reply made now: in `slot`, or in the client's output without one. */
+static void reply_now(tcd_client *cl, tcd_job *slot, const tcd_buf *b)
+{
+    if (slot) {
+        tcd_buf_add(&slot->out, b->p + b->off, tcd_buf_pending(b));
+        tcd_dispatch_append_slot(cl, slot);
+    } else {
+        tcd_buf_add(&cl->out, b->p + b->off, tcd_buf_pending(b));
+    }
 }
 
 /* Out of pub/sub mode with confirmations or pongs still to come: what the
@@ -752,12 +864,12 @@ static void do_subscribe(ps_up *ps, tcd_client *cl, tcd_req *r,
                 maybe_free_name(ps, n);
             break;
         }
-        if (added && n->state == ST_ACTIVE && !behind) {
+        if (added == 1 && n->state == ST_ACTIVE && !behind) {
             find_sub(c, n)->live = 1;
-        } else if (added && n->state == ST_ACTIVE) {
+        } else if (added == 1 && n->state == ST_ACTIVE) {
             w->live[w->nlive++] = n; /* live once the slot completes */
             n->waiting++;
-        } else if (added) {
+        } else if (added == 1) {
             w->item[nw].name = n;
             w->item[nw].seen = n->confirms;
             n->waiting++;
@@ -770,12 +882,7 @@ static void do_subscribe(ps_up *ps, tcd_client *cl, tcd_req *r,
     w->n = nw;
     if ((!nw && !w->nlive) || cl->out.oom) {
         wait_free(ps, w); /* not linked */
-        if (slot) {
-            tcd_buf_add(&slot->out, b.p + b.off, tcd_buf_pending(&b));
-            tcd_dispatch_append_slot(cl, slot);
-        } else {
-            tcd_buf_add(&cl->out, b.p + b.off, tcd_buf_pending(&b));
-        }
+        reply_now(cl, slot, &b);
         tcd_buf_free(&b);
         return;
     }
@@ -794,41 +901,74 @@ static void do_subscribe(ps_up *ps, tcd_client *cl, tcd_req *r,
     c->nwaits++;
 }
 
+/* Reply `b` (in `slot`, or a slot made here) once the pong of a PING
+ * sent upstream now comes back; `p` (taken) drops the subscriptions the
+ * client left on it then. 0, or -1 out of memory (they are dropped now). */
+static int ping_upstream(ps_up *ps, tcd_client *cl, ps_ping *p,
+                         tcd_job *slot, const tcd_buf *b)
+{
+    p->cl = cl;
+    p->sent = ev_now(cl->srv->loop);
+    if (!(p->slot = pending_slot(cl, slot, b))) {
+        drop_left(ps, cl, p);
+        free(p);
+        cl->out.oom = 1;
+        return -1;
+    }
+    if (ps->ping_tail)
+        ps->ping_tail->next = p;
+    else
+        ps->ping_head = p;
+    ps->ping_tail = p;
+    cl->ps->npings++;
+    send_op(ps, "PING", NULL);
+    return 0;
+}
+
 static void do_unsubscribe(ps_up *ps, tcd_client *cl, tcd_req *r,
-                           int kind, tcd_buf *out)
+                           int kind, tcd_job *slot)
 {
     struct tcd_psclient *c = psc_of(cl);
     const char *what = kind == PS_PATTERN ? "punsubscribe" : "unsubscribe";
-    int any = 0;
-    if (!c) {
+    ps_ping *p = calloc(1, sizeof(*p));
+    tcd_buf b = {0};
+    if (!c || !p) {
+        free(p);
+        free(slot);
         cl->out.oom = 1;
         return;
     }
     if (r->argc == 1) {
         ps_sub *s, *tmp;
         HASH_ITER(hh, c->subs, s, tmp) {
-            ps_name *n = s->name;
-            if (n->key[0] != kind)
+            if (s->name->key[0] != kind || s->leaving)
                 continue;
-            any = 1;
-            /* The name may go with the subscription: reply first. */
-            tcd_reply_array(out, 3);
-            tcd_reply_cstr(out, what);
-            tcd_reply_bulk(out, n->key + 1, n->klen - 1);
-            drop_sub(ps, cl, s);
-            tcd_reply_int(out, count(c));
+            leave_sub(c, s, p);
+            add_confirm(&b, what, s->name->key + 1, s->name->klen - 1,
+                        count(c));
         }
-        if (!any)
-            add_confirm(out, what, NULL, 0, count(c));
-        return;
+        if (!p->left)
+            add_confirm(&b, what, NULL, 0, count(c));
     }
     for (int i = 1; i < r->argc; i++) {
         ps_name *n = find_name(ps, kind, r->argv[i], r->argl[i], 0);
         ps_sub *s = n ? find_sub(c, n) : NULL;
-        if (s)
-            drop_sub(ps, cl, s);
-        add_confirm(out, what, r->argv[i], r->argl[i], count(c));
+        if (s && !s->leaving)
+            leave_sub(c, s, p);
+        add_confirm(&b, what, r->argv[i], r->argl[i], count(c));
     }
+    if (b.oom) {
+        drop_left(ps, cl, p);
+        free(p);
+        free(slot);
+        cl->out.oom = 1;
+    } else if (p->left) {
+        ping_upstream(ps, cl, p, slot, &b);
+    } else {
+        free(p); /* nothing left: nothing to wait for */
+        reply_now(cl, slot, &b);
+    }
+    tcd_buf_free(&b);
 }
 
 static void do_ping(ps_up *ps, tcd_client *cl, tcd_req *r,
@@ -847,22 +987,8 @@ static void do_ping(ps_up *ps, tcd_client *cl, tcd_req *r,
         tcd_reply_bulk(&b, r->argv[1], r->argl[1]);
     else
         tcd_reply_bulk(&b, "", 0);
-    p->cl = cl;
-    p->sent = ev_now(cl->srv->loop);
-    p->slot = pending_slot(cl, slot, &b);
+    ping_upstream(ps, cl, p, slot, &b);
     tcd_buf_free(&b);
-    if (!p->slot) {
-        free(p);
-        cl->out.oom = 1;
-        return;
-    }
-    if (ps->ping_tail)
-        ps->ping_tail->next = p;
-    else
-        ps->ping_head = p;
-    ps->ping_tail = p;
-    cl->ps->npings++;
-    send_op(ps, "PING", NULL);
 }
 
 /* Redis 7's answer to any other command in RESP2 pub/sub mode: its own
@@ -926,6 +1052,26 @@ static void drop_all(ps_up *ps, tcd_client *cl)
         return;
     HASH_ITER(hh, cl->ps->subs, s, tmp)
         drop_sub(ps, cl, s);
+}
+
+/* RESET: the client leaves every subscription, as on UNSUBSCRIBE, behind
+ * an empty reply made when the pong comes; RESET's own reply follows it
+ * (dispatch gives it a slot: one is pending). */
+static void leave_all(ps_up *ps, tcd_client *cl)
+{
+    ps_ping *p = calloc(1, sizeof(*p));
+    tcd_buf none = {0};
+    ps_sub *s, *tmp;
+    if (!p) {
+        drop_all(ps, cl);
+        cl->out.oom = 1;
+        return;
+    }
+    HASH_ITER(hh, cl->ps->subs, s, tmp)
+        if (!s->leaving)
+            leave_sub(cl->ps, s, p);
+    ping_upstream(ps, cl, p, NULL, &none);
+    check_broken(ps);
 }
 
 static ps_up *up_start(tcd_server *srv, const char *host, size_t hlen,
@@ -1004,7 +1150,7 @@ int tcd_pubsub_takes(tcd_client *cl, const tcd_req *req)
         if (is(req, "quit"))
             return 0;
         if (is(req, "reset")) {
-            drop_all(ps, cl);
+            leave_all(ps, cl);
             hold_if_pending(cl);
             return 0;
         }
@@ -1044,12 +1190,15 @@ void tcd_pubsub_command(tcd_client *cl, tcd_req *r, tcd_job *slot)
         check_broken(ps);
         return;
     }
+    if (is(r, "unsubscribe") || is(r, "punsubscribe")) {
+        do_unsubscribe(ps, cl, r, is(r, "unsubscribe") ? PS_CHANNEL
+                                                       : PS_PATTERN, slot);
+        hold_if_pending(cl);
+        check_broken(ps);
+        return;
+    }
     if (sub || psub || is(r, "ping"))
         arity(out, sub ? "subscribe" : psub ? "psubscribe" : "ping");
-    else if (is(r, "unsubscribe"))
-        do_unsubscribe(ps, cl, r, PS_CHANNEL, out);
-    else if (is(r, "punsubscribe"))
-        do_unsubscribe(ps, cl, r, PS_PATTERN, out);
     else if ((is(r, "ssubscribe") || is(r, "sunsubscribe")) &&
              tc_command_check(cl->srv->cache, r->argc,
                               (const char *const *)r->argv,
@@ -1062,8 +1211,6 @@ void tcd_pubsub_command(tcd_client *cl, tcd_req *r, tcd_job *slot)
         refuse(cl, r, out);
     if (slot)
         tcd_dispatch_append_slot(cl, slot);
-    if (is(r, "unsubscribe") || is(r, "punsubscribe"))
-        hold_if_pending(cl);
     check_broken(ps);
 }
 
@@ -1213,6 +1360,7 @@ static void handle(ps_up *ps, ps_ev *e)
         if (!ps->ping_head)
             ps->ping_tail = NULL;
         if (p->cl) {
+            drop_left(ps, p->cl, p);
             p->cl->ps->npings--;
             finish_slot(p->cl, p->slot);
         }
@@ -1342,6 +1490,7 @@ static ps_up *up_start(tcd_server *srv, const char *host, size_t hlen,
     }
     ps->srv = srv;
     ps->port = port;
+    ps->hold = getenv("TIERCACHED_TEST_HOLD_PUSHES");
     pthread_mutex_init(&ps->mu, NULL);
     ev_async_init(&ps->async, on_async);
     ps->async.data = ps;

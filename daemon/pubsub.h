@@ -14,6 +14,8 @@
  *   - PING answered only after an upstream PING sent after it came back,
  *     so that its pong still proves that every message published before
  *     the PING was delivered first;
+ *   - UNSUBSCRIBE, PUNSUBSCRIBE and RESET the same way: a message published
+ *     before the client left still reaches it, before the confirmation;
  *   - UNSUBSCRIBE / PUNSUBSCRIBE with and without arguments, RESET, QUIT,
  *     and Redis's refusal of other commands in RESP2 pub/sub mode.
  * The upstream connection failing closes every client in shared pub/sub
@@ -50,10 +52,12 @@ int tcd_pubsub_init(tcd_server *srv);
 void tcd_pubsub_shutdown(tcd_server *srv);
 /** 1 when the request (borrowed) is answered here: a SUBSCRIBE or
  *  PSUBSCRIBE (or UNSUBSCRIBE, PUNSUBSCRIBE, TC.RELAY) of a client that is
- *  not pinned, or any command of a client
- *  in shared pub/sub mode but QUIT and RESET. For RESET of such a client,
- *  its subscriptions are dropped here (without replies, as Redis drops
- *  them) and 0 returned: the daemon's RESET answers. */
+ *  not pinned, or any command of a client in shared pub/sub mode but QUIT
+ *  and RESET. For RESET of such a client, it leaves its subscriptions here
+ *  (without replies, as Redis drops them) and 0 is returned: the daemon's
+ *  RESET answers, in a reply slot of its own, since this made an empty one
+ *  pending ahead of it until the upstream pong. So call it before choosing
+ *  whether the request's reply needs a slot. */
 int tcd_pubsub_takes(tcd_client *cl, const tcd_req *req);
 /** Answer `req` (borrowed). `slot`: a finished reply slot made by dispatch
  *  because replies are pending ahead (not yet in the client's order), or

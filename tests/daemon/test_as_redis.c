@@ -239,6 +239,87 @@ Test(as_redis, shared_subscribers_get_redis_bytes)
     }
 }
 
+/* One client subscribes (`sub`, ending with PING sync), a message is
+ * published on "<h>-c" or a channel its pattern matches (PUBLISH answers
+ * 1: the daemon's upstream subscriber has it), then the client sends
+ * `leave`. Through the test hook TIERCACHED_TEST_HOLD_PUSHES
+ * (daemon/pubsub.c), the daemon holds its pushes from the first
+ * "<h>-hold" message to the next one, and the case publishes that one
+ * only once the daemon has counted `leave`: the daemon sees the client
+ * leave before it sees the message, every time. What the client reads
+ * until `tail` must be `want`, what redis-server sends: a message
+ * published before the client left reaches it. */
+static void leave_after_a_publish(const char *h, const char *sub,
+                                  const char *publish, const char *leave,
+                                  const char *tail, const char *want)
+{
+    static char buf[4096], ea[8192], eb[8192];
+    redisContext *pub = redisConnectUnix(redis.sock);
+    tcd_proc *t;
+    long long before;
+    int a, i;
+    cr_assert(pub && !pub->err);
+    snprintf(buf, sizeof(buf), "%s-hold", h);
+    cr_assert_eq(setenv("TIERCACHED_TEST_HOLD_PUSHES", buf, 1), 0);
+    t = start_daemon(NULL);
+    a = raw_connect(t->sock);
+    cr_assert_eq(send(a, sub, strlen(sub), 0), (ssize_t)strlen(sub));
+    read_until(a, buf, sizeof(buf), "$4\r\nsync\r\n");
+    cr_assert(strstr(buf, "$4\r\nsync\r\n"), "subscribed: %s",
+              escaped(buf, ea, sizeof(ea)));
+    expect_int(pub, 1, "PUBLISH %s-hold 1", h); /* held from here */
+    expect_int(pub, 1, "PUBLISH %s two", publish);
+    before = info_field_in(t, "tiercached", "tiercached_commands");
+    cr_assert_eq(send(a, leave, strlen(leave), 0), (ssize_t)strlen(leave));
+    /* The next INFO counts itself and `leave`. */
+    for (i = 0; i < DEADLINE_MS / 10 &&
+                info_field_in(t, "tiercached", "tiercached_commands") <
+                    before + 2;
+         i++)
+        tcr_sleep_ms(10);
+    cr_assert_lt(i, DEADLINE_MS / 10, "the daemon never took %s", leave);
+    expect_int(pub, 1, "PUBLISH %s-hold 2", h); /* handed over */
+    read_until(a, buf, sizeof(buf), tail);
+    close(a);
+    redisFree(pub);
+    cr_assert_str_eq(buf, want, "\ntiercached:   %s\nredis-server: %s",
+                     escaped(buf, ea, sizeof(ea)),
+                     escaped(want, eb, sizeof(eb)));
+}
+
+#define HOLD(h, n) "*3\r\n$7\r\nmessage\r\n$7\r\n" h "-hold\r\n$1\r\n" n "\r\n"
+
+Test(as_redis, unsubscribe_gets_what_was_published_before_it)
+{
+    leave_after_a_publish("ua", "SUBSCRIBE ua-hold ua-c\r\nPING sync\r\n",
+                          "ua-c", "UNSUBSCRIBE ua-c\r\n", HOLD("ua", "2"),
+                          HOLD("ua", "1")
+                          "*3\r\n$7\r\nmessage\r\n$4\r\nua-c\r\n$3\r\ntwo\r\n"
+                          "*3\r\n$11\r\nunsubscribe\r\n$4\r\nua-c\r\n:1\r\n"
+                          HOLD("ua", "2"));
+}
+
+Test(as_redis, punsubscribe_gets_what_was_published_before_it)
+{
+    leave_after_a_publish("ub", "SUBSCRIBE ub-hold\r\nPSUBSCRIBE ub-p*\r\n"
+                                "PING sync\r\n",
+                          "ub-pc", "PUNSUBSCRIBE\r\n", HOLD("ub", "2"),
+                          HOLD("ub", "1")
+                          "*4\r\n$8\r\npmessage\r\n$5\r\nub-p*\r\n"
+                          "$5\r\nub-pc\r\n$3\r\ntwo\r\n"
+                          "*3\r\n$12\r\npunsubscribe\r\n$5\r\nub-p*\r\n:1\r\n"
+                          HOLD("ub", "2"));
+}
+
+Test(as_redis, reset_gets_what_was_published_before_it)
+{
+    leave_after_a_publish("uc", "SUBSCRIBE uc-hold uc-c\r\nPING sync\r\n",
+                          "uc-c", "RESET\r\n", "+RESET\r\n",
+                          HOLD("uc", "1")
+                          "*3\r\n$7\r\nmessage\r\n$4\r\nuc-c\r\n$3\r\ntwo\r\n"
+                          "+RESET\r\n");
+}
+
 /* Many local subscribers of one channel: Redis counts one subscriber (the
  * daemon's), and every one of them gets each message. */
 Test(as_redis, one_upstream_subscriber_for_many_local_ones)

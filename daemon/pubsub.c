@@ -8,9 +8,14 @@
  * subscribers want (any left: subscribed; none: not). A client's SUBSCRIBE
  * of a name that is not ACTIVE waits (a `ps_wait` on its reply slot) until
  * the name's next upstream confirmation: `confirms` counts them, and the
- * wait records the count it saw. Its subscriptions become `live` (receive
- * messages) when its confirmation is made: messages that came upstream
- * before were published, as far as anyone can tell, before it subscribed.
+ * wait records the count it saw. A confirmation that may predate the
+ * client's SUBSCRIBE (its name ACTIVE, or SUBSCRIBING on a command sent
+ * before) does not date it: then the wait also waits for the pong of a
+ * PING sent after it came (its `barrier`). Its subscriptions become `live`
+ * (receive messages) when its confirmation is made: a message that came
+ * upstream before was sent by Redis before that confirmation or pong, so
+ * before the client's SUBSCRIBE reached Redis, if not before it was sent;
+ * redis-server would not send it either.
  * Leaving is the mirror image: UNSUBSCRIBE, PUNSUBSCRIBE or RESET sends a
  * PING upstream, and the subscriptions it names stop counting at once but
  * go only when that PING's pong comes back, with the reply: a message that
@@ -67,6 +72,7 @@ enum { EV_MSG, EV_CONF, EV_UNCONF, EV_PONG, EV_LOST };
 
 typedef struct ps_sub ps_sub;
 typedef struct ps_ping ps_ping;
+typedef struct ps_wait ps_wait;
 
 typedef struct ps_name {
     UT_hash_handle hh;   /* ps->names, key: kind byte + name */
@@ -92,19 +98,21 @@ struct ps_sub {
     ps_sub *lprev, *lnext; /* leaving->left */
 };
 
-typedef struct ps_wait {
+struct ps_wait {
     struct ps_wait *prev, *next; /* ps->waits */
     tcd_client *cl;
     tcd_job *slot;
     ps_name **live;      /* names active upstream already: live once the
                             slot is complete (nlive of them, each counted
                             in its `waiting`) */
+    ps_ping *barrier;    /* a PING sent after the SUBSCRIBE came, whose
+                            pong it waits for too, or NULL (do_subscribe) */
     size_t nlive, n;
     struct {
         ps_name *name;
         unsigned seen;
     } item[];
-} ps_wait;
+};
 
 struct ps_ping {
     struct ps_ping *next;
@@ -112,6 +120,7 @@ struct ps_ping {
     tcd_client *cl; /* NULL once the client is gone */
     tcd_job *slot;
     ps_sub *left;    /* the client's subscriptions it drops (lnext) */
+    ps_wait *wait;   /* the SUBSCRIBE it is the barrier of, or NULL */
 };
 
 typedef struct ps_up ps_up;
@@ -206,16 +215,22 @@ static void ps_wakeup(ps_up *ps)
     (void)n;
 }
 
+/* Append the chain head..tail to the list *first..*last. */
+static void chain(ps_ev **first, ps_ev **last, ps_ev *head, ps_ev *tail)
+{
+    if (*last)
+        (*last)->next = head;
+    else
+        *first = head;
+    *last = tail;
+}
+
 static void post(ps_up *ps, ps_ev *head, ps_ev *tail, size_t bytes)
 {
     if (!head)
         return;
     pthread_mutex_lock(&ps->mu);
-    if (ps->evs_tail)
-        ps->evs_tail->next = head;
-    else
-        ps->evs = head;
-    ps->evs_tail = tail;
+    chain(&ps->evs, &ps->evs_tail, head, tail);
     ps->queued += bytes;
     pthread_mutex_unlock(&ps->mu);
     ev_async_send(ps->srv->loop, &ps->async);
@@ -244,11 +259,7 @@ static void hand_over(ps_up *ps, ps_ev *head, ps_ev *tail, size_t bytes)
             e->nlen == strlen(ps->hold) && !memcmp(e->name, ps->hold, e->nlen))
             ps->holding = !ps->holding;
     if (head) {
-        if (ps->held_tail)
-            ps->held_tail->next = head;
-        else
-            ps->held = head;
-        ps->held_tail = tail;
+        chain(&ps->held, &ps->held_tail, head, tail);
         ps->held_bytes += bytes;
     }
     if (ps->holding)
@@ -371,11 +382,7 @@ static void read_pushes(ps_up *ps)
             if (!e)
                 continue;
             bytes += tcd_buf_pending(&e->frame) + e->nlen + sizeof(*e);
-            if (tail)
-                tail->next = e;
-            else
-                head = e;
-            tail = e;
+            chain(&head, &tail, e, e);
             n++;
         }
         hand_over(ps, head, tail, bytes);
@@ -805,7 +812,7 @@ static void check_waits(ps_up *ps)
             for (i = 0; i < w->n; i++)
                 if (w->item[i].name->confirms == w->item[i].seen)
                     break;
-            if (i < w->n || unfinished_ahead(w->cl, w->slot))
+            if (i < w->n || w->barrier || unfinished_ahead(w->cl, w->slot))
                 continue;
             for (i = 0; i < w->n; i++) {
                 ps_sub *s = find_sub(w->cl->ps, w->item[i].name);
@@ -838,6 +845,22 @@ static void add_confirm(tcd_buf *b, const char *what, const char *name,
     tcd_reply_int(b, n);
 }
 
+static int ping_upstream(ps_up *ps, tcd_client *cl, ps_ping *p,
+                         tcd_job *slot, const tcd_buf *b);
+
+/* `w` completes only once the pong of a PING sent now comes back too. */
+static void barrier(ps_up *ps, tcd_client *cl, ps_wait *w)
+{
+    ps_ping *p = calloc(1, sizeof(*p));
+    if (!p) {
+        cl->out.oom = 1; /* closed: its wait goes with it */
+        return;
+    }
+    p->wait = w;
+    w->barrier = p;
+    ping_upstream(ps, cl, p, NULL, NULL);
+}
+
 static void do_subscribe(ps_up *ps, tcd_client *cl, tcd_req *r,
                          int kind, tcd_job *slot)
 {
@@ -845,10 +868,10 @@ static void do_subscribe(ps_up *ps, tcd_client *cl, tcd_req *r,
     ps_wait *w;
     tcd_buf b = {0};
     size_t nw = 0;
-    int behind = unfinished_ahead(cl, NULL);
+    int late = 0; /* a name whose confirmation may predate this command */
     if (!c || !(w = calloc(1, sizeof(*w) + (size_t)r->argc *
                                                sizeof(w->item[0]))) ||
-        (behind && !(w->live = calloc((size_t)r->argc, sizeof(*w->live))))) {
+        !(w->live = calloc((size_t)r->argc, sizeof(*w->live)))) {
         if (c && w)
             free(w);
         cl->out.oom = 1;
@@ -864,12 +887,12 @@ static void do_subscribe(ps_up *ps, tcd_client *cl, tcd_req *r,
                 maybe_free_name(ps, n);
             break;
         }
-        if (added == 1 && n->state == ST_ACTIVE && !behind) {
-            find_sub(c, n)->live = 1;
-        } else if (added == 1 && n->state == ST_ACTIVE) {
+        if (added == 1 && n->state == ST_ACTIVE) {
             w->live[w->nlive++] = n; /* live once the slot completes */
             n->waiting++;
+            late = 1;
         } else if (added == 1) {
+            late |= n->state == ST_SUBSCRIBING; /* sent before this came */
             w->item[nw].name = n;
             w->item[nw].seen = n->confirms;
             n->waiting++;
@@ -899,17 +922,20 @@ static void do_subscribe(ps_up *ps, tcd_client *cl, tcd_req *r,
         ps->waits->prev = w;
     ps->waits = w;
     c->nwaits++;
+    if (late) /* see the head of this file */
+        barrier(ps, cl, w);
 }
 
-/* Reply `b` (in `slot`, or a slot made here) once the pong of a PING
- * sent upstream now comes back; `p` (taken) drops the subscriptions the
- * client left on it then. 0, or -1 out of memory (they are dropped now). */
+/* Reply `b` (in `slot`, or a slot made here; none when `b` is NULL) once
+ * the pong of a PING sent upstream now comes back; `p` (taken) then drops
+ * the subscriptions the client left on it and releases its wait. 0, or -1
+ * out of memory (they are dropped now). */
 static int ping_upstream(ps_up *ps, tcd_client *cl, ps_ping *p,
                          tcd_job *slot, const tcd_buf *b)
 {
     p->cl = cl;
     p->sent = ev_now(cl->srv->loop);
-    if (!(p->slot = pending_slot(cl, slot, b))) {
+    if (b && !(p->slot = pending_slot(cl, slot, b))) {
         drop_left(ps, cl, p);
         free(p);
         cl->out.oom = 1;
@@ -1231,7 +1257,7 @@ void tcd_pubsub_client_gone(tcd_client *cl)
         if (c->npings)
             for (ps_ping *p = ps->ping_head; p; p = p->next)
                 if (p->cl == cl)
-                    p->cl = NULL, p->slot = NULL;
+                    p->cl = NULL, p->slot = NULL, p->wait = NULL;
     }
     free(c);
     cl->ps = NULL;
@@ -1362,7 +1388,10 @@ static void handle(ps_up *ps, ps_ev *e)
         if (p->cl) {
             drop_left(ps, p->cl, p);
             p->cl->ps->npings--;
-            finish_slot(p->cl, p->slot);
+            if (p->wait)
+                p->wait->barrier = NULL; /* check_waits, below */
+            if (p->slot)
+                finish_slot(p->cl, p->slot);
         }
         free(p);
         check_waits(ps); /* a subscription behind this pong */

@@ -6,8 +6,9 @@
  *
  * What a client sees is what redis-server would send it:
  *   - a confirmation only once the upstream subscription is active (a
- *     message published after the client's confirmation reaches it), with
- *     the client's own subscription count;
+ *     message published after the client's confirmation reaches it, none
+ *     published before it sent SUBSCRIBE does), with the client's own
+ *     subscription count;
  *   - message and pmessage frames as Redis encodes them, in the order the
  *     upstream connection received them, each one inserted before the
  *     client's first reply not yet made;

@@ -239,6 +239,31 @@ Test(as_redis, shared_subscribers_get_redis_bytes)
     }
 }
 
+/* Wait until daemon `t` has counted `n` more commands than `before` (an
+ * INFO it answered earlier), the INFO that reads the count included: it
+ * has taken what a client sent. */
+static void await_commands(tcd_proc *t, long long before, long long n)
+{
+    int i;
+    for (i = 0; i < DEADLINE_MS / 10 &&
+                info_field_in(t, "tiercached", "tiercached_commands") <
+                    before + n;
+         i++)
+        tcr_sleep_ms(10);
+    cr_assert_lt(i, DEADLINE_MS / 10, "the daemon never took the commands");
+}
+
+/* A daemon started with the test hook TIERCACHED_TEST_HOLD_PUSHES=<h>-hold
+ * (daemon/pubsub.c): it holds the pushes it reads from one "<h>-hold"
+ * message to the next. */
+static tcd_proc *start_holding_daemon(const char *h)
+{
+    char name[64];
+    snprintf(name, sizeof(name), "%s-hold", h);
+    cr_assert_eq(setenv("TIERCACHED_TEST_HOLD_PUSHES", name, 1), 0);
+    return start_daemon(NULL);
+}
+
 /* One client subscribes (`sub`, ending with PING sync), a message is
  * published on "<h>-c" or a channel its pattern matches (PUBLISH answers
  * 1: the daemon's upstream subscriber has it), then the client sends
@@ -247,21 +272,25 @@ Test(as_redis, shared_subscribers_get_redis_bytes)
  * "<h>-hold" message to the next one, and the case publishes that one
  * only once the daemon has counted `leave`: the daemon sees the client
  * leave before it sees the message, every time. What the client reads
- * until `tail` must be `want`, what redis-server sends: a message
- * published before the client left reaches it. */
+ * until its PING end is answered must be `want`, what redis-server sends:
+ * a message published before the client left reaches it, before the
+ * confirmation. The second "<h>-hold" message is taken out first: it was
+ * published while the client's `leave` was on its way (its reply not
+ * read), so it may come before the confirmation (through the daemon, when
+ * the PING it sends upstream for `leave` reaches Redis after it) or after
+ * it (from redis-server), or, after RESET, not at all. */
 static void leave_after_a_publish(const char *h, const char *sub,
                                   const char *publish, const char *leave,
-                                  const char *tail, const char *want)
+                                  const char *want)
 {
     static char buf[4096], ea[8192], eb[8192];
+    char hold2[64], *at;
     redisContext *pub = redisConnectUnix(redis.sock);
     tcd_proc *t;
     long long before;
-    int a, i;
+    int a;
     cr_assert(pub && !pub->err);
-    snprintf(buf, sizeof(buf), "%s-hold", h);
-    cr_assert_eq(setenv("TIERCACHED_TEST_HOLD_PUSHES", buf, 1), 0);
-    t = start_daemon(NULL);
+    t = start_holding_daemon(h);
     a = raw_connect(t->sock);
     cr_assert_eq(send(a, sub, strlen(sub), 0), (ssize_t)strlen(sub));
     read_until(a, buf, sizeof(buf), "$4\r\nsync\r\n");
@@ -271,53 +300,130 @@ static void leave_after_a_publish(const char *h, const char *sub,
     expect_int(pub, 1, "PUBLISH %s two", publish);
     before = info_field_in(t, "tiercached", "tiercached_commands");
     cr_assert_eq(send(a, leave, strlen(leave), 0), (ssize_t)strlen(leave));
-    /* The next INFO counts itself and `leave`. */
-    for (i = 0; i < DEADLINE_MS / 10 &&
-                info_field_in(t, "tiercached", "tiercached_commands") <
-                    before + 2;
-         i++)
-        tcr_sleep_ms(10);
-    cr_assert_lt(i, DEADLINE_MS / 10, "the daemon never took %s", leave);
+    await_commands(t, before, 2); /* `leave` and the INFO */
     expect_int(pub, 1, "PUBLISH %s-hold 2", h); /* handed over */
-    read_until(a, buf, sizeof(buf), tail);
+    cr_assert_eq(send(a, "PING end\r\n", 10, 0), 10);
+    read_until(a, buf, sizeof(buf), "$3\r\nend\r\n");
     close(a);
     redisFree(pub);
+    snprintf(hold2, sizeof(hold2),
+             "*3\r\n$7\r\nmessage\r\n$7\r\n%s-hold\r\n$1\r\n2\r\n", h);
+    if ((at = strstr(buf, hold2)))
+        memmove(at, at + strlen(hold2), strlen(at + strlen(hold2)) + 1);
     cr_assert_str_eq(buf, want, "\ntiercached:   %s\nredis-server: %s",
                      escaped(buf, ea, sizeof(ea)),
                      escaped(want, eb, sizeof(eb)));
 }
 
-#define HOLD(h, n) "*3\r\n$7\r\nmessage\r\n$7\r\n" h "-hold\r\n$1\r\n" n "\r\n"
+#define HOLD1(h) "*3\r\n$7\r\nmessage\r\n$7\r\n" h "-hold\r\n$1\r\n1\r\n"
+#define END_PUBSUB "*2\r\n$4\r\npong\r\n$3\r\nend\r\n"
 
 Test(as_redis, unsubscribe_gets_what_was_published_before_it)
 {
     leave_after_a_publish("ua", "SUBSCRIBE ua-hold ua-c\r\nPING sync\r\n",
-                          "ua-c", "UNSUBSCRIBE ua-c\r\n", HOLD("ua", "2"),
-                          HOLD("ua", "1")
+                          "ua-c", "UNSUBSCRIBE ua-c\r\n",
+                          HOLD1("ua")
                           "*3\r\n$7\r\nmessage\r\n$4\r\nua-c\r\n$3\r\ntwo\r\n"
                           "*3\r\n$11\r\nunsubscribe\r\n$4\r\nua-c\r\n:1\r\n"
-                          HOLD("ua", "2"));
+                          END_PUBSUB);
 }
 
 Test(as_redis, punsubscribe_gets_what_was_published_before_it)
 {
     leave_after_a_publish("ub", "SUBSCRIBE ub-hold\r\nPSUBSCRIBE ub-p*\r\n"
                                 "PING sync\r\n",
-                          "ub-pc", "PUNSUBSCRIBE\r\n", HOLD("ub", "2"),
-                          HOLD("ub", "1")
+                          "ub-pc", "PUNSUBSCRIBE\r\n",
+                          HOLD1("ub")
                           "*4\r\n$8\r\npmessage\r\n$5\r\nub-p*\r\n"
                           "$5\r\nub-pc\r\n$3\r\ntwo\r\n"
                           "*3\r\n$12\r\npunsubscribe\r\n$5\r\nub-p*\r\n:1\r\n"
-                          HOLD("ub", "2"));
+                          END_PUBSUB);
 }
 
+/* After RESET the client is out of pub/sub mode: PING answers a bulk. */
 Test(as_redis, reset_gets_what_was_published_before_it)
 {
     leave_after_a_publish("uc", "SUBSCRIBE uc-hold uc-c\r\nPING sync\r\n",
-                          "uc-c", "RESET\r\n", "+RESET\r\n",
-                          HOLD("uc", "1")
+                          "uc-c", "RESET\r\n",
+                          HOLD1("uc")
                           "*3\r\n$7\r\nmessage\r\n$4\r\nuc-c\r\n$3\r\ntwo\r\n"
-                          "+RESET\r\n");
+                          "+RESET\r\n$3\r\nend\r\n");
+}
+
+/* Client b, in pub/sub mode, sends `later` (a SUBSCRIBE of "ud-c", which
+ * client a holds, and a PING end) after a message on "ud-c" was published
+ * (PUBLISH answered 1); before that message, with `a_first`, client a
+ * subscribed to "ud-x" (Redis counts it: its confirmation comes before the
+ * message). redis-server never sends b a message published before its
+ * SUBSCRIBE; neither may the daemon, although the channel's upstream
+ * subscription is active and the message is read after b's SUBSCRIBE:
+ * the daemon takes the clients' commands while what Redis sends is held
+ * (see leave_after_a_publish), every time. b must read `want`. */
+static void join_after_a_publish(int a_first, const char *later,
+                                 const char *want)
+{
+    static char buf[4096], ea[8192], eb[8192];
+    const char a1[] = "SUBSCRIBE ud-hold ud-c\r\nPING sync\r\n";
+    const char b1[] = "SUBSCRIBE ud-b\r\nPING sync\r\n";
+    redisContext *pub = redisConnectUnix(redis.sock);
+    tcd_proc *t = start_holding_daemon("ud");
+    int a = raw_connect(t->sock), b = raw_connect(t->sock), n = 1;
+    long long before;
+    cr_assert(pub && !pub->err);
+    cr_assert_eq(send(a, a1, sizeof(a1) - 1, 0), (ssize_t)sizeof(a1) - 1);
+    read_until(a, buf, sizeof(buf), "$4\r\nsync\r\n");
+    cr_assert_eq(send(b, b1, sizeof(b1) - 1, 0), (ssize_t)sizeof(b1) - 1);
+    read_until(b, buf, sizeof(buf), "$4\r\nsync\r\n");
+    cr_assert(strstr(buf, "$4\r\nsync\r\n"), "b: %s",
+              escaped(buf, ea, sizeof(ea)));
+    expect_int(pub, 1, "PUBLISH ud-hold 1"); /* held from here */
+    if (a_first) {
+        int i = 0;
+        redisReply *r;
+        cr_assert_eq(send(a, "SUBSCRIBE ud-x\r\n", 16, 0), 16);
+        for (;; i++) { /* the daemon's SUBSCRIBE reached Redis */
+            r = cmd(pub, "PUBSUB NUMSUB ud-x");
+            if (r->element[1]->integer == 1 || i == DEADLINE_MS / 10)
+                break;
+            freeReplyObject(r);
+            tcr_sleep_ms(10);
+        }
+        cr_assert_eq(r->element[1]->integer, 1, "ud-x never subscribed");
+        freeReplyObject(r);
+    }
+    expect_int(pub, 1, "PUBLISH ud-c early");
+    before = info_field_in(t, "tiercached", "tiercached_commands");
+    cr_assert_eq(send(b, later, strlen(later), 0), (ssize_t)strlen(later));
+    for (const char *p = later; (p = strstr(p, "\r\n")); p += 2)
+        n++; /* its commands and the INFO */
+    await_commands(t, before, n);
+    expect_int(pub, 1, "PUBLISH ud-hold 2"); /* handed over */
+    read_until(b, buf, sizeof(buf), "$3\r\nend\r\n");
+    close(a);
+    close(b);
+    redisFree(pub);
+    cr_assert_str_eq(buf, want, "\ntiercached:   %s\nredis-server: %s",
+                     escaped(buf, ea, sizeof(ea)),
+                     escaped(want, eb, sizeof(eb)));
+}
+
+#define UD_JOINED                                                             \
+    "*3\r\n$9\r\nsubscribe\r\n$4\r\nud-c\r\n:2\r\n"                           \
+    "*2\r\n$4\r\npong\r\n$3\r\nend\r\n"
+
+/* Client a's SUBSCRIBE, confirmed upstream before the message was
+ * published, comes back before it: that must not make b's live. */
+Test(as_redis, subscribe_gets_no_message_published_before_it)
+{
+    join_after_a_publish(1, "SUBSCRIBE ud-c\r\nPING end\r\n", UD_JOINED);
+}
+
+/* Behind b's own PING still waiting for its pong: the message would come
+ * before the confirmation. */
+Test(as_redis, subscribe_behind_a_ping_gets_no_message_published_before_it)
+{
+    join_after_a_publish(0, "PING x\r\nSUBSCRIBE ud-c\r\nPING end\r\n",
+                         "*2\r\n$4\r\npong\r\n$1\r\nx\r\n" UD_JOINED);
 }
 
 /* Many local subscribers of one channel: Redis counts one subscriber (the

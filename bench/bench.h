@@ -12,6 +12,7 @@
 #ifndef TC_BENCH_H
 #define TC_BENCH_H
 
+#include <pthread.h>
 #include <stdatomic.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -157,18 +158,23 @@ void bench_fleet(const bench_cfg *cfg);
 /* Redis's own CPU seconds (user + sys) and commands processed, from INFO
  * on `rc`: 0, or -1 (both 0) when INFO failed. */
 int bench_redis_usage(redisContext *rc, double *cpu_s, double *cmds);
-/* A thread body (pthread_create) that reads and discards whatever arrives
- * on the fds of the epoll set `ep` (non-blocking subscriber connections),
- * counting the bytes, until `stop` is set. fleet.c, relay.c. */
+/* A thread that reads and discards whatever arrives on the subscriber
+ * connections added to it, counting the bytes, until stopped (fleet.c,
+ * fleet_cluster.c, relay.c). Made as {.ep = epoll_create1(...)}; the
+ * caller owns the fds it adds. */
 typedef struct bench_drain {
-    int ep;
+    int ep;              /* the epoll set, or -1 */
     atomic_int stop;
-    atomic_llong bytes;
+    atomic_llong bytes;  /* read so far */
+    pthread_t th;
+    int started;
 } bench_drain;
-void *bench_drain_main(void *arg);
-/* Set O_NONBLOCK on `fd` (a subscriber connection handed to a drain):
- * 0, or -1 with errno. fleet.c, fleet_cluster.c. */
-int bench_nonblocking(int fd);
+/* Make `fd` non-blocking and drain it: 0, or -1 with errno. */
+int bench_drain_add(bench_drain *d, int fd);
+/* Start the thread: 0, or -1. */
+int bench_drain_start(bench_drain *d);
+/* Stop the thread if it started and close the epoll set. */
+void bench_drain_stop(bench_drain *d);
 /* Fleet cost with instances behind relays (relay.c). */
 void bench_relay(const bench_cfg *cfg);
 /* A tiercached relay the bench started (relay.c, shared with
@@ -186,8 +192,9 @@ const char *bench_tiercached_path(void);
  * `r` is the caller's; one caller at a time per `r`. */
 int bench_relay_start(const char *url, const char *dir, int i,
                       bench_relay_proc *r);
-/* SIGTERM the relay and wait for it. Idempotent. */
-void bench_relay_stop(bench_relay_proc *r);
+/* Stop those of relays r[0..n) that run, remove `dir` (where their
+ * sockets are; NULL when it was not made) and free r (may be NULL). */
+void bench_relays_stop(bench_relay_proc *r, int n, const char *dir);
 /* A connected AF_UNIX stream socket to `path` (blocking, CLOEXEC), or -1.
  * The caller owns the fd. */
 int bench_unix_connect(const char *path);

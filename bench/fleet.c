@@ -56,32 +56,25 @@ static double write_cost(const bench_cfg *cfg, redisContext *rc, int nsubs,
                          int msgs, int nkeys)
 {
     redisContext **subs = calloc((size_t)nsubs, sizeof(*subs));
-    bench_drain d = {.ep = epoll_create1(0)};
-    pthread_t th;
+    bench_drain d = {.ep = epoll_create1(EPOLL_CLOEXEC)};
     double cpu0, cpu1, n0, n1, cost = -1;
-    int made = 0, started = 0;
+    int made = 0;
     char msg[2048];
     if (!subs || d.ep < 0)
         goto out;
     for (; made < nsubs; made++) {
         redisReply *r;
-        struct epoll_event ev = {.events = EPOLLIN};
         if (!(subs[made] = bench_redis_connect(cfg)))
             goto out;
         r = redisCommand(subs[made], "SUBSCRIBE %s", channel);
         if (!r)
             goto out;
         freeReplyObject(r);
-        ev.data.fd = subs[made]->fd;
-        if (epoll_ctl(d.ep, EPOLL_CTL_ADD, subs[made]->fd, &ev) != 0)
+        if (bench_drain_add(&d, subs[made]->fd) != 0)
             goto out;
     }
-    for (int i = 0; i < made; i++) /* non-blocking reads from here on */
-        if (bench_nonblocking(subs[i]->fd) != 0)
-            goto out;
-    if (pthread_create(&th, NULL, bench_drain_main, &d) != 0)
+    if (bench_drain_start(&d) != 0)
         goto out;
-    started = 1;
     if (bench_redis_usage(rc, &cpu0, &n0) != 0)
         goto out;
     for (int b = 0; b < msgs; b += 100) {
@@ -100,16 +93,11 @@ static double write_cost(const bench_cfg *cfg, redisContext *rc, int nsubs,
         goto out;
     cost = (cpu1 - cpu0) * 1e6 / msgs;
 out:
-    if (started) {
-        atomic_store(&d.stop, 1);
-        pthread_join(th, NULL);
-    }
+    bench_drain_stop(&d);
     for (int i = 0; subs && i < nsubs; i++)
         if (subs[i])
             redisFree(subs[i]);
     free(subs);
-    if (d.ep >= 0)
-        close(d.ep);
     return cost;
 }
 

@@ -196,17 +196,15 @@ static int fc_settle(fc_env *e, bench_drain *d, long long want,
 static int fc_row(fc_env *e, int sharded, int n, int msgs, int only,
                   double us[MASTERS])
 {
-    int nsub = n * e->masters, made = 0, started = 0, rc = -1;
+    int nsub = n * e->masters, made = 0, rc = -1;
     redisContext **subs = calloc((size_t)nsub, sizeof(*subs));
     bench_drain d = {.ep = epoll_create1(EPOLL_CLOEXEC)};
-    pthread_t th;
     long long want = 0;
     double cpu0[MASTERS], cmds;
     if (!subs || d.ep < 0)
         goto out;
     for (; made < nsub; made++) {
         int m = made % e->masters;
-        struct epoll_event ev = {.events = EPOLLIN};
         redisReply *r;
         if (!(subs[made] = node_connect(e, m)))
             goto out;
@@ -222,14 +220,11 @@ static int fc_row(fc_env *e, int sharded, int n, int msgs, int only,
             goto out;
         }
         freeReplyObject(r);
-        ev.data.fd = subs[made]->fd;
-        if (bench_nonblocking(subs[made]->fd) != 0 ||
-            epoll_ctl(d.ep, EPOLL_CTL_ADD, subs[made]->fd, &ev) != 0)
+        if (bench_drain_add(&d, subs[made]->fd) != 0)
             goto out;
     }
-    if (pthread_create(&th, NULL, bench_drain_main, &d) != 0)
+    if (bench_drain_start(&d) != 0)
         goto out;
-    started = 1;
     for (int m = 0; m < e->masters; m++)
         if (bench_redis_usage(e->ctl[m], &cpu0[m], &cmds) != 0)
             goto out;
@@ -239,16 +234,11 @@ static int fc_row(fc_env *e, int sharded, int n, int msgs, int only,
         goto out;
     rc = 0;
 out:
-    if (started) {
-        atomic_store(&d.stop, 1);
-        pthread_join(th, NULL);
-    }
+    bench_drain_stop(&d);
     for (int i = 0; subs && i < nsub; i++)
         if (subs[i])
             redisFree(subs[i]);
     free(subs);
-    if (d.ep >= 0)
-        close(d.ep);
     return rc;
 }
 
@@ -491,12 +481,11 @@ static long long numsub(redisContext *c, const char *chan)
 static int fc_relay_row(fc_env *e, int h, int k, int msgs, double us[MASTERS],
                         int up[MASTERS])
 {
-    char dir[] = "/tmp/tc-bench-relayc.XXXXXX", url[64], cmd[80];
+    char dir[] = "/tmp/tc-bench-relayc.XXXXXX", url[64];
     bench_relay_proc *r = calloc((size_t)h, sizeof(*r));
-    int nfd = 0, started = 0, rc = -1, made_dir = 0;
+    int nfd = 0, rc = -1, made_dir = 0;
     int *fds = malloc(sizeof(int) * (size_t)h * (size_t)k * MASTERS);
     bench_drain d = {.ep = epoll_create1(EPOLL_CLOEXEC)};
-    pthread_t th;
     long long want = 0;
     double cpu0[MASTERS], cmds;
     if (!r || !fds || d.ep < 0 || !mkdtemp(dir))
@@ -513,7 +502,6 @@ static int fc_relay_row(fc_env *e, int h, int k, int msgs, double us[MASTERS],
     for (int i = 0; i < h; i++)
         for (int j = 0; j < k * MASTERS; j++) {
             int m = j % MASTERS, fd = bench_unix_connect(r[i].sock);
-            struct epoll_event ev = {.events = EPOLLIN};
             if (fd < 0)
                 goto out;
             fds[nfd++] = fd;
@@ -523,9 +511,7 @@ static int fc_relay_row(fc_env *e, int h, int k, int msgs, double us[MASTERS],
                                 "%d to :%d failed\n", i, e->cl.port[m]);
                 goto out;
             }
-            ev.data.fd = fd;
-            if (bench_nonblocking(fd) != 0 ||
-                epoll_ctl(d.ep, EPOLL_CTL_ADD, fd, &ev) != 0)
+            if (bench_drain_add(&d, fd) != 0)
                 goto out;
         }
     /* Each relay's upstream subscription is on every master (up to 10 s). */
@@ -536,9 +522,8 @@ static int fc_relay_row(fc_env *e, int h, int k, int msgs, double us[MASTERS],
         if ((up[m] = relay_upstreams(e->ctl[m])) < 0)
             goto out;
     }
-    if (pthread_create(&th, NULL, bench_drain_main, &d) != 0)
+    if (bench_drain_start(&d) != 0)
         goto out;
-    started = 1;
     for (int m = 0; m < MASTERS; m++)
         if (bench_redis_usage(e->ctl[m], &cpu0[m], &cmds) != 0)
             goto out;
@@ -547,22 +532,11 @@ static int fc_relay_row(fc_env *e, int h, int k, int msgs, double us[MASTERS],
         goto out;
     rc = 0;
 out:
-    if (started) {
-        atomic_store(&d.stop, 1);
-        pthread_join(th, NULL);
-    }
+    bench_drain_stop(&d);
     for (int i = 0; i < nfd; i++)
         close(fds[i]);
-    for (int i = 0; r && i < h; i++)
-        bench_relay_stop(&r[i]);
-    if (d.ep >= 0)
-        close(d.ep);
-    snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
-    if (made_dir && system(cmd) != 0) {
-        /* a leftover temp dir: harmless */
-    }
     free(fds);
-    free(r);
+    bench_relays_stop(r, h, made_dir ? dir : NULL);
     return rc;
 }
 

@@ -123,13 +123,20 @@ int bench_relay_start(const char *url, const char *dir, int i,
     return -1;
 }
 
-void bench_relay_stop(bench_relay_proc *r)
+void bench_relays_stop(bench_relay_proc *r, int n, const char *dir)
 {
-    if (r->pid <= 0)
-        return;
-    kill(r->pid, SIGTERM);
-    waitpid(r->pid, NULL, 0);
-    r->pid = 0;
+    char cmd[300];
+    for (int i = 0; r && i < n; i++)
+        if (r[i].pid > 0) {
+            kill(r[i].pid, SIGTERM);
+            waitpid(r[i].pid, NULL, 0);
+            r[i].pid = 0;
+        }
+    free(r);
+    snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir ? dir : "");
+    if (dir && system(cmd) != 0) {
+        /* a leftover temp dir: harmless */
+    }
 }
 
 int bench_relay_subscribe(int fd, const char *node, int port,
@@ -178,16 +185,16 @@ static int digits(size_t n)
 static int relay_row(const bench_cfg *cfg, redisContext *rc, int h, int k,
                      int msgs, double *redis_us, double *relay_us)
 {
-    char dir[] = "/tmp/tc-bench-relay.XXXXXX", msg[256], cmd[300];
+    char dir[] = "/tmp/tc-bench-relay.XXXXXX", msg[256];
     bench_relay_proc *r = calloc((size_t)h, sizeof(*r));
     int *fds = malloc(sizeof(int) * (size_t)(h * k)), nfd = 0, rcode = -1;
+    int made_dir = 0;
     bench_drain d = {.ep = epoll_create1(EPOLL_CLOEXEC)};
-    pthread_t th;
-    int started = 0;
     long long want = 0;
     double cpu0, cpu1, rel0 = 0, rel1 = 0;
     if (!r || !fds || d.ep < 0 || !mkdtemp(dir))
         goto out;
+    made_dir = 1;
     for (int i = 0; i < h; i++)
         if (bench_relay_start(cfg->url, dir, i, &r[i]) != 0) {
             fprintf(stderr, "tc-bench: relay %d did not start (%s)\n", i,
@@ -197,7 +204,6 @@ static int relay_row(const bench_cfg *cfg, redisContext *rc, int h, int k,
         }
     for (int i = 0; i < h; i++)
         for (int j = 0; j < k; j++) {
-            struct epoll_event ev = {.events = EPOLLIN};
             int fd = bench_unix_connect(r[i].sock);
             if (fd < 0 || bench_relay_subscribe(fd, NULL, 0, channel) != 0) {
                 if (fd >= 0)
@@ -205,14 +211,11 @@ static int relay_row(const bench_cfg *cfg, redisContext *rc, int h, int k,
                 goto out;
             }
             fds[nfd++] = fd;
-            fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK);
-            ev.data.fd = fd;
-            if (epoll_ctl(d.ep, EPOLL_CTL_ADD, fd, &ev) != 0)
+            if (bench_drain_add(&d, fd) != 0)
                 goto out;
         }
-    if (pthread_create(&th, NULL, bench_drain_main, &d) != 0)
+    if (bench_drain_start(&d) != 0)
         goto out;
-    started = 1;
     cpu0 = redis_cpu_s(rc);
     for (int i = 0; i < h; i++)
         rel0 += bench_proc_cpu_s(r[i].pid);
@@ -250,22 +253,11 @@ static int relay_row(const bench_cfg *cfg, redisContext *rc, int h, int k,
     *relay_us = (rel1 - rel0) * 1e6 / msgs / nfd;
     rcode = 0;
 out:
-    if (started) {
-        atomic_store(&d.stop, 1);
-        pthread_join(th, NULL);
-    }
+    bench_drain_stop(&d);
     for (int i = 0; i < nfd; i++)
         close(fds[i]);
-    for (int i = 0; r && i < h; i++)
-        bench_relay_stop(&r[i]);
-    if (d.ep >= 0)
-        close(d.ep);
-    snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
-    if (system(cmd) != 0) {
-        /* a leftover temp dir: harmless */
-    }
     free(fds);
-    free(r);
+    bench_relays_stop(r, h, made_dir ? dir : NULL);
     return rcode;
 }
 

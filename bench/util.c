@@ -570,7 +570,7 @@ int bench_redis_usage(redisContext *rc, double *cpu_s, double *cmds)
     return ok ? 0 : -1;
 }
 
-void *bench_drain_main(void *arg)
+static void *drain_main(void *arg)
 {
     bench_drain *d = arg;
     struct epoll_event ev[64];
@@ -586,8 +586,31 @@ void *bench_drain_main(void *arg)
     return NULL;
 }
 
-int bench_nonblocking(int fd)
+int bench_drain_add(bench_drain *d, int fd)
 {
+    struct epoll_event ev = {.events = EPOLLIN, .data.fd = fd};
     int fl = fcntl(fd, F_GETFL);
-    return fl < 0 ? -1 : fcntl(fd, F_SETFL, fl | O_NONBLOCK);
+    if (fl < 0 || fcntl(fd, F_SETFL, fl | O_NONBLOCK) != 0)
+        return -1;
+    return epoll_ctl(d->ep, EPOLL_CTL_ADD, fd, &ev);
+}
+
+int bench_drain_start(bench_drain *d)
+{
+    if (pthread_create(&d->th, NULL, drain_main, d) != 0)
+        return -1;
+    d->started = 1;
+    return 0;
+}
+
+void bench_drain_stop(bench_drain *d)
+{
+    if (d->started) {
+        atomic_store(&d->stop, 1);
+        pthread_join(d->th, NULL);
+        d->started = 0;
+    }
+    if (d->ep >= 0)
+        close(d->ep);
+    d->ep = -1;
 }

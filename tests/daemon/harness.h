@@ -328,6 +328,26 @@ static inline long long info_field(tcd_proc *t, const char *field)
     return info_field_in(t, "tiercache tiercached", field);
 }
 
+/* Wait until a GET of `key` through `c` (a connection to `t`, which only
+ * this case reads through) answers `want` from t's L1: its l1_hits grew.
+ * L1 is served only while t's bus holds its lease, which a daemon just
+ * started may not hold yet; until then each GET goes to Redis. */
+static inline void await_l1_hit(tcd_proc *t, redisContext *c,
+                                const char *key, const char *want)
+{
+    for (int i = 0; i < DEADLINE_MS / 10; i++) {
+        long long before = info_field(t, "l1_hits");
+        redisReply *r = cmd(c, "GET %s", key);
+        int ok = r->type == REDIS_REPLY_STRING && !strcmp(r->str, want);
+        freeReplyObject(r);
+        cr_assert(ok, "GET %s did not answer %s", key, want);
+        if (info_field(t, "l1_hits") > before)
+            return;
+        tcr_sleep_ms(10);
+    }
+    cr_assert_fail("GET %s never answered from L1", key);
+}
+
 static inline long rss_kb(pid_t pid)
 {
     char path[64], line[256];

@@ -138,9 +138,7 @@ Test(pinned, select_reaches_another_database_and_never_its_l1)
     tcd_proc *t = start_daemon("--l1-ttl-ms", "600000", NULL);
     redisContext *c0 = connect_to(t), *c2 = connect_to(t), *d;
     expect_status(c0, "OK", "SET k zero");
-    expect_status(c0, "zero", "GET k"); /* in L1 now */
-    expect_status(c0, "zero", "GET k");
-    cr_assert_gt(info_field(t, "l1_hits"), 0);
+    await_l1_hit(t, c0, "k", "zero"); /* in L1 now */
     expect_status(c0, "OK", "SELECT 0"); /* the cache's own: no pin */
     expect_status(c2, "OK", "SELECT 2");
     expect_nil(c2, "GET k"); /* db 2 has no k, whatever L1 holds */
@@ -210,9 +208,7 @@ Test(pinned, daemon_on_database_2)
     t = start_daemon("--redis-url", url, NULL);
     c = connect_to(t);
     expect_status(c, "OK", "SET in2 v");
-    expect_status(c, "v", "GET in2");
-    expect_status(c, "v", "GET in2");
-    cr_assert_gt(info_field(t, "l1_hits"), 0);
+    await_l1_hit(t, c, "in2", "v");
     expect_status(c, "OK", "SELECT 2");
     cr_assert_eq(info_field(t, "tiercached_pinned_total"), 0);
     d = redis_direct(2);
@@ -236,8 +232,7 @@ Test(pinned, watched_exec_through_one_invalidates_the_other_strict)
     redisReply *r;
     expect_status(ca, "OK", "SET shared v1");
     expect_status(cb, "v1", "GET shared"); /* fills B's L1 */
-    expect_status(cb, "v1", "GET shared");
-    cr_assert_gt(info_field(b, "l1_hits"), 0);
+    await_l1_hit(b, cb, "shared", "v1");
     expect_status(ca, "OK", "WATCH shared");
     expect_status(ca, "OK", "MULTI");
     expect_status(ca, "QUEUED", "SET shared v2");
@@ -478,8 +473,7 @@ Test(pinned, an_l1_miss_counts_once)
     cr_assert_eq(after - before, 1, "l1_misses went from %lld to %lld",
                  before, after);
     /* An MGET of a key in L1 and one not: one hit, one miss. */
-    expect_status(c, "v", "GET counted");
-    expect_status(c, "v", "GET counted"); /* now from L1 */
+    await_l1_hit(t, c, "counted", "v"); /* now from L1 */
     before = info_field(t, "l1_hits");
     after = info_field(t, "l1_misses");
     freeReplyObject(cmd(c, "MGET counted never-set-key"));
@@ -505,9 +499,8 @@ Test(pinned, writes_after_monitor_keep_every_l1_coherent)
     expect_status(ca, "OK", "SET mon v1");
     expect_status(ca, "OK", "SET monc 1");
     expect_status(cb, "v1", "GET mon"); /* B's L1 holds both */
-    expect_status(cb, "1", "GET monc");
-    expect_status(cb, "v1", "GET mon");
-    cr_assert_gt(info_field(b, "l1_hits"), 0);
+    await_l1_hit(b, cb, "monc", "1");
+    await_l1_hit(b, cb, "mon", "v1");
     fd = raw_connect(a->sock);
     cr_assert_eq(send(fd, in, sizeof(in) - 1, 0), (ssize_t)sizeof(in) - 1);
     read_until(fd, buf, sizeof(buf), "$4\r\ndone\r\n");

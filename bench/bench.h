@@ -186,15 +186,19 @@ typedef struct bench_relay_proc {
 /* The tiercached binary: $TIERCACHED, else the one built with the bench;
  * NULL when neither. Thread-safe. */
 const char *bench_tiercached_path(void);
-/* Start relay number `i` against `url` (a redis:// or redis-cluster://
- * URL, --coherence none), listening on <dir>/r<i>.sock, and wait (up to
- * 5 s) until it accepts: 0, or -1 (r->pid may then be set: stop it).
- * `r` is the caller's; one caller at a time per `r`. */
-int bench_relay_start(const char *url, const char *dir, int i,
-                      bench_relay_proc *r);
-/* Stop those of relays r[0..n) that run, remove `dir` (where their
- * sockets are; NULL when it was not made) and free r (may be NULL). */
-void bench_relays_stop(bench_relay_proc *r, int n, const char *dir);
+/* `n` relays the bench started, their sockets in a temp dir of their own. */
+typedef struct bench_relays {
+    int n;
+    char dir[64];
+    bench_relay_proc r[]; /* r[i].sock: <dir>/r<i>.sock */
+} bench_relays;
+/* Start `n` relays against `url` (a redis:// or redis-cluster:// URL,
+ * --coherence none) and wait (up to 5 s each) until each accepts. The
+ * caller's, for bench_relays_stop(); NULL after saying why on stderr,
+ * with nothing left running. */
+bench_relays *bench_relays_start(const char *url, int n);
+/* Stop the relays that run, remove their dir and free. NULL: no-op. */
+void bench_relays_stop(bench_relays *rs);
 /* A connected AF_UNIX stream socket to `path` (blocking, CLOEXEC), or -1.
  * The caller owns the fd. */
 int bench_unix_connect(const char *path);

@@ -481,24 +481,18 @@ static long long numsub(redisContext *c, const char *chan)
 static int fc_relay_row(fc_env *e, int h, int k, int msgs, double us[MASTERS],
                         int up[MASTERS])
 {
-    char dir[] = "/tmp/tc-bench-relayc.XXXXXX", url[64];
-    bench_relay_proc *r = calloc((size_t)h, sizeof(*r));
-    int nfd = 0, rc = -1, made_dir = 0;
+    char url[64];
+    bench_relays *rs = NULL;
+    bench_relay_proc *r;
+    int nfd = 0, rc = -1;
     int *fds = malloc(sizeof(int) * (size_t)h * (size_t)k * MASTERS);
     bench_drain d = {.ep = epoll_create1(EPOLL_CLOEXEC)};
     long long want = 0;
     double cpu0[MASTERS], cmds;
-    if (!r || !fds || d.ep < 0 || !mkdtemp(dir))
-        goto out;
-    made_dir = 1;
     snprintf(url, sizeof(url), "redis-cluster://127.0.0.1:%d", e->cl.port[0]);
-    for (int i = 0; i < h; i++)
-        if (bench_relay_start(url, dir, i, &r[i]) != 0) {
-            fprintf(stderr, "tc-bench: relay %d did not start (%s)\n", i,
-                    bench_tiercached_path() ? bench_tiercached_path()
-                                            : "no tiercached: set TIERCACHED");
-            goto out;
-        }
+    if (!fds || d.ep < 0 || !(rs = bench_relays_start(url, h)))
+        goto out;
+    r = rs->r;
     for (int i = 0; i < h; i++)
         for (int j = 0; j < k * MASTERS; j++) {
             int m = j % MASTERS, fd = bench_unix_connect(r[i].sock);
@@ -536,7 +530,7 @@ out:
     for (int i = 0; i < nfd; i++)
         close(fds[i]);
     free(fds);
-    bench_relays_stop(r, h, made_dir ? dir : NULL);
+    bench_relays_stop(rs);
     return rc;
 }
 

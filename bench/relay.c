@@ -93,8 +93,10 @@ int bench_unix_connect(const char *path)
     return fd;
 }
 
-int bench_relay_start(const char *url, const char *dir, int i,
-                      bench_relay_proc *r)
+/* Relay `i` of a bench_relays, listening on <dir>/r<i>.sock: 0, or -1
+ * (r->pid may then be set). */
+static int relay_start(const char *url, const char *dir, int i,
+                       bench_relay_proc *r)
 {
     const char *bin = bench_tiercached_path();
     snprintf(r->sock, sizeof(r->sock), "%s/r%d.sock", dir, i);
@@ -123,20 +125,43 @@ int bench_relay_start(const char *url, const char *dir, int i,
     return -1;
 }
 
-void bench_relays_stop(bench_relay_proc *r, int n, const char *dir)
+bench_relays *bench_relays_start(const char *url, int n)
 {
-    char cmd[300];
-    for (int i = 0; r && i < n; i++)
-        if (r[i].pid > 0) {
-            kill(r[i].pid, SIGTERM);
-            waitpid(r[i].pid, NULL, 0);
-            r[i].pid = 0;
+    bench_relays *rs = calloc(1, sizeof(*rs) + (size_t)n * sizeof(rs->r[0]));
+    if (!rs)
+        return NULL;
+    snprintf(rs->dir, sizeof(rs->dir), "/tmp/tc-bench-relay.XXXXXX");
+    if (!mkdtemp(rs->dir)) {
+        free(rs);
+        return NULL;
+    }
+    for (; rs->n < n; rs->n++)
+        if (relay_start(url, rs->dir, rs->n, &rs->r[rs->n]) != 0) {
+            fprintf(stderr, "tc-bench: relay %d did not start (%s)\n", rs->n,
+                    bench_tiercached_path() ? bench_tiercached_path()
+                                            : "no tiercached: set TIERCACHED");
+            rs->n++; /* its pid may be set */
+            bench_relays_stop(rs);
+            return NULL;
         }
-    free(r);
-    snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir ? dir : "");
-    if (dir && system(cmd) != 0) {
+    return rs;
+}
+
+void bench_relays_stop(bench_relays *rs)
+{
+    char cmd[100];
+    if (!rs)
+        return;
+    for (int i = 0; i < rs->n; i++)
+        if (rs->r[i].pid > 0) {
+            kill(rs->r[i].pid, SIGTERM);
+            waitpid(rs->r[i].pid, NULL, 0);
+        }
+    snprintf(cmd, sizeof(cmd), "rm -rf '%s'", rs->dir);
+    if (system(cmd) != 0) {
         /* a leftover temp dir: harmless */
     }
+    free(rs);
 }
 
 int bench_relay_subscribe(int fd, const char *node, int port,
@@ -185,23 +210,16 @@ static int digits(size_t n)
 static int relay_row(const bench_cfg *cfg, redisContext *rc, int h, int k,
                      int msgs, double *redis_us, double *relay_us)
 {
-    char dir[] = "/tmp/tc-bench-relay.XXXXXX", msg[256];
-    bench_relay_proc *r = calloc((size_t)h, sizeof(*r));
+    char msg[256];
+    bench_relays *rs = NULL;
+    bench_relay_proc *r;
     int *fds = malloc(sizeof(int) * (size_t)(h * k)), nfd = 0, rcode = -1;
-    int made_dir = 0;
     bench_drain d = {.ep = epoll_create1(EPOLL_CLOEXEC)};
     long long want = 0;
     double cpu0, cpu1, rel0 = 0, rel1 = 0;
-    if (!r || !fds || d.ep < 0 || !mkdtemp(dir))
+    if (!fds || d.ep < 0 || !(rs = bench_relays_start(cfg->url, h)))
         goto out;
-    made_dir = 1;
-    for (int i = 0; i < h; i++)
-        if (bench_relay_start(cfg->url, dir, i, &r[i]) != 0) {
-            fprintf(stderr, "tc-bench: relay %d did not start (%s)\n", i,
-                    bench_tiercached_path() ? bench_tiercached_path()
-                                      : "no tiercached: set TIERCACHED");
-            goto out;
-        }
+    r = rs->r;
     for (int i = 0; i < h; i++)
         for (int j = 0; j < k; j++) {
             int fd = bench_unix_connect(r[i].sock);
@@ -257,7 +275,7 @@ out:
     for (int i = 0; i < nfd; i++)
         close(fds[i]);
     free(fds);
-    bench_relays_stop(r, h, made_dir ? dir : NULL);
+    bench_relays_stop(rs);
     return rcode;
 }
 
